@@ -1,0 +1,114 @@
+//! GDT and TSS of the boot CPU, with separate interrupt stacks (IST) for double fault, NMI and
+//! machine check so that those are reported even when the current stack is unusable.
+//!
+//! Selector layout (fixed, `syscall`/`sysret` rely on it later):
+//! 0x08 kernel code, 0x10 kernel data, 0x18 user code (32-bit, unused), 0x20 user data,
+//! 0x28 user code (64-bit), 0x30 TSS.
+use core::arch::global_asm;
+
+use spin::Once;
+use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, DescriptorFlags, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::{PrivilegeLevel, VirtAddr};
+
+/// IST slots (1-based in the IDT, 0-based in the TSS array).
+pub const IST_DOUBLE_FAULT: u8 = 1;
+pub const IST_NMI: u8 = 2;
+pub const IST_MACHINE_CHECK: u8 = 3;
+
+pub const KERNEL_CS: u16 = 0x08;
+pub const KERNEL_DS: u16 = 0x10;
+pub const USER_DS: u16 = 0x20 | 3;
+pub const USER_CS: u16 = 0x28 | 3;
+
+global_asm!(
+    r#"
+    .section .kstack, "aw", @nobits
+    .balign 4096
+    .global __ist_df_guard
+__ist_df_guard: .skip 4096
+    .skip 16384
+    .global __ist_df_top
+__ist_df_top:
+    .global __ist_nmi_guard
+__ist_nmi_guard: .skip 4096
+    .skip 16384
+    .global __ist_nmi_top
+__ist_nmi_top:
+    .global __ist_mc_guard
+__ist_mc_guard: .skip 4096
+    .skip 16384
+    .global __ist_mc_top
+__ist_mc_top:
+    .text
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static __ist_df_top: u8;
+    static __ist_nmi_top: u8;
+    static __ist_mc_top: u8;
+    static __boot_stack_top: u8;
+}
+
+struct Tables {
+    gdt: GlobalDescriptorTable<8>,
+    tss: &'static TaskStateSegment,
+    code: SegmentSelector,
+    data: SegmentSelector,
+    tss_sel: SegmentSelector,
+}
+
+static TSS: Once<TaskStateSegment> = Once::new();
+static TABLES: Once<Tables> = Once::new();
+
+fn addr_of(sym: &'static u8) -> VirtAddr {
+    VirtAddr::new(sym as *const u8 as u64)
+}
+
+/// Builds and loads the boot CPU's GDT and TSS, and reloads the segment registers.
+pub fn init_bsp() {
+    let tss = TSS.call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        // SAFETY (for the three reads below): the symbols are defined in the assembly above;
+        // only their addresses are taken, never their contents.
+        unsafe {
+            tss.interrupt_stack_table[(IST_DOUBLE_FAULT - 1) as usize] = addr_of(&__ist_df_top);
+            tss.interrupt_stack_table[(IST_NMI - 1) as usize] = addr_of(&__ist_nmi_top);
+            tss.interrupt_stack_table[(IST_MACHINE_CHECK - 1) as usize] = addr_of(&__ist_mc_top);
+            tss.privilege_stack_table[0] = addr_of(&__boot_stack_top);
+        }
+        tss
+    });
+    let t = TABLES.call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let code = gdt.append(Descriptor::kernel_code_segment());
+        let data = gdt.append(Descriptor::kernel_data_segment());
+        gdt.append(Descriptor::UserSegment(DescriptorFlags::USER_CODE32.bits()));
+        gdt.append(Descriptor::user_data_segment());
+        gdt.append(Descriptor::user_code_segment());
+        let tss_sel = gdt.append(Descriptor::tss_segment(tss));
+        Tables { gdt, tss, code, data, tss_sel }
+    });
+    debug_assert_eq!(t.code.0, KERNEL_CS);
+    debug_assert_eq!(t.data.0, KERNEL_DS);
+    debug_assert_eq!(t.tss_sel.0, 0x30);
+    let _ = t.tss;
+    t.gdt.load();
+    // SAFETY:
+    // 1. The GDT just loaded is 'static and holds these exact selectors (asserted above).
+    // 2. Segment registers only select descriptors; reloading them with the kernel selectors
+    //    while running kernel code in ring 0 keeps the current privilege level.
+    // 3. The TSS descriptor is valid, and not yet marked busy: load_tss is called once per GDT.
+    unsafe {
+        CS::set_reg(t.code);
+        DS::set_reg(t.data);
+        ES::set_reg(t.data);
+        SS::set_reg(t.data);
+        load_tss(t.tss_sel);
+    }
+    let _ = SegmentSelector::new(0, PrivilegeLevel::Ring0);
+}

@@ -1,0 +1,360 @@
+//! Physical memory and paging.
+//!
+//! Layout of the kernel's address space (4-level paging):
+//! - `0xffff_8000_0000_0000 + p`: the direct map of physical address `p`, for all RAM and at
+//!   least the low 4 GiB (MMIO holes mapped uncached), non-executable.
+//! - `0xffff_ffff_8000_0000 + p`: the kernel image, 4 KiB pages with per-section rights
+//!   (text read+execute, rodata read-only, data/bss read+write, never writable and executable);
+//!   the page below every kernel stack is left unmapped as a guard.
+//! - The lower half is empty (user space will live there).
+//!
+//! Physical frames come from a bitmap allocator (crate `kmem`) built from the multiboot2 memory
+//! map minus the first MiB, the kernel image, the boot modules, the boot information block and
+//! the bitmap itself. The kernel heap is one contiguous run of frames, used through the direct
+//! map by a linked-list allocator.
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use kmem::{FrameAllocator, RegionSet};
+pub use kmem::PhysRange;
+use linked_list_allocator::LockedHeap;
+use spin::Mutex;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::registers::model_specific::{Efer, EferFlags};
+use x86_64::structures::paging::{
+    FrameAllocator as X86FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F,
+    PhysFrame, Size1GiB, Size2MiB, Size4KiB,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+use crate::boot::{BootInfo, MemoryKind};
+
+pub const PAGE_SIZE: u64 = 4096;
+pub const DIRECT_MAP_BASE: u64 = 0xffff_8000_0000_0000;
+pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
+const GIB: u64 = 1 << 30;
+const MIB: u64 = 1 << 20;
+
+/// Virtual address of physical `p` in the direct map.
+pub const fn phys_to_virt(p: u64) -> u64 {
+    DIRECT_MAP_BASE + p
+}
+
+unsafe extern "C" {
+    static __kernel_phys_start: u8;
+    static __kernel_phys_end: u8;
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+    static __data_start: u8;
+    static __data_end: u8;
+    static __boot_stack_guard: u8;
+    static __ist_df_guard: u8;
+    static __ist_nmi_guard: u8;
+    static __ist_mc_guard: u8;
+}
+
+fn sym(s: &'static u8) -> u64 {
+    s as *const u8 as u64
+}
+
+static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+static KERNEL_PML4: AtomicU64 = AtomicU64::new(0);
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+/// Figures the boot path reports.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemStats {
+    pub usable_bytes: u64,
+    pub total_frames: usize,
+    pub free_frames: usize,
+    pub heap_bytes: u64,
+    pub direct_map_bytes: u64,
+    pub kernel_image: PhysRange,
+    pub huge_pages_1g: bool,
+}
+
+/// Hands 4 KiB frames to the x86_64 crate's mapper during set-up.
+struct Frames<'a>(&'a mut FrameAllocator<'static>);
+
+// SAFETY: every frame returned comes from the bitmap allocator, which never hands out a frame
+// twice or one outside usable RAM; the mapper zeroes the frames it turns into tables.
+unsafe impl X86FrameAllocator<Size4KiB> for Frames<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        let p = self.0.alloc()?;
+        // Early tables are reached through the boot direct map, which covers only 4 GiB.
+        assert!(p < 4 * GIB, "early page-table frame above 4 GiB");
+        PhysFrame::from_start_address(PhysAddr::new(p)).ok()
+    }
+}
+
+fn nx_supported() -> bool {
+    Efer::read().contains(EferFlags::NO_EXECUTE_ENABLE)
+}
+
+fn gib_pages_supported() -> bool {
+    crate::cpu::cpuid(0x8000_0001, 0).edx & (1 << 26) != 0
+}
+
+/// Builds the frame allocator, the kernel page tables and the heap. Called once, on the boot
+/// CPU, while the boot page tables are active.
+pub(crate) fn init(info: &BootInfo) -> Result<MemStats, &'static str> {
+    // SAFETY: only the addresses of linker-defined symbols are taken.
+    let kernel = unsafe { PhysRange::new(sym(&__kernel_phys_start), sym(&__kernel_phys_end)) };
+
+    let mut usable: RegionSet<256> = RegionSet::new();
+    for r in info.memory_regions() {
+        if r.kind == MemoryKind::Available {
+            let pr = r.range.page_align_inward();
+            if !pr.is_empty() {
+                usable.add(pr).map_err(|_| "too many memory-map regions")?;
+            }
+        }
+    }
+    let usable_bytes = usable.total();
+    let ram_top = usable.max_address().ok_or("no usable memory in the memory map")?;
+    let reserve = |set: &mut RegionSet<256>, r: PhysRange| set.remove(r).map_err(|_| "memory map too fragmented");
+    reserve(&mut usable, PhysRange::new(0, MIB))?;
+    reserve(&mut usable, kernel)?;
+    reserve(&mut usable, info.info_range)?;
+    for m in info.modules() {
+        reserve(&mut usable, m.range)?;
+    }
+
+    // The bitmap itself: below 4 GiB so the boot direct map reaches it.
+    let words = FrameAllocator::bitmap_words_for(ram_top);
+    let bytes = (words as u64 * 8).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    let bm = usable
+        .first_fit(bytes, PAGE_SIZE)
+        .filter(|r| r.end <= 4 * GIB)
+        .ok_or("no room for the frame bitmap below 4 GiB")?;
+    reserve(&mut usable, bm)?;
+    // SAFETY:
+    // 1. `bm` is usable RAM (from the memory map) below 4 GiB, so the direct map (boot tables
+    //    now, kernel tables later: both map it at the same address) covers it for `bytes` bytes.
+    // 2. It has been removed from `usable`, so the allocator never hands it out: this slice is
+    //    the only reference to that memory for the rest of the run.
+    // 3. Any bit pattern is a valid u64 and the address is page aligned.
+    let bitmap: &'static mut [u64] =
+        unsafe { core::slice::from_raw_parts_mut(phys_to_virt(bm.start) as *mut u64, words) };
+    let mut alloc = FrameAllocator::new(bitmap, ram_top, &usable).map_err(|_| "frame bitmap too small")?;
+
+    let direct_top = ram_top.max(4 * GIB).next_multiple_of(GIB);
+    let pml4 = build_kernel_tables(&mut alloc, info, direct_top)?;
+
+    // SAFETY:
+    // 1. `pml4` maps the kernel image at the address it is linked at with the right rights, the
+    //    current stack (in .kstack) and the direct map, so execution continues seamlessly.
+    // 2. The frames of the new tables come from the allocator and are referenced nowhere else.
+    unsafe { Cr3::write(pml4, Cr3Flags::empty()) };
+    KERNEL_PML4.store(pml4.start_address().as_u64(), Ordering::Release);
+
+    // Heap: 1/8 of usable RAM, between 4 and 64 MiB.
+    let heap_bytes = (usable_bytes / 8).clamp(4 * MIB, 64 * MIB) & !(PAGE_SIZE - 1);
+    let heap = alloc
+        .alloc_contiguous((heap_bytes / PAGE_SIZE) as usize, 1)
+        .ok_or("not enough contiguous memory for the kernel heap")?;
+    // SAFETY:
+    // 1. `[heap, heap + heap_bytes)` is a run of frames just taken from the allocator: unused and
+    //    owned by the heap from now on.
+    // 2. The direct map covers it (it is usable RAM below `direct_top`).
+    // 3. `init` is called once (this function runs once on the boot CPU).
+    unsafe { HEAP.lock().init(phys_to_virt(heap) as *mut u8, heap_bytes as usize) };
+
+    let stats = MemStats {
+        usable_bytes,
+        total_frames: alloc.total_count(),
+        free_frames: alloc.free_count(),
+        heap_bytes,
+        direct_map_bytes: direct_top,
+        kernel_image: kernel,
+        huge_pages_1g: gib_pages_supported(),
+    };
+    *FRAMES.lock() = Some(alloc);
+    Ok(stats)
+}
+
+fn build_kernel_tables(
+    alloc: &mut FrameAllocator<'static>,
+    info: &BootInfo,
+    direct_top: u64,
+) -> Result<PhysFrame, &'static str> {
+    let pml4_phys = alloc.alloc().ok_or("out of memory for page tables")?;
+    let pml4_ptr = phys_to_virt(pml4_phys) as *mut PageTable;
+    // SAFETY:
+    // 1. The frame was just allocated: nothing else refers to it, and the boot direct map
+    //    reaches it (allocations come lowest first, well below 4 GiB; `Frames` asserts it).
+    // 2. A zeroed PageTable is valid (all entries unused); we write it before referencing it.
+    let pml4: &mut PageTable = unsafe {
+        pml4_ptr.write(PageTable::new());
+        &mut *pml4_ptr
+    };
+    // SAFETY: the direct map at DIRECT_MAP_BASE covers every frame this mapper will touch (see
+    // above), so its physical-to-virtual translation is correct.
+    let mut mapper = unsafe { OffsetPageTable::new(pml4, VirtAddr::new(DIRECT_MAP_BASE)) };
+    let mut frames = Frames(alloc);
+    let nx = if nx_supported() { F::NO_EXECUTE } else { F::empty() };
+
+    // Direct map.
+    let is_ram = |start: u64, len: u64| {
+        info.memory_regions().iter().any(|r| {
+            r.kind != MemoryKind::Reserved && r.range.start < start + len && start < r.range.end
+        })
+    };
+    let base = F::PRESENT | F::WRITABLE | F::GLOBAL | nx;
+    let uncached = F::NO_CACHE | F::WRITE_THROUGH;
+    let huge = gib_pages_supported();
+    let mut p = 0;
+    while p < direct_top {
+        let va = VirtAddr::new(phys_to_virt(p));
+        let pa = PhysAddr::new(p);
+        if huge && p >= 4 * GIB && p + GIB <= direct_top {
+            let page = Page::<Size1GiB>::from_start_address(va).map_err(|_| "misaligned")?;
+            let frame = PhysFrame::from_start_address(pa).map_err(|_| "misaligned")?;
+            // SAFETY: maps physical memory into the kernel-only direct map; the new tables are not
+            // active yet, so no live mapping changes (the flush is ignored for that reason).
+            unsafe { mapper.map_to(page, frame, base, &mut frames) }
+                .map_err(|_| "direct map: mapping failed")?
+                .ignore();
+            p += GIB;
+            continue;
+        }
+        let flags = if is_ram(p, 2 * MIB) { base } else { base | uncached };
+        let page = Page::<Size2MiB>::from_start_address(va).map_err(|_| "misaligned")?;
+        let frame = PhysFrame::from_start_address(pa).map_err(|_| "misaligned")?;
+        // SAFETY: as above.
+        unsafe { mapper.map_to(page, frame, flags, &mut frames) }
+            .map_err(|_| "direct map: mapping failed")?
+            .ignore();
+        p += 2 * MIB;
+    }
+
+    // Kernel image, per section.
+    // SAFETY: only addresses of linker-defined symbols are taken.
+    let (text, rodata, data, guards) = unsafe {
+        (
+            (sym(&__text_start), sym(&__text_end)),
+            (sym(&__rodata_start), sym(&__rodata_end)),
+            (sym(&__data_start), sym(&__data_end)),
+            [sym(&__boot_stack_guard), sym(&__ist_df_guard), sym(&__ist_nmi_guard), sym(&__ist_mc_guard)],
+        )
+    };
+    let sections = [
+        (text, F::PRESENT | F::GLOBAL),
+        (rodata, F::PRESENT | F::GLOBAL | nx),
+        (data, F::PRESENT | F::WRITABLE | F::GLOBAL | nx),
+    ];
+    for ((start, end), flags) in sections {
+        let mut va = start;
+        while va < end {
+            if !guards.contains(&va) {
+                let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va)).map_err(|_| "misaligned")?;
+                let frame = PhysFrame::from_start_address(PhysAddr::new(va - KERNEL_BASE))
+                    .map_err(|_| "misaligned")?;
+                // SAFETY: maps the kernel's own image at its link address; tables not active yet.
+                unsafe { mapper.map_to(page, frame, flags, &mut frames) }
+                    .map_err(|_| "kernel map: mapping failed")?
+                    .ignore();
+            }
+            va += PAGE_SIZE;
+        }
+    }
+    PhysFrame::from_start_address(PhysAddr::new(pml4_phys)).map_err(|_| "misaligned")
+}
+
+/// Reads a u64 of kernel memory if the address is mapped (walks the active page tables through
+/// the direct map). Used by the backtrace walker so a corrupt frame pointer cannot fault.
+pub fn read_kernel_u64(va: u64) -> Option<u64> {
+    if va % 8 != 0 || va < DIRECT_MAP_BASE {
+        return None;
+    }
+    translate(va)?;
+    // SAFETY: `translate` found a present mapping for `va`, and an aligned u64 never crosses a
+    // page boundary, so the read touches only mapped memory; volatile because it may be racing.
+    Some(unsafe { core::ptr::read_volatile(va as *const u64) })
+}
+
+/// If `addr` lies in the unmapped guard page below one of the kernel's stacks, that stack's name.
+pub fn guard_page_of(addr: u64) -> Option<&'static str> {
+    // SAFETY: only the addresses of linker-defined symbols are taken.
+    let guards = unsafe {
+        [
+            (sym(&__boot_stack_guard), "boot CPU's kernel stack"),
+            (sym(&__ist_df_guard), "double-fault stack"),
+            (sym(&__ist_nmi_guard), "NMI stack"),
+            (sym(&__ist_mc_guard), "machine-check stack"),
+        ]
+    };
+    guards.iter().find(|(g, _)| (*g..*g + PAGE_SIZE).contains(&addr)).map(|(_, n)| *n)
+}
+
+/// Physical address `va` maps to in the active page tables, if any.
+pub fn translate(va: u64) -> Option<u64> {
+    let (frame, _) = Cr3::read();
+    let mut table = frame.start_address().as_u64();
+    for level in (0..4).rev() {
+        let index = (va >> (12 + 9 * level)) & 0x1ff;
+        let entry_pa = table + index * 8;
+        // SAFETY: page-table frames lie in RAM, which the direct map covers (both the boot and the
+        // kernel tables map it), and an aligned u64 read of an entry has no side effects.
+        let entry = unsafe { core::ptr::read_volatile(phys_to_virt(entry_pa) as *const u64) };
+        if entry & 1 == 0 {
+            return None;
+        }
+        let addr = entry & 0x000f_ffff_ffff_f000;
+        if level > 0 && level < 3 && entry & (1 << 7) != 0 {
+            let size = 1u64 << (12 + 9 * level);
+            return Some((addr & !(size - 1)) + (va & (size - 1)));
+        }
+        if level == 0 {
+            return Some(addr + (va & 0xfff));
+        }
+        table = addr;
+    }
+    None
+}
+
+/// The bytes of a boot module. Boot modules are reserved for the whole run (the allocator
+/// never hands their frames out), so the slice stays valid.
+pub fn module_bytes(m: &crate::boot::Module) -> &'static [u8] {
+    let len = m.range.len() as usize;
+    if len == 0 {
+        return &[];
+    }
+    // SAFETY:
+    // 1. The module's range was removed from usable memory before the frame allocator was built,
+    //    so nothing ever writes it, and the direct map covers it (below 4 GiB, loaded by GRUB).
+    // 2. u8 has no invalid bit patterns.
+    unsafe { core::slice::from_raw_parts(phys_to_virt(m.range.start) as *const u8, len) }
+}
+
+/// Allocates one zeroed 4 KiB frame; returns its physical address.
+pub fn alloc_frame() -> Option<u64> {
+    let p = crate::cpu::without_interrupts(|| FRAMES.lock().as_mut()?.alloc())?;
+    // SAFETY: the frame was just allocated (exclusively ours) and the direct map covers it.
+    unsafe { core::ptr::write_bytes(phys_to_virt(p) as *mut u8, 0, PAGE_SIZE as usize) };
+    Some(p)
+}
+
+/// Returns a frame obtained from [`alloc_frame`].
+pub fn free_frame(p: u64) -> Result<(), kmem::Error> {
+    crate::cpu::without_interrupts(|| match FRAMES.lock().as_mut() {
+        Some(a) => a.free(p),
+        None => Ok(()),
+    })
+}
+
+/// (free, total) frame counts.
+pub fn frame_counts() -> (usize, usize) {
+    crate::cpu::without_interrupts(|| FRAMES.lock().as_ref().map_or((0, 0), |a| (a.free_count(), a.total_count())))
+}
+
+/// (used, free) bytes of the kernel heap.
+pub fn heap_usage() -> (usize, usize) {
+    crate::cpu::without_interrupts(|| {
+        let h = HEAP.lock();
+        (h.used(), h.free())
+    })
+}

@@ -1,0 +1,133 @@
+//! COM1..COM4 16550 UARTs (through the `uart_16550` crate) and the kernel console output.
+//!
+//! Output is polled (the console must work in a fault handler with interrupts off). Receive is
+//! interrupt driven: [`enable_rx_interrupt`] turns on the UART's "data available" interrupt and
+//! the kernel's IRQ handler drains bytes with [`try_read`].
+use core::fmt::{self, Write};
+
+use spin::Mutex;
+use uart_16550::backend::PioBackend;
+use uart_16550::spec::registers::IER;
+use uart_16550::{BaudRate, Config, Uart16550};
+
+/// I/O base ports of the four PC serial ports.
+pub const COM_PORTS: [u16; 4] = [0x3f8, 0x2f8, 0x3e8, 0x2e8];
+/// Legacy IRQ lines of COM1..COM4.
+pub const COM_IRQS: [u8; 4] = [4, 3, 4, 3];
+
+struct Console {
+    uart: Option<Uart16550<PioBackend>>,
+}
+
+static COM1: Mutex<Console> = Mutex::new(Console { uart: None });
+
+fn config(rx_interrupt: bool) -> Config {
+    Config {
+        baud_rate: BaudRate::Baud115200,
+        interrupts: if rx_interrupt { IER::DATA_READY } else { IER::empty() },
+        ..Config::DEFAULT
+    }
+}
+
+/// Initialises COM1 for polled output (idempotent). Output before this is dropped.
+pub fn init() {
+    let mut c = COM1.lock();
+    if c.uart.is_some() {
+        return;
+    }
+    // SAFETY:
+    // 1. 0x3f8..0x3ff are the PC's COM1 registers; nothing else in the system drives them
+    //    (this `Mutex` is the only owner of the device from here on).
+    // 2. The ports stay valid for the whole run of the machine.
+    let mut uart = match unsafe { Uart16550::new_port(COM_PORTS[0]) } {
+        Ok(u) => u,
+        Err(_) => return,
+    };
+    if uart.init(config(false)).is_ok() {
+        c.uart = Some(uart);
+    }
+}
+
+/// Turns on the receive interrupt of COM1 (the caller has routed its IRQ).
+pub fn enable_rx_interrupt() {
+    crate::cpu::without_interrupts(|| {
+        if let Some(u) = COM1.lock().uart.as_mut() {
+            let _ = u.init(config(true));
+        }
+    })
+}
+
+/// One received byte of COM1, if the UART holds one.
+pub fn try_read() -> Option<u8> {
+    crate::cpu::without_interrupts(|| COM1.lock().uart.as_mut()?.try_receive_byte().ok())
+}
+
+fn write_bytes(c: &mut Console, bytes: &[u8]) {
+    let Some(u) = c.uart.as_mut() else { return };
+    for &b in bytes {
+        if b == b'\n' {
+            u.send_bytes_exact(b"\r\n");
+        } else {
+            u.send_bytes_exact(&[b]);
+        }
+    }
+}
+
+struct Writer<'a>(&'a mut Console);
+
+impl Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write_bytes(self.0, s.as_bytes());
+        Ok(())
+    }
+}
+
+#[doc(hidden)]
+pub fn _print(args: fmt::Arguments<'_>) {
+    crate::cpu::without_interrupts(|| {
+        let mut c = COM1.lock();
+        let _ = Writer(&mut c).write_fmt(args);
+    });
+}
+
+/// Prints even if the console lock is held (by the code that just faulted, say). Only for the
+/// fatal paths: fault reports and panics, after which the machine stops.
+pub fn _print_fatal(args: fmt::Arguments<'_>) {
+    if COM1.is_locked() {
+        // SAFETY: we are on the way to stopping the machine; whoever held the lock was
+        // interrupted by this fault on this CPU and will never run again, and other CPUs are
+        // not started by the foundation kernel. Interleaved output is the worst outcome.
+        unsafe { COM1.force_unlock() };
+    }
+    let mut c = COM1.lock();
+    if c.uart.is_none() {
+        drop(c);
+        init();
+        c = COM1.lock();
+    }
+    let _ = Writer(&mut c).write_fmt(args);
+}
+
+/// Writes raw bytes to the console (no newline translation beyond `\n` -> `\r\n`).
+pub fn write_raw(bytes: &[u8]) {
+    crate::cpu::without_interrupts(|| write_bytes(&mut COM1.lock(), bytes));
+}
+
+/// `print!` to the kernel console (COM1).
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => ($crate::serial::_print(format_args!($($arg)*)));
+}
+
+/// `println!` to the kernel console (COM1).
+#[macro_export]
+macro_rules! println {
+    () => ($crate::print!("\n"));
+    ($($arg:tt)*) => ($crate::serial::_print(format_args!("{}\n", format_args!($($arg)*))));
+}
+
+/// Printing on the fatal paths (see [`_print_fatal`]).
+#[macro_export]
+macro_rules! fatal_println {
+    ($($arg:tt)*) => ($crate::serial::_print_fatal(format_args!("{}\n", format_args!($($arg)*))));
+}

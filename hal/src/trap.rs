@@ -1,0 +1,266 @@
+//! Interrupt and exception entry: one assembly stub per vector saves every general register
+//! into a [`TrapFrame`] and calls [`hal_trap_dispatch`]. CPU exceptions go to the exception
+//! hook (the kernel's, once it has one) and otherwise produce a fault report and stop the
+//! machine; device interrupts go to the handler registered for their vector.
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use spin::Once;
+use x86_64::instructions::tables::lidt;
+use x86_64::structures::DescriptorTablePointer;
+use x86_64::VirtAddr;
+
+use crate::gdt;
+
+global_asm!(
+    r#"
+    .macro TRAP_STUB v
+    .balign 16
+hal_vec_\v:
+    .if (\v == 8) || (\v == 10) || (\v == 11) || (\v == 12) || (\v == 13) || (\v == 14) || (\v == 17) || (\v == 21) || (\v == 29) || (\v == 30)
+    .else
+    pushq $0
+    .endif
+    pushq $\v
+    jmp hal_trap_common
+    .endm
+
+    .text
+    .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99,100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115,116,117,118,119,120,121,122,123,124,125,126,127,128,129,130,131,132,133,134,135,136,137,138,139,140,141,142,143,144,145,146,147,148,149,150,151,152,153,154,155,156,157,158,159,160,161,162,163,164,165,166,167,168,169,170,171,172,173,174,175,176,177,178,179,180,181,182,183,184,185,186,187,188,189,190,191,192,193,194,195,196,197,198,199,200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215,216,217,218,219,220,221,222,223,224,225,226,227,228,229,230,231,232,233,234,235,236,237,238,239,240,241,242,243,244,245,246,247,248,249,250,251,252,253,254,255
+    TRAP_STUB \v
+    .endr
+
+    .balign 16
+hal_trap_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    cld
+    mov %rsp, %rdi
+    call hal_trap_dispatch
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    iretq
+
+    .section .rodata
+    .balign 8
+    .global hal_vector_table
+hal_vector_table:
+    .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99,100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115,116,117,118,119,120,121,122,123,124,125,126,127,128,129,130,131,132,133,134,135,136,137,138,139,140,141,142,143,144,145,146,147,148,149,150,151,152,153,154,155,156,157,158,159,160,161,162,163,164,165,166,167,168,169,170,171,172,173,174,175,176,177,178,179,180,181,182,183,184,185,186,187,188,189,190,191,192,193,194,195,196,197,198,199,200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215,216,217,218,219,220,221,222,223,224,225,226,227,228,229,230,231,232,233,234,235,236,237,238,239,240,241,242,243,244,245,246,247,248,249,250,251,252,253,254,255
+    .quad hal_vec_\v
+    .endr
+    .text
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static hal_vector_table: [u64; 256];
+}
+
+/// Registers as the entry stubs save them, lowest address first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+impl TrapFrame {
+    /// Whether the trap came from user mode (ring 3).
+    pub fn from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+pub const EXCEPTION_NAMES: [(&str, &str); 32] = [
+    ("Divide error", "#DE"),
+    ("Debug", "#DB"),
+    ("Non-maskable interrupt", "NMI"),
+    ("Breakpoint", "#BP"),
+    ("Overflow", "#OF"),
+    ("BOUND range exceeded", "#BR"),
+    ("Invalid opcode", "#UD"),
+    ("Device not available", "#NM"),
+    ("Double fault", "#DF"),
+    ("Coprocessor segment overrun", "#CSO"),
+    ("Invalid TSS", "#TS"),
+    ("Segment not present", "#NP"),
+    ("Stack-segment fault", "#SS"),
+    ("General protection fault", "#GP"),
+    ("Page fault", "#PF"),
+    ("Reserved", "#15"),
+    ("x87 floating-point error", "#MF"),
+    ("Alignment check", "#AC"),
+    ("Machine check", "#MC"),
+    ("SIMD floating-point error", "#XM"),
+    ("Virtualization exception", "#VE"),
+    ("Control protection exception", "#CP"),
+    ("Reserved", "#22"),
+    ("Reserved", "#23"),
+    ("Reserved", "#24"),
+    ("Reserved", "#25"),
+    ("Reserved", "#26"),
+    ("Reserved", "#27"),
+    ("Hypervisor injection exception", "#HV"),
+    ("VMM communication exception", "#VC"),
+    ("Security exception", "#SX"),
+    ("Reserved", "#31"),
+];
+
+pub const VECTOR_PAGE_FAULT: u64 = 14;
+/// First vector of the legacy PIC's IRQs.
+pub const IRQ_BASE: u8 = 32;
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+
+/// A raw 16-byte IDT gate.
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+struct Gate([u64; 2]);
+
+#[repr(C, align(4096))]
+struct Idt([Gate; 256]);
+
+static IDT: Once<Idt> = Once::new();
+
+fn gate(handler: u64, ist: u8, user_callable: bool) -> Gate {
+    let dpl: u64 = if user_callable { 3 } else { 0 };
+    let low = (handler & 0xffff)
+        | (u64::from(gdt::KERNEL_CS) << 16)
+        | (u64::from(ist & 7) << 32)
+        | (0xe << 40) // 64-bit interrupt gate: IF cleared on entry
+        | (dpl << 45)
+        | (1 << 47) // present
+        | ((handler >> 16) & 0xffff) << 48;
+    Gate([low, handler >> 32])
+}
+
+/// Builds and loads the IDT (every vector goes through the common stub).
+pub fn init() {
+    let idt = IDT.call_once(|| {
+        // SAFETY: `hal_vector_table` is a 256-entry table of stub addresses emitted above and
+        // never written.
+        let table = unsafe { &hal_vector_table };
+        let mut gates = [Gate([0, 0]); 256];
+        for (v, g) in gates.iter_mut().enumerate() {
+            let ist = match v {
+                8 => gdt::IST_DOUBLE_FAULT,
+                2 => gdt::IST_NMI,
+                18 => gdt::IST_MACHINE_CHECK,
+                _ => 0,
+            };
+            // int3 may be used from user mode (debuggers); everything else is kernel-only.
+            *g = gate(table[v], ist, v == 3);
+        }
+        Idt(gates)
+    });
+    let ptr = DescriptorTablePointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: VirtAddr::new(idt as *const Idt as u64),
+    };
+    // SAFETY: the IDT is 'static (a `Once`), fully initialised, and every gate points at a stub
+    // in this module with the kernel code selector the GDT defines.
+    unsafe { lidt(&ptr) };
+}
+
+/// A handler for an exception: returns true if it dealt with it (e.g. killed a user task) and
+/// execution may resume with the (possibly modified) frame.
+pub type ExceptionHook = fn(&mut TrapFrame) -> bool;
+/// A device interrupt handler.
+pub type IrqHandler = fn(&mut TrapFrame);
+
+static EXCEPTION_HOOK: AtomicUsize = AtomicUsize::new(0);
+static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+
+/// Installs the kernel's exception hook (called before the fault report).
+pub fn set_exception_hook(hook: ExceptionHook) {
+    EXCEPTION_HOOK.store(hook as usize, Ordering::Release);
+}
+
+/// Installs `handler` for interrupt vector `vector` (32..=255).
+pub fn set_handler(vector: u8, handler: IrqHandler) {
+    assert!(vector >= 32, "vectors below 32 are CPU exceptions");
+    HANDLERS[vector as usize].store(handler as usize, Ordering::Release);
+}
+
+fn load_fn<T: Copy>(slot: &AtomicUsize) -> Option<T> {
+    let raw = slot.load(Ordering::Acquire);
+    if raw == 0 {
+        return None;
+    }
+    debug_assert_eq!(core::mem::size_of::<T>(), core::mem::size_of::<usize>());
+    // SAFETY: the slot only ever holds 0 or a value stored from a `T` fn pointer by the
+    // setters above (`T` is `ExceptionHook` or `IrqHandler` at every call site), so the
+    // bits are a valid function pointer of type `T`.
+    Some(unsafe { core::mem::transmute_copy::<usize, T>(&raw) })
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn hal_trap_dispatch(frame: &mut TrapFrame) {
+    let v = frame.vector;
+    if v < 32 {
+        if let Some(hook) = load_fn::<ExceptionHook>(&EXCEPTION_HOOK) {
+            if hook(frame) {
+                return;
+            }
+        }
+        crate::fault::report_exception(frame);
+        crate::fatal_println!("system halted.");
+        crate::cpu::power_off(crate::cpu::ExitCode::Failure);
+    }
+    let vec = v as u8;
+    if crate::pic::is_spurious(vec) {
+        return;
+    }
+    match load_fn::<IrqHandler>(&HANDLERS[v as usize]) {
+        Some(h) => h(frame),
+        None => crate::println!("hal: unexpected interrupt, vector {v}"),
+    }
+    crate::pic::end_of_interrupt(vec);
+}

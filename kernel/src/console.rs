@@ -1,0 +1,114 @@
+//! The boot console: a command prompt (`>`) on COM1 with line editing. It is the kernel's own
+//! monitor until the user-space shell exists, and what `cargo xtask run --batch` talks to.
+use alloc::string::String;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use hal::{print, println};
+
+use crate::drivers::serial;
+use crate::initrd::BootFs;
+
+pub const PROMPT: &str = ">";
+
+const HELP: &str = "\
+commands:
+  help              this list
+  echo TEXT         print TEXT
+  mem               physical frames and kernel heap in use
+  cpus              processors found in the ACPI MADT
+  ls                list /boot
+  cat FILE          print a file of /boot
+  poweroff          power the machine off";
+
+/// Whether the last line ended with CR (so a following LF belongs to it, not a new line).
+static LAST_CR: AtomicBool = AtomicBool::new(false);
+
+/// Reads one line with echo and backspace handling; CR, LF and CR LF all end a line.
+fn read_line(line: &mut String) {
+    line.clear();
+    loop {
+        let b = serial::read_byte();
+        let last_cr = LAST_CR.swap(b == b'\r', Ordering::Relaxed);
+        match b {
+            b'\n' if last_cr => continue,
+            b'\r' | b'\n' => {
+                println!();
+                return;
+            }
+            0x08 | 0x7f => {
+                if line.pop().is_some() {
+                    hal::serial::write_raw(b"\x08 \x08");
+                }
+            }
+            0x20..=0x7e => {
+                line.push(b as char);
+                hal::serial::write_raw(&[b]);
+            }
+            _ => {}
+        }
+    }
+}
+
+pub fn run(fs: BootFs) -> ! {
+    println!("Quest-RS boot console; type 'help' for commands.");
+    let mut line = String::new();
+    loop {
+        print!("{PROMPT}");
+        read_line(&mut line);
+        let cmd = line.trim();
+        let (name, args) = cmd.split_once(' ').map_or((cmd, ""), |(n, a)| (n, a.trim()));
+        match name {
+            "" => {}
+            "help" => println!("{HELP}"),
+            "echo" => println!("{args}"),
+            "mem" => {
+                let (free, total) = hal::mm::frame_counts();
+                let (used, hfree) = hal::mm::heap_usage();
+                println!(
+                    "frames: {} of {} free ({} MiB of {} MiB); heap: {} bytes used, {} bytes free",
+                    free,
+                    total,
+                    free * 4096 >> 20,
+                    total * 4096 >> 20,
+                    used,
+                    hfree
+                );
+                let d = serial::dropped();
+                if d > 0 {
+                    println!("serial: {d} received bytes dropped (buffer full)");
+                }
+            }
+            "cpus" => match hal::acpi::platform() {
+                Some(p) => {
+                    println!("{} CPUs:", p.cpu_count);
+                    for (i, id) in p.apic_ids[..p.cpu_count].iter().enumerate() {
+                        println!("  cpu{i}: APIC id {id}");
+                    }
+                }
+                None => println!("no ACPI processor information"),
+            },
+            "ls" => {
+                let mut n = 0;
+                for (name, size) in fs.files() {
+                    println!("{size:>10}  /boot/{name}");
+                    n += 1;
+                }
+                println!("{n} files");
+            }
+            "cat" => match fs.read(args) {
+                Some(data) => match core::str::from_utf8(data) {
+                    Ok(text) => print!("{text}"),
+                    Err(_) => println!("cat: {args}: binary file ({} bytes)", data.len()),
+                },
+                None => println!("cat: {args}: no such file in /boot"),
+            },
+            "poweroff" => {
+                println!("Quest-RS: powering off.");
+                hal::cpu::power_off(hal::cpu::ExitCode::Success);
+            }
+            #[cfg(feature = "ktest")]
+            "ktest" => crate::ktest::run(args),
+            _ => println!("{name}: unknown command (try 'help')"),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Quest-RS kernel: policy on top of `hal`.
+//!
+//! The foundation kernel boots, reports the machine (banner), exercises the heap, takes the
+//! serial console's receive interrupt, and runs the boot console: a line-oriented command
+//! prompt on COM1 that the user-space shell will replace.
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+mod console;
+mod drivers;
+mod initrd;
+#[cfg(feature = "ktest")]
+mod ktest;
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use hal::println;
+
+hal::entry_point!(kernel_main);
+
+/// Version printed in the banner.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn kernel_main(boot: &'static hal::Boot) -> ! {
+    let info = &boot.info;
+    let mem = &boot.mem;
+    let mut brand = [0u8; 48];
+    println!();
+    println!(
+        "Quest-RS {VERSION} (x86_64{}) booted by {} via {}",
+        if cfg!(feature = "ktest") { ", ktest build" } else { "" },
+        if info.loader_name().is_empty() { "an unknown loader" } else { info.loader_name() },
+        info.firmware.name(),
+    );
+    println!("cpu: {}{}", hal::cpu::brand(&mut brand), if hal::cpu::in_vm() { " (virtual machine)" } else { "" });
+
+    match hal::acpi::init(info.acpi_root) {
+        Ok(p) => {
+            println!(
+                "CPUs: {} found (ACPI MADT), {} IOAPIC(s){}",
+                p.cpu_count,
+                p.ioapic_count,
+                if p.cpus_ignored > 0 { " (more CPUs than the supported maximum were ignored)" } else { "" }
+            );
+        }
+        Err(e) => println!("CPUs: 1 assumed ({e})"),
+    }
+    println!(
+        "memory map: {} entries{}, {} MiB usable; {} MiB free in {} frames; kernel image {:#x}-{:#x}",
+        info.memory_regions().len(),
+        if info.regions_dropped > 0 { " (some dropped)" } else { "" },
+        mem.usable_bytes >> 20,
+        (mem.free_frames as u64 * 4096) >> 20,
+        mem.free_frames,
+        mem.kernel_image.start,
+        mem.kernel_image.end,
+    );
+    println!(
+        "paging: 4-level, direct map of {} GiB at {:#x}, heap {} MiB, symbols: {}",
+        mem.direct_map_bytes >> 30,
+        hal::mm::DIRECT_MAP_BASE,
+        mem.heap_bytes >> 20,
+        hal::fault::symbol_count()
+    );
+    if !info.cmdline().is_empty() {
+        println!("command line: {}", info.cmdline());
+    }
+    heap_self_check();
+
+    let boot_fs = initrd::init(info);
+    drivers::serial::init();
+    hal::cpu::enable_interrupts();
+    console::run(boot_fs)
+}
+
+/// A quick proof that `alloc` works before anything depends on it.
+fn heap_self_check() {
+    let v: Vec<u64> = (0..1000).collect();
+    let b = Box::new(v.iter().sum::<u64>());
+    let mut m = BTreeMap::new();
+    for i in 0..100u32 {
+        m.insert(i, i * i);
+    }
+    assert_eq!(*b, 499_500);
+    assert_eq!(m.get(&12), Some(&144));
+    let (used, free) = hal::mm::heap_usage();
+    println!("heap: ok (Vec, Box, BTreeMap); {used} bytes used, {} KiB free", free / 1024);
+}

@@ -1,0 +1,135 @@
+//! Building the kernel and its bootable ISO: kernel ELF, symbol map, /boot initrd (cpio newc),
+//! GRUB configuration, `grub-mkrescue` (one ISO boots legacy BIOS and UEFI).
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use object::{Object, ObjectSymbol, SymbolKind};
+
+use crate::{cargo, root};
+
+/// Kernel build profile (Cargo.toml: optimised, debug assertions on).
+pub const PROFILE: &str = "kernel";
+pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
+
+pub struct Image {
+    pub elf: PathBuf,
+    pub iso: PathBuf,
+}
+
+/// Builds the kernel (`ktest`: the test build) and an ISO with `add` in /boot.
+pub fn build(ktest: bool, add: &[PathBuf]) -> Result<Image> {
+    let flavour = if ktest { "ktest" } else { "normal" };
+    let mut c = cargo();
+    c.args(["build", "-p", "kernel", "--bin", "quest", "--target", KERNEL_TARGET, "--profile", PROFILE]);
+    if ktest {
+        c.args(["--features", "ktest"]);
+    }
+    let st = c.status().context("running cargo build for the kernel")?;
+    if !st.success() {
+        bail!("kernel build failed");
+    }
+    let built = root().join("target").join(KERNEL_TARGET).join(PROFILE).join("quest");
+    let out = root().join("target/quest").join(flavour);
+    let iso_root = out.join("iso");
+    if iso_root.exists() {
+        fs::remove_dir_all(&iso_root)?;
+    }
+    fs::create_dir_all(iso_root.join("boot/grub"))?;
+    let elf = out.join("quest.elf");
+    fs::copy(&built, &elf).with_context(|| format!("copying {}", built.display()))?;
+    let elf_bytes = fs::read(&elf)?;
+
+    fs::copy(&elf, iso_root.join("boot/quest.elf"))?;
+    fs::write(iso_root.join("boot/kernel.sym"), symbol_map(&elf_bytes)?)?;
+    fs::write(iso_root.join("boot/initrd.cpio"), initrd(add)?)?;
+    fs::write(iso_root.join("boot/grub/grub.cfg"), GRUB_CFG)?;
+
+    let iso = out.join("quest.iso");
+    let output = std::process::Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(&iso)
+        .arg(&iso_root)
+        .output()
+        .context("running grub-mkrescue")?;
+    if !output.status.success() {
+        bail!("grub-mkrescue failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(Image { elf, iso })
+}
+
+const GRUB_CFG: &str = "\
+set timeout=0
+set default=0
+set gfxpayload=text
+menuentry \"Quest-RS\" {
+    multiboot2 /boot/quest.elf
+    module2 /boot/kernel.sym kernel.sym
+    module2 /boot/initrd.cpio initrd
+    boot
+}
+";
+
+/// The kernel's function symbols, demangled, sorted by address (format: crate `ksym`).
+pub fn symbol_map(elf: &[u8]) -> Result<Vec<u8>> {
+    let file = object::File::parse(elf).context("parsing the kernel ELF")?;
+    let mut syms: Vec<(u64, u64, String)> = file
+        .symbols()
+        .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+        .filter_map(|s| {
+            let name = s.name().ok()?;
+            let name = format!("{:#}", rustc_demangle::demangle(name));
+            Some((s.address(), s.size(), name))
+        })
+        .collect();
+    syms.sort();
+    syms.dedup_by_key(|s| s.0);
+    let mut out = String::new();
+    for (a, sz, n) in syms {
+        out.push_str(&format!("{a:x} {sz:x} {n}\n"));
+    }
+    Ok(out.into_bytes())
+}
+
+/// The /boot archive: every `--add` file under its file name.
+pub fn initrd(add: &[PathBuf]) -> Result<Vec<u8>> {
+    let mut w = cpio::Writer::new();
+    for f in add {
+        let name = file_name(f)?;
+        let data = fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        w.add_file(name, 0o755, &data).map_err(|e| anyhow::anyhow!("adding {name} to /boot: {e:?}"))?;
+    }
+    Ok(w.finish())
+}
+
+fn file_name(p: &Path) -> Result<&str> {
+    p.file_name().and_then(|n| n.to_str()).with_context(|| format!("{}: not a usable file name", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initrd_roundtrip_keeps_added_files() {
+        let dir = std::env::temp_dir().join(format!("xtask-initrd-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("hello.txt");
+        fs::write(&f, b"hi\n").unwrap();
+        let bytes = initrd(&[f]).unwrap();
+        let a = cpio::Archive::new(&bytes);
+        let e = a.find("hello.txt").expect("file in archive");
+        assert_eq!(e.data, b"hi\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn symbol_map_of_this_binary_is_sorted_and_parses() {
+        let me = fs::read(std::env::current_exe().unwrap()).unwrap();
+        let map = symbol_map(&me).unwrap();
+        let m = ksym::SymbolMap::new(&map);
+        assert!(m.len() > 100);
+        let addrs: Vec<u64> = m.iter().map(|s| s.addr).collect();
+        assert!(addrs.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -1,0 +1,276 @@
+//! `cargo xtask`: the Quest-RS build driver.
+//!
+//! Every command first makes sure the machine has what it needs (`setup.rs`), so the README's
+//! two commands (`cargo xtask run`, `cargo xtask test`) work on a fresh Debian machine.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+mod image;
+mod setup;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  run     build, make the ISO and boot Quest-RS in QEMU with the console on this terminal
+            --uefi          boot with UEFI firmware (OVMF) instead of legacy BIOS
+            --smp N         number of CPUs (default 1)
+            --mem MIB       memory in MiB (default 256)
+            --gdb           start halted with QEMU's GDB stub on tcp::1234
+            --add FILE      place FILE in /boot (repeatable)
+            --batch \"C; C\"  type each command at the prompt, print the console, power off;
+                            exit 0 on a clean power-off, non-zero on panic or timeout
+            --ktest         boot the test build of the kernel (deliberate-fault commands)
+            --icount        deterministic guest time (-icount shift=0)
+  test    everything CI runs: host unit and property tests, then the QEMU integration tests
+            --host          host tests only      --qemu   QEMU tests only
+  gdb     boot QEMU halted with its GDB stub and attach GDB with the kernel's symbols
+  build   build the kernel and the ISO images only (target/quest/)
+  setup   install what is missing (apt packages, rustup targets) and report the tools";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = real_main(&args) {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main(args: &[String]) -> Result<()> {
+    let Some(cmd) = args.first() else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "run" => run(&RunOpts::parse(rest)?),
+        "test" => test(rest),
+        "gdb" => gdb(&RunOpts::parse(rest)?),
+        "build" => {
+            let tools = tools(true)?;
+            let _ = tools;
+            build_all(&[])?;
+            Ok(())
+        }
+        "setup" => {
+            let t = tools(true)?;
+            println!(
+                "setup: ok: qemu {}.{}.{} at {}, grub-mkrescue at {}, OVMF {}",
+                t.qemu_version.0,
+                t.qemu_version.1,
+                t.qemu_version.2,
+                t.qemu.display(),
+                t.grub_mkrescue.display(),
+                t.ovmf_code.as_ref().map(|p| p.display().to_string()).unwrap_or("none".into())
+            );
+            Ok(())
+        }
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command '{other}'\n\n{USAGE}"),
+    }
+}
+
+/// Root of the workspace.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn tools(need_uefi: bool) -> Result<setup::Tools> {
+    setup::ensure(&setup::SetupOptions { need_uefi, need_musl: true, quiet: true })
+}
+
+#[derive(Debug, Default)]
+struct RunOpts {
+    uefi: bool,
+    smp: u32,
+    mem: u32,
+    gdb: bool,
+    add: Vec<PathBuf>,
+    batch: Option<String>,
+    ktest: bool,
+    icount: bool,
+}
+
+impl RunOpts {
+    fn parse(args: &[String]) -> Result<RunOpts> {
+        let mut o = RunOpts { smp: 1, mem: 256, ..Default::default() };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut val = |name: &str| it.next().cloned().with_context(|| format!("{name} needs a value"));
+            match a.as_str() {
+                "--uefi" => o.uefi = true,
+                "--smp" => o.smp = val("--smp")?.parse().context("--smp: not a number")?,
+                "--mem" => o.mem = val("--mem")?.parse().context("--mem: not a number (MiB)")?,
+                "--gdb" => o.gdb = true,
+                "--add" => o.add.push(PathBuf::from(val("--add")?)),
+                "--batch" => o.batch = Some(val("--batch")?),
+                "--ktest" => o.ktest = true,
+                "--icount" => o.icount = true,
+                other => bail!("unknown option '{other}'\n\n{USAGE}"),
+            }
+        }
+        if !(1..=255).contains(&o.smp) {
+            bail!("--smp must be between 1 and 255");
+        }
+        if o.mem < 32 {
+            bail!("--mem must be at least 32 (MiB)");
+        }
+        for f in &o.add {
+            if !f.is_file() {
+                bail!("--add {}: no such file", f.display());
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Builds the kernel (normal and test build) and their ISOs; returns (normal ISO, ktest ISO).
+fn build_all(add: &[PathBuf]) -> Result<(PathBuf, PathBuf)> {
+    let normal = image::build(false, add)?;
+    let ktest = image::build(true, add)?;
+    Ok((normal.iso, ktest.iso))
+}
+
+fn harness_config(t: &setup::Tools, o: &RunOpts, iso: PathBuf) -> Result<quest_tests::Config> {
+    let firmware = if o.uefi {
+        quest_tests::Firmware::Uefi(t.ovmf_code.clone().context("no OVMF firmware found for --uefi")?)
+    } else {
+        quest_tests::Firmware::Bios
+    };
+    Ok(quest_tests::Config {
+        qemu: t.qemu.clone(),
+        iso,
+        firmware,
+        smp: o.smp,
+        mem_mib: o.mem,
+        cpu: "max".into(),
+        icount: o.icount,
+        echo: true,
+        extra_args: vec![],
+        timeout: Duration::from_secs(120),
+    })
+}
+
+fn run(o: &RunOpts) -> Result<()> {
+    let t = tools(o.uefi)?;
+    let img = image::build(o.ktest, &o.add)?;
+    let cfg = harness_config(&t, o, img.iso.clone())?;
+    if let Some(batch) = &o.batch {
+        return run_batch(&cfg, batch);
+    }
+    let mut args = cfg.qemu_args();
+    args.extend(["-display", "none", "-serial", "mon:stdio"].map(String::from));
+    if o.gdb {
+        args.extend(["-s", "-S"].map(String::from));
+        eprintln!("xtask: QEMU halted; GDB stub on tcp::1234 (symbols: {})", img.elf.display());
+    }
+    eprintln!("xtask: booting {} (Ctrl-A X quits QEMU)", img.iso.display());
+    let st = Command::new(&t.qemu).args(&args).status().context("starting QEMU")?;
+    exit_status(st.code())
+}
+
+fn exit_status(code: Option<i32>) -> Result<()> {
+    match code {
+        Some(quest_tests::EXIT_SUCCESS) | Some(0) => Ok(()),
+        Some(quest_tests::EXIT_FAILURE) => bail!("the kernel panicked or faulted (QEMU exit {})", quest_tests::EXIT_FAILURE),
+        Some(c) => bail!("QEMU exited with status {c}"),
+        None => bail!("QEMU was killed by a signal"),
+    }
+}
+
+/// `--batch "CMD; CMD"`: types each command once the previous one has finished (the prompt is
+/// back), then powers off.
+fn run_batch(cfg: &quest_tests::Config, batch: &str) -> Result<()> {
+    let mut q = quest_tests::Quest::boot(cfg)?;
+    for cmd in batch.split(';').map(str::trim).filter(|c| !c.is_empty()) {
+        q.shell(cmd)?;
+    }
+    q.send_line("poweroff")?;
+    let code = q.wait_exit()?;
+    println!();
+    exit_status(Some(code))
+}
+
+fn gdb(o: &RunOpts) -> Result<()> {
+    let t = tools(o.uefi)?;
+    let img = image::build(o.ktest, &o.add)?;
+    let cfg = harness_config(&t, o, img.iso.clone())?;
+    let mut args = cfg.qemu_args();
+    args.extend(["-display", "none", "-serial", "file:target/quest/gdb-console.log", "-s", "-S"].map(String::from));
+    let mut qemu = Command::new(&t.qemu).args(&args).current_dir(root()).spawn().context("starting QEMU")?;
+    eprintln!("xtask: QEMU halted with its GDB stub on :1234; console in target/quest/gdb-console.log");
+    let st = Command::new("gdb")
+        .arg(&img.elf)
+        .args(["-ex", "target remote :1234", "-ex", "hbreak kernel::kernel_main"])
+        .status();
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    match st {
+        Ok(_) => Ok(()),
+        Err(e) => bail!("could not start gdb ({e}); install it with apt-get install gdb"),
+    }
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Host crates whose unit and property tests run on the host.
+const HOST_CRATES: &[&str] = &["kmem", "cpio", "ksym", "vcpu-sched", "xtask", "quest-tests"];
+
+fn test(args: &[String]) -> Result<()> {
+    let host_only = args.iter().any(|a| a == "--host");
+    let qemu_only = args.iter().any(|a| a == "--qemu");
+    if let Some(a) = args.iter().find(|a| !["--host", "--qemu"].contains(&a.as_str())) {
+        bail!("unknown option '{a}'\n\n{USAGE}");
+    }
+    if !qemu_only {
+        println!("xtask: host tests");
+        let mut c = cargo();
+        c.arg("test").arg("--release");
+        for k in HOST_CRATES {
+            c.args(["-p", k]);
+        }
+        c.args(["--lib", "--bins", "--tests"]);
+        let st = c.status()?;
+        if !st.success() {
+            bail!("host tests failed");
+        }
+        println!("xtask: no_std crates build for the kernel target");
+        let st = cargo()
+            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched"])
+            .status()?;
+        if !st.success() {
+            bail!("a no_std crate does not build for x86_64-unknown-none");
+        }
+    }
+    if !host_only {
+        let t = tools(true)?;
+        println!("xtask: building images for the QEMU tests");
+        let fixture = root().join("tests/fixtures/hello.txt");
+        let (iso, ktest_iso) = build_all(&[fixture])?;
+        println!("xtask: QEMU integration tests");
+        let mut c = cargo();
+        c.args(["test", "-p", "quest-tests", "--test", "*", "--", "--test-threads", "2"])
+            .env("QUEST_QEMU", &t.qemu)
+            .env("QUEST_ISO", &iso)
+            .env("QUEST_KTEST_ISO", &ktest_iso);
+        if let Some(f) = &t.ovmf_code {
+            c.env("QUEST_OVMF", f);
+        }
+        let st = c.status()?;
+        if !st.success() {
+            bail!("QEMU integration tests failed");
+        }
+    }
+    println!("xtask: all tests passed");
+    Ok(())
+}
