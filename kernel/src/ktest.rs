@@ -2,6 +2,8 @@
 //! the tests can check the fault reports, and self checks that need the running kernel.
 use hal::println;
 
+// Unbounded on purpose: it runs into the stack's guard page.
+#[allow(unconditional_recursion)]
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     let pad = [depth; 64];

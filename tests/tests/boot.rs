@@ -1,0 +1,143 @@
+//! Boot and console tests: each boots a real ISO in QEMU and talks to the serial console.
+use anyhow::Result;
+use quest_tests::{Config, EXIT_FAILURE, Quest};
+
+fn banner_checks(out: &str, firmware: &str) {
+    assert!(out.contains(&format!("booted by GRUB")), "{out}");
+    assert!(out.contains(&format!("via {firmware}")), "{out}");
+    assert!(out.contains("CPUs: 1 found (ACPI MADT)"), "{out}");
+    assert!(out.contains("memory map: "), "{out}");
+    assert!(out.contains("heap: ok (Vec, Box, BTreeMap)"), "{out}");
+}
+
+#[test]
+fn bios_boot_shows_banner_and_powers_off_cleanly() -> Result<()> {
+    let q = Quest::boot(&Config::from_env(false)?)?;
+    let out = q.power_off_ok()?;
+    banner_checks(&out, "BIOS");
+    assert!(out.contains("Quest-RS: powering off."), "{out}");
+    Ok(())
+}
+
+#[test]
+fn uefi_boot_shows_banner_and_powers_off_cleanly() -> Result<()> {
+    let q = Quest::boot(&Config::from_env(false)?.uefi_from_env()?)?;
+    let out = q.power_off_ok()?;
+    banner_checks(&out, "UEFI");
+    Ok(())
+}
+
+#[test]
+fn smp_machine_reports_every_cpu() -> Result<()> {
+    let mut cfg = Config::from_env(false)?;
+    cfg.smp = 4;
+    let mut q = Quest::boot(&cfg)?;
+    let cpus = q.shell("cpus")?;
+    assert!(cpus.contains("4 CPUs:"), "{cpus}");
+    let out = q.power_off_ok()?;
+    assert!(out.contains("CPUs: 4 found (ACPI MADT)"), "{out}");
+    Ok(())
+}
+
+/// Typed input reaches the console through the UART's receive interrupt (the console only
+/// reads the interrupt handler's buffer), including a long line that fills the UART FIFO many
+/// times over.
+#[test]
+fn console_receives_typed_lines() -> Result<()> {
+    let mut q = Quest::boot(&Config::from_env(false)?)?;
+    assert_eq!(q.shell("echo hello quest")?.trim(), "hello quest");
+    let long: String = (0..300).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    assert_eq!(q.shell(&format!("echo {long}"))?.trim(), long);
+    let help = q.shell("help")?;
+    assert!(help.contains("poweroff"), "{help}");
+    let unknown = q.shell("frobnicate")?;
+    assert!(unknown.contains("frobnicate: unknown command"), "{unknown}");
+    q.power_off_ok()?;
+    Ok(())
+}
+
+/// Files given with `--add` (the harness adds tests/fixtures/hello.txt) are in /boot.
+#[test]
+fn boot_directory_holds_added_files() -> Result<()> {
+    let mut q = Quest::boot(&Config::from_env(false)?)?;
+    let ls = q.shell("ls")?;
+    assert!(ls.contains("/boot/hello.txt"), "{ls}");
+    let cat = q.shell("cat /boot/hello.txt")?;
+    assert!(cat.contains("Hello from /boot"), "{cat}");
+    let missing = q.shell("cat nope")?;
+    assert!(missing.contains("no such file"), "{missing}");
+    q.power_off_ok()?;
+    Ok(())
+}
+
+#[test]
+fn memory_accounting_is_consistent() -> Result<()> {
+    let mut q = Quest::boot(&Config::from_env(false)?)?;
+    let mem = q.shell("mem")?;
+    // "frames: F of T free (...)": some frames are in use (page tables, heap), most are free.
+    let nums: Vec<u64> = mem
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (free, total) = (nums[0], nums[1]);
+    assert!(free < total && free > total / 2, "{mem}");
+    q.power_off_ok()?;
+    Ok(())
+}
+
+fn fault_report(test: &str) -> Result<String> {
+    let mut q = Quest::boot(&Config::from_env(true)?)?;
+    q.send_line(&format!("ktest {test}"))?;
+    let code = q.wait_exit()?;
+    let out = q.output();
+    assert_eq!(code, EXIT_FAILURE, "a kernel fault must stop the machine with the failure status:\n{out}");
+    assert!(out.contains("system halted."), "{out}");
+    Ok(out)
+}
+
+#[test]
+fn kernel_page_fault_is_reported() -> Result<()> {
+    let out = fault_report("pf")?;
+    assert!(out.contains("!!! CPU EXCEPTION: Page fault (#PF, vector 14) in kernel mode"), "{out}");
+    assert!(out.contains("CR2 (faulting address): 0x00000000dead0000 (read of a not-present page"), "{out}");
+    for reg in ["RIP: ", "RSP: ", "RAX: ", "RBX: ", "RCX: ", "RDX: ", "RSI: ", "RDI: ", "RBP: ", "R8: ", "R15: "] {
+        assert!(out.contains(reg), "missing {reg}: {out}");
+    }
+    // Symbolized backtrace through the frame-pointer chain.
+    assert!(out.contains("<quest::ktest::page_fault+"), "{out}");
+    assert!(out.contains("quest::console::run+"), "{out}");
+    assert!(out.contains("quest::kernel_main+"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn kernel_stack_overflow_is_a_reported_double_fault() -> Result<()> {
+    let out = fault_report("stack")?;
+    assert!(out.contains("Double fault (#DF, vector 8)"), "{out}");
+    assert!(out.contains("cause: kernel stack overflow"), "{out}");
+    assert!(out.contains("quest::ktest::recurse+"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn invalid_opcode_general_protection_and_divide_error_are_reported() -> Result<()> {
+    for (t, name) in [
+        ("ud", "Invalid opcode (#UD, vector 6)"),
+        ("gp", "General protection fault (#GP, vector 13)"),
+        ("de", "Divide error (#DE, vector 0)"),
+    ] {
+        let out = fault_report(t)?;
+        assert!(out.contains(name), "{t}: {out}");
+    }
+    Ok(())
+}
+
+#[test]
+fn kernel_panic_is_reported() -> Result<()> {
+    let out = fault_report("panic")?;
+    assert!(out.contains("!!! KERNEL PANIC: ktest: deliberate panic"), "{out}");
+    assert!(out.contains("kernel/src/ktest.rs"), "{out}");
+    assert!(out.contains("backtrace:"), "{out}");
+    Ok(())
+}
