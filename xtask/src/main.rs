@@ -207,7 +207,7 @@ fn gdb(o: &RunOpts) -> Result<()> {
     eprintln!("xtask: QEMU halted with its GDB stub on :1234; console in target/quest/gdb-console.log");
     let st = Command::new("gdb")
         .arg(&img.elf)
-        .args(["-ex", "target remote :1234", "-ex", "hbreak kernel::kernel_main"])
+        .args(["-ex", "target remote :1234", "-ex", "hbreak quest::kernel_main"])
         .status();
     let _ = qemu.kill();
     let _ = qemu.wait();
