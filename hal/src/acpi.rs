@@ -57,8 +57,21 @@ pub fn init(root: Option<(u8, u64)>) -> Result<&'static Platform, &'static str> 
         let (id, flags) = match e {
             MadtEntry::LocalApic(l) => (u32::from(l.apic_id), l.flags),
             MadtEntry::LocalX2Apic(l) => (l.x2apic_id, l.flags),
-            MadtEntry::IoApic(_) => {
+            MadtEntry::IoApic(io) => {
                 p.ioapic_count += 1;
+                crate::ioapic::add(u64::from(io.io_apic_address), io.global_system_interrupt_base);
+                continue;
+            }
+            MadtEntry::InterruptSourceOverride(o) => {
+                let flags = o.flags;
+                crate::ioapic::set_override(
+                    o.irq,
+                    crate::ioapic::IsaRoute {
+                        gsi: o.global_system_interrupt,
+                        active_low: flags & 0b11 == 0b11,
+                        level: (flags >> 2) & 0b11 == 0b11,
+                    },
+                );
                 continue;
             }
             _ => continue,

@@ -11,7 +11,7 @@ use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, DescriptorFlags, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
-use x86_64::{PrivilegeLevel, VirtAddr};
+use x86_64::VirtAddr;
 
 /// IST slots (1-based in the IDT, 0-based in the TSS array).
 pub const IST_DOUBLE_FAULT: u8 = 1;
@@ -54,27 +54,58 @@ unsafe extern "C" {
     static __boot_stack_top: u8;
 }
 
+
 struct Tables {
     gdt: GlobalDescriptorTable<8>,
-    tss: &'static TaskStateSegment,
     code: SegmentSelector,
     data: SegmentSelector,
     tss_sel: SegmentSelector,
 }
 
-static TSS: Once<TaskStateSegment> = Once::new();
-static TABLES: Once<Tables> = Once::new();
+static BSP_TSS: Once<TaskStateSegment> = Once::new();
+static BSP_TABLES: Once<Tables> = Once::new();
 
 fn addr_of(sym: &'static u8) -> VirtAddr {
     VirtAddr::new(sym as *const u8 as u64)
 }
 
-/// Builds and loads the boot CPU's GDT and TSS, and reloads the segment registers.
+fn make_tables(tss: &'static TaskStateSegment) -> Tables {
+    let mut gdt = GlobalDescriptorTable::new();
+    let code = gdt.append(Descriptor::kernel_code_segment());
+    let data = gdt.append(Descriptor::kernel_data_segment());
+    gdt.append(Descriptor::UserSegment(DescriptorFlags::USER_CODE32.bits()));
+    gdt.append(Descriptor::user_data_segment());
+    gdt.append(Descriptor::user_code_segment());
+    let tss_sel = gdt.append(Descriptor::tss_segment(tss));
+    Tables { gdt, code, data, tss_sel }
+}
+
+fn load(t: &'static Tables) {
+    debug_assert_eq!(t.code.0, KERNEL_CS);
+    debug_assert_eq!(t.data.0, KERNEL_DS);
+    debug_assert_eq!(t.tss_sel.0, 0x30);
+    t.gdt.load();
+    // SAFETY:
+    // 1. The GDT just loaded is 'static and holds these exact selectors (asserted above).
+    // 2. Segment registers only select descriptors; reloading them with the kernel selectors
+    //    while running kernel code in ring 0 keeps the current privilege level.
+    // 3. The TSS descriptor is valid, and not yet marked busy: each CPU has its own GDT and
+    //    loads its TSS once.
+    unsafe {
+        CS::set_reg(t.code);
+        DS::set_reg(t.data);
+        ES::set_reg(t.data);
+        SS::set_reg(t.data);
+        load_tss(t.tss_sel);
+    }
+}
+
+/// Builds and loads the boot CPU's GDT and TSS (IST stacks with guard pages in .kstack).
 pub fn init_bsp() {
-    let tss = TSS.call_once(|| {
+    let tss = BSP_TSS.call_once(|| {
         let mut tss = TaskStateSegment::new();
-        // SAFETY (for the three reads below): the symbols are defined in the assembly above;
-        // only their addresses are taken, never their contents.
+        // SAFETY (for the reads below): the symbols are defined in the assembly above; only
+        // their addresses are taken, never their contents.
         unsafe {
             tss.interrupt_stack_table[(IST_DOUBLE_FAULT - 1) as usize] = addr_of(&__ist_df_top);
             tss.interrupt_stack_table[(IST_NMI - 1) as usize] = addr_of(&__ist_nmi_top);
@@ -83,32 +114,20 @@ pub fn init_bsp() {
         }
         tss
     });
-    let t = TABLES.call_once(|| {
-        let mut gdt = GlobalDescriptorTable::new();
-        let code = gdt.append(Descriptor::kernel_code_segment());
-        let data = gdt.append(Descriptor::kernel_data_segment());
-        gdt.append(Descriptor::UserSegment(DescriptorFlags::USER_CODE32.bits()));
-        gdt.append(Descriptor::user_data_segment());
-        gdt.append(Descriptor::user_code_segment());
-        let tss_sel = gdt.append(Descriptor::tss_segment(tss));
-        Tables { gdt, tss, code, data, tss_sel }
-    });
-    debug_assert_eq!(t.code.0, KERNEL_CS);
-    debug_assert_eq!(t.data.0, KERNEL_DS);
-    debug_assert_eq!(t.tss_sel.0, 0x30);
-    let _ = t.tss;
-    t.gdt.load();
-    // SAFETY:
-    // 1. The GDT just loaded is 'static and holds these exact selectors (asserted above).
-    // 2. Segment registers only select descriptors; reloading them with the kernel selectors
-    //    while running kernel code in ring 0 keeps the current privilege level.
-    // 3. The TSS descriptor is valid, and not yet marked busy: load_tss is called once per GDT.
-    unsafe {
-        CS::set_reg(t.code);
-        DS::set_reg(t.data);
-        ES::set_reg(t.data);
-        SS::set_reg(t.data);
-        load_tss(t.tss_sel);
-    }
-    let _ = SegmentSelector::new(0, PrivilegeLevel::Ring0);
+    load(BSP_TABLES.call_once(|| make_tables(tss)));
 }
+
+/// Builds and loads an application processor's GDT and TSS; its IST stacks come from the
+/// kernel-stack area (with guard pages).
+pub fn init_ap() {
+    let mut tss = TaskStateSegment::new();
+    for slot in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK] {
+        let stack = crate::mm::alloc_kernel_stack(4).expect("out of memory for IST stacks");
+        tss.interrupt_stack_table[(slot - 1) as usize] = VirtAddr::new(stack.top());
+        core::mem::forget(stack);
+    }
+    let tss: &'static TaskStateSegment = alloc::boxed::Box::leak(alloc::boxed::Box::new(tss));
+    let tables: &'static Tables = alloc::boxed::Box::leak(alloc::boxed::Box::new(make_tables(tss)));
+    load(tables);
+}
+

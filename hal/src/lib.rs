@@ -11,13 +11,21 @@
 extern crate alloc;
 
 pub mod acpi;
+pub mod apic;
 pub mod boot;
+pub mod context;
 pub mod cpu;
 pub mod fault;
+pub mod fpu;
 pub mod gdt;
+pub mod ioapic;
 pub mod mm;
+pub mod percpu;
 pub mod pic;
 pub mod serial;
+pub mod smp;
+pub mod sync;
+pub mod time;
 pub mod trap;
 
 pub use boot::BootInfo;
@@ -26,6 +34,10 @@ pub use boot::BootInfo;
 pub struct Boot {
     pub info: BootInfo,
     pub mem: mm::MemStats,
+    /// Processors, IOAPICs and power-off registers from ACPI, or why they are unknown.
+    pub acpi: Result<&'static acpi::Platform, &'static str>,
+    /// TSC frequency (Hz).
+    pub tsc_hz: u64,
 }
 
 unsafe extern "Rust" {
@@ -69,6 +81,11 @@ extern "C" fn hal_start(magic: u64, mbi_phys: u64) -> ! {
         fault::set_symbols(mm::module_bytes(m));
     }
     pic::init();
-    let boot = BOOT.call_once(|| Boot { info, mem });
+    let acpi = acpi::init(info.acpi_root);
+    apic::init_cpu(true);
+    percpu::init_cpu(0, apic::id());
+    fpu::init_cpu(true);
+    let tsc_hz = time::init();
+    let boot = BOOT.call_once(|| Boot { info, mem, acpi, tsc_hz });
     __quest_kernel_main(boot)
 }

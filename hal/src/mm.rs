@@ -59,7 +59,17 @@ fn sym(s: &'static u8) -> u64 {
 }
 
 static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+/// The kernel page tables (shared by every CPU), for mappings made after boot.
+static MAPPER: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
+
+/// Kernel stacks live here, one 256 KiB slot each: the stack at the top of its slot, the rest
+/// unmapped, so an overflow hits a not-present page.
+pub const KSTACK_BASE: u64 = 0xffff_c000_0000_0000;
+const KSTACK_SLOT: u64 = 256 * 1024;
+const KSTACK_MAX_PAGES: usize = 32;
+const KSTACK_SLOTS: usize = 1 << 16;
 static KERNEL_PML4: AtomicU64 = AtomicU64::new(0);
+static DIRECT_LIMIT: AtomicU64 = AtomicU64::new(4 * GIB);
 
 #[global_allocator]
 static HEAP: LockedHeap = LockedHeap::empty();
@@ -84,8 +94,8 @@ struct Frames<'a>(&'a mut FrameAllocator<'static>);
 unsafe impl X86FrameAllocator<Size4KiB> for Frames<'_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
         let p = self.0.alloc()?;
-        // Early tables are reached through the boot direct map, which covers only 4 GiB.
-        assert!(p < 4 * GIB, "early page-table frame above 4 GiB");
+        // Tables are reached through the direct map: 4 GiB under the boot tables, all RAM after.
+        assert!(p < DIRECT_LIMIT.load(Ordering::Relaxed), "page-table frame beyond the direct map");
         PhysFrame::from_start_address(PhysAddr::new(p)).ok()
     }
 }
@@ -142,7 +152,7 @@ pub(crate) fn init(info: &BootInfo) -> Result<MemStats, &'static str> {
     let mut alloc = FrameAllocator::new(bitmap, ram_top, &usable).map_err(|_| "frame bitmap too small")?;
 
     let direct_top = ram_top.max(4 * GIB).next_multiple_of(GIB);
-    let pml4 = build_kernel_tables(&mut alloc, info, direct_top)?;
+    let (pml4, mapper) = build_kernel_tables(&mut alloc, info, direct_top)?;
 
     // SAFETY:
     // 1. `pml4` maps the kernel image at the address it is linked at with the right rights, the
@@ -150,6 +160,8 @@ pub(crate) fn init(info: &BootInfo) -> Result<MemStats, &'static str> {
     // 2. The frames of the new tables come from the allocator and are referenced nowhere else.
     unsafe { Cr3::write(pml4, Cr3Flags::empty()) };
     KERNEL_PML4.store(pml4.start_address().as_u64(), Ordering::Release);
+    *MAPPER.lock() = Some(mapper);
+    DIRECT_LIMIT.store(direct_top, Ordering::Relaxed);
 
     // Heap: 1/8 of usable RAM, between 4 and 64 MiB.
     let heap_bytes = (usable_bytes / 8).clamp(4 * MIB, 64 * MIB) & !(PAGE_SIZE - 1);
@@ -180,14 +192,14 @@ fn build_kernel_tables(
     alloc: &mut FrameAllocator<'static>,
     info: &BootInfo,
     direct_top: u64,
-) -> Result<PhysFrame, &'static str> {
+) -> Result<(PhysFrame, OffsetPageTable<'static>), &'static str> {
     let pml4_phys = alloc.alloc().ok_or("out of memory for page tables")?;
     let pml4_ptr = phys_to_virt(pml4_phys) as *mut PageTable;
     // SAFETY:
     // 1. The frame was just allocated: nothing else refers to it, and the boot direct map
     //    reaches it (allocations come lowest first, well below 4 GiB; `Frames` asserts it).
     // 2. A zeroed PageTable is valid (all entries unused); we write it before referencing it.
-    let pml4: &mut PageTable = unsafe {
+    let pml4: &'static mut PageTable = unsafe {
         pml4_ptr.write(PageTable::new());
         &mut *pml4_ptr
     };
@@ -261,7 +273,92 @@ fn build_kernel_tables(
             va += PAGE_SIZE;
         }
     }
-    PhysFrame::from_start_address(PhysAddr::new(pml4_phys)).map_err(|_| "misaligned")
+    // The kernel-stack area's top-level entry exists from the start, so every address space
+    // made later (copying the kernel half of this PML4) sees the stacks made after it.
+    let pdpt = frames.0.alloc().ok_or("out of memory for page tables")?;
+    // SAFETY: fresh frame, reached through the boot direct map; a zeroed table is valid.
+    unsafe { core::ptr::write_bytes(phys_to_virt(pdpt) as *mut u8, 0, PAGE_SIZE as usize) };
+    let idx = ((KSTACK_BASE >> 39) & 0x1ff) as usize;
+    mapper.level_4_table_mut()[idx].set_addr(PhysAddr::new(pdpt), F::PRESENT | F::WRITABLE);
+    let frame = PhysFrame::from_start_address(PhysAddr::new(pml4_phys)).map_err(|_| "misaligned")?;
+    Ok((frame, mapper))
+}
+
+/// Physical address of the kernel's top-level page table (what CR3 holds in kernel threads).
+pub fn kernel_pml4() -> u64 {
+    KERNEL_PML4.load(Ordering::Acquire)
+}
+
+/// A kernel stack with an unmapped guard region below it. Dropping it returns the slot (with
+/// its pages still mapped) for reuse by the next stack of the same size.
+#[derive(Debug)]
+pub struct KernelStack {
+    slot: usize,
+    pages: usize,
+}
+
+struct StackSlots {
+    next: usize,
+    free: alloc::vec::Vec<(usize, usize)>,
+}
+
+static STACK_SLOTS: Mutex<StackSlots> = Mutex::new(StackSlots { next: 0, free: alloc::vec::Vec::new() });
+
+impl KernelStack {
+    /// One past the highest byte of the stack (16-byte aligned).
+    pub fn top(&self) -> u64 {
+        KSTACK_BASE + (self.slot as u64 + 1) * KSTACK_SLOT
+    }
+    /// Lowest mapped byte.
+    pub fn bottom(&self) -> u64 {
+        self.top() - self.pages as u64 * PAGE_SIZE
+    }
+}
+
+impl Drop for KernelStack {
+    fn drop(&mut self) {
+        crate::cpu::without_interrupts(|| STACK_SLOTS.lock().free.push((self.slot, self.pages)));
+    }
+}
+
+/// Allocates a kernel stack of `pages` 4 KiB pages (at most 32) with a guard region below.
+pub fn alloc_kernel_stack(pages: usize) -> Option<KernelStack> {
+    if pages == 0 || pages > KSTACK_MAX_PAGES {
+        return None;
+    }
+    crate::cpu::without_interrupts(|| {
+        let mut slots = STACK_SLOTS.lock();
+        if let Some(i) = slots.free.iter().position(|&(_, p)| p == pages) {
+            let (slot, pages) = slots.free.swap_remove(i);
+            return Some(KernelStack { slot, pages });
+        }
+        if slots.next == KSTACK_SLOTS {
+            return None;
+        }
+        let slot = slots.next;
+        slots.next += 1;
+        drop(slots);
+        let stack = KernelStack { slot, pages };
+        let mut mapper = MAPPER.lock();
+        let mapper = mapper.as_mut()?;
+        let mut frames = FRAMES.lock();
+        let frames = frames.as_mut()?;
+        let nx = if nx_supported() { F::NO_EXECUTE } else { F::empty() };
+        for i in 0..pages as u64 {
+            let p = frames.alloc()?;
+            // SAFETY: a fresh frame, exclusively ours, covered by the direct map.
+            unsafe { core::ptr::write_bytes(phys_to_virt(p) as *mut u8, 0, PAGE_SIZE as usize) };
+            let va = stack.bottom() + i * PAGE_SIZE;
+            let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(va)).ok()?;
+            let frame = PhysFrame::from_start_address(PhysAddr::new(p)).ok()?;
+            // SAFETY: the slot's addresses are used by no one else (slots are handed out once),
+            // so mapping fresh frames there changes no existing mapping.
+            unsafe { mapper.map_to(page, frame, F::PRESENT | F::WRITABLE | nx, &mut Frames(frames)) }
+                .ok()?
+                .flush();
+        }
+        Some(stack)
+    })
 }
 
 /// Reads a u64 of kernel memory if the address is mapped (walks the active page tables through
@@ -287,7 +384,11 @@ pub fn guard_page_of(addr: u64) -> Option<&'static str> {
             (sym(&__ist_mc_guard), "machine-check stack"),
         ]
     };
-    guards.iter().find(|(g, _)| (*g..*g + PAGE_SIZE).contains(&addr)).map(|(_, n)| *n)
+    if let Some((_, n)) = guards.iter().find(|(g, _)| (*g..*g + PAGE_SIZE).contains(&addr)) {
+        return Some(n);
+    }
+    let area = KSTACK_BASE..KSTACK_BASE + KSTACK_SLOTS as u64 * KSTACK_SLOT;
+    (area.contains(&addr) && translate(addr).is_none()).then_some("kernel thread stack")
 }
 
 /// Physical address `va` maps to in the active page tables, if any.

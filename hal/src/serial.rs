@@ -131,3 +131,17 @@ macro_rules! println {
 macro_rules! fatal_println {
     ($($arg:tt)*) => ($crate::serial::_print_fatal(format_args!("{}\n", format_args!($($arg)*))));
 }
+
+/// Turns COM1's receive interrupt on or off (the top half turns it off to acknowledge; the
+/// bottom half turns it back on once it has drained the UART).
+pub fn set_rx_interrupt(on: bool) {
+    crate::cpu::without_interrupts(|| {
+        if let Some(u) = COM1.lock().uart.as_mut() {
+            if on {
+                u.enable_interrupts(IER::DATA_READY);
+            } else {
+                u.disable_interrupts(IER::DATA_READY);
+            }
+        }
+    })
+}

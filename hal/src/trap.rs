@@ -3,7 +3,7 @@
 //! hook (the kernel's, once it has one) and otherwise produce a fault report and stop the
 //! machine; device interrupts go to the handler registered for their vector.
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use spin::Once;
 use x86_64::instructions::tables::lidt;
@@ -255,12 +255,41 @@ extern "C" fn hal_trap_dispatch(frame: &mut TrapFrame) {
         crate::cpu::power_off(crate::cpu::ExitCode::Failure);
     }
     let vec = v as u8;
-    if crate::pic::is_spurious(vec) {
-        return;
+    if vec == crate::apic::SPURIOUS_VECTOR {
+        return; // LAPIC spurious: no EOI
     }
+    let from_pic = !IOAPIC_MODE.load(Ordering::Relaxed) && (IRQ_BASE..IRQ_BASE + 16).contains(&vec);
+    if from_pic {
+        if crate::pic::is_spurious(vec) {
+            return;
+        }
+        crate::pic::end_of_interrupt(vec);
+    } else {
+        crate::apic::eoi();
+    }
+    // Acknowledged before the handler runs: a handler may switch to another thread and come
+    // back much later. Interrupts stay off on this CPU until the handler returns or switches.
     match load_fn::<IrqHandler>(&HANDLERS[v as usize]) {
         Some(h) => h(frame),
         None => crate::println!("hal: unexpected interrupt, vector {v}"),
     }
-    crate::pic::end_of_interrupt(vec);
+}
+
+static IOAPIC_MODE: AtomicBool = AtomicBool::new(false);
+
+/// Routes legacy ISA interrupt `irq` to `handler` on this CPU: through the IOAPIC when the
+/// machine has one (then the 8259s stay fully masked), else through the 8259 PIC.
+pub fn route_isa_irq(irq: u8, handler: IrqHandler) -> Result<(), &'static str> {
+    if irq >= 16 {
+        return Err("ISA IRQs are 0..15");
+    }
+    let vector = IRQ_BASE + irq;
+    set_handler(vector, handler);
+    if crate::ioapic::present() {
+        IOAPIC_MODE.store(true, Ordering::Relaxed);
+        crate::ioapic::route_isa(irq, vector, crate::apic::id())
+    } else {
+        crate::pic::unmask(irq);
+        Ok(())
+    }
 }

@@ -49,7 +49,7 @@ fn read_line(line: &mut String) {
     }
 }
 
-pub fn run(fs: BootFs) -> ! {
+pub fn run(fs: BootFs) {
     println!("Quest-RS boot console; type 'help' for commands.");
     let mut line = String::new();
     loop {
@@ -73,10 +73,8 @@ pub fn run(fs: BootFs) -> ! {
                     used,
                     hfree
                 );
-                let d = serial::dropped();
-                if d > 0 {
-                    println!("serial: {d} received bytes dropped (buffer full)");
-                }
+                let (dropped, irqs) = serial::stats();
+                println!("serial: {irqs} receive interrupts, {dropped} bytes dropped (buffer full)");
             }
             "cpus" => match hal::acpi::platform() {
                 Some(p) => {

@@ -12,6 +12,7 @@ extern crate alloc;
 mod console;
 mod drivers;
 mod initrd;
+mod sched;
 #[cfg(feature = "ktest")]
 mod ktest;
 
@@ -39,7 +40,7 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
     );
     println!("cpu: {}{}", hal::cpu::brand(&mut brand), if hal::cpu::in_vm() { " (virtual machine)" } else { "" });
 
-    match hal::acpi::init(info.acpi_root) {
+    match boot.acpi {
         Ok(p) => {
             println!(
                 "CPUs: {} found (ACPI MADT), {} IOAPIC(s){}",
@@ -73,9 +74,35 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
     heap_self_check();
 
     let boot_fs = initrd::init(info);
-    drivers::serial::init();
-    hal::cpu::enable_interrupts();
-    console::run(boot_fs)
+    sched::init_this_cpu();
+    let ids: &[u32] = match boot.acpi {
+        Ok(p) => &p.apic_ids[..p.cpu_count],
+        Err(_) => &[],
+    };
+    match hal::smp::start_aps(info, ids, ap_main) {
+        Ok(n) => println!("SMP: {n} CPU(s) online"),
+        Err(e) => println!("SMP: application processors not started: {e}"),
+    }
+    println!(
+        "timer: LAPIC ({}{}), TSC {} MHz{}",
+        if hal::apic::x2apic_enabled() { "x2APIC" } else { "xAPIC" },
+        if hal::apic::tsc_deadline_enabled() { ", TSC-deadline" } else { ", one-shot count-down" },
+        boot.tsc_hz / 1_000_000,
+        if hal::time::tsc_invariant() { ", invariant" } else { "" },
+    );
+    if let Err(e) = drivers::serial::init() {
+        println!("serial: input bottom half not started: {e}");
+    }
+    if let Err(e) = sched::spawn("console", 0, None, move || console::run(boot_fs)) {
+        println!("console: not started: {e}");
+    }
+    sched::idle()
+}
+
+/// Application processors: join the scheduler and idle until given work.
+fn ap_main(_cpu: usize) -> ! {
+    sched::init_this_cpu();
+    sched::idle()
 }
 
 /// A quick proof that `alloc` works before anything depends on it.

@@ -1,8 +1,19 @@
-//! Serial console input: the COM1 receive interrupt (IRQ 4) drains the UART into a ring buffer
-//! that the console reads from. (Output is polled, in `hal::serial`.)
-use spin::Mutex;
+//! Serial console input, split the Quest way:
+//! - the top half (COM1's IRQ 4) only acknowledges — it masks the UART's receive interrupt —
+//!   and wakes the bottom-half thread;
+//! - the bottom half is a thread on an IO VCPU (PIBS) of CPU 0: it drains the UART into a ring
+//!   buffer, hands the bytes to the waiting reader and unmasks the interrupt again. While a
+//!   reader waits, the IO VCPU inherits the reader's Main VCPU period (priority).
+use core::sync::atomic::{AtomicU32, Ordering};
 
-/// Bytes the console has not read yet. When full, new bytes are dropped (and counted).
+use hal::sync::IrqLock;
+use vcpu_sched::{VcpuId, VcpuParams};
+
+use crate::sched::{self, Tid};
+
+/// IO VCPU of the serial bottom half: utilization 10% (C = 1 ms per T = 10 ms).
+pub const IO_PARAMS: VcpuParams = VcpuParams::io(1000, 10_000);
+
 struct Ring {
     buf: [u8; 4096],
     head: usize,
@@ -10,53 +21,104 @@ struct Ring {
     dropped: u64,
 }
 
-static RX: Mutex<Ring> = Mutex::new(Ring { buf: [0; 4096], head: 0, len: 0, dropped: 0 });
+static RX: IrqLock<Ring> = IrqLock::new(Ring { buf: [0; 4096], head: 0, len: 0, dropped: 0 });
+static BOTTOM_HALF: AtomicU32 = AtomicU32::new(0);
+/// The thread waiting for input and its VCPU.
+static READER: IrqLock<Option<(Tid, VcpuId)>> = IrqLock::new(None);
+static IO_VCPU: IrqLock<Option<VcpuId>> = IrqLock::new(None);
+/// Interrupts taken and bottom-half runs (for `mem`/tests).
+static IRQS: AtomicU32 = AtomicU32::new(0);
 
-fn on_irq(_frame: &mut hal::trap::TrapFrame) {
-    let mut rx = RX.lock();
-    while let Some(b) = hal::serial::try_read() {
-        if rx.len == rx.buf.len() {
-            rx.dropped += 1;
-            continue;
+fn top_half(_frame: &mut hal::trap::TrapFrame) {
+    IRQS.fetch_add(1, Ordering::Relaxed);
+    hal::serial::set_rx_interrupt(false);
+    let _ = sched::wake(BOTTOM_HALF.load(Ordering::Relaxed));
+}
+
+fn bottom_half() {
+    loop {
+        let mut got = false;
+        while let Some(b) = hal::serial::try_read() {
+            got = true;
+            let mut rx = RX.lock();
+            if rx.len == rx.buf.len() {
+                rx.dropped += 1;
+                continue;
+            }
+            let tail = (rx.head + rx.len) % rx.buf.len();
+            rx.buf[tail] = b;
+            rx.len += 1;
         }
-        let tail = (rx.head + rx.len) % rx.buf.len();
-        rx.buf[tail] = b;
-        rx.len += 1;
+        if got {
+            let reader = READER.lock().take();
+            if let Some((tid, vcpu)) = reader {
+                if let Some(io) = *IO_VCPU.lock() {
+                    sched::io_wait(0, io, vcpu, true);
+                }
+                let _ = sched::wake(tid);
+            }
+        }
+        hal::serial::set_rx_interrupt(true);
+        sched::block_current();
     }
 }
 
-/// Routes IRQ 4 to the receive handler and enables the UART's receive interrupt.
-pub fn init() {
+/// Starts the bottom half on an IO VCPU of CPU 0 and routes IRQ 4 to the top half.
+pub fn init() -> Result<(), sched::SchedError> {
+    let io = sched::create_vcpu(0, IO_PARAMS)?;
+    *IO_VCPU.lock() = Some(io);
+    let bh = sched::spawn("serial-bh", 0, Some(io), bottom_half)?;
+    BOTTOM_HALF.store(bh, Ordering::Relaxed);
     let irq = hal::serial::COM_IRQS[0];
-    hal::trap::set_handler(hal::trap::IRQ_BASE + irq, on_irq);
+    if let Err(e) = hal::trap::route_isa_irq(irq, top_half) {
+        hal::println!("serial: cannot route IRQ {irq}: {e}; console input will not work");
+    }
     hal::serial::enable_rx_interrupt();
-    hal::pic::unmask(irq);
+    Ok(())
 }
 
 fn pop() -> Option<u8> {
-    hal::cpu::without_interrupts(|| {
-        let mut rx = RX.lock();
-        if rx.len == 0 {
-            return None;
-        }
-        let b = rx.buf[rx.head];
-        rx.head = (rx.head + 1) % rx.buf.len();
-        rx.len -= 1;
-        Some(b)
-    })
+    let mut rx = RX.lock();
+    if rx.len == 0 {
+        return None;
+    }
+    let b = rx.buf[rx.head];
+    rx.head = (rx.head + 1) % rx.buf.len();
+    rx.len -= 1;
+    Some(b)
 }
 
-/// Next received byte; sleeps (halts) until one arrives.
+/// Next received byte; blocks the calling thread until one arrives.
 pub fn read_byte() -> u8 {
     loop {
         if let Some(b) = pop() {
             return b;
         }
-        hal::cpu::wait_until(|| RX.lock().len > 0);
+        let me = sched::current();
+        let Some(vcpu) = sched::current_vcpu() else {
+            // Not a scheduled thread (early boot): poll.
+            hal::cpu::wait_until(|| RX.lock().len > 0);
+            continue;
+        };
+        let io = *IO_VCPU.lock();
+        *READER.lock() = Some((me, vcpu));
+        if let Some(io) = io {
+            sched::io_wait(0, io, vcpu, false);
+        }
+        // Data may have arrived between the first check and registering.
+        if let Some(b) = pop() {
+            if READER.lock().take().is_some() {
+                if let Some(io) = io {
+                    sched::io_wait(0, io, vcpu, true);
+                }
+            }
+            return b;
+        }
+        sched::block_current();
     }
 }
 
-/// Bytes dropped because the buffer was full.
-pub fn dropped() -> u64 {
-    hal::cpu::without_interrupts(|| RX.lock().dropped)
+/// (bytes dropped because the buffer was full, receive interrupts taken).
+pub fn stats() -> (u64, u32) {
+    (RX.lock().dropped, IRQS.load(Ordering::Relaxed))
 }

@@ -1,0 +1,91 @@
+//! Kernel thread contexts: a saved stack pointer, with the callee-saved registers on the stack.
+//! [`switch`] saves the current context and resumes another; a new context starts in
+//! [`Context::new`]'s entry function. FPU/SSE/AVX state is separate ([`crate::fpu`]).
+use core::arch::global_asm;
+
+global_asm!(
+    r#"
+    .text
+    .global hal_switch_context
+hal_switch_context:
+    push %rbp
+    push %rbx
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, (%rdi)
+    mov %rsi, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbx
+    pop %rbp
+    ret
+
+    .global hal_thread_start
+hal_thread_start:
+    mov %r13, %rdi
+    xor %ebp, %ebp
+    call *%r12
+    ud2
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn hal_switch_context(save_rsp: *mut u64, new_rsp: u64);
+    fn hal_thread_start();
+}
+
+/// A suspended kernel thread: its saved stack pointer.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct Context {
+    rsp: u64,
+}
+
+impl Context {
+    /// A context that, when switched to, calls `entry(arg)` on the stack ending at `stack_top`.
+    /// `entry` must never return. Interrupts are disabled when it starts (it runs from a switch,
+    /// which the scheduler performs with interrupts off).
+    pub fn new(stack_top: u64, entry: extern "C" fn(usize) -> !, arg: usize) -> Context {
+        let top = stack_top & !0xf;
+        let frame: [u64; 7] = [
+            0,                              // r15
+            0,                              // r14
+            arg as u64,                     // r13
+            entry as *const () as u64,      // r12
+            0,                              // rbx
+            0,                              // rbp
+            hal_thread_start as *const () as u64, // return address
+        ];
+        let rsp = top - 8 * frame.len() as u64;
+        // SAFETY: the caller hands us a stack it owns (from `mm::alloc_kernel_stack`), mapped and
+        // writable, of which we use the top 56 bytes below the 16-byte-aligned `top`.
+        unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), rsp as *mut u64, frame.len()) };
+        Context { rsp }
+    }
+
+    /// An empty context, filled by the first `switch` away from the running thread.
+    pub const fn empty() -> Context {
+        Context { rsp: 0 }
+    }
+}
+
+/// Saves the running thread's context into `from` and resumes `to`.
+///
+/// # Safety
+/// - `to` holds a context saved by a previous `switch` or made by [`Context::new`], whose stack
+///   is still allocated, and which is not running on any CPU (nor will be resumed by anyone else
+///   until it is saved again).
+/// - `from` stays valid (not freed, not moved) until someone switches back to it.
+/// - Interrupts are disabled (the scheduler's state must not change under the switch).
+pub unsafe fn switch(from: *mut Context, to: *const Context) {
+    debug_assert!(!crate::cpu::interrupts_enabled());
+    // SAFETY: by the caller's contract `to.rsp` points at a frame `hal_switch_context` (or
+    // `Context::new`) laid out, and `from` is writable; the callee-saved registers are
+    // preserved across the call by the assembly, as the C ABI requires.
+    unsafe { hal_switch_context(&raw mut (*from).rsp, (*to).rsp) }
+}

@@ -1,0 +1,104 @@
+//! IOAPIC: routes legacy ISA IRQs (through the MADT's interrupt source overrides) to vectors
+//! on a chosen CPU. When the IOAPIC is in use the 8259 PICs are fully masked.
+use spin::Mutex;
+
+use crate::mm::phys_to_virt;
+
+#[derive(Clone, Copy, Debug)]
+struct IoApic {
+    base: u64,
+    gsi_base: u32,
+    entries: u32,
+}
+
+/// An ISA IRQ's global system interrupt and polarity/trigger, from the MADT overrides.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IsaRoute {
+    pub gsi: u32,
+    pub active_low: bool,
+    pub level: bool,
+}
+
+struct State {
+    apics: [Option<IoApic>; 8],
+    isa: [IsaRoute; 16],
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    apics: [None; 8],
+    isa: [IsaRoute { gsi: 0, active_low: false, level: false }; 16],
+});
+
+fn reg_read(base: u64, reg: u32) -> u32 {
+    let sel = phys_to_virt(base) as *mut u32;
+    // SAFETY: `base` is an IOAPIC's MMIO base from the MADT; the direct map maps it uncached
+    // (not RAM). IOREGSEL is at +0 and IOWIN at +0x10, 32-bit accesses; callers hold STATE's lock
+    // so the select/access pair is not interleaved.
+    unsafe {
+        core::ptr::write_volatile(sel, reg);
+        core::ptr::read_volatile(sel.add(4))
+    }
+}
+
+fn reg_write(base: u64, reg: u32, v: u32) {
+    let sel = phys_to_virt(base) as *mut u32;
+    // SAFETY: as in `reg_read`.
+    unsafe {
+        core::ptr::write_volatile(sel, reg);
+        core::ptr::write_volatile(sel.add(4), v);
+    }
+}
+
+/// Registers an IOAPIC found in the MADT.
+pub fn add(base: u64, gsi_base: u32) {
+    let mut s = STATE.lock();
+    let entries = ((reg_read(base, 1) >> 16) & 0xff) + 1;
+    if let Some(slot) = s.apics.iter_mut().find(|a| a.is_none()) {
+        *slot = Some(IoApic { base, gsi_base, entries });
+        // Mask everything it has.
+        for i in 0..entries {
+            reg_write(base, 0x10 + 2 * i, 1 << 16);
+        }
+    }
+}
+
+/// Records an interrupt source override (ISA `irq` is delivered on `gsi`).
+pub fn set_override(irq: u8, route: IsaRoute) {
+    if let Some(r) = STATE.lock().isa.get_mut(irq as usize) {
+        *r = route;
+    }
+}
+
+/// Whether any IOAPIC is known.
+pub fn present() -> bool {
+    STATE.lock().apics.iter().any(Option::is_some)
+}
+
+/// Routes ISA `irq` to `vector` on the CPU with APIC id `dest` (fixed delivery, unmasked).
+pub fn route_isa(irq: u8, vector: u8, dest: u32) -> Result<(), &'static str> {
+    crate::cpu::without_interrupts(|| {
+        let s = STATE.lock();
+        let r = s.isa.get(irq as usize).copied().ok_or("ISA IRQ out of range")?;
+        let gsi = if r.gsi == 0 && irq != 0 { u32::from(irq) } else { r.gsi };
+        let a = s
+            .apics
+            .iter()
+            .flatten()
+            .find(|a| (a.gsi_base..a.gsi_base + a.entries).contains(&gsi))
+            .ok_or("no IOAPIC serves this interrupt")?;
+        let idx = gsi - a.gsi_base;
+        let mut low = u32::from(vector);
+        if r.active_low {
+            low |= 1 << 13;
+        }
+        if r.level {
+            low |= 1 << 15;
+        }
+        // Physical destination mode: an 8-bit APIC id in bits 56..63 (also in x2APIC mode,
+        // for ids below 256; more needs interrupt remapping).
+        let high = (dest & 0xff) << 24;
+        reg_write(a.base, 0x11 + 2 * idx, high);
+        reg_write(a.base, 0x10 + 2 * idx, low);
+        Ok(())
+    })
+}

@@ -1,0 +1,523 @@
+//! Threads on VCPUs: the glue between `vcpu_sched::Scheduler` (one per PCPU, pure policy) and
+//! the machine (context switches, the LAPIC one-shot timer, IPIs).
+//!
+//! Every thread lives on one PCPU (where its VCPU is) for its whole life. A PCPU's state — its
+//! scheduler, its threads, its sleepers — is behind that PCPU's `IrqLock`; other CPUs take it
+//! only to create or wake threads there, then send a reschedule IPI.
+//!
+//! `schedule()` asks the scheduler what runs from now on and when the next event is, programs
+//! the one-shot timer for exactly that time (or the earliest sleeper, if sooner), and switches.
+//! There is no periodic tick: a PCPU with nothing due sleeps in `hlt` with its timer off.
+//!
+//! Invariants:
+//! 1. A thread's context is only switched to on its own PCPU, by `schedule()` with interrupts
+//!    off, and only while no CPU runs it (`current` is the only running thread of a PCPU).
+//! 2. A dead thread's memory (stack, `Thread`) is freed only after its PCPU has switched away
+//!    from it (`reap` runs on the next thread).
+//! 3. Wake-ups are never lost: waking a thread that has not blocked yet leaves `wake_pending`,
+//!    and its next `block_current` returns at once.
+#![allow(unsafe_code)] // `switch` (below) is the one unsafe call: the context-switch contract
+                       // depends on this module's bookkeeping, which hal cannot see.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use hal::context::{Context, switch};
+use hal::fpu::FpuState;
+use hal::mm::KernelStack;
+use hal::percpu::{MAX_CPUS, cpu_index};
+use hal::sync::IrqLock;
+use vcpu_sched::{Config, Scheduler, TaskId, TraceEvent, VcpuId, VcpuInfo, VcpuParams};
+
+pub type Tid = u32;
+
+/// Stack size of kernel threads, in 4 KiB pages.
+const STACK_PAGES: usize = 8;
+/// Round-robin quantum among the threads of one VCPU.
+const QUANTUM_NS: u64 = 10_000_000;
+/// Scheduling events kept per PCPU for `trace`.
+const TRACE_EVENTS: usize = 16384;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Running,
+    Ready,
+    Blocked,
+    Sleeping(u64),
+    Dead,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Ready => "ready",
+            State::Blocked => "waiting",
+            State::Sleeping(_) => "sleeping",
+            State::Dead => "dead",
+        }
+    }
+}
+
+pub struct Thread {
+    pub id: Tid,
+    pub name: String,
+    ctx: Context,
+    _stack: Option<KernelStack>,
+    fpu: FpuState,
+    pub state: State,
+    entry: Option<Box<dyn FnOnce() + Send>>,
+    wake_pending: bool,
+    /// Time on the CPU so far, and since when it has been running.
+    pub runtime_ns: u64,
+    since: u64,
+    /// The idle thread is not in the VCPU scheduler.
+    idle: bool,
+}
+
+struct Cpu {
+    sched: Scheduler,
+    best_effort: VcpuId,
+    threads: BTreeMap<Tid, Box<Thread>>,
+    current: Tid,
+    idle: Tid,
+    sleepers: BTreeSet<(u64, Tid)>,
+    dead: Vec<Box<Thread>>,
+    switches: u64,
+    timer_at: Option<u64>,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_CPU: IrqLock<Option<Cpu>> = IrqLock::new(None);
+static CPUS: [IrqLock<Option<Cpu>>; MAX_CPUS] = [NO_CPU; MAX_CPUS];
+/// Which PCPU each live thread is on.
+static WHERE: IrqLock<BTreeMap<Tid, usize>> = IrqLock::new(BTreeMap::new());
+static NEXT_TID: AtomicU32 = AtomicU32::new(1);
+static CONTEXT_SWITCHES: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug)]
+pub enum SchedError {
+    NoSuchCpu,
+    NoSuchThread,
+    OutOfMemory,
+    Vcpu(vcpu_sched::Error),
+}
+
+impl core::fmt::Display for SchedError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SchedError::NoSuchCpu => f.write_str("no such CPU"),
+            SchedError::NoSuchThread => f.write_str("no such thread"),
+            SchedError::OutOfMemory => f.write_str("out of memory"),
+            SchedError::Vcpu(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<vcpu_sched::Error> for SchedError {
+    fn from(e: vcpu_sched::Error) -> Self {
+        SchedError::Vcpu(e)
+    }
+}
+
+fn now() -> u64 {
+    hal::time::now_ns()
+}
+
+fn with_cpu<R>(cpu: usize, f: impl FnOnce(&mut Cpu) -> R) -> Result<R, SchedError> {
+    let mut g = CPUS.get(cpu).ok_or(SchedError::NoSuchCpu)?.lock();
+    let c = g.as_mut().ok_or(SchedError::NoSuchCpu)?;
+    Ok(f(c))
+}
+
+/// Makes the code running on this CPU its idle thread and creates the PCPU's scheduler with
+/// the seed's best-effort VCPU. Called once per CPU, before its interrupts are enabled.
+pub fn init_this_cpu() {
+    let cpu = cpu_index();
+    let (sched, be) = Scheduler::with_best_effort(Config {
+        pcpu: cpu as u32,
+        quantum: QUANTUM_NS,
+        trace_capacity: TRACE_EVENTS,
+        ..Config::default()
+    });
+    let idle = NEXT_TID.fetch_add(1, Ordering::Relaxed);
+    let mut threads = BTreeMap::new();
+    threads.insert(
+        idle,
+        Box::new(Thread {
+            id: idle,
+            name: alloc::format!("idle/{cpu}"),
+            ctx: Context::empty(),
+            _stack: None,
+            fpu: FpuState::new(),
+            state: State::Running,
+            entry: None,
+            wake_pending: false,
+            runtime_ns: 0,
+            since: now(),
+            idle: true,
+        }),
+    );
+    *CPUS[cpu].lock() = Some(Cpu {
+        sched,
+        best_effort: be,
+        threads,
+        current: idle,
+        idle,
+        sleepers: BTreeSet::new(),
+        dead: Vec::new(),
+        switches: 0,
+        timer_at: None,
+    });
+    WHERE.lock().insert(idle, cpu);
+    if cpu == 0 {
+        hal::trap::set_handler(hal::apic::TIMER_VECTOR, |_| schedule());
+        hal::trap::set_handler(hal::apic::RESCHED_VECTOR, |_| schedule());
+    }
+}
+
+/// The idle loop: halts until an interrupt makes something runnable.
+pub fn idle() -> ! {
+    hal::cpu::enable_interrupts();
+    loop {
+        hal::cpu::wait_until(|| false);
+    }
+}
+
+/// The best-effort VCPU of PCPU `cpu`.
+pub fn best_effort_vcpu(cpu: usize) -> Result<VcpuId, SchedError> {
+    with_cpu(cpu, |c| c.best_effort)
+}
+
+/// Creates a VCPU on `cpu` (admission control applies).
+pub fn create_vcpu(cpu: usize, params: VcpuParams) -> Result<VcpuId, SchedError> {
+    with_cpu(cpu, |c| c.sched.create(now(), params))?.map_err(SchedError::from)
+}
+
+/// Destroys a VCPU with no threads left.
+pub fn destroy_vcpu(cpu: usize, id: VcpuId) -> Result<(), SchedError> {
+    with_cpu(cpu, |c| c.sched.destroy(now(), id))?.map_err(SchedError::from)
+}
+
+/// Every VCPU of `cpu`.
+pub fn vcpus(cpu: usize) -> Vec<VcpuInfo> {
+    with_cpu(cpu, |c| c.sched.vcpus().collect()).unwrap_or_default()
+}
+
+extern "C" fn thread_start(_arg: usize) -> ! {
+    finish_switch();
+    let entry = with_cpu(cpu_index(), |c| {
+        let cur = c.current;
+        c.threads.get_mut(&cur).and_then(|t| t.entry.take())
+    })
+    .ok()
+    .flatten();
+    hal::cpu::enable_interrupts();
+    if let Some(f) = entry {
+        f();
+    }
+    exit()
+}
+
+/// Creates a thread on `cpu` bound to `vcpu` (the PCPU's best-effort VCPU if `None`) and makes
+/// it runnable.
+pub fn spawn(
+    name: &str,
+    cpu: usize,
+    vcpu: Option<VcpuId>,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<Tid, SchedError> {
+    let stack = hal::mm::alloc_kernel_stack(STACK_PAGES).ok_or(SchedError::OutOfMemory)?;
+    let id = NEXT_TID.fetch_add(1, Ordering::Relaxed);
+    let t = Box::new(Thread {
+        id,
+        name: String::from(name),
+        ctx: Context::new(stack.top(), thread_start, 0),
+        _stack: Some(stack),
+        fpu: FpuState::new(),
+        state: State::Ready,
+        entry: Some(Box::new(f)),
+        wake_pending: false,
+        runtime_ns: 0,
+        since: 0,
+        idle: false,
+    });
+    with_cpu(cpu, |c| -> Result<(), SchedError> {
+        let v = vcpu.unwrap_or(c.best_effort);
+        let n = now();
+        c.sched.add_task(n, TaskId(id), v)?;
+        c.sched.wake(n, TaskId(id))?;
+        c.threads.insert(id, t);
+        Ok(())
+    })??;
+    WHERE.lock().insert(id, cpu);
+    reschedule(cpu);
+    Ok(id)
+}
+
+/// Asks `cpu` to re-decide: directly on this CPU, by IPI on another.
+fn reschedule(cpu: usize) {
+    if cpu == cpu_index() {
+        schedule();
+    } else {
+        hal::apic::send_ipi(hal::percpu::apic_id_of(cpu), hal::apic::RESCHED_VECTOR);
+    }
+}
+
+/// The running thread's id.
+pub fn current() -> Tid {
+    with_cpu(cpu_index(), |c| c.current).unwrap_or(0)
+}
+
+/// The VCPU the running thread is bound to.
+pub fn current_vcpu() -> Option<VcpuId> {
+    with_cpu(cpu_index(), |c| c.sched.vcpu_of(TaskId(c.current))).ok().flatten()
+}
+
+/// Frees threads that died on this CPU (never the running one).
+fn finish_switch() {
+    let dead = with_cpu(cpu_index(), |c| core::mem::take(&mut c.dead)).unwrap_or_default();
+    drop(dead);
+}
+
+/// Re-decides what runs on this CPU now; switches if that changed. Callable with or without
+/// interrupts enabled, but never while holding a lock another thread may need.
+pub fn schedule() {
+    // Interrupts stay off from the decision until the switch is done, so a timer interrupt
+    // cannot re-enter the scheduler half-way; each thread restores its own state on return.
+    let were_enabled = hal::cpu::interrupts_enabled();
+    hal::cpu::disable_interrupts();
+    schedule_irqs_off();
+    if were_enabled {
+        hal::cpu::enable_interrupts();
+    }
+}
+
+fn schedule_irqs_off() {
+    let cpu = cpu_index();
+    let mut g = CPUS[cpu].lock();
+    let Some(c) = g.as_mut() else { return };
+    let t = now();
+    // Due sleepers wake.
+    while let Some(&(at, tid)) = c.sleepers.first() {
+        if at > t {
+            break;
+        }
+        c.sleepers.pop_first();
+        if let Some(th) = c.threads.get_mut(&tid) {
+            if th.state == State::Sleeping(at) {
+                th.state = State::Ready;
+                let _ = c.sched.wake(t, TaskId(tid));
+            }
+        }
+    }
+    let d = c.sched.pick(t);
+    let next = d.task().map(|TaskId(id)| id).unwrap_or(c.idle);
+    let timer = match (d.timer, c.sleepers.first().map(|s| s.0)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if timer != c.timer_at || timer.is_some_and(|x| x <= t) {
+        hal::apic::set_deadline(timer);
+        c.timer_at = timer;
+    }
+    let prev = c.current;
+    if next == prev {
+        return;
+    }
+    // Save side: the running thread, or (if it just died) its box in `dead`.
+    let from: *mut Context = if let Some(p) = c.threads.get_mut(&prev) {
+        if p.state == State::Running {
+            p.state = State::Ready;
+        }
+        p.runtime_ns += t - p.since;
+        p.fpu.save();
+        &raw mut p.ctx
+    } else if let Some(d) = c.dead.iter_mut().find(|d| d.id == prev) {
+        &raw mut d.ctx
+    } else {
+        return;
+    };
+    let Some(n) = c.threads.get_mut(&next) else { return };
+    n.state = State::Running;
+    n.since = t;
+    n.fpu.restore();
+    let to: *const Context = &raw const n.ctx;
+    c.current = next;
+    c.switches += 1;
+    CONTEXT_SWITCHES.fetch_add(1, Ordering::Relaxed);
+    drop(g); // interrupts stay off: they were off when the lock was taken
+    // SAFETY (invariant 1): `to` is the context of a thread of this CPU that is not running
+    // (only `current` runs, and that was `prev`); it was saved by an earlier switch or made by
+    // `Context::new`, and its stack is alive (threads are freed only via `dead`, after their
+    // CPU switched away — invariant 2). `from` belongs to the running thread (live, or dead and
+    // kept in `dead` until the next thread's `finish_switch`); both boxes stay put while the
+    // lock is released because only this CPU removes its threads. Interrupts are off.
+    unsafe { switch(from, to) };
+    finish_switch();
+}
+
+/// Blocks the running thread until `wake` (returns at once if a wake is already pending).
+pub fn block_current() {
+    let blocked = with_cpu(cpu_index(), |c| {
+        let cur = c.current;
+        let th = c.threads.get_mut(&cur)?;
+        if th.idle {
+            return None;
+        }
+        if core::mem::take(&mut th.wake_pending) {
+            return Some(false);
+        }
+        th.state = State::Blocked;
+        let _ = c.sched.block(now(), TaskId(cur));
+        Some(true)
+    });
+    if let Ok(Some(true)) = blocked {
+        schedule();
+    }
+}
+
+/// Makes `tid` runnable (or leaves a pending wake if it is still running).
+pub fn wake(tid: Tid) -> Result<(), SchedError> {
+    let cpu = *WHERE.lock().get(&tid).ok_or(SchedError::NoSuchThread)?;
+    let resched = with_cpu(cpu, |c| {
+        let th = c.threads.get_mut(&tid)?;
+        match th.state {
+            State::Blocked | State::Sleeping(_) => {
+                if let State::Sleeping(at) = th.state {
+                    c.sleepers.remove(&(at, tid));
+                }
+                th.state = State::Ready;
+                c.sched.wake(now(), TaskId(tid)).ok()
+            }
+            State::Running | State::Ready => {
+                th.wake_pending = true;
+                None
+            }
+            State::Dead => None,
+        }
+    })?;
+    if resched == Some(true) || resched.is_some() && cpu != cpu_index() {
+        reschedule(cpu);
+    }
+    Ok(())
+}
+
+/// Sleeps until monotonic time `deadline` (ns).
+pub fn sleep_until(deadline: u64) {
+    let slept = with_cpu(cpu_index(), |c| {
+        let cur = c.current;
+        let t = now();
+        if deadline <= t {
+            return false;
+        }
+        let Some(th) = c.threads.get_mut(&cur) else { return false };
+        if th.idle {
+            return false;
+        }
+        th.state = State::Sleeping(deadline);
+        c.sleepers.insert((deadline, cur));
+        let _ = c.sched.block(t, TaskId(cur));
+        true
+    });
+    if matches!(slept, Ok(true)) {
+        schedule();
+    }
+}
+
+pub fn sleep_ns(ns: u64) {
+    sleep_until(now() + ns);
+}
+
+/// Ends the running thread.
+pub fn exit() -> ! {
+    let _ = with_cpu(cpu_index(), |c| {
+        let cur = c.current;
+        if let Some(mut th) = c.threads.remove(&cur) {
+            th.state = State::Dead;
+            let _ = c.sched.remove_task(now(), TaskId(cur));
+            c.sleepers.retain(|&(_, t)| t != cur);
+            c.dead.push(th);
+        }
+    });
+    WHERE.lock().remove(&current());
+    loop {
+        schedule();
+    }
+}
+
+/// Moves the running thread to VCPU `vcpu` of its PCPU (`vcpu_bind_task`).
+pub fn bind_current(vcpu: VcpuId) -> Result<(), SchedError> {
+    with_cpu(cpu_index(), |c| c.sched.bind(now(), TaskId(c.current), vcpu))??;
+    schedule();
+    Ok(())
+}
+
+/// A task of the running thread's VCPU waits on IO VCPU `io` of `cpu` (PIBS priority
+/// inheritance), or that wait ended (`done`).
+pub fn io_wait(cpu: usize, io: VcpuId, requester: VcpuId, done: bool) {
+    let _ = with_cpu(cpu, |c| {
+        let t = now();
+        if done { c.sched.io_complete(t, io, requester) } else { c.sched.io_request(t, io, requester) }
+    });
+}
+
+/// CPU time of thread `tid` so far (including the current run).
+pub fn runtime_ns(tid: Tid) -> Option<u64> {
+    let cpu = *WHERE.lock().get(&tid)?;
+    with_cpu(cpu, |c| {
+        let th = c.threads.get(&tid)?;
+        let extra = if th.state == State::Running { now() - th.since } else { 0 };
+        Some(th.runtime_ns + extra)
+    })
+    .ok()
+    .flatten()
+}
+
+/// One line of `ps -t`.
+pub struct ThreadInfo {
+    pub id: Tid,
+    pub name: String,
+    pub cpu: usize,
+    pub vcpu: Option<VcpuId>,
+    pub state: State,
+    pub runtime_ns: u64,
+}
+
+pub fn threads() -> Vec<ThreadInfo> {
+    let mut v = Vec::new();
+    for cpu in 0..hal::percpu::online() {
+        let _ = with_cpu(cpu, |c| {
+            for th in c.threads.values() {
+                v.push(ThreadInfo {
+                    id: th.id,
+                    name: th.name.clone(),
+                    cpu,
+                    vcpu: c.sched.vcpu_of(TaskId(th.id)),
+                    state: th.state,
+                    runtime_ns: th.runtime_ns,
+                });
+            }
+        });
+    }
+    v
+}
+
+/// Takes the scheduling trace of `cpu` collected so far (oldest first) and the number of
+/// events lost to overflow.
+pub fn drain_trace(cpu: usize) -> (Vec<TraceEvent>, u64) {
+    with_cpu(cpu, |c| {
+        let mut v = Vec::new();
+        c.sched.drain_trace(|e| v.push(e));
+        (v, c.sched.trace_dropped())
+    })
+    .unwrap_or_default()
+}
+
+/// Context switches so far (all CPUs).
+pub fn context_switches() -> u64 {
+    CONTEXT_SWITCHES.load(Ordering::Relaxed)
+}
