@@ -71,8 +71,26 @@ const KSTACK_SLOTS: usize = 1 << 16;
 static KERNEL_PML4: AtomicU64 = AtomicU64::new(0);
 static DIRECT_LIMIT: AtomicU64 = AtomicU64::new(4 * GIB);
 
+/// The kernel heap. Its lock is also taken by code running with interrupts disabled (the
+/// scheduler allocates in its timer handler), so allocation runs with interrupts off: otherwise
+/// an interrupt arriving while a thread holds the heap lock would deadlock its CPU.
+struct IrqSafeHeap(LockedHeap);
+
+// SAFETY: delegates to `LockedHeap`'s GlobalAlloc implementation, only adding an interrupt-off
+// section around each call; layouts and pointers are passed through unchanged.
+unsafe impl core::alloc::GlobalAlloc for IrqSafeHeap {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc` is forwarded unchanged.
+        crate::cpu::without_interrupts(|| unsafe { self.0.alloc(layout) })
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        // SAFETY: the caller's contract for `dealloc` is forwarded unchanged.
+        crate::cpu::without_interrupts(|| unsafe { self.0.dealloc(ptr, layout) })
+    }
+}
+
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAP: IrqSafeHeap = IrqSafeHeap(LockedHeap::empty());
 
 /// Figures the boot path reports.
 #[derive(Clone, Copy, Debug, Default)]
@@ -173,7 +191,7 @@ pub(crate) fn init(info: &BootInfo) -> Result<MemStats, &'static str> {
     //    owned by the heap from now on.
     // 2. The direct map covers it (it is usable RAM below `direct_top`).
     // 3. `init` is called once (this function runs once on the boot CPU).
-    unsafe { HEAP.lock().init(phys_to_virt(heap) as *mut u8, heap_bytes as usize) };
+    unsafe { HEAP.0.lock().init(phys_to_virt(heap) as *mut u8, heap_bytes as usize) };
 
     let stats = MemStats {
         usable_bytes,
@@ -455,7 +473,7 @@ pub fn frame_counts() -> (usize, usize) {
 /// (used, free) bytes of the kernel heap.
 pub fn heap_usage() -> (usize, usize) {
     crate::cpu::without_interrupts(|| {
-        let h = HEAP.lock();
+        let h = HEAP.0.lock();
         (h.used(), h.free())
     })
 }

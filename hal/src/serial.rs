@@ -21,12 +21,8 @@ struct Console {
 
 static COM1: Mutex<Console> = Mutex::new(Console { uart: None });
 
-fn config(rx_interrupt: bool) -> Config {
-    Config {
-        baud_rate: BaudRate::Baud115200,
-        interrupts: if rx_interrupt { IER::DATA_READY } else { IER::empty() },
-        ..Config::DEFAULT
-    }
+fn config() -> Config {
+    Config { baud_rate: BaudRate::Baud115200, interrupts: IER::empty(), ..Config::DEFAULT }
 }
 
 /// Initialises COM1 for polled output (idempotent). Output before this is dropped.
@@ -43,18 +39,15 @@ pub fn init() {
         Ok(u) => u,
         Err(_) => return,
     };
-    if uart.init(config(false)).is_ok() {
+    if uart.init(config()).is_ok() {
         c.uart = Some(uart);
     }
 }
 
-/// Turns on the receive interrupt of COM1 (the caller has routed its IRQ).
+/// Turns on the receive interrupt of COM1 (the caller has routed its IRQ). Bytes already in
+/// the receive FIFO are kept (they raise the interrupt at once).
 pub fn enable_rx_interrupt() {
-    crate::cpu::without_interrupts(|| {
-        if let Some(u) = COM1.lock().uart.as_mut() {
-            let _ = u.init(config(true));
-        }
-    })
+    set_rx_interrupt(true);
 }
 
 /// One received byte of COM1, if the UART holds one.

@@ -18,6 +18,8 @@ commands:
   cpus              processors found in the ACPI MADT
   ls                list /boot
   cat FILE          print a file of /boot
+  ps -v | -t        list VCPUs | threads
+  trace CPU         print and clear CPU's scheduling trace (vcpu-sched text format)
   poweroff          power the machine off";
 
 /// Whether the last line ended with CR (so a following LF belongs to it, not a new line).
@@ -100,6 +102,18 @@ pub fn run(fs: BootFs) {
                 },
                 None => println!("cat: {args}: no such file in /boot"),
             },
+            "ps" => ps(args),
+            "trace" => match args.parse::<usize>() {
+                Ok(cpu) if cpu < hal::percpu::online() => {
+                    let (events, dropped) = crate::sched::drain_trace(cpu);
+                    println!("# trace pcpu {cpu}: {} events, {dropped} dropped", events.len());
+                    for e in events {
+                        println!("{e}");
+                    }
+                    println!("# end of trace");
+                }
+                _ => println!("trace: usage: trace CPU (0..{})", hal::percpu::online()),
+            },
             "poweroff" => {
                 println!("Quest-RS: powering off.");
                 hal::cpu::power_off(hal::cpu::ExitCode::Success);
@@ -108,5 +122,34 @@ pub fn run(fs: BootFs) {
             "ktest" => crate::ktest::run(args),
             _ => println!("{name}: unknown command (try 'help')"),
         }
+    }
+}
+
+fn ps(args: &str) {
+    match args {
+        "-v" => {
+            let all: alloc::vec::Vec<_> = (0..hal::percpu::online())
+                .flat_map(|cpu| crate::sched::vcpus(cpu).into_iter().map(move |v| (cpu, v)))
+                .collect();
+            println!("{} VCPUs", all.len());
+            println!("VCPU PCPU Type      C      T  num_tasks");
+            for (cpu, v) in all {
+                let kind = match v.params.kind {
+                    vcpu_sched::VcpuKind::Main => "main",
+                    vcpu_sched::VcpuKind::Io => "io",
+                };
+                println!("{:>4} {:>4} {:<4} {:>7} {:>7} {:>6}", v.id.0, cpu, kind, v.params.c_us, v.params.t_us, v.tasks);
+            }
+        }
+        "-t" | "" => {
+            let ts = crate::sched::threads();
+            println!("{} tasks", ts.len());
+            println!("  ID          Name Parent VCPU PCPU      Status Thread");
+            for t in ts {
+                let vcpu = t.vcpu.map_or(alloc::string::String::from("-"), |v| alloc::format!("{}", v.0));
+                println!("{:>4} {:>13} {:>6} {:>4} {:>4} {:>11} {:>6}", t.id, t.name, "-", vcpu, t.cpu, t.state.name(), "-");
+            }
+        }
+        _ => println!("ps: usage: ps <-v|-t>"),
     }
 }

@@ -1,6 +1,15 @@
 //! In-kernel test hooks (feature `ktest`, used by the QEMU test suite): deliberate faults, so
-//! the tests can check the fault reports, and self checks that need the running kernel.
+//! the tests can check the fault reports, and workloads that need the running kernel
+//! (budget enforcement, semaphores across CPUs, timer latency).
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use hal::println;
+use vcpu_sched::VcpuParams;
+
+use crate::sched;
+use crate::sync::Semaphore;
 
 // Unbounded on purpose: it runs into the stack's guard page.
 #[allow(unconditional_recursion)]
@@ -21,20 +30,241 @@ fn page_fault() {
     hal::cpu::trigger_page_fault(p as u64);
 }
 
+fn arg<T: core::str::FromStr>(args: &[&str], i: usize, default: T) -> T {
+    args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+fn cpu_or(args: &[&str], i: usize, default: usize) -> usize {
+    let c = arg(args, i, default);
+    if c < hal::percpu::online() { c } else { 0 }
+}
+
+/// Two CPU-bound threads on Main VCPUs (20 ms, 100 ms) and (30 ms, 100 ms) plus a best-effort
+/// hog on one PCPU for `secs` seconds: prints each thread's share of the CPU.
+fn budget(args: &[&str]) {
+    let cpu = cpu_or(args, 0, 1);
+    let ms: u64 = arg(args, 1, 2000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut vcpus = Vec::new();
+    let mut tids = Vec::new();
+    for (name, params) in [("hog-20", Some(VcpuParams::main(20_000, 100_000))), ("hog-30", Some(VcpuParams::main(30_000, 100_000))), ("hog-be", None)] {
+        let v = match params {
+            Some(p) => match sched::create_vcpu(cpu, p) {
+                Ok(v) => {
+                    vcpus.push(v);
+                    Some(v)
+                }
+                Err(e) => return println!("budget: vcpu_create failed: {e}"),
+            },
+            None => None,
+        };
+        let s = stop.clone();
+        match sched::spawn(name, cpu, v, move || {
+            while !s.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }) {
+            Ok(t) => tids.push((name, t)),
+            Err(e) => return println!("budget: spawn failed: {e}"),
+        }
+    }
+    let t0 = hal::time::now_ns();
+    let r0: Vec<u64> = tids.iter().map(|&(_, t)| sched::runtime_ns(t).unwrap_or(0)).collect();
+    sched::sleep_until(t0 + ms * 1_000_000);
+    let t1 = hal::time::now_ns();
+    let r1: Vec<u64> = tids.iter().map(|&(_, t)| sched::runtime_ns(t).unwrap_or(0)).collect();
+    stop.store(true, Ordering::Relaxed);
+    let span = (t1 - t0).max(1);
+    println!("budget: cpu {cpu}, {} ms of guest time", span / 1_000_000);
+    for (i, (name, _)) in tids.iter().enumerate() {
+        let used = r1[i] - r0[i];
+        let permille = used * 100_000 / span; // thousandths of a percent
+        println!("budget: {name} {}.{:03}%", permille / 1000, permille % 1000);
+    }
+    // Let the hogs exit, then remove their VCPUs.
+    sched::sleep_ns(300_000_000);
+    for v in vcpus {
+        if let Err(e) = sched::destroy_vcpu(cpu, v) {
+            println!("budget: vcpu_destroy: {e}");
+        }
+    }
+}
+
+/// Semaphore ping-pong between two threads of one CPU: round-trip cost.
+fn sem_pingpong(args: &[&str]) {
+    let rounds: u64 = arg(args, 0, 1000);
+    let cpu = cpu_or(args, 1, 0);
+    let ping = Arc::new(Semaphore::new(0));
+    let pong = Arc::new(Semaphore::new(0));
+    let done = Arc::new(Semaphore::new(0));
+    let (p2, q2, d2) = (ping.clone(), pong.clone(), done.clone());
+    let sw0 = sched::context_switches();
+    let t0 = hal::time::now_ns();
+    let _ = sched::spawn("pong", cpu, None, move || {
+        for _ in 0..rounds {
+            p2.down();
+            q2.up();
+        }
+        d2.up();
+    });
+    let (p3, q3, d3) = (ping.clone(), pong.clone(), done.clone());
+    let _ = sched::spawn("ping", cpu, None, move || {
+        for _ in 0..rounds {
+            p3.up();
+            q3.down();
+        }
+        d3.up();
+    });
+    done.down();
+    done.down();
+    let t1 = hal::time::now_ns();
+    let sw = sched::context_switches() - sw0;
+    println!(
+        "sem: {rounds} round trips on cpu {cpu}, {} ns per round trip, {sw} context switches",
+        (t1 - t0) / rounds.max(1)
+    );
+}
+
+/// Producer on one CPU, consumer on another, through a bounded buffer guarded by semaphores.
+fn prodcons(args: &[&str]) {
+    let items: u64 = arg(args, 0, 10_000);
+    let pc = cpu_or(args, 1, 1);
+    let cc = cpu_or(args, 2, 2);
+    const CAP: usize = 8;
+    struct Shared {
+        slots: [AtomicU64; CAP],
+        empty: Semaphore,
+        full: Semaphore,
+    }
+    let sh = Arc::new(Shared {
+        slots: [const { AtomicU64::new(0) }; CAP],
+        empty: Semaphore::new(CAP as u64),
+        full: Semaphore::new(0),
+    });
+    let done = Arc::new(Semaphore::new(0));
+    let result = Arc::new(AtomicU64::new(0));
+    let ok = Arc::new(AtomicBool::new(true));
+    let (s1, d1) = (sh.clone(), done.clone());
+    let _ = sched::spawn("producer", pc, None, move || {
+        for i in 0..items {
+            s1.empty.down();
+            s1.slots[(i % CAP as u64) as usize].store(i, Ordering::Release);
+            s1.full.up();
+        }
+        d1.up();
+    });
+    let (s2, d2, r2, ok2) = (sh.clone(), done.clone(), result.clone(), ok.clone());
+    let _ = sched::spawn("consumer", cc, None, move || {
+        let mut sum = 0u64;
+        for i in 0..items {
+            s2.full.down();
+            let v = s2.slots[(i % CAP as u64) as usize].load(Ordering::Acquire);
+            if v != i {
+                ok2.store(false, Ordering::Relaxed);
+            }
+            sum += v;
+            s2.empty.up();
+        }
+        r2.store(sum, Ordering::Relaxed);
+        d2.up();
+    });
+    done.down();
+    done.down();
+    println!(
+        "prodcons: {items} items from cpu {pc} to cpu {cc}, {}, sum {}",
+        if ok.load(Ordering::Relaxed) { "in order" } else { "OUT OF ORDER" },
+        result.load(Ordering::Relaxed)
+    );
+}
+
+/// A CPU-bound thread on every CPU for `ms`: each must make progress.
+fn smp(args: &[&str]) {
+    let ms: u64 = arg(args, 0, 200);
+    let n = hal::percpu::online();
+    let counts: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(Semaphore::new(0));
+    for cpu in 0..n {
+        let (c, s, d) = (counts.clone(), stop.clone(), done.clone());
+        let _ = sched::spawn("spin", cpu, None, move || {
+            let me = hal::percpu::cpu_index();
+            while !s.load(Ordering::Relaxed) {
+                c[me].fetch_add(1, Ordering::Relaxed);
+            }
+            d.up();
+        });
+    }
+    sched::sleep_ns(ms * 1_000_000);
+    stop.store(true, Ordering::Relaxed);
+    for _ in 0..n {
+        done.down();
+    }
+    for (cpu, c) in counts.iter().enumerate() {
+        println!("smp: cpu {cpu} ran {} iterations", c.load(Ordering::Relaxed));
+    }
+}
+
+/// Timer interrupt-to-thread latency: a thread on its own Main VCPU sleeps until absolute
+/// times 1 ms apart and records how late it ran.
+fn latency(args: &[&str]) {
+    let n: usize = arg(args, 0, 200);
+    let cpu = cpu_or(args, 1, 1);
+    let v = match sched::create_vcpu(cpu, VcpuParams::main(1000, 10_000)) {
+        Ok(v) => v,
+        Err(e) => return println!("latency: vcpu_create failed: {e}"),
+    };
+    let done = Arc::new(Semaphore::new(0));
+    let out = Arc::new(hal::sync::IrqLock::new(Vec::<u64>::new()));
+    let (d, o) = (done.clone(), out.clone());
+    let _ = sched::spawn("latency", cpu, Some(v), move || {
+        let start = hal::time::now_ns() + 1_000_000;
+        for k in 0..n as u64 {
+            let at = start + k * 1_000_000;
+            sched::sleep_until(at);
+            let late = hal::time::now_ns() - at;
+            o.lock().push(late);
+        }
+        d.up();
+    });
+    done.down();
+    let mut v2 = core::mem::take(&mut *out.lock());
+    v2.sort_unstable();
+    if v2.is_empty() {
+        return;
+    }
+    println!(
+        "latency: {} wake-ups, min {} ns, median {} ns, p99 {} ns, max {} ns",
+        v2.len(),
+        v2[0],
+        v2[v2.len() / 2],
+        v2[v2.len() * 99 / 100],
+        v2[v2.len() - 1]
+    );
+    sched::sleep_ns(10_000_000);
+    let _ = sched::destroy_vcpu(cpu, v);
+}
+
 pub fn run(what: &str) {
-    match what {
+    let mut it = what.split_whitespace();
+    let name = it.next().unwrap_or("");
+    let args: Vec<&str> = it.collect();
+    match name {
         "pf" => page_fault(),
         "ud" => hal::cpu::trigger_invalid_opcode(),
         "gp" => hal::cpu::trigger_general_protection(),
-        "de" => {
-            let zero = core::hint::black_box(0u64);
-            println!("{}", core::hint::black_box(1u64).checked_div(zero).unwrap_or_else(|| hal::cpu::trigger_divide_error()));
-        }
+        "de" => hal::cpu::trigger_divide_error(),
         "stack" => {
             println!("ktest: recursing until the stack guard page");
             println!("{}", recurse(0));
         }
         "panic" => panic!("ktest: deliberate panic"),
-        _ => println!("ktest: unknown test '{what}' (pf, ud, gp, de, stack, panic)"),
+        "budget" => budget(&args),
+        "sem" => sem_pingpong(&args),
+        "prodcons" => prodcons(&args),
+        "smp" => smp(&args),
+        "latency" => latency(&args),
+        _ => println!(
+            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms], sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu])"
+        ),
     }
 }

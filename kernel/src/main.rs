@@ -13,6 +13,7 @@ mod console;
 mod drivers;
 mod initrd;
 mod sched;
+mod sync;
 #[cfg(feature = "ktest")]
 mod ktest;
 

@@ -15,6 +15,11 @@ use anyhow::{Context, Result, anyhow, bail};
 pub const EXIT_SUCCESS: i32 = (0x10 << 1) | 1;
 /// ... and `ExitCode::Failure` (0x11): a panic or an unhandled fault.
 pub const EXIT_FAILURE: i32 = (0x11 << 1) | 1;
+/// CPU model for `-icount` runs: QEMU 10's `-cpu max` aborts under icount ("Bad icount read"),
+/// EPYC works (and has SVM with nested paging); the features TCG cannot emulate are removed so
+/// QEMU does not warn about them.
+pub const ICOUNT_CPU: &str = "EPYC,-xsavec,-misalignsse,-osvw,-topoext,-fxsr-opt,-nrip-save";
+
 /// The boot console's prompt.
 pub const PROMPT: &str = ">";
 
@@ -86,7 +91,7 @@ impl Config {
             "-accel".into(),
             "tcg".into(),
             "-cpu".into(),
-            self.cpu.clone(),
+            if self.icount && self.cpu == "max" { ICOUNT_CPU.into() } else { self.cpu.clone() },
             "-smp".into(),
             self.smp.to_string(),
             "-m".into(),

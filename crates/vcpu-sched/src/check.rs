@@ -1,0 +1,323 @@
+//! Trace checkers for the crate's invariants, independent of the scheduler's own accounting:
+//! they look only at what ran when (the `RUN`/`BG`/`IDLE` lines) and at the budget the trace
+//! says was released. Used by the property tests on simulated runs; usable on kernel traces.
+//!
+//! * [`sliding_window`]: invariant 1 (at most `C` of foreground execution in any window `T`).
+//! * [`replenishment_deadlines`]: invariant 2 (budget released at `r` consumed by `r + T`
+//!   while the VCPU is backlogged).
+//! * [`pibs`]: invariant 4 (IO consumption never exceeds `U` over an eligibility period).
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::trace::{EventKind, Segment, TraceEvent, segments};
+use crate::{Nanos, VcpuId, VcpuKind};
+
+/// A VCPU in a (possibly multi-PCPU) trace.
+pub type Key = (u32, VcpuId);
+
+/// A VCPU's parameters as announced by its `CREATE` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Created {
+    /// When.
+    pub t: Nanos,
+    /// Main or IO.
+    pub kind: VcpuKind,
+    /// C (ns).
+    pub c: Nanos,
+    /// T (ns).
+    pub period: Nanos,
+}
+
+/// Every VCPU created in the trace (the last `CREATE` per key wins).
+pub fn created(events: &[TraceEvent]) -> BTreeMap<Key, Created> {
+    let mut m = BTreeMap::new();
+    for e in events {
+        if let (EventKind::Create { kind, c, t }, Some(v)) = (e.kind, e.vcpu) {
+            m.insert(
+                (e.pcpu, v),
+                Created {
+                    t: e.t,
+                    kind,
+                    c,
+                    period: t,
+                },
+            );
+        }
+    }
+    m
+}
+
+/// Foreground execution intervals per VCPU, sorted and merged where contiguous.
+pub fn foreground(events: &[TraceEvent], end: Nanos) -> BTreeMap<Key, Vec<(Nanos, Nanos)>> {
+    let mut m: BTreeMap<Key, Vec<(Nanos, Nanos)>> = BTreeMap::new();
+    for s in segments(events, end) {
+        if s.background {
+            continue;
+        }
+        let v = m.entry((s.pcpu, s.vcpu)).or_default();
+        match v.last_mut() {
+            Some(last) if last.1 == s.start => last.1 = s.end,
+            _ => v.push((s.start, s.end)),
+        }
+    }
+    m
+}
+
+/// Total execution per VCPU: `(foreground, background)` ns within `[from, to)`.
+pub fn service(events: &[TraceEvent], from: Nanos, to: Nanos) -> BTreeMap<Key, (Nanos, Nanos)> {
+    let mut m: BTreeMap<Key, (Nanos, Nanos)> = BTreeMap::new();
+    for Segment {
+        pcpu,
+        vcpu,
+        start,
+        end,
+        background,
+        ..
+    } in segments(events, to)
+    {
+        let s = start.max(from);
+        let e = end.min(to);
+        if e <= s {
+            continue;
+        }
+        let x = m.entry((pcpu, vcpu)).or_default();
+        if background {
+            x.1 += e - s;
+        } else {
+            x.0 += e - s;
+        }
+    }
+    m
+}
+
+/// Cumulative execution function over sorted, disjoint intervals.
+struct Cumulative<'a> {
+    iv: &'a [(Nanos, Nanos)],
+    prefix: Vec<Nanos>,
+}
+
+impl<'a> Cumulative<'a> {
+    fn new(iv: &'a [(Nanos, Nanos)]) -> Self {
+        let mut prefix = Vec::with_capacity(iv.len() + 1);
+        let mut acc = 0;
+        prefix.push(0);
+        for &(s, e) in iv {
+            acc += e - s;
+            prefix.push(acc);
+        }
+        Self { iv, prefix }
+    }
+
+    /// Execution in `[0, x)`.
+    fn at(&self, x: Nanos) -> Nanos {
+        // Number of intervals starting before x.
+        let k = self.iv.partition_point(|&(s, _)| s < x);
+        if k == 0 {
+            return 0;
+        }
+        let (s, e) = self.iv[k - 1];
+        self.prefix[k - 1] + (x.min(e) - s)
+    }
+}
+
+/// A sliding-window violation: `amount` executed in `[start, start + T)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowViolation {
+    /// Window start.
+    pub start: Nanos,
+    /// Execution in the window.
+    pub amount: Nanos,
+}
+
+/// Invariant 1 for one VCPU: at most `c + tolerance` of execution (sorted, disjoint
+/// `intervals`) in any window of length `t`. The maximum over all windows is attained with a
+/// window starting at an interval start or ending at an interval end; both are checked.
+pub fn sliding_window(
+    intervals: &[(Nanos, Nanos)],
+    c: Nanos,
+    t: Nanos,
+    tolerance: Nanos,
+) -> Result<Nanos, WindowViolation> {
+    let w = Cumulative::new(intervals);
+    let mut worst = 0;
+    for &(s, e) in intervals {
+        for start in [s, e.saturating_sub(t)] {
+            let amount = w.at(start + t) - w.at(start);
+            worst = worst.max(amount);
+            if amount > c + tolerance {
+                return Err(WindowViolation { start, amount });
+            }
+        }
+    }
+    Ok(worst)
+}
+
+/// A replenishment-deadline violation: budget released by `release` not consumed by
+/// `release + T`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeadlineViolation {
+    /// The release time.
+    pub release: Nanos,
+    /// Budget released up to then (cumulative, ns).
+    pub released: Nanos,
+    /// Consumed by `release + T` (cumulative, ns).
+    pub consumed: Nanos,
+}
+
+/// Invariant 2 for a Main VCPU that is continuously backlogged from its creation until
+/// `horizon`: for every release time `r` (creation, `REPL`, `MOVE` targets) with
+/// `r + T <= horizon`, the cumulative foreground execution by `r + T` is at least the
+/// cumulative budget released by `r`, minus `tolerance`.
+pub fn replenishment_deadlines(
+    events: &[TraceEvent],
+    key: Key,
+    horizon: Nanos,
+    tolerance: Nanos,
+) -> Result<usize, DeadlineViolation> {
+    let Some(cr) = created(events).get(&key).copied() else {
+        return Ok(0);
+    };
+    let mut deltas: Vec<(Nanos, i128)> = alloc::vec![(cr.t, cr.c as i128)];
+    for e in events {
+        if (e.pcpu, e.vcpu) != (key.0, Some(key.1)) || e.t < cr.t {
+            continue;
+        }
+        match e.kind {
+            EventKind::Repl { at, amount } => deltas.push((at, amount as i128)),
+            EventKind::Move { from, to, amount } => {
+                deltas.push((from, -(amount as i128)));
+                deltas.push((to, amount as i128));
+            }
+            _ => {}
+        }
+    }
+    deltas.sort();
+    let fg = foreground(events, horizon);
+    let empty = Vec::new();
+    let iv = fg.get(&key).unwrap_or(&empty);
+    let w = Cumulative::new(iv);
+    let base = w.at(cr.t);
+    let mut released: i128 = 0;
+    let mut checked = 0;
+    let mut i = 0;
+    while i < deltas.len() {
+        let r = deltas[i].0;
+        while i < deltas.len() && deltas[i].0 == r {
+            released += deltas[i].1;
+            i += 1;
+        }
+        if r + cr.period > horizon {
+            break;
+        }
+        let consumed = w.at(r + cr.period) - base;
+        checked += 1;
+        if (consumed as i128) + (tolerance as i128) < released {
+            return Err(DeadlineViolation {
+                release: r,
+                released: released as Nanos,
+                consumed,
+            });
+        }
+    }
+    Ok(checked)
+}
+
+/// A PIBS violation for one activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PibsViolation {
+    /// Activation start.
+    pub start: Nanos,
+    /// What went wrong.
+    pub what: &'static str,
+}
+
+/// Invariant 4 for an IO VCPU with utilization `c / t`: for every finished activation
+/// (`ELIG start used at`), `used <= U * (at - start)`, the next activation does not start
+/// before `at`, and the execution the trace shows between this activation's start and the
+/// next one's is at most `used` (+ `tolerance`). Returns the number of activations checked.
+pub fn pibs(
+    events: &[TraceEvent],
+    key: Key,
+    c: Nanos,
+    t: Nanos,
+    horizon: Nanos,
+    tolerance: Nanos,
+) -> Result<usize, PibsViolation> {
+    let acts: Vec<(Nanos, Nanos, Nanos)> = events
+        .iter()
+        .filter(|e| (e.pcpu, e.vcpu) == (key.0, Some(key.1)))
+        .filter_map(|e| match e.kind {
+            EventKind::Elig { start, used, at } => Some((start, used, at)),
+            _ => None,
+        })
+        .collect();
+    let fg = foreground(events, horizon);
+    let empty = Vec::new();
+    let w = Cumulative::new(fg.get(&key).unwrap_or(&empty));
+    for (k, &(start, used, at)) in acts.iter().enumerate() {
+        if (used as u128) * (t as u128) > (c as u128) * ((at - start) as u128) {
+            return Err(PibsViolation {
+                start,
+                what: "consumption exceeds U over the eligibility period",
+            });
+        }
+        if let Some(&(next, _, _)) = acts.get(k + 1) {
+            if next < at {
+                return Err(PibsViolation {
+                    start: next,
+                    what: "activation started before the eligibility time",
+                });
+            }
+            let ran = w.at(next) - w.at(start);
+            if ran > used + tolerance {
+                return Err(PibsViolation {
+                    start,
+                    what: "ran more than the activation accounted",
+                });
+            }
+        }
+    }
+    Ok(acts.len())
+}
+
+/// Number of `MISS` lines.
+pub fn misses(events: &[TraceEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Miss { .. }))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_window_finds_back_to_back_runs() {
+        // C=2, T=10: [8,10) then [10,12) is 4 in [8,18).
+        let iv = [(8, 12)];
+        assert_eq!(
+            sliding_window(&iv, 2, 10, 0),
+            Err(WindowViolation {
+                start: 8,
+                amount: 4
+            })
+        );
+        let iv = [(0, 2), (10, 12), (20, 22)];
+        assert_eq!(sliding_window(&iv, 2, 10, 0), Ok(2));
+        let iv = [(0, 2), (9, 11)];
+        assert!(sliding_window(&iv, 2, 10, 0).is_err());
+    }
+
+    #[test]
+    fn cumulative() {
+        let iv = [(2, 4), (6, 10)];
+        let w = Cumulative::new(&iv);
+        assert_eq!(w.at(0), 0);
+        assert_eq!(w.at(3), 1);
+        assert_eq!(w.at(5), 2);
+        assert_eq!(w.at(7), 3);
+        assert_eq!(w.at(100), 6);
+    }
+}

@@ -1,0 +1,71 @@
+//! Counting semaphores that block and wake threads through the scheduler.
+//!
+//! Invariant: `count >= 0`; a thread in `waiters` is blocked in `down` or about to block (a
+//! wake that reaches it before it blocks is kept as a pending wake by the scheduler, so it is
+//! never lost).
+use alloc::collections::VecDeque;
+
+use hal::sync::IrqLock;
+
+use crate::sched::{self, Tid};
+
+pub struct Semaphore {
+    inner: IrqLock<Inner>,
+}
+
+struct Inner {
+    count: u64,
+    waiters: VecDeque<Tid>,
+}
+
+impl Semaphore {
+    pub const fn new(count: u64) -> Semaphore {
+        Semaphore { inner: IrqLock::new(Inner { count, waiters: VecDeque::new() }) }
+    }
+
+    /// P: takes one unit, blocking while there is none.
+    pub fn down(&self) {
+        let me = sched::current();
+        loop {
+            {
+                let mut s = self.inner.lock();
+                if s.count > 0 {
+                    s.count -= 1;
+                    s.waiters.retain(|&t| t != me);
+                    return;
+                }
+                if !s.waiters.contains(&me) {
+                    s.waiters.push_back(me);
+                }
+            }
+            sched::block_current();
+        }
+    }
+
+    /// Takes one unit if there is one.
+    pub fn try_down(&self) -> bool {
+        let mut s = self.inner.lock();
+        if s.count > 0 {
+            s.count -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// V: returns one unit and wakes the longest waiter.
+    pub fn up(&self) {
+        let w = {
+            let mut s = self.inner.lock();
+            s.count += 1;
+            s.waiters.pop_front()
+        };
+        if let Some(t) = w {
+            let _ = sched::wake(t);
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.inner.lock().count
+    }
+}
