@@ -68,7 +68,8 @@ pub fn report_exception(frame: &TrapFrame) {
             if frame.error_code & 4 != 0 { "user" } else { "supervisor" }
         );
     }
-    if let Some(stack) = crate::mm::guard_page_of(frame.rsp) {
+    // The push that faulted went below RSP: look at the byte under it.
+    if let Some(stack) = crate::mm::guard_page_of(frame.rsp.wrapping_sub(1)) {
         fatal_println!("cause: kernel stack overflow (RSP is in the guard page below the {stack})");
     }
     fatal_println!("RIP: {:#018x} <{}>", frame.rip, Sym(frame.rip));

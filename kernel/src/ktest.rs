@@ -44,6 +44,12 @@ fn cpu_or(args: &[&str], i: usize, default: usize) -> usize {
 fn budget(args: &[&str]) {
     let cpu = cpu_or(args, 0, 1);
     let ms: u64 = arg(args, 1, 2000);
+    if let Some(mode) = args.get(2).and_then(|m| sched::parse_mode(m)) {
+        if let Err(e) = sched::set_replenish_mode(cpu, mode) {
+            return println!("budget: cannot switch cpu {cpu} to {} rules: {e}", sched::mode_name(mode));
+        }
+    }
+    let mode = sched::replenish_mode(cpu).map(sched::mode_name).unwrap_or("?");
     let stop = Arc::new(AtomicBool::new(false));
     let mut vcpus = Vec::new();
     let mut tids = Vec::new();
@@ -75,7 +81,7 @@ fn budget(args: &[&str]) {
     let r1: Vec<u64> = tids.iter().map(|&(_, t)| sched::runtime_ns(t).unwrap_or(0)).collect();
     stop.store(true, Ordering::Relaxed);
     let span = (t1 - t0).max(1);
-    println!("budget: cpu {cpu}, {} ms of guest time", span / 1_000_000);
+    println!("budget: cpu {cpu}, {mode} replenishment, {} ms of guest time", span / 1_000_000);
     for (i, (name, _)) in tids.iter().enumerate() {
         let used = r1[i] - r0[i];
         let permille = used * 100_000 / span; // thousandths of a percent
@@ -264,7 +270,7 @@ pub fn run(what: &str) {
         "smp" => smp(&args),
         "latency" => latency(&args),
         _ => println!(
-            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms], sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu])"
+            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms posix|sliding], sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu])"
         ),
     }
 }

@@ -75,6 +75,14 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
     heap_self_check();
 
     let boot_fs = initrd::init(info);
+    for opt in info.cmdline().split_whitespace() {
+        if let Some(m) = opt.strip_prefix("sched.replenish=") {
+            match sched::parse_mode(m) {
+                Some(mode) => sched::set_default_mode(mode),
+                None => println!("command line: sched.replenish={m}: expected posix or sliding; using posix"),
+            }
+        }
+    }
     sched::init_this_cpu();
     let ids: &[u32] = match boot.acpi {
         Ok(p) => &p.apic_ids[..p.cpu_count],

@@ -30,7 +30,7 @@ use hal::fpu::FpuState;
 use hal::mm::KernelStack;
 use hal::percpu::{MAX_CPUS, cpu_index};
 use hal::sync::IrqLock;
-use vcpu_sched::{Config, Scheduler, TaskId, TraceEvent, VcpuId, VcpuInfo, VcpuParams};
+use vcpu_sched::{Config, ReplenishMode, Scheduler, TaskId, TraceEvent, VcpuId, VcpuInfo, VcpuParams};
 
 pub type Tid = u32;
 
@@ -103,6 +103,8 @@ pub enum SchedError {
     NoSuchCpu,
     NoSuchThread,
     OutOfMemory,
+    /// The PCPU has threads or VCPUs besides its idle thread and empty best-effort VCPU.
+    Busy,
     Vcpu(vcpu_sched::Error),
 }
 
@@ -112,6 +114,7 @@ impl core::fmt::Display for SchedError {
             SchedError::NoSuchCpu => f.write_str("no such CPU"),
             SchedError::NoSuchThread => f.write_str("no such thread"),
             SchedError::OutOfMemory => f.write_str("out of memory"),
+            SchedError::Busy => f.write_str("the CPU has threads or VCPUs"),
             SchedError::Vcpu(e) => write!(f, "{e}"),
         }
     }
@@ -133,16 +136,61 @@ fn with_cpu<R>(cpu: usize, f: impl FnOnce(&mut Cpu) -> R) -> Result<R, SchedErro
     Ok(f(c))
 }
 
+/// Replenishment rules new PCPU schedulers use (kernel command line `sched.replenish=`).
+static DEFAULT_SLIDING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+fn mode_config(cpu: usize, mode: ReplenishMode) -> Config {
+    Config { pcpu: cpu as u32, quantum: QUANTUM_NS, trace_capacity: TRACE_EVENTS, replenish: mode, ..Config::default() }
+}
+
+pub fn mode_name(m: ReplenishMode) -> &'static str {
+    match m {
+        ReplenishMode::Posix => "posix",
+        ReplenishMode::SlidingWindow => "sliding",
+    }
+}
+
+pub fn parse_mode(s: &str) -> Option<ReplenishMode> {
+    match s {
+        "posix" => Some(ReplenishMode::Posix),
+        "sliding" => Some(ReplenishMode::SlidingWindow),
+        _ => None,
+    }
+}
+
+/// Sets the replenishment rules for PCPUs started from now on.
+pub fn set_default_mode(m: ReplenishMode) {
+    DEFAULT_SLIDING.store(m == ReplenishMode::SlidingWindow, Ordering::Relaxed);
+}
+
+fn default_mode() -> ReplenishMode {
+    if DEFAULT_SLIDING.load(Ordering::Relaxed) { ReplenishMode::SlidingWindow } else { ReplenishMode::Posix }
+}
+
+/// Replaces an idle PCPU's scheduler by one with replenishment rules `mode` (only when the
+/// PCPU runs nothing but its idle thread and has no VCPU besides an empty best-effort one).
+pub fn set_replenish_mode(cpu: usize, mode: ReplenishMode) -> Result<(), SchedError> {
+    with_cpu(cpu, |c| {
+        if c.threads.len() > 1 || c.sched.vcpus().count() > 1 {
+            return Err(SchedError::Busy);
+        }
+        let (s, be) = Scheduler::with_best_effort(mode_config(cpu, mode));
+        c.sched = s;
+        c.best_effort = be;
+        Ok(())
+    })?
+}
+
+/// The replenishment rules of `cpu`.
+pub fn replenish_mode(cpu: usize) -> Option<ReplenishMode> {
+    with_cpu(cpu, |c| c.sched.config().replenish).ok()
+}
+
 /// Makes the code running on this CPU its idle thread and creates the PCPU's scheduler with
 /// the seed's best-effort VCPU. Called once per CPU, before its interrupts are enabled.
 pub fn init_this_cpu() {
     let cpu = cpu_index();
-    let (sched, be) = Scheduler::with_best_effort(Config {
-        pcpu: cpu as u32,
-        quantum: QUANTUM_NS,
-        trace_capacity: TRACE_EVENTS,
-        ..Config::default()
-    });
+    let (sched, be) = Scheduler::with_best_effort(mode_config(cpu, default_mode()));
     let idle = NEXT_TID.fetch_add(1, Ordering::Relaxed);
     let mut threads = BTreeMap::new();
     threads.insert(
@@ -174,7 +222,12 @@ pub fn init_this_cpu() {
     });
     WHERE.lock().insert(idle, cpu);
     if cpu == 0 {
-        hal::trap::set_handler(hal::apic::TIMER_VECTOR, |_| schedule());
+        hal::trap::set_handler(hal::apic::TIMER_VECTOR, |_| {
+            // The one-shot timer is spent (possibly a little early, if its frequency was
+            // calibrated high): `schedule` must program it again whatever it decides.
+            let _ = with_cpu(cpu_index(), |c| c.timer_at = None);
+            schedule()
+        });
         hal::trap::set_handler(hal::apic::RESCHED_VECTOR, |_| schedule());
     }
 }

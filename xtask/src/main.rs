@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 mod image;
+mod plot;
 mod setup;
 
 const USAGE: &str = "\
@@ -28,6 +29,8 @@ commands:
   test    everything CI runs: host unit and property tests, then the QEMU integration tests
             --host          host tests only      --qemu   QEMU tests only
   gdb     boot QEMU halted with its GDB stub and attach GDB with the kernel's symbols
+  plot    schedule trace to an SVG Gantt chart:
+            (--example NAME | --trace FILE | --list) [-o OUT.svg] [--start-ms N] [--end-ms N]
   build   build the kernel and the ISO images only (target/quest/)
   setup   install what is missing (apt packages, rustup targets) and report the tools";
 
@@ -49,6 +52,7 @@ fn real_main(args: &[String]) -> Result<()> {
         "run" => run(&RunOpts::parse(rest)?),
         "test" => test(rest),
         "gdb" => gdb(&RunOpts::parse(rest)?),
+        "plot" => plot::run(rest),
         "build" => {
             let tools = tools(true)?;
             let _ = tools;
@@ -242,6 +246,15 @@ fn test(args: &[String]) -> Result<()> {
         let st = c.status()?;
         if !st.success() {
             bail!("host tests failed");
+        }
+        println!("xtask: loom model checking of the channels (all interleavings, small configurations)");
+        let st = cargo()
+            .args(["test", "--release", "-p", "channels", "--test", "loom"])
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", root().join("target/loom"))
+            .status()?;
+        if !st.success() {
+            bail!("loom tests of the channels failed");
         }
         // The harness's own unit tests (its integration tests need QEMU: below).
         let st = cargo().args(["test", "--release", "-p", "quest-tests", "--lib"]).status()?;
