@@ -20,6 +20,7 @@ pub mod fpu;
 pub mod gdt;
 pub mod ioapic;
 pub mod mm;
+pub mod mptable;
 pub mod percpu;
 pub mod pic;
 pub mod serial;

@@ -85,7 +85,15 @@ pub fn run(fs: BootFs) {
                         println!("  cpu{i}: APIC id {id}");
                     }
                 }
-                None => println!("no ACPI processor information"),
+                None => match hal::mptable::probe() {
+                    Some(mp) => {
+                        println!("{} CPUs (MP table):", mp.cpu_count);
+                        for (i, id) in mp.apic_ids[..mp.cpu_count].iter().enumerate() {
+                            println!("  cpu{i}: APIC id {id}");
+                        }
+                    }
+                    None => println!("no ACPI or MP processor information"),
+                },
             },
             "ls" => {
                 let mut n = 0;

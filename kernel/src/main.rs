@@ -50,7 +50,10 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
                 if p.cpus_ignored > 0 { " (more CPUs than the supported maximum were ignored)" } else { "" }
             );
         }
-        Err(e) => println!("CPUs: 1 assumed ({e})"),
+        Err(e) => match hal::mptable::probe() {
+            Some(mp) => println!("CPUs: {} found (MP table; ACPI: {e})", mp.cpu_count),
+            None => println!("CPUs: 1 assumed ({e}; no MP table either)"),
+        },
     }
     println!(
         "memory map: {} entries{}, {} MiB usable; {} MiB free in {} frames; kernel image {:#x}-{:#x}",
@@ -84,9 +87,11 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
         }
     }
     sched::init_this_cpu();
-    let ids: &[u32] = match boot.acpi {
-        Ok(p) => &p.apic_ids[..p.cpu_count],
-        Err(_) => &[],
+    let mp = if boot.acpi.is_err() { hal::mptable::probe() } else { None };
+    let ids: &[u32] = match (&boot.acpi, &mp) {
+        (Ok(p), _) => &p.apic_ids[..p.cpu_count],
+        (Err(_), Some(m)) => &m.apic_ids[..m.cpu_count],
+        _ => &[],
     };
     match hal::smp::start_aps(info, ids, ap_main) {
         Ok(n) => println!("SMP: {n} CPU(s) online"),

@@ -142,3 +142,17 @@ fn kernel_panic_is_reported() -> Result<()> {
     assert!(out.contains("backtrace:"), "{out}");
     Ok(())
 }
+
+/// Without ACPI (QEMU's `pc` machine with `acpi=off`) the CPUs come from the MP table.
+#[test]
+fn mp_table_is_the_fallback_without_acpi() -> Result<()> {
+    let mut cfg = Config::from_env(false)?;
+    cfg.extra_args = vec!["-machine".into(), "pc,acpi=off".into()];
+    let mut q = Quest::boot(&cfg)?;
+    let cpus = q.shell("cpus")?;
+    assert!(cpus.contains("(MP table):"), "{cpus}");
+    assert!(q.output().contains("found (MP table; ACPI: the boot loader gave no ACPI RSDP)"), "{}", q.output());
+    // Power-off without ACPI: QEMU's exit device still works.
+    q.power_off_ok()?;
+    Ok(())
+}
