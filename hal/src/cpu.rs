@@ -135,3 +135,8 @@ pub fn trigger_divide_error() -> ! {
     };
     halt_forever()
 }
+
+/// CR2: the address of the last page fault.
+pub fn cr2() -> u64 {
+    x86_64::registers::control::Cr2::read_raw()
+}

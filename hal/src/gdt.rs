@@ -6,7 +6,11 @@
 //! 0x28 user code (64-bit), 0x30 TSS.
 use core::arch::global_asm;
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use spin::Once;
+
+use crate::percpu::MAX_CPUS;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, DescriptorFlags, GlobalDescriptorTable, SegmentSelector};
@@ -62,14 +66,21 @@ struct Tables {
     tss_sel: SegmentSelector,
 }
 
-static BSP_TSS: Once<TaskStateSegment> = Once::new();
+/// The boot CPU's TSS (before the heap exists). Written only through raw pointers: by
+/// `init_bsp` once, then by `set_kernel_stack` on the boot CPU.
+static mut BSP_TSS: TaskStateSegment = TaskStateSegment::new();
 static BSP_TABLES: Once<Tables> = Once::new();
+/// Each CPU's TSS, by CPU index.
+static TSS_PTRS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 fn addr_of(sym: &'static u8) -> VirtAddr {
     VirtAddr::new(sym as *const u8 as u64)
 }
 
-fn make_tables(tss: &'static TaskStateSegment) -> Tables {
+fn make_tables(tss: *mut TaskStateSegment) -> Tables {
+    // SAFETY: `tss` points at a TSS that lives for ever (a static or a leaked box); the
+    // descriptor only records its address (the reference does not outlive this call).
+    let tss: &'static TaskStateSegment = unsafe { &*tss };
     let mut gdt = GlobalDescriptorTable::new();
     let code = gdt.append(Descriptor::kernel_code_segment());
     let data = gdt.append(Descriptor::kernel_data_segment());
@@ -102,31 +113,46 @@ fn load(t: &'static Tables) {
 
 /// Builds and loads the boot CPU's GDT and TSS (IST stacks with guard pages in .kstack).
 pub fn init_bsp() {
-    let tss = BSP_TSS.call_once(|| {
-        let mut tss = TaskStateSegment::new();
-        // SAFETY (for the reads below): the symbols are defined in the assembly above; only
-        // their addresses are taken, never their contents.
-        unsafe {
-            tss.interrupt_stack_table[(IST_DOUBLE_FAULT - 1) as usize] = addr_of(&__ist_df_top);
-            tss.interrupt_stack_table[(IST_NMI - 1) as usize] = addr_of(&__ist_nmi_top);
-            tss.interrupt_stack_table[(IST_MACHINE_CHECK - 1) as usize] = addr_of(&__ist_mc_top);
-            tss.privilege_stack_table[0] = addr_of(&__boot_stack_top);
-        }
-        tss
-    });
+    let tss = &raw mut BSP_TSS;
+    // SAFETY:
+    // 1. The symbols are defined in the assembly above; only their addresses are taken.
+    // 2. `init_bsp` runs once, on the boot CPU, before anything else uses BSP_TSS.
+    unsafe {
+        (*tss).interrupt_stack_table[(IST_DOUBLE_FAULT - 1) as usize] = addr_of(&__ist_df_top);
+        (*tss).interrupt_stack_table[(IST_NMI - 1) as usize] = addr_of(&__ist_nmi_top);
+        (*tss).interrupt_stack_table[(IST_MACHINE_CHECK - 1) as usize] = addr_of(&__ist_mc_top);
+        (*tss).privilege_stack_table[0] = addr_of(&__boot_stack_top);
+    }
+    TSS_PTRS[0].store(tss as u64, Ordering::Release);
     load(BSP_TABLES.call_once(|| make_tables(tss)));
+}
+
+/// Sets the stack this CPU switches to when an interrupt or `syscall` arrives from user mode
+/// (TSS.RSP0 and the per-CPU copy the syscall stub uses). The scheduler calls it on every
+/// switch to a thread that may run user code.
+pub fn set_kernel_stack(top: u64) {
+    let cpu = crate::percpu::cpu_index();
+    let p = TSS_PTRS[cpu].load(Ordering::Acquire) as *mut TaskStateSegment;
+    if !p.is_null() {
+        // SAFETY: `p` is this CPU's TSS (static or leaked box, never freed); only this CPU
+        // writes it, one u64 field that the CPU reads on ring transitions only. The TSS is
+        // packed (RSP0 sits at offset 4), hence the unaligned store.
+        unsafe { core::ptr::write_unaligned(&raw mut (*p).privilege_stack_table[0], VirtAddr::new(top)) };
+    }
+    crate::percpu::this_cpu().kernel_rsp.store(top, Ordering::Relaxed);
 }
 
 /// Builds and loads an application processor's GDT and TSS; its IST stacks come from the
 /// kernel-stack area (with guard pages).
-pub fn init_ap() {
+pub fn init_ap(index: usize) {
     let mut tss = TaskStateSegment::new();
     for slot in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK] {
         let stack = crate::mm::alloc_kernel_stack(4).expect("out of memory for IST stacks");
         tss.interrupt_stack_table[(slot - 1) as usize] = VirtAddr::new(stack.top());
         core::mem::forget(stack);
     }
-    let tss: &'static TaskStateSegment = alloc::boxed::Box::leak(alloc::boxed::Box::new(tss));
+    let tss: *mut TaskStateSegment = alloc::boxed::Box::into_raw(alloc::boxed::Box::new(tss));
+    TSS_PTRS[index].store(tss as u64, Ordering::Release);
     let tables: &'static Tables = alloc::boxed::Box::leak(alloc::boxed::Box::new(make_tables(tss)));
     load(tables);
 }

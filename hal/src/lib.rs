@@ -28,6 +28,7 @@ pub mod smp;
 pub mod sync;
 pub mod time;
 pub mod trap;
+pub mod user;
 
 pub use boot::BootInfo;
 
@@ -86,6 +87,7 @@ extern "C" fn hal_start(magic: u64, mbi_phys: u64) -> ! {
     apic::init_cpu(true);
     percpu::init_cpu(0, apic::id());
     fpu::init_cpu(true);
+    user::init_cpu();
     let tsc_hz = time::init();
     let boot = BOOT.call_once(|| Boot { info, mem, acpi, tsc_hz });
     __quest_kernel_main(boot)

@@ -477,3 +477,269 @@ pub fn heap_usage() -> (usize, usize) {
         (h.used(), h.free())
     })
 }
+
+/// Highest user address + 1 (the lower canonical half, minus the last page).
+pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
+
+/// Rights of a user page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct UserAccess {
+    pub write: bool,
+    pub exec: bool,
+}
+
+/// Why a user-memory operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserMemError {
+    /// Not a user address, or not mapped with the needed rights (EFAULT).
+    Fault,
+    /// No memory left (ENOMEM).
+    NoMemory,
+}
+
+/// A user address space: its own top-level table whose upper half is the kernel's.
+///
+/// The owner serialises access (a process keeps it behind a lock); the kernel never touches
+/// user memory through user addresses: every copy goes through the page tables and the direct
+/// map, so a bad user pointer is an error, never a kernel fault.
+#[derive(Debug)]
+pub struct AddressSpace {
+    pml4: u64,
+    pages: usize,
+}
+
+fn user_flags(a: UserAccess) -> F {
+    let mut f = F::PRESENT | F::USER_ACCESSIBLE;
+    if a.write {
+        f |= F::WRITABLE;
+    }
+    if !a.exec && nx_supported() {
+        f |= F::NO_EXECUTE;
+    }
+    f
+}
+
+impl AddressSpace {
+    /// An empty user half over the kernel's upper half.
+    pub fn new() -> Result<AddressSpace, UserMemError> {
+        let p = alloc_frame().ok_or(UserMemError::NoMemory)?;
+        let kernel = kernel_pml4();
+        // SAFETY: both are page-table frames reachable through the direct map; `p` is fresh
+        // (ours alone). Copying the upper 256 entries shares the kernel's lower-level tables,
+        // which is how every address space sees the same kernel (they are pre-created).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (phys_to_virt(kernel) as *const u64).add(256),
+                (phys_to_virt(p) as *mut u64).add(256),
+                256,
+            );
+        }
+        Ok(AddressSpace { pml4: p, pages: 0 })
+    }
+
+    /// Physical address of its top-level table (for CR3).
+    pub fn root(&self) -> u64 {
+        self.pml4
+    }
+
+    /// Pages mapped.
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+
+    fn with_mapper<R>(&mut self, f: impl FnOnce(&mut OffsetPageTable<'_>, &mut FrameAllocator<'static>) -> R) -> R {
+        crate::cpu::without_interrupts(|| {
+            // SAFETY: `pml4` is this address space's table, reachable through the direct map;
+            // `&mut self` makes this the only software access to it while the mapper lives.
+            let table = unsafe { &mut *(phys_to_virt(self.pml4) as *mut PageTable) };
+            // SAFETY: the direct map covers every page-table frame.
+            let mut m = unsafe { OffsetPageTable::new(table, VirtAddr::new(DIRECT_MAP_BASE)) };
+            let mut frames = FRAMES.lock();
+            f(&mut m, frames.as_mut().expect("frame allocator initialised"))
+        })
+    }
+
+    /// Maps a zeroed page at `va` (page aligned, user half) with `access`; if one is mapped
+    /// already its rights are widened to include `access`. Returns its physical address.
+    pub fn map_zeroed(&mut self, va: u64, access: UserAccess) -> Result<u64, UserMemError> {
+        if va % PAGE_SIZE != 0 || va >= USER_END {
+            return Err(UserMemError::Fault);
+        }
+        if let Some((pa, old)) = self.lookup(va) {
+            let merged = UserAccess { write: old.write || access.write, exec: old.exec || access.exec };
+            if merged != old {
+                self.protect(va, merged)?;
+            }
+            return Ok(pa);
+        }
+        let pa = alloc_frame().ok_or(UserMemError::NoMemory)?;
+        let flags = user_flags(access);
+        let r = self.with_mapper(|m, frames| {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+            let frame = PhysFrame::containing_address(PhysAddr::new(pa));
+            let parents = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
+            // SAFETY: maps a fresh, zeroed frame into the user half of this address space;
+            // nothing else refers to that frame.
+            unsafe { m.map_to_with_table_flags(page, frame, flags, parents, &mut Frames(frames)) }
+                .map(|f| f.flush())
+                .map_err(|_| UserMemError::NoMemory)
+        });
+        if r.is_err() {
+            let _ = free_frame(pa);
+        } else {
+            self.pages += 1;
+        }
+        r.map(|_| pa)
+    }
+
+    /// Changes the rights of the page at `va`.
+    pub fn protect(&mut self, va: u64, access: UserAccess) -> Result<(), UserMemError> {
+        self.with_mapper(|m, _| {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+            // SAFETY: changes the rights of a user page of this address space only.
+            unsafe { m.update_flags(page, user_flags(access)) }.map(|f| f.flush()).map_err(|_| UserMemError::Fault)
+        })
+    }
+
+    /// Unmaps the page at `va` and frees its frame (no-op if nothing is mapped).
+    pub fn unmap(&mut self, va: u64) {
+        let freed = self.with_mapper(|m, _| {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+            m.unmap(page).ok().map(|(frame, flush)| {
+                flush.flush();
+                frame.start_address().as_u64()
+            })
+        });
+        if let Some(pa) = freed {
+            let _ = free_frame(pa);
+            self.pages -= 1;
+        }
+    }
+
+    /// The frame and rights of the user page containing `va`.
+    pub fn lookup(&self, va: u64) -> Option<(u64, UserAccess)> {
+        if va >= USER_END {
+            return None;
+        }
+        let mut table = self.pml4;
+        for level in (0..4).rev() {
+            let index = (va >> (12 + 9 * level)) & 0x1ff;
+            // SAFETY: page-table frames are reachable through the direct map; aligned u64 read.
+            let e = unsafe { core::ptr::read_volatile((phys_to_virt(table) as *const u64).add(index as usize)) };
+            if e & 1 == 0 || e & 4 == 0 {
+                return None;
+            }
+            if level > 0 && e & (1 << 7) != 0 {
+                return None; // user huge pages are never made
+            }
+            table = e & 0x000f_ffff_ffff_f000;
+            if level == 0 {
+                let access = UserAccess { write: e & 2 != 0, exec: e & (1 << 63) == 0 };
+                return Some((table, access));
+            }
+        }
+        None
+    }
+
+    fn copy(&self, va: u64, len: usize, write: bool, mut f: impl FnMut(u64, usize, usize)) -> Result<(), UserMemError> {
+        let end = va.checked_add(len as u64).ok_or(UserMemError::Fault)?;
+        if end > USER_END {
+            return Err(UserMemError::Fault);
+        }
+        // Check everything first, so a failed copy changes nothing.
+        let mut p = va & !(PAGE_SIZE - 1);
+        while p < end {
+            match self.lookup(p) {
+                Some((_, a)) if a.write || !write => {}
+                _ => return Err(UserMemError::Fault),
+            }
+            p += PAGE_SIZE;
+        }
+        let mut done = 0usize;
+        while done < len {
+            let cur = va + done as u64;
+            let (pa, _) = self.lookup(cur).ok_or(UserMemError::Fault)?;
+            let off = (cur % PAGE_SIZE) as usize;
+            let n = (PAGE_SIZE as usize - off).min(len - done);
+            f(pa + off as u64, done, n);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to user address `va` (the pages must be mapped writable).
+    pub fn copy_to_user(&self, va: u64, data: &[u8]) -> Result<(), UserMemError> {
+        self.copy(va, data.len(), true, |pa, at, n| {
+            // SAFETY: `pa..pa+n` lies in one user frame of this address space (looked up just
+            // now), reachable through the direct map; `data[at..at+n]` is in bounds.
+            unsafe { core::ptr::copy_nonoverlapping(data.as_ptr().add(at), phys_to_virt(pa) as *mut u8, n) }
+        })
+    }
+
+    /// Writes user memory regardless of the page's rights (the loader filling read-only code).
+    pub fn fill(&self, va: u64, data: &[u8]) -> Result<(), UserMemError> {
+        self.copy(va, data.len(), false, |pa, at, n| {
+            // SAFETY: as in `copy_to_user`.
+            unsafe { core::ptr::copy_nonoverlapping(data.as_ptr().add(at), phys_to_virt(pa) as *mut u8, n) }
+        })
+    }
+
+    /// Copies user memory at `va` into `buf`.
+    pub fn copy_from_user(&self, va: u64, buf: &mut [u8]) -> Result<(), UserMemError> {
+        let len = buf.len();
+        let ptr = buf.as_mut_ptr();
+        self.copy(va, len, false, |pa, at, n| {
+            // SAFETY: as in `copy_to_user`, reading; `ptr[at..at+n]` is within `buf`.
+            unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(pa) as *const u8, ptr.add(at), n) }
+        })
+    }
+
+    /// Makes this the active address space of this CPU.
+    pub fn activate(&self) {
+        activate_root(self.pml4);
+    }
+}
+
+/// Loads `root` into CR3 if it is not active already.
+pub fn activate_root(root: u64) {
+    let (cur, _) = Cr3::read();
+    if cur.start_address().as_u64() != root {
+        // SAFETY: `root` is the kernel's table or an `AddressSpace`'s, whose upper half is the
+        // kernel's: the running kernel code, stack and data stay mapped across the switch.
+        unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(root)), Cr3Flags::empty()) };
+    }
+}
+
+impl Drop for AddressSpace {
+    fn drop(&mut self) {
+        // Leave it first if it is active on this CPU.
+        if Cr3::read().0.start_address().as_u64() == self.pml4 {
+            activate_root(kernel_pml4());
+        }
+        fn free_level(table: u64, level: u32) {
+            for i in 0..512u64 {
+                // SAFETY: a page-table frame of this (dying) address space, via the direct map.
+                let e = unsafe { core::ptr::read_volatile((phys_to_virt(table) as *const u64).add(i as usize)) };
+                if e & 1 == 0 {
+                    continue;
+                }
+                let next = e & 0x000f_ffff_ffff_f000;
+                if level > 1 {
+                    free_level(next, level - 1);
+                }
+                let _ = free_frame(next);
+            }
+        }
+        // Only the user half (entries 0..256) belongs to this address space.
+        for i in 0..256u64 {
+            // SAFETY: as above, the top-level table.
+            let e = unsafe { core::ptr::read_volatile((phys_to_virt(self.pml4) as *const u64).add(i as usize)) };
+            if e & 1 != 0 {
+                let pdpt = e & 0x000f_ffff_ffff_f000;
+                free_level(pdpt, 3);
+                let _ = free_frame(pdpt);
+            }
+        }
+        let _ = free_frame(self.pml4);
+    }
+}

@@ -14,18 +14,30 @@ pub struct PerCpu {
     self_ptr: AtomicU64,
     index: AtomicU64,
     apic_id: AtomicU32,
-    /// Kernel stack top for entries from user mode (syscall), scratch for the entry stub.
+    _pad: AtomicU32,
+    /// gs:[24]: kernel stack top for entries from user mode (the `syscall` stub loads it).
     pub kernel_rsp: AtomicU64,
+    /// gs:[32]: the user stack pointer, saved by the `syscall` stub.
     pub user_rsp: AtomicU64,
+    /// This CPU's TSS (RSP0 must follow the running thread's kernel stack).
+    pub tss: AtomicU64,
 }
+
+/// Offsets the assembly stubs use.
+pub const KERNEL_RSP_OFFSET: usize = 24;
+pub const USER_RSP_OFFSET: usize = 32;
+const _: () = assert!(core::mem::offset_of!(PerCpu, kernel_rsp) == KERNEL_RSP_OFFSET);
+const _: () = assert!(core::mem::offset_of!(PerCpu, user_rsp) == USER_RSP_OFFSET);
 
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY: PerCpu = PerCpu {
     self_ptr: AtomicU64::new(0),
     index: AtomicU64::new(0),
     apic_id: AtomicU32::new(0),
+    _pad: AtomicU32::new(0),
     kernel_rsp: AtomicU64::new(0),
     user_rsp: AtomicU64::new(0),
+    tss: AtomicU64::new(0),
 };
 
 static CPUS: [PerCpu; MAX_CPUS] = [EMPTY; MAX_CPUS];

@@ -111,11 +111,12 @@ pub type ApMain = fn(usize) -> !;
 #[unsafe(no_mangle)]
 extern "C" fn hal_ap_main() -> ! {
     let index = AP_INDEX.load(Ordering::Acquire);
-    crate::gdt::init_ap();
+    crate::gdt::init_ap(index);
     crate::trap::init();
     crate::apic::init_cpu(false);
     crate::percpu::init_cpu(index, crate::apic::id());
     crate::fpu::init_cpu(false);
+    crate::user::init_cpu();
     let raw = AP_MAIN.load(Ordering::Acquire);
     AP_STARTED.store(true, Ordering::Release);
     // SAFETY: AP_MAIN holds an `ApMain` stored by `start_aps` before any AP was started.

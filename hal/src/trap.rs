@@ -32,6 +32,11 @@ hal_vec_\v:
 
     .balign 16
 hal_trap_common:
+    /* From user mode (CS.RPL = 3, at 24(%rsp) past vector and error code): kernel GS. */
+    testb $3, 24(%rsp)
+    jz 1f
+    swapgs
+1:
     push %rax
     push %rbx
     push %rcx
@@ -66,6 +71,11 @@ hal_trap_common:
     pop %rbx
     pop %rax
     add $16, %rsp
+    /* Back to user mode: user GS. */
+    testb $3, 8(%rsp)
+    jz 2f
+    swapgs
+2:
     iretq
 
     .section .rodata

@@ -128,7 +128,13 @@ pub fn run(fs: BootFs) {
             }
             #[cfg(feature = "ktest")]
             "ktest" => crate::ktest::run(args),
-            _ => println!("{name}: unknown command (try 'help')"),
+            prog => match crate::process::spawn(&fs, prog, &args.split_whitespace().collect::<alloc::vec::Vec<_>>(), 0) {
+                Ok(p) => {
+                    p.exited.down();
+                }
+                Err(crate::process::SpawnError::NotFound) => println!("{prog}: unknown command or program (try 'help' or 'ls')"),
+                Err(e) => println!("{prog}: {e}"),
+            },
         }
     }
 }

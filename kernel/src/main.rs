@@ -12,7 +12,9 @@ extern crate alloc;
 mod console;
 mod drivers;
 mod initrd;
+mod process;
 mod sched;
+mod syscall;
 mod sync;
 #[cfg(feature = "ktest")]
 mod ktest;
@@ -87,6 +89,8 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
         }
     }
     sched::init_this_cpu();
+    hal::trap::set_exception_hook(process::on_exception);
+    hal::user::set_syscall_handler(syscall::handle);
     let mp = if boot.acpi.is_err() { hal::mptable::probe() } else { None };
     let ids: &[u32] = match (&boot.acpi, &mp) {
         (Ok(p), _) => &p.apic_ids[..p.cpu_count],

@@ -76,6 +76,13 @@ pub struct Thread {
     since: u64,
     /// The idle thread is not in the VCPU scheduler.
     idle: bool,
+    /// Page-table root (CR3) while it runs: the kernel's, or its process's address space.
+    root: u64,
+    /// Top of its kernel stack (TSS.RSP0 while it may run user code).
+    kstack_top: u64,
+    /// Runs user code: its FS base is saved and restored.
+    user: bool,
+    fs_base: u64,
 }
 
 struct Cpu {
@@ -207,6 +214,10 @@ pub fn init_this_cpu() {
             runtime_ns: 0,
             since: now(),
             idle: true,
+            root: hal::mm::kernel_pml4(),
+            kstack_top: 0,
+            user: false,
+            fs_base: 0,
         }),
     );
     *CPUS[cpu].lock() = Some(Cpu {
@@ -283,7 +294,20 @@ pub fn spawn(
     vcpu: Option<VcpuId>,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<Tid, SchedError> {
+    spawn_in(name, cpu, vcpu, None, f)
+}
+
+/// Like [`spawn`], for a thread that will run user code in the address space with page-table
+/// root `root` (its closure ends by entering user mode).
+pub fn spawn_in(
+    name: &str,
+    cpu: usize,
+    vcpu: Option<VcpuId>,
+    root: Option<u64>,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<Tid, SchedError> {
     let stack = hal::mm::alloc_kernel_stack(STACK_PAGES).ok_or(SchedError::OutOfMemory)?;
+    let kstack_top = stack.top();
     let id = NEXT_TID.fetch_add(1, Ordering::Relaxed);
     let t = Box::new(Thread {
         id,
@@ -297,6 +321,10 @@ pub fn spawn(
         runtime_ns: 0,
         since: 0,
         idle: false,
+        root: root.unwrap_or_else(hal::mm::kernel_pml4),
+        kstack_top,
+        user: root.is_some(),
+        fs_base: 0,
     });
     with_cpu(cpu, |c| -> Result<(), SchedError> {
         let v = vcpu.unwrap_or(c.best_effort);
@@ -388,6 +416,9 @@ fn schedule_irqs_off() {
         }
         p.runtime_ns += t - p.since;
         p.fpu.save();
+        if p.user {
+            p.fs_base = hal::user::fs_base();
+        }
         &raw mut p.ctx
     } else if let Some(d) = c.dead.iter_mut().find(|d| d.id == prev) {
         &raw mut d.ctx
@@ -398,6 +429,13 @@ fn schedule_irqs_off() {
     n.state = State::Running;
     n.since = t;
     n.fpu.restore();
+    hal::mm::activate_root(n.root);
+    if n.kstack_top != 0 {
+        hal::gdt::set_kernel_stack(n.kstack_top);
+    }
+    if n.user {
+        hal::user::set_fs_base(n.fs_base);
+    }
     let to: *const Context = &raw const n.ctx;
     c.current = next;
     c.switches += 1;
@@ -573,4 +611,23 @@ pub fn drain_trace(cpu: usize) -> (Vec<TraceEvent>, u64) {
 /// Context switches so far (all CPUs).
 pub fn context_switches() -> u64 {
     CONTEXT_SWITCHES.load(Ordering::Relaxed)
+}
+
+/// Switches the running thread to the kernel's page tables for good (a process that is about
+/// to free its address space).
+pub fn leave_address_space() {
+    let _ = with_cpu(cpu_index(), |c| {
+        let cur = c.current;
+        if let Some(t) = c.threads.get_mut(&cur) {
+            t.root = hal::mm::kernel_pml4();
+            t.user = false;
+        }
+    });
+    hal::mm::activate_root(hal::mm::kernel_pml4());
+}
+
+/// The name of thread `tid`.
+pub fn thread_name(tid: Tid) -> Option<String> {
+    let cpu = *WHERE.lock().get(&tid)?;
+    with_cpu(cpu, |c| c.threads.get(&tid).map(|t| t.name.clone())).ok().flatten()
 }

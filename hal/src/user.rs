@@ -1,0 +1,186 @@
+//! User mode: the `syscall` entry, the first entry into ring 3, and the FS base.
+//!
+//! `syscall` lands in `hal_syscall_entry` with interrupts off (SFMASK clears IF): it switches
+//! to the kernel GS and the running thread's kernel stack (per-CPU `kernel_rsp`, kept current
+//! by the scheduler through `gdt::set_kernel_stack`), saves the registers as a [`TrapFrame`]
+//! (vector [`SYSCALL_VECTOR`]) and calls the kernel's handler, which leaves the result in
+//! `rax`. The return uses `iretq` (never `sysret`, so a non-canonical user RIP cannot fault in
+//! ring 0).
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use x86_64::VirtAddr;
+use x86_64::registers::model_specific::{Efer, EferFlags, FsBase, LStar, SFMask, Star};
+use x86_64::registers::rflags::RFlags;
+use x86_64::structures::gdt::SegmentSelector;
+use x86_64::PrivilegeLevel;
+
+use crate::gdt::{KERNEL_CS, KERNEL_DS, USER_CS, USER_DS};
+use crate::trap::TrapFrame;
+
+/// `TrapFrame::vector` of a system call.
+pub const SYSCALL_VECTOR: u64 = 0x100;
+
+global_asm!(
+    r#"
+    .text
+    .global hal_syscall_entry
+hal_syscall_entry:
+    swapgs
+    mov %rsp, %gs:32
+    mov %gs:24, %rsp
+    pushq $0x23
+    pushq %gs:32
+    push %r11
+    pushq $0x2b
+    push %rcx
+    pushq $0
+    pushq $0x100
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    cld
+    mov %rsp, %rdi
+    call hal_syscall_dispatch
+    .global hal_return_to_user
+hal_return_to_user:
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    cli
+    swapgs
+    iretq
+
+    /* hal_enter_user(frame: *const TrapFrame): load a full user frame and return to it. */
+    .global hal_enter_user
+hal_enter_user:
+    cli
+    mov %rdi, %rsp
+    jmp hal_return_to_user
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn hal_syscall_entry();
+    fn hal_enter_user(frame: *const TrapFrame) -> !;
+}
+
+/// The kernel's system-call handler: reads the call from the frame, writes the result to `rax`.
+pub type SyscallHandler = fn(&mut TrapFrame);
+
+static HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn set_syscall_handler(h: SyscallHandler) {
+    HANDLER.store(h as usize, Ordering::Release);
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn hal_syscall_dispatch(frame: &mut TrapFrame) {
+    let raw = HANDLER.load(Ordering::Acquire);
+    if raw == 0 {
+        frame.rax = (-38i64) as u64; // ENOSYS
+        return;
+    }
+    // SAFETY: HANDLER only ever holds 0 or a `SyscallHandler` stored by `set_syscall_handler`.
+    let h: SyscallHandler = unsafe { core::mem::transmute::<usize, SyscallHandler>(raw) };
+    h(frame);
+}
+
+/// Enables `syscall` on this CPU (EFER.SCE, STAR, LSTAR, SFMASK).
+pub fn init_cpu() {
+    // SAFETY: STAR gets the selectors of our GDT (kernel CS/SS at 0x08/0x10; sysret base 0x18
+    // so user SS = 0x20 and CS = 0x28, matching `gdt`); LSTAR the entry stub above; SFMASK
+    // clears IF, TF, DF and AC on entry. EFER.SCE only enables the instruction.
+    unsafe {
+        Star::write(
+            SegmentSelector::new(USER_CS >> 3, PrivilegeLevel::Ring3),
+            SegmentSelector::new(USER_DS >> 3, PrivilegeLevel::Ring3),
+            SegmentSelector::new(KERNEL_CS >> 3, PrivilegeLevel::Ring0),
+            SegmentSelector::new(KERNEL_DS >> 3, PrivilegeLevel::Ring0),
+        )
+        .expect("GDT layout fits syscall/sysret");
+        LStar::write(VirtAddr::new(hal_syscall_entry as *const () as u64));
+        SFMask::write(RFlags::INTERRUPT_FLAG | RFlags::TRAP_FLAG | RFlags::DIRECTION_FLAG | RFlags::ALIGNMENT_CHECK);
+        Efer::update(|f| f.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
+    }
+}
+
+/// A fresh user-mode frame: entry point, stack, interrupts on, all registers zero.
+pub fn initial_frame(rip: u64, rsp: u64) -> TrapFrame {
+    TrapFrame {
+        rip,
+        rsp,
+        cs: u64::from(USER_CS),
+        ss: u64::from(USER_DS),
+        rflags: 0x202,
+        ..TrapFrame::default()
+    }
+}
+
+/// Enters user mode with `frame` (from [`initial_frame`], or a copy of a saved one, e.g. the
+/// parent's at `fork`). Never returns: the thread's next kernel entry starts afresh at the top
+/// of its kernel stack (set with `gdt::set_kernel_stack` before calling this).
+pub fn enter(frame: &TrapFrame) -> ! {
+    // Only user-mode selectors and a canonical, user-half RIP may be loaded.
+    let mut f = *frame;
+    f.cs = u64::from(USER_CS);
+    f.ss = u64::from(USER_DS);
+    f.rflags = (f.rflags & 0xcd5) | 0x202; // arithmetic flags kept; IF on; IOPL 0
+    if f.rip >= 0x0000_8000_0000_0000 {
+        f.rip = 0; // faults in user mode: the task is killed, never the kernel
+    }
+    // SAFETY: the frame is on this stack (`f`), complete, with user selectors, IF set and a
+    // user-half RIP, so `iretq` goes to ring 3 and nowhere else; interrupts are disabled by the
+    // stub before it switches GS. The current kernel stack is abandoned, which is what the
+    // caller promises (nothing on it is needed again).
+    unsafe { hal_enter_user(&f) }
+}
+
+/// The FS base of the running thread (TLS of user programs).
+pub fn fs_base() -> u64 {
+    FsBase::read().as_u64()
+}
+
+/// Sets the FS base (arch_prctl(ARCH_SET_FS)); only canonical user addresses are accepted.
+pub fn set_fs_base(v: u64) -> bool {
+    if v >= 0x0000_8000_0000_0000 {
+        return false;
+    }
+    FsBase::write(VirtAddr::new(v));
+    true
+}
+
+/// The bytes of a plain-old-data value (a `#[repr(C)]` structure of integers, as the Linux
+/// ABI's are) to copy out to user memory.
+pub fn pod_bytes<T: Copy>(v: &T) -> &[u8] {
+    // SAFETY: `v` is a valid `T` for the lifetime of the returned slice, `size_of::<T>()` bytes
+    // long; callers pass only integer structures, which have no padding in the Linux ABI types
+    // used (timespec, winsize, utsname, u64 pairs), so every byte is initialised.
+    unsafe { core::slice::from_raw_parts(v as *const T as *const u8, core::mem::size_of::<T>()) }
+}

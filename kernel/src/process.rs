@@ -1,0 +1,299 @@
+//! User processes: an address space loaded from a static ELF64 program in /boot, its threads,
+//! its heap (`brk`) and anonymous mappings, and how it ends (exit or a fault that kills it).
+//!
+//! A process's threads live on the CPU that created it (threads do not migrate), so its
+//! address space is only ever active on that CPU and TLB flushes stay local.
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+
+use hal::mm::{AddressSpace, PAGE_SIZE, UserAccess, UserMemError};
+use hal::println;
+use hal::sync::IrqLock;
+
+use crate::sched::{self, Tid};
+use crate::sync::Semaphore;
+
+pub type Pid = u32;
+
+/// Top of the initial user stack and its size.
+pub const STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
+pub const STACK_PAGES: u64 = 64;
+/// Where anonymous mmap regions are placed (growing down from below the stack).
+const MMAP_TOP: u64 = 0x0000_7f00_0000_0000;
+/// Largest heap/mmap total per process.
+const MAX_USER_BYTES: u64 = 256 << 20;
+
+pub struct Mem {
+    pub space: AddressSpace,
+    pub brk_start: u64,
+    pub brk: u64,
+    pub mmap_next: u64,
+}
+
+pub struct Process {
+    pub pid: Pid,
+    pub name: String,
+    pub parent: Pid,
+    pub mem: IrqLock<Mem>,
+    pub threads: IrqLock<Vec<Tid>>,
+    pub exit_code: AtomicI32,
+    pub exited: Semaphore,
+    /// Marked for termination (`kill`): killed at its next kernel entry.
+    pub terminal: core::sync::atomic::AtomicBool,
+}
+
+static PROCS: IrqLock<BTreeMap<Pid, Arc<Process>>> = IrqLock::new(BTreeMap::new());
+static BY_THREAD: IrqLock<BTreeMap<Tid, Arc<Process>>> = IrqLock::new(BTreeMap::new());
+static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+
+/// The process of the running thread, if it is a user thread.
+pub fn current() -> Option<Arc<Process>> {
+    BY_THREAD.lock().get(&sched::current()).cloned()
+}
+
+pub fn get(pid: Pid) -> Option<Arc<Process>> {
+    PROCS.lock().get(&pid).cloned()
+}
+
+pub fn all() -> Vec<Arc<Process>> {
+    PROCS.lock().values().cloned().collect()
+}
+
+/// Why a program could not be started.
+#[derive(Debug)]
+pub enum SpawnError {
+    NotFound,
+    NoExec(elf::Error),
+    NoMemory,
+    Sched(sched::SchedError),
+}
+
+impl core::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SpawnError::NotFound => f.write_str("no such program in /boot"),
+            SpawnError::NoExec(e) => write!(f, "not an executable Quest can run (ENOEXEC): {e}"),
+            SpawnError::NoMemory => f.write_str("out of memory (ENOMEM)"),
+            SpawnError::Sched(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<UserMemError> for SpawnError {
+    fn from(_: UserMemError) -> Self {
+        SpawnError::NoMemory
+    }
+}
+
+fn access(flags: elf::Flags) -> UserAccess {
+    UserAccess { write: flags.writable(), exec: flags.executable() }
+}
+
+/// Loads `image` into a new address space; returns it with the entry point and initial stack
+/// pointer.
+fn load(image: &[u8], argv: &[&[u8]]) -> Result<(Mem, u64, u64), SpawnError> {
+    let opts = elf::LoadOptions { require_phdr: true, ..elf::LoadOptions::default() };
+    let plan = elf::load_plan(image, &opts).map_err(SpawnError::NoExec)?;
+    let mut space = AddressSpace::new()?;
+    for run in plan.page_runs() {
+        let mut va = run.start;
+        while va < run.end {
+            space.map_zeroed(va, access(run.flags))?;
+            va += PAGE_SIZE;
+        }
+    }
+    for seg in &plan.segments {
+        for c in seg.copy_chunks() {
+            let bytes = image.get(c.file_offset as usize..c.file_offset as usize + c.len as usize).ok_or(SpawnError::NoMemory)?;
+            space.fill(c.vaddr, bytes)?;
+        }
+    }
+    for i in 0..STACK_PAGES {
+        space.map_zeroed(STACK_TOP - (i + 1) * PAGE_SIZE, UserAccess { write: true, exec: false })?;
+    }
+    let mut random = [0u8; 16];
+    let tsc = hal::cpu::rdtsc();
+    random[..8].copy_from_slice(&tsc.to_le_bytes());
+    random[8..].copy_from_slice(&tsc.rotate_left(29).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+    let auxv = elf::standard_auxv(&plan, &elf::AuxvParams::default());
+    let envp: [&[u8]; 2] = [b"PATH=/boot", b"TERM=vt100"];
+    let (bytes, rsp) = elf::build_initial_stack(STACK_TOP, argv, &envp, &auxv, random, b"x86_64")
+        .map_err(SpawnError::NoExec)?;
+    space.copy_to_user(STACK_TOP - bytes.len() as u64, &bytes)?;
+    let brk = plan.brk_start;
+    Ok((Mem { space, brk_start: brk, brk, mmap_next: MMAP_TOP }, plan.entry, rsp))
+}
+
+/// Starts `/boot/<name>` with `args` (argv[0] is the path) on the calling CPU's best-effort
+/// VCPU.
+pub fn spawn(fs: &crate::initrd::BootFs, name: &str, args: &[&str], parent: Pid) -> Result<Arc<Process>, SpawnError> {
+    let image = fs.read(name).ok_or(SpawnError::NotFound)?;
+    let path = alloc::format!("/boot/{}", name.strip_prefix("/boot/").unwrap_or(name));
+    let mut argv: Vec<&[u8]> = Vec::new();
+    argv.push(path.as_bytes());
+    argv.extend(args.iter().map(|a| a.as_bytes()));
+    let (mem, entry, rsp) = load(image, &argv)?;
+    let root = mem.space.root();
+    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed) + 7; // the seed's first user task is 8
+    let p = Arc::new(Process {
+        pid,
+        name: path.clone(),
+        parent,
+        mem: IrqLock::new(mem),
+        threads: IrqLock::new(Vec::new()),
+        exit_code: AtomicI32::new(0),
+        exited: Semaphore::new(0),
+        terminal: core::sync::atomic::AtomicBool::new(false),
+    });
+    PROCS.lock().insert(pid, p.clone());
+    let cpu = hal::percpu::cpu_index();
+    let tid = sched::spawn_in(&path, cpu, None, Some(root), move || {
+        let f = hal::user::initial_frame(entry, rsp);
+        hal::user::enter(&f)
+    })
+    .map_err(|e| {
+        PROCS.lock().remove(&pid);
+        SpawnError::Sched(e)
+    })?;
+    p.threads.lock().push(tid);
+    BY_THREAD.lock().insert(tid, p.clone());
+    Ok(p)
+}
+
+/// Ends the running thread's process with `code` (exit_group, or a fatal fault).
+pub fn exit_current(code: i32) -> ! {
+    if let Some(p) = current() {
+        p.exit_code.store(code, Ordering::Relaxed);
+        let me = sched::current();
+        BY_THREAD.lock().remove(&me);
+        let last = {
+            let mut t = p.threads.lock();
+            t.retain(|&x| x != me);
+            t.is_empty()
+        };
+        sched::leave_address_space();
+        if last {
+            PROCS.lock().remove(&p.pid);
+            p.exited.up();
+        }
+    }
+    sched::exit()
+}
+
+/// The exception hook: a fault in user mode kills the task with a report; faults in the
+/// kernel are left to hal's fault report.
+pub fn on_exception(frame: &mut hal::trap::TrapFrame) -> bool {
+    if !frame.from_user() {
+        return false;
+    }
+    let (name, _) = hal::trap::EXCEPTION_NAMES.get(frame.vector as usize).copied().unwrap_or(("Unknown", "?"));
+    let addr = if frame.vector == hal::trap::VECTOR_PAGE_FAULT {
+        x86_64_cr2()
+    } else {
+        frame.rip
+    };
+    let (pid, pname) = current().map(|p| (p.pid, p.name.clone())).unwrap_or((0, String::from("?")));
+    println!("task {pid} ({pname}) killed: {} at {addr:#x} rip {:#x}", name.to_lowercase(), frame.rip);
+    hal::cpu::enable_interrupts();
+    exit_current(128 + 11)
+}
+
+fn x86_64_cr2() -> u64 {
+    hal::cpu::cr2()
+}
+
+/// Grows or shrinks the heap (brk): returns the new break.
+pub fn brk(p: &Process, new: u64) -> u64 {
+    let mut m = p.mem.lock();
+    if new == 0 || new < m.brk_start || new - m.brk_start > MAX_USER_BYTES {
+        return m.brk;
+    }
+    let old_end = m.brk.next_multiple_of(PAGE_SIZE);
+    let new_end = new.next_multiple_of(PAGE_SIZE);
+    let mut va = old_end;
+    while va < new_end {
+        if m.space.map_zeroed(va, UserAccess { write: true, exec: false }).is_err() {
+            return m.brk;
+        }
+        va += PAGE_SIZE;
+    }
+    let mut va = new_end;
+    while va < old_end {
+        m.space.unmap(va);
+        va += PAGE_SIZE;
+    }
+    m.brk = new;
+    m.brk
+}
+
+/// Anonymous private mapping of `len` bytes (address hint ignored unless MAP_FIXED).
+pub fn mmap_anon(p: &Process, fixed: Option<u64>, len: u64, access: UserAccess) -> Result<u64, UserMemError> {
+    if len == 0 || len > MAX_USER_BYTES {
+        return Err(UserMemError::NoMemory);
+    }
+    let len = len.next_multiple_of(PAGE_SIZE);
+    let mut m = p.mem.lock();
+    let base = match fixed {
+        Some(a) if a % PAGE_SIZE == 0 && a.checked_add(len).is_some_and(|e| e <= hal::mm::USER_END) => {
+            let mut va = a;
+            while va < a + len {
+                m.space.unmap(va);
+                va += PAGE_SIZE;
+            }
+            a
+        }
+        Some(_) => return Err(UserMemError::Fault),
+        None => {
+            let b = m.mmap_next.checked_sub(len).ok_or(UserMemError::NoMemory)?;
+            if b <= m.brk_start + MAX_USER_BYTES {
+                return Err(UserMemError::NoMemory);
+            }
+            m.mmap_next = b;
+            b
+        }
+    };
+    let mut va = base;
+    while va < base + len {
+        if let Err(e) = m.space.map_zeroed(va, access) {
+            let mut u = base;
+            while u < va {
+                m.space.unmap(u);
+                u += PAGE_SIZE;
+            }
+            return Err(e);
+        }
+        va += PAGE_SIZE;
+    }
+    Ok(base)
+}
+
+pub fn munmap(p: &Process, addr: u64, len: u64) -> Result<(), UserMemError> {
+    if addr % PAGE_SIZE != 0 || addr.checked_add(len).is_none_or(|e| e > hal::mm::USER_END) {
+        return Err(UserMemError::Fault);
+    }
+    let mut m = p.mem.lock();
+    let mut va = addr;
+    while va < addr + len {
+        m.space.unmap(va);
+        va += PAGE_SIZE;
+    }
+    Ok(())
+}
+
+pub fn mprotect(p: &Process, addr: u64, len: u64, access: UserAccess) -> Result<(), UserMemError> {
+    if addr % PAGE_SIZE != 0 || addr.checked_add(len).is_none_or(|e| e > hal::mm::USER_END) {
+        return Err(UserMemError::Fault);
+    }
+    let mut m = p.mem.lock();
+    let mut va = addr;
+    while va < addr + len {
+        if m.space.lookup(va).is_some() {
+            m.space.protect(va, access)?;
+        }
+        va += PAGE_SIZE;
+    }
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! The Linux x86-64 system-call subset (numbers and layouts from `linux-raw-sys`). Every user
+//! pointer goes through the process's address space (`copy_from_user`/`copy_to_user`), so a bad
+//! pointer is `EFAULT`, never a kernel fault. Unimplemented calls return `ENOSYS` and are logged
+//! once each.
+use alloc::collections::BTreeSet;
+use alloc::vec;
+
+use hal::mm::{UserAccess, UserMemError};
+use hal::sync::IrqLock;
+use hal::trap::TrapFrame;
+use linux_raw_sys::errno::*;
+use linux_raw_sys::general::*;
+use linux_raw_sys::ioctl::TIOCGWINSZ;
+use linux_raw_sys::system::new_utsname;
+
+use crate::process::{self, Process};
+use crate::sched;
+
+type SysResult = Result<u64, u32>;
+
+/// arch_prctl code to read the FS base (not in linux-raw-sys's general module).
+const ARCH_GET_FS: u32 = 0x1003;
+
+static LOGGED: IrqLock<BTreeSet<u64>> = IrqLock::new(BTreeSet::new());
+
+fn efault(_: UserMemError) -> u32 {
+    EFAULT
+}
+
+fn write_console(p: &Process, buf: u64, len: u64) -> SysResult {
+    let len = len.min(1 << 20);
+    let mut chunk = vec![0u8; 4096.min(len as usize)];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(chunk.len() as u64) as usize;
+        p.mem.lock().space.copy_from_user(buf + done, &mut chunk[..n]).map_err(efault)?;
+        hal::serial::write_raw(&chunk[..n]);
+        done += n as u64;
+    }
+    Ok(len)
+}
+
+fn sys_write(p: &Process, fd: u64, buf: u64, len: u64) -> SysResult {
+    match fd {
+        1 | 2 => write_console(p, buf, len),
+        _ => Err(EBADF),
+    }
+}
+
+fn sys_writev(p: &Process, fd: u64, iov: u64, cnt: u64) -> SysResult {
+    if fd != 1 && fd != 2 {
+        return Err(EBADF);
+    }
+    if cnt > 1024 {
+        return Err(EINVAL);
+    }
+    let mut total = 0;
+    for i in 0..cnt {
+        let mut raw = [0u8; 16];
+        p.mem.lock().space.copy_from_user(iov + i * 16, &mut raw).map_err(efault)?;
+        let base = u64::from_le_bytes(raw[..8].try_into().unwrap());
+        let len = u64::from_le_bytes(raw[8..].try_into().unwrap());
+        total += write_console(p, base, len)?;
+    }
+    Ok(total)
+}
+
+fn sys_read(p: &Process, fd: u64, buf: u64, len: u64) -> SysResult {
+    if fd != 0 {
+        return Err(EBADF);
+    }
+    if len == 0 {
+        return Ok(0);
+    }
+    // A line at a time, like a terminal in canonical mode (echo included).
+    let mut line = vec![];
+    while (line.len() as u64) < len {
+        let b = crate::drivers::serial::read_byte();
+        let b = if b == b'\r' { b'\n' } else { b };
+        hal::serial::write_raw(&[b]);
+        line.push(b);
+        if b == b'\n' {
+            break;
+        }
+    }
+    p.mem.lock().space.copy_to_user(buf, &line).map_err(efault)?;
+    Ok(line.len() as u64)
+}
+
+fn put<T: Copy>(p: &Process, addr: u64, v: &T) -> SysResult {
+    // Plain-old-data structures from linux-raw-sys: copied out byte for byte.
+    p.mem.lock().space.copy_to_user(addr, pod_bytes(v)).map_err(efault)?;
+    Ok(0)
+}
+
+fn pod_bytes<T: Copy>(v: &T) -> &[u8] {
+    hal::user::pod_bytes(v)
+}
+
+fn sys_clock_gettime(p: &Process, clock: u64, ts: u64) -> SysResult {
+    let ns = match clock as u32 {
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_BOOTTIME | CLOCK_REALTIME | CLOCK_MONOTONIC_COARSE
+        | CLOCK_REALTIME_COARSE | CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => hal::time::now_ns(),
+        _ => return Err(EINVAL),
+    };
+    let t = timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ };
+    put(p, ts, &t)
+}
+
+fn read_timespec(p: &Process, addr: u64) -> Result<u64, u32> {
+    let mut raw = [0u8; 16];
+    p.mem.lock().space.copy_from_user(addr, &mut raw).map_err(efault)?;
+    let s = i64::from_le_bytes(raw[..8].try_into().unwrap());
+    let n = i64::from_le_bytes(raw[8..].try_into().unwrap());
+    if s < 0 || !(0..1_000_000_000).contains(&n) {
+        return Err(EINVAL);
+    }
+    Ok((s as u64).saturating_mul(1_000_000_000).saturating_add(n as u64))
+}
+
+fn sys_uname(p: &Process, buf: u64) -> SysResult {
+    let mut u: new_utsname = zeroed_utsname();
+    fn set(dst: &mut [core::ffi::c_char; 65], s: &str) {
+        for (d, b) in dst.iter_mut().zip(s.bytes()) {
+            *d = b as core::ffi::c_char;
+        }
+    }
+    set(&mut u.sysname, "Quest");
+    set(&mut u.nodename, "quest");
+    set(&mut u.release, crate::VERSION);
+    set(&mut u.version, "Quest-RS");
+    set(&mut u.machine, "x86_64");
+    put(p, buf, &u)
+}
+
+fn zeroed_utsname() -> new_utsname {
+    new_utsname {
+        sysname: [0; 65],
+        nodename: [0; 65],
+        release: [0; 65],
+        version: [0; 65],
+        machine: [0; 65],
+        domainname: [0; 65],
+    }
+}
+
+fn prot(prot: u64) -> UserAccess {
+    UserAccess { write: prot & u64::from(PROT_WRITE) != 0, exec: prot & u64::from(PROT_EXEC) != 0 }
+}
+
+fn sys_mmap(p: &Process, addr: u64, len: u64, pr: u64, flags: u64, fd: u64) -> SysResult {
+    let flags = flags as u32;
+    if flags & MAP_ANONYMOUS == 0 || fd as i64 != -1 && fd as i32 != -1 {
+        return Err(ENODEV); // no files to map yet
+    }
+    let fixed = (flags & MAP_FIXED != 0).then_some(addr);
+    process::mmap_anon(p, fixed, len, prot(pr)).map_err(|e| match e {
+        UserMemError::Fault => EINVAL,
+        UserMemError::NoMemory => ENOMEM,
+    })
+}
+
+fn sys_getrandom(p: &Process, buf: u64, len: u64) -> SysResult {
+    let len = len.min(256);
+    let mut x = hal::cpu::rdtsc() | 1;
+    let bytes: alloc::vec::Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    p.mem.lock().space.copy_to_user(buf, &bytes).map_err(efault)?;
+    Ok(len)
+}
+
+fn name(nr: u64) -> &'static str {
+    match nr as u32 {
+        __NR_openat => "openat",
+        __NR_open => "open",
+        __NR_fstat => "fstat",
+        __NR_newfstatat => "newfstatat",
+        __NR_clone => "clone",
+        __NR_fork => "fork",
+        __NR_vfork => "vfork",
+        __NR_execve => "execve",
+        __NR_wait4 => "wait4",
+        __NR_futex => "futex",
+        __NR_pipe2 => "pipe2",
+        __NR_prlimit64 => "prlimit64",
+        __NR_sched_getaffinity => "sched_getaffinity",
+        _ => "?",
+    }
+}
+
+fn dispatch(p: &Process, f: &TrapFrame) -> SysResult {
+    let (a0, a1, a2, a3, a4) = (f.rdi, f.rsi, f.rdx, f.r10, f.r8);
+    match f.rax as u32 {
+        __NR_read => sys_read(p, a0, a1, a2),
+        __NR_write => sys_write(p, a0, a1, a2),
+        __NR_writev => sys_writev(p, a0, a1, a2),
+        __NR_exit | __NR_exit_group => process::exit_current(a0 as i32),
+        __NR_arch_prctl => match a0 as u32 {
+            ARCH_SET_FS => {
+                if hal::user::set_fs_base(a1) { Ok(0) } else { Err(EPERM) }
+            }
+            ARCH_GET_FS => put(p, a1, &hal::user::fs_base()),
+            _ => Err(EINVAL),
+        },
+        __NR_set_tid_address => Ok(u64::from(sched::current())),
+        __NR_gettid => Ok(u64::from(sched::current())),
+        __NR_getpid => Ok(u64::from(p.pid)),
+        __NR_getppid => Ok(u64::from(p.parent)),
+        __NR_getuid | __NR_geteuid | __NR_getgid | __NR_getegid => Ok(0),
+        __NR_ioctl => match (a0, a1 as u32) {
+            (0..=2, TIOCGWINSZ) => put(p, a2, &winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 }),
+            (0..=2, _) => Err(ENOTTY),
+            _ => Err(EBADF),
+        },
+        __NR_brk => Ok(process::brk(p, a0)),
+        __NR_mmap => sys_mmap(p, a0, a1, a2, a3, a4),
+        __NR_munmap => process::munmap(p, a0, a1).map(|_| 0).map_err(|_| EINVAL),
+        __NR_mprotect => process::mprotect(p, a0, a1, prot(a2)).map(|_| 0).map_err(|_| EINVAL),
+        __NR_rt_sigaction | __NR_rt_sigprocmask | __NR_sigaltstack | __NR_set_robust_list => Ok(0),
+        __NR_clock_gettime => sys_clock_gettime(p, a0, a1),
+        __NR_gettimeofday => {
+            let ns = hal::time::now_ns();
+            let tv = [ns / 1_000_000_000, (ns % 1_000_000_000) / 1000];
+            put(p, a0, &tv)
+        }
+        __NR_nanosleep => {
+            let d = read_timespec(p, a0)?;
+            sched::sleep_ns(d);
+            Ok(0)
+        }
+        __NR_clock_nanosleep => {
+            let d = read_timespec(p, a2)?;
+            if a1 as u32 & TIMER_ABSTIME != 0 { sched::sleep_until(d) } else { sched::sleep_ns(d) }
+            Ok(0)
+        }
+        __NR_sched_yield => {
+            sched::schedule();
+            Ok(0)
+        }
+        __NR_poll => Ok(0),
+        __NR_uname => sys_uname(p, a0),
+        __NR_getrandom => sys_getrandom(p, a0, a1),
+        nr => {
+            if LOGGED.lock().insert(u64::from(nr)) {
+                hal::println!("syscall {nr} ({}) not implemented: ENOSYS", name(u64::from(nr)));
+            }
+            Err(ENOSYS)
+        }
+    }
+}
+
+/// hal's system-call hook.
+pub fn handle(frame: &mut TrapFrame) {
+    hal::cpu::enable_interrupts();
+    let Some(p) = process::current() else {
+        frame.rax = (-(ENOSYS as i64)) as u64;
+        return;
+    };
+    if p.terminal.load(core::sync::atomic::Ordering::Relaxed) {
+        process::exit_current(128 + 9);
+    }
+    frame.rax = match dispatch(&p, frame) {
+        Ok(v) => v,
+        Err(e) => (-(i64::from(e))) as u64,
+    };
+}
