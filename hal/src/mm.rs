@@ -712,6 +712,9 @@ pub fn activate_root(root: u64) {
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
+        if self.pml4 == 0 {
+            return;
+        }
         // Leave it first if it is active on this CPU.
         if Cr3::read().0.start_address().as_u64() == self.pml4 {
             activate_root(kernel_pml4());
@@ -741,5 +744,67 @@ impl Drop for AddressSpace {
             }
         }
         let _ = free_frame(self.pml4);
+    }
+}
+
+impl AddressSpace {
+    /// Every mapped user page: (virtual address, physical address, rights), in address order.
+    pub fn pages_iter(&self) -> alloc::vec::Vec<(u64, u64, UserAccess)> {
+        let mut out = alloc::vec::Vec::new();
+        fn walk(table: u64, level: u32, base: u64, out: &mut alloc::vec::Vec<(u64, u64, UserAccess)>) {
+            for i in 0..512u64 {
+                // SAFETY: a page-table frame of this address space, via the direct map.
+                let e = unsafe { core::ptr::read_volatile((phys_to_virt(table) as *const u64).add(i as usize)) };
+                if e & 1 == 0 || e & 4 == 0 {
+                    continue;
+                }
+                let va = base | (i << (12 + 9 * level));
+                let next = e & 0x000f_ffff_ffff_f000;
+                if level == 0 {
+                    out.push((va, next, UserAccess { write: e & 2 != 0, exec: e & (1 << 63) == 0 }));
+                } else if e & (1 << 7) == 0 {
+                    walk(next, level - 1, va, out);
+                }
+            }
+        }
+        for i in 0..256u64 {
+            // SAFETY: the top-level table, via the direct map.
+            let e = unsafe { core::ptr::read_volatile((phys_to_virt(self.pml4) as *const u64).add(i as usize)) };
+            if e & 1 != 0 && e & 4 != 0 {
+                walk(e & 0x000f_ffff_ffff_f000, 2, i << 39, &mut out);
+            }
+        }
+        out
+    }
+
+    /// A copy of this address space (every user page copied now: `fork`).
+    pub fn duplicate(&self) -> Result<AddressSpace, UserMemError> {
+        let mut child = AddressSpace::new()?;
+        for (va, pa, access) in self.pages_iter() {
+            let cpa = child.map_zeroed(va, access)?;
+            // SAFETY: both frames are user pages reachable through the direct map; `cpa` is
+            // fresh (the child's alone), `pa` is only read.
+            unsafe {
+                core::ptr::copy_nonoverlapping(phys_to_virt(pa) as *const u8, phys_to_virt(cpa) as *mut u8, PAGE_SIZE as usize)
+            };
+        }
+        Ok(child)
+    }
+
+    /// Reads a u32 of user memory (futex words).
+    pub fn read_u32(&self, va: u64) -> Result<u32, UserMemError> {
+        let mut b = [0u8; 4];
+        if va % 4 != 0 {
+            return Err(UserMemError::Fault);
+        }
+        self.copy_from_user(va, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+}
+
+impl AddressSpace {
+    /// A placeholder that owns nothing (what a dead process keeps until it is reaped).
+    pub fn new_empty() -> AddressSpace {
+        AddressSpace { pml4: 0, pages: 0 }
     }
 }

@@ -41,8 +41,17 @@ pub struct Process {
     pub threads: IrqLock<Vec<Tid>>,
     pub exit_code: AtomicI32,
     pub exited: Semaphore,
-    /// Marked for termination (`kill`): killed at its next kernel entry.
+    /// Marked for termination (`kill`, `exit_group`): its threads die at their next kernel
+    /// entry or exit.
     pub terminal: core::sync::atomic::AtomicBool,
+    /// Set once the last thread is gone (`exited` has been raised).
+    pub dead: core::sync::atomic::AtomicBool,
+    /// Children not yet waited for, and a semaphore raised when one of them ends.
+    pub children: IrqLock<Vec<Arc<Process>>>,
+    pub child_exit: Semaphore,
+    /// Per thread: the user address to clear and futex-wake when it ends (CLONE_CHILD_CLEARTID,
+    /// set_tid_address).
+    pub clear_tid: IrqLock<BTreeMap<Tid, u64>>,
 }
 
 static PROCS: IrqLock<BTreeMap<Pid, Arc<Process>>> = IrqLock::new(BTreeMap::new());
@@ -137,17 +146,9 @@ pub fn spawn(fs: &crate::initrd::BootFs, name: &str, args: &[&str], parent: Pid)
     argv.extend(args.iter().map(|a| a.as_bytes()));
     let (mem, entry, rsp) = load(image, &argv)?;
     let root = mem.space.root();
-    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed) + 7; // the seed's first user task is 8
-    let p = Arc::new(Process {
-        pid,
-        name: path.clone(),
-        parent,
-        mem: IrqLock::new(mem),
-        threads: IrqLock::new(Vec::new()),
-        exit_code: AtomicI32::new(0),
-        exited: Semaphore::new(0),
-        terminal: core::sync::atomic::AtomicBool::new(false),
-    });
+    // Pids start at 8, like the seed's first user task.
+    let p = new_process(&path, parent, mem);
+    let pid = p.pid;
     PROCS.lock().insert(pid, p.clone());
     let cpu = hal::percpu::cpu_index();
     let tid = sched::spawn_in(&path, cpu, None, Some(root), move || {
@@ -163,11 +164,33 @@ pub fn spawn(fs: &crate::initrd::BootFs, name: &str, args: &[&str], parent: Pid)
     Ok(p)
 }
 
-/// Ends the running thread's process with `code` (exit_group, or a fatal fault).
+/// Ends the running thread's whole process with `code` (exit_group, a fatal fault, kill):
+/// the other threads are woken so they die at once.
 pub fn exit_current(code: i32) -> ! {
     if let Some(p) = current() {
-        p.exit_code.store(code, Ordering::Relaxed);
+        if !p.terminal.swap(true, Ordering::AcqRel) {
+            p.exit_code.store(code, Ordering::Relaxed);
+        }
         let me = sched::current();
+        let others: Vec<Tid> = p.threads.lock().iter().copied().filter(|&t| t != me).collect();
+        for t in others {
+            let _ = sched::wake(t);
+        }
+    }
+    exit_thread()
+}
+
+/// Ends the running thread (exit); the process ends with its last thread.
+pub fn exit_thread() -> ! {
+    if let Some(p) = current() {
+        let me = sched::current();
+        // CLONE_CHILD_CLEARTID: clear the word and wake a joiner.
+        if let Some(addr) = p.clear_tid.lock().remove(&me) {
+            let ok = p.mem.lock().space.copy_to_user(addr, &0u32.to_le_bytes()).is_ok();
+            if ok {
+                crate::futex::wake(p.pid, addr, 1);
+            }
+        }
         BY_THREAD.lock().remove(&me);
         let last = {
             let mut t = p.threads.lock();
@@ -177,10 +200,118 @@ pub fn exit_current(code: i32) -> ! {
         sched::leave_address_space();
         if last {
             PROCS.lock().remove(&p.pid);
+            // Free the memory now; the Process record stays until its parent waits.
+            let _ = core::mem::replace(&mut p.mem.lock().space, AddressSpace::new_empty());
+            p.dead.store(true, Ordering::Release);
             p.exited.up();
+            if let Some(parent) = get(p.parent) {
+                parent.child_exit.up();
+            }
         }
     }
     sched::exit()
+}
+
+fn new_process(name: &str, parent: Pid, mem: Mem) -> Arc<Process> {
+    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed) + 7;
+    Arc::new(Process {
+        pid,
+        name: String::from(name),
+        parent,
+        mem: IrqLock::new(mem),
+        threads: IrqLock::new(Vec::new()),
+        exit_code: AtomicI32::new(0),
+        exited: Semaphore::new(0),
+        terminal: core::sync::atomic::AtomicBool::new(false),
+        dead: core::sync::atomic::AtomicBool::new(false),
+        children: IrqLock::new(Vec::new()),
+        child_exit: Semaphore::new(0),
+        clear_tid: IrqLock::new(BTreeMap::new()),
+    })
+}
+
+/// fork: a copy of the calling process whose thread returns 0 from the same system call.
+pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame) -> Result<Pid, u32> {
+    use linux_raw_sys::errno::{EAGAIN, ENOMEM};
+    let mem = {
+        let m = p.mem.lock();
+        let space = m.space.duplicate().map_err(|_| ENOMEM)?;
+        Mem { space, brk_start: m.brk_start, brk: m.brk, mmap_next: m.mmap_next }
+    };
+    let root = mem.space.root();
+    let child = new_process(&p.name, p.pid, mem);
+    let mut f = *frame;
+    f.rax = 0;
+    let fs = hal::user::fs_base();
+    let cpu = hal::percpu::cpu_index();
+    let vcpu = sched::current_vcpu();
+    PROCS.lock().insert(child.pid, child.clone());
+    let tid = sched::spawn_in(&p.name, cpu, vcpu, Some(root), move || {
+        hal::user::set_fs_base(fs);
+        hal::user::enter(&f)
+    })
+    .map_err(|_| {
+        PROCS.lock().remove(&child.pid);
+        EAGAIN
+    })?;
+    child.threads.lock().push(tid);
+    BY_THREAD.lock().insert(tid, child.clone());
+    p.children.lock().push(child.clone());
+    Ok(child.pid)
+}
+
+/// clone with CLONE_VM|CLONE_THREAD: a new thread of `p` on the user stack `stack`.
+pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> Result<Tid, u32> {
+    use linux_raw_sys::general::{CLONE_CHILD_CLEARTID, CLONE_PARENT_SETTID, CLONE_SETTLS};
+    let mut f = *frame;
+    f.rax = 0;
+    if stack != 0 {
+        f.rsp = stack;
+    }
+    let fs = if flags & u64::from(CLONE_SETTLS) != 0 { tls } else { hal::user::fs_base() };
+    let root = p.mem.lock().space.root();
+    let cpu = hal::percpu::cpu_index();
+    let vcpu = sched::current_vcpu();
+    // The new thread must be registered before it can run (it may exit at once).
+    let (tx_tid, rx) = (alloc::sync::Arc::new(Semaphore::new(0)), ());
+    let _ = rx;
+    let gate = tx_tid.clone();
+    let tid = sched::spawn_in(&p.name, cpu, vcpu, Some(root), move || {
+        gate.down();
+        hal::user::set_fs_base(fs);
+        hal::user::enter(&f)
+    })
+    .map_err(|_| linux_raw_sys::errno::EAGAIN)?;
+    p.threads.lock().push(tid);
+    BY_THREAD.lock().insert(tid, p.clone());
+    if flags & u64::from(CLONE_CHILD_CLEARTID) != 0 {
+        p.clear_tid.lock().insert(tid, ctid);
+    }
+    if flags & u64::from(CLONE_PARENT_SETTID) != 0 {
+        let _ = p.mem.lock().space.copy_to_user(ptid, &tid.to_le_bytes());
+    }
+    tx_tid.up();
+    Ok(tid)
+}
+
+/// wait4: waits for child `pid` (or any child, pid = -1) to end; returns (pid, exit code).
+pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool) -> Result<Option<(Pid, i32)>, u32> {
+    loop {
+        {
+            let mut ch = p.children.lock();
+            if ch.is_empty() || (pid > 0 && !ch.iter().any(|c| i64::from(c.pid) == pid)) {
+                return Err(linux_raw_sys::errno::ECHILD);
+            }
+            if let Some(i) = ch.iter().position(|c| (pid <= 0 || i64::from(c.pid) == pid) && c.dead.load(Ordering::Acquire)) {
+                let c = ch.remove(i);
+                return Ok(Some((c.pid, c.exit_code.load(Ordering::Relaxed))));
+            }
+        }
+        if nohang {
+            return Ok(None);
+        }
+        p.child_exit.down();
+    }
 }
 
 /// The exception hook: a fault in user mode kills the task with a report; faults in the

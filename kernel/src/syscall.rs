@@ -194,13 +194,59 @@ fn name(nr: u64) -> &'static str {
     }
 }
 
-fn dispatch(p: &Process, f: &TrapFrame) -> SysResult {
+fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
+    let p: &Process = pa;
     let (a0, a1, a2, a3, a4) = (f.rdi, f.rsi, f.rdx, f.r10, f.r8);
     match f.rax as u32 {
         __NR_read => sys_read(p, a0, a1, a2),
         __NR_write => sys_write(p, a0, a1, a2),
         __NR_writev => sys_writev(p, a0, a1, a2),
-        __NR_exit | __NR_exit_group => process::exit_current(a0 as i32),
+        __NR_exit_group => process::exit_current(a0 as i32),
+        __NR_exit => {
+            p.exit_code.store(a0 as i32, core::sync::atomic::Ordering::Relaxed);
+            process::exit_thread()
+        }
+        __NR_fork | __NR_vfork => process::fork(pa, f).map(u64::from),
+        __NR_clone => {
+            let flags = a0;
+            if flags & u64::from(CLONE_THREAD) != 0 && flags & u64::from(CLONE_VM) != 0 {
+                process::clone_thread(pa, f, flags, a1, a2, a3, f.r8).map(u64::from)
+            } else if flags & u64::from(CLONE_VM) == 0 {
+                // A fork with extra flags (what musl's fork and posix_spawn use).
+                process::fork(pa, f).map(u64::from)
+            } else {
+                Err(EINVAL)
+            }
+        }
+        __NR_wait4 => {
+            let nohang = a2 as u32 & WNOHANG != 0;
+            match process::wait_child(pa, a0 as i64, nohang)? {
+                Some((pid, code)) => {
+                    if a1 != 0 {
+                        let status: u32 = if code >= 128 { (code - 128) as u32 } else { (code as u32 & 0xff) << 8 };
+                        put(p, a1, &status)?;
+                    }
+                    Ok(u64::from(pid))
+                }
+                None => Ok(0),
+            }
+        }
+        __NR_futex => {
+            let op = a1 as u32 & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+            match op {
+                FUTEX_WAIT | FUTEX_WAIT_BITSET => {
+                    let deadline = if a3 == 0 {
+                        None
+                    } else {
+                        let t = read_timespec(p, a3)?;
+                        Some(if op == FUTEX_WAIT { hal::time::now_ns() + t } else { t })
+                    };
+                    crate::futex::wait(p, a0, a2 as u32, deadline)
+                }
+                FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(crate::futex::wake(p.pid, a0, a2)),
+                _ => Err(ENOSYS),
+            }
+        }
         __NR_arch_prctl => match a0 as u32 {
             ARCH_SET_FS => {
                 if hal::user::set_fs_base(a1) { Ok(0) } else { Err(EPERM) }
@@ -208,7 +254,10 @@ fn dispatch(p: &Process, f: &TrapFrame) -> SysResult {
             ARCH_GET_FS => put(p, a1, &hal::user::fs_base()),
             _ => Err(EINVAL),
         },
-        __NR_set_tid_address => Ok(u64::from(sched::current())),
+        __NR_set_tid_address => {
+            p.clear_tid.lock().insert(sched::current(), a0);
+            Ok(u64::from(sched::current()))
+        }
         __NR_gettid => Ok(u64::from(sched::current())),
         __NR_getpid => Ok(u64::from(p.pid)),
         __NR_getppid => Ok(u64::from(p.parent)),
@@ -269,4 +318,8 @@ pub fn handle(frame: &mut TrapFrame) {
         Ok(v) => v,
         Err(e) => (-(i64::from(e))) as u64,
     };
+    // Killed (or another thread called exit_group) while in the kernel: die before returning.
+    if p.terminal.load(core::sync::atomic::Ordering::Relaxed) {
+        process::exit_thread();
+    }
 }
