@@ -142,17 +142,15 @@ pub fn run(fs: BootFs) {
 fn ps(args: &str) {
     match args {
         "-v" => {
-            let all: alloc::vec::Vec<_> = (0..hal::percpu::online())
-                .flat_map(|cpu| crate::sched::vcpus(cpu).into_iter().map(move |v| (cpu, v)))
-                .collect();
+            let all = crate::vcpu::all();
             println!("{} VCPUs", all.len());
             println!("VCPU PCPU Type      C      T  num_tasks");
-            for (cpu, v) in all {
+            for (id, cpu, v) in all {
                 let kind = match v.params.kind {
                     vcpu_sched::VcpuKind::Main => "main",
                     vcpu_sched::VcpuKind::Io => "io",
                 };
-                println!("{:>4} {:>4} {:<4} {:>7} {:>7} {:>6}", v.id.0, cpu, kind, v.params.c_us, v.params.t_us, v.tasks);
+                println!("{:>4} {:>4} {:<4} {:>7} {:>7} {:>6}", id, cpu, kind, v.params.c_us, v.params.t_us, v.tasks);
             }
         }
         "-t" | "" => {

@@ -16,6 +16,7 @@ mod futex;
 mod process;
 mod sched;
 mod syscall;
+mod vcpu;
 mod sync;
 #[cfg(feature = "ktest")]
 mod ktest;
@@ -90,6 +91,7 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
         }
     }
     sched::init_this_cpu();
+    vcpu::register_best_effort(0);
     hal::trap::set_exception_hook(process::on_exception);
     hal::user::set_syscall_handler(syscall::handle);
     let mp = if boot.acpi.is_err() { hal::mptable::probe() } else { None };
@@ -119,8 +121,9 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
 }
 
 /// Application processors: join the scheduler and idle until given work.
-fn ap_main(_cpu: usize) -> ! {
+fn ap_main(cpu: usize) -> ! {
     sched::init_this_cpu();
+    vcpu::register_best_effort(cpu);
     sched::idle()
 }
 

@@ -631,3 +631,15 @@ pub fn thread_name(tid: Tid) -> Option<String> {
     let cpu = *WHERE.lock().get(&tid)?;
     with_cpu(cpu, |c| c.threads.get(&tid).map(|t| t.name.clone())).ok().flatten()
 }
+
+/// Moves every thread of VCPU `v` on `cpu` to that PCPU's best-effort VCPU (forced destroy).
+pub fn rebind_all(cpu: usize, v: VcpuId) -> Result<(), SchedError> {
+    with_cpu(cpu, |c| {
+        let tids: Vec<Tid> = c.threads.keys().copied().filter(|&t| c.sched.vcpu_of(TaskId(t)) == Some(v)).collect();
+        let be = c.best_effort;
+        for t in tids {
+            c.sched.bind(now(), TaskId(t), be)?;
+        }
+        Ok(())
+    })?
+}

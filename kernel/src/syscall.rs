@@ -295,6 +295,7 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
         __NR_poll => Ok(0),
         __NR_uname => sys_uname(p, a0),
         __NR_getrandom => sys_getrandom(p, a0, a1),
+        nr if quest_abi::nr::is_quest_range(u64::from(nr)) => quest_call(p, nr, a0, a1),
         nr => {
             if LOGGED.lock().insert(u64::from(nr)) {
                 hal::println!("syscall {nr} ({}) not implemented: ENOSYS", name(u64::from(nr)));
@@ -321,5 +322,27 @@ pub fn handle(frame: &mut TrapFrame) {
     // Killed (or another thread called exit_group) while in the kernel: die before returning.
     if p.terminal.load(core::sync::atomic::Ordering::Relaxed) {
         process::exit_thread();
+    }
+}
+
+fn get_param(p: &Process, addr: u64) -> Result<quest_abi::SchedParam, u32> {
+    let mut b = [0u8; 20];
+    p.mem.lock().space.copy_from_user(addr, &mut b).map_err(efault)?;
+    let w = |i: usize| i32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap());
+    Ok(quest_abi::SchedParam { kind: w(0), c: w(1), t: w(2), io_class: w(3), affinity: w(4) })
+}
+
+/// Quest's own calls (numbers from crates/quest-abi).
+fn quest_call(p: &Process, nr: u32, a0: u64, a1: u64) -> SysResult {
+    use quest_abi::nr as q;
+    match nr {
+        q::VCPU_CREATE => crate::vcpu::create(&get_param(p, a0)?).map(u64::from),
+        q::VCPU_DESTROY => crate::vcpu::destroy(a0 as u32, a1 != 0).map(|_| 0),
+        q::VCPU_BIND_TASK => crate::vcpu::bind_current(a0 as u32).map(|_| 0),
+        q::VCPU_GETPARAMS => {
+            let sp = crate::vcpu::current_params();
+            put(p, a0, &[sp.kind, sp.c, sp.t, sp.io_class, sp.affinity])
+        }
+        _ => Err(ENOSYS),
     }
 }

@@ -228,7 +228,7 @@ fn cargo() -> Command {
 }
 
 /// Host crates whose unit, property and doc tests run on the host.
-const HOST_CRATES: &[&str] = &["kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "xtask"];
+const HOST_CRATES: &[&str] = &["kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "quest-abi", "xtask"];
 
 fn test(args: &[String]) -> Result<()> {
     let host_only = args.iter().any(|a| a == "--host");
@@ -263,7 +263,7 @@ fn test(args: &[String]) -> Result<()> {
         }
         println!("xtask: no_std crates build for the kernel target");
         let st = cargo()
-            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf"])
+            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf", "-p", "quest-abi"])
             .status()?;
         if !st.success() {
             bail!("a no_std crate does not build for x86_64-unknown-none");

@@ -66,6 +66,7 @@ fn bottom_half() {
 /// Starts the bottom half on an IO VCPU of CPU 0 and routes IRQ 4 to the top half.
 pub fn init() -> Result<(), sched::SchedError> {
     let io = sched::create_vcpu(0, IO_PARAMS)?;
+    crate::vcpu::register(0, io);
     *IO_VCPU.lock() = Some(io);
     let bh = sched::spawn("serial-bh", 0, Some(io), bottom_half)?;
     BOTTOM_HALF.store(bh, Ordering::Relaxed);
