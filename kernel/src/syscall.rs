@@ -197,6 +197,9 @@ fn name(nr: u64) -> &'static str {
 fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
     let p: &Process = pa;
     let (a0, a1, a2, a3, a4) = (f.rdi, f.rsi, f.rdx, f.r10, f.r8);
+    if f.rax >> 32 != 0 {
+        return Err(ENOSYS);
+    }
     match f.rax as u32 {
         __NR_read => sys_read(p, a0, a1, a2),
         __NR_write => sys_write(p, a0, a1, a2),
@@ -295,7 +298,7 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
         __NR_poll => Ok(0),
         __NR_uname => sys_uname(p, a0),
         __NR_getrandom => sys_getrandom(p, a0, a1),
-        nr if quest_abi::nr::is_quest_range(u64::from(nr)) => quest_call(p, nr, a0, a1),
+        nr if f.rax >> 32 == 0 && quest_abi::nr::is_quest_range(f.rax) => quest_call(p, nr, a0, a1),
         nr => {
             if LOGGED.lock().insert(u64::from(nr)) {
                 hal::println!("syscall {nr} ({}) not implemented: ENOSYS", name(u64::from(nr)));

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+mod cc;
 mod image;
 mod plot;
 mod setup;
@@ -32,6 +33,7 @@ commands:
   plot    schedule trace to an SVG Gantt chart:
             (--example NAME | --trace FILE | --list) [-o OUT.svg] [--start-ms N] [--end-ms N]
   build   build the kernel and the ISO images only (target/quest/)
+  cc      build a C program for Quest with musl-gcc: cc -o OUT FILE.c...
   setup   install what is missing (apt packages, rustup targets) and report the tools";
 
 fn main() {
@@ -53,6 +55,7 @@ fn real_main(args: &[String]) -> Result<()> {
         "test" => test(rest),
         "gdb" => gdb(&RunOpts::parse(rest)?),
         "plot" => plot::run(rest),
+        "cc" => cc::run(rest),
         "build" => {
             let tools = tools(true)?;
             let _ = tools;
@@ -134,11 +137,29 @@ impl RunOpts {
     }
 }
 
-/// Builds the kernel (normal and test build) and their ISOs; returns (normal ISO, ktest ISO).
+/// Builds the kernel (normal and test build) and their ISOs, with the user programs and `add`
+/// in /boot; returns (normal ISO, ktest ISO).
 fn build_all(add: &[PathBuf]) -> Result<(PathBuf, PathBuf)> {
-    let normal = image::build(false, add)?;
-    let ktest = image::build(true, add)?;
+    let files = boot_files(add)?;
+    let normal = image::build(false, &files)?;
+    let ktest = image::build(true, &files)?;
     Ok((normal.iso, ktest.iso))
+}
+
+/// What goes into /boot: the programs of user/examples, two malformed executables (for the
+/// ENOEXEC tests and for users to see the error), then the user's `--add` files.
+fn boot_files(add: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let dir = root().join("target/quest/user");
+    let mut files = cc::build_examples(&dir)?;
+    let text = dir.join("bad_elf_text");
+    std::fs::write(&text, "this is a text file, not an ELF executable\n")?;
+    let hello = std::fs::read(dir.join("hello_world"))?;
+    let truncated = dir.join("bad_elf_truncated");
+    std::fs::write(&truncated, &hello[..hello.len().min(200)])?;
+    files.push(text);
+    files.push(truncated);
+    files.extend(add.iter().cloned());
+    Ok(files)
 }
 
 fn harness_config(t: &setup::Tools, o: &RunOpts, iso: PathBuf) -> Result<quest_tests::Config> {
@@ -163,7 +184,7 @@ fn harness_config(t: &setup::Tools, o: &RunOpts, iso: PathBuf) -> Result<quest_t
 
 fn run(o: &RunOpts) -> Result<()> {
     let t = tools(o.uefi)?;
-    let img = image::build(o.ktest, &o.add)?;
+    let img = image::build(o.ktest, &boot_files(&o.add)?)?;
     let cfg = harness_config(&t, o, img.iso.clone())?;
     if let Some(batch) = &o.batch {
         return run_batch(&cfg, batch);
@@ -203,7 +224,7 @@ fn run_batch(cfg: &quest_tests::Config, batch: &str) -> Result<()> {
 
 fn gdb(o: &RunOpts) -> Result<()> {
     let t = tools(o.uefi)?;
-    let img = image::build(o.ktest, &o.add)?;
+    let img = image::build(o.ktest, &boot_files(&o.add)?)?;
     let cfg = harness_config(&t, o, img.iso.clone())?;
     let mut args = cfg.qemu_args();
     args.extend(["-display", "none", "-serial", "file:target/quest/gdb-console.log", "-s", "-S"].map(String::from));
@@ -228,7 +249,7 @@ fn cargo() -> Command {
 }
 
 /// Host crates whose unit, property and doc tests run on the host.
-const HOST_CRATES: &[&str] = &["kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "quest-abi", "xtask"];
+const HOST_CRATES: &[&str] = &["kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "quest-abi", "libquest", "xtask"];
 
 fn test(args: &[String]) -> Result<()> {
     let host_only = args.iter().any(|a| a == "--host");

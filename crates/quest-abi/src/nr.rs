@@ -1,0 +1,255 @@
+//! Quest's own syscall numbers: [`QUEST_BASE`]` + n`.
+//!
+//! See the crate documentation for why this range cannot collide with Linux. The low byte is the
+//! call index, grouped by subsystem:
+//!
+//! | index       | group                      | status                               |
+//! |-------------|----------------------------|--------------------------------------|
+//! | `0x00–0x0f` | VCPUs                      | implemented                          |
+//! | `0x10–0x1f` | tasks (`ps`, `kill`)       | implemented                          |
+//! | `0x20–0x2f` | `shmcomm` (shared memory)  | reserved: not implemented yet, `ENOSYS` |
+//! | `0x30–0x3f` | tuned pipes (`tpipe`)      | reserved: not implemented yet, `ENOSYS` |
+//! | `0x40–0xff` | unassigned                 | `ENOSYS`                             |
+//!
+//! Numbers are `u32`, like `linux-raw-sys`'s `__NR_*`; the kernel compares them with the full
+//! 64-bit `rax` (a value with any upper bit set is simply not a Quest call). Numbers once
+//! published are never reused for a different call.
+
+/// First Quest syscall number: `0x0051_5500` ("QU" in the middle bytes).
+pub const QUEST_BASE: u32 = 0x0051_5500;
+/// Last number of the Quest range (inclusive): `QUEST_BASE + 0xff`.
+pub const QUEST_LAST: u32 = QUEST_BASE + 0xff;
+
+/// `vcpu_create(struct sched_param *param) -> vcpu id`.
+///
+/// Creates a VCPU with `param`'s type, budget `C` and period `T` (microseconds), IO class and
+/// PCPU affinity, after admission control on that PCPU. Returns the new VCPU's id (≥ 0).
+/// Errors: `EFAULT` (bad pointer), `EINVAL` (unknown type, `C <= 0`, `T <= 0`, `C > T`,
+/// affinity neither a PCPU nor [`AFFINITY_ANY`](crate::AFFINITY_ANY)), `EBUSY` (admission
+/// control: the PCPU's VCPU set would no longer be schedulable), `ENOSPC` (VCPU table full),
+/// `ENOMEM`.
+pub const VCPU_CREATE: u32 = QUEST_BASE;
+/// `vcpu_destroy(int vcpu, int force) -> 0`.
+///
+/// Destroys a VCPU. If tasks are bound to it: with `force == 0` fails with `EBUSY`; with
+/// `force != 0` rebinds them to the default best-effort VCPU 0 first. Errors: `ESRCH` (no such
+/// VCPU), `EBUSY`, `EPERM` (VCPU 0, the default VCPU, cannot be destroyed).
+pub const VCPU_DESTROY: u32 = QUEST_BASE + 0x01;
+/// `vcpu_getparams(struct sched_param *param) -> 0`.
+///
+/// Writes the parameters of the **calling task's** VCPU to `param` (for the default VCPU of
+/// the seed: `MAIN_VCPU, C = 5000, T = 50000`). Errors: `EFAULT`.
+pub const VCPU_GETPARAMS: u32 = QUEST_BASE + 0x02;
+/// `vcpu_bind_task(int vcpu) -> 0`.
+///
+/// Binds the **calling task** to VCPU `vcpu`; it runs on that VCPU's budget from its next
+/// dispatch. Errors: `ESRCH` (no such VCPU), `EINVAL` (an IO VCPU: tasks bind to Main VCPUs).
+pub const VCPU_BIND_TASK: u32 = QUEST_BASE + 0x03;
+
+/// `ps_tasks(struct task_info *buf, int max) -> count`.
+///
+/// Writes up to `max` [`TaskInfo`](crate::TaskInfo) records (tasks in id order) to `buf` and
+/// returns the **total** number of tasks, which may exceed `max`: call again with a bigger
+/// buffer. `buf` may be NULL when `max == 0` (just count). Errors: `EFAULT`, `EINVAL`
+/// (`max < 0`).
+pub const PS_TASKS: u32 = QUEST_BASE + 0x10;
+/// `ps_vcpus(struct vcpu_info *buf, int max) -> count`: like [`PS_TASKS`] for
+/// [`VcpuInfo`](crate::VcpuInfo) records (VCPUs in id order).
+pub const PS_VCPUS: u32 = QUEST_BASE + 0x11;
+/// `task_kill(int task) -> 0`.
+///
+/// Marks task `task` for termination, as the seed's `kill -t` / `kill -c` do: a terminal task
+/// dies the next time it would run (a sleeping or waiting task first wakes up); killing a
+/// process's main task marks its threads too. Its status shows `/terminal` until then.
+/// Errors: `ESRCH` (no such task), `EPERM` (a kernel task or the init task).
+pub const TASK_KILL: u32 = QUEST_BASE + 0x12;
+
+/// `shmcomm_open_send`: reserved; not implemented yet: `-ENOSYS`.
+pub const SHMCOMM_OPEN_SEND: u32 = QUEST_BASE + 0x20;
+/// `shmcomm_open_receive`: reserved; not implemented yet: `-ENOSYS`.
+pub const SHMCOMM_OPEN_RECEIVE: u32 = QUEST_BASE + 0x21;
+/// `shmcomm_write`: reserved; not implemented yet: `-ENOSYS`.
+pub const SHMCOMM_WRITE: u32 = QUEST_BASE + 0x22;
+/// `shmcomm_read`: reserved; not implemented yet: `-ENOSYS`.
+pub const SHMCOMM_READ: u32 = QUEST_BASE + 0x23;
+/// `shmcomm_close`: reserved; not implemented yet: `-ENOSYS`.
+pub const SHMCOMM_CLOSE: u32 = QUEST_BASE + 0x24;
+/// `get_vshm_key`: reserved; not implemented yet: `-ENOSYS`.
+pub const SHMCOMM_GET_KEY: u32 = QUEST_BASE + 0x25;
+
+/// `tpipe_open`: reserved; not implemented yet: `-ENOSYS`.
+pub const TPIPE_OPEN: u32 = QUEST_BASE + 0x30;
+/// `tpipe_write`: reserved; not implemented yet: `-ENOSYS`.
+pub const TPIPE_WRITE: u32 = QUEST_BASE + 0x31;
+/// `tpipe_read`: reserved; not implemented yet: `-ENOSYS`.
+pub const TPIPE_READ: u32 = QUEST_BASE + 0x32;
+/// `tpipe_close`: reserved; not implemented yet: `-ENOSYS`.
+pub const TPIPE_CLOSE: u32 = QUEST_BASE + 0x33;
+
+/// Every Quest call, for the kernel's dispatcher (`QuestSyscall::from_nr(rax)`) and for tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+#[allow(missing_docs)] // each variant is documented by the constant of the same name
+pub enum QuestSyscall {
+    VcpuCreate = VCPU_CREATE,
+    VcpuDestroy = VCPU_DESTROY,
+    VcpuGetparams = VCPU_GETPARAMS,
+    VcpuBindTask = VCPU_BIND_TASK,
+    PsTasks = PS_TASKS,
+    PsVcpus = PS_VCPUS,
+    TaskKill = TASK_KILL,
+    ShmcommOpenSend = SHMCOMM_OPEN_SEND,
+    ShmcommOpenReceive = SHMCOMM_OPEN_RECEIVE,
+    ShmcommWrite = SHMCOMM_WRITE,
+    ShmcommRead = SHMCOMM_READ,
+    ShmcommClose = SHMCOMM_CLOSE,
+    ShmcommGetKey = SHMCOMM_GET_KEY,
+    TpipeOpen = TPIPE_OPEN,
+    TpipeWrite = TPIPE_WRITE,
+    TpipeRead = TPIPE_READ,
+    TpipeClose = TPIPE_CLOSE,
+}
+
+impl QuestSyscall {
+    /// All Quest calls, in number order.
+    pub const ALL: [QuestSyscall; 17] = [
+        Self::VcpuCreate,
+        Self::VcpuDestroy,
+        Self::VcpuGetparams,
+        Self::VcpuBindTask,
+        Self::PsTasks,
+        Self::PsVcpus,
+        Self::TaskKill,
+        Self::ShmcommOpenSend,
+        Self::ShmcommOpenReceive,
+        Self::ShmcommWrite,
+        Self::ShmcommRead,
+        Self::ShmcommClose,
+        Self::ShmcommGetKey,
+        Self::TpipeOpen,
+        Self::TpipeWrite,
+        Self::TpipeRead,
+        Self::TpipeClose,
+    ];
+
+    /// The call with syscall number `nr` (the full `rax`), or `None` if `nr` is not an assigned
+    /// Quest number (then it is a Linux number or unknown).
+    pub const fn from_nr(nr: u64) -> Option<QuestSyscall> {
+        let mut i = 0;
+        while i < Self::ALL.len() {
+            if Self::ALL[i] as u32 as u64 == nr {
+                return Some(Self::ALL[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The syscall number.
+    pub const fn nr(self) -> u32 {
+        self as u32
+    }
+
+    /// The constant's name in this module, e.g. `"VCPU_CREATE"`; the C header defines it as
+    /// `QUEST_NR_` + this name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::VcpuCreate => "VCPU_CREATE",
+            Self::VcpuDestroy => "VCPU_DESTROY",
+            Self::VcpuGetparams => "VCPU_GETPARAMS",
+            Self::VcpuBindTask => "VCPU_BIND_TASK",
+            Self::PsTasks => "PS_TASKS",
+            Self::PsVcpus => "PS_VCPUS",
+            Self::TaskKill => "TASK_KILL",
+            Self::ShmcommOpenSend => "SHMCOMM_OPEN_SEND",
+            Self::ShmcommOpenReceive => "SHMCOMM_OPEN_RECEIVE",
+            Self::ShmcommWrite => "SHMCOMM_WRITE",
+            Self::ShmcommRead => "SHMCOMM_READ",
+            Self::ShmcommClose => "SHMCOMM_CLOSE",
+            Self::ShmcommGetKey => "SHMCOMM_GET_KEY",
+            Self::TpipeOpen => "TPIPE_OPEN",
+            Self::TpipeWrite => "TPIPE_WRITE",
+            Self::TpipeRead => "TPIPE_READ",
+            Self::TpipeClose => "TPIPE_CLOSE",
+        }
+    }
+
+    /// Whether the kernel implements the call; the reserved ones return `-ENOSYS`.
+    pub const fn implemented(self) -> bool {
+        (self.nr() - QUEST_BASE) < 0x20
+    }
+}
+
+/// Whether `nr` (the full `rax`) lies in the Quest range, assigned or not. A number in the
+/// range that is not assigned gets `-ENOSYS`, like any unknown number.
+pub const fn is_quest_range(nr: u64) -> bool {
+    nr >= QUEST_BASE as u64 && nr <= QUEST_LAST as u64
+}
+
+// The range cannot collide with Linux (see the crate documentation): it lies far above every
+// Linux number we know of (plus lots of head-room), below the x32 bit, and is positive as i32.
+const _: () = {
+    assert!(QUEST_BASE > 1000 * crate::linux::NR_SYSCALLS_KNOWN);
+    assert!(QUEST_LAST < 0x4000_0000); // __X32_SYSCALL_BIT
+    assert!((QUEST_LAST as i32) > 0);
+    let mut i = 0;
+    while i < QuestSyscall::ALL.len() {
+        let n = QuestSyscall::ALL[i].nr();
+        assert!(n >= QUEST_BASE && n <= QUEST_LAST);
+        if i > 0 {
+            assert!(QuestSyscall::ALL[i - 1].nr() < n); // sorted, hence distinct
+        }
+        i += 1;
+    }
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_nr_round_trips_and_rejects_others() {
+        for c in QuestSyscall::ALL {
+            assert_eq!(QuestSyscall::from_nr(c.nr() as u64), Some(c));
+            assert!(is_quest_range(c.nr() as u64));
+        }
+        assert_eq!(QuestSyscall::from_nr(1), None); // write
+        assert_eq!(QuestSyscall::from_nr(QUEST_BASE as u64 + 0x0f), None);
+        assert_eq!(QuestSyscall::from_nr(QUEST_BASE as u64 | 1 << 32), None);
+        assert!(!is_quest_range(QUEST_BASE as u64 | 1 << 32));
+        assert!(!is_quest_range(QUEST_BASE as u64 - 1));
+        assert!(!is_quest_range(QUEST_LAST as u64 + 1));
+    }
+
+    #[test]
+    fn numbers_are_pinned() {
+        // Published numbers never change: C programs are compiled against them.
+        assert_eq!(VCPU_CREATE, 0x0051_5500);
+        assert_eq!(VCPU_DESTROY, 0x0051_5501);
+        assert_eq!(VCPU_GETPARAMS, 0x0051_5502);
+        assert_eq!(VCPU_BIND_TASK, 0x0051_5503);
+        assert_eq!(PS_TASKS, 0x0051_5510);
+        assert_eq!(PS_VCPUS, 0x0051_5511);
+        assert_eq!(TASK_KILL, 0x0051_5512);
+        assert_eq!(SHMCOMM_OPEN_SEND, 0x0051_5520);
+        assert_eq!(TPIPE_OPEN, 0x0051_5530);
+    }
+
+    #[test]
+    fn implemented_set() {
+        let implemented: usize = QuestSyscall::ALL.iter().filter(|c| c.implemented()).count();
+        assert_eq!(implemented, 7);
+        assert!(!QuestSyscall::ShmcommOpenSend.implemented());
+        assert!(!QuestSyscall::TpipeClose.implemented());
+        assert!(QuestSyscall::TaskKill.implemented());
+    }
+
+    #[test]
+    fn names_are_distinct() {
+        for (i, a) in QuestSyscall::ALL.iter().enumerate() {
+            for b in &QuestSyscall::ALL[i + 1..] {
+                assert_ne!(a.name(), b.name());
+            }
+        }
+    }
+}
