@@ -8,7 +8,18 @@ pub struct BootFs {
     archive: Option<cpio::Archive<'static>>,
 }
 
+static BOOT_FS: spin::Once<BootFs> = spin::Once::new();
+
+/// The boot file system, once `init` has run.
+pub fn get() -> BootFs {
+    BOOT_FS.get().copied().unwrap_or(BootFs { archive: None })
+}
+
 pub fn init(info: &hal::BootInfo) -> BootFs {
+    *BOOT_FS.call_once(|| init_fs(info))
+}
+
+fn init_fs(info: &hal::BootInfo) -> BootFs {
     let Some(m) = info.module("initrd") else {
         println!("/boot: no initrd module; /boot is empty");
         return BootFs { archive: None };

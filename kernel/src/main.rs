@@ -12,6 +12,7 @@ extern crate alloc;
 mod console;
 mod drivers;
 mod initrd;
+mod fs;
 mod futex;
 mod process;
 mod sched;

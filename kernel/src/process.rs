@@ -35,7 +35,9 @@ pub struct Mem {
 
 pub struct Process {
     pub pid: Pid,
-    pub name: String,
+    pub name: IrqLock<String>,
+    /// Open files (fds 0..2 are the console).
+    pub files: IrqLock<crate::fs::FdTable>,
     pub parent: Pid,
     pub mem: IrqLock<Mem>,
     pub threads: IrqLock<Vec<Tid>>,
@@ -56,7 +58,6 @@ pub struct Process {
 
 static PROCS: IrqLock<BTreeMap<Pid, Arc<Process>>> = IrqLock::new(BTreeMap::new());
 static BY_THREAD: IrqLock<BTreeMap<Tid, Arc<Process>>> = IrqLock::new(BTreeMap::new());
-static NEXT_PID: AtomicU32 = AtomicU32::new(1);
 
 /// The process of the running thread, if it is a user thread.
 pub fn current() -> Option<Arc<Process>> {
@@ -146,21 +147,21 @@ pub fn spawn(fs: &crate::initrd::BootFs, name: &str, args: &[&str], parent: Pid)
     argv.extend(args.iter().map(|a| a.as_bytes()));
     let (mem, entry, rsp) = load(image, &argv)?;
     let root = mem.space.root();
-    // Pids start at 8, like the seed's first user task.
     let p = new_process(&path, parent, mem);
     let pid = p.pid;
     PROCS.lock().insert(pid, p.clone());
     let cpu = hal::percpu::cpu_index();
-    let tid = sched::spawn_in(&path, cpu, None, Some(root), move || {
+    // Registered before the thread exists: it may run (and even exit) at once.
+    p.threads.lock().push(pid);
+    BY_THREAD.lock().insert(pid, p.clone());
+    if let Err(e) = sched::spawn_with_id(pid, &path, cpu, None, Some(root), move || {
         let f = hal::user::initial_frame(entry, rsp);
         hal::user::enter(&f)
-    })
-    .map_err(|e| {
+    }) {
+        BY_THREAD.lock().remove(&pid);
         PROCS.lock().remove(&pid);
-        SpawnError::Sched(e)
-    })?;
-    p.threads.lock().push(tid);
-    BY_THREAD.lock().insert(tid, p.clone());
+        return Err(SpawnError::Sched(e));
+    }
     Ok(p)
 }
 
@@ -213,10 +214,12 @@ pub fn exit_thread() -> ! {
 }
 
 fn new_process(name: &str, parent: Pid, mem: Mem) -> Arc<Process> {
-    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed) + 7;
+    // A process's id is its main thread's id (like Linux's thread-group id).
+    let pid = sched::reserve_tid();
     Arc::new(Process {
         pid,
-        name: String::from(name),
+        name: IrqLock::new(String::from(name)),
+        files: IrqLock::new(crate::fs::FdTable::new()),
         parent,
         mem: IrqLock::new(mem),
         threads: IrqLock::new(Vec::new()),
@@ -239,24 +242,29 @@ pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame) -> Result<Pid, u32> 
         Mem { space, brk_start: m.brk_start, brk: m.brk, mmap_next: m.mmap_next }
     };
     let root = mem.space.root();
-    let child = new_process(&p.name, p.pid, mem);
+    let pname = p.name.lock().clone();
+    let child = new_process(&pname, p.pid, mem);
+    *child.files.lock() = p.files.lock().clone();
     let mut f = *frame;
     f.rax = 0;
     let fs = hal::user::fs_base();
     let cpu = hal::percpu::cpu_index();
     let vcpu = sched::current_vcpu();
     PROCS.lock().insert(child.pid, child.clone());
-    let tid = sched::spawn_in(&p.name, cpu, vcpu, Some(root), move || {
+    child.threads.lock().push(child.pid);
+    BY_THREAD.lock().insert(child.pid, child.clone());
+    p.children.lock().push(child.clone());
+    if sched::spawn_with_id(child.pid, &pname, cpu, vcpu, Some(root), move || {
         hal::user::set_fs_base(fs);
         hal::user::enter(&f)
     })
-    .map_err(|_| {
+    .is_err()
+    {
+        BY_THREAD.lock().remove(&child.pid);
         PROCS.lock().remove(&child.pid);
-        EAGAIN
-    })?;
-    child.threads.lock().push(tid);
-    BY_THREAD.lock().insert(tid, child.clone());
-    p.children.lock().push(child.clone());
+        p.children.lock().retain(|c| c.pid != child.pid);
+        return Err(EAGAIN);
+    }
     Ok(child.pid)
 }
 
@@ -272,16 +280,8 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
     let root = p.mem.lock().space.root();
     let cpu = hal::percpu::cpu_index();
     let vcpu = sched::current_vcpu();
-    // The new thread must be registered before it can run (it may exit at once).
-    let (tx_tid, rx) = (alloc::sync::Arc::new(Semaphore::new(0)), ());
-    let _ = rx;
-    let gate = tx_tid.clone();
-    let tid = sched::spawn_in(&p.name, cpu, vcpu, Some(root), move || {
-        gate.down();
-        hal::user::set_fs_base(fs);
-        hal::user::enter(&f)
-    })
-    .map_err(|_| linux_raw_sys::errno::EAGAIN)?;
+    // Registered before it exists: it may run (and even exit) at once.
+    let tid = sched::reserve_tid();
     p.threads.lock().push(tid);
     BY_THREAD.lock().insert(tid, p.clone());
     if flags & u64::from(CLONE_CHILD_CLEARTID) != 0 {
@@ -290,7 +290,18 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
     if flags & u64::from(CLONE_PARENT_SETTID) != 0 {
         let _ = p.mem.lock().space.copy_to_user(ptid, &tid.to_le_bytes());
     }
-    tx_tid.up();
+    let pname = p.name.lock().clone();
+    if sched::spawn_with_id(tid, &pname, cpu, vcpu, Some(root), move || {
+        hal::user::set_fs_base(fs);
+        hal::user::enter(&f)
+    })
+    .is_err()
+    {
+        p.threads.lock().retain(|&t| t != tid);
+        BY_THREAD.lock().remove(&tid);
+        p.clear_tid.lock().remove(&tid);
+        return Err(linux_raw_sys::errno::EAGAIN);
+    }
     Ok(tid)
 }
 
@@ -310,7 +321,13 @@ pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool) -> Result<Option<(Pi
         if nohang {
             return Ok(None);
         }
+        if pid > 0 {
+            FOREGROUND.store(pid as u32, Ordering::Relaxed);
+        }
         p.child_exit.down();
+        if pid > 0 {
+            let _ = FOREGROUND.compare_exchange(pid as u32, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 }
 
@@ -326,7 +343,7 @@ pub fn on_exception(frame: &mut hal::trap::TrapFrame) -> bool {
     } else {
         frame.rip
     };
-    let (pid, pname) = current().map(|p| (p.pid, p.name.clone())).unwrap_or((0, String::from("?")));
+    let (pid, pname) = current().map(|p| (p.pid, p.name.lock().clone())).unwrap_or((0, String::from("?")));
     println!("task {pid} ({pname}) killed: {} at {addr:#x} rip {:#x}", name.to_lowercase(), frame.rip);
     hal::cpu::enable_interrupts();
     exit_current(128 + 11)
@@ -428,3 +445,52 @@ pub fn mprotect(p: &Process, addr: u64, len: u64, access: UserAccess) -> Result<
     }
     Ok(())
 }
+
+/// execve: replaces the calling process's program. On success never returns (the thread
+/// continues in the new program); on failure returns the errno and the old program goes on.
+pub fn exec(p: &Arc<Process>, fs: &crate::initrd::BootFs, path: &str, argv: &[alloc::vec::Vec<u8>]) -> u32 {
+    use linux_raw_sys::errno::{ENOENT, ENOEXEC, ENOMEM};
+    let Some(image) = fs.read(path) else { return ENOENT };
+    let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+    let (mem, entry, rsp) = match load(image, &args) {
+        Ok(x) => x,
+        Err(SpawnError::NoExec(_)) => return ENOEXEC,
+        Err(_) => return ENOMEM,
+    };
+    let root = mem.space.root();
+    sched::set_current_root(root);
+    let old = core::mem::replace(&mut *p.mem.lock(), mem);
+    drop(old); // the old address space is no longer active on this CPU
+    *p.name.lock() = alloc::format!("/boot/{}", path.strip_prefix("/boot/").unwrap_or(path));
+    sched::set_current_name(&p.name.lock());
+    hal::user::set_fs_base(0);
+    let f = hal::user::initial_frame(entry, rsp);
+    hal::user::enter(&f)
+}
+
+/// kill: terminates process `pid` (SIGKILL, SIGTERM and SIGINT all end it: default actions).
+pub fn kill(pid: Pid, code: i32) -> Result<(), u32> {
+    let p = get(pid).ok_or(linux_raw_sys::errno::ESRCH)?;
+    mark_terminal(&p, code);
+    Ok(())
+}
+
+/// Marks a process for termination and wakes its threads so they die now (a running one dies
+/// at its next kernel entry).
+pub fn mark_terminal(p: &Process, code: i32) {
+    if !p.terminal.swap(true, Ordering::AcqRel) {
+        p.exit_code.store(code, Ordering::Relaxed);
+    }
+    let ts: Vec<Tid> = p.threads.lock().clone();
+    for t in ts {
+        let _ = sched::wake(t);
+    }
+}
+
+/// The process a thread belongs to.
+pub fn of_thread(tid: Tid) -> Option<Arc<Process>> {
+    BY_THREAD.lock().get(&tid).cloned()
+}
+
+/// The process the console's ctrl-c ends: the one a parent is waiting for in the foreground.
+pub static FOREGROUND: AtomicU32 = AtomicU32::new(0);

@@ -306,9 +306,25 @@ pub fn spawn_in(
     root: Option<u64>,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<Tid, SchedError> {
+    spawn_with_id(reserve_tid(), name, cpu, vcpu, root, f)
+}
+
+/// A fresh thread id (processes take their main thread's id as their pid).
+pub fn reserve_tid() -> Tid {
+    NEXT_TID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// [`spawn_in`] with an id from [`reserve_tid`].
+pub fn spawn_with_id(
+    id: Tid,
+    name: &str,
+    cpu: usize,
+    vcpu: Option<VcpuId>,
+    root: Option<u64>,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<Tid, SchedError> {
     let stack = hal::mm::alloc_kernel_stack(STACK_PAGES).ok_or(SchedError::OutOfMemory)?;
     let kstack_top = stack.top();
-    let id = NEXT_TID.fetch_add(1, Ordering::Relaxed);
     let t = Box::new(Thread {
         id,
         name: String::from(name),
@@ -642,4 +658,26 @@ pub fn rebind_all(cpu: usize, v: VcpuId) -> Result<(), SchedError> {
         }
         Ok(())
     })?
+}
+
+/// Changes the running thread's page-table root (execve) and activates it.
+pub fn set_current_root(root: u64) {
+    let _ = with_cpu(cpu_index(), |c| {
+        let cur = c.current;
+        if let Some(t) = c.threads.get_mut(&cur) {
+            t.root = root;
+            t.user = true;
+        }
+    });
+    hal::mm::activate_root(root);
+}
+
+/// Renames the running thread (execve).
+pub fn set_current_name(name: &str) {
+    let _ = with_cpu(cpu_index(), |c| {
+        let cur = c.current;
+        if let Some(t) = c.threads.get_mut(&cur) {
+            t.name = String::from(name);
+        }
+    });
 }

@@ -13,6 +13,7 @@ use linux_raw_sys::general::*;
 use linux_raw_sys::ioctl::TIOCGWINSZ;
 use linux_raw_sys::system::new_utsname;
 
+use crate::fs::File;
 use crate::process::{self, Process};
 use crate::sched;
 
@@ -41,10 +42,105 @@ fn write_console(p: &Process, buf: u64, len: u64) -> SysResult {
 }
 
 fn sys_write(p: &Process, fd: u64, buf: u64, len: u64) -> SysResult {
-    match fd {
-        1 | 2 => write_console(p, buf, len),
-        _ => Err(EBADF),
+    match p.files.lock().get(fd)? {
+        File::Console => {}
+        File::Boot { .. } => return Err(EBADF),
     }
+    write_console(p, buf, len)
+}
+
+/// Copies a NUL-terminated string (at most `max` bytes) from user memory.
+fn user_str(p: &Process, addr: u64, max: usize) -> Result<alloc::vec::Vec<u8>, u32> {
+    let mut out = alloc::vec::Vec::new();
+    let mut chunk = [0u8; 64];
+    loop {
+        let at = addr + out.len() as u64;
+        // Read up to the end of the page so an unmapped next page is not touched.
+        let n = (4096 - (at % 4096) as usize).min(chunk.len());
+        p.mem.lock().space.copy_from_user(at, &mut chunk[..n]).map_err(efault)?;
+        if let Some(i) = chunk[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..i]);
+            return Ok(out);
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if out.len() > max {
+            return Err(ENAMETOOLONG);
+        }
+    }
+}
+
+fn boot_name(path: &[u8]) -> Result<&str, u32> {
+    let s = core::str::from_utf8(path).map_err(|_| ENOENT)?;
+    let s = s.strip_prefix("/boot/").or_else(|| s.strip_prefix("./")).unwrap_or(s);
+    if s.is_empty() || s.contains('/') {
+        return Err(ENOENT);
+    }
+    Ok(s)
+}
+
+fn sys_openat(p: &Process, path: u64, flags: u64) -> SysResult {
+    let name = user_str(p, path, 255)?;
+    if flags as u32 & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC) != 0 {
+        return Err(EROFS);
+    }
+    let n = boot_name(&name)?;
+    let data = crate::initrd::get().read(n).ok_or(ENOENT)?;
+    p.files.lock().insert(File::Boot { data, pos: 0 }, 0)
+}
+
+fn stat_of(f: &File) -> stat {
+    let mut st: stat = zeroed_stat();
+    match f {
+        File::Console => {
+            st.st_mode = S_IFCHR | 0o620;
+            st.st_rdev = 0x0400;
+        }
+        File::Boot { data, .. } => {
+            st.st_mode = S_IFREG | 0o555;
+            st.st_size = data.len() as _;
+            st.st_blocks = data.len().div_ceil(512) as _;
+        }
+    }
+    st.st_nlink = 1;
+    st.st_blksize = 4096;
+    st
+}
+
+fn zeroed_stat() -> stat {
+    stat {
+        st_dev: 0, st_ino: 0, st_nlink: 0, st_mode: 0, st_uid: 0, st_gid: 0, __pad0: 0, st_rdev: 0,
+        st_size: 0, st_blksize: 0, st_blocks: 0, st_atime: 0, st_atime_nsec: 0, st_mtime: 0,
+        st_mtime_nsec: 0, st_ctime: 0, st_ctime_nsec: 0, __unused: [0; 3],
+    }
+}
+
+fn sys_execve(pa: &alloc::sync::Arc<Process>, path: u64, argv: u64) -> SysResult {
+    let p: &Process = pa;
+    let name = user_str(p, path, 255)?;
+    let n = boot_name(&name)?;
+    let mut args = alloc::vec::Vec::new();
+    let mut total = 0;
+    if argv != 0 {
+        for i in 0..256u64 {
+            let mut raw = [0u8; 8];
+            p.mem.lock().space.copy_from_user(argv + i * 8, &mut raw).map_err(efault)?;
+            let ptr = u64::from_le_bytes(raw);
+            if ptr == 0 {
+                break;
+            }
+            let a = user_str(p, ptr, 4096)?;
+            total += a.len() + 1;
+            if total > 128 * 1024 {
+                return Err(E2BIG);
+            }
+            args.push(a);
+        }
+    }
+    if args.is_empty() {
+        args.push(name.clone());
+    }
+    let fs = crate::initrd::get();
+    Err(process::exec(pa, &fs, n, &args))
 }
 
 fn sys_writev(p: &Process, fd: u64, iov: u64, cnt: u64) -> SysResult {
@@ -66,8 +162,18 @@ fn sys_writev(p: &Process, fd: u64, iov: u64, cnt: u64) -> SysResult {
 }
 
 fn sys_read(p: &Process, fd: u64, buf: u64, len: u64) -> SysResult {
-    if fd != 0 {
-        return Err(EBADF);
+    let boot = match p.files.lock().get(fd)? {
+        File::Console => None,
+        File::Boot { data, pos } => {
+            let n = (len as usize).min(data.len().saturating_sub(*pos)).min(1 << 20);
+            let chunk = &data[*pos..*pos + n];
+            *pos += n;
+            Some(chunk)
+        }
+    };
+    if let Some(chunk) = boot {
+        p.mem.lock().space.copy_to_user(buf, chunk).map_err(efault)?;
+        return Ok(chunk.len() as u64);
     }
     if len == 0 {
         return Ok(0);
@@ -204,6 +310,79 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
         __NR_read => sys_read(p, a0, a1, a2),
         __NR_write => sys_write(p, a0, a1, a2),
         __NR_writev => sys_writev(p, a0, a1, a2),
+        __NR_open => sys_openat(p, a0, a1),
+        __NR_openat => {
+            if a0 as i32 != AT_FDCWD && !user_str(p, a1, 255)?.starts_with(b"/") {
+                return Err(EBADF);
+            }
+            sys_openat(p, a1, a2)
+        }
+        __NR_close => p.files.lock().close(a0).map(|_| 0),
+        __NR_lseek => match p.files.lock().get(a0)? {
+            File::Console => Err(ESPIPE),
+            File::Boot { data, pos } => {
+                let base = match a2 as u32 {
+                    SEEK_SET => 0i64,
+                    SEEK_CUR => *pos as i64,
+                    SEEK_END => data.len() as i64,
+                    _ => return Err(EINVAL),
+                };
+                let new = base.checked_add(a1 as i64).filter(|&n| n >= 0).ok_or(EINVAL)?;
+                *pos = (new as usize).min(data.len());
+                Ok(new as u64)
+            }
+        },
+        __NR_fstat => {
+            let st = stat_of(p.files.lock().get(a0)?);
+            put(p, a1, &st)
+        }
+        __NR_newfstatat => {
+            let name = user_str(p, a1, 255)?;
+            let st = if name.is_empty() && a3 as u32 & AT_EMPTY_PATH != 0 {
+                stat_of(p.files.lock().get(a0)?)
+            } else {
+                let data = crate::initrd::get().read(boot_name(&name)?).ok_or(ENOENT)?;
+                stat_of(&File::Boot { data, pos: 0 })
+            };
+            put(p, a2, &st)
+        }
+        __NR_dup => {
+            let f = p.files.lock().get(a0)?.clone();
+            p.files.lock().insert(f, 0)
+        }
+        __NR_dup2 | __NR_dup3 => p.files.lock().dup_to(a0, a1),
+        __NR_fcntl => match a1 as u32 {
+            F_DUPFD | F_DUPFD_CLOEXEC => {
+                let f = p.files.lock().get(a0)?.clone();
+                p.files.lock().insert(f, a2 as usize)
+            }
+            F_GETFD | F_SETFD | F_SETFL => p.files.lock().get(a0).map(|_| 0),
+            F_GETFL => p.files.lock().get(a0).map(|_| u64::from(O_RDWR)),
+            _ => Err(EINVAL),
+        },
+        __NR_getcwd => {
+            if a1 < 7 {
+                return Err(ERANGE);
+            }
+            p.mem.lock().space.copy_to_user(a0, b"/boot\0").map_err(efault)?;
+            Ok(a0)
+        }
+        __NR_chdir => {
+            let d = user_str(p, a0, 255)?;
+            if d == b"/boot" || d == b"/boot/" || d == b"/" { Ok(0) } else { Err(ENOENT) }
+        }
+        __NR_execve => sys_execve(pa, a0, a1),
+        __NR_kill | __NR_tgkill | __NR_tkill => {
+            let (target, sig) = if f.rax as u32 == __NR_tgkill { (a0, a2) } else { (a0, a1) };
+            if sig == 0 {
+                return process::get(target as u32).map(|_| 0).ok_or(ESRCH);
+            }
+            if !matches!(sig as u32, SIGKILL | SIGTERM | SIGINT) {
+                return Err(EINVAL);
+            }
+            let target = process::of_thread(target as u32).map(|q| q.pid).unwrap_or(target as u32);
+            process::kill(target, 128 + sig as i32).map(|_| 0)
+        }
         __NR_exit_group => process::exit_current(a0 as i32),
         __NR_exit => {
             p.exit_code.store(a0 as i32, core::sync::atomic::Ordering::Relaxed);
@@ -342,10 +521,72 @@ fn quest_call(p: &Process, nr: u32, a0: u64, a1: u64) -> SysResult {
         q::VCPU_CREATE => crate::vcpu::create(&get_param(p, a0)?).map(u64::from),
         q::VCPU_DESTROY => crate::vcpu::destroy(a0 as u32, a1 != 0).map(|_| 0),
         q::VCPU_BIND_TASK => crate::vcpu::bind_current(a0 as u32).map(|_| 0),
+        q::PS_TASKS => ps_tasks(p, a0, a1 as i64),
+        q::PS_VCPUS => ps_vcpus(p, a0, a1 as i64),
+        q::TASK_KILL => {
+            let q = process::of_thread(a0 as u32).ok_or(ESRCH)?;
+            process::mark_terminal(&q, 128 + 9);
+            Ok(0)
+        }
         q::VCPU_GETPARAMS => {
             let sp = crate::vcpu::current_params();
             put(p, a0, &[sp.kind, sp.c, sp.t, sp.io_class, sp.affinity])
         }
         _ => Err(ENOSYS),
     }
+}
+
+fn ps_tasks(p: &Process, buf: u64, max: i64) -> SysResult {
+    if max < 0 {
+        return Err(EINVAL);
+    }
+    let threads = sched::threads();
+    let mut recs = alloc::vec::Vec::new();
+    for t in &threads {
+        let Some(q) = process::of_thread(t.id) else { continue };
+        let list = q.threads.lock().clone();
+        let mut r = quest_abi::TaskInfo::default();
+        r.id = t.id;
+        r.process = q.pid;
+        r.parent = if t.id == q.pid { q.parent } else { q.pid };
+        r.vcpu = t.vcpu.and_then(|v| crate::vcpu::global_id(t.cpu, v)).unwrap_or(0);
+        r.pcpu = t.cpu as u32;
+        let state = match t.state {
+            sched::State::Running => quest_abi::TaskState::Running,
+            sched::State::Ready => quest_abi::TaskState::Ready,
+            sched::State::Sleeping(_) => quest_abi::TaskState::Sleeping,
+            sched::State::Blocked => quest_abi::TaskState::Waiting,
+            sched::State::Dead => quest_abi::TaskState::Zombie,
+        };
+        r.status = quest_abi::TaskInfo::make_status(state, q.terminal.load(core::sync::atomic::Ordering::Relaxed));
+        r.nthreads = list.len() as u32;
+        r.thread = list.iter().position(|&x| x == t.id).unwrap_or(0) as u32;
+        r.set_name(q.name.lock().as_bytes());
+        recs.push(r);
+    }
+    recs.sort_by_key(|r| r.id);
+    for (i, r) in recs.iter().take(max as usize).enumerate() {
+        put(p, buf + i as u64 * core::mem::size_of::<quest_abi::TaskInfo>() as u64, r)?;
+    }
+    Ok(recs.len() as u64)
+}
+
+fn ps_vcpus(p: &Process, buf: u64, max: i64) -> SysResult {
+    if max < 0 {
+        return Err(EINVAL);
+    }
+    let all = crate::vcpu::all();
+    for (i, (id, cpu, v)) in all.iter().take(max as usize).enumerate() {
+        let r = quest_abi::VcpuInfo {
+            id: *id,
+            pcpu: *cpu as u32,
+            kind: if v.params.kind == vcpu_sched::VcpuKind::Main { 0 } else { 1 },
+            c: v.params.c_us,
+            t: v.params.t_us,
+            io_class: 0,
+            num_tasks: v.tasks as u32,
+        };
+        put(p, buf + i as u64 * core::mem::size_of::<quest_abi::VcpuInfo>() as u64, &r)?;
+    }
+    Ok(all.len() as u64)
 }

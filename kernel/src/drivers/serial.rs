@@ -39,6 +39,14 @@ fn bottom_half() {
     loop {
         let mut got = false;
         while let Some(b) = hal::serial::try_read() {
+            if b == 0x03 {
+                // ctrl-c: ends the foreground task (the one its parent is waiting for).
+                let fg = crate::process::FOREGROUND.load(core::sync::atomic::Ordering::Relaxed);
+                if fg != 0 && crate::process::kill(fg, 128 + 2).is_ok() {
+                    hal::serial::write_raw(b"^C\n");
+                    continue;
+                }
+            }
             got = true;
             let mut rx = RX.lock();
             if rx.len == rx.buf.len() {
