@@ -129,6 +129,30 @@ pub fn init_cpu() {
         SFMask::write(RFlags::INTERRUPT_FLAG | RFlags::TRAP_FLAG | RFlags::DIRECTION_FLAG | RFlags::ALIGNMENT_CHECK);
         Efer::update(|f| f.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
     }
+    // SMEP/SMAP: the kernel never executes or touches user pages through user addresses
+    // (copies go through the direct map), so both can be on wherever the CPU has them.
+    let b = crate::cpu::cpuid(7, 0).ebx;
+    // SAFETY: setting CR4.SMEP/SMAP only makes ring-0 accesses to user pages fault; nothing in
+    // the kernel makes such accesses.
+    unsafe {
+        x86_64::registers::control::Cr4::update(|f| {
+            if b & (1 << 7) != 0 {
+                f.insert(x86_64::registers::control::Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION);
+            }
+            if b & (1 << 20) != 0 {
+                f.insert(x86_64::registers::control::Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION);
+            }
+        })
+    };
+}
+
+/// Whether SMEP and SMAP are on (this CPU).
+pub fn smep_smap() -> (bool, bool) {
+    let f = x86_64::registers::control::Cr4::read();
+    (
+        f.contains(x86_64::registers::control::Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION),
+        f.contains(x86_64::registers::control::Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION),
+    )
 }
 
 /// A fresh user-mode frame: entry point, stack, interrupts on, all registers zero.

@@ -112,6 +112,8 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
         boot.tsc_hz / 1_000_000,
         if hal::time::tsc_invariant() { ", invariant" } else { "" },
     );
+    let (smep, smap) = hal::user::smep_smap();
+    println!("user mode: syscall/iretq, SMEP {}, SMAP {}", if smep { "on" } else { "off" }, if smap { "on" } else { "off" });
     if let Err(e) = drivers::serial::init() {
         println!("serial: input bottom half not started: {e}");
     }

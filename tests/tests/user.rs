@@ -104,7 +104,10 @@ fn vcpu_test_prints_seed_output() -> Result<()> {
     assert!(out.contains("Before vcpu bind task: C = 5000, T = 50000"), "{out}");
     assert!(out.contains("After vcpu bind task: C = 20, T = 100"), "{out}");
     let v = q.shell("ps -v")?;
-    assert!(v.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()[1..5] == ["0", "main", "20", "100"]), "{v}");
+    assert!(
+        v.lines().any(|l| l.split_whitespace().collect::<Vec<_>>().get(1..5) == Some(&["0", "main", "20", "100"][..])),
+        "{v}"
+    );
     q.power_off_ok()?;
     Ok(())
 }
