@@ -117,7 +117,22 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
     if let Err(e) = drivers::serial::init() {
         println!("serial: input bottom half not started: {e}");
     }
-    if let Err(e) = sched::spawn("console", 0, None, move || console::run(boot_fs)) {
+    // The console: /boot/user_init (which starts the shell) unless this is the test build or
+    // the command line says `console=kernel`; the kernel's own console if it is missing or ends.
+    let kernel_console = cfg!(feature = "ktest") || info.cmdline().split_whitespace().any(|o| o == "console=kernel");
+    let result = sched::spawn("console", 0, None, move || {
+        if !kernel_console && boot_fs.read("user_init").is_some() {
+            match process::spawn(&boot_fs, "user_init", &[], 0) {
+                Ok(p) => {
+                    p.exited.down();
+                    println!("user_init exited (status {}); kernel console follows", p.exit_code.load(core::sync::atomic::Ordering::Relaxed));
+                }
+                Err(e) => println!("user_init: {e}; kernel console follows"),
+            }
+        }
+        console::run(boot_fs)
+    });
+    if let Err(e) = result {
         println!("console: not started: {e}");
     }
     sched::idle()

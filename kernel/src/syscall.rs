@@ -372,6 +372,19 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
             if d == b"/boot" || d == b"/boot/" || d == b"/" { Ok(0) } else { Err(ENOENT) }
         }
         __NR_execve => sys_execve(pa, a0, a1),
+        __NR_sync => Ok(0),
+        __NR_reboot => {
+            if a0 as u32 != LINUX_REBOOT_MAGIC1 || !matches!(a1 as u32, LINUX_REBOOT_MAGIC2 | LINUX_REBOOT_MAGIC2A | LINUX_REBOOT_MAGIC2B | LINUX_REBOOT_MAGIC2C) {
+                return Err(EINVAL);
+            }
+            match a2 as u32 {
+                LINUX_REBOOT_CMD_POWER_OFF | LINUX_REBOOT_CMD_HALT => {
+                    hal::println!("Quest-RS: powering off.");
+                    hal::cpu::power_off(hal::cpu::ExitCode::Success)
+                }
+                _ => Err(EINVAL),
+            }
+        }
         __NR_kill | __NR_tgkill | __NR_tkill => {
             let (target, sig) = if f.rax as u32 == __NR_tgkill { (a0, a2) } else { (a0, a1) };
             if sig == 0 {

@@ -248,6 +248,14 @@ impl Quest {
         Ok(())
     }
 
+    /// Sends raw bytes (e.g. ctrl-c, 0x03).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("console input closed")?;
+        stdin.write_all(bytes)?;
+        stdin.flush()?;
+        Ok(())
+    }
+
     /// Types a command at the prompt, waits for the next prompt and returns what the command
     /// printed (without the echoed command line).
     pub fn shell(&mut self, line: &str) -> Result<String> {

@@ -29,7 +29,7 @@ fn uefi_boot_shows_banner_and_powers_off_cleanly() -> Result<()> {
 
 #[test]
 fn smp_machine_reports_every_cpu() -> Result<()> {
-    let mut cfg = Config::from_env(false)?;
+    let mut cfg = Config::from_env(true)?;
     cfg.smp = 4;
     let mut q = Quest::boot(&cfg)?;
     let cpus = q.shell("cpus")?;
@@ -44,7 +44,7 @@ fn smp_machine_reports_every_cpu() -> Result<()> {
 /// times over.
 #[test]
 fn console_receives_typed_lines() -> Result<()> {
-    let mut q = Quest::boot(&Config::from_env(false)?)?;
+    let mut q = Quest::boot(&Config::from_env(true)?)?;
     assert_eq!(q.shell("echo hello quest")?.trim(), "hello quest");
     let long: String = (0..300).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
     assert_eq!(q.shell(&format!("echo {long}"))?.trim(), long);
@@ -59,7 +59,7 @@ fn console_receives_typed_lines() -> Result<()> {
 /// Files given with `--add` (the harness adds tests/fixtures/hello.txt) are in /boot.
 #[test]
 fn boot_directory_holds_added_files() -> Result<()> {
-    let mut q = Quest::boot(&Config::from_env(false)?)?;
+    let mut q = Quest::boot(&Config::from_env(true)?)?;
     let ls = q.shell("ls")?;
     assert!(ls.contains("/boot/hello.txt"), "{ls}");
     let cat = q.shell("cat /boot/hello.txt")?;
@@ -72,7 +72,7 @@ fn boot_directory_holds_added_files() -> Result<()> {
 
 #[test]
 fn memory_accounting_is_consistent() -> Result<()> {
-    let mut q = Quest::boot(&Config::from_env(false)?)?;
+    let mut q = Quest::boot(&Config::from_env(true)?)?;
     let mem = q.shell("mem")?;
     // "frames: F of T free (...)": some frames are in use (page tables, heap), most are free.
     let nums: Vec<u64> = mem
@@ -146,7 +146,7 @@ fn kernel_panic_is_reported() -> Result<()> {
 /// Without ACPI (QEMU's `pc` machine with `acpi=off`) the CPUs come from the MP table.
 #[test]
 fn mp_table_is_the_fallback_without_acpi() -> Result<()> {
-    let mut cfg = Config::from_env(false)?;
+    let mut cfg = Config::from_env(true)?;
     cfg.extra_args = vec!["-machine".into(), "pc,acpi=off".into()];
     let mut q = Quest::boot(&cfg)?;
     let cpus = q.shell("cpus")?;

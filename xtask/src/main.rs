@@ -151,6 +151,16 @@ fn build_all(add: &[PathBuf]) -> Result<(PathBuf, PathBuf)> {
 fn boot_files(add: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let dir = root().join("target/quest/user");
     let mut files = cc::build_examples(&dir)?;
+    // System programs: user_init (started first; it starts the shell) and its configuration.
+    for prog in ["shell", "user_init"] {
+        let out = dir.join(prog);
+        cc::cc(&out, &[root().join(format!("user/sysprogs/{prog}.c"))])?;
+        files.push(out);
+    }
+    // An init.conf given with --add replaces the default one.
+    if !add.iter().any(|a| a.file_name().is_some_and(|n| n == "init.conf")) {
+        files.push(root().join("user/sysprogs/init.conf"));
+    }
     let text = dir.join("bad_elf_text");
     std::fs::write(&text, "this is a text file, not an ELF executable\n")?;
     let hello = std::fs::read(dir.join("hello_world"))?;
@@ -293,8 +303,8 @@ fn test(args: &[String]) -> Result<()> {
     if !host_only {
         let t = tools(true)?;
         println!("xtask: building images for the QEMU tests");
-        let fixture = root().join("tests/fixtures/hello.txt");
-        let (iso, ktest_iso) = build_all(&[fixture])?;
+        let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf")];
+        let (iso, ktest_iso) = build_all(&fixtures)?;
         println!("xtask: QEMU integration tests");
         let mut c = cargo();
         c.args(["test", "-p", "quest-tests", "--test", "*", "--", "--test-threads", "2"])

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* quest.c: the C wrappers of the Quest-RS system calls declared in <vcpu.h> and <quest.h>.
  *
  * `cargo xtask cc` links this file into every C program. Each wrapper is musl's syscall(),
