@@ -8,6 +8,10 @@ use linux_raw_sys::errno::*;
 pub enum File {
     Console,
     Boot { data: &'static [u8], pos: usize },
+    /// The /boot directory (getdents64), `pos` = entries returned so far.
+    Dir { pos: usize },
+    /// One end of a pipe.
+    Pipe(alloc::sync::Arc<crate::pipe::End>),
 }
 
 /// A process's descriptor table (copied by fork).
@@ -22,6 +26,11 @@ const MAX_FDS: usize = 256;
 impl FdTable {
     pub fn new() -> FdTable {
         FdTable { fds: alloc::vec![Some(File::Console), Some(File::Console), Some(File::Console)] }
+    }
+
+    /// No descriptors at all (a process that has ended).
+    pub fn empty() -> FdTable {
+        FdTable { fds: Vec::new() }
     }
 
     pub fn get(&mut self, fd: u64) -> Result<&mut File, u32> {

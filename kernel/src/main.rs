@@ -14,6 +14,7 @@ mod drivers;
 mod initrd;
 mod fs;
 mod futex;
+mod pipe;
 mod process;
 mod sched;
 mod syscall;

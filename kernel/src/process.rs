@@ -201,8 +201,11 @@ pub fn exit_thread() -> ! {
         sched::leave_address_space();
         if last {
             PROCS.lock().remove(&p.pid);
-            // Free the memory now; the Process record stays until its parent waits.
+            // Free the memory and close the files now (pipe readers see end of file); the
+            // Process record stays until its parent waits.
             let _ = core::mem::replace(&mut p.mem.lock().space, AddressSpace::new_empty());
+            let files = core::mem::replace(&mut *p.files.lock(), crate::fs::FdTable::empty());
+            drop(files);
             p.dead.store(true, Ordering::Release);
             p.exited.up();
             if let Some(parent) = get(p.parent) {

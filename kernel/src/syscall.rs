@@ -10,7 +10,7 @@ use hal::sync::IrqLock;
 use hal::trap::TrapFrame;
 use linux_raw_sys::errno::*;
 use linux_raw_sys::general::*;
-use linux_raw_sys::ioctl::TIOCGWINSZ;
+use linux_raw_sys::ioctl::{TCGETS, TIOCGWINSZ};
 use linux_raw_sys::system::new_utsname;
 
 use crate::fs::File;
@@ -42,9 +42,16 @@ fn write_console(p: &Process, buf: u64, len: u64) -> SysResult {
 }
 
 fn sys_write(p: &Process, fd: u64, buf: u64, len: u64) -> SysResult {
-    match p.files.lock().get(fd)? {
-        File::Console => {}
-        File::Boot { .. } => return Err(EBADF),
+    let pipe = match p.files.lock().get(fd)? {
+        File::Console => None,
+        File::Pipe(e) if e.write => Some(e.clone()),
+        _ => return Err(EBADF),
+    };
+    if let Some(e) = pipe {
+        let n = len.min(1 << 20) as usize;
+        let mut data = vec![0u8; n];
+        p.mem.lock().space.copy_from_user(buf, &mut data).map_err(efault)?;
+        return e.pipe.write(&data).map(|n| n as u64).map_err(|_| EPIPE);
     }
     write_console(p, buf, len)
 }
@@ -83,6 +90,9 @@ fn sys_openat(p: &Process, path: u64, flags: u64) -> SysResult {
     if flags as u32 & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC) != 0 {
         return Err(EROFS);
     }
+    if matches!(&name[..], b"/boot" | b"/boot/" | b"." | b"/") {
+        return p.files.lock().insert(File::Dir { pos: 0 }, 0);
+    }
     let n = boot_name(&name)?;
     let data = crate::initrd::get().read(n).ok_or(ENOENT)?;
     p.files.lock().insert(File::Boot { data, pos: 0 }, 0)
@@ -100,6 +110,8 @@ fn stat_of(f: &File) -> stat {
             st.st_size = data.len() as _;
             st.st_blocks = data.len().div_ceil(512) as _;
         }
+        File::Dir { .. } => st.st_mode = S_IFDIR | 0o555,
+        File::Pipe(_) => st.st_mode = S_IFIFO | 0o600,
     }
     st.st_nlink = 1;
     st.st_blksize = 4096;
@@ -162,8 +174,20 @@ fn sys_writev(p: &Process, fd: u64, iov: u64, cnt: u64) -> SysResult {
 }
 
 fn sys_read(p: &Process, fd: u64, buf: u64, len: u64) -> SysResult {
+    let pipe = match p.files.lock().get(fd)? {
+        File::Pipe(e) if !e.write => Some(e.clone()),
+        File::Pipe(_) => return Err(EBADF),
+        _ => None,
+    };
+    if let Some(e) = pipe {
+        let data = e.pipe.read(len.min(1 << 20) as usize);
+        p.mem.lock().space.copy_to_user(buf, &data).map_err(efault)?;
+        return Ok(data.len() as u64);
+    }
     let boot = match p.files.lock().get(fd)? {
         File::Console => None,
+        File::Dir { .. } => return Err(EISDIR),
+        File::Pipe(_) => None,
         File::Boot { data, pos } => {
             let n = (len as usize).min(data.len().saturating_sub(*pos)).min(1 << 20);
             let chunk = &data[*pos..*pos + n];
@@ -319,7 +343,15 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
         }
         __NR_close => p.files.lock().close(a0).map(|_| 0),
         __NR_lseek => match p.files.lock().get(a0)? {
-            File::Console => Err(ESPIPE),
+            File::Console | File::Pipe(_) => Err(ESPIPE),
+            File::Dir { pos } => {
+                if a1 == 0 && a2 as u32 == SEEK_SET {
+                    *pos = 0;
+                    Ok(0)
+                } else {
+                    Err(EINVAL)
+                }
+            }
             File::Boot { data, pos } => {
                 let base = match a2 as u32 {
                     SEEK_SET => 0i64,
@@ -334,6 +366,16 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
         },
         __NR_fstat => {
             let st = stat_of(p.files.lock().get(a0)?);
+            put(p, a1, &st)
+        }
+        __NR_stat | __NR_lstat => {
+            let name = user_str(p, a0, 255)?;
+            let st = if matches!(&name[..], b"/boot" | b"/boot/" | b"." | b"/") {
+                stat_of(&File::Dir { pos: 0 })
+            } else {
+                let data = crate::initrd::get().read(boot_name(&name)?).ok_or(ENOENT)?;
+                stat_of(&File::Boot { data, pos: 0 })
+            };
             put(p, a1, &st)
         }
         __NR_newfstatat => {
@@ -373,6 +415,87 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
         }
         __NR_execve => sys_execve(pa, a0, a1),
         __NR_sync => Ok(0),
+        __NR_readv => {
+            if a2 > 1024 {
+                return Err(EINVAL);
+            }
+            let mut total = 0;
+            for i in 0..a2 {
+                let mut raw = [0u8; 16];
+                p.mem.lock().space.copy_from_user(a1 + i * 16, &mut raw).map_err(efault)?;
+                let base = u64::from_le_bytes(raw[..8].try_into().unwrap());
+                let len = u64::from_le_bytes(raw[8..].try_into().unwrap());
+                let n = sys_read(p, a0, base, len)?;
+                total += n;
+                if n < len {
+                    break;
+                }
+            }
+            Ok(total)
+        }
+        __NR_getdents64 => sys_getdents64(p, a0, a1, a2),
+        __NR_pipe | __NR_pipe2 => {
+            let (r, w) = crate::pipe::new();
+            let rfd = p.files.lock().insert(File::Pipe(r), 0)?;
+            let wfd = match p.files.lock().insert(File::Pipe(w), 0) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    let _ = p.files.lock().close(rfd);
+                    return Err(e);
+                }
+            };
+            let fds = [rfd as i32, wfd as i32];
+            if let Err(e) = put(p, a0, &fds) {
+                let _ = p.files.lock().close(rfd);
+                let _ = p.files.lock().close(wfd);
+                return Err(e);
+            }
+            Ok(0)
+        }
+        __NR_statx => {
+            let name = user_str(p, a1, 255)?;
+            let st = if name.is_empty() && a2 as u32 & AT_EMPTY_PATH != 0 {
+                stat_of(p.files.lock().get(a0)?)
+            } else if matches!(&name[..], b"/boot" | b"/boot/" | b"." | b"/") {
+                stat_of(&File::Dir { pos: 0 })
+            } else {
+                let data = crate::initrd::get().read(boot_name(&name)?).ok_or(ENOENT)?;
+                stat_of(&File::Boot { data, pos: 0 })
+            };
+            // struct statx (256 bytes): mask, blksize, nlink, mode, size, blocks.
+            let mut b = [0u8; 256];
+            b[0..4].copy_from_slice(&(STATX_BASIC_STATS).to_le_bytes());
+            b[4..8].copy_from_slice(&(st.st_blksize as u32).to_le_bytes());
+            b[16..20].copy_from_slice(&(st.st_nlink as u32).to_le_bytes());
+            b[28..30].copy_from_slice(&(st.st_mode as u16).to_le_bytes());
+            b[40..48].copy_from_slice(&(st.st_size as u64).to_le_bytes());
+            b[48..56].copy_from_slice(&(st.st_blocks as u64).to_le_bytes());
+            p.mem.lock().space.copy_to_user(a4_of(f), &b).map_err(efault)?;
+            Ok(0)
+        }
+        __NR_prlimit64 => {
+            if a0 != 0 && a0 as u32 != p.pid {
+                return Err(ESRCH);
+            }
+            if a3 != 0 {
+                let (cur, max) = match a1 as u32 {
+                    RLIMIT_STACK => (crate::process::STACK_PAGES * 4096, crate::process::STACK_PAGES * 4096),
+                    RLIMIT_NOFILE => (256, 256),
+                    _ => (u64::MAX, u64::MAX),
+                };
+                put(p, a3, &[cur, max])?;
+            }
+            Ok(0)
+        }
+        __NR_sched_getaffinity => {
+            let n = hal::percpu::online();
+            let mask: u64 = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+            if a1 < 8 {
+                return Err(EINVAL);
+            }
+            put(p, a2, &mask)?;
+            Ok(8)
+        }
         __NR_reboot => {
             if a0 as u32 != LINUX_REBOOT_MAGIC1 || !matches!(a1 as u32, LINUX_REBOOT_MAGIC2 | LINUX_REBOOT_MAGIC2A | LINUX_REBOOT_MAGIC2B | LINUX_REBOOT_MAGIC2C) {
                 return Err(EINVAL);
@@ -459,6 +582,16 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
         __NR_getuid | __NR_geteuid | __NR_getgid | __NR_getegid => Ok(0),
         __NR_ioctl => match (a0, a1 as u32) {
             (0..=2, TIOCGWINSZ) => put(p, a2, &winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 }),
+            (0..=2, TCGETS) => {
+                // A terminal in canonical mode with echo (what the console does).
+                let mut t = [0u8; 60];
+                t[0..4].copy_from_slice(&(ICRNL).to_le_bytes());
+                t[4..8].copy_from_slice(&(OPOST | ONLCR).to_le_bytes());
+                t[8..12].copy_from_slice(&(CS8 | CREAD | B115200).to_le_bytes());
+                t[12..16].copy_from_slice(&(ICANON | ECHO | ISIG).to_le_bytes());
+                p.mem.lock().space.copy_to_user(a2, &t).map_err(efault)?;
+                Ok(0)
+            }
             (0..=2, _) => Err(ENOTTY),
             _ => Err(EBADF),
         },
@@ -602,4 +735,38 @@ fn ps_vcpus(p: &Process, buf: u64, max: i64) -> SysResult {
         put(p, buf + i as u64 * core::mem::size_of::<quest_abi::VcpuInfo>() as u64, &r)?;
     }
     Ok(all.len() as u64)
+}
+
+fn a4_of(f: &TrapFrame) -> u64 {
+    f.r8
+}
+
+fn sys_getdents64(p: &Process, fd: u64, buf: u64, len: u64) -> SysResult {
+    let mut files = p.files.lock();
+    let File::Dir { pos } = files.get(fd)? else { return Err(ENOTDIR) };
+    let names: alloc::vec::Vec<&str> = crate::initrd::get().files().map(|(n, _)| n).collect();
+    let mut out = alloc::vec::Vec::new();
+    let mut i = *pos;
+    while i < names.len() {
+        let name = names[i].as_bytes();
+        let reclen = (19 + name.len() + 1).next_multiple_of(8);
+        if out.len() + reclen > len as usize {
+            break;
+        }
+        let start = out.len();
+        out.extend_from_slice(&(i as u64 + 1).to_le_bytes()); // d_ino
+        out.extend_from_slice(&(i as u64 + 1).to_le_bytes()); // d_off
+        out.extend_from_slice(&(reclen as u16).to_le_bytes());
+        out.push(DT_REG as u8);
+        out.extend_from_slice(name);
+        out.resize(start + reclen, 0);
+        i += 1;
+    }
+    if out.is_empty() && i < names.len() {
+        return Err(EINVAL);
+    }
+    *pos = i;
+    drop(files);
+    p.mem.lock().space.copy_to_user(buf, &out).map_err(efault)?;
+    Ok(out.len() as u64)
 }

@@ -47,7 +47,13 @@ pub struct Config {
     pub extra_args: Vec<String>,
     /// Give up on any single wait after this long (hang detection only).
     pub timeout: Duration,
+    /// Output that marks the end of boot-time activity (programs init.conf starts): `boot`
+    /// waits for it and then asks for a fresh prompt, so their output cannot mix with a test's.
+    pub settle: Option<String>,
 }
+
+/// What the test image's init.conf (tests/fixtures/init.conf) prints last.
+pub const TEST_INIT_DONE: &str = "(vcpu_test) has exited with status ";
 
 impl Config {
     /// The configuration the test suite uses, from the environment `cargo xtask test` sets:
@@ -72,6 +78,9 @@ impl Config {
             timeout: Duration::from_secs(
                 std::env::var("QUEST_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(120),
             ),
+            // The normal image starts user_init, which runs the test init.conf's programs; the
+            // test build keeps the kernel console and starts nothing.
+            settle: (!ktest).then(|| TEST_INIT_DONE.to_string()),
         })
     }
 
@@ -188,7 +197,18 @@ impl Quest {
     pub fn boot(cfg: &Config) -> Result<Quest> {
         let mut q = Quest::start(cfg)?;
         q.expect("Quest-RS ")?;
-        q.expect_prompt()?;
+        match &cfg.settle {
+            Some(marker) => {
+                q.expect(marker)?;
+                q.expect("\n")?;
+                // The first prompt may have been printed in the middle of that output.
+                q.send_line("")?;
+                q.expect_prompt()?;
+            }
+            None => {
+                q.expect_prompt()?;
+            }
+        }
         Ok(q)
     }
 
@@ -339,6 +359,7 @@ mod tests {
             echo: false,
             extra_args: vec![],
             timeout: Duration::from_secs(1),
+            settle: None,
         };
         let a = cfg.qemu_args().join(" ");
         assert!(a.contains("-bios /ovmf.fd"), "{a}");

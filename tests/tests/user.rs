@@ -6,14 +6,7 @@ use quest_tests::{Config, Quest};
 /// Boots the normal image (user_init and the shell) and waits until the programs the test
 /// image's init.conf starts have finished, so their output does not mix with a test's.
 fn boot() -> Result<Quest> {
-    let mut q = Quest::start(&Config::from_env(false)?)?;
-    q.expect("Quest-RS ")?;
-    q.expect("(vcpu_test) has exited with status ")?;
-    q.expect("\n")?;
-    // The first prompt may have been printed in the middle of their output: ask for a fresh one.
-    q.send_line("")?;
-    q.expect_prompt()?;
-    Ok(q)
+    Quest::boot(&Config::from_env(false)?)
 }
 
 #[test]
@@ -192,6 +185,36 @@ fn ctrl_c_kills_the_foreground_task() -> Result<()> {
     q.expect("^C")?;
     q.expect_prompt()?;
     assert_eq!(q.shell("hello_world")?.trim(), "Hello World!");
+    q.power_off_ok()?;
+    Ok(())
+}
+
+/// pipe2 between a parent and its child (end of file when the writer closes), and /boot
+/// listed with opendir/readdir/stat (getdents64, stat).
+#[test]
+fn pipes_and_directory_listing() -> Result<()> {
+    let mut q = boot()?;
+    let out = q.shell("pipe_test")?;
+    assert!(out.contains("child: read 16000 bytes, then end of file"), "{out}");
+    assert!(out.contains("parent: wrote 16000 bytes, child exited with 0"), "{out}");
+    let ls = q.shell("lsboot")?;
+    assert!(ls.lines().any(|l| l.trim_end().ends_with(" hello_world")), "{ls}");
+    assert!(!ls.contains("ENOSYS"), "{ls}");
+    q.power_off_ok()?;
+    Ok(())
+}
+
+/// What the programs of /boot call that the kernel does not implement is logged once per
+/// call ("syscall N (name) not implemented: ENOSYS"); the seed's programs and the Rust std
+/// program need none of it.
+#[test]
+fn example_programs_hit_no_unimplemented_syscalls() -> Result<()> {
+    let mut q = boot()?;
+    for prog in ["hello_world", "fork_test", "vcpu_test", "hello_rust a", "pipe_test", "lsboot"] {
+        q.shell(prog)?;
+    }
+    let all = q.output();
+    assert!(!all.contains("not implemented: ENOSYS"), "{all}");
     q.power_off_ok()?;
     Ok(())
 }

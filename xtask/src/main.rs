@@ -189,6 +189,7 @@ fn harness_config(t: &setup::Tools, o: &RunOpts, iso: PathBuf) -> Result<quest_t
         echo: true,
         extra_args: vec![],
         timeout: Duration::from_secs(120),
+        settle: None,
     })
 }
 
