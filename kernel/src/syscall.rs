@@ -90,7 +90,7 @@ fn sys_openat(p: &Process, path: u64, flags: u64) -> SysResult {
     if flags as u32 & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC) != 0 {
         return Err(EROFS);
     }
-    if matches!(&name[..], b"/boot" | b"/boot/" | b"." | b"/") {
+    if is_boot_dir(&name) {
         return p.files.lock().insert(File::Dir { pos: 0 }, 0);
     }
     let n = boot_name(&name)?;
@@ -116,6 +116,19 @@ fn stat_of(f: &File) -> stat {
     st.st_nlink = 1;
     st.st_blksize = 4096;
     st
+}
+
+fn is_boot_dir(name: &[u8]) -> bool {
+    matches!(name, b"/boot" | b"/boot/" | b"." | b"/")
+}
+
+/// stat of a path: the /boot directory or one of its files.
+fn stat_path(name: &[u8]) -> Result<stat, u32> {
+    if is_boot_dir(name) {
+        return Ok(stat_of(&File::Dir { pos: 0 }));
+    }
+    let data = crate::initrd::get().read(boot_name(name)?).ok_or(ENOENT)?;
+    Ok(stat_of(&File::Boot { data, pos: 0 }))
 }
 
 fn zeroed_stat() -> stat {
@@ -369,13 +382,7 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
             put(p, a1, &st)
         }
         __NR_stat | __NR_lstat => {
-            let name = user_str(p, a0, 255)?;
-            let st = if matches!(&name[..], b"/boot" | b"/boot/" | b"." | b"/") {
-                stat_of(&File::Dir { pos: 0 })
-            } else {
-                let data = crate::initrd::get().read(boot_name(&name)?).ok_or(ENOENT)?;
-                stat_of(&File::Boot { data, pos: 0 })
-            };
+            let st = stat_path(&user_str(p, a0, 255)?)?;
             put(p, a1, &st)
         }
         __NR_newfstatat => {
@@ -383,8 +390,7 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
             let st = if name.is_empty() && a3 as u32 & AT_EMPTY_PATH != 0 {
                 stat_of(p.files.lock().get(a0)?)
             } else {
-                let data = crate::initrd::get().read(boot_name(&name)?).ok_or(ENOENT)?;
-                stat_of(&File::Boot { data, pos: 0 })
+                stat_path(&name)?
             };
             put(p, a2, &st)
         }
@@ -456,11 +462,8 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
             let name = user_str(p, a1, 255)?;
             let st = if name.is_empty() && a2 as u32 & AT_EMPTY_PATH != 0 {
                 stat_of(p.files.lock().get(a0)?)
-            } else if matches!(&name[..], b"/boot" | b"/boot/" | b"." | b"/") {
-                stat_of(&File::Dir { pos: 0 })
             } else {
-                let data = crate::initrd::get().read(boot_name(&name)?).ok_or(ENOENT)?;
-                stat_of(&File::Boot { data, pos: 0 })
+                stat_path(&name)?
             };
             // struct statx (256 bytes): mask, blksize, nlink, mode, size, blocks.
             let mut b = [0u8; 256];
