@@ -159,7 +159,17 @@ fn ps(args: &str) {
             println!("  ID          Name Parent VCPU PCPU      Status Thread");
             for t in ts {
                 let vcpu = t.vcpu.map_or(alloc::string::String::from("-"), |v| alloc::format!("{}", v.0));
-                println!("{:>4} {:>13} {:>6} {:>4} {:>4} {:>11} {:>6}", t.id, t.name, "-", vcpu, t.cpu, t.state.name(), "-");
+                println!(
+                    "{:>4} {:>13} {:>6} {:>4} {:>4} {:>11} {:>6}  {} ms",
+                    t.id,
+                    t.name,
+                    "-",
+                    vcpu,
+                    t.cpu,
+                    t.state.name(),
+                    "-",
+                    t.runtime_ns / 1_000_000
+                );
             }
         }
         _ => println!("ps: usage: ps <-v|-t>"),

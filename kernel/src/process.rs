@@ -68,10 +68,6 @@ pub fn get(pid: Pid) -> Option<Arc<Process>> {
     PROCS.lock().get(&pid).cloned()
 }
 
-pub fn all() -> Vec<Arc<Process>> {
-    PROCS.lock().values().cloned().collect()
-}
-
 /// Why a program could not be started.
 #[derive(Debug)]
 pub enum SpawnError {

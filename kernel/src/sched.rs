@@ -642,11 +642,6 @@ pub fn leave_address_space() {
     hal::mm::activate_root(hal::mm::kernel_pml4());
 }
 
-/// The name of thread `tid`.
-pub fn thread_name(tid: Tid) -> Option<String> {
-    let cpu = *WHERE.lock().get(&tid)?;
-    with_cpu(cpu, |c| c.threads.get(&tid).map(|t| t.name.clone())).ok().flatten()
-}
 
 /// Moves every thread of VCPU `v` on `cpu` to that PCPU's best-effort VCPU (forced destroy).
 pub fn rebind_all(cpu: usize, v: VcpuId) -> Result<(), SchedError> {

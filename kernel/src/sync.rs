@@ -42,17 +42,6 @@ impl Semaphore {
         }
     }
 
-    /// Takes one unit if there is one.
-    pub fn try_down(&self) -> bool {
-        let mut s = self.inner.lock();
-        if s.count > 0 {
-            s.count -= 1;
-            true
-        } else {
-            false
-        }
-    }
-
     /// V: returns one unit and wakes the longest waiter.
     pub fn up(&self) {
         let w = {
@@ -63,9 +52,5 @@ impl Semaphore {
         if let Some(t) = w {
             let _ = sched::wake(t);
         }
-    }
-
-    pub fn count(&self) -> u64 {
-        self.inner.lock().count
     }
 }

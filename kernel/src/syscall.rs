@@ -2,6 +2,7 @@
 //! pointer goes through the process's address space (`copy_from_user`/`copy_to_user`), so a bad
 //! pointer is `EFAULT`, never a kernel fault. Unimplemented calls return `ENOSYS` and are logged
 //! once each.
+#![allow(non_upper_case_globals)] // linux-raw-sys's __NR_* constants used as match patterns
 use alloc::collections::BTreeSet;
 use alloc::vec;
 
