@@ -536,7 +536,7 @@ pub fn sleep_until(deadline: u64) {
 }
 
 pub fn sleep_ns(ns: u64) {
-    sleep_until(now() + ns);
+    sleep_until(now().saturating_add(ns));
 }
 
 /// Ends the running thread.

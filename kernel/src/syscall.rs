@@ -561,7 +561,7 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
                         None
                     } else {
                         let t = read_timespec(p, a3)?;
-                        Some(if op == FUTEX_WAIT { hal::time::now_ns() + t } else { t })
+                        Some(if op == FUTEX_WAIT { hal::time::now_ns().saturating_add(t) } else { t })
                     };
                     crate::futex::wait(p, a0, a2 as u32, deadline)
                 }

@@ -29,6 +29,8 @@ commands:
             --icount        deterministic guest time (-icount shift=0)
   test    everything CI runs: host unit and property tests, then the QEMU integration tests
             --host          host tests only      --qemu   QEMU tests only
+            --long          the slow exhaustive runs too (1,000,000 fuzzed syscalls, more
+                            property-test cases)
   gdb     boot QEMU halted with its GDB stub and attach GDB with the kernel's symbols
   plot    schedule trace to an SVG Gantt chart:
             (--example NAME | --trace FILE | --list) [-o OUT.svg] [--start-ms N] [--end-ms N]
@@ -265,13 +267,17 @@ const HOST_CRATES: &[&str] = &["kmem", "cpio", "ksym", "vcpu-sched", "channels",
 fn test(args: &[String]) -> Result<()> {
     let host_only = args.iter().any(|a| a == "--host");
     let qemu_only = args.iter().any(|a| a == "--qemu");
-    if let Some(a) = args.iter().find(|a| !["--host", "--qemu"].contains(&a.as_str())) {
+    let long = args.iter().any(|a| a == "--long");
+    if let Some(a) = args.iter().find(|a| !["--host", "--qemu", "--long"].contains(&a.as_str())) {
         bail!("unknown option '{a}'\n\n{USAGE}");
     }
     if !qemu_only {
         println!("xtask: host tests");
         let mut c = cargo();
         c.arg("test").arg("--release");
+        if long {
+            c.env("PROPTEST_CASES", "20000");
+        }
         for k in HOST_CRATES {
             c.args(["-p", k]);
         }
@@ -312,6 +318,10 @@ fn test(args: &[String]) -> Result<()> {
             .env("QUEST_QEMU", &t.qemu)
             .env("QUEST_ISO", &iso)
             .env("QUEST_KTEST_ISO", &ktest_iso);
+        if long {
+            // The slow exhaustive runs: a million fuzzed system calls, more property cases.
+            c.env("QUEST_FUZZ_CALLS", "1000000");
+        }
         if let Some(f) = &t.ovmf_code {
             c.env("QUEST_OVMF", f);
         }
