@@ -5,6 +5,8 @@
 //! the kernel's IRQ handler drains bytes with [`try_read`].
 use core::fmt::{self, Write};
 
+use core::sync::atomic::{AtomicU16, Ordering};
+
 use spin::Mutex;
 use uart_16550::backend::PioBackend;
 use uart_16550::spec::registers::IER;
@@ -20,22 +22,61 @@ struct Console {
 }
 
 static COM1: Mutex<Console> = Mutex::new(Console { uart: None });
+/// The console UART's I/O base: COM1, or what the Quest-V monitor assigned this sandbox, or
+/// what the monitor chose for itself ([`use_port`]).
+static PORT: AtomicU16 = AtomicU16::new(COM_PORTS[0]);
+
+/// The console UART's I/O base.
+pub fn port() -> u16 {
+    PORT.load(Ordering::Relaxed)
+}
+
+/// The console's ISA IRQ.
+pub fn irq() -> u8 {
+    if let Some(sb) = crate::questv::sandbox() {
+        return sb.console_irq;
+    }
+    let i = COM_PORTS.iter().position(|&p| p == port()).unwrap_or(0);
+    COM_IRQS[i]
+}
+
+/// Moves the console to the UART at `port` (one of [`COM_PORTS`]); output continues there.
+pub fn use_port(port: u16) -> Result<(), &'static str> {
+    if !COM_PORTS.contains(&port) {
+        return Err("not a PC serial port");
+    }
+    crate::cpu::without_interrupts(|| {
+        let mut c = COM1.lock();
+        PORT.store(port, Ordering::Relaxed);
+        c.uart = None;
+        drop(c);
+        init();
+    });
+    Ok(())
+}
 
 fn config() -> Config {
     Config { baud_rate: BaudRate::Baud115200, interrupts: IER::empty(), ..Config::DEFAULT }
 }
 
-/// Initialises COM1 for polled output (idempotent). Output before this is dropped.
+/// Initialises the console UART for polled output (idempotent). Output before this is
+/// dropped. In a Quest-V sandbox the console is the UART the monitor assigned (CPUID leaf).
 pub fn init() {
+    if let Some(sb) = crate::questv::sandbox() {
+        if COM_PORTS.contains(&sb.console_port) {
+            PORT.store(sb.console_port, Ordering::Relaxed);
+        }
+    }
     let mut c = COM1.lock();
     if c.uart.is_some() {
         return;
     }
     // SAFETY:
-    // 1. 0x3f8..0x3ff are the PC's COM1 registers; nothing else in the system drives them
-    //    (this `Mutex` is the only owner of the device from here on).
+    // 1. PORT is one of the PC's four UARTs' 8-register blocks (checked where it is set); nothing
+    //    else in this system drives it (this `Mutex` is the only owner of the device from here
+    //    on; under Quest-V the monitor passes only this sandbox's UART through).
     // 2. The ports stay valid for the whole run of the machine.
-    let mut uart = match unsafe { Uart16550::new_port(COM_PORTS[0]) } {
+    let mut uart = match unsafe { Uart16550::new_port(PORT.load(Ordering::Relaxed)) } {
         Ok(u) => u,
         Err(_) => return,
     };

@@ -55,7 +55,10 @@ fn cpuid_hz() -> Option<u64> {
 
 /// Determines the TSC frequency. Boot CPU, once.
 pub fn init() -> u64 {
-    let hz = cpuid_hz().unwrap_or_else(pit_calibrate).max(1_000_000);
+    // Under Quest-V the monitor measured the TSC once for everybody: sandboxes never touch the
+    // PIT, which is shared hardware.
+    let monitor_hz = crate::questv::sandbox().map(|s| u64::from(s.tsc_khz) * 1000).filter(|&hz| hz > 0);
+    let hz = monitor_hz.or_else(cpuid_hz).unwrap_or_else(pit_calibrate).max(1_000_000);
     TSC_HZ.store(hz, Ordering::Relaxed);
     MULT.store(((1_000_000_000u128 << SHIFT) / u128::from(hz)) as u64, Ordering::Relaxed);
     TSC_AT_BOOT.store(crate::cpu::rdtsc(), Ordering::Relaxed);

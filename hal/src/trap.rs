@@ -295,6 +295,12 @@ pub fn route_isa_irq(irq: u8, handler: IrqHandler) -> Result<(), &'static str> {
     }
     let vector = IRQ_BASE + irq;
     set_handler(vector, handler);
+    if crate::questv::sandbox().is_some() {
+        // In a Quest-V sandbox the IOAPIC belongs to the monitor, which routes our own
+        // devices' pins to this core (the 8259s stay masked: interrupts arrive via the APIC).
+        IOAPIC_MODE.store(true, Ordering::Relaxed);
+        return crate::questv::route_isa_irq(irq, vector).map_err(|_| "the Quest-V monitor refused to route the IRQ");
+    }
     if crate::ioapic::present() {
         IOAPIC_MODE.store(true, Ordering::Relaxed);
         crate::ioapic::route_isa(irq, vector, crate::apic::id())

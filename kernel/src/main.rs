@@ -50,6 +50,12 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
     );
     println!("cpu: {}{}", hal::cpu::brand(&mut brand), if hal::cpu::in_vm() { " (virtual machine)" } else { "" });
 
+    if let Some(sb) = hal::questv::sandbox() {
+        println!(
+            "Quest-V: sandbox {} of {} on CPU {}, console at {:#x} (IRQ {}), {} channel window(s)",
+            sb.id, sb.count, sb.cpu, sb.console_port, sb.console_irq, sb.channels
+        );
+    }
     match boot.acpi {
         Ok(p) => {
             println!(

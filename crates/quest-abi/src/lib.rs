@@ -51,6 +51,7 @@ pub mod errno;
 pub mod linux;
 pub mod nr;
 pub mod ps;
+pub mod questv;
 pub mod sched;
 
 pub use errno::Errno;

@@ -78,7 +78,7 @@ pub fn init() -> Result<(), sched::SchedError> {
     *IO_VCPU.lock() = Some(io);
     let bh = sched::spawn("serial-bh", 0, Some(io), bottom_half)?;
     BOTTOM_HALF.store(bh, Ordering::Relaxed);
-    let irq = hal::serial::COM_IRQS[0];
+    let irq = hal::serial::irq();
     if let Err(e) = hal::trap::route_isa_irq(irq, top_half) {
         hal::println!("serial: cannot route IRQ {irq}: {e}; console input will not work");
     }

@@ -1,0 +1,318 @@
+//! What a sandbox sees and may do. Pure decisions; the monitor carries them out.
+//!
+//! Intercepted, and why (everything else runs on the hardware untouched):
+//! * CPUID: to hide SVM from the sandbox, set the hypervisor bit and answer the Quest-V leaves
+//!   (`quest_abi::questv`). Executed only while a kernel boots.
+//! * I/O ports the sandbox does not own: reads give all ones, writes are dropped; a write to
+//!   the debug-exit port (0xf4) is the sandbox powering itself off.
+//! * MSRs: EFER writes (the guest must not clear EFER.SVME, which VMRUN needs), VM_CR and
+//!   VM_HSAVE_PA (the monitor's), and x2APIC ICR writes (a sandbox may send IPIs only to its own
+//!   cores: no INIT, NMI or fixed interrupt into another sandbox).
+//! * VMMCALL: hypercalls. Shutdown (triple fault), INIT, NPT violations: stop the sandbox.
+//! * The SVM instructions themselves (VMRUN must be intercepted), MONITOR/MWAIT, ICEBP.
+//!
+//! Not intercepted, on purpose: external interrupts, NMIs, HLT, RDTSC, the LAPIC timer,
+//! page faults, CR accesses: the sandbox owns its cores and runs at full speed.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use partition::PortRange;
+use quest_abi::questv::{self as abi, ExitReason};
+
+/// What the monitor tells a sandbox through CPUID.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SandboxView {
+    pub id: u32,
+    pub count: u32,
+    pub console_port: u16,
+    pub console_irq: u8,
+    pub tsc_khz: u32,
+    /// Physical CPU index of the core answering.
+    pub cpu: u32,
+    /// (key, size, guest-physical address, kind code).
+    pub channels: Vec<(u32, u32, u64, u32)>,
+}
+
+/// The guest's answer to CPUID `leaf`/`sub`, given the host's answer `host` (eax, ebx, ecx, edx).
+pub fn cpuid(view: &SandboxView, leaf: u32, sub: u32, host: [u32; 4]) -> [u32; 4] {
+    let [a, b, mut c, d] = host;
+    match leaf {
+        1 => {
+            c |= 1 << 31; // running under a hypervisor
+            c &= !(1 << 5); // no VMX
+        }
+        0x8000_0001 => c &= !(1 << 2), // no SVM
+        0x8000_000a => return [0; 4],  // SVM features: none
+        abi::LEAF_SIGNATURE => {
+            let (sb, sc, sd) = abi::signature_regs();
+            return [abi::LEAF_CHANNEL, sb, sc, sd];
+        }
+        abi::LEAF_SANDBOX => {
+            return [view.id, view.count, u32::from(view.console_port) | (u32::from(view.console_irq) << 16), view.tsc_khz];
+        }
+        abi::LEAF_PLATFORM => return [view.channels.len() as u32, 0, abi::ABI_VERSION, view.cpu],
+        abi::LEAF_CHANNEL => {
+            return match view.channels.get(sub as usize) {
+                Some(&(key, size, gpa, kind)) => [key, size, (gpa as u32 & !0xfff) | (kind & 0xfff), (gpa >> 32) as u32],
+                None => [0; 4],
+            };
+        }
+        0x4000_0004..=0x4000_00ff => return [0; 4],
+        _ => {}
+    }
+    [a, b, c, d]
+}
+
+/// The I/O permission map: 12 KiB, one bit per port (set = intercept), with the sandbox's
+/// own ports clear.
+pub fn io_permission_map(owned: &[PortRange]) -> Vec<u8> {
+    let mut m = vec![0xffu8; 3 * 4096];
+    for r in owned {
+        for p in r.first..=r.last {
+            m[usize::from(p) / 8] &= !(1 << (p % 8));
+        }
+    }
+    m
+}
+
+/// Whether the I/O permission map `m` intercepts `port`.
+pub fn io_intercepted(m: &[u8], port: u16) -> bool {
+    m[usize::from(port) / 8] & (1 << (port % 8)) != 0
+}
+
+/// MSRs the monitor intercepts: (msr, intercept reads, intercept writes).
+pub const INTERCEPTED_MSRS: [(u32, bool, bool); 4] = [
+    (MSR_EFER, false, true),
+    (MSR_VM_CR, true, true),
+    (MSR_VM_HSAVE_PA, true, true),
+    (MSR_X2APIC_ICR, false, true),
+];
+pub const MSR_EFER: u32 = 0xc000_0080;
+pub const MSR_VM_CR: u32 = 0xc001_0114;
+pub const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
+pub const MSR_X2APIC_ICR: u32 = 0x830;
+pub const EFER_SVME: u64 = 1 << 12;
+
+/// Bit position of `msr`'s read-intercept bit in the SVM MSR permission map (the write bit
+/// follows it), or `None` for MSRs outside the three mapped ranges (always intercepted).
+pub fn msrpm_bit(msr: u32) -> Option<usize> {
+    let (base, off) = match msr {
+        0..=0x1fff => (0usize, msr),
+        0xc000_0000..=0xc000_1fff => (0x800 * 8, msr - 0xc000_0000),
+        0xc001_0000..=0xc001_1fff => (0x1000 * 8, msr - 0xc001_0000),
+        _ => return None,
+    };
+    Some(base + off as usize * 2)
+}
+
+/// The 8 KiB MSR permission map with [`INTERCEPTED_MSRS`] set.
+pub fn msr_permission_map() -> Vec<u8> {
+    let mut m = vec![0u8; 2 * 4096];
+    for (msr, r, w) in INTERCEPTED_MSRS {
+        let bit = msrpm_bit(msr).expect("mapped MSR");
+        if r {
+            m[bit / 8] |= 1 << (bit % 8);
+        }
+        if w {
+            m[(bit + 1) / 8] |= 1 << ((bit + 1) % 8);
+        }
+    }
+    m
+}
+
+/// What to do with an intercepted MSR write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MsrWrite {
+    /// Store this value as the guest's EFER.
+    Efer(u64),
+    /// Write this value to the physical ICR (checked).
+    Ipi(u64),
+    /// Drop it (the MSR is the monitor's).
+    Ignore,
+    /// Refused: an IPI outside the sandbox (reported, dropped).
+    DeniedIpi(u64),
+}
+
+/// Decides an intercepted WRMSR. `own_apic_ids`: the sandbox's cores.
+pub fn msr_write(msr: u32, value: u64, own_apic_ids: &[u32]) -> MsrWrite {
+    match msr {
+        MSR_EFER => MsrWrite::Efer(value | EFER_SVME),
+        MSR_X2APIC_ICR => {
+            let shorthand = (value >> 18) & 3;
+            let dest = (value >> 32) as u32;
+            let logical = value & (1 << 11) != 0;
+            match shorthand {
+                1 => MsrWrite::Ipi(value),                                             // self
+                0 if !logical && own_apic_ids.contains(&dest) => MsrWrite::Ipi(value), // own core
+                _ => MsrWrite::DeniedIpi(value),
+            }
+        }
+        _ => MsrWrite::Ignore,
+    }
+}
+
+/// An intercepted RDMSR's result.
+pub fn msr_read(msr: u32, guest_efer: u64) -> u64 {
+    match msr {
+        MSR_EFER => guest_efer,
+        _ => 0,
+    }
+}
+
+/// QEMU's isa-debug-exit port, which a Quest kernel writes to power off.
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// What to do with an I/O access to a port the sandbox does not own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoAction {
+    /// IN: the value is all ones (an absent device), of the access size.
+    ReadAllOnes,
+    /// OUT: dropped.
+    Ignore,
+    /// OUT to the debug-exit port: the sandbox powers off with this code.
+    PowerOff(u32),
+}
+
+/// Decides an intercepted I/O access.
+pub fn io(port: u16, input: bool, value: u32) -> IoAction {
+    match (input, port) {
+        (true, _) => IoAction::ReadAllOnes,
+        (false, DEBUG_EXIT_PORT) => IoAction::PowerOff(value),
+        (false, _) => IoAction::Ignore,
+    }
+}
+
+/// A vendor-neutral exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Cpuid,
+    Io { port: u16, size: u8, input: bool, string: bool, next_rip: u64 },
+    Rdmsr,
+    Wrmsr,
+    Hypercall,
+    NestedFault { gpa: u64, write: bool, exec: bool, present: bool },
+    Shutdown,
+    Init,
+    /// An intercepted instruction the sandbox may not use (VMRUN, MWAIT, ...).
+    Forbidden(&'static str),
+    /// The VMCB was refused by the CPU (a monitor bug: stop and report).
+    Invalid,
+    /// Anything else (code given).
+    Unexpected(u64),
+}
+
+impl Exit {
+    /// The counter this exit goes to.
+    pub fn reason(&self) -> ExitReason {
+        match self {
+            Exit::Cpuid => ExitReason::Cpuid,
+            Exit::Io { .. } => ExitReason::Io,
+            Exit::Rdmsr | Exit::Wrmsr => ExitReason::Msr,
+            Exit::Hypercall => ExitReason::Hypercall,
+            Exit::NestedFault { .. } => ExitReason::NestedPageFault,
+            Exit::Shutdown => ExitReason::Shutdown,
+            Exit::Init => ExitReason::Init,
+            Exit::Forbidden(_) | Exit::Invalid | Exit::Unexpected(_) => ExitReason::Other,
+        }
+    }
+}
+
+/// Per-CPU exit counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters(pub [u64; abi::EXIT_REASONS]);
+
+impl Counters {
+    pub fn count(&mut self, r: ExitReason) {
+        self.0[r as usize] += 1;
+    }
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+/// Serialises exit statistics for [`abi::HC_EXIT_STATS`]: header, then one record per CPU.
+pub fn exit_stats_bytes(cpus: &[(u32, u32, Counters)]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(abi::ExitStatsHeader::buffer_len(cpus.len()));
+    v.extend_from_slice(&(cpus.len() as u32).to_le_bytes());
+    v.extend_from_slice(&(abi::EXIT_REASONS as u32).to_le_bytes());
+    for (cpu, sandbox, c) in cpus {
+        v.extend_from_slice(&cpu.to_le_bytes());
+        v.extend_from_slice(&sandbox.to_le_bytes());
+        for n in c.0 {
+            v.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> SandboxView {
+        SandboxView { id: 1, count: 2, console_port: 0x2f8, console_irq: 3, tsc_khz: 2_000_000, cpu: 1, channels: vec![(153, 4096, 0x800_0000, 1)] }
+    }
+
+    #[test]
+    fn cpuid_hides_svm_and_answers_questv() {
+        let v = view();
+        assert_eq!(cpuid(&v, 1, 0, [0, 0, 1 << 5, 0])[2], 1 << 31);
+        assert_eq!(cpuid(&v, 0x8000_0001, 0, [0, 0, 0xffff_ffff, 0])[2] & (1 << 2), 0);
+        assert_eq!(cpuid(&v, 0x8000_000a, 0, [1, 16, 0, 0xff]), [0; 4]);
+        let s = cpuid(&v, abi::LEAF_SIGNATURE, 0, [0; 4]);
+        assert_eq!(abi::signature_of(s[1], s[2], s[3]), abi::SIGNATURE);
+        assert_eq!(cpuid(&v, abi::LEAF_SANDBOX, 0, [0; 4]), [1, 2, 0x2f8 | (3 << 16), 2_000_000]);
+        assert_eq!(cpuid(&v, abi::LEAF_PLATFORM, 0, [0; 4]), [1, 0, abi::ABI_VERSION, 1]);
+        assert_eq!(cpuid(&v, abi::LEAF_CHANNEL, 0, [0; 4]), [153, 4096, 0x800_0001, 0]);
+        assert_eq!(cpuid(&v, abi::LEAF_CHANNEL, 1, [0; 4]), [0; 4]);
+        assert_eq!(cpuid(&v, 7, 0, [1, 2, 3, 4]), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn io_map_passes_only_owned_ports() {
+        let m = io_permission_map(&[PortRange { first: 0x2f8, last: 0x2ff }]);
+        assert_eq!(m.len(), 12288);
+        assert!(!io_intercepted(&m, 0x2f8) && !io_intercepted(&m, 0x2ff));
+        assert!(io_intercepted(&m, 0x2f7) && io_intercepted(&m, 0x300) && io_intercepted(&m, 0x3f8) && io_intercepted(&m, 0xf4));
+        assert_eq!(io(0xf4, false, 0x10), IoAction::PowerOff(0x10));
+        assert_eq!(io(0x3f8, true, 0), IoAction::ReadAllOnes);
+        assert_eq!(io(0x20, false, 0x11), IoAction::Ignore);
+    }
+
+    #[test]
+    fn msr_map_bits() {
+        let m = msr_permission_map();
+        assert_eq!(m.len(), 8192);
+        let bit = msrpm_bit(MSR_EFER).unwrap();
+        assert_eq!(bit, 0x800 * 8 + 0x80 * 2);
+        assert_eq!(m[bit / 8] >> (bit % 8) & 3, 0b10); // write only
+        let bit = msrpm_bit(MSR_VM_HSAVE_PA).unwrap();
+        assert_eq!(m[bit / 8] >> (bit % 8) & 3, 0b11);
+        let bit = msrpm_bit(0x6e0).unwrap(); // TSC deadline: not intercepted
+        assert_eq!(m[bit / 8] >> (bit % 8) & 3, 0);
+        assert_eq!(msrpm_bit(0x4000_0000), None);
+    }
+
+    #[test]
+    fn ipis_only_to_own_cores() {
+        let own = [1u32];
+        assert_eq!(msr_write(MSR_X2APIC_ICR, (1 << 32) | 0xf1, &own), MsrWrite::Ipi((1 << 32) | 0xf1));
+        assert_eq!(msr_write(MSR_X2APIC_ICR, 0xf1, &own), MsrWrite::DeniedIpi(0xf1)); // to core 0
+        assert_eq!(msr_write(MSR_X2APIC_ICR, (1 << 18) | 0xf1, &own), MsrWrite::Ipi((1 << 18) | 0xf1)); // self
+        assert_eq!(msr_write(MSR_X2APIC_ICR, (3 << 18) | 0x4500, &own), MsrWrite::DeniedIpi((3 << 18) | 0x4500)); // INIT all-but-self
+        assert_eq!(msr_write(MSR_EFER, 0xd01, &own), MsrWrite::Efer(0xd01 | EFER_SVME));
+        assert_eq!(msr_write(MSR_VM_HSAVE_PA, 0x1000, &own), MsrWrite::Ignore);
+    }
+
+    #[test]
+    fn stats_layout_matches_abi() {
+        let mut c = Counters::default();
+        c.count(ExitReason::Io);
+        c.count(ExitReason::Io);
+        let b = exit_stats_bytes(&[(0, 0, c), (1, 1, Counters::default())]);
+        assert_eq!(b.len(), abi::ExitStatsHeader::buffer_len(2));
+        assert_eq!(&b[0..8], &[2, 0, 0, 0, 8, 0, 0, 0]);
+        assert_eq!(u64::from_le_bytes(b[16 + 8..16 + 16].try_into().unwrap()), 2);
+        assert_eq!(Exit::Io { port: 1, size: 1, input: true, string: false, next_rip: 0 }.reason(), ExitReason::Io);
+    }
+}
