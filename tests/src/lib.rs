@@ -5,7 +5,7 @@
 //! only catch hangs; no test asserts on host time.
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -142,38 +142,29 @@ struct Output {
     closed: bool,
 }
 
-/// A running Quest-RS machine.
-pub struct Quest {
-    child: Child,
-    stdin: Option<ChildStdin>,
+/// One serial console: what the machine printed on it, and its input.
+pub struct Console {
+    input: Option<Box<dyn Write + Send>>,
     out: Arc<(Mutex<Output>, Condvar)>,
     /// Position in the output up to which `expect` has consumed.
     cursor: usize,
     timeout: Duration,
-    status: Option<ExitStatus>,
     /// Output is already on the terminal: errors need not repeat it.
     echo: bool,
+    /// Name for messages ("console", "COM2" ...).
+    name: String,
 }
 
-impl Quest {
-    /// Starts QEMU with the console on a pipe.
-    pub fn start(cfg: &Config) -> Result<Quest> {
-        let mut cmd = Command::new(&cfg.qemu);
-        cmd.args(cfg.qemu_args())
-            .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().with_context(|| format!("starting {}", cfg.qemu.display()))?;
-        let stdin = child.stdin.take();
-        let mut stdout = child.stdout.take().context("no stdout")?;
+impl Console {
+    /// A console reading `reader` on a thread and writing `input`.
+    pub fn new(name: &str, reader: impl Read + Send + 'static, input: Option<Box<dyn Write + Send>>, timeout: Duration, echo: bool) -> Console {
         let out = Arc::new((Mutex::new(Output::default()), Condvar::new()));
         let out2 = Arc::clone(&out);
-        let echo = cfg.echo;
+        let mut reader = reader;
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             loop {
-                let n = stdout.read(&mut buf).unwrap_or(0);
+                let n = reader.read(&mut buf).unwrap_or(0);
                 let (lock, cv) = &*out2;
                 let mut o = lock.lock().unwrap();
                 if n == 0 {
@@ -190,7 +181,124 @@ impl Quest {
                 cv.notify_all();
             }
         });
-        Ok(Quest { child, stdin, out, cursor: 0, timeout: cfg.timeout, status: None, echo })
+        Console { input, out, cursor: 0, timeout, echo, name: name.to_string() }
+    }
+
+    /// The console output for an error message (empty when it was echoed already).
+    fn context(&self) -> String {
+        if self.echo { String::from("(above)") } else { self.output() }
+    }
+
+    /// Everything the console printed so far (lossy UTF-8).
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.out.0.lock().unwrap().bytes).into_owned()
+    }
+
+    /// Whether the console has printed `pat` anywhere (consumed or not).
+    pub fn contains(&self, pat: &str) -> bool {
+        find(&self.out.0.lock().unwrap().bytes, pat.as_bytes()).is_some()
+    }
+
+    /// Waits until `pat` appears in the output after the cursor; moves the cursor past it and
+    /// returns the text that came before it.
+    pub fn expect(&mut self, pat: &str) -> Result<String> {
+        let deadline = Instant::now() + self.timeout;
+        let (lock, cv) = &*self.out;
+        let mut o = lock.lock().unwrap();
+        loop {
+            let hay = &o.bytes[self.cursor.min(o.bytes.len())..];
+            if let Some(i) = find(hay, pat.as_bytes()) {
+                let before = String::from_utf8_lossy(&hay[..i]).into_owned();
+                self.cursor += i + pat.len();
+                return Ok(before);
+            }
+            if o.closed {
+                drop(o);
+                bail!("{}: closed (QEMU exited) before printing {pat:?}; output:\n{}", self.name, self.context());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(o);
+                bail!("{}: timed out after {:?} waiting for {pat:?}; output:\n{}", self.name, self.timeout, self.context());
+            }
+            o = cv.wait_timeout(o, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits for the prompt at the start of a line.
+    pub fn expect_prompt(&mut self) -> Result<String> {
+        self.expect(&format!("\n{PROMPT}"))
+    }
+
+    /// Types `line` and Enter.
+    pub fn send_line(&mut self, line: &str) -> Result<()> {
+        let input = self.input.as_mut().context("console input closed")?;
+        input.write_all(line.as_bytes())?;
+        input.write_all(b"\r")?;
+        input.flush()?;
+        Ok(())
+    }
+
+    /// Sends raw bytes (e.g. ctrl-c, 0x03).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        let input = self.input.as_mut().context("console input closed")?;
+        input.write_all(bytes)?;
+        input.flush()?;
+        Ok(())
+    }
+
+    /// Types a command at the prompt, waits for the next prompt and returns what the command
+    /// printed (without the echoed command line).
+    pub fn shell(&mut self, line: &str) -> Result<String> {
+        self.send_line(line)?;
+        let out = self.expect_prompt()?;
+        let out = out.replace('\r', "");
+        Ok(out.strip_prefix(line).unwrap_or(&out).trim_start_matches('\n').to_string())
+    }
+
+    /// Waits for the reader to see the end of the stream (up to `max`).
+    fn wait_closed(&self, max: Duration) {
+        let (lock, cv) = &*self.out;
+        let o = lock.lock().unwrap();
+        let _ = cv.wait_timeout_while(o, max, |o| !o.closed);
+    }
+}
+
+/// A running Quest-RS machine with its console on QEMU's standard input and output.
+pub struct Quest {
+    child: Child,
+    console: Console,
+    timeout: Duration,
+    status: Option<ExitStatus>,
+}
+
+impl std::ops::Deref for Quest {
+    type Target = Console;
+    fn deref(&self) -> &Console {
+        &self.console
+    }
+}
+
+impl std::ops::DerefMut for Quest {
+    fn deref_mut(&mut self) -> &mut Console {
+        &mut self.console
+    }
+}
+
+impl Quest {
+    /// Starts QEMU with the console on a pipe.
+    pub fn start(cfg: &Config) -> Result<Quest> {
+        let mut cmd = Command::new(&cfg.qemu);
+        cmd.args(cfg.qemu_args())
+            .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", cfg.qemu.display()))?;
+        let stdin: Option<Box<dyn Write + Send>> = child.stdin.take().map(|s| Box::new(s) as Box<dyn Write + Send>);
+        let stdout = child.stdout.take().context("no stdout")?;
+        let console = Console::new("console", stdout, stdin, cfg.timeout, cfg.echo);
+        Ok(Quest { child, console, timeout: cfg.timeout, status: None })
     }
 
     /// Boots and waits for the boot console's prompt.
@@ -212,100 +320,10 @@ impl Quest {
         Ok(q)
     }
 
-    /// The console output for an error message (empty when it was echoed already).
-    fn context(&self) -> String {
-        if self.echo { String::from("(above)") } else { self.output() }
-    }
-
-    /// Everything the console printed so far (lossy UTF-8).
-    pub fn output(&self) -> String {
-        String::from_utf8_lossy(&self.out.0.lock().unwrap().bytes).into_owned()
-    }
-
-    /// Waits until `pat` appears in the output after the cursor; moves the cursor past it and
-    /// returns the text that came before it.
-    pub fn expect(&mut self, pat: &str) -> Result<String> {
-        let deadline = Instant::now() + self.timeout;
-        let (lock, cv) = &*self.out;
-        let mut o = lock.lock().unwrap();
-        loop {
-            let hay = &o.bytes[self.cursor.min(o.bytes.len())..];
-            if let Some(i) = find(hay, pat.as_bytes()) {
-                let before = String::from_utf8_lossy(&hay[..i]).into_owned();
-                self.cursor += i + pat.len();
-                return Ok(before);
-            }
-            if o.closed {
-                drop(o);
-                let st = self.child.wait().ok();
-                bail!(
-                    "QEMU exited ({}) before printing {pat:?}; console output:\n{}",
-                    st.map(|s| s.to_string()).unwrap_or_default(),
-                    self.context()
-                );
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                drop(o);
-                let _ = self.child.kill();
-                bail!("timed out after {:?} waiting for {pat:?}; console output:\n{}", self.timeout, self.context());
-            }
-            o = cv.wait_timeout(o, deadline - now).unwrap().0;
-        }
-    }
-
-    /// Waits for the prompt at the start of a line.
-    pub fn expect_prompt(&mut self) -> Result<String> {
-        self.expect(&format!("\n{PROMPT}"))
-    }
-
-    /// Types `line` and Enter.
-    pub fn send_line(&mut self, line: &str) -> Result<()> {
-        let stdin = self.stdin.as_mut().context("console input closed")?;
-        stdin.write_all(line.as_bytes())?;
-        stdin.write_all(b"\r")?;
-        stdin.flush()?;
-        Ok(())
-    }
-
-    /// Sends raw bytes (e.g. ctrl-c, 0x03).
-    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
-        let stdin = self.stdin.as_mut().context("console input closed")?;
-        stdin.write_all(bytes)?;
-        stdin.flush()?;
-        Ok(())
-    }
-
-    /// Types a command at the prompt, waits for the next prompt and returns what the command
-    /// printed (without the echoed command line).
-    pub fn shell(&mut self, line: &str) -> Result<String> {
-        self.send_line(line)?;
-        let out = self.expect_prompt()?;
-        let out = out.replace('\r', "");
-        Ok(out.strip_prefix(line).unwrap_or(&out).trim_start_matches('\n').to_string())
-    }
-
     /// Waits for QEMU to exit and returns its exit code.
     pub fn wait_exit(&mut self) -> Result<i32> {
-        if let Some(s) = self.status {
-            return s.code().ok_or_else(|| anyhow!("QEMU was killed by a signal"));
-        }
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            if let Some(s) = self.child.try_wait()? {
-                self.status = Some(s);
-                // Let the reader thread drain the last output.
-                let (lock, cv) = &*self.out;
-                let o = lock.lock().unwrap();
-                let _ = cv.wait_timeout_while(o, Duration::from_secs(2), |o| !o.closed);
-                return s.code().ok_or_else(|| anyhow!("QEMU was killed by a signal"));
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                bail!("timed out after {:?} waiting for QEMU to exit; console output:\n{}", self.timeout, self.context());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (status, _) = wait_child(&mut self.child, &mut self.status, self.timeout, &[&self.console])?;
+        Ok(status)
     }
 
     /// Types `poweroff` and checks the machine reported a clean shutdown.
@@ -313,9 +331,113 @@ impl Quest {
         self.send_line("poweroff")?;
         let code = self.wait_exit()?;
         if code != EXIT_SUCCESS {
-            bail!("expected a clean power-off (exit {EXIT_SUCCESS}), got exit {code}; console output:\n{}", self.context());
+            bail!("expected a clean power-off (exit {EXIT_SUCCESS}), got exit {code}; console output:\n{}", self.console.context());
         }
         Ok(self.output())
+    }
+}
+
+/// Waits (up to `timeout`) for `child` to exit; lets the consoles drain; returns its code.
+fn wait_child(child: &mut Child, status: &mut Option<ExitStatus>, timeout: Duration, consoles: &[&Console]) -> Result<(i32, ())> {
+    if let Some(s) = *status {
+        return Ok((s.code().ok_or_else(|| anyhow!("QEMU was killed by a signal"))?, ()));
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait()? {
+            *status = Some(s);
+            for c in consoles {
+                c.wait_closed(Duration::from_secs(2));
+            }
+            return Ok((s.code().ok_or_else(|| anyhow!("QEMU was killed by a signal"))?, ()));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out: Vec<String> = consoles.iter().map(|c| format!("--- {} ---\n{}", c.name, c.context())).collect();
+            bail!("timed out after {timeout:?} waiting for QEMU to exit; output:\n{}", out.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A Quest-V machine: the monitor and its sandboxes, each serial port (COM1..COMn) on its own
+/// Unix socket.
+pub struct QuestV {
+    child: Child,
+    /// `consoles[i]` is COM(i+1).
+    pub consoles: Vec<Console>,
+    timeout: Duration,
+    status: Option<ExitStatus>,
+    _dir: PathBuf,
+}
+
+impl QuestV {
+    /// Starts QEMU with `serials` UARTs, each connected to a socket this harness listens on.
+    pub fn start(cfg: &Config, serials: usize) -> Result<QuestV> {
+        use std::os::unix::net::UnixListener;
+        let dir = std::env::temp_dir().join(format!("questv-{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let mut listeners = Vec::new();
+        let mut cmd = Command::new(&cfg.qemu);
+        cmd.args(cfg.qemu_args()).args(["-display", "none", "-monitor", "none"]);
+        for i in 0..serials {
+            let path = dir.join(format!("com{}.sock", i + 1));
+            let l = UnixListener::bind(&path).with_context(|| format!("listening on {}", path.display()))?;
+            l.set_nonblocking(true)?;
+            listeners.push(l);
+            cmd.arg("-serial").arg(format!("unix:{}", path.display()));
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", cfg.qemu.display()))?;
+        let mut consoles = Vec::new();
+        for (i, l) in listeners.iter().enumerate() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let stream = loop {
+                match l.accept() {
+                    Ok((s, _)) => break s,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if let Some(st) = child.try_wait()? {
+                            bail!("QEMU exited ({st}) before connecting COM{}", i + 1);
+                        }
+                        if Instant::now() >= deadline {
+                            let _ = child.kill();
+                            bail!("QEMU did not connect COM{} within 30 s", i + 1);
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            stream.set_nonblocking(false)?;
+            let reader = stream.try_clone()?;
+            consoles.push(Console::new(&format!("COM{}", i + 1), reader, Some(Box::new(stream)), cfg.timeout, cfg.echo));
+        }
+        Ok(QuestV { child, consoles, timeout: cfg.timeout, status: None, _dir: dir })
+    }
+
+    /// COMn (1-based).
+    pub fn com(&mut self, n: usize) -> &mut Console {
+        &mut self.consoles[n - 1]
+    }
+
+    /// Waits for QEMU to exit and returns its exit code.
+    pub fn wait_exit(&mut self) -> Result<i32> {
+        let cons: Vec<&Console> = self.consoles.iter().collect();
+        let (status, _) = wait_child(&mut self.child, &mut self.status, self.timeout, &cons)?;
+        Ok(status)
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Drop for QuestV {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self._dir);
     }
 }
 

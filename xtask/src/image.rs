@@ -46,16 +46,22 @@ pub fn build(ktest: bool, add: &[PathBuf]) -> Result<Image> {
     fs::write(iso_root.join("boot/grub/grub.cfg"), GRUB_CFG)?;
 
     let iso = out.join("quest.iso");
+    mkrescue(&iso_root, &iso)?;
+    Ok(Image { elf, iso })
+}
+
+/// `grub-mkrescue`: one ISO that boots under legacy BIOS and UEFI.
+pub fn mkrescue(tree: &Path, iso: &Path) -> Result<()> {
     let output = std::process::Command::new("grub-mkrescue")
         .arg("-o")
-        .arg(&iso)
-        .arg(&iso_root)
+        .arg(iso)
+        .arg(tree)
         .output()
         .context("running grub-mkrescue")?;
     if !output.status.success() {
         bail!("grub-mkrescue failed:\n{}", String::from_utf8_lossy(&output.stderr));
     }
-    Ok(Image { elf, iso })
+    Ok(())
 }
 
 const GRUB_CFG: &str = "\

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 mod cc;
 mod image;
 mod plot;
+mod questv;
 mod setup;
 
 const USAGE: &str = "\
@@ -27,6 +28,9 @@ commands:
                             exit 0 on a clean power-off, non-zero on panic or timeout
             --ktest         boot the test build of the kernel (deliberate-fault commands)
             --icount        deterministic guest time (-icount shift=0)
+            --sandboxes F   boot the Quest-V monitor with the partition configuration F
+                            (TOML, e.g. configs/two-quest.toml); COM1 here, other COM
+                            ports on pseudo-terminals
   test    everything CI runs: host unit and property tests, then the QEMU integration tests
             --host          host tests only      --qemu   QEMU tests only
             --long          the slow exhaustive runs too (1,000,000 fuzzed syscalls, more
@@ -35,6 +39,7 @@ commands:
   plot    schedule trace to an SVG Gantt chart:
             (--example NAME | --trace FILE | --list) [-o OUT.svg] [--start-ms N] [--end-ms N]
   build   build the kernel and the ISO images only (target/quest/)
+            --sandboxes F   the Quest-V images for partition configuration F instead
   cc      build a C program for Quest with musl-gcc: cc -o OUT FILE.c...
   setup   install what is missing (apt packages, rustup targets) and report the tools";
 
@@ -61,7 +66,19 @@ fn real_main(args: &[String]) -> Result<()> {
         "build" => {
             let tools = tools(true)?;
             let _ = tools;
-            build_all(&[])?;
+            match args.get(1).map(String::as_str) {
+                Some("--sandboxes") => {
+                    let f = args.get(2).context("--sandboxes needs a configuration file")?;
+                    for ktest in [false, true] {
+                        let qv = questv::build(Path::new(f), ktest, &boot_files(&[])?)?;
+                        println!("xtask: {}", qv.iso.display());
+                    }
+                }
+                Some(other) => bail!("unknown option '{other}'\n\n{USAGE}"),
+                None => {
+                    build_all(&[])?;
+                }
+            }
             Ok(())
         }
         "setup" => {
@@ -104,6 +121,7 @@ struct RunOpts {
     batch: Option<String>,
     ktest: bool,
     icount: bool,
+    sandboxes: Option<PathBuf>,
 }
 
 impl RunOpts {
@@ -121,6 +139,7 @@ impl RunOpts {
                 "--batch" => o.batch = Some(val("--batch")?),
                 "--ktest" => o.ktest = true,
                 "--icount" => o.icount = true,
+                "--sandboxes" => o.sandboxes = Some(PathBuf::from(val("--sandboxes")?)),
                 other => bail!("unknown option '{other}'\n\n{USAGE}"),
             }
         }
@@ -196,6 +215,9 @@ fn harness_config(t: &setup::Tools, o: &RunOpts, iso: PathBuf) -> Result<quest_t
 }
 
 fn run(o: &RunOpts) -> Result<()> {
+    if let Some(config) = &o.sandboxes {
+        return run_questv(o, config);
+    }
     let t = tools(o.uefi)?;
     let img = image::build(o.ktest, &boot_files(&o.add)?)?;
     let cfg = harness_config(&t, o, img.iso.clone())?;
@@ -209,6 +231,35 @@ fn run(o: &RunOpts) -> Result<()> {
         eprintln!("xtask: QEMU halted; GDB stub on tcp::1234 (symbols: {})", img.elf.display());
     }
     eprintln!("xtask: booting {} (Ctrl-A X quits QEMU)", img.iso.display());
+    let st = Command::new(&t.qemu).args(&args).status().context("starting QEMU")?;
+    exit_status(st.code())
+}
+
+/// `run --sandboxes FILE`: the Quest-V monitor with that partition. COM1 is this terminal;
+/// the other serial ports are pseudo-terminals (QEMU prints their paths; attach with
+/// `screen /dev/pts/N` or `picocom`).
+fn run_questv(o: &RunOpts, config: &Path) -> Result<()> {
+    if o.batch.is_some() || o.gdb {
+        bail!("--batch and --gdb are not supported with --sandboxes yet");
+    }
+    let t = tools(o.uefi)?;
+    let qv = questv::build(config, o.ktest, &boot_files(&o.add)?)?;
+    let smp = if o.smp > 1 { o.smp } else { qv.cpus };
+    if smp < qv.cpus {
+        bail!("--smp {smp}: the partition needs {} CPUs", qv.cpus);
+    }
+    let run = RunOpts { smp, mem: qv.mem_mib.max(o.mem), ..Default::default() };
+    let mut cfg = harness_config(&t, &run, qv.iso.clone())?;
+    cfg.icount = o.icount;
+    let mut args = cfg.qemu_args();
+    args.extend(["-display", "none", "-serial", "mon:stdio"].map(String::from));
+    for _ in 1..qv.serials {
+        args.extend(["-serial", "pty"].map(String::from));
+    }
+    for (n, who) in &qv.consoles {
+        eprintln!("xtask: COM{n}: {who}{}", if *n == 1 { " (this terminal)" } else { " (a pty: see QEMU's message below)" });
+    }
+    eprintln!("xtask: booting Quest-V {} with {smp} CPUs, {} MiB (Ctrl-A X quits QEMU)", qv.iso.display(), run.mem);
     let st = Command::new(&t.qemu).args(&args).status().context("starting QEMU")?;
     exit_status(st.code())
 }
@@ -262,7 +313,7 @@ fn cargo() -> Command {
 }
 
 /// Host crates whose unit, property and doc tests run on the host.
-const HOST_CRATES: &[&str] = &["kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "quest-abi", "libquest", "xtask"];
+const HOST_CRATES: &[&str] = &["kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "quest-abi", "monitor-core", "libquest", "xtask"];
 
 fn test(args: &[String]) -> Result<()> {
     let host_only = args.iter().any(|a| a == "--host");
@@ -301,7 +352,7 @@ fn test(args: &[String]) -> Result<()> {
         }
         println!("xtask: no_std crates build for the kernel target");
         let st = cargo()
-            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf", "-p", "quest-abi"])
+            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf", "-p", "quest-abi", "-p", "monitor-core"])
             .status()?;
         if !st.success() {
             bail!("a no_std crate does not build for x86_64-unknown-none");
@@ -312,12 +363,18 @@ fn test(args: &[String]) -> Result<()> {
         println!("xtask: building images for the QEMU tests");
         let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf")];
         let (iso, ktest_iso) = build_all(&fixtures)?;
+        let files = boot_files(&fixtures)?;
+        let two = root().join("configs/two-quest.toml");
+        let qv = questv::build(&two, false, &files)?;
+        let qv_ktest = questv::build(&two, true, &files)?;
         println!("xtask: QEMU integration tests");
         let mut c = cargo();
         c.args(["test", "-p", "quest-tests", "--test", "*", "--", "--test-threads", "2"])
             .env("QUEST_QEMU", &t.qemu)
             .env("QUEST_ISO", &iso)
-            .env("QUEST_KTEST_ISO", &ktest_iso);
+            .env("QUEST_KTEST_ISO", &ktest_iso)
+            .env("QUEST_QUESTV_ISO", &qv.iso)
+            .env("QUEST_QUESTV_KTEST_ISO", &qv_ktest.iso);
         if long {
             // The slow exhaustive runs: a million fuzzed system calls, more property cases.
             c.env("QUEST_FUZZ_CALLS", "1000000");

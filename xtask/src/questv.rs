@@ -1,0 +1,177 @@
+//! Quest-V images: the monitor, the partition plan compiled from a TOML configuration, and the
+//! sandbox kernel, on one GRUB ISO.
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::image::{self, KERNEL_TARGET, PROFILE};
+use crate::{cargo, root};
+
+/// A built Quest-V image and what QEMU needs to run it.
+pub struct QuestV {
+    pub iso: PathBuf,
+    pub cpus: u32,
+    pub mem_mib: u32,
+    /// Serial ports to give QEMU (COM1..COMn): every sandbox console and the monitor's.
+    pub serials: usize,
+    /// (COM number, what is on it), for the user.
+    pub consoles: Vec<(u8, String)>,
+}
+
+/// Reads, validates and lays out a partition configuration; every error is reported.
+pub fn load_config(path: &Path) -> Result<(partition::Config, partition::Machine, partition::Plan)> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let fail = |errs: Vec<partition::Error>| -> anyhow::Error {
+        let list: Vec<String> = errs.iter().map(|e| format!("  - {e}")).collect();
+        anyhow::anyhow!("{}: invalid partition configuration ({} error(s)):\n{}", path.display(), errs.len(), list.join("\n"))
+    };
+    let config = partition::from_toml_str(&text).map_err(fail)?;
+    let machine = config
+        .machine
+        .with_context(|| format!("{}: a [machine] section (cpus, memory) is needed to size the QEMU machine", path.display()))?;
+    let plan = config.plan(&machine, &[]).map_err(fail)?;
+    Ok((config, machine, plan))
+}
+
+/// Builds the monitor and an ISO that boots it with the configuration at `config` (sandbox
+/// kernels: the normal build, or the test build when `ktest`).
+pub fn build(config: &Path, ktest: bool, files: &[PathBuf]) -> Result<QuestV> {
+    let (_cfg, machine, plan) = load_config(config)?;
+    let blob = plan.try_encode().map_err(|e| anyhow::anyhow!("{}: cannot encode the plan: {e}", config.display()))?;
+    let kernel = image::build(ktest, files)?;
+
+    let st = cargo()
+        .args(["build", "-p", "monitor", "--bin", "quest-v", "--target", KERNEL_TARGET, "--profile", PROFILE])
+        .status()
+        .context("running cargo build for the monitor")?;
+    if !st.success() {
+        bail!("monitor build failed");
+    }
+    let monitor = root().join("target").join(KERNEL_TARGET).join(PROFILE).join("quest-v");
+    let monitor_bytes = fs::read(&monitor)?;
+
+    let out = root().join("target/quest/questv").join(if ktest { "ktest" } else { "normal" });
+    let iso_root = out.join("iso");
+    if iso_root.exists() {
+        fs::remove_dir_all(&iso_root)?;
+    }
+    fs::create_dir_all(iso_root.join("boot/grub"))?;
+    let kernel_bytes = fs::read(&kernel.elf)?;
+    fs::copy(&monitor, iso_root.join("boot/quest-v.elf"))?;
+    fs::write(iso_root.join("boot/kernel.sym"), image::symbol_map(&monitor_bytes)?)?;
+    fs::write(iso_root.join("boot/partition.blob"), &blob)?;
+    fs::write(iso_root.join("boot/quest.elf"), load_only_elf(&kernel_bytes)?)?;
+    fs::write(iso_root.join("boot/quest.sym"), image::symbol_map(&kernel_bytes)?)?;
+    fs::write(iso_root.join("boot/initrd.cpio"), image::initrd(files)?)?;
+    fs::write(iso_root.join("boot/grub/grub.cfg"), GRUB_CFG)?;
+    let iso = out.join("quest-v.iso");
+    image::mkrescue(&iso_root, &iso)?;
+
+    let mut consoles: Vec<(u8, String)> = plan
+        .sandboxes
+        .iter()
+        .filter_map(|s| match s.console {
+            partition::Console::Com(n) => Some((n, format!("sandbox {} ({})", s.name, s.id))),
+            partition::Console::None => None,
+        })
+        .collect();
+    if let Some(n) = (1..=4u8).find(|n| !consoles.iter().any(|c| c.0 == *n)) {
+        consoles.push((n, "the monitor".into()));
+    }
+    consoles.sort();
+    let serials = consoles.iter().map(|c| c.0 as usize).max().unwrap_or(1);
+    Ok(QuestV { iso, cpus: machine.cpus, mem_mib: (machine.memory_bytes >> 20) as u32, serials, consoles })
+}
+
+const GRUB_CFG: &str = "\
+set timeout=0
+set default=0
+set gfxpayload=text
+menuentry \"Quest-V\" {
+    multiboot2 /boot/quest-v.elf
+    module2 /boot/kernel.sym kernel.sym
+    module2 /boot/partition.blob partition
+    module2 /boot/quest.elf quest
+    module2 /boot/initrd.cpio initrd
+    module2 /boot/quest.sym quest.sym
+    boot
+}
+";
+
+/// A copy of an ELF64 executable with only what a loader needs: the ELF header, the program
+/// headers and the PT_LOAD segments' file bytes (no sections, no debug information), so the
+/// boot module the monitor copies into each sandbox is small.
+pub fn load_only_elf(elf: &[u8]) -> Result<Vec<u8>> {
+    let u16_at = |o: usize| -> Result<u16> { Ok(u16::from_le_bytes(elf.get(o..o + 2).context("truncated ELF")?.try_into()?)) };
+    let u32_at = |o: usize| -> Result<u32> { Ok(u32::from_le_bytes(elf.get(o..o + 4).context("truncated ELF")?.try_into()?)) };
+    let u64_at = |o: usize| -> Result<u64> { Ok(u64::from_le_bytes(elf.get(o..o + 8).context("truncated ELF")?.try_into()?)) };
+    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 {
+        bail!("not an ELF64 file");
+    }
+    let phoff = u64_at(32)? as usize;
+    let phnum = u16_at(56)? as usize;
+    if u16_at(54)? != 56 {
+        bail!("unexpected program header size");
+    }
+    let ph_len = phnum * 56;
+    let mut out = vec![0u8; 64 + ph_len];
+    out[..64].copy_from_slice(&elf[..64]);
+    out[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    out[40..48].copy_from_slice(&0u64.to_le_bytes()); // e_shoff
+    out[58..60].copy_from_slice(&0u16.to_le_bytes()); // e_shentsize
+    out[60..62].copy_from_slice(&0u16.to_le_bytes()); // e_shnum
+    out[62..64].copy_from_slice(&0u16.to_le_bytes()); // e_shstrndx
+    for i in 0..phnum {
+        let src = phoff + i * 56;
+        let mut ph = elf.get(src..src + 56).context("program header beyond the file")?.to_vec();
+        let dst = 64 + i * 56;
+        if u32_at(src)? == 1 {
+            let (off, vaddr, filesz) = (u64_at(src + 8)? as usize, u64_at(src + 16)?, u64_at(src + 32)? as usize);
+            let data = elf.get(off..off + filesz).context("segment beyond the file")?;
+            // Keep file offset and address congruent modulo the page size.
+            let mut at = out.len().next_multiple_of(4096) + (vaddr % 4096) as usize;
+            if at < out.len() {
+                at += 4096;
+            }
+            out.resize(at, 0);
+            out.extend_from_slice(data);
+            ph[8..16].copy_from_slice(&(at as u64).to_le_bytes());
+        } else {
+            // Other headers keep their type but point at nothing.
+            ph[8..16].copy_from_slice(&0u64.to_le_bytes());
+            ph[32..40].copy_from_slice(&0u64.to_le_bytes());
+        }
+        out[dst..dst + 56].copy_from_slice(&ph);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_configs_are_valid() {
+        for f in ["configs/two-quest.toml", "configs/quest-v-example.toml"] {
+            let p = root().join(f);
+            if let Err(e) = load_config(&p) {
+                panic!("{f}: {e:#}");
+            }
+        }
+    }
+
+    #[test]
+    fn load_only_keeps_segments() {
+        // This test binary is an ELF64 executable: its loadable bytes survive.
+        let me = fs::read(std::env::current_exe().unwrap()).unwrap();
+        let small = load_only_elf(&me).unwrap();
+        assert!(small.len() < me.len());
+        let a = object::File::parse(&*me).unwrap();
+        let b = object::File::parse(&*small).unwrap();
+        use object::{Object, ObjectSegment};
+        let sa: Vec<_> = a.segments().map(|s| (s.address(), s.data().unwrap().to_vec())).collect();
+        let sb: Vec<_> = b.segments().map(|s| (s.address(), s.data().unwrap().to_vec())).collect();
+        assert_eq!(sa, sb);
+    }
+}
