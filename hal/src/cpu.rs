@@ -103,6 +103,17 @@ pub fn power_off(code: ExitCode) -> ! {
     halt_forever()
 }
 
+/// Writes to physical address `phys` through the direct map: the Quest-V containment test
+/// (an address outside the sandbox's partition stops the sandbox). Test builds only.
+pub fn trigger_wild_write(phys: u64) {
+    let va = crate::mm::phys_to_virt(phys & !7);
+    assert!(phys < 4 << 30, "outside the direct map's first 4 GiB");
+    // SAFETY: the direct map covers the first 4 GiB (RAM and, uncached, everything else); the
+    // caller is the test build's `ktest wild`, whose purpose is a stray write to memory no Rust
+    // reference covers (outside this sandbox's RAM, so the monitor stops us first).
+    unsafe { core::ptr::write_volatile(va as *mut u64, 0x5157_5157_5157_5157) };
+}
+
 /// Deliberate faults for the in-kernel tests (the fault reporter is what they test). Each
 /// raises its exception; the kernel's fault path never returns to the caller.
 pub fn trigger_page_fault(addr: u64) -> ! {

@@ -20,6 +20,8 @@ commands:
   cat FILE          print a file of /boot
   ps -v | -t        list VCPUs | threads
   trace CPU         print and clear CPU's scheduling trace (vcpu-sched text format)
+  vmexits [MS]      Quest-V: the monitor's exit counters per CPU (since launch, or during
+                    MS ms of guest time with a periodic task running)
   poweroff          power the machine off";
 
 /// Whether the last line ended with CR (so a following LF belongs to it, not a new line).
@@ -63,6 +65,13 @@ pub fn run(fs: BootFs) {
             "" => {}
             "help" => println!("{HELP}"),
             "echo" => println!("{args}"),
+            "vmexits" => match args.parse::<u64>().or_else(|_| if args.is_empty() { Ok(0) } else { Err(()) }) {
+                Ok(ms) => match crate::questv::vmexits(ms) {
+                    Ok(s) => print!("{s}"),
+                    Err(e) => println!("vmexits: {e}"),
+                },
+                Err(()) => println!("vmexits: MS must be a number of milliseconds"),
+            },
             "mem" => {
                 let (free, total) = hal::mm::frame_counts();
                 let (used, hfree) = hal::mm::heap_usage();

@@ -19,6 +19,7 @@ mod fs;
 mod futex;
 mod pipe;
 mod process;
+mod questv;
 mod sched;
 mod syscall;
 mod vcpu;

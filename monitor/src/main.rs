@@ -41,6 +41,8 @@ hal::entry_point!(monitor_main);
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const MAX_CPUS: usize = hal::percpu::MAX_CPUS;
 const NO_SANDBOX: u32 = u32::MAX;
+/// The local APIC's MMIO page (xAPIC mode).
+const XAPIC_PAGE: u64 = 0xfee0_0000;
 
 /// Sandbox states.
 const RUNNING: u8 = 0;
@@ -109,6 +111,12 @@ fn monitor_main(boot: &'static hal::Boot) -> ! {
     let caps = hal::svm::caps().unwrap_or_else(|e| refuse(e));
     if !caps.nested_paging {
         refuse("the CPU has SVM but no nested paging (QEMU: use -cpu EPYC or -cpu max)");
+    }
+    if !hal::apic::has_x2apic() {
+        println!(
+            "Quest-V: WARNING: no x2APIC: each sandbox gets its core's xAPIC page mapped, so the monitor \
+             cannot filter the IPIs a sandbox sends (with x2APIC it checks every ICR write)"
+        );
     }
     let platform = boot.acpi.unwrap_or_else(|e| refuse(&format!("no ACPI processor list: {e}")));
     let apic_ids: Vec<u32> = platform.apic_ids[..platform.cpu_count].to_vec();
@@ -260,6 +268,11 @@ fn build_sandbox(
             Some(partition::ChannelKind::Sync) => abi::ChannelKindCode::Sync,
         };
         channels.push((c.key, c.phys.len() as u32, gpa, kind as u32));
+    }
+    if !hal::apic::has_x2apic() {
+        // xAPIC only: the local APIC's page, uncached, at its architectural address (each core
+        // sees its own APIC there). See the warning at boot.
+        b.map(XAPIC_PAGE, XAPIC_PAGE, 4096, Rights::MMIO).map_err(|e| format!("nested paging of the xAPIC page: {e:?}"))?;
     }
     let tables = PhysRegion::alloc(b.table_count(), 1).ok_or("out of monitor memory for nested page tables")?;
     let bytes = b.finish(tables.phys());
@@ -462,9 +475,10 @@ fn handle(cpu: usize, rt: &SandboxRt, v: &mut Vcpu, exit: Exit) -> Result<(), St
             skip(rt, v, insn::Insn::Vmmcall)
         }
         Exit::NestedFault { gpa, write, exec, present } => Err(format!(
-            "{} guest-physical {gpa:#x} outside its partition ({}), rip {rip:#x}",
+            "{} guest-physical {gpa:#x} outside its partition ({}), rip {rip:#x}{}",
             if exec { "executed" } else if write { "wrote" } else { "read" },
-            if present { "protection" } else { "not mapped" }
+            if present { "protection" } else { "not mapped" },
+            if gpa & !0xfff == 0xfee0_0000 { " (the xAPIC page: sandboxes must use x2APIC)" } else { "" }
         )),
         Exit::Shutdown => Err(format!("triple fault (shutdown), rip {rip:#x}")),
         Exit::Init => Err("received INIT (another sandbox tried to reset this core)".into()),
@@ -563,7 +577,7 @@ fn stop(cpu: usize, rt: &SandboxRt, state: u8, why: &str) {
         ),
     );
     let all = SANDBOXES.get().map_or(&[][..], |s| &s[..]);
-    if all.iter().all(|s| s.state.load(Ordering::Acquire) != RUNNING) {
+    if all.iter().all(|s| matches!(s.state.load(Ordering::Acquire), POWERED_OFF | STOPPED)) {
         let clean = all.iter().all(|s| s.state.load(Ordering::Acquire) == POWERED_OFF);
         println!("Quest-V: every sandbox has stopped; powering off");
         hal::cpu::power_off(if clean { hal::cpu::ExitCode::Success } else { hal::cpu::ExitCode::Failure });

@@ -39,7 +39,8 @@ commands:
   plot    schedule trace to an SVG Gantt chart:
             (--example NAME | --trace FILE | --list) [-o OUT.svg] [--start-ms N] [--end-ms N]
   build   build the kernel and the ISO images only (target/quest/)
-            --sandboxes F   the Quest-V images for partition configuration F instead
+            --sandboxes F [--add FILE]...   the Quest-V images for partition
+                            configuration F instead
   cc      build a C program for Quest with musl-gcc: cc -o OUT FILE.c...
   setup   install what is missing (apt packages, rustup targets) and report the tools";
 
@@ -69,8 +70,9 @@ fn real_main(args: &[String]) -> Result<()> {
             match args.get(1).map(String::as_str) {
                 Some("--sandboxes") => {
                     let f = args.get(2).context("--sandboxes needs a configuration file")?;
+                    let o = RunOpts::parse(&args[3..])?;
                     for ktest in [false, true] {
-                        let qv = questv::build(Path::new(f), ktest, &boot_files(&[])?)?;
+                        let qv = questv::build(Path::new(f), ktest, &boot_files(&o.add)?)?;
                         println!("xtask: {}", qv.iso.display());
                     }
                 }
