@@ -161,6 +161,56 @@ mod tests {
         }
     }
 
+    /// Writes `toml` to a temporary file and returns load_config's error text.
+    fn rejection(name: &str, toml: &str) -> String {
+        let p = std::env::temp_dir().join(format!("xtask-questv-{}-{name}.toml", std::process::id()));
+        fs::write(&p, toml).unwrap();
+        let r = load_config(&p);
+        let _ = fs::remove_file(&p);
+        match r {
+            Ok(_) => panic!("{name}: accepted"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    const MACHINE: &str = "[machine]\ncpus = 2\nmemory = \"512 MiB\"\n";
+
+    fn sb(name: &str, cpus: &str, extra: &str) -> String {
+        format!("[[sandbox]]\nname = \"{name}\"\ncpus = {cpus}\nmemory = \"64 MiB\"\nimage = \"quest\"\n{extra}\n")
+    }
+
+    #[test]
+    fn invalid_configs_are_rejected_naming_the_problem() {
+        let cases: Vec<(&str, String, &[&str])> = vec![
+            (
+                "overlap",
+                format!(
+                    "{MACHINE}{}{}",
+                    sb("a", "[0]", "").replace("\"64 MiB\"", "{ start = \"0x400_0000\", end = \"0x800_0000\" }"),
+                    sb("b", "[1]", "").replace("\"64 MiB\"", "{ start = \"0x600_0000\", end = \"0xa00_0000\" }")
+                ),
+                &["overlap"],
+            ),
+            ("cpu twice", format!("{MACHINE}{}{}", sb("a", "[0]", ""), sb("b", "[0]", "")), &["cpu 0", "a", "b"]),
+            (
+                "unknown sandbox",
+                format!("{MACHINE}{}{}[[channel]]\nkey = 1\nsize = \"4 KiB\"\nsandboxes = [\"a\", \"nosuch\"]\n", sb("a", "[0]", ""), sb("b", "[1]", "")),
+                &["nosuch"],
+            ),
+            ("beyond memory", format!("[machine]\ncpus = 2\nmemory = \"96 MiB\"\n{}{}", sb("a", "[0]", ""), sb("b", "[1]", "")), &["machine has"]),
+            ("console twice", format!("{MACHINE}{}{}", sb("a", "[0]", "console = \"COM1\""), sb("b", "[1]", "console = \"COM1\"")), &["COM1"]),
+            ("cpu beyond", format!("{MACHINE}{}", sb("a", "[5]", "")), &["cpu 5", "beyond"]),
+            ("no machine", sb("a", "[0]", ""), &["[machine]"]),
+            ("bad toml", format!("{MACHINE}[[sandbox]\n"), &["line"]),
+        ];
+        for (name, toml, words) in cases {
+            let msg = rejection(name, &toml);
+            for w in words {
+                assert!(msg.contains(w), "{name}: message does not mention {w:?}:\n{msg}\n--- config ---\n{toml}");
+            }
+        }
+    }
+
     #[test]
     fn load_only_keeps_segments() {
         // This test binary is an ELF64 executable: its loadable bytes survive.
