@@ -943,3 +943,23 @@ pub enum TakeError {
     /// This frame is already in use (the monitor's image, a boot module, its heap ...).
     InUse(u64),
 }
+
+/// Whether `[start, end)` lies inside the direct map and touches no frame the frame allocator
+/// manages (usable RAM): device memory or memory another party (the Quest-V monitor) owns.
+pub fn outside_managed_ram(start: u64, end: u64) -> bool {
+    if start >= end || end > DIRECT_LIMIT.load(Ordering::Relaxed) {
+        return false;
+    }
+    crate::cpu::without_interrupts(|| {
+        let g = FRAMES.lock();
+        let Some(a) = g.as_ref() else { return false };
+        let mut p = start & !(PAGE_SIZE - 1);
+        while p < end {
+            if a.is_usable(p) {
+                return false;
+            }
+            p += PAGE_SIZE;
+        }
+        true
+    })
+}

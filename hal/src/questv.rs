@@ -128,3 +128,27 @@ pub fn exit_stats(buf: &mut [u64]) -> Result<usize, i64> {
     let r = hypercall(abi::HC_EXIT_STATS, pa, len, 0);
     if r < 0 { Err(r) } else { Ok(r as usize) }
 }
+
+/// The memory of channel window `i` as 64-bit words, for `crates/channels` (every access to it
+/// is atomic). `None` if there is no such window, or if it is not a well-formed window: 8-byte
+/// aligned, inside the direct map, and not RAM this kernel's frame allocator manages (the
+/// monitor puts windows after the sandbox's RAM, outside its memory map).
+pub fn channel_words(i: u32) -> Option<&'static [core::sync::atomic::AtomicU64]> {
+    let w = channel(i)?;
+    if w.size == 0 || w.phys % 4096 != 0 || w.size % 8 != 0 {
+        return None;
+    }
+    let end = w.phys.checked_add(w.size)?;
+    if !crate::mm::outside_managed_ram(w.phys, end) {
+        return None;
+    }
+    let va = crate::mm::phys_to_virt(w.phys) as *const core::sync::atomic::AtomicU64;
+    // SAFETY:
+    // 1. [phys, end) lies in the direct map (checked by `outside_managed_ram`) and is not RAM
+    //    the frame allocator hands out, so no Rust object of this kernel lives there: the only
+    //    references to it are these shared `AtomicU64` slices, which allow aliasing.
+    // 2. The monitor maps the window for the whole run (nested paging), so it stays valid for
+    //    'static; another kernel writes it concurrently, which atomics permit.
+    // 3. The start is page aligned and the length a multiple of 8.
+    Some(unsafe { core::slice::from_raw_parts(va, (w.size / 8) as usize) })
+}
