@@ -20,6 +20,7 @@ mod futex;
 mod pipe;
 mod process;
 mod sched;
+mod shmcomm;
 mod syscall;
 mod vcpu;
 mod sync;

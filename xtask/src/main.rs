@@ -34,7 +34,8 @@ commands:
   gdb     boot QEMU halted with its GDB stub and attach GDB with the kernel's symbols
   plot    schedule trace to an SVG Gantt chart:
             (--example NAME | --trace FILE | --list) [-o OUT.svg] [--start-ms N] [--end-ms N]
-  build   build the kernel and the ISO images only (target/quest/)
+  build   build the kernel and the ISO images only (target/quest/); --test-images: with the
+          test fixtures, as `test --qemu` uses them
   cc      build a C program for Quest with musl-gcc: cc -o OUT FILE.c...
   setup   install what is missing (apt packages, rustup targets) and report the tools";
 
@@ -61,7 +62,12 @@ fn real_main(args: &[String]) -> Result<()> {
         "build" => {
             let tools = tools(true)?;
             let _ = tools;
-            build_all(&[])?;
+            // `--test-images`: the images `test --qemu` uses (test init.conf and fixtures), so
+            // one QEMU test can be run by hand: QUEST_QEMU=qemu-system-x86_64
+            // QUEST_ISO=target/quest/normal/quest.iso cargo test -p quest-tests --test user NAME
+            let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf")];
+            let (iso, ktest) = if rest.iter().any(|a| a == "--test-images") { build_all(&fixtures)? } else { build_all(&[])? };
+            println!("xtask: images {} and {}", iso.display(), ktest.display());
             Ok(())
         }
         "setup" => {

@@ -52,8 +52,10 @@ pub mod linux;
 pub mod nr;
 pub mod ps;
 pub mod sched;
+pub mod shm;
 
 pub use errno::Errno;
 pub use nr::QuestSyscall;
 pub use ps::{TASK_NAME_LEN, TaskInfo, TaskState, VcpuInfo};
+pub use shm::{TpipeGuarantee, TpipeQos};
 pub use sched::{AFFINITY_ANY, IO_VCPU, MAIN_VCPU, SchedParam, VcpuType};

@@ -1,0 +1,92 @@
+//! shmcomm channels and tuned pipes between Quest processes (user/examples: async_send,
+//! async_recv, shmcomm_sync, shmcomm_errors, tpipe_test). Every time measured is the guest's.
+use anyhow::{Context, Result};
+use quest_tests::{Config, Quest};
+
+fn boot() -> Result<Quest> {
+    Quest::boot(&Config::from_env(false)?)
+}
+
+/// The seed's pair: the sender runs to completion, then the receiver gets the value.
+#[test]
+fn seed_async_pair_delivers_x_10() -> Result<()> {
+    let mut q = boot()?;
+    let s = q.shell("async_send")?;
+    for l in ["Sender", "Sending X", "Sent X=10", "Channel successfully closed."] {
+        assert!(s.contains(l), "missing {l:?}:\n{s}");
+    }
+    let r = q.shell("async_recv")?;
+    for l in ["Receiver", "Recv Channel Key: 153", "Received X=10"] {
+        assert!(r.contains(l), "missing {l:?}:\n{r}");
+    }
+    assert!(!r.contains("Value of res: -1"), "{r}");
+    // Both sides closed: the key was freed, so the pair runs again (a second create of a
+    // live key would print "Error").
+    let s = q.shell("async_send")?;
+    assert!(s.contains("Channel successfully closed."), "{s}");
+    let r = q.shell("async_recv")?;
+    assert!(r.contains("Received X=10"), "{r}");
+    // ... and a receiver without a sender gets ENOENT ("Value of res: -1", "Error").
+    let r = q.shell("async_recv")?;
+    assert!(r.contains("Value of res: -1") && r.contains("Error"), "{r}");
+    q.power_off_ok()?;
+    Ok(())
+}
+
+fn number_after(out: &str, prefix: &str) -> Result<i64> {
+    let l = out.lines().find(|l| l.contains(prefix)).with_context(|| format!("no {prefix:?} in:\n{out}"))?;
+    let rest = &l[l.find(prefix).unwrap() + prefix.len()..];
+    Ok(rest.split_whitespace().next().context("no number")?.parse()?)
+}
+
+/// A sync channel blocks the reader while empty and the writer while full; marshal and
+/// unmarshal callbacks run in the library; the reader sees end-of-stream after the writer
+/// closes.
+#[test]
+fn sync_channel_blocks_reader_and_writer() -> Result<()> {
+    let mut q = boot()?;
+    let out = q.shell("shmcomm_sync")?;
+    // The writer sleeps 300 ms before its first write: the reader waited for it.
+    let rb = number_after(&out, "sync: reader blocked ")?;
+    assert!(rb >= 250, "reader did not block: {rb} ms\n{out}");
+    assert!(out.contains("read 8 bytes: seq 0 value 100"), "{out}");
+    // The reader sleeps 300 ms after the first packet: the third write into the 2-packet
+    // buffer waited for it.
+    let wb = number_after(&out, "sync: writer blocked ")?;
+    assert!(wb >= 200, "writer did not block: {wb} ms\n{out}");
+    for i in 1..=4 {
+        assert!(out.contains(&format!("sync: read 8 bytes: seq {i} value {}", 100 + i)), "seq {i}:\n{out}");
+    }
+    assert!(out.contains("sync: read after the writer closed returned 0"), "{out}");
+    assert!(out.contains("sync: done, child status 0"), "{out}");
+    q.power_off_ok()?;
+    Ok(())
+}
+
+/// EEXIST, ENOENT, EINVAL (size, type, flags, lengths), EBUSY, EPIPE, EBADF; closing one side
+/// leaves the other's view intact; both closed (or exited) frees the key.
+#[test]
+fn shmcomm_error_cases() -> Result<()> {
+    let mut q = boot()?;
+    let out = q.shell("shmcomm_errors")?;
+    for (case, want) in [
+        ("second create of 800", "EEXIST"),
+        ("connect to missing 801", "ENOENT"),
+        ("connect with size 8 to a 4-byte channel", "EINVAL"),
+        ("connect as sync to an async channel", "EINVAL"),
+        ("second sender on 800", "EBUSY"),
+        ("create both async and sync", "EINVAL"),
+        ("async read before any write", "EAGAIN"),
+        ("read after the sender closed", "OK"),
+        ("connect to 800 after both sides closed (freed)", "ENOENT"),
+        ("sync write into a full buffer whose receiver closed", "EPIPE"),
+        ("create 804 after its users exited without closing", "OK"),
+    ] {
+        assert!(out.contains(&format!("errors: {case}: {want}\n")), "{case}: want {want}:\n{out}");
+    }
+    assert!(out.contains("errors: receiver reads 42 after the sender closed"), "{out}");
+    assert!(!out.contains("UNEXPECTED"), "{out}");
+    assert!(out.contains("errors: 21 of 21 as expected"), "{out}");
+    q.power_off_ok()?;
+    Ok(())
+}
