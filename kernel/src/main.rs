@@ -21,6 +21,7 @@ mod pipe;
 mod process;
 mod sched;
 mod shmcomm;
+mod tpipe;
 mod syscall;
 mod vcpu;
 mod sync;

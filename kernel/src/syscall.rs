@@ -681,6 +681,19 @@ fn quest_call(p: &Process, nr: u32, a0: u64, a1: u64, a2: u64, a3: u64) -> SysRe
             p.files.lock().close(a0).map(|_| 0)
         }
         q::SHMCOMM_GET_KEY => shm_side(p, a0).map(|s| u64::from(s.key())),
+        q::TPIPE_OPEN => crate::tpipe::open(p, a0, a1, a2),
+        q::TPIPE_WRITE => {
+            crate::tpipe::check_end(p, a0, true)?;
+            sys_write(p, a0, a1, a2)
+        }
+        q::TPIPE_READ => {
+            crate::tpipe::check_end(p, a0, false)?;
+            sys_read(p, a0, a1, a2)
+        }
+        q::TPIPE_CLOSE => {
+            crate::tpipe::is_end(p, a0)?;
+            p.files.lock().close(a0).map(|_| 0)
+        }
         q::VCPU_CREATE => crate::vcpu::create(&get_param(p, a0)?).map(u64::from),
         q::VCPU_DESTROY => crate::vcpu::destroy(a0 as u32, a1 != 0).map(|_| 0),
         q::VCPU_BIND_TASK => crate::vcpu::bind_current(a0 as u32).map(|_| 0),

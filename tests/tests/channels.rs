@@ -90,3 +90,34 @@ fn shmcomm_error_cases() -> Result<()> {
     q.power_off_ok()?;
     Ok(())
 }
+
+/// A tuned pipe under `-icount shift=0` (guest time = instructions): a producer at lambda, a
+/// consumer, a CPU hog on a higher-priority VCPU and one on the default VCPU. Every message arrives, in order, within
+/// the delay bound the kernel reported; the QoS errors are EINVAL and EBUSY.
+#[test]
+fn tuned_pipe_meets_its_delay_bound_beside_a_hog() -> Result<()> {
+    let mut cfg = Config::from_env(false)?;
+    cfg.icount = true;
+    cfg.timeout = cfg.timeout.max(std::time::Duration::from_secs(900));
+    let mut q = Quest::boot(&cfg)?;
+    println!("{}", q.shell("ps -v")?);
+    let out = q.shell("tpipe_test 200")?;
+    println!("{out}");
+    assert!(out.contains("tpipe: C > T: -1 errno EINVAL"), "{out}");
+    assert!(out.contains("tpipe: 2 x 75% utilisation: -1 errno EBUSY"), "{out}");
+    assert!(
+        out.contains("tpipe: guarantee throughput 102400 B/s delay 40000 us") && out.contains("C=2000 T=20000, B=4096"),
+        "{out}"
+    );
+    // The first writer and the first reader were bound to the derived VCPUs.
+    assert!(out.contains("tpipe: producer runs on C=2000 T=20000"), "{out}");
+    assert!(out.contains("tpipe: consumer runs on C=2000 T=20000"), "{out}");
+    assert!(!out.contains("hog VCPU refused"), "the hog must run on its own higher-priority VCPU:\n{out}");
+    assert!(out.contains("tpipe: 200 messages, lost 0, over the bound 0, max delay "), "{out}");
+    let max = number_after(&out, "max delay ")?;
+    assert!(max > 0 && max <= 40_000, "{out}");
+    assert!(out.contains("tpipe: every message met the bound"), "{out}");
+    assert!(out.contains("tpipe: done"), "{out}");
+    q.power_off_ok()?;
+    Ok(())
+}
