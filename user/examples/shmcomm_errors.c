@@ -104,6 +104,8 @@ int main(void)
     waitpid(pid, NULL, 0);
     r = shmcomm_open_send(804, SHMCOMM_CREATE_CH | SHMCOMM_ASYNC_CH, NULL, 4, -1, &b);
     check("create 804 after its users exited without closing", r, 0);
+    rx = shmcomm_open_receive(804, SHMCOMM_CONNECT_CH, NULL, 4, -1);
+    shmcomm_close(rx); /* both sides opened and closed: 804 is freed (the program can rerun) */
     shmcomm_close(b);
 
     printf("errors: %d of %d as expected\n", ok, total);

@@ -77,9 +77,10 @@ int main(int argc, char **argv)
     if (hog == 0) {
         close(fds[0]);
         close(fds[1]);
+        int v = -1;
         if (fork() != 0) {
             struct sched_param sp = {.type = MAIN_VCPU, .C = 1500, .T = 10000};
-            int v = vcpu_create(&sp);
+            v = vcpu_create(&sp);
             if (v >= 0)
                 vcpu_bind_task(v);
             else
@@ -88,6 +89,8 @@ int main(int argc, char **argv)
         volatile uint64_t spin = 0;
         while (now_ns() < end + 100000000ull)
             spin++;
+        if (v >= 0)
+            vcpu_destroy(v, 1); /* VCPUs outlive their creators: give it back */
         _exit(0);
     }
 
