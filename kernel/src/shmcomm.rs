@@ -132,6 +132,12 @@ pub struct Channel {
 
 static CHANNELS: IrqLock<BTreeMap<u32, Arc<Channel>>> = IrqLock::new(BTreeMap::new());
 
+/// Largest region of one channel (a bigger `packet_size * buffer_len` is `EINVAL`).
+const MAX_CHANNEL_BYTES: usize = 1 << 20;
+/// Most bytes all channels together may hold (`ENOMEM` beyond): keys whose peer never
+/// connects persist, so a careless or hostile program must not be able to pin much memory.
+const MAX_TOTAL_BYTES: usize = 16 << 20;
+
 /// One open side; the last reference dropping closes it.
 pub struct Side {
     ch: Arc<Channel>,
@@ -242,6 +248,13 @@ pub fn open(key: u32, flags: u32, packet: u64, buffer_len: i64, writer: bool) ->
             _ => Fifo::region_bytes(packet, slots),
         }
         .map_err(|_| EINVAL)?;
+        if bytes > MAX_CHANNEL_BYTES {
+            return Err(EINVAL);
+        }
+        let used: usize = table.values().map(|c| c.mem.words().len() * 8).sum();
+        if used + bytes > MAX_TOTAL_BYTES {
+            return Err(ENOMEM);
+        }
         let mem = provider().create(key, bytes)?;
         match kind {
             Kind::FourSlot => FourSlot::format(mem.words(), packet),
@@ -321,7 +334,9 @@ fn wait_until(ch: &Channel, ready: impl Fn(&Inner) -> bool) {
     let me = sched::current();
     {
         let mut i = ch.inner.lock();
-        if ready(&i) {
+        // A killed task does not go to sleep (its kill's wake-up may have been used up by the
+        // side's turn semaphore).
+        if ready(&i) || terminal() {
             return;
         }
         if !i.waiters.contains(&me) {
@@ -352,6 +367,9 @@ pub fn write(p: &Process, s: &Side, buf: u64, len: u64) -> Result<u64, u32> {
     p.mem.lock().space.copy_from_user(buf, &mut data).map_err(|_| EFAULT)?;
     let region = ch.mem.words();
     let _turn = Turn::take(&ch.wlock);
+    if terminal() {
+        return Err(EINTR);
+    }
     match ch.kind {
         Kind::FourSlot => {
             let mut w = FourSlotWriter::attach(region).map_err(map_err)?;
@@ -391,6 +409,9 @@ pub fn read(p: &Process, s: &Side, buf: u64, len: u64) -> Result<u64, u32> {
     let region = ch.mem.words();
     let mut data = vec![0u8; ch.slot_size];
     let _turn = Turn::take(&ch.rlock);
+    if terminal() {
+        return Err(EINTR);
+    }
     let n = match ch.kind {
         Kind::FourSlot => {
             let mut r = FourSlotReader::attach(region).map_err(map_err)?;

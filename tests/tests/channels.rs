@@ -76,6 +76,7 @@ fn shmcomm_error_cases() -> Result<()> {
         ("connect as sync to an async channel", "EINVAL"),
         ("second sender on 800", "EBUSY"),
         ("create both async and sync", "EINVAL"),
+        ("create a 64 MiB sync channel (over the 1 MiB limit)", "EINVAL"),
         ("async read before any write", "EAGAIN"),
         ("read after the sender closed", "OK"),
         ("connect to 800 after both sides closed (freed)", "ENOENT"),
@@ -86,7 +87,7 @@ fn shmcomm_error_cases() -> Result<()> {
     }
     assert!(out.contains("errors: receiver reads 42 after the sender closed"), "{out}");
     assert!(!out.contains("UNEXPECTED"), "{out}");
-    assert!(out.contains("errors: 21 of 21 as expected"), "{out}");
+    assert!(out.contains("errors: 22 of 22 as expected"), "{out}");
     q.power_off_ok()?;
     Ok(())
 }

@@ -55,6 +55,8 @@ int main(void)
     check("create both async and sync", r, EINVAL);
     r = shmcomm_open_send(802, SHMCOMM_CREATE_CH | SHMCOMM_SYNC_CH, NULL, 4, 0, &b);
     check("create sync with buffer_len 0", r, EINVAL);
+    r = shmcomm_open_send(802, SHMCOMM_CREATE_CH | SHMCOMM_SYNC_CH, NULL, 65536, 1024, &b);
+    check("create a 64 MiB sync channel (over the 1 MiB limit)", r, EINVAL);
     r = shmcomm_write(a, &x, 2);
     check("async write of 2 bytes into a 4-byte channel", r, EINVAL);
 

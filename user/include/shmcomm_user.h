@@ -12,8 +12,9 @@
  * of buffer_len packets (a read blocks while it is empty, a write while it is full; buffer_len
  * is ignored for async channels and on connect may be -1). Connecting infers the type.
  * Errors (-1 and errno): EEXIST (create: the key exists), ENOENT (connect: no such key),
- * EINVAL (bad flags/sizes, or a size or type different from the channel's), EBUSY (that side is
- * open already), ENOSPC, ENOMEM, EBADF, EPIPE (sync write: the receiver closed).
+ * EINVAL (bad flags/sizes, a channel over 1 MiB, or a size or type different from the
+ * channel's), EBUSY (that side is open already), ENOSPC (64 channels), ENOMEM (16 MiB of
+ * channels), EBADF, EPIPE (sync write: the receiver closed).
  *
  * Flag values mirror crates/quest-abi (quest_abi::shm), checked by its c_header test.
  * Implementation: user/libquest/c/quest.c (linked into every program).
