@@ -177,7 +177,10 @@ impl Drop for Side {
                 }
             }
         }
-        let (waiters, gone) = {
+        // The key table first, then the channel (the order `open` uses), so a connect cannot
+        // slip in between "both sides closed" and the key leaving the table.
+        let waiters = {
+            let mut t = CHANNELS.lock();
             let mut i = ch.inner.lock();
             if self.writer {
                 i.writer = SideState::Closed;
@@ -185,16 +188,15 @@ impl Drop for Side {
                 i.reader = SideState::Closed;
             }
             let gone = i.writer == SideState::Closed && i.reader == SideState::Closed;
-            (core::mem::take(&mut i.waiters), gone)
+            let w = core::mem::take(&mut i.waiters);
+            drop(i);
+            if gone && t.get(&ch.key).is_some_and(|c| Arc::ptr_eq(c, ch)) {
+                t.remove(&ch.key); // not the last reference: `self.ch` still holds it
+            }
+            w
         };
         for t in waiters {
             let _ = sched::wake(t);
-        }
-        if gone {
-            let mut t = CHANNELS.lock();
-            if t.get(&ch.key).is_some_and(|c| Arc::ptr_eq(c, ch)) {
-                t.remove(&ch.key);
-            }
         }
     }
 }
