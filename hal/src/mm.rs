@@ -963,3 +963,64 @@ pub fn outside_managed_ram(start: u64, end: u64) -> bool {
         true
     })
 }
+
+/// A run of physically contiguous, zeroed frames owned by the kernel (shared-memory channel
+/// regions), seen as `u64` atomics through the direct map. Freed on drop.
+#[derive(Debug)]
+pub struct FrameRun {
+    start: u64,
+    frames: usize,
+}
+
+impl FrameRun {
+    /// `frames` contiguous zeroed frames, or `None` if there is no such run free.
+    pub fn alloc(frames: usize) -> Option<FrameRun> {
+        if frames == 0 {
+            return None;
+        }
+        let start = crate::cpu::without_interrupts(|| FRAMES.lock().as_mut()?.alloc_contiguous(frames, 1))?;
+        if start + frames as u64 * PAGE_SIZE > DIRECT_LIMIT.load(Ordering::Relaxed) {
+            let _ = crate::cpu::without_interrupts(|| FRAMES.lock().as_mut().map(|a| a.free_contiguous(start, frames)));
+            return None;
+        }
+        // SAFETY: the run was just allocated (exclusively ours) and lies below the direct-map
+        // limit (checked above), so `[start, start + frames * 4 KiB)` is mapped writable.
+        unsafe { core::ptr::write_bytes(phys_to_virt(start) as *mut u8, 0, frames * PAGE_SIZE as usize) };
+        Some(FrameRun { start, frames })
+    }
+
+    /// Physical address of the first frame.
+    pub fn phys(&self) -> u64 {
+        self.start
+    }
+
+    /// Size in bytes.
+    pub fn len_bytes(&self) -> usize {
+        self.frames * PAGE_SIZE as usize
+    }
+
+    /// The memory as words. Several users may hold this at once (and other kernels may, for
+    /// a Quest-V window): every access is atomic, so sharing is sound.
+    pub fn words(&self) -> &[core::sync::atomic::AtomicU64] {
+        // SAFETY:
+        // 1. The run is owned by `self` until drop, and the returned slice borrows `self`, so
+        //    the memory outlives every use of the slice.
+        // 2. It is mapped through the direct map (checked in `alloc`), page aligned, so it is
+        //    aligned for AtomicU64; it was zeroed, and any bit pattern is a valid AtomicU64.
+        // 3. AtomicU64 has interior mutability: shared references to it may coexist with other
+        //    (atomic) accessors, which is the only way this memory is ever touched.
+        unsafe {
+            core::slice::from_raw_parts(
+                phys_to_virt(self.start) as *const core::sync::atomic::AtomicU64,
+                self.len_bytes() / 8,
+            )
+        }
+    }
+}
+
+impl Drop for FrameRun {
+    fn drop(&mut self) {
+        let (start, n) = (self.start, self.frames);
+        let _ = crate::cpu::without_interrupts(|| FRAMES.lock().as_mut().map(|a| a.free_contiguous(start, n)));
+    }
+}

@@ -12,6 +12,8 @@ pub enum File {
     Dir { pos: usize },
     /// One end of a pipe.
     Pipe(alloc::sync::Arc<crate::pipe::End>),
+    /// One side of a shmcomm channel.
+    Shm(alloc::sync::Arc<crate::shmcomm::Side>),
 }
 
 /// A process's descriptor table (copied by fork).

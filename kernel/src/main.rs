@@ -21,6 +21,8 @@ mod pipe;
 mod process;
 mod questv;
 mod sched;
+mod shmcomm;
+mod tpipe;
 mod syscall;
 mod vcpu;
 mod sync;

@@ -18,6 +18,28 @@ pub struct Pipe {
     inner: IrqLock<Inner>,
     readers: AtomicUsize,
     writers: AtomicUsize,
+    capacity: usize,
+    /// A tuned pipe's endpoint VCPUs (kernel/src/tpipe.rs).
+    pub tuned: Option<Tuned>,
+}
+
+/// The endpoint VCPUs of a tuned pipe: the first task that writes is bound to `writer_vcpu`,
+/// the first that reads to `reader_vcpu` (0 = nobody yet). Destroyed with the pipe.
+pub struct Tuned {
+    pub writer_vcpu: u32,
+    pub reader_vcpu: u32,
+    writer_task: core::sync::atomic::AtomicU32,
+    reader_task: core::sync::atomic::AtomicU32,
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        if let Some(t) = &self.tuned {
+            // Tasks still bound go back to their PCPU's best-effort VCPU.
+            let _ = crate::vcpu::destroy(t.writer_vcpu, true);
+            let _ = crate::vcpu::destroy(t.reader_vcpu, true);
+        }
+    }
 }
 
 struct Inner {
@@ -41,10 +63,27 @@ impl Drop for End {
 
 /// A new pipe: (read end, write end).
 pub fn new() -> (Arc<End>, Arc<End>) {
+    with(CAPACITY, None)
+}
+
+/// A tuned pipe of `capacity` bytes whose ends bind their first users to these VCPUs.
+pub fn new_tuned(capacity: usize, writer_vcpu: u32, reader_vcpu: u32) -> (Arc<End>, Arc<End>) {
+    let t = Tuned {
+        writer_vcpu,
+        reader_vcpu,
+        writer_task: core::sync::atomic::AtomicU32::new(0),
+        reader_task: core::sync::atomic::AtomicU32::new(0),
+    };
+    with(capacity, Some(t))
+}
+
+fn with(capacity: usize, tuned: Option<Tuned>) -> (Arc<End>, Arc<End>) {
     let pipe = Arc::new(Pipe {
         inner: IrqLock::new(Inner { buf: VecDeque::new(), waiters: Vec::new() }),
         readers: AtomicUsize::new(1),
         writers: AtomicUsize::new(1),
+        capacity,
+        tuned,
     });
     (Arc::new(End { pipe: pipe.clone(), write: false }), Arc::new(End { pipe, write: true }))
 }
@@ -57,8 +96,18 @@ impl Pipe {
         }
     }
 
+    /// Tuned pipe: binds the calling task to the side's VCPU if it is the first to use it.
+    fn bind_first(&self, write: bool) {
+        let Some(t) = &self.tuned else { return };
+        let (task, vcpu) = if write { (&t.writer_task, t.writer_vcpu) } else { (&t.reader_task, t.reader_vcpu) };
+        if task.compare_exchange(0, sched::current(), Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            let _ = crate::vcpu::bind_current(vcpu);
+        }
+    }
+
     /// Reads up to `max` bytes; blocks while empty and a writer exists. Empty result = EOF.
     pub fn read(&self, max: usize) -> Vec<u8> {
+        self.bind_first(false);
         let me = sched::current();
         loop {
             {
@@ -86,6 +135,7 @@ impl Pipe {
 
     /// Writes all of `data`, blocking while full; `Err(())` once no reader is left (EPIPE).
     pub fn write(&self, data: &[u8]) -> Result<usize, ()> {
+        self.bind_first(true);
         let me = sched::current();
         let mut done = 0;
         while done < data.len() {
@@ -94,7 +144,7 @@ impl Pipe {
                 if self.readers.load(Ordering::Acquire) == 0 {
                     return if done > 0 { Ok(done) } else { Err(()) };
                 }
-                let room = CAPACITY - i.buf.len();
+                let room = self.capacity - i.buf.len();
                 if room > 0 {
                     let n = room.min(data.len() - done);
                     i.buf.extend(&data[done..done + n]);

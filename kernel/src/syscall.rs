@@ -113,6 +113,7 @@ fn stat_of(f: &File) -> stat {
         }
         File::Dir { .. } => st.st_mode = S_IFDIR | 0o555,
         File::Pipe(_) => st.st_mode = S_IFIFO | 0o600,
+        File::Shm(_) => st.st_mode = S_IFSOCK | 0o600,
     }
     st.st_nlink = 1;
     st.st_blksize = 4096;
@@ -202,6 +203,7 @@ fn sys_read(p: &Process, fd: u64, buf: u64, len: u64) -> SysResult {
         File::Console => None,
         File::Dir { .. } => return Err(EISDIR),
         File::Pipe(_) => None,
+        File::Shm(_) => return Err(EBADF), // shmcomm_read
         File::Boot { data, pos } => {
             let n = (len as usize).min(data.len().saturating_sub(*pos)).min(1 << 20);
             let chunk = &data[*pos..*pos + n];
@@ -357,7 +359,7 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
         }
         __NR_close => p.files.lock().close(a0).map(|_| 0),
         __NR_lseek => match p.files.lock().get(a0)? {
-            File::Console | File::Pipe(_) => Err(ESPIPE),
+            File::Console | File::Pipe(_) | File::Shm(_) => Err(ESPIPE),
             File::Dir { pos } => {
                 if a1 == 0 && a2 as u32 == SEEK_SET {
                     *pos = 0;
@@ -627,7 +629,7 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
         __NR_poll => Ok(0),
         __NR_uname => sys_uname(p, a0),
         __NR_getrandom => sys_getrandom(p, a0, a1),
-        nr if f.rax >> 32 == 0 && quest_abi::nr::is_quest_range(f.rax) => quest_call(p, nr, a0, a1),
+        nr if f.rax >> 32 == 0 && quest_abi::nr::is_quest_range(f.rax) => quest_call(p, nr, a0, a1, a2, a3),
         nr => {
             if LOGGED.lock().insert(u64::from(nr)) {
                 hal::println!("syscall {nr} ({}) not implemented: ENOSYS", name(u64::from(nr)));
@@ -665,9 +667,33 @@ fn get_param(p: &Process, addr: u64) -> Result<quest_abi::SchedParam, u32> {
 }
 
 /// Quest's own calls (numbers from crates/quest-abi).
-fn quest_call(p: &Process, nr: u32, a0: u64, a1: u64) -> SysResult {
+fn quest_call(p: &Process, nr: u32, a0: u64, a1: u64, a2: u64, a3: u64) -> SysResult {
     use quest_abi::nr as q;
     match nr {
+        q::SHMCOMM_OPEN_SEND | q::SHMCOMM_OPEN_RECEIVE => {
+            let side = crate::shmcomm::open(a0 as u32, a1 as u32, a2, a3 as i64, nr == q::SHMCOMM_OPEN_SEND)?;
+            p.files.lock().insert(File::Shm(side), 0)
+        }
+        q::SHMCOMM_WRITE => crate::shmcomm::write(p, &*shm_side(p, a0)?, a1, a2),
+        q::SHMCOMM_READ => crate::shmcomm::read(p, &*shm_side(p, a0)?, a1, a2),
+        q::SHMCOMM_CLOSE => {
+            shm_side(p, a0)?;
+            p.files.lock().close(a0).map(|_| 0)
+        }
+        q::SHMCOMM_GET_KEY => shm_side(p, a0).map(|s| u64::from(s.key())),
+        q::TPIPE_OPEN => crate::tpipe::open(p, a0, a1, a2),
+        q::TPIPE_WRITE => {
+            crate::tpipe::check_end(p, a0, true)?;
+            sys_write(p, a0, a1, a2)
+        }
+        q::TPIPE_READ => {
+            crate::tpipe::check_end(p, a0, false)?;
+            sys_read(p, a0, a1, a2)
+        }
+        q::TPIPE_CLOSE => {
+            crate::tpipe::is_end(p, a0)?;
+            p.files.lock().close(a0).map(|_| 0)
+        }
         q::VCPU_CREATE => crate::vcpu::create(&get_param(p, a0)?).map(u64::from),
         q::VCPU_DESTROY => crate::vcpu::destroy(a0 as u32, a1 != 0).map(|_| 0),
         q::VCPU_BIND_TASK => crate::vcpu::bind_current(a0 as u32).map(|_| 0),
@@ -683,6 +709,14 @@ fn quest_call(p: &Process, nr: u32, a0: u64, a1: u64) -> SysResult {
             put(p, a0, &[sp.kind, sp.c, sp.t, sp.io_class, sp.affinity])
         }
         _ => Err(ENOSYS),
+    }
+}
+
+/// The shmcomm side behind descriptor `fd` (EBADF if it is something else).
+fn shm_side(p: &Process, fd: u64) -> Result<alloc::sync::Arc<crate::shmcomm::Side>, u32> {
+    match p.files.lock().get(fd)? {
+        File::Shm(s) => Ok(s.clone()),
+        _ => Err(EBADF),
     }
 }
 

@@ -92,6 +92,8 @@ fn rust_std_program_runs() -> Result<()> {
         "vec: len 100, sum 4950",
         "sum from 4 threads: 500500",
         "elapsed ok",
+        // libquest's shmcomm API: a sync channel between two threads, 1 + ... + 10.
+        "shmcomm: rust sync channel sum 55",
         "bye",
     ] {
         assert!(out.contains(l), "missing {l:?}:\n{out}");

@@ -28,14 +28,14 @@
 #define QUEST_NR_PS_TASKS             (QUEST_NR_BASE + 0x10)
 #define QUEST_NR_PS_VCPUS             (QUEST_NR_BASE + 0x11)
 #define QUEST_NR_TASK_KILL            (QUEST_NR_BASE + 0x12)
-/* shmcomm: reserved, not implemented yet: -ENOSYS */
+/* shmcomm (declared in <shmcomm_user.h>) */
 #define QUEST_NR_SHMCOMM_OPEN_SEND    (QUEST_NR_BASE + 0x20)
 #define QUEST_NR_SHMCOMM_OPEN_RECEIVE (QUEST_NR_BASE + 0x21)
 #define QUEST_NR_SHMCOMM_WRITE        (QUEST_NR_BASE + 0x22)
 #define QUEST_NR_SHMCOMM_READ         (QUEST_NR_BASE + 0x23)
 #define QUEST_NR_SHMCOMM_CLOSE        (QUEST_NR_BASE + 0x24)
 #define QUEST_NR_SHMCOMM_GET_KEY      (QUEST_NR_BASE + 0x25)
-/* tuned pipes: reserved, not implemented yet: -ENOSYS */
+/* tuned pipes (declared in <tpipe.h>) */
 #define QUEST_NR_TPIPE_OPEN           (QUEST_NR_BASE + 0x30)
 #define QUEST_NR_TPIPE_WRITE          (QUEST_NR_BASE + 0x31)
 #define QUEST_NR_TPIPE_READ           (QUEST_NR_BASE + 0x32)

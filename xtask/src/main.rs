@@ -38,7 +38,8 @@ commands:
   gdb     boot QEMU halted with its GDB stub and attach GDB with the kernel's symbols
   plot    schedule trace to an SVG Gantt chart:
             (--example NAME | --trace FILE | --list) [-o OUT.svg] [--start-ms N] [--end-ms N]
-  build   build the kernel and the ISO images only (target/quest/)
+  build   build the kernel and the ISO images only (target/quest/); --test-images: with the
+          test fixtures, as `test --qemu` uses them
             --sandboxes F [--add FILE]...   the Quest-V images for partition
                             configuration F instead
   cc      build a C program for Quest with musl-gcc: cc -o OUT FILE.c...
@@ -76,10 +77,15 @@ fn real_main(args: &[String]) -> Result<()> {
                         println!("xtask: {}", qv.iso.display());
                     }
                 }
-                Some(other) => bail!("unknown option '{other}'\n\n{USAGE}"),
-                None => {
-                    build_all(&[])?;
+                Some("--test-images") | None => {
+                    // `--test-images`: the images `test --qemu` uses (test init.conf and
+                    // fixtures), so one QEMU test can be run by hand: QUEST_QEMU=qemu-system-x86_64
+                    // QUEST_ISO=target/quest/normal/quest.iso cargo test -p quest-tests --test user NAME
+                    let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf")];
+                    let (iso, ktest) = if rest.iter().any(|a| a == "--test-images") { build_all(&fixtures)? } else { build_all(&[])? };
+                    println!("xtask: images {} and {}", iso.display(), ktest.display());
                 }
+                Some(other) => bail!("unknown option '{other}'\n\n{USAGE}"),
             }
             Ok(())
         }

@@ -80,6 +80,7 @@ mod fifo;
 mod four_slot;
 pub mod layout;
 pub mod sync;
+pub mod tpipe;
 
 pub use fifo::{Fifo, FifoConsumer, FifoProducer};
 pub use four_slot::{FourSlot, FourSlotReader, FourSlotWriter, ReadStatus};

@@ -7,7 +7,7 @@
 //! * a subset of the **Linux x86-64 syscall ABI**, with Linux's numbers and Linux's errno
 //!   values — [`linux`] re-exports the numbers from `linux-raw-sys` (generated from the Linux
 //!   headers), so the kernel and this crate never type them by hand; and
-//! * **Quest's own calls** (VCPUs, `ps`, `kill`; later `shmcomm` and tuned pipes) as extra
+//! * **Quest's own calls** (VCPUs, `ps`, `kill`, `shmcomm` channels, tuned pipes) as extra
 //!   syscall numbers in a range Linux does not use — [`nr`].
 //!
 //! # Calling convention
@@ -53,8 +53,10 @@ pub mod nr;
 pub mod ps;
 pub mod questv;
 pub mod sched;
+pub mod shm;
 
 pub use errno::Errno;
 pub use nr::QuestSyscall;
 pub use ps::{TASK_NAME_LEN, TaskInfo, TaskState, VcpuInfo};
+pub use shm::{TpipeGuarantee, TpipeQos};
 pub use sched::{AFFINITY_ANY, IO_VCPU, MAIN_VCPU, SchedParam, VcpuType};

@@ -7,8 +7,8 @@
 //! |-------------|----------------------------|--------------------------------------|
 //! | `0x00–0x0f` | VCPUs                      | implemented                          |
 //! | `0x10–0x1f` | tasks (`ps`, `kill`)       | implemented                          |
-//! | `0x20–0x2f` | `shmcomm` (shared memory)  | reserved: not implemented yet, `ENOSYS` |
-//! | `0x30–0x3f` | tuned pipes (`tpipe`)      | reserved: not implemented yet, `ENOSYS` |
+//! | `0x20–0x2f` | `shmcomm` (shared memory)  | implemented                          |
+//! | `0x30–0x3f` | tuned pipes (`tpipe`)      | implemented                          |
 //! | `0x40–0xff` | unassigned                 | `ENOSYS`                             |
 //!
 //! Numbers are `u32`, like `linux-raw-sys`'s `__NR_*`; the kernel compares them with the full
@@ -64,26 +64,44 @@ pub const PS_VCPUS: u32 = QUEST_BASE + 0x11;
 /// Errors: `ESRCH` (no such task), `EPERM` (a kernel task or the init task).
 pub const TASK_KILL: u32 = QUEST_BASE + 0x12;
 
-/// `shmcomm_open_send`: reserved; not implemented yet: `-ENOSYS`.
+/// `shmcomm_open_send(key, flags, packet_size, buffer_len) -> descriptor`.
+///
+/// Opens the sending side of channel `key` ([`crate::shm`] flags). `SHMCOMM_CREATE_CH` makes
+/// a new channel (`SHMCOMM_ASYNC_CH`: four-slot of one `packet_size` value; `SHMCOMM_SYNC_CH`:
+/// FIFO of `buffer_len` packets); `SHMCOMM_CONNECT_CH` attaches to an existing one. Errors:
+/// `EEXIST` (create: key exists), `ENOENT` (connect: no such key), `EINVAL` (bad flags, size
+/// or type mismatch), `EBUSY` (the side is already open), `ENOSPC`, `ENOMEM`, `EMFILE`.
 pub const SHMCOMM_OPEN_SEND: u32 = QUEST_BASE + 0x20;
-/// `shmcomm_open_receive`: reserved; not implemented yet: `-ENOSYS`.
+/// `shmcomm_open_receive(key, flags, packet_size, buffer_len) -> descriptor`: the receiving
+/// side, as [`SHMCOMM_OPEN_SEND`].
 pub const SHMCOMM_OPEN_RECEIVE: u32 = QUEST_BASE + 0x21;
-/// `shmcomm_write`: reserved; not implemented yet: `-ENOSYS`.
+/// `shmcomm_write(fd, buf, len) -> len`: async: replaces the value (`len == packet_size`);
+/// sync: appends one packet of `len <= packet_size` bytes, blocking while full. Errors:
+/// `EBADF`, `EFAULT`, `EINVAL` (length), `EPIPE` (sync: the receiver closed).
 pub const SHMCOMM_WRITE: u32 = QUEST_BASE + 0x22;
-/// `shmcomm_read`: reserved; not implemented yet: `-ENOSYS`.
+/// `shmcomm_read(fd, buf, len) -> bytes`: async: copies the latest value (`len >=
+/// packet_size`; `EAGAIN` before the first write); sync: takes the oldest packet, blocking
+/// while empty; 0 once the sender closed and the buffer is drained.
 pub const SHMCOMM_READ: u32 = QUEST_BASE + 0x23;
-/// `shmcomm_close`: reserved; not implemented yet: `-ENOSYS`.
+/// `shmcomm_close(fd) -> 0`: closes this side; the peer's view stays intact.
 pub const SHMCOMM_CLOSE: u32 = QUEST_BASE + 0x24;
-/// `get_vshm_key`: reserved; not implemented yet: `-ENOSYS`.
+/// `get_vshm_key(fd) -> key`. Errors: `EBADF`.
 pub const SHMCOMM_GET_KEY: u32 = QUEST_BASE + 0x25;
 
-/// `tpipe_open`: reserved; not implemented yet: `-ENOSYS`.
+/// `tpipe_open(const struct tpipe_qos *qos, int fds[2], struct tpipe_guarantee *g) -> 0`.
+///
+/// Creates a tuned pipe (`fds[0]` read end, `fds[1]` write end) and the writer's and reader's
+/// Main VCPUs derived from `qos` by rate matching (docs/channels.md), after admission
+/// control. Errors: `EFAULT`, `EINVAL` (bad QoS, or `C` larger than the derived period),
+/// `EBUSY` (admission control refused the VCPUs), `EMFILE`, `ENOMEM`.
 pub const TPIPE_OPEN: u32 = QUEST_BASE + 0x30;
-/// `tpipe_write`: reserved; not implemented yet: `-ENOSYS`.
+/// `tpipe_write(fd, buf, len)`: `write` on a tuned pipe's write end (binds the calling task
+/// to the writer VCPU the first time). Errors: `EBADF` (not a tuned pipe's write end), `EPIPE`.
 pub const TPIPE_WRITE: u32 = QUEST_BASE + 0x31;
-/// `tpipe_read`: reserved; not implemented yet: `-ENOSYS`.
+/// `tpipe_read(fd, buf, len)`: `read` on a tuned pipe's read end (binds the calling task to
+/// the reader VCPU the first time). Errors: `EBADF`.
 pub const TPIPE_READ: u32 = QUEST_BASE + 0x32;
-/// `tpipe_close`: reserved; not implemented yet: `-ENOSYS`.
+/// `tpipe_close(fd) -> 0`: `close`. Errors: `EBADF` (not a tuned pipe end).
 pub const TPIPE_CLOSE: u32 = QUEST_BASE + 0x33;
 
 /// Every Quest call, for the kernel's dispatcher (`QuestSyscall::from_nr(rax)`) and for tools.
@@ -174,9 +192,9 @@ impl QuestSyscall {
         }
     }
 
-    /// Whether the kernel implements the call; the reserved ones return `-ENOSYS`.
+    /// Whether the kernel implements the call (all assigned numbers are implemented now).
     pub const fn implemented(self) -> bool {
-        (self.nr() - QUEST_BASE) < 0x20
+        (self.nr() - QUEST_BASE) < 0x40
     }
 }
 
@@ -238,9 +256,9 @@ mod tests {
     #[test]
     fn implemented_set() {
         let implemented: usize = QuestSyscall::ALL.iter().filter(|c| c.implemented()).count();
-        assert_eq!(implemented, 7);
-        assert!(!QuestSyscall::ShmcommOpenSend.implemented());
-        assert!(!QuestSyscall::TpipeClose.implemented());
+        assert_eq!(implemented, 17);
+        assert!(QuestSyscall::ShmcommOpenSend.implemented());
+        assert!(QuestSyscall::TpipeClose.implemented());
         assert!(QuestSyscall::TaskKill.implemented());
     }
 

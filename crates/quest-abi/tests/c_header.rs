@@ -21,9 +21,10 @@ use std::process::Command;
 
 use quest_abi::nr::{QUEST_BASE, QUEST_LAST};
 use quest_abi::ps::{TASK_STATE_MASK, TASK_TERMINAL};
+use quest_abi::shm::*;
 use quest_abi::{
     AFFINITY_ANY, Errno, IO_VCPU, MAIN_VCPU, QuestSyscall, SchedParam, TASK_NAME_LEN, TaskInfo,
-    TaskState, VcpuInfo,
+    TaskState, TpipeGuarantee, TpipeQos, VcpuInfo,
 };
 
 fn repo_root() -> PathBuf {
@@ -90,6 +91,30 @@ fn structs() -> Vec<StructSpec> {
                 field!(VcpuInfo, num_tasks as "num_tasks": u32, false),
             ],
         },
+        StructSpec {
+            c_type: "struct tpipe_qos",
+            size: size_of::<TpipeQos>(),
+            align: align_of::<TpipeQos>(),
+            fields: vec![
+                field!(TpipeQos, c as "C": u32, false),
+                field!(TpipeQos, lambda as "lambda": u32, false),
+                field!(TpipeQos, b as "B": u32, false),
+            ],
+        },
+        StructSpec {
+            c_type: "struct tpipe_guarantee",
+            size: size_of::<TpipeGuarantee>(),
+            align: align_of::<TpipeGuarantee>(),
+            fields: vec![
+                field!(TpipeGuarantee, throughput as "throughput": u32, false),
+                field!(TpipeGuarantee, delay_us as "delay_us": u32, false),
+                field!(TpipeGuarantee, c as "C": u32, false),
+                field!(TpipeGuarantee, t as "T": u32, false),
+                field!(TpipeGuarantee, writer_vcpu as "writer_vcpu": u32, false),
+                field!(TpipeGuarantee, reader_vcpu as "reader_vcpu": u32, false),
+                field!(TpipeGuarantee, b as "B": u32, false),
+            ],
+        },
     ]
 }
 
@@ -104,6 +129,13 @@ fn constants() -> Vec<(String, i64)> {
         ("QUEST_TASK_NAME_LEN".into(), TASK_NAME_LEN as i64),
         ("QUEST_TASK_TERMINAL".into(), TASK_TERMINAL.into()),
         ("QUEST_TASK_STATE_MASK".into(), TASK_STATE_MASK.into()),
+        ("SHMCOMM_CREATE_CH".into(), SHMCOMM_CREATE_CH.into()),
+        ("SHMCOMM_CONNECT_CH".into(), SHMCOMM_CONNECT_CH.into()),
+        ("SHMCOMM_ASYNC_CH".into(), SHMCOMM_ASYNC_CH.into()),
+        ("SHMCOMM_SYNC_CH".into(), SHMCOMM_SYNC_CH.into()),
+        ("SHMCOMM_MAX_PACKET".into(), SHMCOMM_MAX_PACKET.into()),
+        ("SHMCOMM_MAX_BUFFER".into(), SHMCOMM_MAX_BUFFER.into()),
+        ("SHMCOMM_MAX_CHANNELS".into(), SHMCOMM_MAX_CHANNELS.into()),
     ];
     for c in QuestSyscall::ALL {
         v.push((format!("QUEST_NR_{}", c.name()), c.nr().into()));
@@ -127,12 +159,21 @@ const CALLS: &[(&str, &str)] = &[
     ("ps_tasks(ti, 4)", "ps_tasks"),
     ("ps_vcpus(vi, 4)", "ps_vcpus"),
     ("task_kill(12345)", "task_kill"),
+    ("shmcomm_open_send(153, SHMCOMM_CREATE_CH | SHMCOMM_ASYNC_CH, NULL, 4, -1, &ch)", "shmcomm_open_send"),
+    ("shmcomm_open_receive(153, SHMCOMM_CONNECT_CH, NULL, 4, -1)", "shmcomm_open_receive"),
+    ("(int)get_vshm_key(3)", "get_vshm_key"),
+    ("shmcomm_close(3)", "shmcomm_close"),
+    ("tpipe_open(&qos, fds, &g)", "tpipe_open"),
+    ("(int)tpipe_write(3, &qos, 4)", "tpipe_write"),
+    ("(int)tpipe_read(3, &qos, 4)", "tpipe_read"),
+    ("tpipe_close(3)", "tpipe_close"),
 ];
 
 fn c_program() -> String {
     let mut c = String::from(
         "#include <errno.h>\n#include <stddef.h>\n#include <stdio.h>\n#include <pthread.h>\n\
-         #include <quest.h>\n#include <vcpu.h>\n\n\
+         #include <quest.h>\n#include <vcpu.h>\n\
+         #include <shmcomm_user.h>\n#include <shmcomm_internal.h>\n#include <tpipe.h>\n\n\
          #define SIGNED(T, f) (((__typeof__(((T *)0)->f))-1) < 0)\n\
          int main(void) {\n",
     );
@@ -165,7 +206,9 @@ fn c_program() -> String {
     }
     c.push_str(
         "    struct sched_param sp = {.type = MAIN_VCPU, .C = 20, .T = 100};\n\
-         struct task_info ti[4];\n    struct vcpu_info vi[4];\n",
+         struct task_info ti[4];\n    struct vcpu_info vi[4];\n\
+             shmcomm_channel_t ch;\n    struct tpipe_qos qos = {.C = 1, .lambda = 1, .B = 2};\n\
+             struct tpipe_guarantee g;\n    int fds[2];\n",
     );
     for (call, name) in CALLS {
         writeln!(

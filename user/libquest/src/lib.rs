@@ -32,10 +32,12 @@
 extern crate alloc;
 
 pub mod raw;
+pub mod shmcomm;
 
 pub use quest_abi as abi;
 pub use quest_abi::{
-    AFFINITY_ANY, Errno, IO_VCPU, MAIN_VCPU, SchedParam, TaskInfo, TaskState, VcpuInfo, VcpuType,
+    AFFINITY_ANY, Errno, IO_VCPU, MAIN_VCPU, SchedParam, TaskInfo, TaskState, TpipeGuarantee,
+    TpipeQos, VcpuInfo, VcpuType,
 };
 
 use quest_abi::nr;

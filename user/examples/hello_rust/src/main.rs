@@ -82,5 +82,32 @@ fn main() {
     } else {
         println!("elapsed wrong: {elapsed:?}");
     }
+    shmcomm_round_trip();
     println!("bye");
+}
+
+/// libquest's shmcomm API: a sync channel between two threads (ENOSYS on plain Linux).
+fn shmcomm_round_trip() {
+    use libquest::shmcomm::{Channel, Kind};
+    let tx = match Channel::create_send(4242, Kind::Sync(2), 8) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("shmcomm: unavailable ({e:?})");
+            return;
+        }
+    };
+    let rx = Channel::connect_receive(4242, 8).expect("connect");
+    let reader = thread::spawn(move || {
+        let mut total = 0u64;
+        let mut b = [0u8; 8];
+        while rx.read(&mut b).expect("read") == 8 {
+            total += u64::from_le_bytes(b);
+        }
+        total
+    });
+    for i in 1..=10u64 {
+        tx.write(&i.to_le_bytes()).expect("write");
+    }
+    drop(tx); // the reader sees the end of the stream
+    println!("shmcomm: rust sync channel sum {}", reader.join().expect("reader"));
 }

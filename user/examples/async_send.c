@@ -1,0 +1,26 @@
+/* The seed's shmcomm async_send example, as the tutorial shows it. */
+#include <stdlib.h>
+#include <stdio.h>
+#include <shmcomm_user.h>
+#include <shmcomm_internal.h>
+
+int main() {
+    printf ("Sender\n");
+    shmcomm_channel_t comm_channel;
+    int res = shmcomm_open_send (153, (SHMCOMM_CREATE_CH | SHMCOMM_ASYNC_CH),
+                                NULL, sizeof(int), -1, &comm_channel);
+    if (res < 0) {
+        printf("Error\n"); return 0;
+    }
+
+    int X = 10;
+    printf ("Sending X\n");
+    shmcomm_write (comm_channel, &X, sizeof(int));
+    printf ("Sent X=%d\n", X);
+
+    if (shmcomm_close (comm_channel) < 0) {
+        printf ("Error in closing channel.\n"); return -1;
+    }
+    printf ("Channel successfully closed.\n");
+    return 0;
+}
