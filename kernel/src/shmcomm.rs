@@ -66,6 +66,11 @@ impl Drop for Turn<'_> {
 pub trait ChannelMemory: Send + Sync {
     /// The region, as words (8-byte aligned; every access is atomic).
     fn words(&self) -> &[AtomicU64];
+    /// Whether the peer may be in another kernel (a Quest-V window): then no wake-up comes
+    /// from our own wait queue, and blocked sides poll the region instead.
+    fn remote(&self) -> bool {
+        false
+    }
 }
 
 /// "Where is key K's memory": the only place that knows where channel memory comes from.
@@ -98,8 +103,49 @@ impl Provider for LocalFrames {
 
 static PROVIDER: LocalFrames = LocalFrames;
 
+/// A Quest-V channel window: memory the monitor maps into this sandbox and another one.
+struct Window(&'static [AtomicU64]);
+
+impl ChannelMemory for Window {
+    fn words(&self) -> &[AtomicU64] {
+        self.0
+    }
+    fn remote(&self) -> bool {
+        true
+    }
+}
+
+/// Under the Quest-V monitor: keys the partition configuration gives a channel window live
+/// there (shared with the other sandboxes that map it); every other key is local.
+pub struct QuestVWindows;
+
+impl QuestVWindows {
+    fn window(key: u32) -> Option<&'static [AtomicU64]> {
+        let n = hal::questv::sandbox()?.channels;
+        (0..n).find(|&i| hal::questv::channel(i).is_some_and(|w| w.key == key)).and_then(hal::questv::channel_words)
+    }
+}
+
+impl Provider for QuestVWindows {
+    fn create(&self, key: u32, bytes: usize) -> Result<Box<dyn ChannelMemory>, u32> {
+        match Self::window(key) {
+            Some(w) if bytes <= w.len() * 8 => Ok(Box::new(Window(w))),
+            Some(_) => Err(EINVAL), // the configured window is smaller than this channel
+            None => LocalFrames.create(key, bytes),
+        }
+    }
+    fn existing(&self, key: u32) -> Option<Box<dyn ChannelMemory>> {
+        // Only a window another kernel has formatted (a valid header) exists.
+        let w = Self::window(key)?;
+        channels::probe(w).ok()?;
+        Some(Box::new(Window(w)))
+    }
+}
+
+static QUESTV: QuestVWindows = QuestVWindows;
+
 fn provider() -> &'static dyn Provider {
-    &PROVIDER
+    if hal::questv::sandbox().is_some() { &QUESTV } else { &PROVIDER }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -331,8 +377,15 @@ fn terminal() -> bool {
 }
 
 /// Queues the caller on the channel, re-checks `ready` under the lock, and blocks unless it
-/// holds (the scheduler keeps a wake that arrives before the block).
+/// holds (the scheduler keeps a wake that arrives before the block). With a peer in another
+/// kernel (a Quest-V window), sleeps 1 ms and returns for the caller to re-check instead.
 fn wait_until(ch: &Channel, ready: impl Fn(&Inner) -> bool) {
+    if ch.mem.remote() {
+        if !ready(&ch.inner.lock()) && !terminal() {
+            sched::sleep_ns(1_000_000);
+        }
+        return;
+    }
     let me = sched::current();
     {
         let mut i = ch.inner.lock();

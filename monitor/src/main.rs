@@ -191,6 +191,8 @@ fn monitor_main(boot: &'static hal::Boot) -> ! {
     for c in &plan.channels {
         let r = PhysRegion::take(hal::mm::PhysRange::new(c.phys.start, c.phys.end))
             .unwrap_or_else(|e| refuse(&format!("channel {}: its region {} is not free RAM ({e:?})", c.key, c.phys)));
+        // No header until a sandbox creates the channel.
+        r.zero(0, r.len());
         println!("channel {}: {} bytes at {} ({})", c.key, c.phys.len(), c.phys, c.kind.map_or(String::from("any kind"), |k| format!("{k}")));
         chans.push(r);
     }

@@ -69,6 +69,25 @@ fn two_sandboxes_each_with_its_own_shell() -> Result<()> {
     Ok(())
 }
 
+/// The seed's shmcomm pair across sandboxes: key 153 is the configured channel window, so
+/// async_send in sandbox 0 and async_recv in sandbox 1 meet in memory only they map.
+#[test]
+fn shmcomm_between_sandboxes() -> Result<()> {
+    let mut m = boot(false, false)?;
+    // Nothing created yet: the receiver finds no channel.
+    let out = m.com(2).shell("async_recv")?;
+    assert!(out.contains("Value of res: -1") && out.contains("Error"), "receiver before sender:\n{out}");
+    let out = m.com(1).shell("async_send")?;
+    assert!(!out.contains("Error"), "sender:\n{out}");
+    let out = m.com(2).shell("async_recv")?;
+    assert!(out.contains("Recv Channel Key: 153") && out.contains("Received X=10"), "receiver:\n{out}");
+    // A key without a window stays inside its sandbox: created in sandbox 0, unknown in 1.
+    let out = m.com(2).shell("shmcomm_errors")?;
+    assert!(out.contains("errors: ") && !out.contains("UNEXPECTED"), "local channels in a sandbox:\n{out}");
+    assert_eq!(power_off_both(&mut m)?, EXIT_SUCCESS);
+    Ok(())
+}
+
 /// Steady state: over one second of guest time, with both consoles idle and a periodic
 /// real-time task running in sandbox 0, the monitor counts no exit at all on either CPU.
 #[test]
