@@ -704,6 +704,17 @@ fn quest_call(p: &Process, nr: u32, a0: u64, a1: u64, a2: u64, a3: u64) -> SysRe
             process::mark_terminal(&q, 128 + 9);
             Ok(0)
         }
+        q::QUESTV_EXITS => {
+            hal::questv::sandbox().ok_or(ENODEV)?;
+            let mut words = alloc::vec![0u64; 1 + hal::percpu::MAX_CPUS.max(16) * (1 + quest_abi::questv::EXIT_REASONS)];
+            let n = hal::questv::exit_stats(&mut words).map_err(|_| EIO)?;
+            if (a1 as usize) < n {
+                return Err(EINVAL);
+            }
+            let bytes: alloc::vec::Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).take(n).collect();
+            p.mem.lock().space.copy_to_user(a0, &bytes).map_err(|_| EFAULT)?;
+            Ok(n as u64)
+        }
         q::VCPU_GETPARAMS => {
             let sp = crate::vcpu::current_params();
             put(p, a0, &[sp.kind, sp.c, sp.t, sp.io_class, sp.affinity])

@@ -63,8 +63,18 @@ fn two_sandboxes_each_with_its_own_shell() -> Result<()> {
     }
     // Each console carries only its own sandbox.
     assert!(!m.com(1).contains("sandbox 1 of 2") && !m.com(2).contains("sandbox 0 of 2"));
-    let ls = m.com(2).shell("ps -v")?;
-    assert!(ls.contains("VCPU") || ls.contains("vcpu"), "{ls}");
+    // The monitor's exit counters from the user shell: boot exits only, then none at all while
+    // both shells sit idle (one hypercall: the program's own second reading).
+    let out = m.com(2).shell("vmexits")?;
+    assert!(out.contains("vmexits: cpu 0 sandbox 0 total ") && out.contains("vmexits: cpu 1 sandbox 1 total "), "{out}");
+    let out = m.com(2).shell("vmexits 500")?;
+    for l in out.lines().filter(|l| l.starts_with("vmexits: cpu ")) {
+        let total: u64 = l.split(" total ").nth(1).and_then(|s| s.split_whitespace().next()).context(l.to_string())?.parse()?;
+        let hc = l.contains(" hypercall 1 ");
+        assert!(total == 0 || (total == 1 && hc), "exits while idle: {l}");
+    }
+    let out = m.com(1).shell("vmexits")?;
+    assert!(out.contains("vmexits: cpu 0 sandbox 0"), "{out}");
     assert_eq!(power_off_both(&mut m)?, EXIT_SUCCESS);
     Ok(())
 }

@@ -40,6 +40,8 @@
 #define QUEST_NR_TPIPE_WRITE          (QUEST_NR_BASE + 0x31)
 #define QUEST_NR_TPIPE_READ           (QUEST_NR_BASE + 0x32)
 #define QUEST_NR_TPIPE_CLOSE          (QUEST_NR_BASE + 0x33)
+/* Quest-V */
+#define QUEST_NR_QUESTV_EXITS         (QUEST_NR_BASE + 0x40)
 
 /* ---- ps records ---- */
 
@@ -87,5 +89,24 @@ int ps_vcpus(struct vcpu_info *buf, int max);
 /* Marks a task for termination (the seed's `kill -t ID`): it dies the next time it would run.
  * Returns 0, or -1 and errno (ESRCH: no such task; EPERM: a kernel or init task). */
 int task_kill(int task);
+
+/* ---- Quest-V: the monitor's exit counters (sandboxes only) ---- */
+
+#define QUESTV_EXIT_REASONS 8   /* cpuid, io, msr, hypercall, npf, shutdown, init, other */
+
+struct questv_exits_header {
+    uint32_t cpus;      /* records that follow */
+    uint32_t reasons;   /* counters per record (QUESTV_EXIT_REASONS) */
+};
+
+struct questv_cpu_exits {
+    uint32_t cpu;       /* physical CPU index */
+    uint32_t sandbox;   /* sandbox running there (0xffffffff: none) */
+    uint64_t counts[QUESTV_EXIT_REASONS];
+};
+
+/* Copies the header and one record per CPU into buf; returns the bytes written, or -1 with
+ * errno ENODEV (not under the Quest-V monitor), EINVAL (len too small), EFAULT. */
+long questv_exits(void *buf, unsigned long len);
 
 #endif /* QUEST_H */

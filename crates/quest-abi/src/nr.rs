@@ -104,6 +104,12 @@ pub const TPIPE_READ: u32 = QUEST_BASE + 0x32;
 /// `tpipe_close(fd) -> 0`: `close`. Errors: `EBADF` (not a tuned pipe end).
 pub const TPIPE_CLOSE: u32 = QUEST_BASE + 0x33;
 
+/// `questv_exits(void *buf, size_t len) -> bytes`: under the Quest-V monitor, copies its
+/// per-CPU exit counters ([`crate::questv::ExitStatsHeader`] then one
+/// [`crate::questv::CpuExitStats`] per CPU) into `buf`. Errors: `ENODEV` (not in a Quest-V
+/// sandbox), `EINVAL` (`len` too small), `EFAULT`.
+pub const QUESTV_EXITS: u32 = QUEST_BASE + 0x40;
+
 /// Every Quest call, for the kernel's dispatcher (`QuestSyscall::from_nr(rax)`) and for tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
@@ -126,11 +132,12 @@ pub enum QuestSyscall {
     TpipeWrite = TPIPE_WRITE,
     TpipeRead = TPIPE_READ,
     TpipeClose = TPIPE_CLOSE,
+    QuestvExits = QUESTV_EXITS,
 }
 
 impl QuestSyscall {
     /// All Quest calls, in number order.
-    pub const ALL: [QuestSyscall; 17] = [
+    pub const ALL: [QuestSyscall; 18] = [
         Self::VcpuCreate,
         Self::VcpuDestroy,
         Self::VcpuGetparams,
@@ -148,6 +155,7 @@ impl QuestSyscall {
         Self::TpipeWrite,
         Self::TpipeRead,
         Self::TpipeClose,
+        Self::QuestvExits,
     ];
 
     /// The call with syscall number `nr` (the full `rax`), or `None` if `nr` is not an assigned
@@ -189,12 +197,13 @@ impl QuestSyscall {
             Self::TpipeWrite => "TPIPE_WRITE",
             Self::TpipeRead => "TPIPE_READ",
             Self::TpipeClose => "TPIPE_CLOSE",
+            Self::QuestvExits => "QUESTV_EXITS",
         }
     }
 
     /// Whether the kernel implements the call (all assigned numbers are implemented now).
     pub const fn implemented(self) -> bool {
-        (self.nr() - QUEST_BASE) < 0x40
+        (self.nr() - QUEST_BASE) <= 0x40
     }
 }
 
@@ -256,7 +265,7 @@ mod tests {
     #[test]
     fn implemented_set() {
         let implemented: usize = QuestSyscall::ALL.iter().filter(|c| c.implemented()).count();
-        assert_eq!(implemented, 17);
+        assert_eq!(implemented, 18);
         assert!(QuestSyscall::ShmcommOpenSend.implemented());
         assert!(QuestSyscall::TpipeClose.implemented());
         assert!(QuestSyscall::TaskKill.implemented());

@@ -22,6 +22,7 @@ use std::process::Command;
 use quest_abi::nr::{QUEST_BASE, QUEST_LAST};
 use quest_abi::ps::{TASK_STATE_MASK, TASK_TERMINAL};
 use quest_abi::shm::*;
+use quest_abi::questv::{CpuExitStats, EXIT_REASONS, ExitStatsHeader};
 use quest_abi::{
     AFFINITY_ANY, Errno, IO_VCPU, MAIN_VCPU, QuestSyscall, SchedParam, TASK_NAME_LEN, TaskInfo,
     TaskState, TpipeGuarantee, TpipeQos, VcpuInfo,
@@ -102,6 +103,22 @@ fn structs() -> Vec<StructSpec> {
             ],
         },
         StructSpec {
+            c_type: "struct questv_exits_header",
+            size: size_of::<ExitStatsHeader>(),
+            align: align_of::<ExitStatsHeader>(),
+            fields: vec![field!(ExitStatsHeader, cpus as "cpus": u32, false), field!(ExitStatsHeader, reasons as "reasons": u32, false)],
+        },
+        StructSpec {
+            c_type: "struct questv_cpu_exits",
+            size: size_of::<CpuExitStats>(),
+            align: align_of::<CpuExitStats>(),
+            fields: vec![
+                field!(CpuExitStats, cpu as "cpu": u32, false),
+                field!(CpuExitStats, sandbox as "sandbox": u32, false),
+                field!(CpuExitStats, counts as "counts": [u64; EXIT_REASONS], false),
+            ],
+        },
+        StructSpec {
             c_type: "struct tpipe_guarantee",
             size: size_of::<TpipeGuarantee>(),
             align: align_of::<TpipeGuarantee>(),
@@ -123,6 +140,7 @@ fn constants() -> Vec<(String, i64)> {
     let mut v: Vec<(String, i64)> = vec![
         ("QUEST_NR_BASE".into(), QUEST_BASE.into()),
         ("QUEST_NR_LAST".into(), QUEST_LAST.into()),
+        ("QUESTV_EXIT_REASONS".into(), EXIT_REASONS as i64),
         ("MAIN_VCPU".into(), MAIN_VCPU.into()),
         ("IO_VCPU".into(), IO_VCPU.into()),
         ("VCPU_AFFINITY_ANY".into(), AFFINITY_ANY.into()),
@@ -167,6 +185,7 @@ const CALLS: &[(&str, &str)] = &[
     ("(int)tpipe_write(3, &qos, 4)", "tpipe_write"),
     ("(int)tpipe_read(3, &qos, 4)", "tpipe_read"),
     ("tpipe_close(3)", "tpipe_close"),
+    ("(int)questv_exits(ti, sizeof ti)", "questv_exits"),
 ];
 
 fn c_program() -> String {
@@ -199,7 +218,8 @@ fn c_program() -> String {
                 "    printf(\"{t}.{f}.size=%zu\\n\", sizeof((({t} *)0)->{f}));"
             )
             .unwrap();
-            if *f != "name" {
+            // Arrays (name, counts) have no signedness to compare.
+            if !["name", "counts"].contains(f) {
                 writeln!(c, "    printf(\"{t}.{f}.signed=%d\\n\", SIGNED({t}, {f}));").unwrap();
             }
         }
@@ -234,7 +254,8 @@ fn expected() -> BTreeMap<String, String> {
         for (f, off, size, signed) in &s.fields {
             m.insert(format!("{t}.{f}.offset"), off.to_string());
             m.insert(format!("{t}.{f}.size"), size.to_string());
-            if *f != "name" {
+            // Arrays (name, counts) have no signedness to compare.
+            if !["name", "counts"].contains(f) {
                 m.insert(format!("{t}.{f}.signed"), (*signed as u8).to_string());
             }
         }

@@ -45,6 +45,11 @@ int task_kill(int task)
     return (int)syscall(QUEST_NR_TASK_KILL, task);
 }
 
+long questv_exits(void *buf, unsigned long len)
+{
+    return syscall(QUEST_NR_QUESTV_EXITS, buf, len);
+}
+
 /* ---- shmcomm (<shmcomm_user.h>): marshalling here, one packet per system call ---- */
 
 #include <errno.h>
