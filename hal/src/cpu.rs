@@ -114,6 +114,21 @@ pub fn trigger_wild_write(phys: u64) {
     unsafe { core::ptr::write_volatile(va as *mut u64, 0x5157_5157_5157_5157) };
 }
 
+/// Triple-faults this CPU: loads an empty IDT and raises a breakpoint (no handler → #GP → no
+/// handler → #DF → no handler → shutdown). Test builds only: on bare metal this resets the
+/// machine; in a Quest-V sandbox the monitor stops the sandbox.
+pub fn trigger_triple_fault() -> ! {
+    let empty = x86_64::structures::DescriptorTablePointer { limit: 0, base: x86_64::VirtAddr::new(0) };
+    interrupts::disable();
+    // SAFETY: deliberately fatal: after the empty IDT is loaded the next exception shuts the
+    // CPU down; nothing runs after it, so no Rust state can be observed broken.
+    unsafe {
+        x86_64::instructions::tables::lidt(&empty);
+        core::arch::asm!("int3", options(nomem, nostack));
+    }
+    halt_forever()
+}
+
 /// Deliberate faults for the in-kernel tests (the fault reporter is what they test). Each
 /// raises its exception; the kernel's fault path never returns to the caller.
 pub fn trigger_page_fault(addr: u64) -> ! {

@@ -269,6 +269,10 @@ pub fn run(what: &str) {
         "prodcons" => prodcons(&args),
         "smp" => smp(&args),
         "latency" => latency(&args),
+        "triple" => {
+            println!("ktest: triple fault");
+            hal::cpu::trigger_triple_fault();
+        }
         "wild" => {
             // Quest-V containment: write physical memory outside this sandbox's RAM.
             let addr = args.first().and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok()).unwrap_or(0x3000_0000);
@@ -277,7 +281,7 @@ pub fn run(what: &str) {
             println!("ktest: the write to {addr:#x} went through");
         }
         _ => println!(
-            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms posix|sliding], sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], wild [HEXADDR])"
+            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms posix|sliding], sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], wild [HEXADDR], triple)"
         ),
     }
 }

@@ -170,6 +170,23 @@ fn wild_write_stops_only_that_sandbox() -> Result<()> {
     Ok(())
 }
 
+/// A triple fault in one sandbox stops it with a report; the other sandbox goes on.
+#[test]
+fn triple_fault_stops_only_that_sandbox() -> Result<()> {
+    let mut m = boot(true, false)?;
+    m.com(2).send_line("ktest triple")?;
+    m.com(MONITOR).expect("sandbox quest1 (1): STOPPED on CPU 1: triple fault (shutdown)")?;
+    let out = m.com(1).shell("echo still here")?;
+    assert!(out.contains("still here"), "{out}");
+    // A kernel fault in a sandbox: the kernel's own report, then its power-off stops it.
+    m.com(1).send_line("ktest ud")?;
+    m.com(1).expect("Invalid opcode")?;
+    m.com(MONITOR).expect("sandbox quest0 (0): stopped on CPU 0: powered off (code 0x11)")?;
+    m.com(MONITOR).expect("every sandbox has stopped; powering off")?;
+    assert_eq!(m.wait_exit()?, EXIT_FAILURE);
+    Ok(())
+}
+
 /// A plan that does not fit the machine (the image is built for 512 MiB; this machine has
 /// 256 MiB) is refused at boot with the reason; nothing is launched.
 #[test]
