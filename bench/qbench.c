@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -73,9 +74,14 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Operations the current benchmark ran, warm-up included (for `cargo xtask bench --profile`). */
+static int total_ops;
+
 /* Sorts `v` (ticks), prints the @BENCH line in ns. */
 static void report(const char *name, uint64_t *v, int n)
 {
+    printf("@INFO %s_total_ops=%d\n", name, total_ops ? total_ops : n);
+    total_ops = 0;
     qsort(v, n, sizeof *v, cmp_u64);
     printf("@BENCH %s ns median=%llu max=%llu n=%d\n", name, (unsigned long long)ns(v[n / 2]),
            (unsigned long long)ns(v[n - 1]), n);
@@ -93,6 +99,7 @@ static void b_null_syscall(void)
     uint64_t *v = malloc(n * sizeof *v);
     for (int i = 0; i < warm(); i++)
         syscall(SYS_getppid);
+    total_ops = n + warm();
     for (int i = 0; i < n; i++) {
         uint64_t t0 = rdtsc();
         syscall(SYS_getppid);
@@ -122,6 +129,7 @@ static void b_pipe_pingpong(void)
         _exit(0);
     }
     uint64_t *v = malloc(n * sizeof *v);
+    total_ops = n + w;
     for (int i = 0; i < n + w; i++) {
         uint64_t t0 = rdtsc();
         if (write(a[1], &c, 1) != 1 || read(b[0], &c, 1) != 1)
@@ -140,6 +148,7 @@ static void b_fork_exit_wait(void)
 {
     int n = iters() / 4, w = warm() / 4;
     uint64_t *v = malloc(n * sizeof *v);
+    total_ops = n + w;
     for (int i = 0; i < n + w; i++) {
         uint64_t t0 = rdtsc();
         pid_t pid = fork();
@@ -162,6 +171,7 @@ static void b_thread_create_join(void)
 {
     int n = iters() / 2, w = warm() / 2;
     uint64_t *v = malloc(n * sizeof *v);
+    total_ops = n + w;
     for (int i = 0; i < n + w; i++) {
         pthread_t t;
         uint64_t t0 = rdtsc();
@@ -200,11 +210,13 @@ static void b_futex_pingpong(void)
 {
     int n = iters(), w = warm();
     fx_rounds = n + w;
+    total_ops = n + w;
     fword = 0;
     pthread_t t;
     if (pthread_create(&t, NULL, futex_partner, NULL))
         die("pthread_create");
     uint64_t *v = malloc(n * sizeof *v);
+    total_ops = n + w;
     for (int i = 0; i < n + w; i++) {
         uint64_t t0 = rdtsc();
         fword = 1;
@@ -250,6 +262,7 @@ static void b_msg_pipe(void)
         _exit(0);
     }
     uint64_t *v = malloc(n * sizeof *v);
+    total_ops = (n + w) * BATCH;
     for (int i = 0; i < n + w; i++) {
         uint64_t t0 = rdtsc();
         for (int k = 0; k < BATCH; k++)
@@ -276,6 +289,9 @@ static void b_wakeup(void)
     uint64_t *v = malloc(n * sizeof *v);
     static unsigned hist[101];
     memset(hist, 0, sizeof hist);
+    /* Linux adds a 50 us timer slack to every sleep of a normal task (cyclictest avoids it
+     * with SCHED_FIFO); ask for none. Quest-RS has no slack (and no prctl: ENOSYS). */
+    printf("@INFO timerslack_prctl=%d\n", prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0));
     uint64_t next = mono_ns() + period;
     for (int i = 0; i < n + w; i++) {
         struct timespec ts = {.tv_sec = next / 1000000000ull, .tv_nsec = next % 1000000000ull};
