@@ -21,16 +21,28 @@ use object::{Object, ObjectSymbol, SymbolKind};
 use crate::{image, root};
 
 /// Kernel instructions per translated block start, and how often each block ran.
+///
+/// Under -icount QEMU also translates blocks limited to a few instructions (to stop exactly at
+/// a timer deadline): the exec line's `cflags` carries that limit (`CF_COUNT_MASK`, the low 9
+/// bits; 0 = no limit), so a block's length is the longest translation seen at its address,
+/// capped per execution by the limit.
 #[derive(Default, Debug)]
 pub struct Counts {
     len: HashMap<u64, u64>,
-    execs: HashMap<u64, u64>,
+    /// (block start, instruction limit or 0) -> executions.
+    execs: HashMap<(u64, u64), u64>,
 }
+
+/// QEMU's CF_COUNT_MASK.
+const CF_COUNT_MASK: u64 = 0x1ff;
 
 impl Counts {
     /// Instructions executed per block start.
     fn instructions(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.execs.iter().map(|(pc, n)| (*pc, n * self.len.get(pc).copied().unwrap_or(1)))
+        self.execs.iter().map(|((pc, limit), n)| {
+            let len = self.len.get(pc).copied().unwrap_or(1);
+            (*pc, n * if *limit != 0 { len.min(*limit) } else { len })
+        })
     }
 }
 
@@ -46,8 +58,11 @@ pub fn parse_log(r: impl BufRead) -> Counts {
         let Ok(line) = line else { break };
         if let Some(rest) = line.strip_prefix("Trace ") {
             // Trace 0: 0x7f.. [00000000/ffffffff80154410/0000c0b0/ff022200] 
-            if let Some(pc) = rest.split('/').nth(1).and_then(|p| u64::from_str_radix(p, 16).ok()) {
-                *c.execs.entry(pc).or_default() += 1;
+            let mut f = rest.split('/');
+            let pc = f.nth(1).and_then(|p| u64::from_str_radix(p, 16).ok());
+            let cflags = f.nth(1).and_then(|p| u64::from_str_radix(p.trim_end_matches(|c: char| !c.is_ascii_hexdigit()), 16).ok());
+            if let Some(pc) = pc {
+                *c.execs.entry((pc, cflags.unwrap_or(0) & CF_COUNT_MASK)).or_default() += 1;
             }
             continue;
         }
@@ -69,7 +84,8 @@ pub fn parse_log(r: impl BufRead) -> Counts {
                 *n += 1;
             } else if line.trim().is_empty() {
                 if *n > 0 {
-                    c.len.insert(*start, *n);
+                    let l = c.len.entry(*start).or_default();
+                    *l = (*l).max(*n);
                 }
                 block = None;
             }
@@ -213,6 +229,11 @@ Trace 0: 0x7f4d145466c0 [00000000/ffffffff80154410/0000c0b0/ff022200]
 Trace 0: 0x7f4d145466c0 [00000000/ffffffff80154410/0000c0b0/ff022200] 
 ----------------
 IN: 
+0xffffffff80154410:  55                       pushq    %rbp
+
+Trace 0: 0x7f4d14546000 [00000000/ffffffff80154410/0000c0b0/ff022201] 
+----------------
+IN: 
 0xffffffff8015445c:  eb 11                    jmp      0xffffffff8015446f
 
 Trace 0: 0x7f4d14546bc0 [00000000/ffffffff8015445c/0000c0b0/ff022200] 
@@ -224,7 +245,13 @@ Trace 0: 0x7f4d14546bc0 [00000000/ffffffff8015445c/0000c0b0/ff022200]
         assert_eq!(c.len[&0xffffffff80154410], 3, "continuation lines are not instructions");
         let mut v: Vec<(u64, u64)> = c.instructions().collect();
         v.sort();
-        assert_eq!(v, [(0xffffffff80154410, 6), (0xffffffff8015445c, 1)]);
+        // Two full runs of the 3-instruction block, one run limited to 1 instruction (icount).
+        let mut by_pc: HashMap<u64, u64> = HashMap::new();
+        for (pc, n) in v.drain(..) {
+            *by_pc.entry(pc).or_default() += n;
+        }
+        assert_eq!(by_pc[&0xffffffff80154410], 7);
+        assert_eq!(by_pc[&0xffffffff8015445c], 1);
     }
 
     #[test]
