@@ -3,6 +3,8 @@
 //!
 //! Used by the integration tests in `tests/tests/` and by `cargo xtask run --batch`. Timeouts
 //! only catch hangs; no test asserts on host time.
+pub mod bench;
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -17,11 +17,18 @@ pub struct Image {
     pub iso: PathBuf,
 }
 
+/// Profile of the kernel `cargo xtask bench` measures: no debug assertions or overflow checks.
+pub const BENCH_PROFILE: &str = "kernel-release";
+
 /// Builds the kernel (`ktest`: the test build) and an ISO with `add` in /boot.
 pub fn build(ktest: bool, add: &[PathBuf]) -> Result<Image> {
-    let flavour = if ktest { "ktest" } else { "normal" };
+    build_with(PROFILE, ktest, if ktest { "ktest" } else { "normal" }, add)
+}
+
+/// Builds the kernel with cargo profile `profile` into target/quest/`flavour`/.
+pub fn build_with(profile: &str, ktest: bool, flavour: &str, add: &[PathBuf]) -> Result<Image> {
     let mut c = cargo();
-    c.args(["build", "-p", "kernel", "--bin", "quest", "--target", KERNEL_TARGET, "--profile", PROFILE]);
+    c.args(["build", "-p", "kernel", "--bin", "quest", "--target", KERNEL_TARGET, "--profile", profile]);
     if ktest {
         c.args(["--features", "ktest"]);
     }
@@ -29,7 +36,7 @@ pub fn build(ktest: bool, add: &[PathBuf]) -> Result<Image> {
     if !st.success() {
         bail!("kernel build failed");
     }
-    let built = root().join("target").join(KERNEL_TARGET).join(PROFILE).join("quest");
+    let built = root().join("target").join(KERNEL_TARGET).join(profile).join("quest");
     let out = root().join("target/quest").join(flavour);
     let iso_root = out.join("iso");
     if iso_root.exists() {

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
+mod bench_profile;
 mod cc;
 mod image;
 mod plot;
@@ -38,6 +40,17 @@ commands:
   gdb     boot QEMU halted with its GDB stub and attach GDB with the kernel's symbols
   plot    schedule trace to an SVG Gantt chart:
             (--example NAME | --trace FILE | --list) [-o OUT.svg] [--start-ms N] [--end-ms N]
+  bench   Quest-RS beside Linux in the same emulated machine (-icount): writes
+          target/bench/results.{md,json,svg}; see docs/benchmarks.md
+            --quick         fewer iterations (under 10 minutes on 2 cores)
+            --runs N        boots of each system (default 3; --quick: 1)
+            --quest-only    skip Linux (no kernel download)
+            --debug-kernel  measure the `kernel` profile (debug assertions on) instead
+                            of `kernel-release`
+            --profile NAME  where Quest-RS's kernel instructions go in benchmark NAME
+                            (QEMU block log; writes target/bench/profile/NAME.md);
+                            with --after A,B: NAME after benchmarks A and B ran;
+                            --full: full iteration counts
   build   build the kernel and the ISO images only (target/quest/); --test-images: with the
           test fixtures, as `test --qemu` uses them
             --sandboxes F [--add FILE]...   the Quest-V images for partition
@@ -64,6 +77,7 @@ fn real_main(args: &[String]) -> Result<()> {
         "test" => test(rest),
         "gdb" => gdb(&RunOpts::parse(rest)?),
         "plot" => plot::run(rest),
+        "bench" => bench::run(rest),
         "cc" => cc::run(rest),
         "build" => {
             let tools = tools(true)?;
@@ -186,6 +200,10 @@ fn boot_files(add: &[PathBuf]) -> Result<Vec<PathBuf>> {
         cc::cc(&out, &[root().join(format!("user/sysprogs/{prog}.c"))])?;
         files.push(out);
     }
+    // The benchmark program (`cargo xtask bench`; the QEMU tests run it once as a smoke test).
+    let qbench = dir.join("qbench");
+    cc::cc(&qbench, &[root().join("bench/qbench.c")])?;
+    files.push(qbench);
     // An init.conf given with --add replaces the default one.
     if !add.iter().any(|a| a.file_name().is_some_and(|n| n == "init.conf")) {
         files.push(root().join("user/sysprogs/init.conf"));

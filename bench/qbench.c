@@ -1,0 +1,570 @@
+/*
+ * qbench: the Quest-RS / Linux benchmark program (`cargo xtask bench`).
+ *
+ * One static musl binary, the same on both systems. On Quest-RS it is /boot/qbench, started by
+ * user_init from /boot/init.conf; on Linux it is the initramfs's /qbench, started as PID 1
+ * (rdinit=/qbench, arguments after "--" on the kernel command line).
+ *
+ *   qbench [--quick] [--poweroff] [NAME...]     (no NAME: every benchmark)
+ *
+ * Timing: the TSC, read with rdtsc (lfence before and after). Under QEMU -icount shift=0 the TSC
+ * advances one tick per guest nanosecond = one guest instruction, on both systems; the program
+ * checks the TSC against CLOCK_MONOTONIC at start (@INFO tsc_per_ns) and converts ticks to ns.
+ * CLOCK_MONOTONIC is not used per iteration because on Quest-RS it is a system call (no vDSO)
+ * while on Linux it is not: per-iteration clock_gettime would tax Quest-RS only.
+ *
+ * Output, one line per result (parsed by xtask/src/bench.rs):
+ *   @BENCH name unit median=X max=Y n=N        latency benchmarks: X, Y per operation
+ *   @HIST name lo_ns:count ...                  histogram of a latency benchmark
+ *   @INFO key=value                             facts about the run
+ *   @SKIP name reason...                        a benchmark that could not run here
+ *   @DONE
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#define FUTEX_WAIT_PRIVATE 128
+#define FUTEX_WAKE_PRIVATE 129
+
+static uint64_t boot_tsc; /* TSC at the first instruction of main */
+static int quick;
+static double tsc_per_ns = 1.0;
+
+static inline uint64_t rdtsc(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("lfence; rdtsc; lfence" : "=a"(lo), "=d"(hi)::"memory");
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static uint64_t ns(uint64_t ticks) { return (uint64_t)(ticks / tsc_per_ns + 0.5); }
+
+static void die(const char *what)
+{
+    printf("@SKIP %s failed: %s\n", what, strerror(errno));
+    fflush(stdout);
+    exit(1);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Operations the current benchmark ran, warm-up included (for `cargo xtask bench --profile`). */
+static int total_ops;
+
+/* Sorts `v` (ticks), prints the @BENCH line in ns. */
+static void report(const char *name, uint64_t *v, int n)
+{
+    printf("@INFO %s_total_ops=%d\n", name, total_ops ? total_ops : n);
+    total_ops = 0;
+    qsort(v, n, sizeof *v, cmp_u64);
+    printf("@BENCH %s ns median=%llu max=%llu n=%d\n", name, (unsigned long long)ns(v[n / 2]),
+           (unsigned long long)ns(v[n - 1]), n);
+    fflush(stdout);
+}
+
+/* Iteration counts: warm-up, measured. */
+static int warm(void) { return quick ? 20 : 100; }
+static int iters(void) { return quick ? 200 : 2000; }
+
+/* ---------------------------------------------------------------- null syscall */
+static void b_null_syscall(void)
+{
+    int n = iters() * 5;
+    uint64_t *v = malloc(n * sizeof *v);
+    for (int i = 0; i < warm(); i++)
+        syscall(SYS_getppid);
+    total_ops = n + warm();
+    for (int i = 0; i < n; i++) {
+        uint64_t t0 = rdtsc();
+        syscall(SYS_getppid);
+        v[i] = rdtsc() - t0;
+    }
+    report("null_syscall", v, n);
+    free(v);
+}
+
+/* ---------------------------------------------------------------- pipe ping-pong */
+/* Two processes, two pipes, one byte each way: a round trip is two context switches (lmbench
+ * lat_ctx / lat_pipe style). */
+static void b_pipe_pingpong(void)
+{
+    int a[2], b[2], n = iters(), w = warm();
+    if (pipe(a) || pipe(b))
+        die("pipe");
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    char c = 'x';
+    if (pid == 0) {
+        for (int i = 0; i < n + w; i++) {
+            if (read(a[0], &c, 1) != 1 || write(b[1], &c, 1) != 1)
+                _exit(1);
+        }
+        _exit(0);
+    }
+    uint64_t *v = malloc(n * sizeof *v);
+    total_ops = n + w;
+    for (int i = 0; i < n + w; i++) {
+        uint64_t t0 = rdtsc();
+        if (write(a[1], &c, 1) != 1 || read(b[0], &c, 1) != 1)
+            die("pipe_pingpong");
+        if (i >= w)
+            v[i - w] = rdtsc() - t0;
+    }
+    waitpid(pid, NULL, 0);
+    close(a[0]); close(a[1]); close(b[0]); close(b[1]);
+    report("pipe_pingpong", v, n);
+    free(v);
+}
+
+/* ---------------------------------------------------------------- fork + exit + wait */
+static void b_fork_exit_wait(void)
+{
+    int n = iters() / 4, w = warm() / 4;
+    uint64_t *v = malloc(n * sizeof *v);
+    total_ops = n + w;
+    for (int i = 0; i < n + w; i++) {
+        uint64_t t0 = rdtsc();
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(0);
+        if (pid < 0)
+            die("fork");
+        waitpid(pid, NULL, 0);
+        if (i >= w)
+            v[i - w] = rdtsc() - t0;
+    }
+    report("fork_exit_wait", v, n);
+    free(v);
+}
+
+/* ---------------------------------------------------------------- thread create + join */
+static void *nop_thread(void *arg) { return arg; }
+
+static void b_thread_create_join(void)
+{
+    int n = iters() / 2, w = warm() / 2;
+    uint64_t *v = malloc(n * sizeof *v);
+    total_ops = n + w;
+    for (int i = 0; i < n + w; i++) {
+        pthread_t t;
+        uint64_t t0 = rdtsc();
+        if (pthread_create(&t, NULL, nop_thread, NULL))
+            die("pthread_create");
+        pthread_join(t, NULL);
+        if (i >= w)
+            v[i - w] = rdtsc() - t0;
+    }
+    report("thread_create_join", v, n);
+    free(v);
+}
+
+/* ---------------------------------------------------------------- futex ping-pong */
+static volatile int fword; /* 0: main's turn, 1: the partner's turn */
+static int fx_rounds;
+
+static void fwait(volatile int *addr, int val)
+{
+    while (*addr == val)
+        syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+static void fwake(volatile int *addr) { syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0); }
+
+static void *futex_partner(void *arg)
+{
+    for (int i = 0; i < fx_rounds; i++) {
+        fwait(&fword, 0);
+        fword = 0;
+        fwake(&fword);
+    }
+    return arg;
+}
+
+static void b_futex_pingpong(void)
+{
+    int n = iters(), w = warm();
+    fx_rounds = n + w;
+    total_ops = n + w;
+    fword = 0;
+    pthread_t t;
+    if (pthread_create(&t, NULL, futex_partner, NULL))
+        die("pthread_create");
+    uint64_t *v = malloc(n * sizeof *v);
+    total_ops = n + w;
+    for (int i = 0; i < n + w; i++) {
+        uint64_t t0 = rdtsc();
+        fword = 1;
+        fwake(&fword);
+        fwait(&fword, 1);
+        if (i >= w)
+            v[i - w] = rdtsc() - t0;
+    }
+    pthread_join(t, NULL);
+    report("futex_pingpong", v, n);
+    free(v);
+}
+
+/* ---------------------------------------------------------------- message passing: pipe */
+/* A stream of 64-byte messages from one process to another through a pipe; the receiver
+ * answers each batch of 16 with one byte (flow control). Reported: time per message. */
+#define MSG 64
+#define BATCH 16
+static void b_msg_pipe(void)
+{
+    int a[2], b[2], n = iters() / 4, w = warm() / 4;
+    if (pipe(a) || pipe(b))
+        die("pipe");
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    char m[MSG];
+    memset(m, 'm', sizeof m);
+    if (pid == 0) {
+        for (int i = 0; i < n + w; i++) {
+            for (int k = 0; k < BATCH; k++) {
+                size_t got = 0;
+                while (got < MSG) {
+                    ssize_t r = read(a[0], m + got, MSG - got);
+                    if (r <= 0)
+                        _exit(1);
+                    got += r;
+                }
+            }
+            if (write(b[1], m, 1) != 1)
+                _exit(1);
+        }
+        _exit(0);
+    }
+    uint64_t *v = malloc(n * sizeof *v);
+    total_ops = (n + w) * BATCH;
+    for (int i = 0; i < n + w; i++) {
+        uint64_t t0 = rdtsc();
+        for (int k = 0; k < BATCH; k++)
+            if (write(a[1], m, MSG) != MSG)
+                die("msg_pipe write");
+        if (read(b[0], m, 1) != 1)
+            die("msg_pipe read");
+        if (i >= w)
+            v[i - w] = (rdtsc() - t0) / BATCH;
+    }
+    waitpid(pid, NULL, 0);
+    close(a[0]); close(a[1]); close(b[0]); close(b[1]);
+    report("msg_pipe", v, n);
+    free(v);
+}
+
+/* ---------------------------------------------------------------- periodic wake-up */
+/* cyclictest style: clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME) every 1 ms; latency = time
+ * of wake-up (clock_gettime) - programmed time. Histogram in 1 us buckets up to 100 us. */
+static void b_wakeup(void)
+{
+    int n = quick ? 200 : 1000, w = 10;
+    const uint64_t period = 1000000;
+    uint64_t *v = malloc(n * sizeof *v);
+    static unsigned hist[101];
+    memset(hist, 0, sizeof hist);
+    /* Linux adds a 50 us timer slack to every sleep of a normal task (cyclictest avoids it
+     * with SCHED_FIFO); ask for none. Quest-RS has no slack (and no prctl: ENOSYS). */
+    printf("@INFO timerslack_prctl=%d\n", prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0));
+    uint64_t next = mono_ns() + period;
+    for (int i = 0; i < n + w; i++) {
+        struct timespec ts = {.tv_sec = next / 1000000000ull, .tv_nsec = next % 1000000000ull};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+            ;
+        uint64_t now = mono_ns();
+        uint64_t lat = now > next ? now - next : 0;
+        if (i >= w) {
+            v[i - w] = lat; /* already ns */
+            hist[lat / 1000 > 100 ? 100 : lat / 1000]++;
+        }
+        next += period;
+        while (next <= now) /* overrun: skip periods, like cyclictest */
+            next += period;
+    }
+    qsort(v, n, sizeof *v, cmp_u64);
+    printf("@BENCH wakeup_latency ns median=%llu max=%llu n=%d\n", (unsigned long long)v[n / 2],
+           (unsigned long long)v[n - 1], n);
+    printf("@HIST wakeup_latency");
+    for (int i = 0; i <= 100; i++)
+        if (hist[i])
+            printf(" %dus:%u", i, hist[i]);
+    printf("\n");
+    uint64_t jitter = v[n - 1] - v[0];
+    printf("@BENCH wakeup_jitter ns median=%llu max=%llu n=%d\n",
+           (unsigned long long)(v[(n * 99) / 100] - v[n / 100]), (unsigned long long)jitter, n);
+    fflush(stdout);
+    free(v);
+}
+
+/* ---------------------------------------------------------------- Thread-Metric style suite */
+/* After the published description of Express Logic's Thread-Metric: each test counts the
+ * operations completed in a fixed interval (here of guest time, measured with CLOCK_MONOTONIC;
+ * under -icount a fixed number of guest instructions). The main thread sleeps through each
+ * interval and samples the counters; worker threads do the work. @BENCH tm_* ops lines report
+ * the median and the max over the intervals. Every test runs on pthreads and POSIX semaphores
+ * (musl: futex), which is also Quest-RS's thread API (threads run on VCPU 0). */
+static volatile int tm_stop;
+static volatile uint64_t tm_count[5];
+
+static uint64_t tm_total(int k)
+{
+    uint64_t s = 0;
+    for (int i = 0; i < k; i++)
+        s += tm_count[i];
+    return s;
+}
+
+static void tm_run(const char *name, void *(*fn)(void *), int nthreads)
+{
+    int intervals = quick ? 3 : 5;
+    uint64_t interval = quick ? 20000000ull : 100000000ull; /* ns */
+    pthread_t t[5];
+    tm_stop = 0;
+    memset((void *)tm_count, 0, sizeof tm_count);
+    for (long i = 0; i < nthreads; i++)
+        if (pthread_create(&t[i], NULL, fn, (void *)i))
+            die("pthread_create");
+    uint64_t v[8];
+    struct timespec warmup = {.tv_sec = 0, .tv_nsec = (long)(interval / 4)};
+    nanosleep(&warmup, NULL);
+    for (int k = 0; k < intervals; k++) {
+        uint64_t c0 = tm_total(nthreads), t0 = mono_ns();
+        struct timespec ts = {.tv_sec = interval / 1000000000ull, .tv_nsec = interval % 1000000000ull};
+        nanosleep(&ts, NULL);
+        uint64_t c1 = tm_total(nthreads), t1 = mono_ns();
+        /* Normalise to exactly one interval (the sleep may overrun a little). */
+        v[k] = (uint64_t)((double)(c1 - c0) * interval / (double)(t1 - t0) + 0.5);
+    }
+    tm_stop = 1;
+    for (int i = 0; i < nthreads; i++)
+        pthread_join(t[i], NULL);
+    qsort(v, intervals, sizeof v[0], cmp_u64);
+    printf("@BENCH %s ops/%llums median=%llu max=%llu n=%d\n", name,
+           (unsigned long long)(interval / 1000000), (unsigned long long)v[intervals / 2],
+           (unsigned long long)v[intervals - 1], intervals);
+    fflush(stdout);
+}
+
+/* Basic processing: no kernel calls at all (sanity row: should be ~1.0). */
+static void *tm_basic(void *arg)
+{
+    volatile uint32_t a[64];
+    while (!tm_stop) {
+        for (int i = 0; i < 64; i++)
+            a[i] = i;
+        for (int i = 0; i < 64; i++)
+            a[i] = a[i] + a[(i + 1) & 63];
+        tm_count[0]++;
+    }
+    return arg;
+}
+
+/* Cooperative context switch: 5 threads, each increments its counter and yields. */
+static void *tm_coop(void *arg)
+{
+    long me = (long)arg;
+    while (!tm_stop) {
+        tm_count[me]++;
+        sched_yield();
+    }
+    return arg;
+}
+
+/* Preemptive context switch: 5 threads in a ring, each blocked on its own semaphore; a thread
+ * wakes the next and blocks. Thread-Metric uses priorities (a resumed higher-priority thread
+ * preempts); neither system gives these threads priorities here, so every step is a wake-up
+ * and a switch through the scheduler. */
+static sem_t ring[5];
+static void *tm_preempt(void *arg)
+{
+    long me = (long)arg;
+    for (;;) {
+        sem_wait(&ring[me]);
+        if (tm_stop) {
+            sem_post(&ring[(me + 1) % 5]);
+            break;
+        }
+        tm_count[me]++;
+        sem_post(&ring[(me + 1) % 5]);
+    }
+    return arg;
+}
+
+/* Interrupt processing: the thread raises a "software interrupt" — a trap into the kernel
+ * (the getppid system call: user code has no self-IPI on either system and Quest-RS delivers
+ * no signals) — the "handler" posts a semaphore and the thread takes it. */
+static sem_t isr_sem;
+static void *tm_interrupt(void *arg)
+{
+    while (!tm_stop) {
+        syscall(SYS_getppid);
+        sem_post(&isr_sem);
+        sem_wait(&isr_sem);
+        tm_count[0]++;
+    }
+    return arg;
+}
+
+/* Message processing: a thread sends a 16-byte message to a queue and receives it back
+ * (a mutex-protected ring of 10 messages). */
+struct msgq {
+    pthread_mutex_t m;
+    uint32_t buf[10][4];
+    int head, tail;
+};
+static struct msgq q = {.m = PTHREAD_MUTEX_INITIALIZER};
+static void *tm_msgq(void *arg)
+{
+    uint32_t msg[4] = {1, 2, 3, 4}, in[4];
+    while (!tm_stop) {
+        pthread_mutex_lock(&q.m);
+        memcpy(q.buf[q.tail], msg, sizeof msg);
+        q.tail = (q.tail + 1) % 10;
+        pthread_mutex_unlock(&q.m);
+        pthread_mutex_lock(&q.m);
+        memcpy(in, q.buf[q.head], sizeof in);
+        q.head = (q.head + 1) % 10;
+        pthread_mutex_unlock(&q.m);
+        if (in[3] != 4)
+            abort();
+        msg[0]++;
+        tm_count[0]++;
+    }
+    return arg;
+}
+
+/* Synchronization processing: get and put a semaphore. */
+static sem_t sync_sem;
+static void *tm_sem(void *arg)
+{
+    while (!tm_stop) {
+        sem_wait(&sync_sem);
+        sem_post(&sync_sem);
+        tm_count[0]++;
+    }
+    return arg;
+}
+
+/* Memory allocation: allocate and free a 128-byte block. */
+static void *tm_malloc(void *arg)
+{
+    while (!tm_stop) {
+        void *volatile p = malloc(128);
+        free(p);
+        tm_count[0]++;
+    }
+    return arg;
+}
+
+static void b_tm(void)
+{
+    tm_run("tm_basic", tm_basic, 1);
+    tm_run("tm_coop", tm_coop, 5);
+    for (int i = 0; i < 5; i++)
+        sem_init(&ring[i], 0, i == 0);
+    tm_run("tm_preempt", tm_preempt, 5);
+    sem_init(&isr_sem, 0, 0);
+    tm_run("tm_interrupt", tm_interrupt, 1);
+    tm_run("tm_msgq", tm_msgq, 1);
+    sem_init(&sync_sem, 0, 1);
+    tm_run("tm_sem", tm_sem, 1);
+    tm_run("tm_malloc", tm_malloc, 1);
+}
+
+/* ---------------------------------------------------------------- main */
+static void calibrate(void)
+{
+    uint64_t m0 = mono_ns(), t0 = rdtsc();
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 5000000};
+    nanosleep(&ts, NULL);
+    uint64_t m1 = mono_ns(), t1 = rdtsc();
+    if (m1 > m0 && t1 > t0)
+        tsc_per_ns = (double)(t1 - t0) / (double)(m1 - m0);
+    printf("@INFO tsc_per_ns=%.4f\n", tsc_per_ns);
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} benches[] = {
+    {"null_syscall", b_null_syscall},       {"pipe_pingpong", b_pipe_pingpong},
+    {"fork_exit_wait", b_fork_exit_wait},   {"thread_create_join", b_thread_create_join},
+    {"futex_pingpong", b_futex_pingpong},   {"msg_pipe", b_msg_pipe},
+    {"wakeup", b_wakeup},                   {"tm", b_tm},
+};
+
+int main(int argc, char **argv)
+{
+    boot_tsc = rdtsc();
+    int poweroff = 0, any = 0;
+    if (getpid() == 1 && fcntl(1, F_GETFD) < 0) {
+        /* Linux init without a console: make one. */
+        mknod("/dev/console", S_IFCHR | 0600, makedev(5, 1));
+        int fd = open("/dev/console", O_RDWR);
+        if (fd >= 0) {
+            dup2(fd, 0); dup2(fd, 1); dup2(fd, 2);
+        }
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("@INFO boot_tsc=%llu\n", (unsigned long long)boot_tsc);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--poweroff"))
+            poweroff = 1;
+    }
+    calibrate();
+    printf("@INFO quick=%d\n", quick);
+    /* Boot to the first instruction of this program, in ns (= instructions under icount). */
+    printf("@BENCH boot_to_user ns median=%llu max=%llu n=1\n", (unsigned long long)ns(boot_tsc),
+           (unsigned long long)ns(boot_tsc));
+    for (size_t b = 0; b < sizeof benches / sizeof benches[0]; b++) {
+        int run = 1;
+        for (int i = 1; i < argc; i++)
+            if (argv[i][0] != '-') {
+                any = 1;
+                run = 0;
+            }
+        if (any)
+            for (int i = 1; i < argc; i++)
+                if (!strcmp(argv[i], benches[b].name))
+                    run = 1;
+        if (run) {
+            printf("@START %s\n", benches[b].name);
+            benches[b].fn();
+        }
+    }
+    printf("@DONE\n");
+    fflush(stdout);
+    if (poweroff) {
+        sync();
+        reboot(RB_POWER_OFF);
+    }
+    return 0;
+}
