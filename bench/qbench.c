@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
@@ -40,6 +41,10 @@
 #include <unistd.h>
 #define FUTEX_WAIT_PRIVATE 128
 #define FUTEX_WAKE_PRIVATE 129
+#define FUTEX_WAIT_SHARED 0
+#define FUTEX_WAKE_SHARED 1
+
+#include <shmcomm_user.h>
 
 static uint64_t boot_tsc; /* TSC at the first instruction of main */
 static int quick;
@@ -276,6 +281,118 @@ static void b_msg_pipe(void)
     waitpid(pid, NULL, 0);
     close(a[0]); close(a[1]); close(b[0]); close(b[1]);
     report("msg_pipe", v, n);
+    free(v);
+}
+
+/* ---------------------------------------------------------------- shared-memory messages */
+/* The same traffic as msg_pipe (BATCH 64-byte messages, then a one-byte ack through a pipe),
+ * through each system's shared-memory channel: on Quest-RS a shmcomm synchronous channel
+ * (SHMCOMM_SYNC_CH, 64 packets); on Linux, where shmcomm does not exist (ENOSYS), a
+ * single-producer single-consumer ring of 64 slots in MAP_SHARED memory with futex waits. */
+#define RING 64
+struct shm_ring {
+    volatile uint32_t head, tail; /* written by producer / consumer */
+    char slot[RING][MSG];
+};
+
+static void ring_wait(volatile uint32_t *w, uint32_t seen)
+{
+    syscall(SYS_futex, w, FUTEX_WAIT_SHARED, seen, NULL, NULL, 0);
+}
+static void ring_wake(volatile uint32_t *w) { syscall(SYS_futex, w, FUTEX_WAKE_SHARED, 1, NULL, NULL, 0); }
+
+static void ring_put(struct shm_ring *r, const char *m)
+{
+    uint32_t h = r->head, t;
+    while (h - (t = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE)) == RING)
+        ring_wait(&r->tail, t);
+    memcpy(r->slot[h % RING], m, MSG);
+    __atomic_store_n(&r->head, h + 1, __ATOMIC_RELEASE);
+    if (h == t) /* was empty: the consumer may sleep */
+        ring_wake(&r->head);
+}
+
+static void ring_get(struct shm_ring *r, char *m)
+{
+    uint32_t t = r->tail, h;
+    while ((h = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE)) == t)
+        ring_wait(&r->head, h);
+    memcpy(m, r->slot[t % RING], MSG);
+    __atomic_store_n(&r->tail, t + 1, __ATOMIC_RELEASE);
+    if (h - t == RING) /* was full: the producer may sleep */
+        ring_wake(&r->tail);
+}
+
+static void b_msg_shm(void)
+{
+    int b[2], n = iters() / 4, w = warm() / 4;
+    if (pipe(b))
+        die("pipe");
+    unsigned key = 7000 + (unsigned)getpid();
+    shmcomm_channel_t tx;
+    int quest = shmcomm_open_send(key, SHMCOMM_CREATE_CH | SHMCOMM_SYNC_CH, NULL, MSG, RING, &tx) >= 0;
+    struct shm_ring *r = NULL;
+    if (!quest) {
+        if (errno != ENOSYS)
+            die("shmcomm_open_send");
+        r = mmap(NULL, sizeof *r, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (r == MAP_FAILED)
+            die("mmap MAP_SHARED");
+        r->head = r->tail = 0;
+    }
+    printf("@INFO msg_shm=%s\n", quest ? "shmcomm_sync" : "mmap_shared_ring");
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    char m[MSG];
+    memset(m, 'm', sizeof m);
+    if (pid == 0) {
+        int rx = -1;
+        if (quest) {
+            shmcomm_close(tx);
+            rx = shmcomm_open_receive(key, SHMCOMM_CONNECT_CH, NULL, MSG, RING);
+            if (rx < 0)
+                _exit(1);
+        }
+        for (int i = 0; i < n + w; i++) {
+            for (int k = 0; k < BATCH; k++) {
+                if (quest) {
+                    if (shmcomm_read(rx, m, MSG) != MSG)
+                        _exit(1);
+                } else {
+                    ring_get(r, m);
+                }
+            }
+            if (write(b[1], m, 1) != 1)
+                _exit(1);
+        }
+        _exit(0);
+    }
+    uint64_t *v = malloc(n * sizeof *v);
+    total_ops = (n + w) * BATCH;
+    for (int i = 0; i < n + w; i++) {
+        uint64_t t0 = rdtsc();
+        for (int k = 0; k < BATCH; k++) {
+            if (quest) {
+                if (shmcomm_write(tx, m, MSG) != MSG)
+                    die("msg_shm write");
+            } else {
+                ring_put(r, m);
+            }
+        }
+        if (read(b[0], m, 1) != 1)
+            die("msg_shm read");
+        if (i >= w)
+            v[i - w] = (rdtsc() - t0) / BATCH;
+    }
+    waitpid(pid, NULL, 0);
+    if (quest)
+        shmcomm_close(tx);
+    else
+        munmap(r, sizeof *r);
+    close(b[0]);
+    close(b[1]);
+    report("msg_shm", v, n);
     free(v);
 }
 
@@ -516,6 +633,7 @@ static const struct {
     {"null_syscall", b_null_syscall},       {"pipe_pingpong", b_pipe_pingpong},
     {"fork_exit_wait", b_fork_exit_wait},   {"thread_create_join", b_thread_create_join},
     {"futex_pingpong", b_futex_pingpong},   {"msg_pipe", b_msg_pipe},
+    {"msg_shm", b_msg_shm},
     {"wakeup", b_wakeup},                   {"tm", b_tm},
 };
 

@@ -103,6 +103,10 @@ pub const ROWS: &[Row] = &[
     Row { name: "thread_create_join", what: "pthread_create + pthread_join" },
     Row { name: "futex_pingpong", what: "futex ping-pong between 2 threads, round trip" },
     Row { name: "msg_pipe", what: "message passing: 64-byte messages through a pipe, per message" },
+    Row {
+        name: "msg_shm",
+        what: "message passing: 64-byte messages through shared memory, per message (Quest-RS: shmcomm sync channel; Linux: MAP_SHARED ring + futex)",
+    },
     Row { name: "wakeup_latency", what: "periodic wake-up latency (1 ms, TIMER_ABSTIME)" },
     Row { name: "wakeup_jitter", what: "wake-up jitter (median column: p99 - p1; max: max - min)" },
     Row { name: "boot_to_user", what: "boot: reset to the benchmark's first instruction (guest time)" },
@@ -114,20 +118,15 @@ pub const ROWS: &[Row] = &[
     Row { name: "tm_msgq", what: "Thread-Metric message queue (16-byte send + receive)" },
     Row { name: "tm_sem", what: "Thread-Metric semaphore get + put" },
     Row { name: "tm_malloc", what: "Thread-Metric memory allocation (malloc + free 128 bytes)" },
+    Row { name: "questv_exits", what: "Quest-V (2 sandboxes): VM exits per second in steady state, shells idle (Linux: no equivalent)" },
+    Row { name: "questv_latency", what: "Quest-V: one-way message latency between sandboxes through a shmcomm channel window (Linux: no equivalent)" },
 ];
 
 /// Benchmarks of the issue that this run cannot measure, with the reason (kept in the table).
-pub const NOT_MEASURED: &[(&str, &str)] = &[
-    (
-        "msg_shmcomm",
-        "message passing through shmcomm / a tuned pipe: not in Quest-RS yet (issue 6); the row comes with it",
-    ),
-    (
-        "msg_shm_ring",
-        "shared-memory ring between 2 processes: Quest-RS mmap has private anonymous memory only (fork copies), so no same-source ring on both",
-    ),
-    ("questv", "Quest-V exits/s and inter-sandbox messages: Quest-V does not exist yet"),
-];
+pub const NOT_MEASURED: &[(&str, &str)] = &[(
+    "msg_tpipe",
+    "message passing through a tuned pipe: its data path is the pipe's (msg_pipe) plus VCPU binding; see tests/tests/channels.rs for its delay-bound test",
+)];
 
 /// One system's results over all runs: per row, the per-run samples.
 #[derive(Default)]
@@ -281,6 +280,13 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
 
+    if o.only.is_empty() || o.only.iter().any(|n| n.starts_with("questv")) {
+        println!("xtask: bench: Quest-V (two sandboxes)");
+        for smp in questv(&t, o.quick)? {
+            quest.samples.entry(smp.name.clone()).or_default().push(smp);
+        }
+    }
+
     // Kernel sizes (deterministic; one "sample" each).
     let size_sample = |s: Sizes| Sample {
         name: "kernel_size".into(),
@@ -321,6 +327,60 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("{md}");
     println!("xtask: wrote target/bench/results.md, results.json, ratios.svg");
     Ok(())
+}
+
+/// Quest-V figures: boots configs/two-quest.toml under -icount and measures, from the
+/// sandboxes' shells, the VM exits over one second (`vmexits 1000`, less its own hypercall)
+/// and the one-way latency between the sandboxes (`qv_latency`).
+fn questv(t: &crate::setup::Tools, quick: bool) -> Result<Vec<Sample>> {
+    let files = crate::boot_files(&[])?;
+    let qv = crate::questv::build(&root().join("configs/two-quest.toml"), false, &files)?;
+    let cfg = quest_tests::Config {
+        qemu: t.qemu.clone(),
+        iso: qv.iso.clone(),
+        firmware: quest_tests::Firmware::Bios,
+        smp: qv.cpus,
+        mem_mib: qv.mem_mib,
+        cpu: "max".into(),
+        icount: true,
+        echo: false,
+        extra_args: vec![],
+        timeout: Duration::from_secs(600),
+        settle: None,
+    };
+    let mut m = quest_tests::QuestV::start(&cfg, qv.serials)?;
+    for com in [1, 2] {
+        let c = m.com(com);
+        c.expect("user mode:")?;
+        c.expect_prompt()?;
+    }
+    let out = m.com(2).shell("vmexits 1000")?;
+    let mut exits = 0u64;
+    for l in out.lines().filter(|l| l.starts_with("vmexits: cpu ")) {
+        let total: u64 = l.split(" total ").nth(1).and_then(|s| s.split_whitespace().next()).context(l.to_string())?.parse()?;
+        exits += total;
+    }
+    let exits = exits.saturating_sub(1); // vmexits' own second reading
+    let n = if quick { 50 } else { 200 };
+    m.com(2).send_line(&format!("qv_latency recv {n}"))?;
+    m.com(1).shell(&format!("qv_latency send {n}"))?;
+    let out = m.com(2).expect_prompt()?;
+    let line = out.lines().find(|l| l.contains("one-way latency")).with_context(|| format!("qv_latency printed no result:\n{out}"))?;
+    let us = |key: &str| -> Result<u64> {
+        let v: f64 = line
+            .split(key)
+            .nth(1)
+            .and_then(|s| s.split('(').nth(1))
+            .and_then(|s| s.split_whitespace().next())
+            .with_context(|| line.to_string())?
+            .parse()?;
+        Ok((v * 1000.0).round() as u64)
+    };
+    let (median, max) = (us("median ")?, us("max ")?);
+    Ok(vec![
+        Sample { name: "questv_exits".into(), unit: "exits/s".into(), median: exits, max: exits, n: 1, wall: None },
+        Sample { name: "questv_latency".into(), unit: "ns".into(), median, max, n, wall: None },
+    ])
 }
 
 fn median_wall(v: &[Duration]) -> Option<f64> {
