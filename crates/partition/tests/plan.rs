@@ -29,21 +29,23 @@ fn two_quest_parses_validates_and_plans() {
             memory_bytes: 512 * MIB
         }
     );
-    assert_eq!(config.monitor_memory, Some(Memory::Size(16 * MIB)));
+    assert_eq!(config.monitor_memory, Some(Memory::Size(64 * MIB)));
     assert_eq!(config.sandboxes.len(), 2);
     assert_eq!(config.sandboxes[0].console, Console::Com(1));
     assert_eq!(config.channels[0].key, 153);
     assert_eq!(config.channels[0].kind, Some(ChannelKind::Async));
 
     // Monitor first, then the sandboxes in order, then the shared area, all from 2 MiB.
-    assert_eq!(plan.monitor, Some(PhysRange::new(2 * MIB, 18 * MIB)));
+    assert_eq!(plan.monitor, Some(PhysRange::new(2 * MIB, 66 * MIB)));
     let q0 = plan.sandbox("quest0").unwrap();
     let q1 = plan.sandbox("quest1").unwrap();
     assert_eq!((q0.id, q0.asid(), q0.cpus.as_slice()), (0, 1, &[0][..]));
-    assert_eq!(q0.ram, PhysRange::new(18 * MIB, 146 * MIB));
-    assert_eq!(q1.ram, PhysRange::new(146 * MIB, 274 * MIB));
+    assert_eq!(q0.ram, PhysRange::new(66 * MIB, 194 * MIB));
+    assert_eq!(q1.ram, PhysRange::new(194 * MIB, 322 * MIB));
     let ch = plan.channel(153).unwrap();
-    assert_eq!(ch.phys, PhysRange::new(274 * MIB, 274 * MIB + 4 * KIB));
+    assert_eq!(ch.phys, PhysRange::new(322 * MIB, 322 * MIB + 4 * KIB));
+    let ch2 = plan.channel(154).unwrap();
+    assert_eq!(ch2.phys, PhysRange::new(322 * MIB + 4 * KIB, 322 * MIB + 8 * KIB));
     // Each sandbox sees the channel right after its 128 MiB of RAM.
     assert_eq!(
         ch.maps,
@@ -66,7 +68,7 @@ fn two_quest_parses_validates_and_plans() {
         plan.channels_of(1)
             .map(|(c, g)| (c.key, g))
             .collect::<Vec<_>>(),
-        [(153, 128 * MIB)]
+        [(153, 128 * MIB), (154, 128 * MIB + 4 * KIB)]
     );
 
     plan.validate(&machine).unwrap();
@@ -144,7 +146,7 @@ fn examples_refuse_a_smaller_machine() {
         [
             "sandbox 'rt1' cpu 2 is beyond the machine, which has 2 CPUs",
             "sandbox 'linux' cpu 3 is beyond the machine, which has 2 CPUs",
-            "the sandboxes, channels and monitor need 933892 KiB in total but the machine has 512 MiB",
+            "the sandboxes, channels and monitor need 983044 KiB in total but the machine has 512 MiB",
         ]
     );
 }
