@@ -912,7 +912,7 @@ mod tests {
         };
         let md = markdown(&m, &t, &q, &l);
         assert!(md.contains("| `null_syscall` |") && md.contains("| 3.00 |"), "{md}");
-        assert!(md.contains("`msg_shmcomm`") && md.contains("not measured"));
+        assert!(md.contains("`msg_tpipe`") && md.contains("not measured"));
         let js = json(&m, &t);
         assert!(js.contains("\"ratio\": 3.0000") && js.trim_end().ends_with('}'));
         assert_eq!(js.matches('{').count(), js.matches('}').count());
