@@ -343,9 +343,34 @@ pub fn on_exception(frame: &mut hal::trap::TrapFrame) -> bool {
         frame.rip
     };
     let (pid, pname) = current().map(|p| (p.pid, p.name.lock().clone())).unwrap_or((0, String::from("?")));
-    println!("task {pid} ({pname}) killed: {} at {addr:#x} rip {:#x}", name.to_lowercase(), frame.rip);
+    let what = if frame.vector == hal::trap::VECTOR_PAGE_FAULT && is_stack_overflow(addr, frame.rsp) {
+        "stack overflow: "
+    } else {
+        ""
+    };
+    println!(
+        "task {pid} ({pname}) killed: {what}{} at {addr:#x} rip {:#x} rsp {:#x}",
+        name.to_lowercase(),
+        frame.rip,
+        frame.rsp
+    );
     hal::cpu::enable_interrupts();
     exit_current(128 + 11)
+}
+
+/// How far below the main thread's stack a fault still counts as running off its end (nothing
+/// else is ever mapped there: mmap regions start far below).
+const STACK_GUARD_BYTES: u64 = 64 << 20;
+
+/// Whether a page fault at `addr` with the stack pointer at `rsp` is a stack overflow: a fault
+/// in the unmapped zone below the main thread's stack, or (any thread's stack, e.g. a pthread
+/// stack with its guard page) one just below or in the frame being built at `rsp` — a push or
+/// call writes at `rsp - 8`, a large frame is written above the lowered `rsp`.
+fn is_stack_overflow(addr: u64, rsp: u64) -> bool {
+    let bottom = STACK_TOP - STACK_PAGES * PAGE_SIZE;
+    let below_main = addr < bottom && addr >= bottom - STACK_GUARD_BYTES;
+    let at_rsp = addr >= rsp.wrapping_sub(PAGE_SIZE) && addr < rsp.saturating_add(PAGE_SIZE) && rsp.wrapping_sub(PAGE_SIZE) < rsp;
+    below_main || at_rsp
 }
 
 fn x86_64_cr2() -> u64 {

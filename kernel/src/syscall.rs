@@ -566,6 +566,13 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
                     crate::futex::wait(p, a0, a2 as u32, deadline)
                 }
                 FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(crate::futex::wake(p.pid, a0, a2)),
+                // musl's condition variables requeue waiters onto the mutex: without these,
+                // pthread_cond_broadcast with several waiters lost wake-ups (found by the
+                // thread storm). The 4th argument is the number to move, not a timeout.
+                FUTEX_REQUEUE => crate::futex::requeue(p, a0, a2 as u32 as u64, a4, a3 as u32 as u64, None).map(|(w, _)| w),
+                FUTEX_CMP_REQUEUE => {
+                    crate::futex::requeue(p, a0, a2 as u32 as u64, a4, a3 as u32 as u64, Some(f.r9 as u32)).map(|(w, m)| w + m)
+                }
                 _ => Err(ENOSYS),
             }
         }
