@@ -9,7 +9,6 @@
 //! stack in the higher half. `mm::init` then replaces these tables with the real ones.
 use core::arch::global_asm;
 
-use crate::mm::PhysRange;
 
 global_asm!(
     r#"

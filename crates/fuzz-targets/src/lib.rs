@@ -85,20 +85,26 @@ pub fn cpio(data: &[u8]) {
 /// The multiboot2 information block: the `multiboot2` crate's loader on an aligned copy, then
 /// what hal keeps of it (`bootinfo`), every accessor used.
 pub fn multiboot2(data: &[u8]) {
-    with_mbi(data, |mbi| {
-        let Ok(info) = bootinfo::from_multiboot2(mbi, 0x10_0000) else { return };
-        assert!(info.memory_regions().len() <= bootinfo::MAX_MEMORY_REGIONS);
-        assert!(info.modules().len() <= bootinfo::MAX_MODULES);
-        for r in info.memory_regions() {
-            assert!(r.range.start <= r.range.end, "inverted memory region {r:?}");
-        }
-        for m in info.modules() {
-            assert!(m.range.start <= m.range.end, "inverted module range {:?}", m.range);
-            let _ = m.name();
-        }
-        let _ = info.usable_bytes();
-        let _ = (info.cmdline(), info.loader_name(), info.firmware.name(), info.module("initrd"));
-    });
+    let Some(Ok(info)) = boot_info(data) else { return };
+    assert!(info.memory_regions().len() <= bootinfo::MAX_MEMORY_REGIONS);
+    assert!(info.modules().len() <= bootinfo::MAX_MODULES);
+    for r in info.memory_regions() {
+        assert!(r.range.start <= r.range.end, "inverted memory region {r:?}");
+    }
+    for m in info.modules() {
+        assert!(m.range.start <= m.range.end, "inverted module range {:?}", m.range);
+        let _ = m.name();
+    }
+    let _ = info.usable_bytes();
+    let _ = (info.cmdline(), info.loader_name(), info.firmware.name(), info.module("initrd"));
+}
+
+/// What hal would keep of the multiboot2 block `data`: `None` when the `multiboot2` crate's
+/// loader rejects it.
+pub fn boot_info(data: &[u8]) -> Option<Result<bootinfo::BootInfo, &'static str>> {
+    let mut out = None;
+    with_mbi(data, |mbi| out = Some(bootinfo::from_multiboot2(mbi, 0x10_0000)));
+    out
 }
 
 /// Loads `data` as a multiboot2 information block and gives it to `f` (nothing if it is
