@@ -102,7 +102,9 @@ impl BootInfo {
             .iter()
             .filter(|r| r.kind == MemoryKind::Available)
             .map(|r| r.range.len())
-            .sum()
+            // Saturating: a broken or hostile memory map can list more than 2^64 bytes (the
+            // plain sum overflowed: found by the multiboot2 fuzz target).
+            .fold(0u64, u64::saturating_add)
     }
 }
 
@@ -192,7 +194,9 @@ pub fn from_multiboot2(mbi: &multiboot2::BootInformation<'_>, mbi_phys: u64) -> 
         let mut name = [0u8; NAME_LEN];
         let name_len = copy_str(&mut name, m.cmdline().unwrap_or(""));
         info.modules[info.module_count] = Module {
-            range: PhysRange { start: m.start_address() as u64, end: m.end_address() as u64 },
+            // A module that ends before it starts (a broken or hostile loader) is empty, not an
+            // inverted range (found by the multiboot2 fuzz target).
+            range: PhysRange { start: m.start_address() as u64, end: (m.end_address() as u64).max(m.start_address() as u64) },
             name,
             name_len,
         };

@@ -80,6 +80,9 @@ fn seeds_are_accepted_by_their_parsers() {
 }
 
 fn write_seeds() {
+    let dir = fuzz_dir().join("regressions/multiboot2");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("huge_memory_map_inverted_module.mbi"), huge_mbi()).unwrap();
     for (name, seeds) in seeds() {
         let dir = fuzz_dir().join("corpus").join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -261,4 +264,39 @@ fn seeds() -> Seeds {
             (0..4u8).map(|op| (format!("region{op}"), channel_region(op))).collect(),
         ),
     ]
+}
+
+/// A memory map whose lengths add up past 2^64 (a hostile or broken boot loader).
+fn huge_mbi() -> Vec<u8> {
+    let mut b = vec![0u8; 8];
+    let mut mm = Vec::new();
+    mm.extend_from_slice(&24u32.to_le_bytes());
+    mm.extend_from_slice(&0u32.to_le_bytes());
+    for (start, len) in [(0x100000u64, u64::MAX - 0x1000), (0x8000_0000_0000_0000, u64::MAX)] {
+        mm.extend_from_slice(&start.to_le_bytes());
+        mm.extend_from_slice(&len.to_le_bytes());
+        mm.extend_from_slice(&1u32.to_le_bytes());
+        mm.extend_from_slice(&0u32.to_le_bytes());
+    }
+    mbi_tag(&mut b, 6, &mm);
+    let mut m = Vec::new();
+    m.extend_from_slice(&0x300000u32.to_le_bytes());
+    m.extend_from_slice(&0x200000u32.to_le_bytes()); // ends before it starts
+    m.extend_from_slice(b"initrd\0");
+    mbi_tag(&mut b, 3, &m);
+    mbi_tag(&mut b, 0, &[]);
+    let total = b.len() as u32;
+    b[..4].copy_from_slice(&total.to_le_bytes());
+    b
+}
+
+/// Regression (multiboot2 target): `usable_bytes` overflowed on a memory map adding up past
+/// 2^64, and a module ending before its start became an inverted range.
+#[test]
+fn huge_memory_map_and_inverted_module_are_handled() {
+    fuzz_targets::multiboot2(&huge_mbi());
+    let info = fuzz_targets::boot_info(&huge_mbi()).unwrap().unwrap();
+    assert_eq!(info.usable_bytes(), u64::MAX);
+    let m = info.module("initrd").unwrap();
+    assert_eq!((m.range.start, m.range.len()), (0x300000, 0));
 }
