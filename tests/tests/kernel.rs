@@ -228,6 +228,7 @@ fn cpu_hog_in_a_small_vcpu_keeps_to_its_budget() -> Result<()> {
     let to = from + 200_000_000;
     let s = check::service(&events, from, to);
     let pct = |k| s.get(&k).map_or(0.0, |&(fg, _)| fg as f64 * 100.0 / (to - from) as f64);
+    println!("cpu_hog: other VCPU {:.2}%, hog {:.2}% (foreground)", pct(other), pct(hog));
     assert!((pct(other) - 25.0).abs() <= 1.0, "other VCPU got {:.2}% of the CPU", pct(other));
     assert!(pct(hog) <= 10.0 + 0.5, "hog got {:.2}% of the CPU in the foreground", pct(hog));
     assert!(pct(hog) >= 9.0, "hog got only {:.2}%", pct(hog));

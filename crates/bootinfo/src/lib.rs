@@ -181,7 +181,9 @@ pub fn from_multiboot2(mbi: &multiboot2::BootInformation<'_>, mbi_phys: u64) -> 
                 E::UNUSABLE => MemoryKind::Defective,
                 _ => MemoryKind::Reserved,
             };
-            push(&mut info, d.phys_start, d.page_count * 4096, kind);
+            // Saturating: an absurd page count overflowed the multiplication (a panic at boot
+            // with overflow checks on; found by the multiboot2 fuzz target).
+            push(&mut info, d.phys_start, d.page_count.saturating_mul(4096), kind);
         }
     } else {
         return Err("the boot loader gave no memory map");

@@ -300,3 +300,13 @@ fn huge_memory_map_and_inverted_module_are_handled() {
     let m = info.module("initrd").unwrap();
     assert_eq!((m.range.start, m.range.len()), (0x300000, 0));
 }
+
+/// Regression (found by `cargo xtask fuzz`, multiboot2 target): a UEFI memory-map descriptor
+/// with an absurd page count overflowed `page_count * 4096`.
+#[test]
+fn efi_memory_map_with_an_absurd_page_count() {
+    let bytes = std::fs::read(fuzz_dir().join("regressions/multiboot2/efi_huge_page_count.mbi")).unwrap();
+    fuzz_targets::multiboot2(&bytes);
+    let info = fuzz_targets::boot_info(&bytes).unwrap().unwrap();
+    assert!(info.memory_regions().iter().any(|r| r.range.end == u64::MAX));
+}
