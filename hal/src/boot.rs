@@ -193,19 +193,22 @@ pub const MULTIBOOT2_MAGIC: u64 = 0x36d7_6289;
 pub use bootinfo::{BootInfo, Firmware, MAX_MEMORY_REGIONS, MAX_MODULES, MemoryKind, MemoryRegion, Module};
 
 /// Reads the multiboot2 information block at physical `mbi_phys` (below 4 GiB, reachable
-/// through the boot direct map). What is read from it is decided by `bootinfo` (pure, fuzzed on
-/// the host); only the pointer handling is here.
+/// through the boot direct map). What is read from it is decided by `bootinfo::parse` (pure,
+/// checks every size and offset, fuzzed on the host); only the pointer handling is here.
 pub(crate) fn parse(mbi_phys: u64) -> Result<BootInfo, &'static str> {
     if mbi_phys == 0 || mbi_phys % 8 != 0 || mbi_phys >= 1 << 32 {
         return Err("multiboot2 information pointer is null, misaligned or above 4 GiB");
     }
-    let ptr = crate::mm::phys_to_virt(mbi_phys) as *const multiboot2::BootInformationHeader;
-    // SAFETY:
-    // 1. GRUB passed this address in EBX with the multiboot2 magic in EAX (checked by the caller),
-    //    so it points at a multiboot2 information block, 8-byte aligned (checked above).
-    // 2. The block lies below 4 GiB, which the boot page tables map at the direct-map base, and
-    //    nothing has been allocated yet, so nothing overwrites it while we read it.
-    let mbi = unsafe { multiboot2::BootInformation::load(ptr) }
-        .map_err(|_| "multiboot2 information block is malformed")?;
-    bootinfo::from_multiboot2(&mbi, mbi_phys)
+    let ptr = crate::mm::phys_to_virt(mbi_phys) as *const u8;
+    // SAFETY: GRUB passed this address in EBX with the multiboot2 magic in EAX (checked by the
+    // caller): it points at an information block, 8-byte aligned (checked above), below 4 GiB,
+    // which the boot page tables map at the direct-map base. Its first 4 bytes are its size.
+    let total = unsafe { core::ptr::read_volatile(ptr.cast::<u32>()) } as usize;
+    if !(16..=bootinfo::MAX_TOTAL_SIZE).contains(&total) || mbi_phys + total as u64 > 1 << 32 {
+        return Err("multiboot2 information block has an impossible total size");
+    }
+    // SAFETY: as above, the block's `total` bytes lie below 4 GiB (checked) and are mapped;
+    // nothing has been allocated yet, so nothing writes them while the slice is used.
+    let bytes = unsafe { core::slice::from_raw_parts(ptr, total) };
+    bootinfo::parse(bytes, mbi_phys)
 }

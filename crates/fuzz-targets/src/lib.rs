@@ -4,8 +4,8 @@
 //!
 //! * [`elf`]: `elf::load_plan` (the kernel's program loader) and the initial stack.
 //! * [`cpio`]: the /boot initrd reader.
-//! * [`multiboot2`]: the multiboot2 information block, through the `multiboot2` crate's loader
-//!   and `bootinfo` (what hal copies out of it at boot).
+//! * [`multiboot2`]: the multiboot2 information block, through `bootinfo::parse` (what hal
+//!   copies out of it at boot).
 //! * [`partition_toml`] and [`partition_blob`]: the Quest-V partition configuration (TOML, then
 //!   validation and layout) and its boot blob decoder.
 //! * [`channels`]: attaching to a shared-memory channel region with an arbitrary header, then
@@ -14,7 +14,7 @@
 //! `fuzz/` (cargo-fuzz, libFuzzer) calls these; `tests/corpus.rs` replays every input checked in
 //! under `fuzz/corpus/TARGET/` and `fuzz/regressions/TARGET/` through them in the normal test run,
 //! so a regression is caught without cargo-fuzz.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::AtomicU64;
 
@@ -82,10 +82,10 @@ pub fn cpio(data: &[u8]) {
     let _ = a.find("init.conf");
 }
 
-/// The multiboot2 information block: the `multiboot2` crate's loader on an aligned copy, then
-/// what hal keeps of it (`bootinfo`), every accessor used.
+/// The multiboot2 information block: what hal keeps of it (`bootinfo::parse`), every accessor
+/// used.
 pub fn multiboot2(data: &[u8]) {
-    let Some(Ok(info)) = boot_info(data) else { return };
+    let Ok(info) = boot_info(data) else { return };
     assert!(info.memory_regions().len() <= bootinfo::MAX_MEMORY_REGIONS);
     assert!(info.modules().len() <= bootinfo::MAX_MODULES);
     for r in info.memory_regions() {
@@ -99,38 +99,9 @@ pub fn multiboot2(data: &[u8]) {
     let _ = (info.cmdline(), info.loader_name(), info.firmware.name(), info.module("initrd"));
 }
 
-/// What hal would keep of the multiboot2 block `data`: `None` when the `multiboot2` crate's
-/// loader rejects it.
-pub fn boot_info(data: &[u8]) -> Option<Result<bootinfo::BootInfo, &'static str>> {
-    let mut out = None;
-    with_mbi(data, |mbi| out = Some(bootinfo::from_multiboot2(mbi, 0x10_0000)));
-    out
-}
-
-/// Loads `data` as a multiboot2 information block and gives it to `f` (nothing if it is
-/// malformed).
-#[allow(unsafe_code)]
-fn with_mbi(data: &[u8], f: impl FnOnce(&multiboot2::BootInformation<'_>)) {
-    // An 8-byte aligned copy, as GRUB's block is.
-    let mut words = vec![0u64; data.len().div_ceil(8).max(1)];
-    for (i, b) in data.iter().enumerate() {
-        words[i / 8] |= u64::from(*b) << (8 * (i % 8));
-    }
-    let len = data.len();
-    if len < 8 {
-        return;
-    }
-    // The loader trusts the header's total size for how far it may read: keep it within the
-    // copy (the kernel's block is as long as GRUB says; here the input is all there is).
-    let total = (words[0] & 0xffff_ffff) as usize;
-    if total > len {
-        return;
-    }
-    let ptr = words.as_ptr().cast::<multiboot2::BootInformationHeader>();
-    // SAFETY: `ptr` is non-null, 8-byte aligned and valid for reading `total` bytes (checked
-    // above: within the copy), and `words` is not modified while `mbi` borrows it.
-    let Ok(mbi) = (unsafe { multiboot2::BootInformation::load(ptr) }) else { return };
-    f(&mbi);
+/// What hal keeps of the multiboot2 block `data` (`bootinfo::parse`, as at boot).
+pub fn boot_info(data: &[u8]) -> Result<bootinfo::BootInfo, &'static str> {
+    bootinfo::parse(data, 0x10_0000)
 }
 
 fn machine() -> partition::Machine {
