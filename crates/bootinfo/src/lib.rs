@@ -310,10 +310,8 @@ pub fn parse(bytes: &[u8], mbi_phys: u64) -> Result<BootInfo, &'static str> {
         if let (Some(&rev), Some(xsdt)) = (p.get(15), u64_at(p, 24)) {
             info.acpi_root = Some((rev, xsdt));
         }
-    } else if let Some(p) = find(TAG_RSDP_V1) {
-        if let Some(rsdt) = u32_at(p, 16) {
-            info.acpi_root = Some((0, u64::from(rsdt)));
-        }
+    } else if let Some(rsdt) = find(TAG_RSDP_V1).and_then(|p| u32_at(p, 16)) {
+        info.acpi_root = Some((0, u64::from(rsdt)));
     }
     Ok(info)
 }

@@ -18,8 +18,11 @@
 
 use std::sync::atomic::AtomicU64;
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its `fuzz/fuzz_targets/NAME.rs` and its corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("elf", elf),
     ("cpio", cpio),
     ("multiboot2", multiboot2),

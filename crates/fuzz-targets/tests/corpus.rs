@@ -146,11 +146,11 @@ fn cpio_entry(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
     }
     out.extend_from_slice(name.as_bytes());
     out.push(0);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
     out.extend_from_slice(data);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -168,7 +168,7 @@ fn mbi_tag(out: &mut Vec<u8>, typ: u32, body: &[u8]) {
     out.extend_from_slice(&typ.to_le_bytes());
     out.extend_from_slice(&(8 + body.len() as u32).to_le_bytes());
     out.extend_from_slice(body);
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.push(0);
     }
 }
