@@ -62,9 +62,16 @@ impl Context {
             hal_thread_start as *const () as u64, // return address
         ];
         let rsp = top - 8 * frame.len() as u64;
+        // Written through the direct map (the page-table walk does not use the TLB), so this
+        // CPU, which may not be the one that runs the thread, never caches a translation of the
+        // stack's addresses: freed stack slots are unmapped and flushed only on the CPU that ran
+        // them (see `mm::alloc_kernel_stack`). The 56 bytes below the page-aligned top lie in one
+        // page.
+        let target = crate::mm::translate(rsp).map_or(rsp, crate::mm::phys_to_virt);
         // SAFETY: the caller hands us a stack it owns (from `mm::alloc_kernel_stack`), mapped and
-        // writable, of which we use the top 56 bytes below the 16-byte-aligned `top`.
-        unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), rsp as *mut u64, frame.len()) };
+        // writable, of which we use the top 56 bytes below the 16-byte-aligned `top`; `target` is
+        // the same memory through the direct map (or the stack address itself).
+        unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), target as *mut u64, frame.len()) };
         Context { rsp }
     }
 

@@ -1,6 +1,7 @@
-//! futex(2): WAIT and WAKE (private and shared alike: keys are (process, address)), with
-//! optional timeouts. The value check and the enqueue happen under one lock, and the
-//! scheduler keeps wakes that arrive before the waiter blocks, so wake-ups are never lost.
+//! futex(2): WAIT, WAKE, REQUEUE and CMP_REQUEUE (private and shared alike: keys are (process,
+//! address)), with optional timeouts. The value check and the enqueue happen under one lock,
+//! and the scheduler keeps wakes that arrive before the waiter blocks, so wake-ups are never
+//! lost. A requeued waiter is found again through `WHERE` (which queue each waiter is on).
 use alloc::collections::{BTreeMap, VecDeque};
 
 use hal::sync::IrqLock;
@@ -8,7 +9,32 @@ use hal::sync::IrqLock;
 use crate::process::{Pid, Process};
 use crate::sched::{self, Tid};
 
-static QUEUES: IrqLock<BTreeMap<(Pid, u64), VecDeque<Tid>>> = IrqLock::new(BTreeMap::new());
+type Key = (Pid, u64);
+
+struct Queues {
+    /// Waiters per futex, in arrival order.
+    by_key: BTreeMap<Key, VecDeque<Tid>>,
+    /// The queue each waiter is on (moved by requeue).
+    waiting: BTreeMap<Tid, Key>,
+}
+
+static QUEUES: IrqLock<Queues> = IrqLock::new(Queues { by_key: BTreeMap::new(), waiting: BTreeMap::new() });
+
+impl Queues {
+    /// Takes up to `n` waiters off `key`'s queue.
+    fn take(&mut self, key: Key, n: u64) -> alloc::vec::Vec<Tid> {
+        let Some(w) = self.by_key.get_mut(&key) else { return alloc::vec::Vec::new() };
+        let take = usize::try_from(n).unwrap_or(usize::MAX).min(w.len());
+        let v: alloc::vec::Vec<Tid> = w.drain(..take).collect();
+        if w.is_empty() {
+            self.by_key.remove(&key);
+        }
+        for t in &v {
+            self.waiting.remove(t);
+        }
+        v
+    }
+}
 
 /// FUTEX_WAIT: sleeps while `*addr == val` until woken or until `deadline` (ns).
 pub fn wait(p: &Process, addr: u64, val: u32, deadline: Option<u64>) -> Result<u64, u32> {
@@ -21,40 +47,66 @@ pub fn wait(p: &Process, addr: u64, val: u32, deadline: Option<u64>) -> Result<u
         if cur != val {
             return Err(EAGAIN);
         }
-        q.entry(key).or_default().push_back(me);
+        q.by_key.entry(key).or_default().push_back(me);
+        q.waiting.insert(me, key);
     }
     match deadline {
         Some(d) => sched::sleep_until(d),
         None => sched::block_current(),
     }
-    // Still queued: nobody woke us (timeout or a spurious wake).
+    // Still queued (on `key` or where a requeue moved us): nobody woke us (timeout or a
+    // spurious wake).
     let mut q = QUEUES.lock();
-    if let Some(w) = q.get_mut(&key) {
-        if let Some(i) = w.iter().position(|&t| t == me) {
-            w.remove(i);
-            if w.is_empty() {
-                q.remove(&key);
+    if let Some(k) = q.waiting.remove(&me) {
+        if let Some(w) = q.by_key.get_mut(&k) {
+            if let Some(i) = w.iter().position(|&t| t == me) {
+                w.remove(i);
             }
-            return if deadline.is_some_and(|d| hal::time::now_ns() >= d) { Err(ETIMEDOUT) } else { Ok(0) };
+            if w.is_empty() {
+                q.by_key.remove(&k);
+            }
         }
+        return if deadline.is_some_and(|d| hal::time::now_ns() >= d) { Err(ETIMEDOUT) } else { Ok(0) };
     }
     Ok(0)
 }
 
 /// FUTEX_WAKE: wakes up to `n` waiters; returns how many.
 pub fn wake(pid: Pid, addr: u64, n: u64) -> u64 {
-    let woken: alloc::vec::Vec<Tid> = {
-        let mut q = QUEUES.lock();
-        let Some(w) = q.get_mut(&(pid, addr)) else { return 0 };
-        let take = (n as usize).min(w.len());
-        let v = w.drain(..take).collect();
-        if w.is_empty() {
-            q.remove(&(pid, addr));
-        }
-        v
-    };
+    let woken = QUEUES.lock().take((pid, addr), n);
     for &t in &woken {
         let _ = sched::wake(t);
     }
     woken.len() as u64
+}
+
+/// FUTEX_REQUEUE / FUTEX_CMP_REQUEUE: wakes up to `n_wake` waiters of `addr` and moves up to
+/// `n_move` of the others to `addr2`'s queue; with `expect`, fails with EAGAIN unless
+/// `*addr == expect` (checked under the queue lock, like WAIT's check). Returns how many were
+/// woken plus moved (CMP_REQUEUE's result; REQUEUE's is the woken count, see the caller).
+pub fn requeue(p: &Process, addr: u64, n_wake: u64, addr2: u64, n_move: u64, expect: Option<u32>) -> Result<(u64, u64), u32> {
+    use linux_raw_sys::errno::{EAGAIN, EFAULT};
+    let (woken, moved) = {
+        let mut q = QUEUES.lock();
+        if let Some(v) = expect {
+            let cur = p.mem.lock().space.read_u32(addr).map_err(|_| EFAULT)?;
+            if cur != v {
+                return Err(EAGAIN);
+            }
+        }
+        let woken = q.take((p.pid, addr), n_wake);
+        let moved = if addr2 == addr { alloc::vec::Vec::new() } else { q.take((p.pid, addr), n_move) };
+        let key2 = (p.pid, addr2);
+        if !moved.is_empty() {
+            for &t in &moved {
+                q.waiting.insert(t, key2);
+            }
+            q.by_key.entry(key2).or_default().extend(moved.iter().copied());
+        }
+        (woken, moved.len() as u64)
+    };
+    for &t in &woken {
+        let _ = sched::wake(t);
+    }
+    Ok((woken.len() as u64, moved))
 }

@@ -150,10 +150,7 @@ pub fn spawn(fs: &crate::initrd::BootFs, name: &str, args: &[&str], parent: Pid)
     // Registered before the thread exists: it may run (and even exit) at once.
     p.threads.lock().push(pid);
     BY_THREAD.lock().insert(pid, p.clone());
-    if let Err(e) = sched::spawn_with_id(pid, &path, cpu, None, Some(root), move || {
-        let f = hal::user::initial_frame(entry, rsp);
-        hal::user::enter(&f)
-    }) {
+    if let Err(e) = sched::spawn_user(pid, &path, cpu, None, root, hal::user::initial_frame(entry, rsp), 0) {
         BY_THREAD.lock().remove(&pid);
         PROCS.lock().remove(&pid);
         return Err(SpawnError::Sched(e));
@@ -253,11 +250,7 @@ pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame) -> Result<Pid, u32> 
     child.threads.lock().push(child.pid);
     BY_THREAD.lock().insert(child.pid, child.clone());
     p.children.lock().push(child.clone());
-    if sched::spawn_with_id(child.pid, &pname, cpu, vcpu, Some(root), move || {
-        hal::user::set_fs_base(fs);
-        hal::user::enter(&f)
-    })
-    .is_err()
+    if sched::spawn_user(child.pid, &pname, cpu, vcpu, root, f, fs).is_err()
     {
         BY_THREAD.lock().remove(&child.pid);
         PROCS.lock().remove(&child.pid);
@@ -290,11 +283,7 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
         let _ = p.mem.lock().space.copy_to_user(ptid, &tid.to_le_bytes());
     }
     let pname = p.name.lock().clone();
-    if sched::spawn_with_id(tid, &pname, cpu, vcpu, Some(root), move || {
-        hal::user::set_fs_base(fs);
-        hal::user::enter(&f)
-    })
-    .is_err()
+    if sched::spawn_user(tid, &pname, cpu, vcpu, root, f, fs).is_err()
     {
         p.threads.lock().retain(|&t| t != tid);
         BY_THREAD.lock().remove(&tid);
@@ -342,10 +331,42 @@ pub fn on_exception(frame: &mut hal::trap::TrapFrame) -> bool {
     } else {
         frame.rip
     };
-    let (pid, pname) = current().map(|p| (p.pid, p.name.lock().clone())).unwrap_or((0, String::from("?")));
-    println!("task {pid} ({pname}) killed: {} at {addr:#x} rip {:#x}", name.to_lowercase(), frame.rip);
+    {
+        // In a block: what is still owned when the thread dies is never freed.
+        let (pid, pname) = current().map(|p| (p.pid, p.name.lock().clone())).unwrap_or((0, String::from("?")));
+        report_fault(frame, name, addr, pid, &pname);
+    }
     hal::cpu::enable_interrupts();
     exit_current(128 + 11)
+}
+
+fn report_fault(frame: &hal::trap::TrapFrame, name: &str, addr: u64, pid: Pid, pname: &str) {
+    let what = if frame.vector == hal::trap::VECTOR_PAGE_FAULT && is_stack_overflow(addr, frame.rsp) {
+        "stack overflow: "
+    } else {
+        ""
+    };
+    println!(
+        "task {pid} ({pname}) killed: {what}{} at {addr:#x} rip {:#x} rsp {:#x}",
+        name.to_lowercase(),
+        frame.rip,
+        frame.rsp
+    );
+}
+
+/// How far below the main thread's stack a fault still counts as running off its end (nothing
+/// else is ever mapped there: mmap regions start far below).
+const STACK_GUARD_BYTES: u64 = 64 << 20;
+
+/// Whether a page fault at `addr` with the stack pointer at `rsp` is a stack overflow: a fault
+/// in the unmapped zone below the main thread's stack, or (any thread's stack, e.g. a pthread
+/// stack with its guard page) one just below or in the frame being built at `rsp` — a push or
+/// call writes at `rsp - 8`, a large frame is written above the lowered `rsp`.
+fn is_stack_overflow(addr: u64, rsp: u64) -> bool {
+    let bottom = STACK_TOP - STACK_PAGES * PAGE_SIZE;
+    let below_main = addr < bottom && addr >= bottom - STACK_GUARD_BYTES;
+    let at_rsp = addr >= rsp.wrapping_sub(PAGE_SIZE) && addr < rsp.saturating_add(PAGE_SIZE) && rsp.wrapping_sub(PAGE_SIZE) < rsp;
+    below_main || at_rsp
 }
 
 fn x86_64_cr2() -> u64 {
@@ -445,16 +466,17 @@ pub fn mprotect(p: &Process, addr: u64, len: u64, access: UserAccess) -> Result<
     Ok(())
 }
 
-/// execve: replaces the calling process's program. On success never returns (the thread
-/// continues in the new program); on failure returns the errno and the old program goes on.
-pub fn exec(p: &Arc<Process>, fs: &crate::initrd::BootFs, path: &str, argv: &[alloc::vec::Vec<u8>]) -> u32 {
+/// execve: replaces the calling process's program. On success returns the new program's
+/// initial user frame, which the caller returns to (the thread continues in the new program);
+/// on failure the errno, and the old program goes on.
+pub fn exec(p: &Arc<Process>, fs: &crate::initrd::BootFs, path: &str, argv: &[alloc::vec::Vec<u8>]) -> Result<hal::trap::TrapFrame, u32> {
     use linux_raw_sys::errno::{ENOENT, ENOEXEC, ENOMEM};
-    let Some(image) = fs.read(path) else { return ENOENT };
+    let Some(image) = fs.read(path) else { return Err(ENOENT) };
     let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
     let (mem, entry, rsp) = match load(image, &args) {
         Ok(x) => x,
-        Err(SpawnError::NoExec(_)) => return ENOEXEC,
-        Err(_) => return ENOMEM,
+        Err(SpawnError::NoExec(_)) => return Err(ENOEXEC),
+        Err(_) => return Err(ENOMEM),
     };
     let root = mem.space.root();
     sched::set_current_root(root);
@@ -463,8 +485,7 @@ pub fn exec(p: &Arc<Process>, fs: &crate::initrd::BootFs, path: &str, argv: &[al
     *p.name.lock() = alloc::format!("/boot/{}", path.strip_prefix("/boot/").unwrap_or(path));
     sched::set_current_name(&p.name.lock());
     hal::user::set_fs_base(0);
-    let f = hal::user::initial_frame(entry, rsp);
-    hal::user::enter(&f)
+    Ok(hal::user::initial_frame(entry, rsp))
 }
 
 /// kill: terminates process `pid` (SIGKILL, SIGTERM and SIGINT all end it: default actions).

@@ -70,6 +70,9 @@ pub struct Thread {
     fpu: FpuState,
     pub state: State,
     entry: Option<Box<dyn FnOnce() + Send>>,
+    /// A user thread's first entry to user mode: the frame and FS base (kept here, not in a
+    /// closure: entering user mode never returns, so a boxed closure would never be freed).
+    user_start: Option<(hal::trap::TrapFrame, u64)>,
     wake_pending: bool,
     /// Time on the CPU so far, and since when it has been running.
     pub runtime_ns: u64,
@@ -210,6 +213,7 @@ pub fn init_this_cpu() {
             fpu: FpuState::new(),
             state: State::Running,
             entry: None,
+            user_start: None,
             wake_pending: false,
             runtime_ns: 0,
             since: now(),
@@ -273,15 +277,18 @@ pub fn vcpus(cpu: usize) -> Vec<VcpuInfo> {
 
 extern "C" fn thread_start(_arg: usize) -> ! {
     finish_switch();
-    let entry = with_cpu(cpu_index(), |c| {
+    let (entry, user_start) = with_cpu(cpu_index(), |c| {
         let cur = c.current;
-        c.threads.get_mut(&cur).and_then(|t| t.entry.take())
+        c.threads.get_mut(&cur).map_or((None, None), |t| (t.entry.take(), t.user_start.take()))
     })
-    .ok()
-    .flatten();
+    .unwrap_or((None, None));
     hal::cpu::enable_interrupts();
     if let Some(f) = entry {
         f();
+    }
+    if let Some((frame, fs)) = user_start {
+        hal::user::set_fs_base(fs);
+        hal::user::enter(&frame)
     }
     exit()
 }
@@ -323,6 +330,32 @@ pub fn spawn_with_id(
     root: Option<u64>,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<Tid, SchedError> {
+    spawn_thread(id, name, cpu, vcpu, root, Some(Box::new(f)), None)
+}
+
+/// Creates user thread `id` in the address space with page-table root `root`: it enters user
+/// mode with `frame` and FS base `fs_base`.
+pub fn spawn_user(
+    id: Tid,
+    name: &str,
+    cpu: usize,
+    vcpu: Option<VcpuId>,
+    root: u64,
+    frame: hal::trap::TrapFrame,
+    fs_base: u64,
+) -> Result<Tid, SchedError> {
+    spawn_thread(id, name, cpu, vcpu, Some(root), None, Some((frame, fs_base)))
+}
+
+fn spawn_thread(
+    id: Tid,
+    name: &str,
+    cpu: usize,
+    vcpu: Option<VcpuId>,
+    root: Option<u64>,
+    entry: Option<Box<dyn FnOnce() + Send>>,
+    user_start: Option<(hal::trap::TrapFrame, u64)>,
+) -> Result<Tid, SchedError> {
     let stack = hal::mm::alloc_kernel_stack(STACK_PAGES).ok_or(SchedError::OutOfMemory)?;
     let kstack_top = stack.top();
     let t = Box::new(Thread {
@@ -332,7 +365,8 @@ pub fn spawn_with_id(
         _stack: Some(stack),
         fpu: FpuState::new(),
         state: State::Ready,
-        entry: Some(Box::new(f)),
+        entry,
+        user_start,
         wake_pending: false,
         runtime_ns: 0,
         since: 0,

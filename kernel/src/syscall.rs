@@ -141,7 +141,9 @@ fn zeroed_stat() -> stat {
     }
 }
 
-fn sys_execve(pa: &alloc::sync::Arc<Process>, path: u64, argv: u64) -> SysResult {
+/// execve: on success the new program's initial user frame (the caller returns to it), else
+/// the errno.
+fn sys_execve(pa: &alloc::sync::Arc<Process>, path: u64, argv: u64) -> Result<TrapFrame, u32> {
     let p: &Process = pa;
     let name = user_str(p, path, 255)?;
     let n = boot_name(&name)?;
@@ -167,7 +169,7 @@ fn sys_execve(pa: &alloc::sync::Arc<Process>, path: u64, argv: u64) -> SysResult
         args.push(name.clone());
     }
     let fs = crate::initrd::get();
-    Err(process::exec(pa, &fs, n, &args))
+    process::exec(pa, &fs, n, &args)
 }
 
 fn sys_writev(p: &Process, fd: u64, iov: u64, cnt: u64) -> SysResult {
@@ -422,7 +424,8 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
             let d = user_str(p, a0, 255)?;
             if d == b"/boot" || d == b"/boot/" || d == b"/" { Ok(0) } else { Err(ENOENT) }
         }
-        __NR_execve => sys_execve(pa, a0, a1),
+        // Handled in `handle` (it replaces the caller's frame).
+        __NR_execve => Err(ENOSYS),
         __NR_sync => Ok(0),
         __NR_readv => {
             if a2 > 1024 {
@@ -525,11 +528,8 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
             let target = process::of_thread(target as u32).map(|q| q.pid).unwrap_or(target as u32);
             process::kill(target, 128 + sig as i32).map(|_| 0)
         }
-        __NR_exit_group => process::exit_current(a0 as i32),
-        __NR_exit => {
-            p.exit_code.store(a0 as i32, core::sync::atomic::Ordering::Relaxed);
-            process::exit_thread()
-        }
+        // Handled in `handle` (they never return).
+        __NR_exit_group | __NR_exit => Err(ENOSYS),
         __NR_fork | __NR_vfork => process::fork(pa, f).map(u64::from),
         __NR_clone => {
             let flags = a0;
@@ -568,6 +568,13 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
                     crate::futex::wait(p, a0, a2 as u32, deadline)
                 }
                 FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(crate::futex::wake(p.pid, a0, a2)),
+                // musl's condition variables requeue waiters onto the mutex: without these,
+                // pthread_cond_broadcast with several waiters lost wake-ups (found by the
+                // thread storm). The 4th argument is the number to move, not a timeout.
+                FUTEX_REQUEUE => crate::futex::requeue(p, a0, a2 as u32 as u64, a4, a3 as u32 as u64, None).map(|(w, _)| w),
+                FUTEX_CMP_REQUEUE => {
+                    crate::futex::requeue(p, a0, a2 as u32 as u64, a4, a3 as u32 as u64, Some(f.r9 as u32)).map(|(w, m)| w + m)
+                }
                 _ => Err(ENOSYS),
             }
         }
@@ -640,6 +647,12 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
 }
 
 /// hal's system-call hook.
+///
+/// The calls that never return to the caller (exit, exit_group, a kill noticed on entry or
+/// exit) and execve (which returns to a new program) are handled here, after every value this
+/// function owns is dropped: a thread's kernel stack is abandoned when it dies, so an `Arc`
+/// still held on it would never be released. Before, every exit leaked the whole `Process`
+/// record (about 600 bytes of heap per program run) and every execve its arguments.
 pub fn handle(frame: &mut TrapFrame) {
     hal::cpu::enable_interrupts();
     let Some(p) = process::current() else {
@@ -647,14 +660,37 @@ pub fn handle(frame: &mut TrapFrame) {
         return;
     };
     if p.terminal.load(core::sync::atomic::Ordering::Relaxed) {
+        drop(p);
         process::exit_current(128 + 9);
     }
-    frame.rax = match dispatch(&p, frame) {
+    let nr = frame.rax;
+    let result = match u32::try_from(nr) {
+        Ok(__NR_exit_group) => {
+            drop(p);
+            process::exit_current(frame.rdi as i32)
+        }
+        Ok(__NR_exit) => {
+            p.exit_code.store(frame.rdi as i32, core::sync::atomic::Ordering::Relaxed);
+            drop(p);
+            process::exit_thread()
+        }
+        Ok(__NR_execve) => match sys_execve(&p, frame.rdi, frame.rsi) {
+            Ok(new) => {
+                *frame = new;
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        },
+        _ => dispatch(&p, frame),
+    };
+    frame.rax = match result {
         Ok(v) => v,
         Err(e) => (-(i64::from(e))) as u64,
     };
     // Killed (or another thread called exit_group) while in the kernel: die before returning.
-    if p.terminal.load(core::sync::atomic::Ordering::Relaxed) {
+    let dying = p.terminal.load(core::sync::atomic::Ordering::Relaxed);
+    drop(p);
+    if dying {
         process::exit_thread();
     }
 }

@@ -58,9 +58,14 @@ fn faulting_programs_are_killed_and_the_system_goes_on() -> Result<()> {
         ("fault_kernel", "killed: page fault at 0xffffffff80100000 rip 0x"),
         ("priv_hlt", "killed: general protection fault"),
         ("priv_cli", "killed: general protection fault"),
+        ("priv_wrmsr", "killed: general protection fault"),
+        ("priv_out", "killed: general protection fault"),
+        ("stack_overflow", "killed: stack overflow: page fault at 0x"),
+        ("recursion", "killed: stack overflow: page fault at 0x"),
     ] {
         let out = q.shell(prog)?;
         assert!(out.contains(&format!("(/boot/{prog}) {what}")), "{prog}:\n{out}");
+        assert!(!out.contains("survived"), "{prog}:\n{out}");
         assert_eq!(q.shell("hello_world")?.trim(), "Hello World!");
     }
     assert_eq!(q.shell("hello_world")?.trim(), "Hello World!");
@@ -257,6 +262,28 @@ fn syscall_fuzzer_leaves_the_system_running() -> Result<()> {
     let out = q.shell(&format!("syscall_fuzz 3 {calls}"))?;
     assert!(out.contains(&format!("syscall_fuzz: done: seed 3, {calls} calls")), "{out}");
     assert_eq!(q.shell("hello_world")?.trim(), "Hello World!");
+    q.power_off_ok()?;
+    Ok(())
+}
+
+/// Programs that exhaust memory under the shell: mmap and brk end with ENOMEM, a thread storm
+/// ends when clone is refused (EAGAIN) and every thread is joined; the shell answers after each.
+#[test]
+fn exhausting_programs_end_with_an_errno_and_the_shell_answers() -> Result<()> {
+    let mut cfg = Config::from_env(false)?;
+    cfg.mem_mib = 128;
+    cfg.timeout = cfg.timeout.max(std::time::Duration::from_secs(600));
+    let mut q = Quest::boot(&cfg)?;
+    for (prog, expect) in [
+        ("mmap_exhaust", "then mmap failed with ENOMEM"),
+        ("brk_exhaust", "then brk refused: ENOMEM"),
+        ("thread_storm", "then pthread_create failed with EAGAIN"),
+    ] {
+        let out = q.shell(prog)?;
+        assert!(out.contains(expect), "{prog}:\n{out}");
+        assert!(!out.contains("killed"), "{prog}:\n{out}");
+        assert_eq!(q.shell("hello_world")?.trim(), "Hello World!", "after {prog}");
+    }
     q.power_off_ok()?;
     Ok(())
 }

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 mod bench;
 mod bench_profile;
 mod cc;
+mod fuzz;
 mod image;
 mod plot;
 mod questv;
@@ -36,7 +37,8 @@ commands:
   test    everything CI runs: host unit and property tests, then the QEMU integration tests
             --host          host tests only      --qemu   QEMU tests only
             --long          the slow exhaustive runs too (1,000,000 fuzzed syscalls, more
-                            property-test cases)
+                            property-test cases, 60 s of libFuzzer per host fuzz target)
+  fuzz    libFuzzer runs of the host fuzz targets (fuzz/): [--time S | --runs N] [TARGET...]
   gdb     boot QEMU halted with its GDB stub and attach GDB with the kernel's symbols
   plot    schedule trace to an SVG Gantt chart:
             (--example NAME | --trace FILE | --list) [-o OUT.svg] [--start-ms N] [--end-ms N]
@@ -79,6 +81,7 @@ fn real_main(args: &[String]) -> Result<()> {
         "plot" => plot::run(rest),
         "bench" => bench::run(rest),
         "cc" => cc::run(rest),
+        "fuzz" => fuzz::run(rest),
         "build" => {
             let tools = tools(true)?;
             let _ = tools;
@@ -339,7 +342,10 @@ fn cargo() -> Command {
 }
 
 /// Host crates whose unit, property and doc tests run on the host.
-const HOST_CRATES: &[&str] = &["kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "quest-abi", "monitor-core", "libquest", "xtask"];
+const HOST_CRATES: &[&str] = &[
+    "kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "bootinfo", "fuzz-targets", "quest-abi", "monitor-core",
+    "libquest", "xtask",
+];
 
 fn test(args: &[String]) -> Result<()> {
     let host_only = args.iter().any(|a| a == "--host");
@@ -378,7 +384,7 @@ fn test(args: &[String]) -> Result<()> {
         }
         println!("xtask: no_std crates build for the kernel target");
         let st = cargo()
-            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf", "-p", "quest-abi", "-p", "monitor-core"])
+            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf", "-p", "bootinfo", "-p", "quest-abi", "-p", "monitor-core"])
             .status()?;
         if !st.success() {
             bail!("a no_std crate does not build for x86_64-unknown-none");
@@ -412,6 +418,12 @@ fn test(args: &[String]) -> Result<()> {
         if !st.success() {
             bail!("QEMU integration tests failed");
         }
+    }
+    if long && !qemu_only {
+        // Bounded libFuzzer runs of every host fuzz target (the normal run replays their
+        // corpora through the same functions: crates/fuzz-targets/tests/corpus.rs).
+        let results = fuzz::run_targets(&fuzz::TARGETS.iter().map(|s| s.to_string()).collect::<Vec<_>>(), fuzz::Bound::Seconds(60))?;
+        fuzz::print_summary(&results);
     }
     println!("xtask: all tests passed");
     Ok(())
