@@ -223,7 +223,10 @@ fn sys_read(p: &Process, fd: u64, buf: u64, len: u64) -> SysResult {
     // A line at a time, like a terminal in canonical mode (echo included).
     let mut line = vec![];
     while (line.len() as u64) < len {
-        let b = crate::drivers::serial::read_byte();
+        // A killed task (ctrl-c, kill -t) stops waiting for input and dies on the way out.
+        let Some(b) = crate::drivers::serial::read_byte_or(|| p.terminal.load(core::sync::atomic::Ordering::Relaxed)) else {
+            return Err(EINTR);
+        };
         let b = if b == b'\r' { b'\n' } else { b };
         hal::serial::write_raw(&[b]);
         line.push(b);

@@ -196,6 +196,26 @@ fn ctrl_c_kills_the_foreground_task() -> Result<()> {
     Ok(())
 }
 
+/// A task blocked reading the console ends on ctrl-c too (it used to sleep on), and a line
+/// typed to it arrives.
+#[test]
+fn ctrl_c_ends_a_task_waiting_for_input() -> Result<()> {
+    let mut q = boot()?;
+    q.send_line("read_stdin")?;
+    q.expect("read_stdin: waiting for a line")?;
+    q.send_raw(b"\x03")?;
+    q.expect("^C")?;
+    q.expect_prompt()?;
+    assert_eq!(q.shell("hello_world")?.trim(), "Hello World!");
+    q.send_line("read_stdin")?;
+    q.expect("read_stdin: waiting for a line")?;
+    q.send_line("abc")?;
+    q.expect("read_stdin: got abc")?;
+    q.expect_prompt()?;
+    q.power_off_ok()?;
+    Ok(())
+}
+
 /// pipe2 between a parent and its child (end of file when the writer closes), and /boot
 /// listed with opendir/readdir/stat (getdents64, stat).
 #[test]

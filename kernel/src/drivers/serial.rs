@@ -100,8 +100,18 @@ fn pop() -> Option<u8> {
 /// Next received byte; blocks the calling thread until one arrives.
 pub fn read_byte() -> u8 {
     loop {
-        if let Some(b) = pop() {
+        if let Some(b) = read_byte_or(|| false) {
             return b;
+        }
+    }
+}
+
+/// Next received byte, or `None` once `stop()` holds (checked before blocking and after every
+/// wake-up: a task killed while it waits for input — ctrl-c, `kill -t` — must not sleep on).
+pub fn read_byte_or(stop: impl Fn() -> bool) -> Option<u8> {
+    loop {
+        if let Some(b) = pop() {
+            return Some(b);
         }
         let me = sched::current();
         let Some(vcpu) = sched::current_vcpu() else {
@@ -110,20 +120,34 @@ pub fn read_byte() -> u8 {
             continue;
         };
         let io = *IO_VCPU.lock();
+        // Stops waiting as the reader: gives the IO VCPU its normal priority back.
+        let unregister = || {
+            let mut r = READER.lock();
+            if r.is_some_and(|(t, _)| t == me) {
+                *r = None;
+                drop(r);
+                if let Some(io) = io {
+                    sched::io_wait(0, io, vcpu, true);
+                }
+            }
+        };
+        if stop() {
+            return None;
+        }
         *READER.lock() = Some((me, vcpu));
         if let Some(io) = io {
             sched::io_wait(0, io, vcpu, false);
         }
         // Data may have arrived between the first check and registering.
         if let Some(b) = pop() {
-            if READER.lock().take().is_some() {
-                if let Some(io) = io {
-                    sched::io_wait(0, io, vcpu, true);
-                }
-            }
-            return b;
+            unregister();
+            return Some(b);
         }
         sched::block_current();
+        if stop() {
+            unregister();
+            return None;
+        }
     }
 }
 
