@@ -25,6 +25,8 @@ pub struct Sandbox {
     pub channels: u32,
     /// Physical CPU index of this core.
     pub cpu: u32,
+    /// Number of CPUs of the sandbox (its boot processor first; see [`cpu_apic_id`]).
+    pub cpus: u32,
 }
 
 /// A shared-memory channel window.
@@ -61,6 +63,7 @@ fn detect() -> Option<Sandbox> {
         tsc_khz: a.edx,
         channels: if s.eax >= abi::LEAF_CHANNEL { p.eax } else { 0 },
         cpu: p.edx,
+        cpus: if s.eax >= abi::LEAF_CPUS { crate::cpu::cpuid(abi::LEAF_CPUS, 0).ebx.max(1) } else { 1 },
     })
 }
 
@@ -82,6 +85,16 @@ pub fn channel(i: u32) -> Option<ChannelWindow> {
         phys: (u64::from(r.edx) << 32) | u64::from(r.ecx & !0xfff),
         kind: r.ecx & 0xfff,
     })
+}
+
+/// APIC id of the sandbox's CPU `i` (`i < sandbox().cpus`); CPU 0 is the boot processor.
+pub fn cpu_apic_id(i: u32) -> Option<u32> {
+    let sb = sandbox()?;
+    if i >= sb.cpus {
+        return None;
+    }
+    let id = crate::cpu::cpuid(abi::LEAF_CPUS, i).eax;
+    (id != u32::MAX).then_some(id)
 }
 
 /// `vmmcall` with function `f` and arguments in rbx, rcx, rdx; returns rax.

@@ -55,8 +55,8 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
 
     if let Some(sb) = hal::questv::sandbox() {
         println!(
-            "Quest-V: sandbox {} of {} on CPU {}, console at {:#x} (IRQ {}), {} channel window(s)",
-            sb.id, sb.count, sb.cpu, sb.console_port, sb.console_irq, sb.channels
+            "Quest-V: sandbox {} of {} on CPU {} ({} CPU(s)), console at {:#x} (IRQ {}), {} channel window(s)",
+            sb.id, sb.count, sb.cpu, sb.cpus, sb.console_port, sb.console_irq, sb.channels
         );
     }
     match boot.acpi {
@@ -109,7 +109,13 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
     hal::trap::set_exception_hook(process::on_exception);
     hal::user::set_syscall_handler(syscall::handle);
     let mp = if boot.acpi.is_err() { hal::mptable::probe() } else { None };
+    // Under Quest-V the monitor names the sandbox's CPUs (there are no ACPI tables in a sandbox).
+    let sandbox_cpus: Vec<u32> = match hal::questv::sandbox() {
+        Some(sb) => (0..sb.cpus).filter_map(hal::questv::cpu_apic_id).collect(),
+        None => Vec::new(),
+    };
     let ids: &[u32] = match (&boot.acpi, &mp) {
+        _ if !sandbox_cpus.is_empty() => &sandbox_cpus,
         (Ok(p), _) => &p.apic_ids[..p.cpu_count],
         (Err(_), Some(m)) => &m.apic_ids[..m.cpu_count],
         _ => &[],

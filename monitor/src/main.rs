@@ -61,6 +61,8 @@ struct SandboxRt {
     console_irq: Option<u8>,
     /// APIC ids of its cores.
     apic_ids: Vec<u32>,
+    /// Physical CPU indices of its cores (same order as `apic_ids`).
+    cpus: Vec<u32>,
     state: AtomicU8,
     // Kept alive for the hardware: nested page tables, I/O and MSR permission maps.
     _npt: PhysRegion,
@@ -94,6 +96,10 @@ static SANDBOXES: Once<Vec<SandboxRt>> = Once::new();
 static CHANNELS: Once<Vec<PhysRegion>> = Once::new();
 /// The sandbox each CPU runs (index into SANDBOXES) or NO_SANDBOX.
 static CPU_SANDBOX: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(NO_SANDBOX) }; MAX_CPUS];
+/// A sandbox's application processors wait here for their STARTUP IPI: 0, or vector + 1.
+static SIPI: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// Whether the core runs guest code (so an INIT from the monitor lands as an exit, not a reset).
+static IN_GUEST: [core::sync::atomic::AtomicBool; MAX_CPUS] = [const { core::sync::atomic::AtomicBool::new(false) }; MAX_CPUS];
 static COUNTERS: [[AtomicU64; EXIT_REASONS]; MAX_CPUS] = [const { [const { AtomicU64::new(0) }; EXIT_REASONS] }; MAX_CPUS];
 static TSC_KHZ: AtomicU32 = AtomicU32::new(0);
 /// Serialises the monitor's console reports and the IOAPIC programming.
@@ -207,10 +213,15 @@ fn monitor_main(boot: &'static hal::Boot) -> ! {
     }
     for rt in &sandboxes {
         let sb = &plan.sandboxes[rt.id as usize];
-        for (k, &cpu) in sb.cpus.iter().enumerate() {
-            if k == 0 {
-                CPU_SANDBOX[cpu as usize].store(u32::from(rt.id), Ordering::Relaxed);
-            }
+        if sb.cpus.len() > 1 && !hal::apic::has_x2apic() {
+            refuse(&format!(
+                "sandbox {} has {} CPUs: multi-core sandboxes need x2APIC (the monitor turns their INIT/STARTUP IPIs into core launches)",
+                sb.name,
+                sb.cpus.len()
+            ));
+        }
+        for &cpu in &sb.cpus {
+            CPU_SANDBOX[cpu as usize].store(u32::from(rt.id), Ordering::Relaxed);
         }
     }
     let sandboxes = SANDBOXES.call_once(|| sandboxes);
@@ -226,7 +237,7 @@ fn monitor_main(boot: &'static hal::Boot) -> ! {
             sb.console,
             rt.boot.kernel.entry,
             rt.view.channels.len(),
-            if sb.cpus.len() > 1 { "; CPUs after the first stay with the monitor (multi-core sandboxes are not supported yet)" } else { "" },
+            if sb.cpus.len() > 1 { "; its kernel starts the other CPUs (INIT/STARTUP through the monitor)" } else { "" },
         );
     }
     let held = (0..apic_ids.len()).filter(|&c| CPU_SANDBOX[c].load(Ordering::Relaxed) == NO_SANDBOX).count();
@@ -323,6 +334,7 @@ fn build_sandbox(
         tsc_khz: TSC_KHZ.load(Ordering::Relaxed),
         cpu: sb.cpus[0],
         channels,
+        apic_ids: own_ids.clone(),
     };
     let ncr3 = tables.phys();
     Ok(SandboxRt {
@@ -332,6 +344,7 @@ fn build_sandbox(
         ram_map,
         console_irq,
         apic_ids: own_ids,
+        cpus: sb.cpus.clone(),
         state: AtomicU8::new(NOT_STARTED),
         _npt: tables,
         iopm,
@@ -349,7 +362,23 @@ fn cpu_main(cpu: usize) -> ! {
     let Some(rt) = SANDBOXES.get().and_then(|s| s.get(id as usize)) else {
         hal::cpu::halt_forever()
     };
-    match launch(cpu, rt) {
+    let boot_cpu = rt.view.cpu as usize == cpu;
+    let vector = if boot_cpu {
+        None
+    } else {
+        // An application processor of the sandbox: wait for its kernel's STARTUP IPI.
+        loop {
+            if matches!(rt.state.load(Ordering::Acquire), POWERED_OFF | STOPPED) {
+                hal::cpu::halt_forever();
+            }
+            let v = SIPI[cpu].load(Ordering::Acquire);
+            if v != 0 {
+                break Some((v - 1) as u8);
+            }
+            core::hint::spin_loop();
+        }
+    };
+    match launch(cpu, rt, vector) {
         Ok(never) => match never {},
         Err(e) => {
             stop(cpu, rt, STOPPED, &format!("cannot launch: {e}"));
@@ -373,24 +402,31 @@ impl Vcpu {
     }
 }
 
-fn launch(cpu: usize, rt: &'static SandboxRt) -> Result<core::convert::Infallible, &'static str> {
+fn launch(cpu: usize, rt: &'static SandboxRt, ap_vector: Option<u8>) -> Result<core::convert::Infallible, &'static str> {
     let hsave = PhysRegion::alloc(1, 1).ok_or("out of memory for the host save area")?;
     hal::svm::enable(&hsave)?;
     let v = Vcpu {
         vmcb: PhysRegion::alloc(1, 1).ok_or("out of memory for the VMCB")?,
         host_extra: PhysRegion::alloc(1, 1).ok_or("out of memory for the host state")?,
-        regs: GuestRegs { rbx: rt.boot.mbi_addr, ..GuestRegs::default() },
+        regs: GuestRegs { rbx: if ap_vector.is_none() { rt.boot.mbi_addr } else { 0 }, ..GuestRegs::default() },
     };
-    let image = vmcb::boot_vmcb(&vmcb::Setup {
+    let setup = vmcb::Setup {
         asid: u32::from(rt.id) + 1,
         iopm: rt.iopm.phys(),
         msrpm: rt.msrpm.phys(),
         ncr3: rt.ncr3,
         entry: rt.boot.kernel.entry,
         mbi: rt.boot.mbi_addr as u32,
-    });
+    };
+    let image = match ap_vector {
+        None => vmcb::boot_vmcb(&setup),
+        Some(vector) => vmcb::ap_vmcb(&setup, vector),
+    };
     v.vmcb.write(0, &image.0[..]);
-    rt.state.store(RUNNING, Ordering::Release);
+    if ap_vector.is_none() {
+        rt.state.store(RUNNING, Ordering::Release);
+    }
+    IN_GUEST[cpu].store(true, Ordering::Release);
     run(cpu, rt, v)
 }
 
@@ -406,6 +442,10 @@ fn run(cpu: usize, rt: &'static SandboxRt, mut v: Vcpu) -> ! {
         v.vmcb.write(ctl::TLB_CONTROL as u64, &[0]);
         let exit = vmcb::decode_exit(v.get(ctl::EXITCODE), v.get(ctl::EXITINFO1), v.get(ctl::EXITINFO2));
         count(cpu, exit.reason());
+        if rt.state.load(Ordering::Acquire) != RUNNING {
+            // Stopped from another core (its INIT brought us here): halt with it.
+            hal::cpu::halt_forever();
+        }
         if let Err(why) = handle(cpu, rt, &mut v, exit) {
             stop(cpu, rt, STOPPED, &why);
             hal::cpu::halt_forever();
@@ -468,6 +508,14 @@ fn handle(cpu: usize, rt: &SandboxRt, v: &mut Vcpu, exit: Exit) -> Result<(), St
                 MsrWrite::Ipi(icr) => hal::svm::send_x2apic_icr(icr).map_err(|e| format!("IPI: {e}"))?,
                 MsrWrite::Ignore => {}
                 MsrWrite::DeniedIpi(icr) => report(rt, &format!("IPI outside the sandbox refused (ICR {icr:#x})")),
+                MsrWrite::Init(_) => {} // the core waits in the monitor until its STARTUP
+                MsrWrite::Startup(dest, vector) => {
+                    if let Some(k) = rt.apic_ids.iter().position(|&a| a == dest) {
+                        let target = rt.cpus[k] as usize;
+                        // Only the first STARTUP counts (the kernel sends two, as on hardware).
+                        let _ = SIPI[target].compare_exchange(0, u32::from(vector) + 1, Ordering::AcqRel, Ordering::Acquire);
+                    }
+                }
             }
             skip(rt, v, insn::Insn::Wrmsr)
         }
@@ -563,6 +611,14 @@ fn report(rt: &SandboxRt, what: &str) {
 /// sandbox has stopped.
 fn stop(cpu: usize, rt: &SandboxRt, state: u8, why: &str) {
     rt.state.store(state, Ordering::Release);
+    IN_GUEST[cpu].store(false, Ordering::Release);
+    // Its other cores run guest code without exits: an INIT (intercepted) brings each back to
+    // the monitor, which sees the state and halts.
+    for (k, &c) in rt.cpus.iter().enumerate() {
+        if c as usize != cpu && IN_GUEST[c as usize].swap(false, Ordering::AcqRel) {
+            hal::apic::send_init(rt.apic_ids[k]);
+        }
+    }
     let counts: Vec<String> = ExitReason::ALL
         .iter()
         .filter_map(|&r| {

@@ -211,6 +211,36 @@ fn triple_fault_stops_only_that_sandbox() -> Result<()> {
     Ok(())
 }
 
+/// A two-core sandbox: its kernel starts its second core through the monitor (INIT/STARTUP
+/// IPIs become a real-mode launch of that core), threads run on both cores, and stopping the
+/// sandbox stops both cores while the one-core sandbox beside it goes on.
+#[test]
+fn multi_core_sandbox() -> Result<()> {
+    let mut cfg = config(true, false)?;
+    cfg.iso = std::env::var_os("QUEST_QUESTV_SMP_ISO").map(Into::into).context("QUEST_QUESTV_SMP_ISO is not set")?;
+    cfg.smp = 3;
+    let mut m = QuestV::start(&cfg, 3)?;
+    m.com(1).expect("Quest-V: sandbox 0 of 2 on CPU 0 (2 CPU(s))")?;
+    m.com(1).expect("SMP: 2 CPU(s) online")?;
+    m.com(1).expect_prompt()?;
+    m.com(2).expect("Quest-V: sandbox 1 of 2 on CPU 2 (1 CPU(s))")?;
+    m.com(2).expect_prompt()?;
+    let out = m.com(1).shell("ktest smp 100")?;
+    for cpu in 0..2 {
+        let line = out.lines().find(|l| l.starts_with(&format!("smp: cpu {cpu} ran"))).context(out.clone())?;
+        let n: u64 = line.split_whitespace().nth(4).context(line.to_string())?.parse()?;
+        assert!(n > 0, "cpu {cpu} of the sandbox made no progress:\n{out}");
+    }
+    m.com(1).send_line("ktest wild 30000000")?;
+    m.com(MONITOR).expect("sandbox big (0): STOPPED on CPU")?;
+    let out = m.com(2).shell("echo still here")?;
+    assert!(out.contains("still here"), "{out}");
+    m.com(2).send_line("poweroff")?;
+    m.com(MONITOR).expect("every sandbox has stopped; powering off")?;
+    assert_eq!(m.wait_exit()?, EXIT_FAILURE);
+    Ok(())
+}
+
 /// A plan that does not fit the machine (the image is built for 512 MiB; this machine has
 /// 256 MiB) is refused at boot with the reason; nothing is launched.
 #[test]

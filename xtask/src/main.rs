@@ -399,6 +399,7 @@ fn test(args: &[String]) -> Result<()> {
         let two = root().join("configs/two-quest.toml");
         let qv = questv::build(&two, false, &files)?;
         let qv_ktest = questv::build(&two, true, &files)?;
+        let qv_smp = questv::build(&root().join("tests/fixtures/questv-smp.toml"), true, &files)?;
         println!("xtask: QEMU integration tests");
         let mut c = cargo();
         c.args(["test", "-p", "quest-tests", "--test", "*", "--", "--test-threads", "2"])
@@ -406,7 +407,8 @@ fn test(args: &[String]) -> Result<()> {
             .env("QUEST_ISO", &iso)
             .env("QUEST_KTEST_ISO", &ktest_iso)
             .env("QUEST_QUESTV_ISO", &qv.iso)
-            .env("QUEST_QUESTV_KTEST_ISO", &qv_ktest.iso);
+            .env("QUEST_QUESTV_KTEST_ISO", &qv_ktest.iso)
+            .env("QUEST_QUESTV_SMP_ISO", &qv_smp.iso);
         if long {
             // The slow exhaustive runs: a million fuzzed system calls, more property cases.
             c.env("QUEST_FUZZ_CALLS", "1000000");

@@ -51,7 +51,8 @@ pub fn build(config: &Path, ktest: bool, files: &[PathBuf]) -> Result<QuestV> {
     let monitor = root().join("target").join(KERNEL_TARGET).join(PROFILE).join("quest-v");
     let monitor_bytes = fs::read(&monitor)?;
 
-    let out = root().join("target/quest/questv").join(if ktest { "ktest" } else { "normal" });
+    let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("config");
+    let out = root().join("target/quest/questv").join(stem).join(if ktest { "ktest" } else { "normal" });
     let iso_root = out.join("iso");
     if iso_root.exists() {
         fs::remove_dir_all(&iso_root)?;
@@ -153,7 +154,7 @@ mod tests {
 
     #[test]
     fn shipped_configs_are_valid() {
-        for f in ["configs/two-quest.toml", "configs/quest-v-example.toml"] {
+        for f in ["configs/two-quest.toml", "configs/quest-v-example.toml", "tests/fixtures/questv-smp.toml"] {
             let p = root().join(f);
             if let Err(e) = load_config(&p) {
                 panic!("{f}: {e:#}");

@@ -31,6 +31,8 @@ pub struct SandboxView {
     pub cpu: u32,
     /// (key, size, guest-physical address, kind code).
     pub channels: Vec<(u32, u32, u64, u32)>,
+    /// APIC ids of the sandbox's CPUs, the boot processor first.
+    pub apic_ids: Vec<u32>,
 }
 
 /// The guest's answer to CPUID `leaf`/`sub`, given the host's answer `host` (eax, ebx, ecx, edx).
@@ -45,7 +47,7 @@ pub fn cpuid(view: &SandboxView, leaf: u32, sub: u32, host: [u32; 4]) -> [u32; 4
         0x8000_000a => return [0; 4],  // SVM features: none
         abi::LEAF_SIGNATURE => {
             let (sb, sc, sd) = abi::signature_regs();
-            return [abi::LEAF_CHANNEL, sb, sc, sd];
+            return [abi::LEAF_CPUS, sb, sc, sd];
         }
         abi::LEAF_SANDBOX => {
             return [view.id, view.count, u32::from(view.console_port) | (u32::from(view.console_irq) << 16), view.tsc_khz];
@@ -57,7 +59,11 @@ pub fn cpuid(view: &SandboxView, leaf: u32, sub: u32, host: [u32; 4]) -> [u32; 4
                 None => [0; 4],
             };
         }
-        0x4000_0004..=0x4000_00ff => return [0; 4],
+        abi::LEAF_CPUS => {
+            let id = view.apic_ids.get(sub as usize).copied().unwrap_or(u32::MAX);
+            return [id, view.apic_ids.len() as u32, 0, 0];
+        }
+        0x4000_0005..=0x4000_00ff => return [0; 4],
         _ => {}
     }
     [a, b, c, d]
@@ -131,6 +137,12 @@ pub enum MsrWrite {
     Ignore,
     /// Refused: an IPI outside the sandbox (reported, dropped).
     DeniedIpi(u64),
+    /// INIT to another core of the sandbox (AP start-up): the monitor holds that core until
+    /// the STARTUP that follows; nothing is sent.
+    Init(u32),
+    /// STARTUP (SIPI) to another core of the sandbox with this vector: the monitor launches
+    /// that core in real mode at `vector * 4096`.
+    Startup(u32, u8),
 }
 
 /// Decides an intercepted WRMSR. `own_apic_ids`: the sandbox's cores.
@@ -141,9 +153,13 @@ pub fn msr_write(msr: u32, value: u64, own_apic_ids: &[u32]) -> MsrWrite {
             let shorthand = (value >> 18) & 3;
             let dest = (value >> 32) as u32;
             let logical = value & (1 << 11) != 0;
-            match shorthand {
-                1 => MsrWrite::Ipi(value),                                             // self
-                0 if !logical && own_apic_ids.contains(&dest) => MsrWrite::Ipi(value), // own core
+            let mode = (value >> 8) & 7;
+            match (shorthand, mode) {
+                (0, 5) if !logical && own_apic_ids.contains(&dest) => MsrWrite::Init(dest),
+                (0, 6) if !logical && own_apic_ids.contains(&dest) => MsrWrite::Startup(dest, value as u8),
+                (_, 5 | 6) => MsrWrite::DeniedIpi(value), // never INIT or SIPI anyone else
+                (1, _) => MsrWrite::Ipi(value),           // self
+                (0, _) if !logical && own_apic_ids.contains(&dest) => MsrWrite::Ipi(value),
                 _ => MsrWrite::DeniedIpi(value),
             }
         }
@@ -250,7 +266,16 @@ mod tests {
     use super::*;
 
     fn view() -> SandboxView {
-        SandboxView { id: 1, count: 2, console_port: 0x2f8, console_irq: 3, tsc_khz: 2_000_000, cpu: 1, channels: vec![(153, 4096, 0x800_0000, 1)] }
+        SandboxView {
+            id: 1,
+            count: 2,
+            console_port: 0x2f8,
+            console_irq: 3,
+            tsc_khz: 2_000_000,
+            cpu: 1,
+            channels: vec![(153, 4096, 0x800_0000, 1)],
+            apic_ids: vec![1, 2],
+        }
     }
 
     #[test]
@@ -265,6 +290,8 @@ mod tests {
         assert_eq!(cpuid(&v, abi::LEAF_PLATFORM, 0, [0; 4]), [1, 0, abi::ABI_VERSION, 1]);
         assert_eq!(cpuid(&v, abi::LEAF_CHANNEL, 0, [0; 4]), [153, 4096, 0x800_0001, 0]);
         assert_eq!(cpuid(&v, abi::LEAF_CHANNEL, 1, [0; 4]), [0; 4]);
+        assert_eq!(cpuid(&v, abi::LEAF_CPUS, 1, [0; 4]), [2, 2, 0, 0]);
+        assert_eq!(cpuid(&v, abi::LEAF_CPUS, 2, [0; 4]), [u32::MAX, 2, 0, 0]);
         assert_eq!(cpuid(&v, 7, 0, [1, 2, 3, 4]), [1, 2, 3, 4]);
     }
 
@@ -300,6 +327,10 @@ mod tests {
         assert_eq!(msr_write(MSR_X2APIC_ICR, 0xf1, &own), MsrWrite::DeniedIpi(0xf1)); // to core 0
         assert_eq!(msr_write(MSR_X2APIC_ICR, (1 << 18) | 0xf1, &own), MsrWrite::Ipi((1 << 18) | 0xf1)); // self
         assert_eq!(msr_write(MSR_X2APIC_ICR, (3 << 18) | 0x4500, &own), MsrWrite::DeniedIpi((3 << 18) | 0x4500)); // INIT all-but-self
+        assert_eq!(msr_write(MSR_X2APIC_ICR, (1 << 32) | 0x4500, &own), MsrWrite::Init(1));
+        assert_eq!(msr_write(MSR_X2APIC_ICR, (1 << 32) | 0x4608, &own), MsrWrite::Startup(1, 8));
+        assert_eq!(msr_write(MSR_X2APIC_ICR, 0x4608, &own), MsrWrite::DeniedIpi(0x4608)); // SIPI to core 0
+        assert_eq!(msr_write(MSR_X2APIC_ICR, (1 << 18) | 0x4500, &own), MsrWrite::DeniedIpi((1 << 18) | 0x4500)); // INIT self
         assert_eq!(msr_write(MSR_EFER, 0xd01, &own), MsrWrite::Efer(0xd01 | EFER_SVME));
         assert_eq!(msr_write(MSR_VM_HSAVE_PA, 0x1000, &own), MsrWrite::Ignore);
     }

@@ -158,6 +158,26 @@ pub fn boot_vmcb(s: &Setup) -> Vmcb {
     v
 }
 
+/// The VMCB for an application processor of a sandbox started by a STARTUP IPI with `vector`:
+/// the state INIT-SIPI leaves a core in — real mode, CS = vector << 8 (base vector * 4096),
+/// IP = 0, paging and protection off.
+pub fn ap_vmcb(s: &Setup, vector: u8) -> Vmcb {
+    let mut v = boot_vmcb(s);
+    const CODE16: u16 = 0xb | (1 << 4) | (1 << 7);
+    const DATA16: u16 = 0x3 | (1 << 4) | (1 << 7);
+    v.seg(save::CS, u16::from(vector) << 8, CODE16, 0xffff, u64::from(vector) << 12);
+    for off in [save::DS, save::ES, save::SS, save::FS, save::GS] {
+        v.seg(off, 0, DATA16, 0xffff, 0);
+    }
+    v.seg(save::GDTR, 0, 0, 0xffff, 0);
+    v.seg(save::IDTR, 0, 0, 0xffff, 0);
+    v.seg(save::TR, 0, 0x83, 0xffff, 0);
+    v.set(save::CR0, 0x10, 8); // ET; PE off
+    v.set(save::RIP, 0, 8);
+    v.set(save::RAX, 0, 8);
+    v
+}
+
 /// SVM exit codes the monitor handles.
 pub mod code {
     pub const INIT: u64 = 0x63;
@@ -236,6 +256,16 @@ mod tests {
         assert_eq!(v.get(save::EFER, 8) & (1 << 12), 1 << 12);
         assert_eq!(v.get(save::CS + 2, 2), 0xc9b);
         assert_eq!(v.get(save::CS + 4, 4), 0xffff_ffff);
+    }
+
+    #[test]
+    fn ap_vmcb_is_real_mode_at_the_vector() {
+        let v = ap_vmcb(&Setup { asid: 1, iopm: 0, msrpm: 0, ncr3: 0, entry: 0x10_0000, mbi: 0 }, 8);
+        assert_eq!(v.get(save::CS, 2), 0x800);
+        assert_eq!(v.get(save::CS + 8, 8), 0x8000);
+        assert_eq!(v.get(save::RIP, 8), 0);
+        assert_eq!(v.get(save::CR0, 8) & 1, 0);
+        assert_eq!(v.get(save::EFER, 8), 1 << 12);
     }
 
     #[test]

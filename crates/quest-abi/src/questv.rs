@@ -7,7 +7,7 @@
 //! in steady state: a sandbox that has booted makes no exits unless it asks for statistics.
 //!
 //! # CPUID leaves
-//! * [`LEAF_SIGNATURE`] (`0x4000_0000`): `eax` = highest leaf ([`LEAF_CHANNEL`]),
+//! * [`LEAF_SIGNATURE`] (`0x4000_0000`): `eax` = highest leaf ([`LEAF_CPUS`]),
 //!   `ebx, ecx, edx` = [`SIGNATURE`] (12 bytes, little-endian registers as in KVM's "KVMKVMKVM").
 //! * [`LEAF_SANDBOX`] (`0x4000_0001`): `eax` = sandbox id, `ebx` = number of sandboxes,
 //!   `ecx` = console I/O base in bits 0..16 and its ISA IRQ in bits 16..24, `edx` = TSC
@@ -18,6 +18,10 @@
 //! * [`LEAF_CHANNEL`] (`0x4000_0003`), sub-leaf `i < channels`: `eax` = key, `ebx` = size in
 //!   bytes, `ecx` = guest-physical address bits 12..32 with the kind ([`ChannelKindCode`]) in
 //!   bits 0..12, `edx` = guest-physical address bits 32..64.
+//! * [`LEAF_CPUS`] (`0x4000_0004`), sub-leaf `i`: `eax` = APIC id of the sandbox's CPU `i`
+//!   (`u32::MAX` past the end), `ebx` = number of CPUs. The first is the boot processor; the
+//!   kernel starts the others with INIT-SIPI-SIPI (x2APIC ICR writes, which the monitor turns
+//!   into launches of those cores).
 //!
 //! # Hypercalls
 //! `vmmcall` with the function in `rax`, arguments in `rbx, rcx, rdx`; result in `rax`
@@ -38,6 +42,8 @@ pub const LEAF_SANDBOX: u32 = 0x4000_0001;
 pub const LEAF_PLATFORM: u32 = 0x4000_0002;
 /// CPUID leaf: channel `ecx` (sub-leaf).
 pub const LEAF_CHANNEL: u32 = 0x4000_0003;
+/// CPUID leaf: the sandbox's CPUs (sub-leaf = index).
+pub const LEAF_CPUS: u32 = 0x4000_0004;
 /// The signature in `ebx, ecx, edx` of [`LEAF_SIGNATURE`].
 pub const SIGNATURE: [u8; 12] = *b"Quest-V-RS\0\0";
 /// Version of this ABI.
