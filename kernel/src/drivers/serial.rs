@@ -42,8 +42,11 @@ fn bottom_half() {
             if b == 0x03 {
                 // ctrl-c: ends the foreground task (the one its parent is waiting for).
                 let fg = crate::process::FOREGROUND.load(core::sync::atomic::Ordering::Relaxed);
-                if fg != 0 && crate::process::kill(fg, 128 + 2).is_ok() {
+                if fg != 0 {
+                    // Echo first: once killed, the task may end and the shell prompt again
+                    // before this thread runs on (the prompt must follow the ^C).
                     hal::serial::write_raw(b"^C\n");
+                    let _ = crate::process::kill(fg, 128 + 2);
                     continue;
                 }
             }
