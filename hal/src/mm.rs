@@ -563,11 +563,30 @@ pub fn heap_usage() -> (usize, usize) {
 /// Highest user address + 1 (the lower canonical half, minus the last page).
 pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
 
-/// Rights of a user page.
+/// Rights of a user page. A page without `read` (PROT_NONE) is mapped but not accessible
+/// to the program at all (a supervisor page: any user access faults); x86 cannot make a page
+/// writable or executable without also making it readable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct UserAccess {
+    pub read: bool,
     pub write: bool,
     pub exec: bool,
+}
+
+impl UserAccess {
+    /// Readable, plus `write` and `exec` as given.
+    pub const fn readable(write: bool, exec: bool) -> UserAccess {
+        UserAccess { read: true, write, exec }
+    }
+    /// No access at all (PROT_NONE).
+    pub const NONE: UserAccess = UserAccess { read: false, write: false, exec: false };
+
+    fn of_entry(e: u64) -> UserAccess {
+        if e & 4 == 0 {
+            return UserAccess::NONE;
+        }
+        UserAccess { read: true, write: e & 2 != 0, exec: e & (1 << 63) == 0 }
+    }
 }
 
 /// Why a user-memory operation failed.
@@ -591,6 +610,10 @@ pub struct AddressSpace {
 }
 
 fn user_flags(a: UserAccess) -> F {
+    if !(a.read || a.write || a.exec) {
+        // PROT_NONE: present (the frame stays this address space's) but not user-accessible.
+        return F::PRESENT | if nx_supported() { F::NO_EXECUTE } else { F::empty() };
+    }
     let mut f = F::PRESENT | F::USER_ACCESSIBLE;
     if a.write {
         f |= F::WRITABLE;
@@ -648,7 +671,8 @@ impl AddressSpace {
             return Err(UserMemError::Fault);
         }
         if let Some((pa, old)) = self.lookup(va) {
-            let merged = UserAccess { write: old.write || access.write, exec: old.exec || access.exec };
+            let merged =
+                UserAccess { read: old.read || access.read, write: old.write || access.write, exec: old.exec || access.exec };
             if merged != old {
                 self.protect(va, merged)?;
             }
@@ -708,7 +732,9 @@ impl AddressSpace {
             let index = (va >> (12 + 9 * level)) & 0x1ff;
             // SAFETY: page-table frames are reachable through the direct map; aligned u64 read.
             let e = unsafe { core::ptr::read_volatile((phys_to_virt(table) as *const u64).add(index as usize)) };
-            if e & 1 == 0 || e & 4 == 0 {
+            // Tables above the leaf are always user-accessible; a leaf without the user bit is a
+            // PROT_NONE page.
+            if e & 1 == 0 || (level > 0 && e & 4 == 0) {
                 return None;
             }
             if level > 0 && e & (1 << 7) != 0 {
@@ -716,8 +742,7 @@ impl AddressSpace {
             }
             table = e & 0x000f_ffff_ffff_f000;
             if level == 0 {
-                let access = UserAccess { write: e & 2 != 0, exec: e & (1 << 63) == 0 };
-                return Some((table, access));
+                return Some((table, UserAccess::of_entry(e)));
             }
         }
         None
@@ -732,7 +757,7 @@ impl AddressSpace {
         let mut p = va & !(PAGE_SIZE - 1);
         while p < end {
             match self.lookup(p) {
-                Some((_, a)) if a.write || !write => {}
+                Some((_, a)) if a.read && (a.write || !write) => {}
                 _ => return Err(UserMemError::Fault),
             }
             p += PAGE_SIZE;
@@ -837,13 +862,13 @@ impl AddressSpace {
             for i in 0..512u64 {
                 // SAFETY: a page-table frame of this address space, via the direct map.
                 let e = unsafe { core::ptr::read_volatile((phys_to_virt(table) as *const u64).add(i as usize)) };
-                if e & 1 == 0 || e & 4 == 0 {
+                if e & 1 == 0 || (level > 0 && e & 4 == 0) {
                     continue;
                 }
                 let va = base | (i << (12 + 9 * level));
                 let next = e & 0x000f_ffff_ffff_f000;
                 if level == 0 {
-                    out.push((va, next, UserAccess { write: e & 2 != 0, exec: e & (1 << 63) == 0 }));
+                    out.push((va, next, UserAccess::of_entry(e)));
                 } else if e & (1 << 7) == 0 {
                     walk(next, level - 1, va, out);
                 }

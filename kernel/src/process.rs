@@ -95,7 +95,7 @@ impl From<UserMemError> for SpawnError {
 }
 
 fn access(flags: elf::Flags) -> UserAccess {
-    UserAccess { write: flags.writable(), exec: flags.executable() }
+    UserAccess::readable(flags.writable(), flags.executable())
 }
 
 /// Loads `image` into a new address space; returns it with the entry point and initial stack
@@ -118,7 +118,7 @@ fn load(image: &[u8], argv: &[&[u8]]) -> Result<(Mem, u64, u64), SpawnError> {
         }
     }
     for i in 0..STACK_PAGES {
-        space.map_zeroed(STACK_TOP - (i + 1) * PAGE_SIZE, UserAccess { write: true, exec: false })?;
+        space.map_zeroed(STACK_TOP - (i + 1) * PAGE_SIZE, UserAccess::readable(true, false))?;
     }
     let mut random = [0u8; 16];
     let tsc = hal::cpu::rdtsc();
@@ -383,7 +383,7 @@ pub fn brk(p: &Process, new: u64) -> u64 {
     let new_end = new.next_multiple_of(PAGE_SIZE);
     let mut va = old_end;
     while va < new_end {
-        if m.space.map_zeroed(va, UserAccess { write: true, exec: false }).is_err() {
+        if m.space.map_zeroed(va, UserAccess::readable(true, false)).is_err() {
             return m.brk;
         }
         va += PAGE_SIZE;

@@ -296,7 +296,9 @@ fn zeroed_utsname() -> new_utsname {
 }
 
 fn prot(prot: u64) -> UserAccess {
-    UserAccess { write: prot & u64::from(PROT_WRITE) != 0, exec: prot & u64::from(PROT_EXEC) != 0 }
+    let (w, x) = (prot & u64::from(PROT_WRITE) != 0, prot & u64::from(PROT_EXEC) != 0);
+    // PROT_NONE: mapped, but no access at all (guard pages); any other right implies read on x86.
+    UserAccess { read: prot & u64::from(PROT_READ) != 0 || w || x, write: w, exec: x }
 }
 
 fn sys_mmap(p: &Process, addr: u64, len: u64, pr: u64, flags: u64, fd: u64) -> SysResult {

@@ -196,6 +196,20 @@ fn ctrl_c_kills_the_foreground_task() -> Result<()> {
     Ok(())
 }
 
+/// PROT_NONE pages are mapped but inaccessible: the kernel will not copy from one (EFAULT), and
+/// a user read faults and kills only that program.
+#[test]
+fn prot_none_pages_are_not_accessible() -> Result<()> {
+    let mut q = boot()?;
+    let out = q.shell("prot_none")?;
+    assert!(out.contains("prot_none: write from a PROT_NONE page: EFAULT"), "{out}");
+    assert!(out.contains("prot_none: after PROT_READ it reads 0"), "{out}");
+    assert!(out.contains("killed: page fault at") && !out.contains("NOT protected"), "{out}");
+    assert_eq!(q.shell("hello_world")?.trim(), "Hello World!");
+    q.power_off_ok()?;
+    Ok(())
+}
+
 /// A task blocked reading the console ends on ctrl-c too (it used to sleep on), and a line
 /// typed to it arrives.
 #[test]
