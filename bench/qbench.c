@@ -240,10 +240,22 @@ static void b_futex_pingpong(void)
  * answers each batch of 16 with one byte (flow control). Reported: time per message. */
 #define MSG 64
 #define BATCH 16
-static void b_msg_pipe(void)
+/* One way of moving MSG-byte messages between the two processes of msg_run: `child` prepares
+ * the receiving side after fork (may be NULL), `recv` returns 0 or -1. */
+struct transport {
+    const char *name;
+    void (*child)(void *ctx);
+    void (*send)(void *ctx, const char *m);
+    int (*recv)(void *ctx, char *m);
+    void *ctx;
+};
+
+/* BATCH messages parent -> child through `t`, one byte back through a pipe per batch; reports
+ * the time per message. */
+static void msg_run(const struct transport *t)
 {
-    int a[2], b[2], n = iters() / 4, w = warm() / 4;
-    if (pipe(a) || pipe(b))
+    int b[2], n = iters() / 4, w = warm() / 4;
+    if (pipe(b))
         die("pipe");
     pid_t pid = fork();
     if (pid < 0)
@@ -251,16 +263,12 @@ static void b_msg_pipe(void)
     char m[MSG];
     memset(m, 'm', sizeof m);
     if (pid == 0) {
+        if (t->child)
+            t->child(t->ctx);
         for (int i = 0; i < n + w; i++) {
-            for (int k = 0; k < BATCH; k++) {
-                size_t got = 0;
-                while (got < MSG) {
-                    ssize_t r = read(a[0], m + got, MSG - got);
-                    if (r <= 0)
-                        _exit(1);
-                    got += r;
-                }
-            }
+            for (int k = 0; k < BATCH; k++)
+                if (t->recv(t->ctx, m))
+                    _exit(1);
             if (write(b[1], m, 1) != 1)
                 _exit(1);
         }
@@ -271,17 +279,46 @@ static void b_msg_pipe(void)
     for (int i = 0; i < n + w; i++) {
         uint64_t t0 = rdtsc();
         for (int k = 0; k < BATCH; k++)
-            if (write(a[1], m, MSG) != MSG)
-                die("msg_pipe write");
+            t->send(t->ctx, m);
         if (read(b[0], m, 1) != 1)
-            die("msg_pipe read");
+            die("msg ack read");
         if (i >= w)
             v[i - w] = (rdtsc() - t0) / BATCH;
     }
     waitpid(pid, NULL, 0);
-    close(a[0]); close(a[1]); close(b[0]); close(b[1]);
-    report("msg_pipe", v, n);
+    close(b[0]);
+    close(b[1]);
+    report(t->name, v, n);
     free(v);
+}
+
+static void pipe_send(void *ctx, const char *m)
+{
+    if (write(((int *)ctx)[1], m, MSG) != MSG)
+        die("msg_pipe write");
+}
+
+static int pipe_recv(void *ctx, char *m)
+{
+    size_t got = 0;
+    while (got < MSG) {
+        ssize_t r = read(((int *)ctx)[0], m + got, MSG - got);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static void b_msg_pipe(void)
+{
+    int a[2];
+    if (pipe(a))
+        die("pipe");
+    struct transport t = {"msg_pipe", NULL, pipe_send, pipe_recv, a};
+    msg_run(&t);
+    close(a[0]);
+    close(a[1]);
 }
 
 /* ---------------------------------------------------------------- shared-memory messages */
@@ -323,77 +360,64 @@ static void ring_get(struct shm_ring *r, char *m)
         ring_wake(&r->tail);
 }
 
+/* msg_shm's channel: a shmcomm sync channel on Quest-RS, the MAP_SHARED ring on Linux. */
+struct shm_chan {
+    int quest;
+    unsigned key;
+    shmcomm_channel_t tx;
+    int rx;
+    struct shm_ring *ring;
+};
+
+static void shm_child(void *ctx)
+{
+    struct shm_chan *c = ctx;
+    if (!c->quest)
+        return;
+    shmcomm_close(c->tx);
+    c->rx = shmcomm_open_receive(c->key, SHMCOMM_CONNECT_CH, NULL, MSG, RING);
+    if (c->rx < 0)
+        _exit(1);
+}
+
+static void shm_send(void *ctx, const char *m)
+{
+    struct shm_chan *c = ctx;
+    if (!c->quest)
+        ring_put(c->ring, m);
+    else if (shmcomm_write(c->tx, m, MSG) != MSG)
+        die("msg_shm write");
+}
+
+static int shm_recv(void *ctx, char *m)
+{
+    struct shm_chan *c = ctx;
+    if (!c->quest) {
+        ring_get(c->ring, m);
+        return 0;
+    }
+    return shmcomm_read(c->rx, m, MSG) == MSG ? 0 : -1;
+}
+
 static void b_msg_shm(void)
 {
-    int b[2], n = iters() / 4, w = warm() / 4;
-    if (pipe(b))
-        die("pipe");
-    unsigned key = 7000 + (unsigned)getpid();
-    shmcomm_channel_t tx;
-    int quest = shmcomm_open_send(key, SHMCOMM_CREATE_CH | SHMCOMM_SYNC_CH, NULL, MSG, RING, &tx) >= 0;
-    struct shm_ring *r = NULL;
-    if (!quest) {
+    struct shm_chan c = {.key = 7000 + (unsigned)getpid(), .rx = -1};
+    c.quest = shmcomm_open_send(c.key, SHMCOMM_CREATE_CH | SHMCOMM_SYNC_CH, NULL, MSG, RING, &c.tx) >= 0;
+    if (!c.quest) {
         if (errno != ENOSYS)
             die("shmcomm_open_send");
-        r = mmap(NULL, sizeof *r, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        if (r == MAP_FAILED)
+        c.ring = mmap(NULL, sizeof *c.ring, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (c.ring == MAP_FAILED)
             die("mmap MAP_SHARED");
-        r->head = r->tail = 0;
+        c.ring->head = c.ring->tail = 0;
     }
-    printf("@INFO msg_shm=%s\n", quest ? "shmcomm_sync" : "mmap_shared_ring");
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork");
-    char m[MSG];
-    memset(m, 'm', sizeof m);
-    if (pid == 0) {
-        int rx = -1;
-        if (quest) {
-            shmcomm_close(tx);
-            rx = shmcomm_open_receive(key, SHMCOMM_CONNECT_CH, NULL, MSG, RING);
-            if (rx < 0)
-                _exit(1);
-        }
-        for (int i = 0; i < n + w; i++) {
-            for (int k = 0; k < BATCH; k++) {
-                if (quest) {
-                    if (shmcomm_read(rx, m, MSG) != MSG)
-                        _exit(1);
-                } else {
-                    ring_get(r, m);
-                }
-            }
-            if (write(b[1], m, 1) != 1)
-                _exit(1);
-        }
-        _exit(0);
-    }
-    uint64_t *v = malloc(n * sizeof *v);
-    total_ops = (n + w) * BATCH;
-    for (int i = 0; i < n + w; i++) {
-        uint64_t t0 = rdtsc();
-        for (int k = 0; k < BATCH; k++) {
-            if (quest) {
-                if (shmcomm_write(tx, m, MSG) != MSG)
-                    die("msg_shm write");
-            } else {
-                ring_put(r, m);
-            }
-        }
-        if (read(b[0], m, 1) != 1)
-            die("msg_shm read");
-        if (i >= w)
-            v[i - w] = (rdtsc() - t0) / BATCH;
-    }
-    waitpid(pid, NULL, 0);
-    if (quest)
-        shmcomm_close(tx);
+    printf("@INFO msg_shm=%s\n", c.quest ? "shmcomm_sync" : "mmap_shared_ring");
+    struct transport t = {"msg_shm", shm_child, shm_send, shm_recv, &c};
+    msg_run(&t);
+    if (c.quest)
+        shmcomm_close(c.tx);
     else
-        munmap(r, sizeof *r);
-    close(b[0]);
-    close(b[1]);
-    report("msg_shm", v, n);
-    free(v);
+        munmap(c.ring, sizeof *c.ring);
 }
 
 /* ---------------------------------------------------------------- periodic wake-up */

@@ -53,6 +53,18 @@ impl FdTable {
         Err(EMFILE)
     }
 
+    /// Installs both ends of a pipe (read end first) or neither.
+    pub fn insert_pair(&mut self, a: File, b: File) -> Result<(u64, u64), u32> {
+        let fa = self.insert(a, 0)?;
+        match self.insert(b, 0) {
+            Ok(fb) => Ok((fa, fb)),
+            Err(e) => {
+                let _ = self.close(fa);
+                Err(e)
+            }
+        }
+    }
+
     pub fn close(&mut self, fd: u64) -> Result<(), u32> {
         let slot = self.fds.get_mut(fd as usize).ok_or(EBADF)?;
         slot.take().map(|_| ()).ok_or(EBADF)

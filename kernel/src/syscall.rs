@@ -453,14 +453,7 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
         __NR_getdents64 => sys_getdents64(p, a0, a1, a2),
         __NR_pipe | __NR_pipe2 => {
             let (r, w) = crate::pipe::new();
-            let rfd = p.files.lock().insert(File::Pipe(r), 0)?;
-            let wfd = match p.files.lock().insert(File::Pipe(w), 0) {
-                Ok(fd) => fd,
-                Err(e) => {
-                    let _ = p.files.lock().close(rfd);
-                    return Err(e);
-                }
-            };
+            let (rfd, wfd) = p.files.lock().insert_pair(File::Pipe(r), File::Pipe(w))?;
             let fds = [rfd as i32, wfd as i32];
             if let Err(e) = put(p, a0, &fds) {
                 let _ = p.files.lock().close(rfd);

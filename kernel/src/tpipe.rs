@@ -41,14 +41,7 @@ pub fn open(p: &Process, qos: u64, fds: u64, g: u64) -> Result<u64, u32> {
     };
     // From here the pipe owns the VCPUs: dropping it destroys them.
     let (r, w) = crate::pipe::new_tuned(plan.chunk as usize * 2, wv, rv);
-    let rfd = p.files.lock().insert(File::Pipe(r), 0)?;
-    let wfd = match p.files.lock().insert(File::Pipe(w), 0) {
-        Ok(fd) => fd,
-        Err(e) => {
-            let _ = p.files.lock().close(rfd);
-            return Err(e);
-        }
-    };
+    let (rfd, wfd) = p.files.lock().insert_pair(File::Pipe(r), File::Pipe(w))?;
     let out = TpipeGuarantee {
         throughput: plan.throughput,
         delay_us: plan.delay_us,
