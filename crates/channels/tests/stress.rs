@@ -32,6 +32,10 @@ fn four_slot_no_torn_reads_and_monotonic() {
     let r = region(FourSlot::region_words(SIZE).unwrap());
     FourSlot::format(&r, SIZE).unwrap();
     let done = AtomicBool::new(false);
+    // The reader attaches before the writer thread exists: a writer that got ahead of the
+    // attach made those writes history (not overruns), which failed the count below on a
+    // loaded machine.
+    let mut rx = FourSlotReader::attach(&r).unwrap();
     let (fresh, reads) = thread::scope(|s| {
         s.spawn(|| {
             let mut tx = FourSlotWriter::attach(&r).unwrap();
@@ -44,7 +48,6 @@ fn four_slot_no_torn_reads_and_monotonic() {
             }
             done.store(true, Ordering::Release);
         });
-        let mut rx = FourSlotReader::attach(&r).unwrap();
         let mut buf = [0u8; SIZE];
         let (mut last, mut fresh, mut reads, mut first) = (0u64, 0u64, 0u64, 0u64);
         loop {
