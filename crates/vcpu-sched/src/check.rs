@@ -281,6 +281,185 @@ pub fn pibs(
     Ok(acts.len())
 }
 
+/// Backlog intervals per VCPU: from the `WAKE` that made one of its tasks runnable while none
+/// was, to the `BLOCK` that left none runnable (a task moved by `bind` blocks on the old VCPU
+/// and wakes on the new one). Sorted, disjoint; an interval still open ends at `end`.
+pub fn backlog(events: &[TraceEvent], end: Nanos) -> BTreeMap<Key, Vec<(Nanos, Nanos)>> {
+    let mut runnable: BTreeMap<Key, alloc::collections::BTreeSet<u32>> = BTreeMap::new();
+    let mut since: BTreeMap<Key, Nanos> = BTreeMap::new();
+    let mut out: BTreeMap<Key, Vec<(Nanos, Nanos)>> = BTreeMap::new();
+    for e in events {
+        let (Some(v), Some(task)) = (e.vcpu, e.task) else {
+            continue;
+        };
+        let key = (e.pcpu, v);
+        match e.kind {
+            EventKind::Wake => {
+                let set = runnable.entry(key).or_default();
+                if set.is_empty() {
+                    since.insert(key, e.t);
+                }
+                set.insert(task.0);
+            }
+            EventKind::Block => {
+                let set = runnable.entry(key).or_default();
+                if set.remove(&task.0) && set.is_empty() {
+                    if let Some(s) = since.remove(&key) {
+                        push_merged(out.entry(key).or_default(), s, e.t);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, s) in since {
+        push_merged(out.entry(key).or_default(), s, end.max(s));
+    }
+    out
+}
+
+fn push_merged(v: &mut Vec<(Nanos, Nanos)>, s: Nanos, e: Nanos) {
+    match v.last_mut() {
+        Some(last) if last.1 >= s => last.1 = last.1.max(e),
+        _ => v.push((s, e)),
+    }
+}
+
+/// Whether `[a, b]` lies inside one of the sorted, disjoint `intervals`.
+fn covered(intervals: &[(Nanos, Nanos)], a: Nanos, b: Nanos) -> bool {
+    let i = intervals.partition_point(|iv| iv.1 < b);
+    intervals.get(i).is_some_and(|&(s, e)| s <= a && b <= e)
+}
+
+/// Budget releases of a Main VCPU as `(time, signed amount)`: `C` at creation, every `REPL`,
+/// and every `MOVE` (taken away at `from`, given at `to`), sorted by time.
+fn releases(events: &[TraceEvent], key: Key, cr: &Created) -> Vec<(Nanos, i128)> {
+    let mut deltas: Vec<(Nanos, i128)> = alloc::vec![(cr.t, cr.c as i128)];
+    for e in events {
+        if (e.pcpu, e.vcpu) != (key.0, Some(key.1)) || e.t < cr.t {
+            continue;
+        }
+        match e.kind {
+            EventKind::Repl { at, amount } => deltas.push((at, amount as i128)),
+            EventKind::Move { from, to, amount } => {
+                deltas.push((from, -(amount as i128)));
+                deltas.push((to, amount as i128));
+            }
+            _ => {}
+        }
+    }
+    deltas.sort();
+    deltas
+}
+
+/// Invariant 2 for a Main VCPU whose tasks block and wake (sporadic-server rules): for every
+/// release time `r` (creation, `REPL`, `MOVE` target) with `r + T <= horizon` such that the VCPU
+/// is backlogged throughout `[r, r + T]`, its cumulative foreground execution by `r + T` is at
+/// least the cumulative budget released by `r`, minus `tolerance`. (Budget a server did not
+/// use while blocked is released again at its wake, which the trace shows as `MOVE`; so at
+/// every wake what was released before has been used or moved, and the cumulative form holds
+/// from there on.) Returns the number of deadlines checked.
+pub fn backlogged_deadlines(
+    events: &[TraceEvent],
+    key: Key,
+    horizon: Nanos,
+    tolerance: Nanos,
+) -> Result<usize, DeadlineViolation> {
+    let Some(cr) = created(events).get(&key).copied() else {
+        return Ok(0);
+    };
+    let deltas = releases(events, key, &cr);
+    let fg = foreground(events, horizon);
+    let empty = Vec::new();
+    let w = Cumulative::new(fg.get(&key).unwrap_or(&empty));
+    let base = w.at(cr.t);
+    let bl = backlog(events, horizon);
+    let busy = bl.get(&key).unwrap_or(&empty);
+    let mut released: i128 = 0;
+    let mut checked = 0;
+    let mut i = 0;
+    while i < deltas.len() {
+        let r = deltas[i].0;
+        while i < deltas.len() && deltas[i].0 == r {
+            released += deltas[i].1;
+            i += 1;
+        }
+        if r + cr.period > horizon {
+            break;
+        }
+        if !covered(busy, r, r + cr.period) {
+            continue;
+        }
+        let consumed = w.at(r + cr.period) - base;
+        checked += 1;
+        if (consumed as i128) + (tolerance as i128) < released {
+            return Err(DeadlineViolation {
+                release: r,
+                released: released.max(0) as Nanos,
+                consumed,
+            });
+        }
+    }
+    Ok(checked)
+}
+
+/// A Main VCPU that ran in the foreground more than the budget released so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountingViolation {
+    /// When the excess was seen.
+    pub at: Nanos,
+    /// Budget released by then (cumulative, ns).
+    pub released: Nanos,
+    /// Foreground execution by then (cumulative, ns).
+    pub consumed: Nanos,
+}
+
+/// Sporadic-server accounting from the trace alone: at every instant up to `horizon`, a Main
+/// VCPU's cumulative foreground execution is at most the cumulative budget released by then
+/// (creation, `REPL`, `MOVE`) plus `tolerance` (a late timer's overrun). Returns the largest
+/// excess seen.
+pub fn budget_accounting(
+    events: &[TraceEvent],
+    key: Key,
+    horizon: Nanos,
+    tolerance: Nanos,
+) -> Result<Nanos, AccountingViolation> {
+    let Some(cr) = created(events).get(&key).copied() else {
+        return Ok(0);
+    };
+    let deltas = releases(events, key, &cr);
+    let fg = foreground(events, horizon);
+    let empty = Vec::new();
+    let iv = fg.get(&key).unwrap_or(&empty);
+    let w = Cumulative::new(iv);
+    let base = w.at(cr.t);
+    let (mut j, mut released) = (0usize, 0i128);
+    let mut worst: Nanos = 0;
+    // The excess can only peak at the end of an execution interval (both lists are sorted).
+    for &(_, e) in iv {
+        if e < cr.t {
+            continue;
+        }
+        while j < deltas.len() && deltas[j].0 <= e {
+            released += deltas[j].1;
+            j += 1;
+        }
+        let consumed = w.at(e) - base;
+        let excess = consumed as i128 - released;
+        if excess > 0 {
+            worst = worst.max(excess as Nanos);
+            if excess > tolerance as i128 {
+                return Err(AccountingViolation {
+                    at: e,
+                    released: released.max(0) as Nanos,
+                    consumed,
+                });
+            }
+        }
+    }
+    Ok(worst)
+}
+
 /// Number of `MISS` lines.
 pub fn misses(events: &[TraceEvent]) -> usize {
     events
@@ -292,6 +471,59 @@ pub fn misses(events: &[TraceEvent]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TaskId;
+    use crate::trace::parse;
+
+    /// A (2, 10) VCPU 0 on PCPU 0 with task 1; `body` is more trace lines.
+    fn with(body: &str) -> Vec<TraceEvent> {
+        let head = "0 0 0 - CREATE main 2 10\n";
+        parse(&alloc::format!("{head}{body}")).unwrap()
+    }
+
+    #[test]
+    fn backlogged_deadlines_catch_a_starved_backlogged_vcpu() {
+        // Backlogged from 0 to 30, but runs only [12, 13): the budget released at 0 was due
+        // by 10.
+        let tr = with("0 0 0 1 WAKE\n12 0 0 1 RUN 2\n13 0 - - IDLE\n30 0 0 1 BLOCK\n");
+        let r = backlogged_deadlines(&tr, (0, VcpuId(0)), 30, 0);
+        assert_eq!(r, Err(DeadlineViolation { release: 0, released: 2, consumed: 0 }));
+        // One unit of tolerance is not enough either.
+        assert!(backlogged_deadlines(&tr, (0, VcpuId(0)), 30, 1).is_err());
+        assert!(backlogged_deadlines(&tr, (0, VcpuId(0)), 30, 2).is_ok());
+    }
+
+    #[test]
+    fn backlogged_deadlines_skip_periods_with_blocking() {
+        // Blocked in [1, 15): the release at 0 is not owed by 10. After the wake at 15 its
+        // budget moved there (MOVE) and it got it by 25.
+        let tr = with(
+            "0 0 0 1 WAKE\n0 0 0 1 RUN 2\n1 0 0 1 BLOCK\n1 0 - - IDLE\n1 0 0 - REPL 10 1\n\
+             15 0 0 - MOVE 0 15 1\n15 0 0 - MOVE 10 15 1\n15 0 0 1 WAKE\n16 0 0 1 RUN 2\n18 0 - - IDLE\n\
+             18 0 0 - REPL 25 2\n40 0 0 1 BLOCK\n",
+        );
+        assert_eq!(backlogged_deadlines(&tr, (0, VcpuId(0)), 40, 0), Err(DeadlineViolation {
+            release: 25,
+            released: 5,
+            consumed: 3,
+        }));
+        // Up to 35 only the release at 15 is checked (25 + 10 is past the horizon), and met.
+        assert_eq!(backlogged_deadlines(&tr, (0, VcpuId(0)), 34, 0), Ok(1));
+        let b = backlog(&tr, 40);
+        assert_eq!(b[&(0, VcpuId(0))], alloc::vec![(0, 1), (15, 40)]);
+    }
+
+    #[test]
+    fn budget_accounting_catches_a_run_beyond_the_released_budget() {
+        // C = 2 released at 0, but it runs [0, 5): 3 more than released.
+        let tr = with("0 0 0 1 WAKE\n0 0 0 1 RUN 2\n5 0 - - IDLE\n");
+        let r = budget_accounting(&tr, (0, VcpuId(0)), 20, 0);
+        assert_eq!(r, Err(AccountingViolation { at: 5, released: 2, consumed: 5 }));
+        assert_eq!(budget_accounting(&tr, (0, VcpuId(0)), 20, 3), Ok(3));
+        // Background time is not foreground execution.
+        let tr = with("0 0 0 1 WAKE\n0 0 0 1 RUN 2\n2 0 0 1 BG\n9 0 - - IDLE\n");
+        assert_eq!(budget_accounting(&tr, (0, VcpuId(0)), 20, 0), Ok(0));
+        let _ = TaskId(1);
+    }
 
     #[test]
     fn sliding_window_finds_back_to_back_runs() {

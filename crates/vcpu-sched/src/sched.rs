@@ -205,6 +205,8 @@ pub struct Scheduler {
     idle_logged: bool,
     next_seq: u64,
     last: Nanos,
+    /// Times given earlier than `last`: (count, largest difference).
+    skew: (u64, Nanos),
     ring: Ring,
 }
 
@@ -236,6 +238,7 @@ impl Scheduler {
             idle_logged: false,
             next_seq: 0,
             last: 0,
+            skew: (0, 0),
             ring: Ring::new(cfg.trace_capacity),
         }
     }
@@ -308,7 +311,7 @@ impl Scheduler {
         if !params.is_valid() {
             return Err(Error::InvalidParams);
         }
-        self.charge(now);
+        let now = self.charge(now);
         if let Some(test) = self.cfg.admission {
             let mut ids: Vec<VcpuId> = Vec::new();
             let mut set: Vec<VcpuParams> = Vec::new();
@@ -378,7 +381,7 @@ impl Scheduler {
         if self.v(slot).bound > 0 {
             return Err(Error::VcpuBusy);
         }
-        self.charge(now);
+        let now = self.charge(now);
         self.unplace(slot);
         self.vcpus[slot as usize] = None;
         // Drop its pending IO requests.
@@ -503,15 +506,22 @@ impl Scheduler {
         if info.runnable {
             return Ok(false);
         }
-        self.charge(now);
+        let now = self.charge(now);
         self.tasks.get_mut(&task).expect("present").runnable = true;
         let slot = info.slot;
         self.vm(slot).runq.push_back(task);
         self.log(now, Some(slot), Some(task), EventKind::Wake);
         if self.v(slot).place == Place::Idle {
-            match &mut self.vm(slot).server {
+            let pcpu = self.cfg.pcpu;
+            let tracing = self.ring.enabled();
+            let ring = &mut self.ring;
+            match &mut self.vcpus[slot as usize].as_mut().expect("live slot").server {
                 Server::Io(io) => io.srv.wake(now),
-                Server::Main(s) => s.unblock(now),
+                Server::Main(s) => s.unblock(now, &mut |n| {
+                    if tracing {
+                        ring.push(note_to_event(pcpu, slot, now, n))
+                    }
+                }),
             }
             self.place_backlogged(now, slot);
         }
@@ -534,7 +544,7 @@ impl Scheduler {
         if !info.runnable {
             return Ok(());
         }
-        self.charge(now);
+        let now = self.charge(now);
         self.tasks.get_mut(&task).expect("present").runnable = false;
         let slot = info.slot;
         let v = self.vm(slot);
@@ -583,7 +593,7 @@ impl Scheduler {
         let slot = self.slot_of(io)?;
         let r = self.slot_of(requester)?;
         let period = self.v(r).params.t_ns();
-        self.charge(now);
+        let now = self.charge(now);
         match &mut self.vm(slot).server {
             Server::Io(st) => *st.requests.entry((period, r)).or_insert(0) += 1,
             Server::Main(_) => return Err(Error::WrongKind),
@@ -606,7 +616,7 @@ impl Scheduler {
         let slot = self.slot_of(io)?;
         let r = self.slot_of(requester)?;
         let period = self.v(r).params.t_ns();
-        self.charge(now);
+        let now = self.charge(now);
         match &mut self.vm(slot).server {
             Server::Io(st) => {
                 if let Some(n) = st.requests.get_mut(&(period, r)) {
@@ -724,19 +734,23 @@ impl Scheduler {
 
     /// Charge the running VCPU for the time up to `now` (budget check, quantum accounting).
     /// Every other entry point does this first, so calling it explicitly is optional.
-    pub fn charge(&mut self, now: Nanos) {
-        debug_assert!(
-            now >= self.last,
-            "time went backwards: {now} < {}",
-            self.last
-        );
+    ///
+    /// Returns the time the scheduler uses from now on: `now`, or the latest time it has seen
+    /// if `now` is earlier. A kernel reads clocks on several CPUs (a wake from another CPU
+    /// passes that CPU's time), so a few nanoseconds of skew are normal; they are clamped and
+    /// counted ([`clock_skew`](Self::clock_skew)), never a reason to panic.
+    pub fn charge(&mut self, now: Nanos) -> Nanos {
+        if now < self.last {
+            self.skew.0 += 1;
+            self.skew.1 = self.skew.1.max(self.last - now);
+        }
         let now = now.max(self.last);
         self.last = now;
         let Some(cur) = self.cur else {
-            return;
+            return now;
         };
         if now <= cur.since {
-            return;
+            return now;
         }
         let elapsed = now - cur.since;
         let slot = cur.slot;
@@ -781,6 +795,13 @@ impl Scheduler {
                 v.runq.rotate_left(1);
             }
         }
+        now
+    }
+
+    /// How often an entry point was given a time earlier than one it had already seen, and
+    /// the largest such difference (ns). Both are clamped to the latest time.
+    pub fn clock_skew(&self) -> (u64, Nanos) {
+        self.skew
     }
 
     /// Decide what runs from `now` on, and when the next scheduling event is.
@@ -788,7 +809,7 @@ impl Scheduler {
     /// The kernel switches to `run` (or idles) and programs a one-shot timer for `timer`.
     /// Calling `pick` again without any change returns the same task.
     pub fn pick(&mut self, now: Nanos) -> Decision {
-        self.charge(now);
+        let now = self.charge(now);
         self.release_due(now);
         let choice = match self.ready.first() {
             Some(&(_, _, slot)) => Some((slot, false)),
@@ -1092,6 +1113,23 @@ mod tests {
             now = d.timer.unwrap();
         }
         assert_eq!(seen, [1, 2, 3, 1, 2, 3]);
+    }
+
+    /// A wake from another CPU carries that CPU's clock, which may be a little behind this
+    /// scheduler's: the time is clamped and counted, and nothing panics (it was a debug
+    /// assertion, live in the kernel build).
+    #[test]
+    fn times_from_a_skewed_clock_are_clamped_not_fatal() {
+        let (mut s, be) = Scheduler::with_best_effort(Config::default());
+        s.add_task(0, TaskId(1), be).unwrap();
+        s.add_task(0, TaskId(2), be).unwrap();
+        s.wake(1_000, TaskId(1)).unwrap();
+        assert_eq!(s.pick(1_000).task(), Some(TaskId(1)));
+        s.wake(990, TaskId(2)).unwrap(); // 10 ns behind
+        let d = s.pick(995);
+        assert_eq!(d.task(), Some(TaskId(1)));
+        assert_eq!(s.clock_skew(), (2, 10));
+        s.check().unwrap();
     }
 
     #[test]

@@ -208,7 +208,9 @@ impl SporadicServer {
         debug_assert!(self.eligible(now), "activate without budget");
         if self.strict {
             debug_assert_eq!(self.usage, 0);
-            self.activate_at(now);
+            // Sliding-window dispatch: not reported (the trace checkers of that mode look at
+            // execution windows, not at release times).
+            self.activate_at(now, &mut |_| {});
         } else if self.usage == 0 {
             self.act = self.queue.front().expect("eligible").time;
         }
@@ -218,24 +220,34 @@ impl SporadicServer {
 
     /// Unblock check, on wake from idle: if budget is available, the head moves to `now` and
     /// chunks due before it can be consumed are merged into it.
-    pub fn unblock(&mut self, now: Nanos) {
+    ///
+    /// Every chunk whose time changes is reported as [`SsNote::Moved`] (the head from its old
+    /// time, merged chunks from theirs), so a trace shows the budget a blocked server did not
+    /// use being released again at the wake.
+    pub fn unblock(&mut self, now: Nanos, note: &mut impl FnMut(SsNote)) {
         debug_assert!(!self.running && self.usage == 0);
         if self.eligible(now) {
-            self.activate_at(now);
+            self.activate_at(now, note);
         }
         self.debug_check();
     }
 
     /// Move the head to `t`, merge chunks that fall due before it can be consumed.
-    fn activate_at(&mut self, t: Nanos) {
+    fn activate_at(&mut self, t: Nanos, note: &mut impl FnMut(SsNote)) {
         let head = self
             .queue
             .front_mut()
             .expect("activate with an empty queue");
         debug_assert!(head.time <= t);
+        if head.time != t {
+            note(SsNote::Moved { from: head.time, to: t, amount: head.amount });
+        }
         head.time = t;
         while self.queue.len() >= 2 && self.queue[1].time <= t + self.queue[0].amount {
             let next = self.queue.remove(1).expect("len checked");
+            if next.time != t {
+                note(SsNote::Moved { from: next.time, to: t, amount: next.amount });
+            }
             self.queue[0].amount += next.amount;
         }
         self.act = t;
@@ -308,7 +320,7 @@ impl SporadicServer {
             if self.usage == 0 {
                 // Consumption of a new chunk starts at t.
                 if self.strict {
-                    self.activate_at(t);
+                    self.activate_at(t, &mut |_| {});
                 } else {
                     // POSIX rules: the chunk keeps its own release time.
                     self.act = head.time;
@@ -477,7 +489,7 @@ mod tests {
     #[test]
     fn full_budget_then_replenished_one_period_after_activation() {
         let mut s = SporadicServer::new(20, 100, 8, 0);
-        s.unblock(5); // woke at 5: the head moves to 5
+        s.unblock(5, &mut |_| {}); // woke at 5: the head moves to 5
         s.activate(5);
         assert!(s.charge(5, 25, &mut drain()));
         assert!(!s.eligible(100));
@@ -511,7 +523,7 @@ mod tests {
             ]
         );
         // Waking at 60: the remnant is moved to 60 (unblock check).
-        s.unblock(60);
+        s.unblock(60, &mut |_| {});
         assert_eq!(s.next_release(), Some(60));
     }
 

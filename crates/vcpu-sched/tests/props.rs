@@ -326,6 +326,71 @@ proptest! {
         }
     }
 
+
+    /// Invariant 2 with blocking: sets the RTA admits (Main VCPUs and an IO VCPU) whose tasks
+    /// block and wake at random (bursts, periodic and sporadic jobs, I/O through the IO VCPU,
+    /// hogs), with and without background execution of depleted VCPUs. Every Main VCPU that
+    /// stays backlogged for a whole period after a release gets the budget released by then
+    /// (`check::backlogged_deadlines`), never runs in the foreground beyond the budget released
+    /// so far (`check::budget_accounting`), and the IO VCPU keeps to PIBS. These are the
+    /// checkers the kernel's randomized schedule test applies to the kernel's own trace.
+    #[test]
+    fn admitted_sets_with_blocking_tasks_keep_their_budgets(
+        mains in light_mains(),
+        models in prop::collection::vec(model(5_000), 6),
+        extra in prop::collection::vec((0usize..6, model(5_000)), 0..=4),
+        io in prop::option::of((1u32..=20).prop_map(|p| VcpuParams::io(p, 100))),
+        gran in prop::sample::select(vec![0u64, 0, 1_000]),
+        bg in any::<bool>(),
+    ) {
+        let mut set: Vec<VcpuParams> = mains.clone();
+        let n = mains.len();
+        let mut tasks: Vec<TaskSpec> = (0..n).map(|v| TaskSpec { vcpu: v, model: models[v].clone() }).collect();
+        for (v, m) in extra {
+            tasks.push(TaskSpec { vcpu: v % n, model: m });
+        }
+        if let Some(iop) = io {
+            set.push(iop);
+            // The last Main VCPU's first task does I/O instead.
+            tasks[n - 1].model = TaskModel::IoBurst {
+                period: set[n - 1].t_ns() * 2,
+                offset: 0,
+                pre: set[n - 1].c_ns() / 2 + 1,
+                io: n,
+                latency: 20_000,
+                io_exec: iop.c_ns(),
+                post: 1_000,
+            };
+        }
+        prop_assume!(response_times(&set).is_ok());
+        let horizon = 30 * set.iter().map(|p| p.t_ns()).max().unwrap();
+        let sc = Scenario {
+            name: "admitted-blocking".into(),
+            pcpus: 1,
+            config: Config {
+                admission: Some(AdmissionTest::ResponseTime),
+                background: if bg { BackgroundPolicy::Background } else { BackgroundPolicy::Idle },
+                ..Config::default()
+            },
+            vcpus: set.iter().map(|&params| VcpuSpec { pcpu: 0, params }).collect(),
+            tasks,
+            timer_granularity: gran,
+            duration: horizon,
+        };
+        let tr = run(&sc);
+        let tol = gran * (set.len() as u64 + 1);
+        for v in 0..n {
+            let key = (0, VcpuId(v as u32));
+            let r = check::backlogged_deadlines(&tr, key, horizon, tol);
+            prop_assert!(r.is_ok(), "VCPU {} missed: {:?} in set {:?}", v, r, set);
+            let a = check::budget_accounting(&tr, key, horizon, tol);
+            prop_assert!(a.is_ok(), "VCPU {} over budget: {:?} in set {:?}", v, a, set);
+        }
+        if let Some(iop) = io {
+            let r = check::pibs(&tr, (0, VcpuId(n as u32)), iop.c_ns(), iop.t_ns(), horizon, tol);
+            prop_assert!(r.is_ok(), "PIBS: {:?}", r);
+        }
+    }
 }
 
 proptest! {
