@@ -303,10 +303,11 @@ pub fn backlog(events: &[TraceEvent], end: Nanos) -> BTreeMap<Key, Vec<(Nanos, N
             }
             EventKind::Block => {
                 let set = runnable.entry(key).or_default();
-                if set.remove(&task.0) && set.is_empty() {
-                    if let Some(s) = since.remove(&key) {
-                        push_merged(out.entry(key).or_default(), s, e.t);
-                    }
+                if set.remove(&task.0)
+                    && set.is_empty()
+                    && let Some(s) = since.remove(&key)
+                {
+                    push_merged(out.entry(key).or_default(), s, e.t);
                 }
             }
             _ => {}
