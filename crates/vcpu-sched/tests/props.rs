@@ -345,7 +345,7 @@ proptest! {
     ) {
         let mut set: Vec<VcpuParams> = mains.clone();
         let n = mains.len();
-        let mut tasks: Vec<TaskSpec> = (0..n).map(|v| TaskSpec { vcpu: v, model: models[v].clone() }).collect();
+        let mut tasks: Vec<TaskSpec> = (0..n).map(|v| TaskSpec { vcpu: v, model: models[v] }).collect();
         for (v, m) in extra {
             tasks.push(TaskSpec { vcpu: v % n, model: m });
         }
