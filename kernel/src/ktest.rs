@@ -30,11 +30,11 @@ fn page_fault() {
     hal::cpu::trigger_page_fault(p as u64);
 }
 
-fn arg<T: core::str::FromStr>(args: &[&str], i: usize, default: T) -> T {
+pub(crate) fn arg<T: core::str::FromStr>(args: &[&str], i: usize, default: T) -> T {
     args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
-fn cpu_or(args: &[&str], i: usize, default: usize) -> usize {
+pub(crate) fn cpu_or(args: &[&str], i: usize, default: usize) -> usize {
     let c = arg(args, i, default);
     if c < hal::percpu::online() { c } else { 0 }
 }
@@ -44,12 +44,17 @@ fn cpu_or(args: &[&str], i: usize, default: usize) -> usize {
 fn budget(args: &[&str]) {
     let cpu = cpu_or(args, 0, 1);
     let ms: u64 = arg(args, 1, 2000);
-    if let Some(mode) = args.get(2).and_then(|m| sched::parse_mode(m)) {
-        if let Err(e) = sched::set_replenish_mode(cpu, mode) {
-            return println!("budget: cannot switch cpu {cpu} to {} rules: {e}", sched::mode_name(mode));
+    let want = match args.get(2).copied() {
+        Some("strict") => Some(false),
+        Some("bg") => Some(true),
+        _ => None,
+    };
+    if let Some(on) = want {
+        if let Err(e) = sched::set_background(cpu, on) {
+            return println!("budget: cannot change cpu {cpu}'s background policy: {e}");
         }
     }
-    let mode = sched::replenish_mode(cpu).map(sched::mode_name).unwrap_or("?");
+    let mode = if sched::background(cpu) == Some(true) { "work-conserving (background on)" } else { "strict (background off)" };
     let stop = Arc::new(AtomicBool::new(false));
     let mut vcpus = Vec::new();
     let mut tids = Vec::new();
@@ -81,18 +86,21 @@ fn budget(args: &[&str]) {
     let r1: Vec<u64> = tids.iter().map(|&(_, t)| sched::runtime_ns(t).unwrap_or(0)).collect();
     stop.store(true, Ordering::Relaxed);
     let span = (t1 - t0).max(1);
-    println!("budget: cpu {cpu}, {mode} replenishment, {} ms of guest time", span / 1_000_000);
+    println!("budget: cpu {cpu}, {mode}, {} ms of guest time", span / 1_000_000);
     for (i, (name, _)) in tids.iter().enumerate() {
         let used = r1[i] - r0[i];
         let permille = used * 100_000 / span; // thousandths of a percent
         println!("budget: {name} {}.{:03}%", permille / 1000, permille % 1000);
     }
-    // Let the hogs exit, then remove their VCPUs.
+    // Let the hogs exit, then remove their VCPUs and restore the default policy.
     sched::sleep_ns(300_000_000);
     for v in vcpus {
         if let Err(e) = sched::destroy_vcpu(cpu, v) {
             println!("budget: vcpu_destroy: {e}");
         }
+    }
+    if want.is_some() {
+        let _ = sched::set_background(cpu, true);
     }
 }
 
@@ -269,6 +277,8 @@ pub fn run(what: &str) {
         "prodcons" => prodcons(&args),
         "smp" => smp(&args),
         "latency" => latency(&args),
+        "wakeglue" => crate::ktest_sched::wakeglue(&args),
+        "schedrand" => crate::ktest_sched::schedrand(&args),
         "triple" => {
             println!("ktest: triple fault");
             hal::cpu::trigger_triple_fault();
@@ -281,7 +291,7 @@ pub fn run(what: &str) {
             println!("ktest: the write to {addr:#x} went through");
         }
         _ => println!(
-            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms posix|sliding], sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], wild [HEXADDR], triple)"
+            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms strict|bg], wakeglue io|main|rr [cpu], schedrand [seed sets ms], sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], wild [HEXADDR], triple)"
         ),
     }
 }

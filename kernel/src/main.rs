@@ -28,6 +28,8 @@ mod vcpu;
 mod sync;
 #[cfg(feature = "ktest")]
 mod ktest;
+#[cfg(feature = "ktest")]
+mod ktest_sched;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -97,10 +99,17 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
 
     let boot_fs = initrd::init(info);
     for opt in info.cmdline().split_whitespace() {
+        if let Some(m) = opt.strip_prefix("sched.background=") {
+            match sched::parse_background(m) {
+                Some(on) => sched::set_default_background(on),
+                None => println!("command line: sched.background={m}: expected on or off; using on"),
+            }
+        }
         if let Some(m) = opt.strip_prefix("sched.replenish=") {
-            match sched::parse_mode(m) {
-                Some(mode) => sched::set_default_mode(mode),
-                None => println!("command line: sched.replenish={m}: expected posix or sliding; using posix"),
+            // Only the POSIX rules are offered: no admission test is sound for strict sliding
+            // windows (docs/vcpu-sched.md).
+            if m != "posix" {
+                println!("command line: sched.replenish={m}: not supported (only posix: no admission test is sound for the sliding-window rules); using posix");
             }
         }
     }

@@ -8,7 +8,8 @@ use object::{Object, ObjectSymbol, SymbolKind};
 
 use crate::{cargo, root};
 
-/// Kernel build profile (Cargo.toml: optimised, debug assertions on).
+/// Kernel build profile of the test images (Cargo.toml: optimised, debug assertions and the
+/// scheduler's full consistency checks on).
 pub const PROFILE: &str = "kernel";
 pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
 
@@ -17,8 +18,16 @@ pub struct Image {
     pub iso: PathBuf,
 }
 
-/// Profile of the kernel `cargo xtask bench` measures: no debug assertions or overflow checks.
+/// Profile of the kernel users run (`cargo xtask run`) and `cargo xtask bench` measures: no
+/// debug assertions or overflow checks (the scheduler's O(n) consistency check after every
+/// decision is a debug assertion).
 pub const BENCH_PROFILE: &str = "kernel-release";
+
+/// The image `cargo xtask run` boots: the optimised `kernel-release` build (what users judge),
+/// or the test build with `ktest`.
+pub fn build_for_run(ktest: bool, add: &[PathBuf]) -> Result<Image> {
+    if ktest { build(true, add) } else { build_with(BENCH_PROFILE, false, "release", add) }
+}
 
 /// Builds the kernel (`ktest`: the test build) and an ISO with `add` in /boot.
 pub fn build(ktest: bool, add: &[PathBuf]) -> Result<Image> {

@@ -248,7 +248,7 @@ fn run(o: &RunOpts) -> Result<()> {
         return run_questv(o, config);
     }
     let t = tools(o.uefi)?;
-    let img = image::build(o.ktest, &boot_files(&o.add)?)?;
+    let img = image::build_for_run(o.ktest, &boot_files(&o.add)?)?;
     let cfg = harness_config(&t, o, img.iso.clone())?;
     if let Some(batch) = &o.batch {
         return run_batch(&cfg, batch);
@@ -396,6 +396,8 @@ fn test(args: &[String]) -> Result<()> {
         let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf")];
         let (iso, ktest_iso) = build_all(&fixtures)?;
         let files = boot_files(&fixtures)?;
+        // What `cargo xtask run` boots (the optimised kernel), for the tests that judge it.
+        let release = image::build_for_run(false, &files)?;
         let two = root().join("configs/two-quest.toml");
         let qv = questv::build(&two, false, &files)?;
         let qv_ktest = questv::build(&two, true, &files)?;
@@ -406,12 +408,14 @@ fn test(args: &[String]) -> Result<()> {
             .env("QUEST_QEMU", &t.qemu)
             .env("QUEST_ISO", &iso)
             .env("QUEST_KTEST_ISO", &ktest_iso)
+            .env("QUEST_RELEASE_ISO", &release.iso)
             .env("QUEST_QUESTV_ISO", &qv.iso)
             .env("QUEST_QUESTV_KTEST_ISO", &qv_ktest.iso)
             .env("QUEST_QUESTV_SMP_ISO", &qv_smp.iso);
         if long {
             // The slow exhaustive runs: a million fuzzed system calls, more property cases.
             c.env("QUEST_FUZZ_CALLS", "1000000");
+            c.env("QUEST_LONG", "1");
         }
         if let Some(f) = &t.ovmf_code {
             c.env("QUEST_OVMF", f);

@@ -561,7 +561,7 @@ impl Scheduler {
         self.log(now, Some(slot), Some(task), EventKind::Block);
         if empty {
             if matches!(self.cur, Some(c) if c.slot == slot) {
-                self.cur = None;
+                self.clear_current(now);
             }
             self.unplace(slot);
             let pcpu = self.cfg.pcpu;
@@ -663,7 +663,7 @@ impl Scheduler {
         };
         let ended = st.srv.set_period(want);
         if ended.is_some() && is_cur_fg {
-            self.cur = None;
+            self.clear_current(now);
         }
         self.log_elig(now, slot, ended);
         self.log(now, Some(slot), None, EventKind::Prio { period: want });
@@ -674,7 +674,7 @@ impl Scheduler {
             if self.v(slot).place == Place::Ready
                 && matches!(self.cur, Some(c) if c.slot == slot && c.bg)
             {
-                self.cur = None;
+                self.clear_current(now);
             }
         }
     }
@@ -781,7 +781,7 @@ impl Scheduler {
         self.log_elig(now, slot, elig);
         if exhausted {
             self.log(now, Some(slot), None, EventKind::Deplete);
-            self.cur = None;
+            self.clear_current(now);
             self.unplace(slot);
             self.place_backlogged(now, slot);
         } else if let Some(c) = self.cur.as_mut() {
@@ -884,6 +884,16 @@ impl Scheduler {
         Decision { run, timer }
     }
 
+    /// Nothing is current from `now` until the next [`pick`](Self::pick): the trace says so
+    /// (`IDLE`), so that what it shows as execution is exactly what was charged — a kernel
+    /// calls `pick` a little later, and that gap is charged to no VCPU.
+    fn clear_current(&mut self, now: Nanos) {
+        if self.cur.take().is_some() && !self.idle_logged {
+            self.idle_logged = true;
+            self.log(now, None, None, EventKind::Idle);
+        }
+    }
+
     fn stop_current(&mut self, now: Nanos) {
         let Some(c) = self.cur.take() else {
             return;
@@ -922,6 +932,15 @@ impl Scheduler {
         for e in self.ring.drain() {
             f(e);
         }
+    }
+
+    /// Hand at most `max` of the oldest buffered trace events to `f`; returns how many are
+    /// left. A kernel drains in bounded steps so that it never keeps interrupts off for long.
+    pub fn drain_trace_upto(&mut self, max: usize, mut f: impl FnMut(TraceEvent)) -> usize {
+        for e in self.ring.drain_upto(max) {
+            f(e);
+        }
+        self.ring.len()
     }
 
     /// Trace events lost because the ring was full.

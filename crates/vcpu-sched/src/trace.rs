@@ -386,6 +386,22 @@ impl Ring {
     pub fn drain(&mut self) -> impl Iterator<Item = TraceEvent> + '_ {
         self.buf.drain(..)
     }
+
+    /// Remove and return at most `max` of the oldest buffered events.
+    pub fn drain_upto(&mut self, max: usize) -> impl Iterator<Item = TraceEvent> + '_ {
+        let n = max.min(self.buf.len());
+        self.buf.drain(..n)
+    }
+
+    /// Events buffered now.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
 }
 
 #[cfg(test)]
