@@ -135,16 +135,22 @@ fn a_cpu_bound_program_from_the_shell_gets_the_idle_cpu() -> Result<()> {
     Ok(())
 }
 
-/// Beside that program, a CPU-bound task on a (2 ms, 10 ms) Main VCPU still gets exactly C in
-/// every period (the kernel's trace), and the program gets the rest.
+/// Beside that program, a periodic task on a (2 ms, 10 ms) Main VCPU (a 1.8 ms job every
+/// 10 ms) still gets its job done in every period, with its service in every period between
+/// the job and C (the kernel's trace), and the program gets (nearly) all the rest.
 #[test]
-fn a_reserved_vcpu_keeps_exactly_its_budget_beside_a_cpu_bound_program() -> Result<()> {
+fn a_reserved_periodic_task_keeps_its_budget_beside_a_cpu_bound_program() -> Result<()> {
     let mut q = ktest(1)?;
     let _ = common::fetch_trace(&mut q, 0)?;
-    let out = q.shell("cpu_share 500 2000 10000")?;
+    let out = q.shell("cpu_share 500 2000 10000 1800")?;
     assert!(out.contains("VCPU's task exited with 0"), "{out}");
+    let p = line(&out, "cpu_share: periodic task")?;
+    assert!(p.ends_with(" 0 late"), "{p}");
+    assert!(after(p, "VCPU:")? >= 45, "{p}");
+    assert!(after(p, "worst response")? < 10_000, "{p}");
     let pct = ran(&out)?;
-    assert!(pct >= 76.0, "the program got {pct}% of what the (2 ms, 10 ms) VCPU leaves:\n{out}");
+    // The reservation takes 18 % (its jobs); the program gets at least 95 % of the rest.
+    assert!(pct >= 0.95 * 82.0, "the program got {pct}% beside the periodic task:\n{out}");
     let events = common::fetch_trace(&mut q, 0)?;
     let created = vcpu_sched::check::created(&events);
     let (key, cr) = created
@@ -152,19 +158,20 @@ fn a_reserved_vcpu_keeps_exactly_its_budget_beside_a_cpu_bound_program() -> Resu
         .find(|(_, c)| c.kind == vcpu_sched::VcpuKind::Main && c.c == 2_000_000 && c.period == 10_000_000)
         .map(|(k, c)| (*k, *c))
         .context("no (2 ms, 10 ms) VCPU in the trace")?;
-    let stop = events.iter().filter(|e| e.vcpu == Some(key.1) && e.kind == vcpu_sched::EventKind::Block).map(|e| e.t).next_back().context("no end")?;
-    // Its task binds itself right after the VCPU exists and spins until the end: check every
-    // whole period in between.
+    let end = events.iter().filter(|e| e.vcpu == Some(key.1) && e.kind == vcpu_sched::EventKind::Block).map(|e| e.t).next_back().context("no end")?;
+    // Every whole period after the VCPU exists: between one job (1.8 ms) and C (2 ms).
     let mut periods = 0;
     let mut k = 1;
-    while cr.t + (k + 1) * cr.period <= stop {
+    while cr.t + (k + 1) * cr.period <= end {
         let (a, b) = (cr.t + k * cr.period, cr.t + (k + 1) * cr.period);
         let got = vcpu_sched::check::service(&events, a, b).get(&key).map_or(0, |s| s.0);
-        assert!(got.abs_diff(cr.c) <= 50_000, "period {k} [{a}, {b}): got {got} ns of C = {} ns", cr.c);
+        assert!((1_750_000..=2_050_000).contains(&got), "period {k} [{a}, {b}): got {got} ns (job 1.8 ms, C 2 ms)");
         periods += 1;
         k += 1;
     }
     assert!(periods >= 40, "only {periods} periods checked");
+    let n = vcpu_sched::check::backlogged_deadlines(&events, key, end, 50_000).map_err(|v| anyhow::anyhow!("{v:?}"))?;
+    println!("{p}; {periods} periods, {n} backlogged deadlines checked");
     q.power_off_ok()?;
     Ok(())
 }

@@ -1,12 +1,13 @@
 /* cpu_share: how much of the CPU a CPU-bound program started from the shell gets.
  *
- *     cpu_share MS [C T]
+ *     cpu_share MS [C T E]
  *
  * Spins for MS milliseconds of monotonic time, reading the clock in a tight loop; any step
  * between two readings longer than 20 us is time the program did not run (another task, the
- * idle loop waiting for a replenishment). Prints the share it ran. With C and T (microseconds),
- * a forked child first binds itself to a new (C, T) Main VCPU and spins beside it for the same
- * time (a periodic real-time load the kernel's trace can be checked against).
+ * idle loop waiting for a replenishment). Prints the share it ran. With C, T and E
+ * (microseconds), a forked child binds itself to a new (C, T) Main VCPU and runs a periodic
+ * task beside it for the same time: a job of E us of spinning released every T us (E <= C),
+ * and reports how late its jobs finished.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ static long long now_ns(void)
 int main(int argc, char *argv[])
 {
     long ms = argc > 1 ? atol(argv[1]) : 1000;
-    int c = argc > 3 ? atoi(argv[2]) : 0, t = argc > 3 ? atoi(argv[3]) : 0;
+    int c = argc > 4 ? atoi(argv[2]) : 0, t = argc > 4 ? atoi(argv[3]) : 0, e = argc > 4 ? atoi(argv[4]) : 0;
     pid_t child = -1;
     long long start = now_ns(), end = start + ms * 1000000LL;
     if (c > 0) {
@@ -37,8 +38,25 @@ int main(int argc, char *argv[])
                 printf("cpu_share: cannot get a (%d, %d) VCPU\n", c, t);
                 _exit(1);
             }
-            while (now_ns() < end)
-                ;
+            /* Periodic jobs: released every T from now, E of spinning each. */
+            long long rel = now_ns(), worst = 0;
+            int jobs = 0, late = 0;
+            while (rel + t * 1000LL <= end) {
+                long long s = now_ns();
+                while (now_ns() < s + e * 1000LL)
+                    ;
+                long long r = now_ns() - rel;
+                if (r > worst)
+                    worst = r;
+                if (r > t * 1000LL)
+                    late++;
+                jobs++;
+                rel += t * 1000LL;
+                struct timespec ts = {.tv_sec = rel / 1000000000LL, .tv_nsec = rel % 1000000000LL};
+                clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+            }
+            printf("cpu_share: periodic task on a (%d, %d) VCPU: %d jobs of %d us, worst response %lld us, %d late\n", c, t,
+                   jobs, e, worst / 1000, late);
             _exit(0);
         }
     }

@@ -99,8 +99,8 @@ fn real_main(args: &[String]) -> Result<()> {
                     // fixtures), so one QEMU test can be run by hand: QUEST_QEMU=qemu-system-x86_64
                     // QUEST_ISO=target/quest/normal/quest.iso cargo test -p quest-tests --test user NAME
                     let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf")];
-                    let (iso, ktest) = if rest.iter().any(|a| a == "--test-images") { build_all(&fixtures)? } else { build_all(&[])? };
-                    println!("xtask: images {} and {}", iso.display(), ktest.display());
+                    let (iso, ktest, release) = if rest.iter().any(|a| a == "--test-images") { build_all(&fixtures)? } else { build_all(&[])? };
+                    println!("xtask: images {}, {} and {} (release)", iso.display(), ktest.display(), release.display());
                 }
                 Some(other) => bail!("unknown option '{other}'\n\n{USAGE}"),
             }
@@ -183,13 +183,15 @@ impl RunOpts {
     }
 }
 
-/// Builds the kernel (normal and test build) and their ISOs, with the user programs and `add`
-/// in /boot; returns (normal ISO, ktest ISO).
-fn build_all(add: &[PathBuf]) -> Result<(PathBuf, PathBuf)> {
+/// Builds the kernel (normal and test build, both with debug assertions; and the optimised
+/// build `run` boots) and their ISOs, with the user programs and `add` in /boot; returns
+/// (normal ISO, ktest ISO, release ISO).
+fn build_all(add: &[PathBuf]) -> Result<(PathBuf, PathBuf, PathBuf)> {
     let files = boot_files(add)?;
     let normal = image::build(false, &files)?;
     let ktest = image::build(true, &files)?;
-    Ok((normal.iso, ktest.iso))
+    let release = image::build_for_run(false, &files)?;
+    Ok((normal.iso, ktest.iso, release.iso))
 }
 
 /// What goes into /boot: the programs of user/examples, two malformed executables (for the
@@ -394,10 +396,9 @@ fn test(args: &[String]) -> Result<()> {
         let t = tools(true)?;
         println!("xtask: building images for the QEMU tests");
         let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf")];
-        let (iso, ktest_iso) = build_all(&fixtures)?;
+        // The release image is what `cargo xtask run` boots, for the tests that judge it.
+        let (iso, ktest_iso, release_iso) = build_all(&fixtures)?;
         let files = boot_files(&fixtures)?;
-        // What `cargo xtask run` boots (the optimised kernel), for the tests that judge it.
-        let release = image::build_for_run(false, &files)?;
         let two = root().join("configs/two-quest.toml");
         let qv = questv::build(&two, false, &files)?;
         let qv_ktest = questv::build(&two, true, &files)?;
@@ -408,7 +409,7 @@ fn test(args: &[String]) -> Result<()> {
             .env("QUEST_QEMU", &t.qemu)
             .env("QUEST_ISO", &iso)
             .env("QUEST_KTEST_ISO", &ktest_iso)
-            .env("QUEST_RELEASE_ISO", &release.iso)
+            .env("QUEST_RELEASE_ISO", &release_iso)
             .env("QUEST_QUESTV_ISO", &qv.iso)
             .env("QUEST_QUESTV_KTEST_ISO", &qv_ktest.iso)
             .env("QUEST_QUESTV_SMP_ISO", &qv_smp.iso);
