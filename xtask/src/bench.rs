@@ -245,22 +245,35 @@ pub fn run(args: &[String]) -> Result<()> {
     let (profile, flavour) =
         if o.debug_kernel { (image::PROFILE, "bench-debug") } else { (image::BENCH_PROFILE, "bench") };
     let img = image::build_with(profile, false, flavour, &crate::boot_files(&[conf])?)?;
+    // The same kernel with the default init.conf: qbench is typed at the shell.
+    let shell_img = image::build_with(profile, false, &format!("{flavour}-shell"), &crate::boot_files(&[])?)?;
     let quest_elf = fs::read(&img.elf)?;
 
     let linux = if o.quest_only { None } else { Some(linux::prepare(&dir.join("linux"), &qbench, &o.qbench_args())?) };
 
     let timeout = Duration::from_secs(if o.quick { 900 } else { 3600 });
     let mut quest = Collected::default();
+    let mut shell = Collected::default();
     let mut lin = Collected::default();
     for i in 0..o.runs {
         println!("xtask: bench run {}/{}: Quest-RS ({profile})", i + 1, o.runs);
         let mut a = machine_args();
         a.extend(["-cdrom".into(), img.iso.display().to_string(), "-boot".into(), "d".into()]);
-        let (r, wall, code) = boot(&t.qemu, &a, &dir.join(format!("logs/quest-{i}.log")), timeout)?;
+        let (r, wall, code) = boot(&t.qemu, &a, &dir.join(format!("logs/quest-{i}.log")), timeout, None)?;
         if code != Some(quest_tests::EXIT_SUCCESS) || !r.done {
             bail!("Quest-RS run {i} did not finish cleanly (exit {code:?}); see target/bench/logs/quest-{i}.log");
         }
         quest.add(r, wall);
+        // The way a user runs it: typed at the shell, on the default (best-effort) VCPU.
+        println!("xtask: bench run {}/{}: Quest-RS ({profile}), qbench typed at the shell", i + 1, o.runs);
+        let mut a = machine_args();
+        a.extend(["-cdrom".into(), shell_img.iso.display().to_string(), "-boot".into(), "d".into()]);
+        let typed = format!("qbench {}", o.qbench_args().join(" "));
+        let (r, wall, code) = boot(&t.qemu, &a, &dir.join(format!("logs/quest-shell-{i}.log")), timeout, Some(&typed))?;
+        if code != Some(quest_tests::EXIT_SUCCESS) || !r.done {
+            bail!("Quest-RS shell run {i} did not finish cleanly (exit {code:?}); see target/bench/logs/quest-shell-{i}.log");
+        }
+        shell.add(r, wall);
         if let Some(l) = &linux {
             println!("xtask: bench run {}/{}: Linux {}", i + 1, o.runs, l.version);
             let mut a = machine_args();
@@ -272,7 +285,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 "-append".into(),
                 l.cmdline.clone(),
             ]);
-            let (r, wall, code) = boot(&t.qemu, &a, &dir.join(format!("logs/linux-{i}.log")), timeout)?;
+            let (r, wall, code) = boot(&t.qemu, &a, &dir.join(format!("logs/linux-{i}.log")), timeout, None)?;
             if code != Some(0) || !r.done {
                 bail!("Linux run {i} did not finish cleanly (exit {code:?}); see target/bench/logs/linux-{i}.log");
             }
@@ -319,7 +332,7 @@ pub fn run(args: &[String]) -> Result<()> {
         quest_size: qsize,
         linux_size: lsize,
     };
-    let table = rows(&quest, &lin);
+    let table = rows(&quest, &shell, &lin);
     let md = markdown(&meta, &table, &quest, &lin);
     fs::write(dir.join("results.md"), &md)?;
     fs::write(dir.join("results.json"), json(&meta, &table))?;
@@ -428,15 +441,28 @@ pub fn machine_args() -> Vec<String> {
 
 /// Boots QEMU with `args`, collects the console (also written to `log`) with host arrival
 /// times until QEMU exits; returns the parsed report, the host wall time and the exit code.
-fn boot(qemu: &Path, args: &[String], log: &Path, timeout: Duration) -> Result<(Report, Duration, Option<i32>)> {
+///
+/// `typed`: a line typed at the console as soon as QEMU runs (QEMU holds it until the guest's
+/// UART takes it; the kernel keeps typed-ahead input for the shell).
+fn boot(qemu: &Path, args: &[String], log: &Path, timeout: Duration, typed: Option<&str>) -> Result<(Report, Duration, Option<i32>)> {
     let start = Instant::now();
     let mut child = Command::new(qemu)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if typed.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {}", qemu.display()))?;
+    // Kept open until QEMU exits (closing it would end the serial input).
+    let _stdin = match (typed, child.stdin.take()) {
+        (Some(line), Some(mut w)) => {
+            use std::io::Write as _;
+            w.write_all(format!("{line}\n").as_bytes()).context("typing at the console")?;
+            w.flush()?;
+            Some(w)
+        }
+        _ => None,
+    };
     let out = child.stdout.take().context("no stdout")?;
     let (tx, rx) = mpsc::channel::<(Duration, String)>();
     let reader = std::thread::spawn(move || {
@@ -553,24 +579,29 @@ struct Meta {
 pub struct TableRow {
     pub name: String,
     pub what: String,
+    /// Quest-RS, qbench on its own Main VCPU (init.conf `QUEST_VCPU`).
     pub quest: Option<Figure>,
+    /// Quest-RS, qbench typed at the shell (default best-effort VCPU).
+    pub shell: Option<Figure>,
     pub linux: Option<Figure>,
     pub ratio: Option<f64>,
+    pub shell_ratio: Option<f64>,
 }
 
-fn rows(q: &Collected, l: &Collected) -> Vec<TableRow> {
+fn rows(q: &Collected, sh: &Collected, l: &Collected) -> Vec<TableRow> {
     let mut out = Vec::new();
     let fig = |c: &Collected, n: &str| c.samples.get(n).and_then(|s| combine(s));
     for r in ROWS {
-        let (qf, lf) = (fig(q, r.name), fig(l, r.name));
-        if qf.is_none() && lf.is_none() {
+        let (qf, sf, lf) = (fig(q, r.name), fig(sh, r.name), fig(l, r.name));
+        if qf.is_none() && lf.is_none() && sf.is_none() {
             continue;
         }
-        let ratio = match (&qf, &lf) {
+        let ratio_to = |x: &Option<Figure>| match (x, &lf) {
             (Some(a), Some(b)) => ratio(a, b),
             _ => None,
         };
-        out.push(TableRow { name: r.name.into(), what: r.what.into(), quest: qf, linux: lf, ratio });
+        let (ratio, shell_ratio) = (ratio_to(&qf), ratio_to(&sf));
+        out.push(TableRow { name: r.name.into(), what: r.what.into(), quest: qf, shell: sf, linux: lf, ratio, shell_ratio });
     }
     out
 }
@@ -606,24 +637,31 @@ fn markdown(m: &Meta, t: &[TableRow], q: &Collected, l: &Collected) -> String {
         m.runs
     );
     let _ = writeln!(s, "Ratio = Quest-RS cost / Linux cost: > 1 means Quest-RS is slower (for ops/interval rows: Linux ops / Quest-RS ops; for size: bigger).\n");
-    let _ = writeln!(s, "| benchmark | what | Quest-RS | Linux | ratio | host ms Q / L |");
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "Quest-RS (VCPU): qbench on its own Main VCPU ({QUEST_VCPU} in init.conf). Quest-RS (shell): qbench typed at the shell, as a user runs \
+         a program, on the default best-effort VCPU (5 ms / 50 ms; the kernel is work-conserving, so an otherwise idle CPU is all its).\n"
+    );
+    let _ = writeln!(s, "| benchmark | what | Quest-RS (VCPU) | Quest-RS (shell) | Linux | ratio | ratio (shell) | host ms Q / L |");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+    let r2 = |x: Option<f64>| x.map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into());
     for r in t {
-        let ratio = r.ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into());
         let _ = writeln!(
             s,
-            "| `{}` | {} | {} | {} | {} | {} / {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} / {} |",
             r.name,
             r.what,
             cell(&r.quest),
+            cell(&r.shell),
             cell(&r.linux),
-            ratio,
+            r2(r.ratio),
+            r2(r.shell_ratio),
             wall_cell(&r.quest),
             wall_cell(&r.linux)
         );
     }
     for (n, why) in NOT_MEASURED {
-        let _ = writeln!(s, "| `{n}` | — | not measured | not measured | — | {why} |");
+        let _ = writeln!(s, "| `{n}` | — | not measured | not measured | not measured | — | — | {why} |");
     }
     let _ = writeln!(s);
     let ls = m.linux_size.map(|z| format!("text {} + data {} + bss {}", z.text, z.data, z.bss)).unwrap_or_else(|| "—".into());
@@ -692,12 +730,14 @@ fn json(m: &Meta, t: &[TableRow]) -> String {
     for (i, r) in t.iter().enumerate() {
         let _ = writeln!(
             s,
-            "    {{\"name\": {}, \"what\": {}, \"quest\": {}, \"linux\": {}, \"ratio\": {}}}{}",
+            "    {{\"name\": {}, \"what\": {}, \"quest\": {}, \"quest_shell\": {}, \"linux\": {}, \"ratio\": {}, \"ratio_shell\": {}}}{}",
             json_str(&r.name),
             json_str(&r.what),
             json_fig(&r.quest),
+            json_fig(&r.shell),
             json_fig(&r.linux),
             r.ratio.map(|x| format!("{x:.4}")).unwrap_or_else(|| "null".into()),
+            r.shell_ratio.map(|x| format!("{x:.4}")).unwrap_or_else(|| "null".into()),
             if i + 1 < t.len() { "," } else { "" }
         );
     }
@@ -894,10 +934,14 @@ mod tests {
         let mut l = Collected::default();
         q.add(quest_tests::bench::parse("@BENCH null_syscall ns median=900 max=1000 n=10\n@BENCH tm_sem ops/20ms median=50 max=60 n=3\n@DONE\n"), Duration::from_secs(3));
         l.add(quest_tests::bench::parse("@BENCH null_syscall ns median=300 max=400 n=10\n@BENCH tm_sem ops/20ms median=100 max=100 n=3\n@DONE\n"), Duration::from_secs(2));
-        let t = rows(&q, &l);
+        let mut sh = Collected::default();
+        sh.add(quest_tests::bench::parse("@BENCH null_syscall ns median=150 max=200 n=10\n@DONE\n"), Duration::from_secs(3));
+        let t = rows(&q, &sh, &l);
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].ratio, Some(3.0));
+        assert_eq!(t[0].shell_ratio, Some(0.5));
         assert_eq!(t[1].ratio, Some(2.0));
+        assert_eq!(t[1].shell_ratio, None);
         let m = Meta {
             date: "d".into(),
             qemu: "10.0.2".into(),
@@ -911,10 +955,11 @@ mod tests {
             linux_size: None,
         };
         let md = markdown(&m, &t, &q, &l);
-        assert!(md.contains("| `null_syscall` |") && md.contains("| 3.00 |"), "{md}");
+        assert!(md.contains("| `null_syscall` |") && md.contains("| 3.00 | 0.50 |"), "{md}");
+        assert!(md.contains("Quest-RS (shell)"), "{md}");
         assert!(md.contains("`msg_tpipe`") && md.contains("not measured"));
         let js = json(&m, &t);
-        assert!(js.contains("\"ratio\": 3.0000") && js.trim_end().ends_with('}'));
+        assert!(js.contains("\"ratio\": 3.0000") && js.contains("\"ratio_shell\": 0.5000") && js.trim_end().ends_with('}'));
         assert_eq!(js.matches('{').count(), js.matches('}').count());
         let sv = svg(&m, &t);
         assert!(sv.starts_with("<svg") && sv.contains("null_syscall") && sv.trim_end().ends_with("</svg>"));
