@@ -175,52 +175,7 @@ pub fn replenishment_deadlines(
     horizon: Nanos,
     tolerance: Nanos,
 ) -> Result<usize, DeadlineViolation> {
-    let Some(cr) = created(events).get(&key).copied() else {
-        return Ok(0);
-    };
-    let mut deltas: Vec<(Nanos, i128)> = alloc::vec![(cr.t, cr.c as i128)];
-    for e in events {
-        if (e.pcpu, e.vcpu) != (key.0, Some(key.1)) || e.t < cr.t {
-            continue;
-        }
-        match e.kind {
-            EventKind::Repl { at, amount } => deltas.push((at, amount as i128)),
-            EventKind::Move { from, to, amount } => {
-                deltas.push((from, -(amount as i128)));
-                deltas.push((to, amount as i128));
-            }
-            _ => {}
-        }
-    }
-    deltas.sort();
-    let fg = foreground(events, horizon);
-    let empty = Vec::new();
-    let iv = fg.get(&key).unwrap_or(&empty);
-    let w = Cumulative::new(iv);
-    let base = w.at(cr.t);
-    let mut released: i128 = 0;
-    let mut checked = 0;
-    let mut i = 0;
-    while i < deltas.len() {
-        let r = deltas[i].0;
-        while i < deltas.len() && deltas[i].0 == r {
-            released += deltas[i].1;
-            i += 1;
-        }
-        if r + cr.period > horizon {
-            break;
-        }
-        let consumed = w.at(r + cr.period) - base;
-        checked += 1;
-        if (consumed as i128) + (tolerance as i128) < released {
-            return Err(DeadlineViolation {
-                release: r,
-                released: released as Nanos,
-                consumed,
-            });
-        }
-    }
-    Ok(checked)
+    deadlines(events, key, horizon, tolerance, false)
 }
 
 /// A PIBS violation for one activation.
@@ -366,6 +321,18 @@ pub fn backlogged_deadlines(
     horizon: Nanos,
     tolerance: Nanos,
 ) -> Result<usize, DeadlineViolation> {
+    deadlines(events, key, horizon, tolerance, true)
+}
+
+/// The cumulative deadline check; with `only_backlogged`, only at releases after which the
+/// VCPU stays backlogged for a whole period.
+fn deadlines(
+    events: &[TraceEvent],
+    key: Key,
+    horizon: Nanos,
+    tolerance: Nanos,
+    only_backlogged: bool,
+) -> Result<usize, DeadlineViolation> {
     let Some(cr) = created(events).get(&key).copied() else {
         return Ok(0);
     };
@@ -374,7 +341,7 @@ pub fn backlogged_deadlines(
     let empty = Vec::new();
     let w = Cumulative::new(fg.get(&key).unwrap_or(&empty));
     let base = w.at(cr.t);
-    let bl = backlog(events, horizon);
+    let bl = if only_backlogged { backlog(events, horizon) } else { BTreeMap::new() };
     let busy = bl.get(&key).unwrap_or(&empty);
     let mut released: i128 = 0;
     let mut checked = 0;
@@ -388,7 +355,7 @@ pub fn backlogged_deadlines(
         if r + cr.period > horizon {
             break;
         }
-        if !covered(busy, r, r + cr.period) {
+        if only_backlogged && !covered(busy, r, r + cr.period) {
             continue;
         }
         let consumed = w.at(r + cr.period) - base;
