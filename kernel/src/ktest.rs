@@ -92,15 +92,13 @@ fn budget(args: &[&str]) {
         let permille = used * 100_000 / span; // thousandths of a percent
         println!("budget: {name} {}.{:03}%", permille / 1000, permille % 1000);
     }
-    // Let the hogs exit, then remove their VCPUs and restore the default policy.
+    // Let the hogs exit, then remove their VCPUs. The CPU keeps the policy asked for (changing
+    // it again would replace its scheduler and with it the trace the tests read next).
     sched::sleep_ns(300_000_000);
     for v in vcpus {
         if let Err(e) = sched::destroy_vcpu(cpu, v) {
             println!("budget: vcpu_destroy: {e}");
         }
-    }
-    if want.is_some() {
-        let _ = sched::set_background(cpu, true);
     }
 }
 
