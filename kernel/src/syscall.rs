@@ -238,13 +238,13 @@ fn sys_read(p: &Process, fd: u64, buf: u64, len: u64) -> SysResult {
     Ok(line.len() as u64)
 }
 
-fn put<T: Copy>(p: &Process, addr: u64, v: &T) -> SysResult {
+fn put<T: hal::user::Pod>(p: &Process, addr: u64, v: &T) -> SysResult {
     // Plain-old-data structures from linux-raw-sys: copied out byte for byte.
     p.mem.lock().space.copy_to_user(addr, pod_bytes(v)).map_err(efault)?;
     Ok(0)
 }
 
-fn pod_bytes<T: Copy>(v: &T) -> &[u8] {
+fn pod_bytes<T: hal::user::Pod>(v: &T) -> &[u8] {
     hal::user::pod_bytes(v)
 }
 
