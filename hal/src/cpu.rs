@@ -142,6 +142,7 @@ pub fn trigger_triple_fault() -> ! {
 /// test). Each raises its exception; the kernel's fault path never returns to the caller.
 /// `addr` must be unmapped (a mapped one panics instead: the read could reach a device).
 #[cfg(feature = "ktest")]
+#[inline(always)] // the fault is reported at the caller's RIP (what the tests look for)
 pub fn trigger_page_fault(addr: u64) -> ! {
     assert!(crate::mm::translate(addr).is_none(), "trigger_page_fault: {addr:#x} is mapped");
     // SAFETY: a read from an address no page table maps (checked just above): the CPU raises

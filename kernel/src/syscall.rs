@@ -329,22 +329,7 @@ fn sys_getrandom(p: &Process, buf: u64, len: u64) -> SysResult {
 }
 
 fn name(nr: u64) -> &'static str {
-    match nr as u32 {
-        __NR_openat => "openat",
-        __NR_open => "open",
-        __NR_fstat => "fstat",
-        __NR_newfstatat => "newfstatat",
-        __NR_clone => "clone",
-        __NR_fork => "fork",
-        __NR_vfork => "vfork",
-        __NR_execve => "execve",
-        __NR_wait4 => "wait4",
-        __NR_futex => "futex",
-        __NR_pipe2 => "pipe2",
-        __NR_prlimit64 => "prlimit64",
-        __NR_sched_getaffinity => "sched_getaffinity",
-        _ => "?",
-    }
+    quest_abi::linux_syscall_name(nr).unwrap_or("?")
 }
 
 fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {

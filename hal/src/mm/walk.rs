@@ -20,24 +20,24 @@ const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 pub(crate) struct Entry(pub u64);
 
 impl Entry {
-    pub fn present(self) -> bool {
+    pub(crate) fn present(self) -> bool {
         self.0 & 1 != 0
     }
-    pub fn writable(self) -> bool {
+    pub(crate) fn writable(self) -> bool {
         self.0 & 2 != 0
     }
-    pub fn user(self) -> bool {
+    pub(crate) fn user(self) -> bool {
         self.0 & 4 != 0
     }
     /// A 2 MiB or 1 GiB page (only meaningful above the last level).
-    pub fn huge(self) -> bool {
+    pub(crate) fn huge(self) -> bool {
         self.0 & (1 << 7) != 0
     }
-    pub fn no_execute(self) -> bool {
+    pub(crate) fn no_execute(self) -> bool {
         self.0 & (1 << 63) != 0
     }
     /// Physical address of the next table or of the page.
-    pub fn addr(self) -> u64 {
+    pub(crate) fn addr(self) -> u64 {
         self.0 & ADDR_MASK
     }
 }
@@ -86,7 +86,7 @@ pub(crate) struct Leaf {
 
 impl Leaf {
     /// Physical address `va` maps to.
-    pub fn phys(&self, va: u64) -> u64 {
+    pub(crate) fn phys(&self, va: u64) -> u64 {
         let span = entry_span(self.level);
         (self.entry.addr() & !(span - 1)) + (va & (span - 1))
     }
