@@ -59,6 +59,8 @@ commands:
             --sandboxes F [--add FILE]...   the Quest-V images for partition
                             configuration F instead
   cc      build a C program for Quest with musl-gcc: cc -o OUT FILE.c...
+  soundness [DIR]  the house-rule check test runs first: hal's public safe API takes no raw
+                   address, no `unsafe` outside hal (xtask/src/soundness.rs)
   setup   install what is missing (apt packages, rustup targets) and report the tools";
 
 fn main() {
@@ -83,6 +85,7 @@ fn real_main(args: &[String]) -> Result<()> {
         "bench" => bench::run(rest),
         "cc" => cc::run(rest),
         "fuzz" => fuzz::run(rest),
+        "soundness" => soundness::run(&rest.first().map(PathBuf::from).unwrap_or_else(root)),
         "build" => {
             let tools = tools(true)?;
             let _ = tools;

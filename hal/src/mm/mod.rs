@@ -187,6 +187,7 @@ pub(crate) fn init(info: &BootInfo) -> Result<MemStats, &'static str> {
         huge_pages_1g: gib_pages_supported(),
     };
     *frames::FRAMES.lock() = Some(alloc);
+    BOOT_MODULES.call_once(|| info.modules().iter().map(|m| m.range).collect());
     Ok(stats)
 }
 
@@ -235,11 +236,15 @@ pub(crate) fn translate(va: u64) -> Option<u64> {
     unsafe { walk::translate(root, va, |_| true) }.map(|leaf| leaf.phys(va))
 }
 
+/// The boot modules' ranges as GRUB reported them (reserved for the whole run).
+static BOOT_MODULES: spin::Once<alloc::vec::Vec<PhysRange>> = spin::Once::new();
+
 /// The bytes of a boot module. Boot modules are reserved for the whole run (the allocator
-/// never hands their frames out), so the slice stays valid.
+/// never hands their frames out), so the slice stays valid. A `Module` whose range was changed
+/// (its `range` field is public) to one GRUB did not report gets an empty slice.
 pub fn module_bytes(m: &crate::boot::Module) -> &'static [u8] {
     let len = m.range.len() as usize;
-    if len == 0 {
+    if len == 0 || !BOOT_MODULES.get().is_some_and(|r| r.contains(&m.range)) {
         return &[];
     }
     // SAFETY:
