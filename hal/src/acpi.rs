@@ -45,7 +45,7 @@ pub const MAX_CPUS: usize = 8;
 static PLATFORM: Once<Platform> = Once::new();
 
 /// Reads the MADT and FADT from the RSDT/XSDT at `root` (from the boot loader's RSDP copy).
-pub fn init(root: Option<(u8, u64)>) -> Result<&'static Platform, &'static str> {
+pub(crate) fn init(root: Option<(u8, u64)>) -> Result<&'static Platform, &'static str> {
     let (rev, addr) = root.ok_or("the boot loader gave no ACPI RSDP")?;
     // SAFETY: `addr` is the RSDT (revision 0) or XSDT address from the RSDP that the boot loader
     // copied out of firmware memory; firmware tables stay in reserved memory for the whole run.

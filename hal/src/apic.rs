@@ -72,7 +72,7 @@ fn write(reg: u32, v: u32) {
 
 /// Enables this CPU's local APIC (x2APIC mode when available) and its spurious vector.
 /// The first call (boot CPU) decides the mode for all CPUs.
-pub fn init_cpu(bsp: bool) {
+pub(crate) fn init_cpu(bsp: bool) {
     if bsp {
         X2APIC.store(has_x2apic(), Ordering::Relaxed);
         TSC_DEADLINE.store(has_tsc_deadline() && crate::time::tsc_invariant(), Ordering::Relaxed);
@@ -141,7 +141,7 @@ pub fn send_init(dest: u32) {
 }
 
 /// Sends a STARTUP IPI with the real-mode page `page` (trampoline at `page * 4096`).
-pub fn send_startup(dest: u32, page: u8) {
+pub(crate) fn send_startup(dest: u32, page: u8) {
     icr(dest, 0x4600 | u32::from(page));
 }
 

@@ -47,11 +47,13 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context that, when switched to, calls `entry(arg)` on the stack ending at `stack_top`.
+    /// A context that, when switched to, calls `entry(arg)` on `stack` (from its top).
     /// `entry` must never return. Interrupts are disabled when it starts (it runs from a switch,
-    /// which the scheduler performs with interrupts off).
-    pub fn new(stack_top: u64, entry: extern "C" fn(usize) -> !, arg: usize) -> Context {
-        let top = stack_top & !0xf;
+    /// which the scheduler performs with interrupts off). The start frame is written into the
+    /// top 56 bytes of the stack: memory no Rust reference covers (see [`switch`] for when a
+    /// stack may be reused).
+    pub fn new(stack: &crate::mm::KernelStack, entry: extern "C" fn(usize) -> !, arg: usize) -> Context {
+        let top = stack.top() & !0xf;
         let frame: [u64; 7] = [
             0,                              // r15
             0,                              // r14
@@ -68,9 +70,11 @@ impl Context {
         // them (see `mm::alloc_kernel_stack`). The 56 bytes below the page-aligned top lie in one
         // page.
         let target = crate::mm::translate(rsp).map_or(rsp, crate::mm::phys_to_virt);
-        // SAFETY: the caller hands us a stack it owns (from `mm::alloc_kernel_stack`), mapped and
-        // writable, of which we use the top 56 bytes below the 16-byte-aligned `top`; `target` is
-        // the same memory through the direct map (or the stack address itself).
+        // SAFETY: a `KernelStack` keeps all its pages mapped writable while it lives, and its
+        // memory is never covered by a Rust reference (it is only ever used as a stack, by a
+        // context `switch` resumed, whose contract excludes a second `new` on a running stack);
+        // we write the top 56 bytes below the 16-byte-aligned `top`; `target` is the same memory
+        // through the direct map (or the stack address itself).
         unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), target as *mut u64, frame.len()) };
         Context { rsp }
     }
@@ -87,6 +91,8 @@ impl Context {
 /// - `to` holds a context saved by a previous `switch` or made by [`Context::new`], whose stack
 ///   is still allocated, and which is not running on any CPU (nor will be resumed by anyone else
 ///   until it is saved again).
+/// - No [`Context::new`] was made on `to`'s stack after `to` itself (that would overwrite the
+///   frames of the thread `to` resumes).
 /// - `from` stays valid (not freed, not moved) until someone switches back to it.
 /// - Interrupts are disabled (the scheduler's state must not change under the switch).
 pub unsafe fn switch(from: *mut Context, to: *const Context) {

@@ -104,19 +104,28 @@ pub fn power_off(code: ExitCode) -> ! {
 }
 
 /// Writes to physical address `phys` through the direct map: the Quest-V containment test
-/// (an address outside the sandbox's partition stops the sandbox). Test builds only.
-pub fn trigger_wild_write(phys: u64) {
-    let va = crate::mm::phys_to_virt(phys & !7);
-    assert!(phys < 4 << 30, "outside the direct map's first 4 GiB");
-    // SAFETY: the direct map covers the first 4 GiB (RAM and, uncached, everything else); the
-    // caller is the test build's `ktest wild`, whose purpose is a stray write to memory no Rust
-    // reference covers (outside this sandbox's RAM, so the monitor stops us first).
+/// (an address outside the sandbox's partition stops the sandbox). Refused (`Err`) for an
+/// address in RAM this kernel manages, where the write could hit its own memory. Test builds
+/// only (feature `ktest`).
+#[cfg(feature = "ktest")]
+pub fn trigger_wild_write(phys: u64) -> Result<(), &'static str> {
+    let phys = phys & !7;
+    if !crate::mm::outside_managed_ram(phys, phys + 8) {
+        return Err("the address is RAM this kernel manages (or beyond the direct map)");
+    }
+    let va = crate::mm::phys_to_virt(phys);
+    // SAFETY: the direct map covers `phys` (`outside_managed_ram` checked it is below the
+    // direct-map limit) and it is not RAM this kernel manages, so no Rust reference covers it:
+    // it is device memory or memory another party owns (outside this sandbox's RAM, so the
+    // monitor stops us first), which is what the test means to write.
     unsafe { core::ptr::write_volatile(va as *mut u64, 0x5157_5157_5157_5157) };
+    Ok(())
 }
 
 /// Triple-faults this CPU: loads an empty IDT and raises a breakpoint (no handler → #GP → no
 /// handler → #DF → no handler → shutdown). Test builds only: on bare metal this resets the
 /// machine; in a Quest-V sandbox the monitor stops the sandbox.
+#[cfg(feature = "ktest")]
 pub fn trigger_triple_fault() -> ! {
     let empty = x86_64::structures::DescriptorTablePointer { limit: 0, base: x86_64::VirtAddr::new(0) };
     interrupts::disable();
@@ -129,16 +138,21 @@ pub fn trigger_triple_fault() -> ! {
     halt_forever()
 }
 
-/// Deliberate faults for the in-kernel tests (the fault reporter is what they test). Each
-/// raises its exception; the kernel's fault path never returns to the caller.
+/// Deliberate faults for the in-kernel tests (feature `ktest`; the fault reporter is what they
+/// test). Each raises its exception; the kernel's fault path never returns to the caller.
+/// `addr` must be unmapped (a mapped one panics instead: the read could reach a device).
+#[cfg(feature = "ktest")]
+#[inline(always)] // the fault is reported at the caller's RIP (what the tests look for)
 pub fn trigger_page_fault(addr: u64) -> ! {
-    // SAFETY: a read from an address the caller chose as unmapped: the CPU raises #PF before
-    // anything is read, and the fault handler stops the machine, so nothing continues after it.
+    assert!(crate::mm::translate(addr).is_none(), "trigger_page_fault: {addr:#x} is mapped");
+    // SAFETY: a read from an address no page table maps (checked just above): the CPU raises
+    // #PF before anything is read, and the fault handler stops the machine.
     unsafe { core::arch::asm!("mov {0}, [{1}]", out(reg) _, in(reg) addr, options(nostack)) };
     halt_forever()
 }
 
 /// See [`trigger_page_fault`]: raises #UD.
+#[cfg(feature = "ktest")]
 pub fn trigger_invalid_opcode() -> ! {
     // SAFETY: `ud2` only raises #UD; the fault handler stops the machine.
     unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
@@ -146,6 +160,7 @@ pub fn trigger_invalid_opcode() -> ! {
 }
 
 /// See [`trigger_page_fault`]: raises #GP (a load through a non-canonical address).
+#[cfg(feature = "ktest")]
 pub fn trigger_general_protection() -> ! {
     // SAFETY: a non-canonical address faults with #GP before any access; the handler stops.
     unsafe { core::arch::asm!("mov {0}, [{1}]", out(reg) _, in(reg) 0x8000_0000_0000_0000u64, options(nostack)) };
@@ -153,6 +168,7 @@ pub fn trigger_general_protection() -> ! {
 }
 
 /// See [`trigger_page_fault`]: raises #DE (a hardware division by zero).
+#[cfg(feature = "ktest")]
 pub fn trigger_divide_error() -> ! {
     // SAFETY: `div` by zero raises #DE before writing any register; the handler stops.
     unsafe {

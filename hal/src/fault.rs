@@ -94,7 +94,7 @@ const MAX_FRAMES: usize = 24;
 /// Prints the frame-pointer chain starting at `rip` with frame pointer `rbp`. Each frame is read
 /// only after checking it is mapped kernel memory, so a corrupt chain ends the walk instead of
 /// faulting again.
-pub fn backtrace(rip: u64, mut rbp: u64) {
+pub(crate) fn backtrace(rip: u64, mut rbp: u64) {
     fatal_println!("backtrace:");
     fatal_println!("  #0  {rip:#018x} {}", Sym(rip));
     let mut shown = 1;

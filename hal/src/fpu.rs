@@ -13,7 +13,7 @@ static SIZE: AtomicUsize = AtomicUsize::new(512);
 static CLEAN: Once<FpuState> = Once::new();
 
 /// Enables the FPU, SSE and (where present) XSAVE with x87|SSE|AVX on this CPU.
-pub fn init_cpu(bsp: bool) {
+pub(crate) fn init_cpu(bsp: bool) {
     let c1 = crate::cpu::cpuid(1, 0);
     let xsave = c1.ecx & (1 << 26) != 0;
     // SAFETY: standard FPU enabling: EM off, MP on, TS off; OSFXSR/OSXMMEXCPT tell the CPU the

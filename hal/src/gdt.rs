@@ -112,7 +112,7 @@ fn load(t: &'static Tables) {
 }
 
 /// Builds and loads the boot CPU's GDT and TSS (IST stacks with guard pages in .kstack).
-pub fn init_bsp() {
+pub(crate) fn init_bsp() {
     let tss = &raw mut BSP_TSS;
     // SAFETY:
     // 1. The symbols are defined in the assembly above; only their addresses are taken.
@@ -129,8 +129,11 @@ pub fn init_bsp() {
 
 /// Sets the stack this CPU switches to when an interrupt or `syscall` arrives from user mode
 /// (TSS.RSP0 and the per-CPU copy the syscall stub uses). The scheduler calls it on every
-/// switch to a thread that may run user code.
-pub fn set_kernel_stack(top: u64) {
+/// switch to a thread that may run user code. The CPU writes interrupt frames there: taking a
+/// [`KernelStack`](crate::mm::KernelStack) (mapped, writable, covered by no Rust reference)
+/// rather than an address keeps that sound.
+pub fn set_kernel_stack(stack: &crate::mm::KernelStack) {
+    let top = stack.top();
     let cpu = crate::percpu::cpu_index();
     let p = TSS_PTRS[cpu].load(Ordering::Acquire) as *mut TaskStateSegment;
     if !p.is_null() {
@@ -144,7 +147,7 @@ pub fn set_kernel_stack(top: u64) {
 
 /// Builds and loads an application processor's GDT and TSS; its IST stacks come from the
 /// kernel-stack area (with guard pages).
-pub fn init_ap(index: usize) {
+pub(crate) fn init_ap(index: usize) {
     let mut tss = TaskStateSegment::new();
     for slot in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK] {
         let stack = crate::mm::alloc_kernel_stack(4).expect("out of memory for IST stacks");

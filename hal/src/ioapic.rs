@@ -50,7 +50,7 @@ fn reg_write(base: u64, reg: u32, v: u32) {
 }
 
 /// Registers an IOAPIC found in the MADT.
-pub fn add(base: u64, gsi_base: u32) {
+pub(crate) fn add(base: u64, gsi_base: u32) {
     let mut s = STATE.lock();
     let entries = ((reg_read(base, 1) >> 16) & 0xff) + 1;
     if let Some(slot) = s.apics.iter_mut().find(|a| a.is_none()) {

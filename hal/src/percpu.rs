@@ -16,11 +16,11 @@ pub struct PerCpu {
     apic_id: AtomicU32,
     _pad: AtomicU32,
     /// gs:[24]: kernel stack top for entries from user mode (the `syscall` stub loads it).
-    pub kernel_rsp: AtomicU64,
+    pub(crate) kernel_rsp: AtomicU64,
     /// gs:[32]: the user stack pointer, saved by the `syscall` stub.
-    pub user_rsp: AtomicU64,
+    pub(crate) user_rsp: AtomicU64,
     /// This CPU's TSS (RSP0 must follow the running thread's kernel stack).
-    pub tss: AtomicU64,
+    pub(crate) tss: AtomicU64,
 }
 
 /// Offsets the assembly stubs use.
@@ -44,7 +44,7 @@ static CPUS: [PerCpu; MAX_CPUS] = [EMPTY; MAX_CPUS];
 static ONLINE: AtomicUsize = AtomicUsize::new(0);
 
 /// Points this CPU's GS base at block `index` (called once per CPU while it starts).
-pub fn init_cpu(index: usize, apic_id: u32) {
+pub(crate) fn init_cpu(index: usize, apic_id: u32) {
     let p = &CPUS[index];
     p.self_ptr.store(p as *const PerCpu as u64, Ordering::Relaxed);
     p.index.store(index as u64, Ordering::Relaxed);
@@ -63,7 +63,7 @@ pub fn cpu_index() -> usize {
 }
 
 /// This CPU's block.
-pub fn this_cpu() -> &'static PerCpu {
+pub(crate) fn this_cpu() -> &'static PerCpu {
     &CPUS[cpu_index()]
 }
 

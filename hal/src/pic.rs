@@ -23,7 +23,7 @@ fn inb(port: u16) -> u8 {
 }
 
 /// Remaps both PICs to `IRQ_BASE..IRQ_BASE+16` and masks every line.
-pub fn init() {
+pub(crate) fn init() {
     outb(PIC1_CMD, 0x11);
     outb(PIC2_CMD, 0x11);
     outb(PIC1_DATA, IRQ_BASE);

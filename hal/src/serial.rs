@@ -61,7 +61,7 @@ fn config() -> Config {
 
 /// Initialises the console UART for polled output (idempotent). Output before this is
 /// dropped. In a Quest-V sandbox the console is the UART the monitor assigned (CPUID leaf).
-pub fn init() {
+pub(crate) fn init() {
     if let Some(sb) = crate::questv::sandbox() {
         if COM_PORTS.contains(&sb.console_port) {
             PORT.store(sb.console_port, Ordering::Relaxed);

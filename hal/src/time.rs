@@ -54,7 +54,7 @@ fn cpuid_hz() -> Option<u64> {
 }
 
 /// Determines the TSC frequency. Boot CPU, once.
-pub fn init() -> u64 {
+pub(crate) fn init() -> u64 {
     // Under Quest-V the monitor measured the TSC once for everybody: sandboxes never touch the
     // PIT, which is shared hardware.
     let monitor_hz = crate::questv::sandbox().map(|s| u64::from(s.tsc_khz) * 1000).filter(|&hz| hz > 0);

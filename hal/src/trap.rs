@@ -192,7 +192,7 @@ fn gate(handler: u64, ist: u8, user_callable: bool) -> Gate {
 }
 
 /// Builds and loads the IDT (every vector goes through the common stub).
-pub fn init() {
+pub(crate) fn init() {
     let idt = IDT.call_once(|| {
         // SAFETY: `hal_vector_table` is a 256-entry table of stub addresses emitted above and
         // never written.

@@ -113,7 +113,7 @@ extern "C" fn hal_syscall_dispatch(frame: &mut TrapFrame) {
 }
 
 /// Enables `syscall` on this CPU (EFER.SCE, STAR, LSTAR, SFMASK).
-pub fn init_cpu() {
+pub(crate) fn init_cpu() {
     // SAFETY: STAR gets the selectors of our GDT (kernel CS/SS at 0x08/0x10; sysret base 0x18
     // so user SS = 0x20 and CS = 0x28, matching `gdt`); LSTAR the entry stub above; SFMASK
     // clears IF, TF, DF and AC on entry. EFER.SCE only enables the instruction.
@@ -200,11 +200,75 @@ pub fn set_fs_base(v: u64) -> bool {
     true
 }
 
-/// The bytes of a plain-old-data value (a `#[repr(C)]` structure of integers, as the Linux
-/// ABI's are) to copy out to user memory.
-pub fn pod_bytes<T: Copy>(v: &T) -> &[u8] {
+/// Plain old data: a type whose every byte is initialised in every value (no padding, no
+/// uninitialised bytes) and that has no interior mutability, so its bytes may be viewed as a
+/// `&[u8]` ([`pod_bytes`]) and copied out to user memory.
+///
+/// # Safety
+/// Implementors have no padding and no `UnsafeCell`, and every field is `Pod`. Within hal,
+/// structures are declared with [`unsafe_impl_pod!`](crate::unsafe_impl_pod), which checks the
+/// first condition at compile time from the fields' offsets and sizes.
+///
+/// Why not `zerocopy`'s `IntoBytes + Immutable`: the Linux ABI structures come from
+/// `linux-raw-sys` (foreign types, which neither this crate nor the kernel may derive or
+/// implement zerocopy's traits for), and the kernel may not write `unsafe impl` itself.
+pub unsafe trait Pod: Copy + 'static {}
+
+macro_rules! pod_primitive {
+    ($($t:ty),*) => { $(
+        // SAFETY: a primitive integer: every bit pattern valid, no padding, no UnsafeCell.
+        unsafe impl Pod for $t {}
+    )* };
+}
+pod_primitive!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
+
+// SAFETY: an array of `Pod` has no padding (a type's size is a multiple of its alignment, so
+// elements follow each other without gaps) and no UnsafeCell.
+unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
+
+/// Size of a field (through a raw pointer, so no value is needed), requiring the field be Pod.
+const fn pod_field_size<F: Pod>(_: *const F) -> usize {
+    core::mem::size_of::<F>()
+}
+
+/// Implements [`Pod`] for a `#[repr(C)]` structure after checking at compile time that its
+/// fields, listed in declaration order, are all `Pod` and follow each other with no gap and end
+/// at the structure's size (no padding anywhere).
+macro_rules! unsafe_impl_pod {
+    ($t:ty { $($f:ident),+ $(,)? }) => {
+        const _: () = {
+            let u = core::mem::MaybeUninit::<$t>::uninit();
+            let p = u.as_ptr();
+            let mut at = 0usize;
+            $(
+                assert!(core::mem::offset_of!($t, $f) == at, "padding before a field");
+                // SAFETY: `p` points to a (uninitialised) local `$t`; taking a field's address
+                // does not read it.
+                at += pod_field_size(unsafe { &raw const (*p).$f });
+            )+
+            assert!(at == core::mem::size_of::<$t>(), "fields missing or padding at the end");
+        };
+        // SAFETY: the assertion above proves every byte belongs to a field, and each field is
+        // `Pod` (the bound of `pod_field_size`), so there is neither padding nor UnsafeCell.
+        unsafe impl Pod for $t {}
+    };
+}
+
+unsafe_impl_pod!(linux_raw_sys::general::timespec { tv_sec, tv_nsec });
+unsafe_impl_pod!(linux_raw_sys::general::winsize { ws_row, ws_col, ws_xpixel, ws_ypixel });
+unsafe_impl_pod!(linux_raw_sys::system::new_utsname { sysname, nodename, release, version, machine, domainname });
+unsafe_impl_pod!(linux_raw_sys::general::stat {
+    st_dev, st_ino, st_nlink, st_mode, st_uid, st_gid, __pad0, st_rdev, st_size, st_blksize, st_blocks,
+    st_atime, st_atime_nsec, st_mtime, st_mtime_nsec, st_ctime, st_ctime_nsec, __unused,
+});
+unsafe_impl_pod!(quest_abi::TaskInfo { id, process, parent, vcpu, pcpu, status, nthreads, thread, name });
+unsafe_impl_pod!(quest_abi::VcpuInfo { id, pcpu, kind, c, t, io_class, num_tasks });
+
+/// The bytes of a plain-old-data value (the Linux ABI's structures, Quest's `ps` records,
+/// integers and arrays of them), to copy out to user memory.
+pub fn pod_bytes<T: Pod>(v: &T) -> &[u8] {
     // SAFETY: `v` is a valid `T` for the lifetime of the returned slice, `size_of::<T>()` bytes
-    // long; callers pass only integer structures, which have no padding in the Linux ABI types
-    // used (timespec, winsize, utsname, u64 pairs), so every byte is initialised.
+    // long; `T: Pod` guarantees every byte is initialised (no padding) and that nothing can
+    // change them through a shared reference (no UnsafeCell).
     unsafe { core::slice::from_raw_parts(v as *const T as *const u8, core::mem::size_of::<T>()) }
 }

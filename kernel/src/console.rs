@@ -1,5 +1,7 @@
-//! The boot console: a command prompt (`>`) on COM1 with line editing. It is the kernel's own
-//! monitor until the user-space shell exists, and what `cargo xtask run --batch` talks to.
+//! The kernel console: a command prompt (`>`) on COM1 with line editing. The test build (and
+//! `console=kernel` on the command line) runs it instead of `/boot/user_init` and the
+//! user-space shell; the normal build falls back to it when `user_init` is missing or ends.
+//! The QEMU tests and `cargo xtask run --ktest --batch` talk to it.
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, Ordering};
 

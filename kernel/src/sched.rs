@@ -80,9 +80,7 @@ pub struct Thread {
     /// The idle thread is not in the VCPU scheduler.
     idle: bool,
     /// Page-table root (CR3) while it runs: the kernel's, or its process's address space.
-    root: u64,
-    /// Top of its kernel stack (TSS.RSP0 while it may run user code).
-    kstack_top: u64,
+    root: hal::mm::PageTableRoot,
     /// Runs user code: its FS base is saved and restored.
     user: bool,
     fs_base: u64,
@@ -230,8 +228,7 @@ pub fn init_this_cpu() {
             runtime_ns: 0,
             since: now(),
             idle: true,
-            root: hal::mm::kernel_pml4(),
-            kstack_top: 0,
+            root: hal::mm::kernel_root(),
             user: false,
             fs_base: 0,
         }),
@@ -322,7 +319,7 @@ pub fn spawn_in(
     name: &str,
     cpu: usize,
     vcpu: Option<VcpuId>,
-    root: Option<u64>,
+    root: Option<hal::mm::PageTableRoot>,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<Tid, SchedError> {
     spawn_with_id(reserve_tid(), name, cpu, vcpu, root, f)
@@ -339,7 +336,7 @@ pub fn spawn_with_id(
     name: &str,
     cpu: usize,
     vcpu: Option<VcpuId>,
-    root: Option<u64>,
+    root: Option<hal::mm::PageTableRoot>,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<Tid, SchedError> {
     spawn_thread(id, name, cpu, vcpu, root, Some(Box::new(f)), None)
@@ -352,7 +349,7 @@ pub fn spawn_user(
     name: &str,
     cpu: usize,
     vcpu: Option<VcpuId>,
-    root: u64,
+    root: hal::mm::PageTableRoot,
     frame: hal::trap::TrapFrame,
     fs_base: u64,
 ) -> Result<Tid, SchedError> {
@@ -364,16 +361,15 @@ fn spawn_thread(
     name: &str,
     cpu: usize,
     vcpu: Option<VcpuId>,
-    root: Option<u64>,
+    root: Option<hal::mm::PageTableRoot>,
     entry: Option<Box<dyn FnOnce() + Send>>,
     user_start: Option<(hal::trap::TrapFrame, u64)>,
 ) -> Result<Tid, SchedError> {
     let stack = hal::mm::alloc_kernel_stack(STACK_PAGES).ok_or(SchedError::OutOfMemory)?;
-    let kstack_top = stack.top();
     let t = Box::new(Thread {
         id,
         name: String::from(name),
-        ctx: Context::new(stack.top(), thread_start, 0),
+        ctx: Context::new(&stack, thread_start, 0),
         _stack: Some(stack),
         fpu: FpuState::new(),
         state: State::Ready,
@@ -383,9 +379,8 @@ fn spawn_thread(
         runtime_ns: 0,
         since: 0,
         idle: false,
-        root: root.unwrap_or_else(hal::mm::kernel_pml4),
-        kstack_top,
         user: root.is_some(),
+        root: root.unwrap_or_else(hal::mm::kernel_root),
         fs_base: 0,
     });
     with_cpu(cpu, |c| -> Result<(), SchedError> {
@@ -491,9 +486,9 @@ fn schedule_irqs_off() {
     n.state = State::Running;
     n.since = t;
     n.fpu.restore();
-    hal::mm::activate_root(n.root);
-    if n.kstack_top != 0 {
-        hal::gdt::set_kernel_stack(n.kstack_top);
+    hal::mm::activate_root(&n.root);
+    if let Some(stack) = &n._stack {
+        hal::gdt::set_kernel_stack(stack);
     }
     if n.user {
         hal::user::set_fs_base(n.fs_base);
@@ -702,11 +697,11 @@ pub fn leave_address_space() {
     let _ = with_cpu(cpu_index(), |c| {
         let cur = c.current;
         if let Some(t) = c.threads.get_mut(&cur) {
-            t.root = hal::mm::kernel_pml4();
+            t.root = hal::mm::kernel_root();
             t.user = false;
         }
     });
-    hal::mm::activate_root(hal::mm::kernel_pml4());
+    hal::mm::activate_root(&hal::mm::kernel_root());
 }
 
 
@@ -727,15 +722,15 @@ pub fn rebind_all(cpu: usize, v: VcpuId) -> Result<(), SchedError> {
 }
 
 /// Changes the running thread's page-table root (execve) and activates it.
-pub fn set_current_root(root: u64) {
+pub fn set_current_root(root: hal::mm::PageTableRoot) {
     let _ = with_cpu(cpu_index(), |c| {
         let cur = c.current;
         if let Some(t) = c.threads.get_mut(&cur) {
-            t.root = root;
+            t.root = root.clone();
             t.user = true;
         }
     });
-    hal::mm::activate_root(root);
+    hal::mm::activate_root(&root);
 }
 
 /// Renames the running thread (execve).

@@ -2,10 +2,10 @@
 //!
 //! A channel is a `crates/channels` layout (Simpson four-slot for `SHMCOMM_ASYNC_CH`, the SPSC
 //! FIFO for `SHMCOMM_SYNC_CH`) in memory a [`Provider`] hands out for a key: physically
-//! contiguous local frames now ([`LocalFrames`]); a Quest-V provider will return the
-//! inter-sandbox window for the key at its fixed guest-physical address, whose header another
-//! kernel may have formatted — that is why connecting goes through `channels::probe` and the
-//! crate's attach validation, never through trusted geometry.
+//! contiguous local frames ([`LocalFrames`]), or, in a Quest-V sandbox ([`QuestVWindows`]), the
+//! inter-sandbox window the partition configuration gives the key, whose header another kernel
+//! may have formatted — that is why connecting goes through `channels::probe` and the crate's
+//! attach validation, never through trusted geometry.
 //!
 //! Each open side is a descriptor in the process's file table ([`File::Shm`]) holding an
 //! `Arc<Side>`; dropping the last reference (close, or the process ending) closes that side:

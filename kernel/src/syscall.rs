@@ -238,13 +238,13 @@ fn sys_read(p: &Process, fd: u64, buf: u64, len: u64) -> SysResult {
     Ok(line.len() as u64)
 }
 
-fn put<T: Copy>(p: &Process, addr: u64, v: &T) -> SysResult {
+fn put<T: hal::user::Pod>(p: &Process, addr: u64, v: &T) -> SysResult {
     // Plain-old-data structures from linux-raw-sys: copied out byte for byte.
     p.mem.lock().space.copy_to_user(addr, pod_bytes(v)).map_err(efault)?;
     Ok(0)
 }
 
-fn pod_bytes<T: Copy>(v: &T) -> &[u8] {
+fn pod_bytes<T: hal::user::Pod>(v: &T) -> &[u8] {
     hal::user::pod_bytes(v)
 }
 
@@ -329,22 +329,7 @@ fn sys_getrandom(p: &Process, buf: u64, len: u64) -> SysResult {
 }
 
 fn name(nr: u64) -> &'static str {
-    match nr as u32 {
-        __NR_openat => "openat",
-        __NR_open => "open",
-        __NR_fstat => "fstat",
-        __NR_newfstatat => "newfstatat",
-        __NR_clone => "clone",
-        __NR_fork => "fork",
-        __NR_vfork => "vfork",
-        __NR_execve => "execve",
-        __NR_wait4 => "wait4",
-        __NR_futex => "futex",
-        __NR_pipe2 => "pipe2",
-        __NR_prlimit64 => "prlimit64",
-        __NR_sched_getaffinity => "sched_getaffinity",
-        _ => "?",
-    }
+    quest_abi::linux_syscall_name(nr).unwrap_or("?")
 }
 
 fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {

@@ -47,37 +47,71 @@ pub fn build_with(profile: &str, ktest: bool, flavour: &str, add: &[PathBuf]) ->
     }
     let built = root().join("target").join(KERNEL_TARGET).join(profile).join("quest");
     let out = root().join("target/quest").join(flavour);
-    let iso_root = out.join("iso");
-    if iso_root.exists() {
-        fs::remove_dir_all(&iso_root)?;
-    }
+    // This process's own tree: two builds at once (two `cargo xtask run` in one checkout) never
+    // write into each other's.
+    let iso_root = private_dir(&out, "iso")?;
     fs::create_dir_all(iso_root.join("boot/grub"))?;
+    let elf_bytes = fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
     let elf = out.join("quest.elf");
-    fs::copy(&built, &elf).with_context(|| format!("copying {}", built.display()))?;
-    let elf_bytes = fs::read(&elf)?;
+    write_atomically(&elf, &elf_bytes)?;
 
-    fs::copy(&elf, iso_root.join("boot/quest.elf"))?;
+    fs::write(iso_root.join("boot/quest.elf"), &elf_bytes)?;
     fs::write(iso_root.join("boot/kernel.sym"), symbol_map(&elf_bytes)?)?;
     fs::write(iso_root.join("boot/initrd.cpio"), initrd(add)?)?;
     fs::write(iso_root.join("boot/grub/grub.cfg"), GRUB_CFG)?;
 
     let iso = out.join("quest.iso");
-    mkrescue(&iso_root, &iso)?;
+    let r = mkrescue(&iso_root, &iso);
+    let _ = fs::remove_dir_all(&iso_root);
+    r?;
     Ok(Image { elf, iso })
 }
 
-/// `grub-mkrescue`: one ISO that boots under legacy BIOS and UEFI.
+/// A fresh directory `NAME.PID` in `dir`, private to this process (emptied if a dead process
+/// with the same id left one behind).
+pub fn private_dir(dir: &Path, name: &str) -> Result<PathBuf> {
+    let d = dir.join(format!("{name}.{}", std::process::id()));
+    if d.exists() {
+        fs::remove_dir_all(&d)?;
+    }
+    fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+/// A scratch path beside `dest`, private to this process.
+fn private_tmp(dest: &Path) -> PathBuf {
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Puts `tmp` in place of `dest` with a rename: a reader that has `dest` open (a QEMU booting
+/// the previous image) keeps reading its own, unchanged file, and nobody sees a half-written one.
+pub fn replace_atomically(tmp: &Path, dest: &Path) -> Result<()> {
+    fs::rename(tmp, dest).with_context(|| format!("replacing {}", dest.display()))
+}
+
+/// Writes `bytes` to `dest` through a private scratch file and [`replace_atomically`].
+pub fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = private_tmp(dest);
+    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    replace_atomically(&tmp, dest)
+}
+
+/// `grub-mkrescue`: one ISO that boots under legacy BIOS and UEFI. Built beside `iso` and
+/// renamed into place, so a QEMU still booting the previous image is not disturbed.
 pub fn mkrescue(tree: &Path, iso: &Path) -> Result<()> {
+    let tmp = private_tmp(iso);
     let output = std::process::Command::new("grub-mkrescue")
         .arg("-o")
-        .arg(iso)
+        .arg(&tmp)
         .arg(tree)
         .output()
         .context("running grub-mkrescue")?;
     if !output.status.success() {
+        let _ = fs::remove_file(&tmp);
         bail!("grub-mkrescue failed:\n{}", String::from_utf8_lossy(&output.stderr));
     }
-    Ok(())
+    replace_atomically(&tmp, iso)
 }
 
 const GRUB_CFG: &str = "\
@@ -142,6 +176,26 @@ mod tests {
         let a = cpio::Archive::new(&bytes);
         let e = a.find("hello.txt").expect("file in archive");
         assert_eq!(e.data, b"hi\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn replacing_an_image_leaves_a_running_reader_its_own_copy() {
+        use std::io::Read;
+        let dir = std::env::temp_dir().join(format!("xtask-atomic-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let iso = dir.join("quest.iso");
+        write_atomically(&iso, b"first image").unwrap();
+        // A QEMU booting the first image holds it open...
+        let mut reader = fs::File::open(&iso).unwrap();
+        // ... while a second `run` rebuilds it.
+        write_atomically(&iso, b"second image, longer").unwrap();
+        let mut seen = String::new();
+        reader.read_to_string(&mut seen).unwrap();
+        assert_eq!(seen, "first image");
+        assert_eq!(fs::read(&iso).unwrap(), b"second image, longer");
+        // No scratch files are left behind.
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -16,6 +16,7 @@ mod image;
 mod plot;
 mod questv;
 mod setup;
+mod soundness;
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
@@ -58,6 +59,8 @@ commands:
             --sandboxes F [--add FILE]...   the Quest-V images for partition
                             configuration F instead
   cc      build a C program for Quest with musl-gcc: cc -o OUT FILE.c...
+  soundness [DIR]  the house-rule check test runs first: hal's public safe API takes no raw
+                   address, no `unsafe` outside hal (xtask/src/soundness.rs)
   setup   install what is missing (apt packages, rustup targets) and report the tools";
 
 fn main() {
@@ -82,6 +85,7 @@ fn real_main(args: &[String]) -> Result<()> {
         "bench" => bench::run(rest),
         "cc" => cc::run(rest),
         "fuzz" => fuzz::run(rest),
+        "soundness" => soundness::run(&rest.first().map(PathBuf::from).unwrap_or_else(root)),
         "build" => {
             let tools = tools(true)?;
             let _ = tools;
@@ -209,10 +213,7 @@ fn boot_files(add: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let qbench = dir.join("qbench");
     cc::cc(&qbench, &[root().join("bench/qbench.c")])?;
     files.push(qbench);
-    // An init.conf given with --add replaces the default one.
-    if !add.iter().any(|a| a.file_name().is_some_and(|n| n == "init.conf")) {
-        files.push(root().join("user/sysprogs/init.conf"));
-    }
+    files.push(root().join("user/sysprogs/init.conf"));
     let text = dir.join("bad_elf_text");
     std::fs::write(&text, "this is a text file, not an ELF executable\n")?;
     let hello = std::fs::read(dir.join("hello_world"))?;
@@ -220,8 +221,38 @@ fn boot_files(add: &[PathBuf]) -> Result<Vec<PathBuf>> {
     std::fs::write(&truncated, &hello[..hello.len().min(200)])?;
     files.push(text);
     files.push(truncated);
-    files.extend(add.iter().cloned());
+    let (files, replaced) = merge_boot_files(files, add)?;
+    for name in replaced {
+        eprintln!("xtask: --add {name} replaces the built-in /boot/{name}");
+    }
     Ok(files)
+}
+
+/// /boot's files: the built-ins, then the user's `--add` files. A user's file whose name equals
+/// a built-in's replaces it (the user's file wins; the replaced names are returned so the caller
+/// can say so); two `--add` files with one name are refused, naming it.
+fn merge_boot_files(builtin: Vec<PathBuf>, add: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut added: Vec<String> = Vec::new();
+    for a in add {
+        let n = name(a);
+        if added.contains(&n) {
+            bail!("--add: two files named '{n}' (/boot holds one file per name)");
+        }
+        added.push(n);
+    }
+    let mut replaced = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for b in builtin {
+        let n = name(&b);
+        if added.contains(&n) {
+            replaced.push(n);
+        } else {
+            files.push(b);
+        }
+    }
+    files.extend(add.iter().cloned());
+    Ok((files, replaced))
 }
 
 fn harness_config(t: &setup::Tools, o: &RunOpts, iso: PathBuf) -> Result<quest_tests::Config> {
@@ -337,6 +368,40 @@ fn gdb(o: &RunOpts) -> Result<()> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_added_file_replaces_the_built_in_of_the_same_name() {
+        let builtin = vec![PathBuf::from("/b/hello_world"), PathBuf::from("/b/init.conf"), PathBuf::from("/b/shell")];
+        let add = [PathBuf::from("/mine/hello_world"), PathBuf::from("/mine/notes.txt")];
+        let (files, replaced) = merge_boot_files(builtin, &add).unwrap();
+        assert_eq!(files, [PathBuf::from("/b/init.conf"), "/b/shell".into(), "/mine/hello_world".into(), "/mine/notes.txt".into()]);
+        assert_eq!(replaced, ["hello_world"]);
+        // The archive then holds the user's file under that name, once.
+        let dir = std::env::temp_dir().join(format!("xtask-add-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (b, m) = (dir.join("b"), dir.join("m"));
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::write(b.join("hello_world"), b"built-in").unwrap();
+        std::fs::write(m.join("hello_world"), b"mine").unwrap();
+        let (files, _) = merge_boot_files(vec![b.join("hello_world")], &[m.join("hello_world")]).unwrap();
+        let bytes = image::initrd(&files).unwrap();
+        let a = cpio::Archive::new(&bytes);
+        assert_eq!(a.find("hello_world").unwrap().data, b"mine");
+        assert_eq!(a.entries().filter(|e| e.as_ref().is_ok_and(|e| e.name == "hello_world")).count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn two_added_files_with_one_name_are_refused() {
+        let e = merge_boot_files(vec![], &[PathBuf::from("/a/x.txt"), PathBuf::from("/b/x.txt")]).unwrap_err();
+        assert!(e.to_string().contains("two files named 'x.txt'"), "{e}");
+    }
+}
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
@@ -356,7 +421,12 @@ fn test(args: &[String]) -> Result<()> {
     if let Some(a) = args.iter().find(|a| !["--host", "--qemu", "--long"].contains(&a.as_str())) {
         bail!("unknown option '{a}'\n\n{USAGE}");
     }
+    // Set up exactly what `run` sets up (apt packages, the rustup targets the no_std builds
+    // need) before anything is built, so `test` works as the very first command.
+    let t = tools(true)?;
     if !qemu_only {
+        println!("xtask: soundness check (hal API, unsafe outside hal)");
+        soundness::run(&root())?;
         println!("xtask: host tests");
         let mut c = cargo();
         c.arg("test").arg("--release");
@@ -393,7 +463,6 @@ fn test(args: &[String]) -> Result<()> {
         }
     }
     if !host_only {
-        let t = tools(true)?;
         println!("xtask: building images for the QEMU tests");
         let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf")];
         // The release image is what `cargo xtask run` boots, for the tests that judge it.

@@ -53,10 +53,7 @@ pub fn build(config: &Path, ktest: bool, files: &[PathBuf]) -> Result<QuestV> {
 
     let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("config");
     let out = root().join("target/quest/questv").join(stem).join(if ktest { "ktest" } else { "normal" });
-    let iso_root = out.join("iso");
-    if iso_root.exists() {
-        fs::remove_dir_all(&iso_root)?;
-    }
+    let iso_root = image::private_dir(&out, "iso")?;
     fs::create_dir_all(iso_root.join("boot/grub"))?;
     let kernel_bytes = fs::read(&kernel.elf)?;
     fs::copy(&monitor, iso_root.join("boot/quest-v.elf"))?;
@@ -67,7 +64,9 @@ pub fn build(config: &Path, ktest: bool, files: &[PathBuf]) -> Result<QuestV> {
     fs::write(iso_root.join("boot/initrd.cpio"), image::initrd(files)?)?;
     fs::write(iso_root.join("boot/grub/grub.cfg"), GRUB_CFG)?;
     let iso = out.join("quest-v.iso");
-    image::mkrescue(&iso_root, &iso)?;
+    let r = image::mkrescue(&iso_root, &iso);
+    let _ = fs::remove_dir_all(&iso_root);
+    r?;
 
     let mut consoles: Vec<(u8, String)> = plan
         .sandboxes

@@ -49,6 +49,7 @@
 
 pub mod errno;
 pub mod linux;
+pub mod linux_names;
 pub mod nr;
 pub mod ps;
 pub mod questv;
@@ -56,6 +57,7 @@ pub mod sched;
 pub mod shm;
 
 pub use errno::Errno;
+pub use linux_names::linux_syscall_name;
 pub use nr::QuestSyscall;
 pub use ps::{TASK_NAME_LEN, TaskInfo, TaskState, VcpuInfo};
 pub use shm::{TpipeGuarantee, TpipeQos};

@@ -1,0 +1,398 @@
+//! User address spaces and page-table roots.
+//!
+//! An [`AddressSpace`] owns a top-level table whose upper half is the kernel's and every table
+//! and page of its lower half. User addresses are plain numbers here, never dereferenced: each
+//! operation checks them against [`USER_END`] and goes through the page tables and the direct
+//! map, so a bad address is an error, never a kernel fault. CR3 is loaded only from a
+//! [`PageTableRoot`], which keeps the top-level table it names alive.
+use alloc::sync::Arc;
+
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::{Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame, Size4KiB};
+use x86_64::{PhysAddr, VirtAddr};
+
+use spin::Mutex;
+
+use super::frames::{Frame, Frames, with_frames};
+use crate::percpu::MAX_CPUS;
+use super::walk::{self, Entry};
+use super::{DIRECT_MAP_BASE, PAGE_SIZE, kernel_pml4, nx_supported, phys_to_virt};
+
+/// Highest user address + 1 (the lower canonical half, minus the last page).
+pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
+
+/// Rights of a user page. A page without `read` (PROT_NONE) is mapped but not accessible
+/// to the program at all (a supervisor page: any user access faults); x86 cannot make a page
+/// writable or executable without also making it readable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct UserAccess {
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+}
+
+impl UserAccess {
+    /// Readable, plus `write` and `exec` as given.
+    pub const fn readable(write: bool, exec: bool) -> UserAccess {
+        UserAccess { read: true, write, exec }
+    }
+    /// No access at all (PROT_NONE).
+    pub const NONE: UserAccess = UserAccess { read: false, write: false, exec: false };
+
+    fn of_entry(e: Entry) -> UserAccess {
+        if !e.user() {
+            return UserAccess::NONE;
+        }
+        UserAccess { read: true, write: e.writable(), exec: !e.no_execute() }
+    }
+}
+
+/// Why a user-memory operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserMemError {
+    /// Not a user address, or not mapped with the needed rights (EFAULT).
+    Fault,
+    /// No memory left (ENOMEM).
+    NoMemory,
+}
+
+/// A page-table hierarchy CR3 may hold: the kernel's, or the top-level table of an
+/// [`AddressSpace`] (shared with it, so the table outlives every handle; when the address space
+/// is dropped its user half is emptied, leaving the kernel half). Cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct PageTableRoot(Option<Arc<Frame>>);
+
+impl PageTableRoot {
+    fn phys(&self) -> u64 {
+        match &self.0 {
+            None => kernel_pml4(),
+            Some(f) => f.phys(),
+        }
+    }
+    /// Whether this is the kernel's own hierarchy.
+    pub fn is_kernel(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+/// The kernel's page tables (what kernel threads run on).
+pub fn kernel_root() -> PageTableRoot {
+    PageTableRoot(None)
+}
+
+/// The address-space table each CPU has in CR3 (`None`: the kernel's): a top-level table stays
+/// allocated while any CPU has it loaded, whatever happens to the handles.
+static ACTIVE: [Mutex<Option<Arc<Frame>>>; MAX_CPUS] = [const { Mutex::new(None) }; MAX_CPUS];
+
+/// Loads `root` into CR3 if it is not active already.
+pub fn activate_root(root: &PageTableRoot) {
+    let pml4 = root.phys();
+    let previous = crate::cpu::without_interrupts(|| {
+        if Cr3::read().0.start_address().as_u64() == pml4 {
+            return None;
+        }
+        let mut slot = ACTIVE[crate::percpu::cpu_index()].lock();
+        // SAFETY: `pml4` is the kernel's table or a live address space's top-level table, whose
+        // upper half is the kernel's, so the running code, stack and data stay mapped; this
+        // CPU's slot keeps it allocated while it is loaded.
+        unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4)), Cr3Flags::empty()) };
+        core::mem::replace(&mut *slot, root.0.clone())
+    });
+    // May free the previous table: no CPU has it loaded any more (each holds its own slot).
+    drop(previous);
+}
+
+/// A user address space: its own top-level table whose upper half is the kernel's.
+///
+/// The owner serialises access (a process keeps it behind a lock).
+#[derive(Debug)]
+pub struct AddressSpace {
+    /// `None`: a placeholder owning nothing ([`AddressSpace::new_empty`]).
+    pml4: Option<Arc<Frame>>,
+    pages: usize,
+}
+
+fn user_flags(a: UserAccess) -> F {
+    if !(a.read || a.write || a.exec) {
+        // PROT_NONE: present (the frame stays this address space's) but not user-accessible.
+        return F::PRESENT | if nx_supported() { F::NO_EXECUTE } else { F::empty() };
+    }
+    let mut f = F::PRESENT | F::USER_ACCESSIBLE;
+    if a.write {
+        f |= F::WRITABLE;
+    }
+    if !a.exec && nx_supported() {
+        f |= F::NO_EXECUTE;
+    }
+    f
+}
+
+/// A page-aligned user address, or `Fault`.
+fn user_page(va: u64) -> Result<u64, UserMemError> {
+    if va % PAGE_SIZE != 0 || va >= USER_END {
+        return Err(UserMemError::Fault);
+    }
+    Ok(va)
+}
+
+impl AddressSpace {
+    /// An empty user half over the kernel's upper half.
+    pub fn new() -> Result<AddressSpace, UserMemError> {
+        let f = Frame::alloc().ok_or(UserMemError::NoMemory)?;
+        // SAFETY: both are page-table frames reachable through the direct map; `f` is fresh
+        // (ours alone). Copying the upper 256 entries shares the kernel's lower-level tables,
+        // which is how every address space sees the same kernel (they are pre-created).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (phys_to_virt(kernel_pml4()) as *const u64).add(256),
+                (phys_to_virt(f.phys()) as *mut u64).add(256),
+                256,
+            );
+        }
+        Ok(AddressSpace { pml4: Some(Arc::new(f)), pages: 0 })
+    }
+
+    /// A placeholder that owns nothing (what a dead process keeps until it is reaped); its root
+    /// is the kernel's.
+    pub fn new_empty() -> AddressSpace {
+        AddressSpace { pml4: None, pages: 0 }
+    }
+
+    /// Its page-table root, for CR3 (keeps the top-level table alive).
+    pub fn root(&self) -> PageTableRoot {
+        PageTableRoot(self.pml4.clone())
+    }
+
+    /// Makes this the active address space of this CPU.
+    pub fn activate(&self) {
+        activate_root(&PageTableRoot(self.pml4.clone()));
+    }
+
+    /// Pages mapped.
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+
+    fn with_mapper<R>(
+        &mut self,
+        f: impl FnOnce(&mut OffsetPageTable<'_>, &mut kmem::FrameAllocator<'static>) -> R,
+    ) -> Result<R, UserMemError> {
+        let pml4 = self.pml4.as_ref().ok_or(UserMemError::Fault)?.phys();
+        with_frames(|frames| {
+            // SAFETY: `pml4` is this address space's table, reachable through the direct map;
+            // `&mut self` makes this the only software access to it while the mapper lives.
+            let table = unsafe { &mut *(phys_to_virt(pml4) as *mut PageTable) };
+            // SAFETY: the direct map covers every page-table frame.
+            let mut m = unsafe { OffsetPageTable::new(table, VirtAddr::new(DIRECT_MAP_BASE)) };
+            f(&mut m, frames)
+        })
+        .ok_or(UserMemError::NoMemory)
+    }
+
+    /// Maps a zeroed page at `va` (page aligned, user half) with `access`; if one is mapped
+    /// already its rights are widened to include `access`. Returns its physical address.
+    pub fn map_zeroed(&mut self, va: u64, access: UserAccess) -> Result<u64, UserMemError> {
+        let va = user_page(va)?;
+        if let Some((pa, old)) = self.lookup(va) {
+            let merged =
+                UserAccess { read: old.read || access.read, write: old.write || access.write, exec: old.exec || access.exec };
+            if merged != old {
+                self.protect(va, merged)?;
+            }
+            return Ok(pa);
+        }
+        let frame = Frame::alloc().ok_or(UserMemError::NoMemory)?;
+        let pa = frame.phys();
+        let flags = user_flags(access);
+        let r = self.with_mapper(|m, frames| {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+            let parents = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
+            // SAFETY: maps a fresh, zeroed frame into the user half of this address space;
+            // nothing else refers to that frame.
+            unsafe {
+                m.map_to_with_table_flags(page, PhysFrame::containing_address(PhysAddr::new(pa)), flags, parents, &mut Frames(frames))
+            }
+            .map(|f| f.flush())
+            .map_err(|_| UserMemError::NoMemory)
+        })?;
+        r?;
+        // The page tables own the frame now (given back by `unmap` or the drop).
+        let _ = frame.into_raw();
+        self.pages += 1;
+        Ok(pa)
+    }
+
+    /// Changes the rights of the page at `va` (page aligned, user half, mapped).
+    pub fn protect(&mut self, va: u64, access: UserAccess) -> Result<(), UserMemError> {
+        let va = user_page(va)?;
+        self.with_mapper(|m, _| {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+            // SAFETY: changes the rights of a user page of this address space only.
+            unsafe { m.update_flags(page, user_flags(access)) }.map(|f| f.flush()).map_err(|_| UserMemError::Fault)
+        })?
+    }
+
+    /// Unmaps the page at `va` and frees its frame (no-op if nothing is mapped there, or if
+    /// `va` is not a page-aligned user address).
+    pub fn unmap(&mut self, va: u64) {
+        let Ok(va) = user_page(va) else { return };
+        let freed = self.with_mapper(|m, _| {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+            m.unmap(page).ok().map(|(frame, flush)| {
+                flush.flush();
+                frame.start_address().as_u64()
+            })
+        });
+        if let Ok(Some(pa)) = freed {
+            // SAFETY: the frame was this user page's (given up in `map_zeroed`), now unmapped
+            // and its TLB entry flushed: nothing refers to it.
+            drop(unsafe { Frame::from_raw(pa) });
+            self.pages -= 1;
+        }
+    }
+
+    /// The frame and rights of the user page containing `va`.
+    pub fn lookup(&self, va: u64) -> Option<(u64, UserAccess)> {
+        if va >= USER_END {
+            return None;
+        }
+        let root = self.pml4.as_ref()?.phys();
+        // Tables above the leaf are always user-accessible; a leaf without the user bit is a
+        // PROT_NONE page; user huge pages are never made.
+        // SAFETY: `root` is this address space's live top-level table.
+        let leaf = unsafe { walk::translate(root, va, |e| e.user()) }?;
+        (leaf.level == 1).then(|| (leaf.entry.addr(), UserAccess::of_entry(leaf.entry)))
+    }
+
+    fn copy(&self, va: u64, len: usize, write: bool, mut f: impl FnMut(u64, usize, usize)) -> Result<(), UserMemError> {
+        let end = va.checked_add(len as u64).ok_or(UserMemError::Fault)?;
+        if end > USER_END {
+            return Err(UserMemError::Fault);
+        }
+        // Check everything first, so a failed copy changes nothing.
+        let mut p = va & !(PAGE_SIZE - 1);
+        while p < end {
+            match self.lookup(p) {
+                Some((_, a)) if a.read && (a.write || !write) => {}
+                _ => return Err(UserMemError::Fault),
+            }
+            p += PAGE_SIZE;
+        }
+        let mut done = 0usize;
+        while done < len {
+            let cur = va + done as u64;
+            let (pa, _) = self.lookup(cur).ok_or(UserMemError::Fault)?;
+            let off = (cur % PAGE_SIZE) as usize;
+            let n = (PAGE_SIZE as usize - off).min(len - done);
+            f(pa + off as u64, done, n);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to user address `va` (the pages must be mapped writable).
+    pub fn copy_to_user(&self, va: u64, data: &[u8]) -> Result<(), UserMemError> {
+        self.copy(va, data.len(), true, |pa, at, n| {
+            // SAFETY: `pa..pa+n` lies in one user frame of this address space (looked up just
+            // now), reachable through the direct map; `data[at..at+n]` is in bounds.
+            unsafe { core::ptr::copy_nonoverlapping(data.as_ptr().add(at), phys_to_virt(pa) as *mut u8, n) }
+        })
+    }
+
+    /// Writes user memory regardless of the page's rights (the loader filling read-only code).
+    pub fn fill(&self, va: u64, data: &[u8]) -> Result<(), UserMemError> {
+        self.copy(va, data.len(), false, |pa, at, n| {
+            // SAFETY: as in `copy_to_user`.
+            unsafe { core::ptr::copy_nonoverlapping(data.as_ptr().add(at), phys_to_virt(pa) as *mut u8, n) }
+        })
+    }
+
+    /// Copies user memory at `va` into `buf`.
+    pub fn copy_from_user(&self, va: u64, buf: &mut [u8]) -> Result<(), UserMemError> {
+        let len = buf.len();
+        let ptr = buf.as_mut_ptr();
+        self.copy(va, len, false, |pa, at, n| {
+            // SAFETY: as in `copy_to_user`, reading; `ptr[at..at+n]` is within `buf`.
+            unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(pa) as *const u8, ptr.add(at), n) }
+        })
+    }
+
+    /// Reads a u32 of user memory (futex words).
+    pub fn read_u32(&self, va: u64) -> Result<u32, UserMemError> {
+        let mut b = [0u8; 4];
+        if va % 4 != 0 {
+            return Err(UserMemError::Fault);
+        }
+        self.copy_from_user(va, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// Every mapped user page: (virtual address, physical address, rights), in address order.
+    pub fn pages_iter(&self) -> alloc::vec::Vec<(u64, u64, UserAccess)> {
+        let mut out = alloc::vec::Vec::new();
+        if let Some(f) = &self.pml4 {
+            // SAFETY: this address space's live top-level table; the visitor only collects.
+            unsafe {
+                walk::for_each(f.phys(), 4, 0, 0..256, &|e| e.user(), &mut |va, level, e| {
+                    if level == 1 {
+                        out.push((va, e.addr(), UserAccess::of_entry(e)));
+                    }
+                })
+            };
+        }
+        out
+    }
+
+    /// A copy of this address space (every user page copied now: `fork`).
+    pub fn duplicate(&self) -> Result<AddressSpace, UserMemError> {
+        let mut child = AddressSpace::new()?;
+        for (va, pa, access) in self.pages_iter() {
+            let cpa = child.map_zeroed(va, access)?;
+            // SAFETY: both frames are user pages reachable through the direct map; `cpa` is
+            // fresh (the child's alone), `pa` is only read.
+            unsafe {
+                core::ptr::copy_nonoverlapping(phys_to_virt(pa) as *const u8, phys_to_virt(cpa) as *mut u8, PAGE_SIZE as usize)
+            };
+        }
+        Ok(child)
+    }
+}
+
+impl Drop for AddressSpace {
+    fn drop(&mut self) {
+        let Some(root) = self.pml4.take() else { return };
+        let pml4 = root.phys();
+        // Leave it first if it is active on this CPU.
+        if Cr3::read().0.start_address().as_u64() == pml4 {
+            activate_root(&kernel_root());
+        }
+        // Only the user half (entries 0..256) belongs to this address space. Its entries are
+        // cleared first, so a `PageTableRoot` that outlives us names a hierarchy without them.
+        let mut top = [Entry(0); 256];
+        for (i, t) in top.iter_mut().enumerate() {
+            // SAFETY: `pml4` is our live top-level table; we own its user half (`&mut self`).
+            unsafe {
+                *t = walk::read(pml4, i as u64);
+                walk::write(pml4, i as u64, Entry(0));
+            }
+        }
+        for (i, e) in top.iter().enumerate() {
+            if !e.present() {
+                continue;
+            }
+            // Free every table and page under the entry, children before their table, then the
+            // PDPT itself.
+            // SAFETY: `e.addr()` is a PDPT of ours, now unreachable from any root; every frame
+            // below it was given to the tables by `map_zeroed` or the mapper (from the allocator)
+            // and is referenced by nothing else, so each is freed exactly once.
+            unsafe {
+                walk::for_each(e.addr(), 3, (i as u64) << 39, 0..512, &|e| !e.huge(), &mut |_, _, e| {
+                    drop(Frame::from_raw(e.addr()));
+                });
+                drop(Frame::from_raw(e.addr()));
+            }
+        }
+        // `root` (the top-level frame) is freed when the last `PageTableRoot` goes.
+        drop(root);
+    }
+}
