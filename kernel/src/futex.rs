@@ -50,12 +50,9 @@ pub fn wait(p: &Process, addr: u64, val: u32, deadline: Option<u64>) -> Result<u
         q.by_key.entry(key).or_default().push_back(me);
         q.waiting.insert(me, key);
     }
-    match deadline {
-        Some(d) => sched::sleep_until(d),
-        None => sched::block_current(),
-    }
-    // Still queued (on `key` or where a requeue moved us): nobody woke us (timeout or a
-    // spurious wake).
+    let why = sched::block(deadline);
+    // Still queued (on `key` or where a requeue moved us): nobody woke us (timeout, a kill, or
+    // a spurious wake).
     let mut q = QUEUES.lock();
     if let Some(k) = q.waiting.remove(&me) {
         if let Some(w) = q.by_key.get_mut(&k) {
@@ -66,7 +63,11 @@ pub fn wait(p: &Process, addr: u64, val: u32, deadline: Option<u64>) -> Result<u
                 q.by_key.remove(&k);
             }
         }
-        return if deadline.is_some_and(|d| hal::time::now_ns() >= d) { Err(ETIMEDOUT) } else { Ok(0) };
+        return match why {
+            sched::Wake::TimedOut => Err(ETIMEDOUT),
+            sched::Wake::Interrupted => Err(linux_raw_sys::errno::EINTR),
+            sched::Wake::Woken => Ok(0),
+        };
     }
     Ok(0)
 }

@@ -79,7 +79,7 @@ fn budget(args: &[&str]) {
     }
     let t0 = hal::time::now_ns();
     let r0: Vec<u64> = tids.iter().map(|&(_, t)| sched::runtime_ns(t).unwrap_or(0)).collect();
-    sched::sleep_until(t0 + ms * 1_000_000);
+    let _ = sched::sleep_until(t0 + ms * 1_000_000);
     let t1 = hal::time::now_ns();
     let r1: Vec<u64> = tids.iter().map(|&(_, t)| sched::runtime_ns(t).unwrap_or(0)).collect();
     stop.store(true, Ordering::Relaxed);
@@ -92,7 +92,7 @@ fn budget(args: &[&str]) {
     }
     // Let the hogs exit, then remove their VCPUs. The CPU keeps the policy asked for (changing
     // it again would replace its scheduler and with it the trace the tests read next).
-    sched::sleep_ns(300_000_000);
+    let _ = sched::sleep_ns(300_000_000);
     for v in vcpus {
         if let Err(e) = sched::destroy_vcpu(cpu, v) {
             println!("budget: vcpu_destroy: {e}");
@@ -204,7 +204,7 @@ fn smp(args: &[&str]) {
             d.up();
         });
     }
-    sched::sleep_ns(ms * 1_000_000);
+    let _ = sched::sleep_ns(ms * 1_000_000);
     stop.store(true, Ordering::Relaxed);
     for _ in 0..n {
         done.down();
@@ -230,7 +230,7 @@ fn latency(args: &[&str]) {
         let start = hal::time::now_ns() + 1_000_000;
         for k in 0..n as u64 {
             let at = start + k * 1_000_000;
-            sched::sleep_until(at);
+            let _ = sched::sleep_until(at);
             let late = hal::time::now_ns() - at;
             o.lock().push(late);
         }
@@ -250,7 +250,7 @@ fn latency(args: &[&str]) {
         v2[v2.len() * 99 / 100],
         v2[v2.len() - 1]
     );
-    sched::sleep_ns(10_000_000);
+    let _ = sched::sleep_ns(10_000_000);
     let _ = sched::destroy_vcpu(cpu, v);
 }
 
@@ -318,6 +318,7 @@ pub fn run(what: &str) {
         "latency" => latency(&args),
         "wakeglue" => crate::ktest_sched::wakeglue(&args),
         "schedrand" => crate::ktest_sched::schedrand(&args),
+        "blockwhy" => crate::ktest_sched::blockwhy(),
         "heap" => heap(&args),
         "triple" => {
             println!("ktest: triple fault");
@@ -333,7 +334,7 @@ pub fn run(what: &str) {
             }
         }
         _ => println!(
-            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms strict|bg], wakeglue io|main|rr [cpu], schedrand [seed sets ms], sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], heap [n m], wild [HEXADDR], triple)"
+            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms strict|bg], wakeglue io|main|rr [cpu], schedrand [seed sets ms], blockwhy, sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], heap [n m], wild [HEXADDR], triple)"
         ),
     }
 }

@@ -72,6 +72,7 @@ pub fn wakeglue(args: &[&str]) {
 /// after each start. It must run at the eligibility time, not when the hog's budget ends.
 fn wake_io(cpu: usize) {
     const ROUNDS: usize = 20;
+    let _ = sched::drain_trace(cpu);
     let io = match sched::create_vcpu(cpu, VcpuParams::io(10, 100)) {
         Ok(v) => v,
         Err(e) => return println!("wakeglue: io vcpu: {e}"),
@@ -87,7 +88,7 @@ fn wake_io(cpu: usize) {
             st.lock().push(t);
             spin_for(10_000);
             w.store(true, Ordering::Release);
-            sched::block_current();
+            let _ = sched::block_current();
         }
         d.up();
     });
@@ -113,8 +114,30 @@ fn wake_io(cpu: usize) {
     let s = core::mem::take(&mut *starts.lock());
     let gaps: Vec<u64> = s.windows(2).map(|w| w[1] - w[0]).collect();
     let (min, max) = (gaps.iter().copied().min().unwrap_or(0), gaps.iter().copied().max().unwrap_or(0));
-    println!("wakeglue: io: {} activations, gap between starts min {} ns, max {} ns (eligible after 100000 ns)", s.len(), min, max);
-    sched::sleep_ns(1_000_000);
+    // From the scheduler's trace: each activation ends with `ELIG start used at`; the next
+    // run of the IO VCPU should be at `at` (its eligibility, start + used / U), not later.
+    let (ev, _) = sched::drain_trace(cpu);
+    let mut late: Vec<u64> = Vec::new();
+    for (k, e) in ev.iter().enumerate() {
+        if let (Some(v), vcpu_sched::EventKind::Elig { at, .. }) = (e.vcpu, e.kind) {
+            if v != io {
+                continue;
+            }
+            let next = ev[k..].iter().find(|r| r.vcpu == Some(io) && matches!(r.kind, vcpu_sched::EventKind::Run { .. }) && r.t >= e.t);
+            if let Some(r) = next {
+                late.push(r.t.saturating_sub(at));
+            }
+        }
+    }
+    println!(
+        "wakeglue: io: {} activations, gap between starts min {} ns, max {} ns; started after its eligibility time by at most {} ns ({} checked)",
+        s.len(),
+        min,
+        max,
+        late.iter().copied().max().unwrap_or(u64::MAX),
+        late.len()
+    );
+    let _ = sched::sleep_ns(1_000_000);
     let _ = sched::destroy_vcpu(cpu, io);
 }
 
@@ -142,7 +165,7 @@ fn wake_main(cpu: usize) {
             core::hint::spin_loop();
         }
         bl.store(true, Ordering::Release);
-        sched::block_current();
+        let _ = sched::block_current();
         r.store(now(), Ordering::Release);
         d.up();
     });
@@ -150,10 +173,10 @@ fn wake_main(cpu: usize) {
     let (t0b, bl, d) = (t0.clone(), blocked.clone(), done.clone());
     let _ = sched::spawn("wg-b", cpu, Some(b), move || {
         while t0b.load(Ordering::Acquire) == 0 {
-            sched::sleep_ns(100_000);
+            let _ = sched::sleep_ns(100_000);
         }
         let t0 = t0b.load(Ordering::Acquire);
-        sched::sleep_until(t0 + 2_000_000);
+        let _ = sched::sleep_until(t0 + 2_000_000);
         let woke_blocked = bl.load(Ordering::Acquire);
         let _ = sched::wake(ta);
         spin_for((t0 + 60_000_000).saturating_sub(now()));
@@ -166,7 +189,7 @@ fn wake_main(cpu: usize) {
     done.down();
     let at = ran.load(Ordering::Acquire).saturating_sub(t0.load(Ordering::Acquire));
     println!("wakeglue: main: the (1 ms, 10 ms) VCPU, woken at 2 ms without budget, ran at {at} ns (replenished at 10000000 ns)");
-    sched::sleep_ns(1_000_000);
+    let _ = sched::sleep_ns(1_000_000);
     let _ = sched::destroy_vcpu(cpu, a);
     let _ = sched::destroy_vcpu(cpu, b);
     if was == Some(false) {
@@ -188,13 +211,13 @@ fn wake_rr(cpu: usize) {
     let done = Arc::new(Semaphore::new(0));
     let (r, s, d) = (ran.clone(), stop.clone(), done.clone());
     let t2 = sched::spawn("wg-rr2", cpu, Some(v), move || {
-        sched::block_current();
+        let _ = sched::block_current();
         r.store(now(), Ordering::Release);
         s.store(true, Ordering::Release);
         d.up();
     });
     let Ok(t2) = t2 else { return println!("wakeglue: spawn failed") };
-    sched::sleep_ns(1_000_000); // let it block
+    let _ = sched::sleep_ns(1_000_000); // let it block
     let (st, s, d) = (start.clone(), stop.clone(), done.clone());
     let _ = sched::spawn("wg-rr1", cpu, Some(v), move || {
         st.store(now(), Ordering::Release);
@@ -210,8 +233,37 @@ fn wake_rr(cpu: usize) {
     done.down();
     let at = ran.load(Ordering::Acquire).saturating_sub(start.load(Ordering::Acquire));
     println!("wakeglue: rr: the woken thread ran {at} ns after its VCPU started (quantum 10000000 ns, budget 50000000 ns)");
-    sched::sleep_ns(1_000_000);
+    let _ = sched::sleep_ns(1_000_000);
     let _ = sched::destroy_vcpu(cpu, v);
+}
+
+// ---- why a block returns ------------------------------------------------------------------
+
+/// `ktest blockwhy`: the three ways a block ends, as the blocked thread sees them.
+pub fn blockwhy() {
+    let out = Arc::new(IrqLock::new(Vec::<(&'static str, sched::Wake)>::new()));
+    let done = Arc::new(Semaphore::new(0));
+    let (o, d) = (out.clone(), done.clone());
+    let t = sched::spawn("bw", 0, None, move || {
+        o.lock().push(("deadline", sched::block(Some(now() + 1_000_000))));
+        o.lock().push(("wake", sched::block_current()));
+        o.lock().push(("interrupt", sched::block_current()));
+        // Interrupted lasts: the next block returns at once, even with a deadline.
+        o.lock().push(("again", sched::block(Some(now() + 50_000_000))));
+        d.up();
+    });
+    let Ok(t) = t else { return println!("blockwhy: spawn failed") };
+    let _ = sched::sleep_ns(5_000_000);
+    let _ = sched::wake(t);
+    let _ = sched::sleep_ns(1_000_000);
+    let _ = sched::interrupt(t);
+    let t0 = now();
+    done.down();
+    let took = now() - t0;
+    for (what, why) in out.lock().iter() {
+        println!("blockwhy: {what}: {why:?}");
+    }
+    println!("blockwhy: the interrupted thread finished {} us after the interrupt", took / 1000);
 }
 
 // ---- schedrand ----------------------------------------------------------------------------
@@ -328,7 +380,7 @@ fn one_set(seed: u64, set: u64, ms: u64, cpus: usize, tot: &mut Totals) {
     let _ = sched::spawn("sr-waker", 0, None, move || {
         let mut r = Rng::new(seed ^ 0x5eed ^ set);
         while !sh2.all_done.load(Ordering::Acquire) {
-            sched::sleep_ns(1_000_000);
+            let _ = sched::sleep_ns(1_000_000);
             if n > 0 {
                 sh2.sems[r.range(0, n) as usize].up();
             }
@@ -346,7 +398,7 @@ fn one_set(seed: u64, set: u64, ms: u64, cpus: usize, tot: &mut Totals) {
     let horizon = t_start + ms * 1_000_000;
     let mut dropped = 0;
     while now() < horizon {
-        sched::sleep_ns(5_000_000);
+        let _ = sched::sleep_ns(5_000_000);
         for cpu in 0..cpus {
             let (mut e, d) = sched::drain_trace(cpu);
             dropped = d;
@@ -374,7 +426,7 @@ fn one_set(seed: u64, set: u64, ms: u64, cpus: usize, tot: &mut Totals) {
     let io_list: Vec<(usize, VcpuId, VcpuParams)> = (0..cpus)
         .flat_map(|cpu| sched::vcpus(cpu).into_iter().filter(|i| i.params.kind == VcpuKind::Io).map(move |i| (cpu, i.id, i.params)))
         .collect();
-    sched::sleep_ns(2_000_000); // the exited threads are reaped
+    let _ = sched::sleep_ns(2_000_000); // the exited threads are reaped
     for &(cpu, v, _) in &mains {
         let _ = sched::destroy_vcpu(cpu, v);
     }
@@ -442,7 +494,9 @@ fn task(sh: &Shared, me: usize, cpu: usize, vcpu: VcpuId, seed: u64) {
     while !sh.stop.load(Ordering::Acquire) {
         match r.range(0, 100) {
             0..35 => spin_for(r.range(50_000, 3_000_000)),
-            35..55 => sched::sleep_ns(r.range(10_000, 4_000_000)),
+            35..55 => {
+                let _ = sched::sleep_ns(r.range(10_000, 4_000_000));
+            }
             55..70 => sh.sems[r.range(0, n) as usize].up(),
             70..85 => sh.sems[me].down(),
             _ => match &io {
@@ -452,7 +506,7 @@ fn task(sh: &Shared, me: usize, cpu: usize, vcpu: VcpuId, seed: u64) {
                     sched::io_wait(io.cpu, io.vcpu, vcpu, false);
                     let _ = sched::wake(io.bh.load(Ordering::Acquire));
                     while !done.load(Ordering::Acquire) {
-                        sched::block_current();
+                        let _ = sched::block_current();
                     }
                 }
                 None => spin_for(r.range(10_000, 200_000)),
@@ -476,7 +530,9 @@ fn io_bottom_half(sh: &Shared, io: &Io, seed: u64) {
                 let _ = sched::wake(tid);
             }
             None if sh.all_done.load(Ordering::Acquire) => break,
-            None => sched::block_current(),
+            None => {
+                let _ = sched::block_current();
+            }
         }
     }
     sh.done.up();

@@ -126,8 +126,7 @@ impl Pipe {
                     i.waiters.push(me);
                 }
             }
-            sched::block_current();
-            if crate::process::current().is_some_and(|p| p.terminal.load(Ordering::Relaxed)) {
+            if sched::block_current() == sched::Wake::Interrupted {
                 return Vec::new();
             }
         }
@@ -157,8 +156,7 @@ impl Pipe {
                     i.waiters.push(me);
                 }
             }
-            sched::block_current();
-            if crate::process::current().is_some_and(|p| p.terminal.load(Ordering::Relaxed)) {
+            if sched::block_current() == sched::Wake::Interrupted {
                 return Ok(done);
             }
         }

@@ -168,7 +168,7 @@ pub fn exit_current(code: i32) -> ! {
         let me = sched::current();
         let others: Vec<Tid> = p.threads.lock().iter().copied().filter(|&t| t != me).collect();
         for t in others {
-            let _ = sched::wake(t);
+            let _ = sched::interrupt(t);
         }
     }
     exit_thread()
@@ -503,7 +503,7 @@ pub fn mark_terminal(p: &Process, code: i32) {
     }
     let ts: Vec<Tid> = p.threads.lock().clone();
     for t in ts {
-        let _ = sched::wake(t);
+        let _ = sched::interrupt(t);
     }
 }
 

@@ -67,7 +67,7 @@ pub fn vmexits(ms: u64) -> Result<String, &'static str> {
         let mut next = hal::time::now_ns();
         while !s.load(Ordering::Relaxed) {
             next += 10_000_000;
-            sched::sleep_until(next);
+            let _ = sched::sleep_until(next);
             w.fetch_add(1, Ordering::Relaxed);
             let t = hal::time::now_ns();
             while hal::time::now_ns() - t < 100_000 {
@@ -81,11 +81,11 @@ pub fn vmexits(ms: u64) -> Result<String, &'static str> {
     }
     let a = snapshot()?;
     let t0 = hal::time::now_ns();
-    sched::sleep_until(t0 + ms * 1_000_000);
+    let _ = sched::sleep_until(t0 + ms * 1_000_000);
     let b = snapshot()?;
     let span = hal::time::now_ns() - t0;
     stop.store(true, Ordering::Relaxed);
-    sched::sleep_ns(30_000_000);
+    let _ = sched::sleep_ns(30_000_000);
     let _ = sched::destroy_vcpu(cpu, v);
     let me = hal::questv::sandbox().map_or(u32::MAX, |s| s.cpu);
     let _ = writeln!(

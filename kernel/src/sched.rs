@@ -20,7 +20,7 @@
                        // depends on this module's bookkeeping, which hal cannot see.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -30,7 +30,7 @@ use hal::fpu::FpuState;
 use hal::mm::KernelStack;
 use hal::percpu::{MAX_CPUS, cpu_index};
 use hal::sync::IrqLock;
-use vcpu_sched::{BackgroundPolicy, Config, ReplenishMode, Scheduler, TaskId, TraceEvent, VcpuId, VcpuInfo, VcpuParams};
+use vcpu_sched::{BackgroundPolicy, Config, ReplenishMode, Scheduler, Sleepers, TaskId, TraceEvent, VcpuId, VcpuInfo, VcpuParams};
 
 pub type Tid = u32;
 
@@ -74,6 +74,10 @@ pub struct Thread {
     /// closure: entering user mode never returns, so a boxed closure would never be freed).
     user_start: Option<(hal::trap::TrapFrame, u64)>,
     wake_pending: bool,
+    /// Interrupted (its process is being killed): every interruptible block returns at once.
+    interrupted: bool,
+    /// Why it was last made ready (what its `block` returns).
+    woke_by: Wake,
     /// Time on the CPU so far, and since when it has been running.
     pub runtime_ns: u64,
     since: u64,
@@ -92,7 +96,7 @@ struct Cpu {
     threads: BTreeMap<Tid, Box<Thread>>,
     current: Tid,
     idle: Tid,
-    sleepers: BTreeSet<(u64, Tid)>,
+    sleepers: Sleepers,
     dead: Vec<Box<Thread>>,
     switches: u64,
     timer_at: Option<u64>,
@@ -225,6 +229,8 @@ pub fn init_this_cpu() {
             entry: None,
             user_start: None,
             wake_pending: false,
+            interrupted: false,
+            woke_by: Wake::Woken,
             runtime_ns: 0,
             since: now(),
             idle: true,
@@ -239,7 +245,7 @@ pub fn init_this_cpu() {
         threads,
         current: idle,
         idle,
-        sleepers: BTreeSet::new(),
+        sleepers: Sleepers::new(),
         dead: Vec::new(),
         switches: 0,
         timer_at: None,
@@ -376,6 +382,8 @@ fn spawn_thread(
         entry,
         user_start,
         wake_pending: false,
+        interrupted: false,
+        woke_by: Wake::Woken,
         runtime_ns: 0,
         since: 0,
         idle: false,
@@ -439,25 +447,19 @@ fn schedule_irqs_off() {
     let mut g = CPUS[cpu].lock();
     let Some(c) = g.as_mut() else { return };
     let t = now();
-    // Due sleepers wake.
-    while let Some(&(at, tid)) = c.sleepers.first() {
-        if at > t {
-            break;
-        }
-        c.sleepers.pop_first();
+    // Due sleepers wake (timed out).
+    for TaskId(tid) in c.sleepers.due(t) {
         if let Some(th) = c.threads.get_mut(&tid) {
-            if th.state == State::Sleeping(at) {
+            if matches!(th.state, State::Sleeping(_)) {
                 th.state = State::Ready;
+                th.woke_by = Wake::TimedOut;
                 let _ = c.sched.wake(t, TaskId(tid));
             }
         }
     }
     let d = c.sched.pick(t);
     let next = d.task().map(|TaskId(id)| id).unwrap_or(c.idle);
-    let timer = match (d.timer, c.sleepers.first().map(|s| s.0)) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let timer = vcpu_sched::next_timer(d.timer, c.sleepers.next());
     if timer != c.timer_at || timer.is_some_and(|x| x <= t) {
         hal::apic::set_deadline(timer);
         c.timer_at = timer;
@@ -508,37 +510,106 @@ fn schedule_irqs_off() {
     finish_switch();
 }
 
-/// Blocks the running thread until `wake` (returns at once if a wake is already pending).
-pub fn block_current() {
+/// Why a blocked thread runs again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a wait can end for several reasons: act on the one it gives"]
+pub enum Wake {
+    /// [`wake`]: the condition it waits for may hold; re-check it.
+    Woken,
+    /// [`interrupt`]: its process is being killed; give up the wait.
+    Interrupted,
+    /// Its deadline passed.
+    TimedOut,
+}
+
+/// Blocks the running thread until [`wake`], [`interrupt`] or `deadline` (monotonic ns), and
+/// says which. Returns at once with `Woken` if a wake is pending, with `Interrupted` while the
+/// thread is interrupted (that state lasts: a killed thread never blocks again), with
+/// `TimedOut` if the deadline has passed.
+pub fn block(deadline: Option<u64>) -> Wake {
+    block_as(deadline, true)
+}
+
+/// [`block`] without a deadline: the one way a thread waits for another.
+pub fn block_current() -> Wake {
+    block_as(None, true)
+}
+
+/// Blocks until [`wake`] only, even if interrupted (kernel semaphores: their waiters re-check
+/// their count, and a killed task's thread must still be able to wait for its children).
+pub fn block_uninterruptible() {
+    let _ = block_as(None, false);
+}
+
+fn block_as(deadline: Option<u64>, interruptible: bool) -> Wake {
     let blocked = with_cpu(cpu_index(), |c| {
         let cur = c.current;
-        let th = c.threads.get_mut(&cur)?;
+        let Some(th) = c.threads.get_mut(&cur) else { return Some(Wake::Woken) };
         if th.idle {
-            return None;
+            return Some(Wake::Woken);
+        }
+        if interruptible && th.interrupted {
+            return Some(Wake::Interrupted);
         }
         if core::mem::take(&mut th.wake_pending) {
-            return Some(false);
+            return Some(Wake::Woken);
         }
-        th.state = State::Blocked;
-        let _ = c.sched.block(now(), TaskId(cur));
-        Some(true)
+        let t = now();
+        match deadline {
+            Some(d) if d <= t => return Some(Wake::TimedOut),
+            Some(d) => {
+                th.state = State::Sleeping(d);
+                c.sleepers.add(d, TaskId(cur));
+            }
+            None => th.state = State::Blocked,
+        }
+        th.woke_by = Wake::Woken;
+        let _ = c.sched.block(t, TaskId(cur));
+        None
     });
-    if let Ok(Some(true)) = blocked {
-        schedule();
+    match blocked {
+        Ok(Some(w)) => return w,
+        Ok(None) => {}
+        Err(_) => return Wake::Woken,
     }
+    schedule();
+    with_cpu(cpu_index(), |c| {
+        let th = c.threads.get(&c.current)?;
+        Some(if interruptible && th.interrupted { Wake::Interrupted } else { th.woke_by })
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(Wake::Woken)
 }
 
 /// Makes `tid` runnable (or leaves a pending wake if it is still running).
 pub fn wake(tid: Tid) -> Result<(), SchedError> {
+    ready(tid, Wake::Woken)
+}
+
+/// Interrupts `tid` (its process is being killed): its current and every later interruptible
+/// block returns `Interrupted`.
+pub fn interrupt(tid: Tid) -> Result<(), SchedError> {
+    ready(tid, Wake::Interrupted)
+}
+
+/// Whether the running thread has been interrupted.
+pub fn interrupted() -> bool {
+    with_cpu(cpu_index(), |c| c.threads.get(&c.current).is_some_and(|t| t.interrupted)).unwrap_or(false)
+}
+
+fn ready(tid: Tid, why: Wake) -> Result<(), SchedError> {
     let cpu = *WHERE.lock().get(&tid).ok_or(SchedError::NoSuchThread)?;
     let woke = with_cpu(cpu, |c| {
         let Some(th) = c.threads.get_mut(&tid) else { return false };
+        if why == Wake::Interrupted {
+            th.interrupted = true;
+        }
         match th.state {
             State::Blocked | State::Sleeping(_) => {
-                if let State::Sleeping(at) = th.state {
-                    c.sleepers.remove(&(at, tid));
-                }
+                c.sleepers.remove(TaskId(tid));
                 th.state = State::Ready;
+                th.woke_by = why;
                 c.sched.wake(now(), TaskId(tid)).is_ok()
             }
             State::Running | State::Ready => {
@@ -559,30 +630,19 @@ pub fn wake(tid: Tid) -> Result<(), SchedError> {
     Ok(())
 }
 
-/// Sleeps until monotonic time `deadline` (ns).
-pub fn sleep_until(deadline: u64) {
-    let slept = with_cpu(cpu_index(), |c| {
-        let cur = c.current;
-        let t = now();
-        if deadline <= t {
-            return false;
+/// Sleeps until monotonic time `deadline` (ns): early wakes are slept through; an interrupt
+/// ends the sleep (`Interrupted`), otherwise `TimedOut`.
+pub fn sleep_until(deadline: u64) -> Wake {
+    loop {
+        match block(Some(deadline)) {
+            Wake::Woken => continue,
+            w => return w,
         }
-        let Some(th) = c.threads.get_mut(&cur) else { return false };
-        if th.idle {
-            return false;
-        }
-        th.state = State::Sleeping(deadline);
-        c.sleepers.insert((deadline, cur));
-        let _ = c.sched.block(t, TaskId(cur));
-        true
-    });
-    if matches!(slept, Ok(true)) {
-        schedule();
     }
 }
 
-pub fn sleep_ns(ns: u64) {
-    sleep_until(now().saturating_add(ns));
+pub fn sleep_ns(ns: u64) -> Wake {
+    sleep_until(now().saturating_add(ns))
 }
 
 /// Ends the running thread.
@@ -592,7 +652,7 @@ pub fn exit() -> ! {
         if let Some(mut th) = c.threads.remove(&cur) {
             th.state = State::Dead;
             let _ = c.sched.remove_task(now(), TaskId(cur));
-            c.sleepers.retain(|&(_, t)| t != cur);
+            c.sleepers.remove(TaskId(cur));
             c.dead.push(th);
         }
     });

@@ -35,7 +35,7 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::AtomicU64;
 
 use channels::{Error as ChError, FifoConsumer, FifoProducer, FourSlot, FourSlotReader, FourSlotWriter, Fifo, Kind};
 use hal::sync::IrqLock;
@@ -372,8 +372,9 @@ pub fn open(key: u32, flags: u32, packet: u64, buffer_len: i64, writer: bool) ->
     Ok(side)
 }
 
+/// The calling task is being killed: no more waiting.
 fn terminal() -> bool {
-    crate::process::current().is_some_and(|p| p.terminal.load(Ordering::Relaxed))
+    sched::interrupted()
 }
 
 /// Queues the caller on the channel, re-checks `ready` under the lock, and blocks unless it
@@ -382,15 +383,14 @@ fn terminal() -> bool {
 fn wait_until(ch: &Channel, ready: impl Fn(&Inner) -> bool) {
     if ch.mem.remote() {
         if !ready(&ch.inner.lock()) && !terminal() {
-            sched::sleep_ns(1_000_000);
+            let _ = sched::sleep_ns(1_000_000);
         }
         return;
     }
     let me = sched::current();
     {
         let mut i = ch.inner.lock();
-        // A killed task does not go to sleep (its kill's wake-up may have been used up by the
-        // side's turn semaphore).
+        // A killed task does not go to sleep (and its block would return at once anyway).
         if ready(&i) || terminal() {
             return;
         }
@@ -398,7 +398,7 @@ fn wait_until(ch: &Channel, ready: impl Fn(&Inner) -> bool) {
             i.waiters.push(me);
         }
     }
-    sched::block_current();
+    let _ = sched::block_current(); // the caller re-checks, `terminal()` included
 }
 
 fn wake_peer(ch: &Channel) {

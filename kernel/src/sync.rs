@@ -38,7 +38,7 @@ impl Semaphore {
                     s.waiters.push_back(me);
                 }
             }
-            sched::block_current();
+            sched::block_uninterruptible();
         }
     }
 

@@ -604,12 +604,13 @@ fn dispatch(pa: &alloc::sync::Arc<Process>, f: &TrapFrame) -> SysResult {
         }
         __NR_nanosleep => {
             let d = read_timespec(p, a0)?;
-            sched::sleep_ns(d);
+            let _ = sched::sleep_ns(d);
             Ok(0)
         }
         __NR_clock_nanosleep => {
             let d = read_timespec(p, a2)?;
-            if a1 as u32 & TIMER_ABSTIME != 0 { sched::sleep_until(d) } else { sched::sleep_ns(d) }
+            // An interrupted sleep ends the call; the kill is acted on as the call returns.
+            let _ = if a1 as u32 & TIMER_ABSTIME != 0 { sched::sleep_until(d) } else { sched::sleep_ns(d) };
             Ok(0)
         }
         __NR_sched_yield => {

@@ -63,6 +63,7 @@ extern crate alloc;
 pub mod admission;
 pub mod pibs;
 pub mod sched;
+pub mod sleep;
 pub mod ss;
 pub mod trace;
 
@@ -75,6 +76,7 @@ pub mod svg;
 
 pub use admission::{AdmissionTest, Rejection, admit};
 pub use sched::{BackgroundPolicy, Config, Decision, Run, Scheduler, VcpuInfo};
+pub use sleep::{Sleepers, next_timer};
 pub use ss::ReplenishMode;
 pub use trace::{EventKind, TraceEvent};
 

@@ -70,7 +70,7 @@ fn bottom_half() {
             }
         }
         hal::serial::set_rx_interrupt(true);
-        sched::block_current();
+        let _ = sched::block_current(); // a kernel thread: never interrupted
     }
 }
 
@@ -146,8 +146,8 @@ pub fn read_byte_or(stop: impl Fn() -> bool) -> Option<u8> {
             unregister();
             return Some(b);
         }
-        sched::block_current();
-        if stop() {
+        let why = sched::block_current();
+        if why == sched::Wake::Interrupted || stop() {
             unregister();
             return None;
         }
