@@ -18,7 +18,7 @@ struct Queues {
     waiting: BTreeMap<Tid, Key>,
 }
 
-static QUEUES: IrqLock<Queues> = IrqLock::new(Queues { by_key: BTreeMap::new(), waiting: BTreeMap::new() });
+static QUEUES: IrqLock<Queues> = IrqLock::ranked(Queues { by_key: BTreeMap::new(), waiting: BTreeMap::new() }, crate::locks::WAIT_QUEUE);
 
 impl Queues {
     /// Takes up to `n` waiters off `key`'s queue.

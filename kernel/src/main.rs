@@ -13,6 +13,7 @@
 extern crate alloc;
 
 mod console;
+mod locks;
 mod drivers;
 mod initrd;
 mod fs;

@@ -79,7 +79,7 @@ pub fn new_tuned(capacity: usize, writer_vcpu: u32, reader_vcpu: u32) -> (Arc<En
 
 fn with(capacity: usize, tuned: Option<Tuned>) -> (Arc<End>, Arc<End>) {
     let pipe = Arc::new(Pipe {
-        inner: IrqLock::new(Inner { buf: VecDeque::new(), waiters: Vec::new() }),
+        inner: IrqLock::ranked(Inner { buf: VecDeque::new(), waiters: Vec::new() }, crate::locks::WAIT_QUEUE),
         readers: AtomicUsize::new(1),
         writers: AtomicUsize::new(1),
         capacity,

@@ -56,8 +56,8 @@ pub struct Process {
     pub clear_tid: IrqLock<BTreeMap<Tid, u64>>,
 }
 
-static PROCS: IrqLock<BTreeMap<Pid, Arc<Process>>> = IrqLock::new(BTreeMap::new());
-static BY_THREAD: IrqLock<BTreeMap<Tid, Arc<Process>>> = IrqLock::new(BTreeMap::new());
+static PROCS: IrqLock<BTreeMap<Pid, Arc<Process>>> = IrqLock::ranked(BTreeMap::new(), crate::locks::PROCS);
+static BY_THREAD: IrqLock<BTreeMap<Tid, Arc<Process>>> = IrqLock::ranked(BTreeMap::new(), crate::locks::BY_THREAD);
 
 /// The process of the running thread, if it is a user thread.
 pub fn current() -> Option<Arc<Process>> {

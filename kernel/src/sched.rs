@@ -103,10 +103,10 @@ struct Cpu {
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
-const NO_CPU: IrqLock<Option<Cpu>> = IrqLock::new(None);
+const NO_CPU: IrqLock<Option<Cpu>> = IrqLock::ranked(None, crate::locks::SCHED);
 static CPUS: [IrqLock<Option<Cpu>>; MAX_CPUS] = [NO_CPU; MAX_CPUS];
 /// Which PCPU each live thread is on.
-static WHERE: IrqLock<BTreeMap<Tid, usize>> = IrqLock::new(BTreeMap::new());
+static WHERE: IrqLock<BTreeMap<Tid, usize>> = IrqLock::ranked(BTreeMap::new(), crate::locks::WHERE);
 static NEXT_TID: AtomicU32 = AtomicU32::new(1);
 static CONTEXT_SWITCHES: AtomicU64 = AtomicU64::new(0);
 

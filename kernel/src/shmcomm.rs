@@ -176,7 +176,7 @@ pub struct Channel {
     rlock: Semaphore,
 }
 
-static CHANNELS: IrqLock<BTreeMap<u32, Arc<Channel>>> = IrqLock::new(BTreeMap::new());
+static CHANNELS: IrqLock<BTreeMap<u32, Arc<Channel>>> = IrqLock::ranked(BTreeMap::new(), crate::locks::CHANNELS);
 
 /// Largest region of one channel (a bigger `packet_size * buffer_len` is `EINVAL`).
 const MAX_CHANNEL_BYTES: usize = 1 << 20;
@@ -315,7 +315,7 @@ pub fn open(key: u32, flags: u32, packet: u64, buffer_len: i64, writer: bool) ->
             slot_size: packet,
             slots,
             mem,
-            inner: IrqLock::new(Inner { writer: SideState::Never, reader: SideState::Never, waiters: Vec::new() }),
+            inner: IrqLock::ranked(Inner { writer: SideState::Never, reader: SideState::Never, waiters: Vec::new() }, crate::locks::WAIT_QUEUE),
             wlock: Semaphore::new(1),
             rlock: Semaphore::new(1),
         });
@@ -334,7 +334,7 @@ pub fn open(key: u32, flags: u32, packet: u64, buffer_len: i64, writer: bool) ->
                     slot_size: g.slot_size,
                     slots: g.slot_count,
                     mem,
-                    inner: IrqLock::new(Inner { writer: SideState::Never, reader: SideState::Never, waiters: Vec::new() }),
+                    inner: IrqLock::ranked(Inner { writer: SideState::Never, reader: SideState::Never, waiters: Vec::new() }, crate::locks::WAIT_QUEUE),
                     wlock: Semaphore::new(1),
                     rlock: Semaphore::new(1),
                 });

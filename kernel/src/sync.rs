@@ -20,7 +20,7 @@ struct Inner {
 
 impl Semaphore {
     pub const fn new(count: u64) -> Semaphore {
-        Semaphore { inner: IrqLock::new(Inner { count, waiters: VecDeque::new() }) }
+        Semaphore { inner: IrqLock::ranked(Inner { count, waiters: VecDeque::new() }, crate::locks::WAIT_QUEUE) }
     }
 
     /// P: takes one unit, blocking while there is none.

@@ -23,7 +23,7 @@ type SysResult = Result<u64, u32>;
 /// arch_prctl code to read the FS base (not in linux-raw-sys's general module).
 const ARCH_GET_FS: u32 = 0x1003;
 
-static LOGGED: IrqLock<BTreeSet<u64>> = IrqLock::new(BTreeSet::new());
+static LOGGED: IrqLock<BTreeSet<u64>> = IrqLock::ranked(BTreeSet::new(), crate::locks::LOGGED);
 
 fn efault(_: UserMemError) -> u32 {
     EFAULT

@@ -14,7 +14,7 @@ use vcpu_sched::{VcpuId, VcpuKind, VcpuParams};
 
 use crate::sched::{self, SchedError};
 
-static IDS: IrqLock<BTreeMap<u32, (usize, VcpuId)>> = IrqLock::new(BTreeMap::new());
+static IDS: IrqLock<BTreeMap<u32, (usize, VcpuId)>> = IrqLock::ranked(BTreeMap::new(), crate::locks::VCPU_IDS);
 static NEXT: AtomicU32 = AtomicU32::new(quest_abi_first_dynamic());
 
 const fn quest_abi_first_dynamic() -> u32 {

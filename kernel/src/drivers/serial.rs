@@ -21,11 +21,11 @@ struct Ring {
     dropped: u64,
 }
 
-static RX: IrqLock<Ring> = IrqLock::new(Ring { buf: [0; 4096], head: 0, len: 0, dropped: 0 });
+static RX: IrqLock<Ring> = IrqLock::ranked(Ring { buf: [0; 4096], head: 0, len: 0, dropped: 0 }, crate::locks::SERIAL);
 static BOTTOM_HALF: AtomicU32 = AtomicU32::new(0);
 /// The thread waiting for input and its VCPU.
-static READER: IrqLock<Option<(Tid, VcpuId)>> = IrqLock::new(None);
-static IO_VCPU: IrqLock<Option<VcpuId>> = IrqLock::new(None);
+static READER: IrqLock<Option<(Tid, VcpuId)>> = IrqLock::ranked(None, crate::locks::SERIAL);
+static IO_VCPU: IrqLock<Option<VcpuId>> = IrqLock::ranked(None, crate::locks::SERIAL);
 /// Interrupts taken and bottom-half runs (for `mem`/tests).
 static IRQS: AtomicU32 = AtomicU32::new(0);
 
