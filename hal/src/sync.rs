@@ -25,6 +25,7 @@ pub struct IrqLock<T> {
 pub struct IrqLockGuard<'a, T> {
     guard: Option<TicketMutexGuard<'a, T>>,
     were_enabled: bool,
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     rank: u8,
 }
 
