@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 mod bench;
 mod bench_profile;
 mod cc;
+mod debian;
 mod fuzz;
 mod image;
 mod plot;
