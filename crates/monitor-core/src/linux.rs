@@ -33,6 +33,7 @@ use core::ops::Range;
 use acpi_tables::Aml;
 use acpi_tables::aml;
 use acpi_tables::fadt::{FADTBuilder, Flags};
+use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
 use acpi_tables::madt::{EnabledStatus, LocalInterruptController, MADT, ProcessorLocalApic};
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
@@ -261,9 +262,23 @@ fn align16(x: usize) -> usize {
 /// control (bit 4), no CMOS RTC (bit 5); bit 1 (an 8042) clear.
 pub const IAPC_BOOT_ARCH: u16 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5);
 
-/// The DSDT's AML: `\_SB.COM0` (PNP0501) with the UART's 8 I/O ports and no interrupt.
+/// The I/O port of the reset register and the sleep control register: the monitor's
+/// power-off port (`policy::DEBUG_EXIT_PORT`), so `reboot` and `poweroff` in Linux stop the
+/// sandbox cleanly. Linux writes [`RESET_VALUE`] to reboot and [`S5_VALUE`] to power off.
+pub const POWER_PORT: u16 = crate::policy::DEBUG_EXIT_PORT;
+/// The sleep status register (never owned by a sandbox: reads give all ones, writes are
+/// dropped).
+pub const SLEEP_STATUS_PORT: u16 = POWER_PORT + 1;
+/// What Linux writes to the reset register.
+pub const RESET_VALUE: u8 = 0x10;
+/// What Linux writes to the sleep control register to enter S5 (SLP_TYP 0 from `\_S5`, SLP_EN).
+pub const S5_VALUE: u8 = 0x20;
+
+/// The DSDT's AML: `\_S5` (soft-off, sleep type 0) and `\_SB.COM0` (PNP0501) with the
+/// UART's 8 I/O ports and no interrupt.
 fn dsdt_aml(p: &Platform) -> Vec<u8> {
     let mut out = Vec::new();
+    aml::Name::new("_S5_".into(), &aml::Package::new(vec![&0u8, &0u8])).to_aml_bytes(&mut out);
     if let Some(port) = p.uart {
         let hid = aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0501"));
         let uid = aml::Name::new("_UID".into(), &0u8);
@@ -295,8 +310,18 @@ pub fn acpi(base: u64, p: &Platform) -> Vec<u8> {
     xsdt.add_entry(addr(madt_at));
     xsdt.to_aml_bytes(&mut out);
     out.resize(fadt_at, 0);
-    let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE, 1).dsdt_64(addr(dsdt_at)).flag(Flags::HwReducedAcpi).flag(Flags::PwrButton).flag(Flags::SlpButton);
+    let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE, 1)
+        .dsdt_64(addr(dsdt_at))
+        .flag(Flags::HwReducedAcpi)
+        .flag(Flags::PwrButton)
+        .flag(Flags::SlpButton)
+        .flag(Flags::ResetRegSup);
     fadt.iapc_boot_arch = IAPC_BOOT_ARCH.into();
+    let port = |p: u16| GAS::new(AddressSpace::SystemIo, 8, 0, AccessSize::ByteAccess, u64::from(p));
+    fadt.reset_reg = port(POWER_PORT);
+    fadt.reset_value = RESET_VALUE;
+    fadt.sleep_control_reg = port(POWER_PORT);
+    fadt.sleep_status_reg = port(SLEEP_STATUS_PORT);
     fadt.finalize().to_aml_bytes(&mut out);
     out.resize(madt_at, 0);
     let mut madt = MADT::new(OEM_ID, OEM_TABLE, 1, LocalInterruptController::Address(LAPIC_ADDR));
@@ -530,6 +555,11 @@ mod tests {
         assert_ne!(flags & (1 << 20), 0, "HW_REDUCED_ACPI");
         assert_eq!(u16_at(fadt, 109).unwrap(), IAPC_BOOT_ARCH);
         assert_eq!(u32_at(fadt, 76).unwrap(), 0, "no PM timer");
+        // Reset register (offset 116) and sleep control/status (244, 256): I/O ports.
+        assert_ne!(flags & (1 << 10), 0, "RESET_REG_SUP");
+        assert_eq!((fadt[116], fadt[117], u64_at(fadt, 120).unwrap(), fadt[128]), (1, 8, 0xf4, RESET_VALUE));
+        assert_eq!((fadt[244], u64_at(fadt, 248).unwrap()), (1, 0xf4));
+        assert_eq!((fadt[256], u64_at(fadt, 260).unwrap()), (1, 0xf5));
         let madt = tables[3].1;
         assert_eq!(u32_at(madt, 36).unwrap(), LAPIC_ADDR);
         assert_eq!(u32_at(madt, 40).unwrap() & 1, 0, "no dual 8259 (PCAT_COMPAT)");
@@ -541,6 +571,7 @@ mod tests {
         let dsdt = tables[2].1;
         let find = |pat: &[u8]| dsdt.windows(pat.len()).any(|w| w == pat);
         assert!(find(b"_HID\x0c\x41\xd0\x05\x01"), "{dsdt:x?}");
+        assert!(find(b"\x08_S5_\x12\x04\x02\x00\x00"), "{dsdt:x?}");
         assert!(find(&[0x47, 0x01, 0xf8, 0x02, 0xf8, 0x02, 0x01, 0x08]), "{dsdt:x?}");
         assert!(!find(&[0x22]) && !find(&[0x89]), "an IRQ descriptor in {dsdt:x?}");
         // A corrupted byte anywhere in a table is caught.
@@ -557,7 +588,8 @@ mod tests {
     fn no_uart_no_device() {
         let blob = acpi(ACPI_BASE, &Platform { apic_ids: vec![0], uart: None });
         let tables = find_tables(&blob, ACPI_BASE).unwrap();
-        assert_eq!(tables[2].1.len(), 36);
+        let dsdt = tables[2].1;
+        assert!(!dsdt.windows(4).any(|w| w == b"COM0"), "{dsdt:x?}");
     }
 
     #[test]
