@@ -1,0 +1,115 @@
+//! Quest-V with a Linux sandbox (configs/quest-linux.toml): the Quest RTOS on CPU 0 (COM1) and
+//! Debian's stock, unmodified kernel with a busybox initramfs on CPU 1 (COM2); the monitor's
+//! console is COM3. QEMU emulates AMD SVM with nested paging (`-cpu max`).
+//!
+//! One boot carries the whole scenario (Linux under TCG takes about a minute of host time to
+//! reach its shell): both shells answer, Linux runs Debian's release, neither sandbox's CPU
+//! makes a VM exit in steady state (Linux idle, then busy with a CPU loop and a memory
+//! stress), and a write by Linux outside its partition through /dev/mem stops Linux with a
+//! monitor report while Quest goes on.
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use quest_tests::{Config, EXIT_FAILURE, QuestV, TEST_INIT_DONE};
+
+const QUEST: usize = 1;
+const LINUX: usize = 2;
+const MONITOR: usize = 3;
+const LINUX_PROMPT: &str = "linux:/# ";
+
+fn config() -> Result<Config> {
+    let mut cfg = Config::from_env(false)?;
+    let var = "QUEST_QUESTV_LINUX_ISO";
+    cfg.iso = std::env::var_os(var).map(Into::into).with_context(|| format!("{var} is not set: run the QEMU tests with `cargo xtask test`"))?;
+    cfg.smp = 2;
+    cfg.mem_mib = 512;
+    cfg.timeout = cfg.timeout.max(Duration::from_secs(600));
+    Ok(cfg)
+}
+
+/// Types `cmd` at the Linux shell and returns what it printed before the next prompt.
+fn linux(m: &mut QuestV, cmd: &str) -> Result<String> {
+    let c = m.com(LINUX);
+    c.send_line(cmd)?;
+    let out = c.expect(LINUX_PROMPT)?.replace('\r', "");
+    // After the echo of the command (ash may put a terminal query, ESC [6n, before it).
+    Ok(out.split_once(cmd).map_or(&out[..], |(_, after)| after).trim().to_string())
+}
+
+/// Quest's `vmexits MS` line for `cpu`: its total over MS ms of guest time.
+fn exits_of(out: &str, cpu: u32) -> Result<(u64, String)> {
+    let line = out.lines().find(|l| l.starts_with(&format!("vmexits: cpu {cpu} "))).with_context(|| format!("no line for cpu {cpu} in {out}"))?;
+    let total = line.split(" total ").nth(1).and_then(|s| s.split_whitespace().next()).context(line.to_string())?.parse()?;
+    Ok((total, line.to_string()))
+}
+
+#[test]
+fn linux_sandbox_beside_quest() -> Result<()> {
+    let cfg = config()?;
+    let mut m = QuestV::start(&cfg, 3)?;
+    // Quest: its shell after the test init.conf.
+    let q = m.com(QUEST);
+    q.expect("Quest-V: sandbox 0 of 2 on CPU 0")?;
+    q.expect(TEST_INIT_DONE)?;
+    q.expect("\n")?;
+    q.send_line("")?;
+    q.expect_prompt()?;
+    let mon = m.com(MONITOR).expect("Quest-V: 2 CPU(s) online")?;
+    assert!(mon.contains("sandbox linux (1): Linux boot protocol 2."), "{mon}");
+    assert!(mon.contains("tsc_early_khz=") && mon.contains("console=ttyS1"), "{mon}");
+
+    // Linux: Debian's kernel, booted by the monitor, with a root shell on COM2.
+    let l = m.com(LINUX);
+    l.expect("Linux version ")?;
+    let log = l.expect("Quest-V Linux sandbox: Linux ")?;
+    assert!(log.contains("ACPI: FACP") && log.contains("ACPI: APIC") && log.contains("ACPI: DSDT"), "the monitor's ACPI tables");
+    assert!(log.contains("ttyS1 at I/O 0x2f8 (irq = 0"), "the UART from the DSDT, polled");
+    assert!(!log.contains("Kernel panic"), "panic");
+    l.expect(LINUX_PROMPT)?;
+    let release = linux(&mut m, "uname -r")?;
+    if let Ok(want) = std::env::var("QUEST_LINUX_RELEASE") {
+        assert_eq!(release, want, "uname -r");
+    }
+    assert!(release.ends_with("-amd64"), "not Debian's kernel: {release:?}");
+    let cpus = linux(&mut m, "grep -c ^processor /proc/cpuinfo")?;
+    assert_eq!(cpus, "1", "Linux sees its own core only");
+    let mem = linux(&mut m, "grep MemTotal /proc/meminfo")?;
+    let kib: u64 = mem.split_whitespace().nth(1).context(mem.clone())?.parse()?;
+    assert!((180_000..=262_144).contains(&kib), "Linux sees its own 256 MiB only: {mem}");
+
+    // Quest at the same time.
+    let out = m.com(QUEST).shell("hello_world")?;
+    assert!(out.contains("Hello World!"), "{out}");
+
+    // Exits since launch, by CPU and reason (the boot exits of each kernel).
+    let boot = m.com(QUEST).shell("vmexits")?;
+    println!("boot exits:\n{boot}");
+    // Steady state, Linux idle: no exit on its CPU over 1 s of guest time.
+    let out = m.com(QUEST).shell("vmexits 1000")?;
+    let (n, line) = exits_of(&out, 1)?;
+    assert_eq!(n, 0, "Linux idle: {line}");
+    // Linux busy: a CPU loop and a memory stress filling and freeing 96 MiB over and over.
+    linux(&mut m, "while :; do :; done &")?;
+    linux(&mut m, "(while :; do dd if=/dev/zero of=/tmp/fill bs=1M count=96 2>/dev/null; rm /tmp/fill; done) &")?;
+    let out = m.com(QUEST).shell("vmexits 1000")?;
+    let (n, line) = exits_of(&out, 1)?;
+    assert_eq!(n, 0, "Linux busy: {line}");
+    let (n, line) = exits_of(&out, 0)?;
+    assert!(n <= 1, "Quest (one hypercall of the program itself): {line}");
+    linux(&mut m, "kill %1 %2")?;
+
+    // Isolation: a root process writes outside Linux's partition through /dev/mem (the
+    // address is not RAM in its map, so STRICT_DEVMEM lets it through): the monitor stops
+    // Linux and reports it; Quest goes on.
+    m.com(LINUX).send_line("devmem 0x30000000 32 0x12345678")?;
+    m.com(MONITOR).expect("Quest-V: sandbox linux (1): STOPPED on CPU 1: ")?;
+    let report = m.com(MONITOR).expect("]")?;
+    println!("the monitor's report: {report}]");
+    assert!(report.starts_with("wrote guest-physical 0x30000000 outside its partition (not mapped)"), "{report}");
+    let out = m.com(QUEST).shell("hello_world")?;
+    assert!(out.contains("Hello World!"), "Quest after Linux stopped: {out}");
+    m.com(QUEST).send_line("poweroff")?;
+    m.com(MONITOR).expect("every sandbox has stopped; powering off")?;
+    assert_eq!(m.wait_exit()?, EXIT_FAILURE, "one sandbox was stopped");
+    Ok(())
+}
