@@ -555,7 +555,16 @@ fn handle(cpu: usize, rt: &SandboxRt, v: &mut Vcpu, exit: Exit) -> Result<(), St
                 IoAction::ReadAllOnes => v.set(save::RAX, (rax & !mask) | mask),
                 IoAction::Ignore => {}
                 IoAction::PowerOff(code) => {
-                    stop(cpu, rt, POWERED_OFF, &format!("powered off (code {code:#x})"));
+                    let why = match (rt.entry, code as u8) {
+                        // The port is the reset and sleep control register of a Linux
+                        // sandbox's ACPI (monitor_core::linux).
+                        (Entry::Linux { .. }, linux::RESET_VALUE) => {
+                            String::from("reset by its kernel (reboot or panic; restarting a sandbox is not supported yet)")
+                        }
+                        (Entry::Linux { .. }, linux::S5_VALUE) => String::from("powered off (ACPI S5)"),
+                        _ => format!("powered off (code {code:#x})"),
+                    };
+                    stop(cpu, rt, POWERED_OFF, &why);
                     return Ok(());
                 }
             }

@@ -43,17 +43,22 @@ fn exits_of(out: &str, cpu: u32) -> Result<(u64, String)> {
     Ok((total, line.to_string()))
 }
 
-#[test]
-fn linux_sandbox_beside_quest() -> Result<()> {
+/// Boots and waits for Quest's prompt (after the test init.conf).
+fn boot() -> Result<QuestV> {
     let cfg = config()?;
     let mut m = QuestV::start(&cfg, 3)?;
-    // Quest: its shell after the test init.conf.
     let q = m.com(QUEST);
     q.expect("Quest-V: sandbox 0 of 2 on CPU 0")?;
     q.expect(TEST_INIT_DONE)?;
     q.expect("\n")?;
     q.send_line("")?;
     q.expect_prompt()?;
+    Ok(m)
+}
+
+#[test]
+fn linux_sandbox_beside_quest() -> Result<()> {
+    let mut m = boot()?;
     let mon = m.com(MONITOR).expect("Quest-V: 2 CPU(s) online")?;
     assert!(mon.contains("sandbox linux (1): Linux boot protocol 2."), "{mon}");
     assert!(mon.contains("tsc_early_khz=") && mon.contains("console=ttyS1"), "{mon}");
@@ -113,3 +118,4 @@ fn linux_sandbox_beside_quest() -> Result<()> {
     assert_eq!(m.wait_exit()?, EXIT_FAILURE, "one sandbox was stopped");
     Ok(())
 }
+

@@ -27,15 +27,28 @@ pub struct Kernel {
 }
 
 /// The kernel package `linux-image-amd64` depends on (the current Debian kernel).
+/// The package lists are read once; if they name no kernel (a fresh machine), `apt-get update`
+/// runs once and they are read again.
 fn kernel_package() -> Result<String> {
-    let out = Command::new("apt-cache").args(["depends", "linux-image-amd64"]).output().context("running apt-cache")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .map(str::trim)
-        .find(|p| p.starts_with("linux-image-") && !p.starts_with('<'))
-        .map(String::from)
-        .context("apt-cache depends linux-image-amd64 names no linux-image-* package (apt-get update?)")
+    let find = || -> Result<Option<String>> {
+        let out = Command::new("apt-cache").args(["depends", "linux-image-amd64"]).output().context("running apt-cache")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends: "))
+            .map(str::trim)
+            .find(|p| p.starts_with("linux-image-") && !p.starts_with('<'))
+            .map(String::from))
+    };
+    if let Some(p) = find()? {
+        return Ok(p);
+    }
+    println!("xtask: apt knows no linux-image-amd64; running apt-get update");
+    let st = Command::new("apt-get").arg("update").status().context("running apt-get update")?;
+    if !st.success() {
+        bail!("apt-get update failed");
+    }
+    find()?.context("apt-cache depends linux-image-amd64 names no linux-image-* package even after apt-get update")
 }
 
 /// Downloads `pkg` into `dir` and unpacks it into `dir/x` (unless already there).
