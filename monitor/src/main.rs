@@ -20,7 +20,7 @@
 extern crate alloc;
 
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
@@ -555,16 +555,18 @@ fn handle(cpu: usize, rt: &SandboxRt, v: &mut Vcpu, exit: Exit) -> Result<(), St
                 IoAction::ReadAllOnes => v.set(save::RAX, (rax & !mask) | mask),
                 IoAction::Ignore => {}
                 IoAction::PowerOff(code) => {
-                    let why = match (rt.entry, code as u8) {
+                    let (state, why) = match rt.entry {
                         // The port is the reset and sleep control register of a Linux
-                        // sandbox's ACPI (monitor_core::linux).
-                        (Entry::Linux { .. }, linux::RESET_VALUE) => {
-                            String::from("reset by its kernel (reboot or panic; restarting a sandbox is not supported yet)")
+                        // sandbox's ACPI; its warm-boot flag says reboot or panic
+                        // (monitor_core::linux::PowerEvent). A panic is not a clean end.
+                        Entry::Linux { .. } => {
+                            let flag = rt.read_byte(linux::WARM_BOOT_FLAG).zip(rt.read_byte(linux::WARM_BOOT_FLAG + 1));
+                            let ev = linux::PowerEvent::of(code as u8, flag.map(|(lo, hi)| u16::from_le_bytes([lo, hi])));
+                            (if ev == linux::PowerEvent::Panic { STOPPED } else { POWERED_OFF }, ev.to_string())
                         }
-                        (Entry::Linux { .. }, linux::S5_VALUE) => String::from("powered off (ACPI S5)"),
-                        _ => format!("powered off (code {code:#x})"),
+                        Entry::Multiboot { .. } => (POWERED_OFF, format!("powered off (code {code:#x})")),
                     };
-                    stop(cpu, rt, POWERED_OFF, &why);
+                    stop(cpu, rt, state, &why);
                     return Ok(());
                 }
             }

@@ -2,11 +2,12 @@
 //! Debian's stock, unmodified kernel with a busybox initramfs on CPU 1 (COM2); the monitor's
 //! console is COM3. QEMU emulates AMD SVM with nested paging (`-cpu max`).
 //!
-//! One boot carries the whole scenario (Linux under TCG takes about a minute of host time to
-//! reach its shell): both shells answer, Linux runs Debian's release, neither sandbox's CPU
-//! makes a VM exit in steady state (Linux idle, then busy with a CPU loop and a memory
-//! stress), and a write by Linux outside its partition through /dev/mem stops Linux with a
-//! monitor report while Quest goes on.
+//! One boot carries the main scenario: both shells answer, Linux runs Debian's release,
+//! neither sandbox's CPU makes a VM exit in steady state (Linux idle, then busy with a CPU loop
+//! and a memory stress), and a write by Linux outside its partition through /dev/mem stops
+//! Linux with a monitor report while Quest goes on. Each other way Linux can end (a kernel
+//! panic, a triple fault, `poweroff`, `reboot`) needs a boot of its own: each stops only Linux,
+//! with a report naming the cause.
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -76,6 +77,9 @@ fn linux_sandbox_beside_quest() -> Result<()> {
         assert_eq!(release, want, "uname -r");
     }
     assert!(release.ends_with("-amd64"), "not Debian's kernel: {release:?}");
+    // The monitor's command line chose how Linux resets: through the FADT reset register
+    // (not the BIOS vector), cold, so that a panic (warm) can be told from a reboot.
+    assert_eq!(linux(&mut m, "cat /sys/kernel/reboot/type /sys/kernel/reboot/mode")?.replace('\n', " "), "acpi cold");
     let cpus = linux(&mut m, "grep -c ^processor /proc/cpuinfo")?;
     assert_eq!(cpus, "1", "Linux sees its own core only");
     let mem = linux(&mut m, "grep MemTotal /proc/meminfo")?;
@@ -119,3 +123,70 @@ fn linux_sandbox_beside_quest() -> Result<()> {
     Ok(())
 }
 
+
+/// Boots, runs `cmd` at the Linux shell and waits for the monitor's report on Linux
+/// (`stopped` or `STOPPED`, then `report`); Quest must still run hello_world and power off.
+/// Returns Linux's console output after the command and the report's remainder, and QEMU's
+/// exit status.
+fn linux_ends(cmd: &str, state: &str, report: &str) -> Result<(String, String, i32)> {
+    let mut m = boot()?;
+    m.com(LINUX).expect(LINUX_PROMPT)?;
+    let start = m.com(LINUX).output().len();
+    m.com(LINUX).send_line(cmd)?;
+    let mon = m.com(MONITOR);
+    mon.expect(&format!("Quest-V: sandbox linux (1): {state} on CPU 1: "))?;
+    let rest = mon.expect("]")?;
+    println!("the monitor's report: {rest}]");
+    assert!(rest.starts_with(report), "{rest}");
+    let out = m.com(QUEST).shell("hello_world")?;
+    assert!(out.contains("Hello World!"), "Quest after Linux stopped: {out}");
+    m.com(QUEST).send_line("poweroff")?;
+    m.com(MONITOR).expect("every sandbox has stopped; powering off")?;
+    let status = m.wait_exit()?;
+    let after = m.com(LINUX).output().get(start..).unwrap_or_default().replace('\r', "");
+    Ok((after, rest, status))
+}
+
+/// A Linux kernel panic (sysrq `c`: `panic()` from a write to /proc/sysrq-trigger) resets
+/// Linux at once (`panic=-1` from the monitor) through the ACPI reset register, in its panic
+/// reboot mode (warm): the monitor reports a panic and stops only Linux.
+#[test]
+fn linux_panic_stops_only_linux() -> Result<()> {
+    let (linux, _, status) = linux_ends("echo c > /proc/sysrq-trigger", "STOPPED", "kernel panic")?;
+    assert!(linux.contains("Kernel panic - not syncing: sysrq triggered crash"), "{linux}");
+    assert_eq!(status, EXIT_FAILURE, "a panicked sandbox is not a clean end");
+    Ok(())
+}
+
+/// A Linux triple fault: the stock kernel's own `triple` reboot type loads an empty IDT and
+/// executes int3. The monitor gets the shutdown and stops only Linux.
+#[test]
+fn linux_triple_fault_stops_only_linux() -> Result<()> {
+    let (linux, report, status) = linux_ends("echo triple > /sys/kernel/reboot/type && reboot -f", "STOPPED", "triple fault (shutdown)")?;
+    assert!(linux.contains("reboot: Restarting system"), "{linux}");
+    assert!(report.contains("shutdown 1"), "{report}");
+    assert_eq!(status, EXIT_FAILURE);
+    Ok(())
+}
+
+/// `poweroff` in Linux (busybox signals /init, which powers off): ACPI S5 on the sleep control
+/// register; the monitor reports it and stops only Linux. Then Quest powers off too, and
+/// every sandbox ended cleanly.
+#[test]
+fn linux_poweroff_stops_only_linux() -> Result<()> {
+    let (linux, _, status) = linux_ends("poweroff", "stopped", "powered off (ACPI S5)")?;
+    assert!(linux.contains("ACPI: PM: Preparing to enter system sleep state S5"), "{linux}");
+    assert_eq!(status, quest_tests::EXIT_SUCCESS, "both sandboxes powered off");
+    Ok(())
+}
+
+/// `reboot` in Linux (busybox signals /init, which reboots): the FADT reset register (not the BIOS reset vector, which is zeroed
+/// RAM in a sandbox); the monitor reports a reboot and stops only Linux (restarting a sandbox
+/// is not supported yet).
+#[test]
+fn linux_reboot_stops_only_linux() -> Result<()> {
+    let (linux, _, status) = linux_ends("reboot", "stopped", "rebooted by its kernel (ACPI reset")?;
+    assert!(linux.contains("reboot: machine restart"), "{linux}");
+    assert_eq!(status, quest_tests::EXIT_SUCCESS);
+    Ok(())
+}

@@ -157,7 +157,11 @@ fn linux_images(config: &Path, plan: &mut partition::Plan) -> Result<Vec<(String
 }
 
 /// The Linux sandbox's /init: mounts the kernel's file systems, installs busybox's applets,
-/// says it is up and gives a root shell on the console (the sandbox's own UART).
+/// says it is up and gives a root shell on the console (the sandbox's own UART), again when it
+/// exits. It stays PID 1 so that busybox's `reboot`, `poweroff` and `halt`, which signal init
+/// (TERM, USR2, USR1), end the kernel: reboot and power off (the monitor reports either and
+/// stops the sandbox). `halt` powers off too: a halted kernel would hold its core with
+/// interrupts off, no exit and no report.
 const LINUX_INIT: &str = "#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /tmp /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
@@ -166,7 +170,13 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 hostname linux
 echo \"Quest-V Linux sandbox: Linux $(uname -r) up, root shell on $(cat /proc/consoles | cut -d' ' -f1)\"
-exec setsid cttyhack /bin/sh -l
+trap 'exec reboot -f' TERM
+trap 'exec poweroff -f' USR1 USR2
+while :; do
+  setsid cttyhack /bin/sh -l &
+  sh=$!
+  while kill -0 $sh 2>/dev/null; do wait $sh; done
+done
 ";
 
 /// A root shell's prompt in the Linux sandbox.

@@ -274,6 +274,52 @@ pub const RESET_VALUE: u8 = 0x10;
 /// What Linux writes to the sleep control register to enter S5 (SLP_TYP 0 from `\_S5`, SLP_EN).
 pub const S5_VALUE: u8 = 0x20;
 
+/// Where a PC's BIOS keeps its warm-boot flag (the BIOS data area word at 0x472). Linux writes
+/// its reboot mode there just before it resets the machine: `0x1234` for a warm reboot, 0 for
+/// a cold one. The monitor's command line ([`cmdline`]) asks for cold reboots and warm resets
+/// after a panic (`reboot=acpi,cold,panic_warm`), so the word tells the monitor which it was.
+pub const WARM_BOOT_FLAG: u64 = 0x472;
+/// The warm-boot flag's value for a warm reset.
+pub const WARM_BOOT: u16 = 0x1234;
+
+/// Why a Linux sandbox wrote its ACPI reset or sleep register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerEvent {
+    /// `reboot`: the reset register with a cold reboot mode.
+    Reboot,
+    /// A kernel panic (`panic=-1` makes Linux reset at once, in its panic reboot mode: warm).
+    Panic,
+    /// `poweroff`: the sleep control register with SLP_EN and the `\_S5` sleep type.
+    PowerOff,
+    /// Any other value on the power-off port.
+    Other(u8),
+}
+
+impl PowerEvent {
+    /// Classifies a write of `value` to [`POWER_PORT`], with the sandbox's warm-boot flag
+    /// (`None` if the monitor could not read it). What the kernel says is taken as it says it:
+    /// a hostile kernel can only mislabel its own end.
+    pub fn of(value: u8, warm_flag: Option<u16>) -> PowerEvent {
+        match value {
+            RESET_VALUE if warm_flag == Some(WARM_BOOT) => PowerEvent::Panic,
+            RESET_VALUE => PowerEvent::Reboot,
+            S5_VALUE => PowerEvent::PowerOff,
+            v => PowerEvent::Other(v),
+        }
+    }
+}
+
+impl fmt::Display for PowerEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PowerEvent::Reboot => f.write_str("rebooted by its kernel (ACPI reset; restarting a sandbox is not supported yet)"),
+            PowerEvent::Panic => f.write_str("kernel panic (its kernel reset after the panic: ACPI reset, warm)"),
+            PowerEvent::PowerOff => f.write_str("powered off (ACPI S5)"),
+            PowerEvent::Other(v) => write!(f, "powered off (code {v:#x})"),
+        }
+    }
+}
+
 /// The DSDT's AML: `\_S5` (soft-off, sleep type 0) and `\_SB.COM0` (PNP0501) with the
 /// UART's 8 I/O ports and no interrupt.
 fn dsdt_aml(p: &Platform) -> Vec<u8> {
@@ -337,9 +383,23 @@ pub fn acpi(base: u64, p: &Platform) -> Vec<u8> {
     out
 }
 
+/// What the monitor puts on every Linux sandbox's command line about its end:
+///
+/// * `reboot=acpi`: reboot through the FADT reset register. Without it, Linux on a
+///   hardware-reduced ACPI platform prefers an EFI reset (`efi_reboot_required()`), finds no
+///   EFI and falls back to the real-mode BIOS reset vector, which in a sandbox is zeroed RAM:
+///   the core would spin there without an exit and the monitor could not tell;
+/// * `cold,panic_warm`: the reboot mode Linux writes to [`WARM_BOOT_FLAG`] before it resets, so
+///   the monitor can tell a reboot from a panic;
+/// * `panic=-1`: reset at once on a panic (the default, 0, halts the core forever with
+///   interrupts off: no exit, no report). A configuration's own `panic=` comes later and wins.
+pub const END_OPTIONS: &str = "reboot=acpi,cold,panic_warm panic=-1";
+
 /// The command line the kernel gets: what the monitor must say, then the configuration's.
 pub fn cmdline(tsc_khz: u32, console: Option<u8>, extra: &str) -> String {
     let mut s = String::new();
+    s.push_str(END_OPTIONS);
+    s.push(' ');
     if tsc_khz != 0 {
         s.push_str(&format!("tsc_early_khz={tsc_khz} tsc=reliable "));
     }
@@ -585,6 +645,23 @@ mod tests {
     }
 
     #[test]
+    fn power_port_writes_name_their_cause() {
+        assert_eq!(PowerEvent::of(RESET_VALUE, Some(0)), PowerEvent::Reboot);
+        assert_eq!(PowerEvent::of(RESET_VALUE, None), PowerEvent::Reboot);
+        assert_eq!(PowerEvent::of(RESET_VALUE, Some(WARM_BOOT)), PowerEvent::Panic);
+        assert_eq!(PowerEvent::of(S5_VALUE, Some(WARM_BOOT)), PowerEvent::PowerOff);
+        assert_eq!(PowerEvent::of(0x11, None), PowerEvent::Other(0x11));
+        assert!(PowerEvent::Panic.to_string().starts_with("kernel panic"));
+        assert!(PowerEvent::Reboot.to_string().starts_with("rebooted"));
+        assert_eq!(PowerEvent::PowerOff.to_string(), "powered off (ACPI S5)");
+        // The sleep control value is SLP_EN with the \_S5 sleep type the DSDT gives (0).
+        assert_eq!(S5_VALUE, 1 << 5);
+        // The end options come first, so a configuration's own `panic=` overrides.
+        let cl = cmdline(0, None, "panic=0");
+        assert!(cl.starts_with(END_OPTIONS) && cl.ends_with("panic=0"), "{cl}");
+    }
+
+    #[test]
     fn no_uart_no_device() {
         let blob = acpi(ACPI_BASE, &Platform { apic_ids: vec![0], uart: None });
         let tables = find_tables(&blob, ACPI_BASE).unwrap();
@@ -596,7 +673,7 @@ mod tests {
     fn plans_zero_page_cmdline_and_initrd() {
         let img = bzimage(0x020f, 0x1000);
         let cl = cmdline(2_000_000, Some(2), "quiet rdinit=/init");
-        assert_eq!(cl, "tsc_early_khz=2000000 tsc=reliable console=ttyS1 quiet rdinit=/init");
+        assert_eq!(cl, "reboot=acpi,cold,panic_warm panic=-1 tsc_early_khz=2000000 tsc=reliable console=ttyS1 quiet rdinit=/init");
         let ram = [(0u64, 256u64 << 20)];
         let b = plan(&img, 10_000, &cl, &ram, &[(0x1000_0000, 0x1000)], &platform()).unwrap();
         assert_eq!((b.kernel_at, b.entry), (0x10_0000, 0x10_0000));
