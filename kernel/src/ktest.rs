@@ -333,8 +333,24 @@ pub fn run(what: &str) {
                 Err(e) => println!("ktest: refused to write {addr:#x}: {e}"),
             }
         }
+        "ipi" => {
+            // Quest-V containment: an IPI to another core (another sandbox's). With x2APIC the
+            // monitor checks the ICR write; with the xAPIC page mapped it cannot.
+            let (Some(dest), Some(kind)) = (args.first().and_then(|a| a.parse::<u32>().ok()), args.get(1)) else {
+                return println!("ktest: ipi APICID init|VECTOR");
+            };
+            println!("ktest: sending {kind} to APIC id {dest} ({})", if hal::apic::x2apic_enabled() { "x2APIC" } else { "xAPIC" });
+            match *kind {
+                "init" => hal::apic::send_init(dest),
+                v => match v.parse::<u8>() {
+                    Ok(vector) if vector >= 32 => hal::apic::send_ipi(dest, vector),
+                    _ => return println!("ktest: ipi: VECTOR must be 32..=255"),
+                },
+            }
+            println!("ktest: ipi sent");
+        }
         _ => println!(
-            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms strict|bg], wakeglue io|main|rr [cpu], schedrand [seed sets ms], blockwhy, sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], heap [n m], wild [HEXADDR], triple)"
+            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms strict|bg], wakeglue io|main|rr [cpu], schedrand [seed sets ms], blockwhy, sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], heap [n m], wild [HEXADDR], triple, ipi APICID init|VECTOR)"
         ),
     }
 }

@@ -20,7 +20,7 @@
 extern crate alloc;
 
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
@@ -31,7 +31,7 @@ use monitor_core::guest::{self, ModuleSpec};
 use monitor_core::npt::{self, Rights};
 use monitor_core::policy::{self, Counters, Exit, IoAction, MsrWrite, SandboxView};
 use monitor_core::svm::{self as vmcb, ctl, save};
-use monitor_core::{insn, walk};
+use monitor_core::{insn, linux, walk};
 use partition::{Console, Image, Machine, Plan, PhysRange};
 use quest_abi::questv::{self as abi, EXIT_REASONS, ExitReason};
 use spin::{Mutex, Once};
@@ -71,7 +71,24 @@ struct SandboxRt {
     /// Nested CR3.
     ncr3: u64,
     view: SandboxView,
-    boot: guest::BootPlan,
+    entry: Entry,
+}
+
+/// How a sandbox's boot processor starts.
+#[derive(Clone, Copy, Debug)]
+enum Entry {
+    /// A Quest kernel: multiboot2, `ebx` = the information block.
+    Multiboot { entry: u32, mbi: u64 },
+    /// A Linux kernel: its 32-bit boot protocol entry, `esi` = the zero page.
+    Linux { entry: u32, zero_page: u64 },
+}
+
+impl Entry {
+    fn address(&self) -> u32 {
+        match *self {
+            Entry::Multiboot { entry, .. } | Entry::Linux { entry, .. } => entry,
+        }
+    }
 }
 
 impl SandboxRt {
@@ -188,7 +205,7 @@ fn monitor_main(boot: &'static hal::Boot) -> ! {
         None => println!("Quest-V: every UART belongs to a sandbox: the monitor keeps COM1 for reports"),
     }
 
-    let kernel = module("quest").unwrap_or_else(|| refuse("no `quest` boot module (the sandbox kernel)"));
+    let kernel = module("quest").unwrap_or(&[]);
     let initrd = module("initrd").unwrap_or(&[]);
     let sym = module("quest.sym").unwrap_or(&[]);
 
@@ -206,7 +223,7 @@ fn monitor_main(boot: &'static hal::Boot) -> ! {
 
     let mut sandboxes = Vec::new();
     for sb in &plan.sandboxes {
-        match build_sandbox(&plan, sb, kernel, initrd, sym, &apic_ids) {
+        match build_sandbox(&plan, sb, kernel, initrd, sym, &apic_ids, &module) {
             Ok(rt) => sandboxes.push(rt),
             Err(e) => refuse(&format!("sandbox {} ({}): {e}", sb.name, sb.id)),
         }
@@ -228,14 +245,15 @@ fn monitor_main(boot: &'static hal::Boot) -> ! {
     for rt in sandboxes.iter() {
         let sb = &plan.sandboxes[rt.id as usize];
         println!(
-            "sandbox {} ({}): CPU {:?}, RAM {} ({} MiB), console {}, kernel entry {:#x}, {} channel window(s){}",
+            "sandbox {} ({}): {} CPU {:?}, RAM {} ({} MiB), console {}, kernel entry {:#x}, {} channel window(s){}",
             rt.name,
             rt.id,
+            sb.image.kind_name(),
             sb.cpus,
             sb.ram,
             sb.ram.len() >> 20,
             sb.console,
-            rt.boot.kernel.entry,
+            rt.entry.address(),
             rt.view.channels.len(),
             if sb.cpus.len() > 1 { "; its kernel starts the other CPUs (INIT/STARTUP through the monitor)" } else { "" },
         );
@@ -257,10 +275,9 @@ fn build_sandbox(
     initrd: &[u8],
     sym: &[u8],
     apic_ids: &[u32],
+    module: &dyn Fn(&str) -> Option<&'static [u8]>,
 ) -> Result<SandboxRt, String> {
-    if let Image::Linux { .. } = sb.image {
-        return Err("Linux sandboxes are not supported yet".into());
-    }
+    let linux = matches!(sb.image, Image::Linux { .. });
     let ram = PhysRegion::take(hal::mm::PhysRange::new(sb.ram.start, sb.ram.end))
         .map_err(|e| format!("its RAM {} is not free RAM: {e:?} (the monitor's image, modules or heap are there: give the monitor more memory)", sb.ram))?;
     let ram_map: Vec<(u64, u64, u64)> = sb.guest_ram().map(|g| (g.guest, g.host - sb.ram.start, g.len)).collect();
@@ -282,9 +299,11 @@ fn build_sandbox(
         };
         channels.push((c.key, c.phys.len() as u32, gpa, kind as u32));
     }
-    if !hal::apic::has_x2apic() {
+    if !hal::apic::has_x2apic() || linux {
         // xAPIC only: the local APIC's page, uncached, at its architectural address (each core
-        // sees its own APIC there). See the warning at boot.
+        // sees its own APIC there). See the warning at boot. A Linux sandbox always gets it:
+        // Debian's kernel turns x2APIC off when it finds no interrupt remapping and no known
+        // hypervisor, and then uses this page.
         b.map(XAPIC_PAGE, XAPIC_PAGE, 4096, Rights::MMIO).map_err(|e| format!("nested paging of the xAPIC page: {e:?}"))?;
     }
     let tables = PhysRegion::alloc(b.table_count(), 1).ok_or("out of monitor memory for nested page tables")?;
@@ -298,6 +317,7 @@ fn build_sandbox(
     let msrpm = PhysRegion::alloc(2, 1).ok_or("out of monitor memory for the MSR permission map")?;
     msrpm.write(0, &policy::msr_permission_map());
 
+    let own_ids: Vec<u32> = sb.cpus.iter().filter_map(|&c| apic_ids.get(c as usize).copied()).collect();
     // The kernel, its modules and the boot information, in the sandbox's RAM.
     let regions: Vec<(u64, u64)> = ram_map.iter().map(|&(g, _, l)| (g, l)).collect();
     let mods = [ModuleSpec { name: "initrd", len: initrd.len() as u64 }, ModuleSpec { name: "kernel.sym", len: sym.len() as u64 }];
@@ -305,9 +325,6 @@ fn build_sandbox(
         Console::Com(n @ 1..=4) => (hal::serial::COM_PORTS[n as usize - 1], Some(hal::serial::COM_IRQS[n as usize - 1])),
         _ => (0, None),
     };
-    let cmdline = format!("questv.sandbox={} questv.name={}", sb.id, sb.name);
-    let bp = guest::plan(kernel, &mods, &cmdline, "Quest-V monitor", &regions).map_err(|e| format!("kernel image: {e}"))?;
-    ram.zero(0, ram.len().min(bp.mbi_addr + bp.mbi.len() as u64 + 4096));
     let off = |gpa: u64, len: u64| -> Result<u64, String> {
         ram_map
             .iter()
@@ -315,17 +332,66 @@ fn build_sandbox(
             .map(|&(g, o, _)| o + gpa - g)
             .ok_or_else(|| format!("guest-physical {gpa:#x}+{len:#x} outside its RAM"))
     };
-    for s in &bp.kernel.segments {
-        let o = off(s.paddr, s.memsz)?;
-        ram.write(o, &kernel[s.file.clone()]);
-        ram.zero(o + s.file.len() as u64, s.memsz - s.file.len() as u64);
-    }
-    for (data, &at) in [initrd, sym].iter().zip(&bp.modules) {
-        ram.write(off(at, data.len() as u64)?, data);
-    }
-    ram.write(off(bp.mbi_addr, bp.mbi.len() as u64)?, &bp.mbi);
+    let entry = match &sb.image {
+        Image::Quest => {
+            if kernel.is_empty() {
+                return Err("no `quest` boot module (the Quest kernel)".into());
+            }
+            let cmdline = format!("questv.sandbox={} questv.name={}", sb.id, sb.name);
+            let bp = guest::plan(kernel, &mods, &cmdline, "Quest-V monitor", &regions).map_err(|e| format!("kernel image: {e}"))?;
+            ram.zero(0, ram.len().min(bp.mbi_addr + bp.mbi.len() as u64 + 4096));
+            for s in &bp.kernel.segments {
+                let o = off(s.paddr, s.memsz)?;
+                ram.write(o, &kernel[s.file.clone()]);
+                ram.zero(o + s.file.len() as u64, s.memsz - s.file.len() as u64);
+            }
+            for (data, &at) in [initrd, sym].iter().zip(&bp.modules) {
+                ram.write(off(at, data.len() as u64)?, data);
+            }
+            ram.write(off(bp.mbi_addr, bp.mbi.len() as u64)?, &bp.mbi);
+            Entry::Multiboot { entry: bp.kernel.entry, mbi: bp.mbi_addr }
+        }
+        Image::Linux { kernel: kname, initrd: iname, cmdline } => {
+            let image = module(kname).ok_or_else(|| format!("no boot module `{kname}` (its Linux kernel)"))?;
+            let rd = match iname {
+                Some(n) => module(n).ok_or_else(|| format!("no boot module `{n}` (its initramfs)"))?,
+                None => &[],
+            };
+            let windows: Vec<(u64, u64)> = channels.iter().map(|c| (c.2, u64::from(c.1))).collect();
+            let platform = linux::Platform { apic_ids: own_ids.clone(), uart: sb.console.ports().map(|p| p.first) };
+            let com = match sb.console {
+                Console::Com(n) => Some(n),
+                Console::None => None,
+            };
+            let cl = linux::cmdline(TSC_KHZ.load(Ordering::Relaxed), com, cmdline);
+            let lb = linux::plan(image, rd.len() as u64, &cl, &regions, &windows, &platform).map_err(|e| format!("Linux kernel `{kname}`: {e}"))?;
+            linux::find_tables(&lb.acpi, linux::ACPI_BASE).map_err(|e| format!("its ACPI tables: {e} (monitor bug)"))?;
+            // Below 1 MiB: the zero page, command line, ACPI tables and the (empty) BIOS areas
+            // Linux scans for MP and SMBIOS tables.
+            ram.zero(0, 0x10_0000);
+            ram.write(off(linux::ZERO_PAGE, 4096)?, &lb.zero_page);
+            ram.write(off(linux::CMDLINE, lb.cmdline.len() as u64)?, &lb.cmdline);
+            ram.write(off(linux::ACPI_BASE, lb.acpi.len() as u64)?, &lb.acpi);
+            ram.write(off(lb.kernel_at, lb.kernel.len() as u64)?, &image[lb.kernel.clone()]);
+            if !rd.is_empty() {
+                ram.write(off(lb.initrd_at, rd.len() as u64)?, rd);
+            }
+            println!(
+                "sandbox {} ({}): Linux boot protocol {}.{:02}, {} KiB kernel at {:#x} (decompressed up to {:#x}), {} KiB initramfs at {:#x}, command line \"{cl}\"",
+                sb.name,
+                sb.id,
+                image.get(0x207).copied().unwrap_or(0),
+                image.get(0x206).copied().unwrap_or(0),
+                lb.kernel.len() / 1024,
+                lb.kernel_at,
+                lb.kernel_end,
+                rd.len() / 1024,
+                lb.initrd_at
+            );
+            Entry::Linux { entry: lb.entry, zero_page: linux::ZERO_PAGE }
+        }
+    };
 
-    let own_ids: Vec<u32> = sb.cpus.iter().filter_map(|&c| apic_ids.get(c as usize).copied()).collect();
     let view = SandboxView {
         id: u32::from(sb.id),
         count: plan.sandboxes.len() as u32,
@@ -351,7 +417,7 @@ fn build_sandbox(
         msrpm,
         ncr3,
         view,
-        boot: bp,
+        entry,
     })
 }
 
@@ -408,19 +474,21 @@ fn launch(cpu: usize, rt: &'static SandboxRt, ap_vector: Option<u8>) -> Result<c
     let v = Vcpu {
         vmcb: PhysRegion::alloc(1, 1).ok_or("out of memory for the VMCB")?,
         host_extra: PhysRegion::alloc(1, 1).ok_or("out of memory for the host state")?,
-        regs: GuestRegs { rbx: if ap_vector.is_none() { rt.boot.mbi_addr } else { 0 }, ..GuestRegs::default() },
+        regs: match (ap_vector, rt.entry) {
+            (None, Entry::Multiboot { mbi, .. }) => GuestRegs { rbx: mbi, ..GuestRegs::default() },
+            (None, Entry::Linux { zero_page, .. }) => GuestRegs { rsi: zero_page, ..GuestRegs::default() },
+            (Some(_), _) => GuestRegs::default(),
+        },
     };
-    let setup = vmcb::Setup {
-        asid: u32::from(rt.id) + 1,
-        iopm: rt.iopm.phys(),
-        msrpm: rt.msrpm.phys(),
-        ncr3: rt.ncr3,
-        entry: rt.boot.kernel.entry,
-        mbi: rt.boot.mbi_addr as u32,
+    let (entry, mbi) = match rt.entry {
+        Entry::Multiboot { entry, mbi } => (entry, mbi as u32),
+        Entry::Linux { entry, .. } => (entry, 0),
     };
-    let image = match ap_vector {
-        None => vmcb::boot_vmcb(&setup),
-        Some(vector) => vmcb::ap_vmcb(&setup, vector),
+    let setup = vmcb::Setup { asid: u32::from(rt.id) + 1, iopm: rt.iopm.phys(), msrpm: rt.msrpm.phys(), ncr3: rt.ncr3, entry, mbi };
+    let image = match (ap_vector, rt.entry) {
+        (None, Entry::Multiboot { .. }) => vmcb::boot_vmcb(&setup),
+        (None, Entry::Linux { .. }) => vmcb::linux_vmcb(&setup),
+        (Some(vector), _) => vmcb::ap_vmcb(&setup, vector),
     };
     v.vmcb.write(0, &image.0[..]);
     if ap_vector.is_none() {
@@ -487,7 +555,18 @@ fn handle(cpu: usize, rt: &SandboxRt, v: &mut Vcpu, exit: Exit) -> Result<(), St
                 IoAction::ReadAllOnes => v.set(save::RAX, (rax & !mask) | mask),
                 IoAction::Ignore => {}
                 IoAction::PowerOff(code) => {
-                    stop(cpu, rt, POWERED_OFF, &format!("powered off (code {code:#x})"));
+                    let (state, why) = match rt.entry {
+                        // The port is the reset and sleep control register of a Linux
+                        // sandbox's ACPI; its warm-boot flag says reboot or panic
+                        // (monitor_core::linux::PowerEvent). A panic is not a clean end.
+                        Entry::Linux { .. } => {
+                            let flag = rt.read_byte(linux::WARM_BOOT_FLAG).zip(rt.read_byte(linux::WARM_BOOT_FLAG + 1));
+                            let ev = linux::PowerEvent::of(code as u8, flag.map(|(lo, hi)| u16::from_le_bytes([lo, hi])));
+                            (if ev == linux::PowerEvent::Panic { STOPPED } else { POWERED_OFF }, ev.to_string())
+                        }
+                        Entry::Multiboot { .. } => (POWERED_OFF, format!("powered off (code {code:#x})")),
+                    };
+                    stop(cpu, rt, state, &why);
                     return Ok(());
                 }
             }

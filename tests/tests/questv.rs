@@ -211,6 +211,42 @@ fn triple_fault_stops_only_that_sandbox() -> Result<()> {
     Ok(())
 }
 
+/// IPIs to another sandbox's core. With x2APIC (`-cpu max`) the monitor checks every ICR
+/// write: an INIT to a core that is not the sender's own is refused and reported, and both
+/// sandboxes go on. With xAPIC only (EPYC, as under `-icount`, and always for a Linux
+/// sandbox) the sandbox has its APIC page mapped and the monitor sees nothing: a fixed
+/// interrupt lands in the other sandbox unchecked, and an INIT to the other core resets the
+/// whole machine. This is the known limit documented in docs/questv.md (Linux sandboxes).
+#[test]
+fn ipis_to_another_sandbox() -> Result<()> {
+    // x2APIC: the monitor refuses the IPI and reports it; both sandboxes go on.
+    let mut m = boot(true, false)?;
+    let out = m.com(2).shell("ktest ipi 0 init")?;
+    assert!(out.contains("(x2APIC)"), "{out}");
+    m.com(MONITOR).expect("Quest-V: sandbox quest1 (1): IPI outside the sandbox refused (ICR 0x4500)")?;
+    for com in [1, 2] {
+        let out = m.com(com).shell("echo still here")?;
+        assert!(out.contains("still here"), "{out}");
+    }
+    assert_eq!(power_off_both(&mut m)?, EXIT_SUCCESS);
+
+    // xAPIC: nothing checks the sender; a fixed interrupt reaches the other sandbox (no report,
+    // its kernel takes a stray interrupt), an INIT stops the other sandbox.
+    let mut m = boot(true, true)?;
+    let out = m.com(2).shell("ktest ipi 0 240")?;
+    assert!(out.contains("(xAPIC)") && out.contains("ipi sent"), "{out}");
+    let out = m.com(1).shell("echo still here")?;
+    assert!(out.contains("still here"), "{out}");
+    // An INIT to the other sandbox's core resets the whole machine today (QEMU exits with
+    // status 0 under -no-reboot, no monitor report): not the intercepted INIT the monitor
+    // expects. Known limit, not yet root-caused (docs/questv.md); this assertion pins it.
+    m.com(2).send_line("ktest ipi 0 init")?;
+    let status = m.wait_exit()?;
+    assert_eq!(status, 0, "an INIT through the mapped xAPIC page no longer resets the machine: update this test and docs/questv.md");
+    assert!(!m.com(MONITOR).output().contains("STOPPED"), "{}", m.com(MONITOR).output());
+    Ok(())
+}
+
 /// A two-core sandbox: its kernel starts its second core through the monitor (INIT/STARTUP
 /// IPIs become a real-mode launch of that core), threads run on both cores, and stopping the
 /// sandbox stops both cores while the one-core sandbox beside it goes on.

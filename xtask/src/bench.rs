@@ -9,8 +9,8 @@
 //! collected with their host arrival times (the secondary, wall-clock figure).
 //!
 //! The peer is Debian's stock kernel: the dependency of `linux-image-amd64` that the
-//! configured apt sources offer, fetched with `apt-get download` into target/bench/linux and
-//! unpacked with `dpkg-deb -x` (never installed on the host).
+//! configured apt sources offer, fetched with `apt-get download` and unpacked with
+//! `dpkg-deb -x` into target/debian (never installed on the host; `crate::debian`).
 //!
 //! Output: target/bench/results.md, results.json, ratios.svg, and the consoles in
 //! target/bench/logs/.
@@ -806,47 +806,12 @@ mod linux {
         pub cmdline: String,
     }
 
-    /// The kernel package `linux-image-amd64` depends on (the current Debian kernel).
-    fn kernel_package() -> Result<String> {
-        let out = Command::new("apt-cache").args(["depends", "linux-image-amd64"]).output().context("running apt-cache")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines()
-            .filter_map(|l| l.trim().strip_prefix("Depends: "))
-            .map(str::trim)
-            .find(|p| p.starts_with("linux-image-") && !p.starts_with('<'))
-            .map(String::from)
-            .context("apt-cache depends linux-image-amd64 names no linux-image-* package (apt-get update?)")
-    }
-
     pub fn prepare(dir: &Path, qbench: &Path, args: &[String]) -> Result<Linux> {
         fs::create_dir_all(dir)?;
-        let unpacked = dir.join("x");
-        let vmlinuz = find_vmlinuz(&unpacked);
-        let vmlinuz = match vmlinuz {
-            Some(v) => v,
-            None => {
-                let pkg = kernel_package()?;
-                println!("xtask: bench: fetching {pkg} (apt-get download; not installed on the host)");
-                let st = Command::new("apt-get").arg("download").arg(&pkg).current_dir(dir).status().context("running apt-get download")?;
-                if !st.success() {
-                    bail!("apt-get download {pkg} failed");
-                }
-                let deb = fs::read_dir(dir)?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&pkg) && n.to_string_lossy().ends_with(".deb")))
-                    .context("the downloaded .deb is missing")?;
-                let st = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked).status().context("running dpkg-deb")?;
-                if !st.success() {
-                    bail!("dpkg-deb -x {} failed", deb.display());
-                }
-                find_vmlinuz(&unpacked).context("no boot/vmlinuz-* in the kernel package")?
-            }
-        };
-        let version = vmlinuz.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+        let k = crate::debian::kernel()?;
         let vmlinux = dir.join("vmlinux");
-        if !vmlinux.is_file() {
-            extract_vmlinux(&vmlinuz, &vmlinux)?;
-        }
+        crate::debian::vmlinux(&k.vmlinuz, &vmlinux)?;
+        let (version, vmlinuz) = (k.release, k.vmlinuz);
         // The initramfs: qbench as /qbench (rdinit=/qbench), /dev for the console node.
         let mut w = cpio::Writer::new();
         w.add_dir("dev", 0o755).map_err(|e| anyhow::anyhow!("cpio: {e:?}"))?;
@@ -855,30 +820,6 @@ mod linux {
         fs::write(&initramfs, w.finish())?;
         let cmdline = format!("console=ttyS0 quiet panic=-1 rdinit=/qbench -- {}", args.join(" "));
         Ok(Linux { version, vmlinuz, vmlinux, initramfs, cmdline })
-    }
-
-    fn find_vmlinuz(unpacked: &Path) -> Option<PathBuf> {
-        fs::read_dir(unpacked.join("boot"))
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-    }
-
-    /// The ELF inside a bzImage (Debian compresses it with xz): everything from the xz magic,
-    /// through `xz -dc --single-stream` (which ignores what follows the stream).
-    fn extract_vmlinux(vmlinuz: &Path, out: &Path) -> Result<()> {
-        let img = fs::read(vmlinuz)?;
-        const XZ: &[u8] = b"\xfd7zXZ\x00";
-        let at = img.windows(XZ.len()).position(|w| w == XZ).context("no xz stream in the bzImage")?;
-        let tail = vmlinuz.with_extension("xz-tail");
-        fs::write(&tail, &img[at..])?;
-        let res = Command::new("xz").args(["-dc", "--single-stream"]).arg(&tail).output().context("running xz (package xz-utils)")?;
-        let _ = fs::remove_file(&tail);
-        if !res.stdout.starts_with(b"\x7fELF") {
-            bail!("xz did not produce an ELF from {}", vmlinuz.display());
-        }
-        fs::write(out, &res.stdout)?;
-        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 mod bench;
 mod bench_profile;
 mod cc;
+mod debian;
 mod fuzz;
 mod image;
 mod plot;
@@ -472,6 +473,9 @@ fn test(args: &[String]) -> Result<()> {
         let qv = questv::build(&two, false, &files)?;
         let qv_ktest = questv::build(&two, true, &files)?;
         let qv_smp = questv::build(&root().join("tests/fixtures/questv-smp.toml"), true, &files)?;
+        let qv_linux = questv::build(&root().join("configs/quest-linux.toml"), false, &files)?;
+        let qv_linux_ktest = questv::build(&root().join("configs/quest-linux.toml"), true, &files)?;
+        let linux_release = debian::kernel()?.release;
         println!("xtask: QEMU integration tests");
         let mut c = cargo();
         c.args(["test", "-p", "quest-tests", "--test", "*", "--", "--test-threads", "2"])
@@ -481,7 +485,10 @@ fn test(args: &[String]) -> Result<()> {
             .env("QUEST_RELEASE_ISO", &release_iso)
             .env("QUEST_QUESTV_ISO", &qv.iso)
             .env("QUEST_QUESTV_KTEST_ISO", &qv_ktest.iso)
-            .env("QUEST_QUESTV_SMP_ISO", &qv_smp.iso);
+            .env("QUEST_QUESTV_SMP_ISO", &qv_smp.iso)
+            .env("QUEST_QUESTV_LINUX_ISO", &qv_linux.iso)
+            .env("QUEST_QUESTV_LINUX_KTEST_ISO", &qv_linux_ktest.iso)
+            .env("QUEST_LINUX_RELEASE", &linux_release);
         if long {
             // The slow exhaustive runs: a million fuzzed system calls, more property cases.
             c.env("QUEST_FUZZ_CALLS", "1000000");

@@ -37,7 +37,8 @@ pub fn load_config(path: &Path) -> Result<(partition::Config, partition::Machine
 /// Builds the monitor and an ISO that boots it with the configuration at `config` (sandbox
 /// kernels: the normal build, or the test build when `ktest`).
 pub fn build(config: &Path, ktest: bool, files: &[PathBuf]) -> Result<QuestV> {
-    let (_cfg, machine, plan) = load_config(config)?;
+    let (_cfg, machine, mut plan) = load_config(config)?;
+    let linux = linux_images(config, &mut plan)?;
     let blob = plan.try_encode().map_err(|e| anyhow::anyhow!("{}: cannot encode the plan: {e}", config.display()))?;
     let kernel = image::build(ktest, files)?;
 
@@ -62,7 +63,13 @@ pub fn build(config: &Path, ktest: bool, files: &[PathBuf]) -> Result<QuestV> {
     fs::write(iso_root.join("boot/quest.elf"), load_only_elf(&kernel_bytes)?)?;
     fs::write(iso_root.join("boot/quest.sym"), image::symbol_map(&kernel_bytes)?)?;
     fs::write(iso_root.join("boot/initrd.cpio"), image::initrd(files)?)?;
-    fs::write(iso_root.join("boot/grub/grub.cfg"), GRUB_CFG)?;
+    let mut grub = String::from(GRUB_CFG_HEAD);
+    for (module, path) in &linux {
+        fs::copy(path, iso_root.join("boot").join(module)).with_context(|| format!("copying {}", path.display()))?;
+        grub.push_str(&format!("    module2 /boot/{module} {module}\n"));
+    }
+    grub.push_str(GRUB_CFG_TAIL);
+    fs::write(iso_root.join("boot/grub/grub.cfg"), grub)?;
     let iso = out.join("quest-v.iso");
     let r = image::mkrescue(&iso_root, &iso);
     let _ = fs::remove_dir_all(&iso_root);
@@ -72,7 +79,7 @@ pub fn build(config: &Path, ktest: bool, files: &[PathBuf]) -> Result<QuestV> {
         .sandboxes
         .iter()
         .filter_map(|s| match s.console {
-            partition::Console::Com(n) => Some((n, format!("sandbox {} ({})", s.name, s.id))),
+            partition::Console::Com(n) => Some((n, format!("sandbox {} ({}, {})", s.name, s.id, s.image.kind_name()))),
             partition::Console::None => None,
         })
         .collect();
@@ -84,7 +91,7 @@ pub fn build(config: &Path, ktest: bool, files: &[PathBuf]) -> Result<QuestV> {
     Ok(QuestV { iso, cpus: machine.cpus, mem_mib: (machine.memory_bytes >> 20) as u32, serials, consoles })
 }
 
-const GRUB_CFG: &str = "\
+const GRUB_CFG_HEAD: &str = "\
 set timeout=0
 set default=0
 set gfxpayload=text
@@ -95,9 +102,104 @@ menuentry \"Quest-V\" {
     module2 /boot/quest.elf quest
     module2 /boot/initrd.cpio initrd
     module2 /boot/quest.sym quest.sym
-    boot
-}
 ";
+const GRUB_CFG_TAIL: &str = "    boot\n}\n";
+
+/// `kernel = "debian"` in a Linux sandbox's image: Debian's stock kernel.
+pub const DEBIAN_KERNEL: &str = "debian";
+/// `initrd = "busybox"`: the initramfs xtask builds from Debian's busybox-static.
+pub const BUSYBOX_INITRD: &str = "busybox";
+
+/// Resolves each Linux sandbox's kernel and initramfs (Debian's kernel and the busybox
+/// initramfs by name, anything else a path relative to the configuration file), checks that
+/// they boot in the sandbox's RAM as the monitor will lay them out, and renames them in `plan`
+/// to the boot modules they become. Returns (module name, file) for the ISO.
+fn linux_images(config: &Path, plan: &mut partition::Plan) -> Result<Vec<(String, PathBuf)>> {
+    let dir = config.parent().unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    let channels: Vec<Vec<(u64, u64)>> = plan.sandboxes.iter().map(|s| plan.channels_of(s.id).map(|(c, g)| (g, c.phys.len())).collect()).collect();
+    for sb in &mut plan.sandboxes {
+        let ram: Vec<(u64, u64)> = sb.guest_ram().map(|g| (g.guest, g.len)).collect();
+        let com = match sb.console {
+            partition::Console::Com(n) => Some(n),
+            partition::Console::None => None,
+        };
+        let platform = monitor_core::linux::Platform { apic_ids: vec![0; sb.cpus.len()], uart: sb.console.ports().map(|p| p.first) };
+        let (name, id) = (sb.name.clone(), sb.id);
+        let partition::Image::Linux { kernel, initrd, cmdline } = &mut sb.image else { continue };
+        let what = |w: &str| format!("{}: sandbox '{name}': {w}", config.display());
+        let kernel_path = if kernel == DEBIAN_KERNEL { crate::debian::kernel()?.vmlinuz } else { dir.join(&*kernel) };
+        let initrd_path = match initrd.as_deref() {
+            None => None,
+            Some(BUSYBOX_INITRD) => Some(busybox_initramfs()?),
+            Some(p) => Some(dir.join(p)),
+        };
+        let image = fs::read(&kernel_path).with_context(|| what(&format!("reading its kernel {}", kernel_path.display())))?;
+        let rd_len = match &initrd_path {
+            Some(p) => fs::metadata(p).with_context(|| what(&format!("reading its initramfs {}", p.display())))?.len(),
+            None => 0,
+        };
+        // The plan the monitor makes at boot (with the longest TSC figure it can add).
+        let cl = monitor_core::linux::cmdline(u32::MAX, com, cmdline);
+        monitor_core::linux::plan(&image, rd_len, &cl, &ram, &channels[id as usize], &platform)
+            .map_err(|e| anyhow::anyhow!("{}", what(&format!("Linux kernel {}: {e}", kernel_path.display()))))?;
+        let kmod = format!("linux{id}.kernel");
+        out.push((kmod.clone(), kernel_path));
+        *kernel = kmod;
+        if let Some(p) = initrd_path {
+            let imod = format!("linux{id}.initrd");
+            out.push((imod.clone(), p));
+            *initrd = Some(imod);
+        }
+    }
+    Ok(out)
+}
+
+/// The Linux sandbox's /init: mounts the kernel's file systems, installs busybox's applets,
+/// says it is up and gives a root shell on the console (the sandbox's own UART), again when it
+/// exits. It stays PID 1 so that busybox's `reboot`, `poweroff` and `halt`, which signal init
+/// (TERM, USR2, USR1), end the kernel: reboot and power off (the monitor reports either and
+/// stops the sandbox). `halt` powers off too: a halted kernel would hold its core with
+/// interrupts off, no exit and no report.
+const LINUX_INIT: &str = "#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /tmp /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+hostname linux
+echo \"Quest-V Linux sandbox: Linux $(uname -r) up, root shell on $(cat /proc/consoles | cut -d' ' -f1)\"
+trap 'exec reboot -f' TERM
+trap 'exec poweroff -f' USR1 USR2
+while :; do
+  setsid cttyhack /bin/sh -l &
+  sh=$!
+  while kill -0 $sh 2>/dev/null; do wait $sh; done
+done
+";
+
+/// A root shell's prompt in the Linux sandbox.
+const LINUX_PROFILE: &str = "export PS1='linux:\\w# '\n";
+
+/// The busybox initramfs (target/quest/linux/busybox.cpio): Debian's busybox-static as
+/// /bin/busybox, /init, /etc/profile and /dev/console.
+pub fn busybox_initramfs() -> Result<PathBuf> {
+    let busybox = fs::read(crate::debian::busybox()?)?;
+    let mut w = cpio::Writer::new();
+    let e = |e: cpio::WriteError| anyhow::anyhow!("{e}");
+    for d in ["bin", "dev", "etc", "proc", "sys", "tmp", "root"] {
+        w.add_dir(d, 0o755).map_err(e)?;
+    }
+    w.add_char_device("dev/console", 0o600, 5, 1).map_err(e)?;
+    w.add_file("bin/busybox", 0o755, &busybox).map_err(e)?;
+    w.add_symlink("bin/sh", "busybox").map_err(e)?;
+    w.add_file("init", 0o755, LINUX_INIT.as_bytes()).map_err(e)?;
+    w.add_file("etc/profile", 0o644, LINUX_PROFILE.as_bytes()).map_err(e)?;
+    let out = root().join("target/quest/linux/busybox.cpio");
+    fs::create_dir_all(out.parent().unwrap())?;
+    fs::write(&out, w.finish())?;
+    Ok(out)
+}
 
 /// A copy of an ELF64 executable with only what a loader needs: the ELF header, the program
 /// headers and the PT_LOAD segments' file bytes (no sections, no debug information), so the
@@ -153,7 +255,7 @@ mod tests {
 
     #[test]
     fn shipped_configs_are_valid() {
-        for f in ["configs/two-quest.toml", "configs/quest-v-example.toml", "tests/fixtures/questv-smp.toml"] {
+        for f in ["configs/two-quest.toml", "configs/quest-linux.toml", "configs/quest-v-example.toml", "tests/fixtures/questv-smp.toml"] {
             let p = root().join(f);
             if let Err(e) = load_config(&p) {
                 panic!("{f}: {e:#}");

@@ -76,6 +76,8 @@ pub const TRAILER: &str = "TRAILER!!!";
 pub const S_IFMT: u32 = 0o170_000;
 /// File type: directory.
 pub const S_IFDIR: u32 = 0o040_000;
+/// File type: character device.
+pub const S_IFCHR: u32 = 0o020_000;
 /// File type: regular file.
 pub const S_IFREG: u32 = 0o100_000;
 /// File type: symbolic link (the data is the target path).

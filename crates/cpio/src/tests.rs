@@ -652,3 +652,21 @@ fn fixture_truncations_and_flips_never_panic() {
         b[i] = old;
     }
 }
+
+#[test]
+fn char_device_nodes_carry_their_device_number() {
+    let mut w = Writer::new();
+    w.add_dir("dev", 0o755).unwrap();
+    w.add_char_device("dev/console", 0o600, 5, 1).unwrap();
+    w.add_file("init", 0o755, b"#!/bin/sh\n").unwrap();
+    let bytes = w.finish();
+    let a = Archive::new(&bytes);
+    let e = a.find("dev/console").unwrap();
+    assert_eq!(e.mode & S_IFMT, S_IFCHR);
+    assert_eq!(e.mode & 0o7777, 0o600);
+    assert_eq!((e.rdev_major, e.rdev_minor), (5, 1));
+    assert!(e.data.is_empty());
+    // The entries after it are intact.
+    assert_eq!(a.find("init").unwrap().data, b"#!/bin/sh\n");
+    assert_eq!(a.validate().unwrap(), 3);
+}

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use crate::{
-    Format, HEADER_LEN, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, TRAILER, checksum, normalize_path,
+    Format, HEADER_LEN, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, TRAILER, checksum, normalize_path,
 };
 
 /// Why [`Writer`] refused an entry. The archive is unchanged when an `add_*` call fails.
@@ -104,6 +104,26 @@ impl Writer {
     /// See [`WriteError`].
     pub fn add_symlink(&mut self, name: &str, target: &str) -> Result<(), WriteError> {
         self.add_entry(name, S_IFLNK | 0o777, 1, target.as_bytes())
+    }
+
+    /// Adds a character device node (`S_IFCHR`) with permission bits `mode & 0o7777` and
+    /// device number `major:minor` (e.g. `dev/console`, 5:1, which the Linux kernel opens for
+    /// init before any file system is mounted).
+    ///
+    /// # Errors
+    /// See [`WriteError`].
+    pub fn add_char_device(&mut self, name: &str, mode: u32, major: u32, minor: u32) -> Result<(), WriteError> {
+        self.add_entry(name, S_IFCHR | (mode & 0o7777), 1, &[])?;
+        // The entry just written: set its rdevmajor/rdevminor fields (the 10th and 11th).
+        let start = self.buf.len() - (HEADER_LEN + name.len() + 1).next_multiple_of(4);
+        let field = |i: usize| start + 6 + 8 * i;
+        let (a, b) = (field(9), field(10));
+        let mut hex = Vec::new();
+        push_hex8(&mut hex, major);
+        push_hex8(&mut hex, minor);
+        self.buf[a..a + 8].copy_from_slice(&hex[..8]);
+        self.buf[b..b + 8].copy_from_slice(&hex[8..]);
+        Ok(())
     }
 
     /// Adds an entry with a complete `st_mode` (type and permission bits) and link count.

@@ -18,6 +18,7 @@ extern crate alloc;
 
 pub mod guest;
 pub mod insn;
+pub mod linux;
 pub mod npt;
 pub mod policy;
 pub mod svm;

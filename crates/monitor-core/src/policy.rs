@@ -42,8 +42,10 @@ pub fn cpuid(view: &SandboxView, leaf: u32, sub: u32, host: [u32; 4]) -> [u32; 4
         1 => {
             c |= 1 << 31; // running under a hypervisor
             c &= !(1 << 5); // no VMX
+            c &= !(1 << 3); // no MONITOR/MWAIT (intercepted: Linux would idle with them)
         }
-        0x8000_0001 => c &= !(1 << 2), // no SVM
+        7 if sub == 0 => return [a, b, c & !(1 << 16), d], // no LA57: 4-level paging, which the monitor walks
+        0x8000_0001 => c &= !((1 << 2) | (1 << 29)),       // no SVM, no MONITORX/MWAITX
         0x8000_000a => return [0; 4],  // SVM features: none
         abi::LEAF_SIGNATURE => {
             let (sb, sc, sd) = abi::signature_regs();
@@ -293,6 +295,12 @@ mod tests {
         assert_eq!(cpuid(&v, abi::LEAF_CPUS, 1, [0; 4]), [2, 2, 0, 0]);
         assert_eq!(cpuid(&v, abi::LEAF_CPUS, 2, [0; 4]), [u32::MAX, 2, 0, 0]);
         assert_eq!(cpuid(&v, 7, 0, [1, 2, 3, 4]), [1, 2, 3, 4]);
+        // What a Linux guest would otherwise use: MONITOR/MWAIT (intercepted), MWAITX, 5-level
+        // paging (the monitor's guest walk has 4 levels).
+        assert_eq!(cpuid(&v, 1, 0, [0, 0, 1 << 3, 0])[2], 1 << 31);
+        assert_eq!(cpuid(&v, 7, 0, [0, 0, (1 << 16) | 1, 0])[2], 1);
+        assert_eq!(cpuid(&v, 7, 1, [0, 0, 1 << 16, 0])[2], 1 << 16);
+        assert_eq!(cpuid(&v, 0x8000_0001, 0, [0, 0, 1 << 29, 0])[2], 0);
     }
 
     #[test]

@@ -158,6 +158,22 @@ pub fn boot_vmcb(s: &Setup) -> Vmcb {
     v
 }
 
+/// The VMCB for a Linux sandbox's boot processor, entered by the Linux 32-bit boot protocol:
+/// as [`boot_vmcb`] (protected mode, paging off, flat 4 GiB segments, interrupts off) but with
+/// the protocol's selectors (`__BOOT_CS` = 0x10, `__BOOT_DS` = 0x18) and `eax` = 0; the
+/// monitor puts the zero page's address in `esi` and zeroes `ebx`, `ebp` and `edi`.
+pub fn linux_vmcb(s: &Setup) -> Vmcb {
+    let mut v = boot_vmcb(s);
+    let cs = v.get(save::CS + 2, 2) as u16;
+    let ds = v.get(save::DS + 2, 2) as u16;
+    v.seg(save::CS, crate::linux::BOOT_CS, cs, 0xffff_ffff, 0);
+    for off in [save::DS, save::ES, save::SS, save::FS, save::GS] {
+        v.seg(off, crate::linux::BOOT_DS, ds, 0xffff_ffff, 0);
+    }
+    v.set(save::RAX, 0, 8);
+    v
+}
+
 /// The VMCB for an application processor of a sandbox started by a STARTUP IPI with `vector`:
 /// the state INIT-SIPI leaves a core in — real mode, CS = vector << 8 (base vector * 4096),
 /// IP = 0, paging and protection off.
@@ -256,6 +272,22 @@ mod tests {
         assert_eq!(v.get(save::EFER, 8) & (1 << 12), 1 << 12);
         assert_eq!(v.get(save::CS + 2, 2), 0xc9b);
         assert_eq!(v.get(save::CS + 4, 4), 0xffff_ffff);
+    }
+
+    #[test]
+    fn linux_vmcb_uses_the_boot_protocol_selectors() {
+        let v = linux_vmcb(&Setup { asid: 3, iopm: 0, msrpm: 0, ncr3: 0x30_0000, entry: 0x10_0000, mbi: 0 });
+        assert_eq!(v.get(save::CS, 2), 0x10);
+        assert_eq!(v.get(save::CS + 2, 2), 0xc9b, "32-bit code, present, 4 KiB granular");
+        for off in [save::DS, save::ES, save::SS] {
+            assert_eq!(v.get(off, 2), 0x18);
+            assert_eq!(v.get(off + 4, 4), 0xffff_ffff);
+        }
+        assert_eq!(v.get(save::RIP, 8), 0x10_0000);
+        assert_eq!(v.get(save::RAX, 8), 0);
+        assert_eq!(v.get(save::CR0, 8) & (1 << 31 | 1), 1, "protected mode, paging off");
+        assert_eq!(v.get(save::RFLAGS, 8) & (1 << 9), 0, "interrupts off");
+        assert_eq!(v.get(ctl::NP_ENABLE, 8), 1);
     }
 
     #[test]

@@ -343,8 +343,13 @@ fn load_decodes_and_validates() {
         cpus: 4,
         memory_bytes: 64 * MIB,
     };
-    let blob = tiny().encode();
-    assert_eq!(Plan::load(&blob, &machine, &[]), Ok(tiny()));
+    // tiny()'s Linux sandbox has two CPUs: a valid blob, refused as not supported yet.
+    let err = Plan::load(&tiny().encode(), &machine, &[]).unwrap_err();
+    assert!(err.to_string().contains("Linux sandboxes with more than one CPU are not supported yet"), "{err}");
+    let mut one = tiny();
+    one.sandboxes[1].cpus = vec![1];
+    let blob = one.encode();
+    assert_eq!(Plan::load(&blob, &machine, &[]), Ok(one));
     assert!(matches!(
         Plan::load(&blob[..20], &machine, &[]),
         Err(LoadError::Blob(BlobError::LengthMismatch { .. }))

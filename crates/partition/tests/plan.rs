@@ -293,10 +293,10 @@ fn plan_validation_catches_tampering() {
     );
 
     let mut p = good.clone();
-    p.sandboxes[2].cpus.push(0);
+    p.sandboxes[1].cpus.push(0);
     assert_eq!(
         messages(p.validate(&machine)),
-        ["cpu 0 is assigned to both 'rt0' and 'linux'"]
+        ["cpu 0 is assigned to both 'rt0' and 'rt1'"]
     );
 
     let mut p = good.clone();

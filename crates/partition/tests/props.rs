@@ -162,6 +162,8 @@ fn arb_setup(mistakes: bool) -> impl Strategy<Value = (Config, Machine, Vec<Phys
                 .into_iter()
                 .enumerate()
                 .map(|(i, (ncpu, memory, com, nports, has_pci, image))| {
+                    // Linux sandboxes have one CPU (more is not supported yet).
+                    let ncpu = if matches!(image, Image::Linux { .. }) { 1 } else { ncpu };
                     let cpus: Vec<u32> = (0..ncpu.max(1)).map(|k| next_cpu + k).collect();
                     next_cpu += if oops(i as u64) { 0 } else { ncpu.max(1) };
                     let console = match com {
