@@ -442,8 +442,9 @@ pub fn machine_args() -> Vec<String> {
 /// Boots QEMU with `args`, collects the console (also written to `log`) with host arrival
 /// times until QEMU exits; returns the parsed report, the host wall time and the exit code.
 ///
-/// `typed`: a line typed at the console as soon as QEMU runs (QEMU holds it until the guest's
-/// UART takes it; the kernel keeps typed-ahead input for the shell).
+/// `typed`: a line typed at the console once the kernel's banner is out (its last line,
+/// `user mode: ...`): the UART is set up by then (bytes sent before its FIFO reset are lost)
+/// and the kernel keeps typed-ahead input for the shell.
 fn boot(qemu: &Path, args: &[String], log: &Path, timeout: Duration, typed: Option<&str>) -> Result<(Report, Duration, Option<i32>)> {
     let start = Instant::now();
     let mut child = Command::new(qemu)
@@ -454,15 +455,8 @@ fn boot(qemu: &Path, args: &[String], log: &Path, timeout: Duration, typed: Opti
         .spawn()
         .with_context(|| format!("starting {}", qemu.display()))?;
     // Kept open until QEMU exits (closing it would end the serial input).
-    let _stdin = match (typed, child.stdin.take()) {
-        (Some(line), Some(mut w)) => {
-            use std::io::Write as _;
-            w.write_all(format!("{line}\n").as_bytes()).context("typing at the console")?;
-            w.flush()?;
-            Some(w)
-        }
-        _ => None,
-    };
+    let mut stdin = child.stdin.take();
+    let mut to_type = typed.map(|l| format!("{l}\n"));
     let out = child.stdout.take().context("no stdout")?;
     let (tx, rx) = mpsc::channel::<(Duration, String)>();
     let reader = std::thread::spawn(move || {
@@ -490,6 +484,13 @@ fn boot(qemu: &Path, args: &[String], log: &Path, timeout: Duration, typed: Opti
             Ok(l) => {
                 if l.1.contains('@') {
                     last_record = Instant::now();
+                }
+                if l.1.starts_with("user mode:") {
+                    if let (Some(t), Some(w)) = (to_type.take(), stdin.as_mut()) {
+                        use std::io::Write as _;
+                        w.write_all(t.as_bytes()).context("typing at the console")?;
+                        w.flush()?;
+                    }
                 }
                 lines.push(l)
             }
