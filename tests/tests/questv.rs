@@ -56,7 +56,7 @@ fn power_off_both(m: &mut QuestV) -> Result<i32> {
 fn two_sandboxes_each_with_its_own_shell() -> Result<()> {
     let mut m = boot(false, false)?;
     let monitor = m.com(MONITOR).output();
-    assert!(monitor.contains("sandbox quest0 (0): CPU [0]") && monitor.contains("sandbox quest1 (1): CPU [1]"), "{monitor}");
+    assert!(monitor.contains("sandbox quest0 (0): quest CPU [0]") && monitor.contains("sandbox quest1 (1): quest CPU [1]"), "{monitor}");
     for com in [1, 2] {
         let out = m.com(com).shell("hello_world")?;
         assert!(out.contains("Hello World!"), "COM{com}: {out}");
