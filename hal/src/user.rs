@@ -7,7 +7,6 @@
 //! `rax`. The return uses `iretq` (never `sysret`, so a non-canonical user RIP cannot fault in
 //! ring 0).
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::{Efer, EferFlags, FsBase, LStar, SFMask, Star};
@@ -94,22 +93,21 @@ unsafe extern "C" {
 /// The kernel's system-call handler: reads the call from the frame, writes the result to `rax`.
 pub type SyscallHandler = fn(&mut TrapFrame);
 
-static HANDLER: AtomicUsize = AtomicUsize::new(0);
+/// Typed (no function pointer kept as an integer), set once, read without a lock.
+static HANDLER: spin::Once<SyscallHandler> = spin::Once::new();
 
+/// Installs the kernel's system-call handler. Once only: a second call panics.
 pub fn set_syscall_handler(h: SyscallHandler) {
-    HANDLER.store(h as usize, Ordering::Release);
+    assert!(!HANDLER.is_completed(), "system-call handler set twice");
+    HANDLER.call_once(|| h);
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn hal_syscall_dispatch(frame: &mut TrapFrame) {
-    let raw = HANDLER.load(Ordering::Acquire);
-    if raw == 0 {
-        frame.rax = (-38i64) as u64; // ENOSYS
-        return;
+    match HANDLER.get() {
+        Some(h) => h(frame),
+        None => frame.rax = (-38i64) as u64, // ENOSYS
     }
-    // SAFETY: HANDLER only ever holds 0 or a `SyscallHandler` stored by `set_syscall_handler`.
-    let h: SyscallHandler = unsafe { core::mem::transmute::<usize, SyscallHandler>(raw) };
-    h(frame);
 }
 
 /// Enables `syscall` on this CPU (EFER.SCE, STAR, LSTAR, SFMASK).

@@ -319,6 +319,7 @@ pub fn run(what: &str) {
         "wakeglue" => crate::ktest_sched::wakeglue(&args),
         "schedrand" => crate::ktest_sched::schedrand(&args),
         "heap" => heap(&args),
+        "drivers" => crate::drivers::ktest(),
         "triple" => {
             println!("ktest: triple fault");
             hal::cpu::trigger_triple_fault();
@@ -333,7 +334,7 @@ pub fn run(what: &str) {
             }
         }
         _ => println!(
-            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms strict|bg], wakeglue io|main|rr [cpu], schedrand [seed sets ms], sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], heap [n m], wild [HEXADDR], triple)"
+            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms strict|bg], wakeglue io|main|rr [cpu], schedrand [seed sets ms], sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], heap [n m], drivers, wild [HEXADDR], triple)"
         ),
     }
 }

@@ -10,14 +10,21 @@ use linux_raw_sys::ioctl::{TCGETS, TIOCGWINSZ};
 use super::{Cx, Errno, SysResult, UserCStr, UserPtr, UserSlice, UserSliceMut};
 use crate::fs::File;
 
-/// Writes user bytes to the console, through a kernel buffer of at most a page.
+/// Writes user bytes to the console's device file (the UART directly if no driver has
+/// registered one), through a kernel buffer of at most a page.
 fn write_console(cx: &Cx, buf: UserSlice) -> SysResult {
     let buf = buf.prefix(1 << 20);
+    let console = crate::drivers::console();
     let mut chunk = vec![0u8; 4096.min(buf.len() as usize)];
     for c in buf.chunks(4096) {
         let part = &mut chunk[..c.len() as usize];
         c.read_into(cx.p(), part)?;
-        hal::serial::write_raw(part);
+        match console {
+            Some(d) => {
+                d.write(part)?;
+            }
+            None => hal::serial::write_raw(part),
+        }
     }
     Ok(buf.len())
 }
@@ -87,20 +94,10 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
     if len == 0 {
         return Ok(0);
     }
-    // A line at a time, like a terminal in canonical mode (echo included).
-    let mut line = vec![];
-    while (line.len() as u64) < len {
-        // A killed task (ctrl-c, kill -t) stops waiting for input and dies on the way out.
-        let Some(b) = crate::drivers::serial::read_byte_or(|| p.terminal.load(core::sync::atomic::Ordering::Relaxed)) else {
-            return Err(EINTR);
-        };
-        let b = if b == b'\r' { b'\n' } else { b };
-        hal::serial::write_raw(&[b]);
-        line.push(b);
-        if b == b'\n' {
-            break;
-        }
-    }
+    // The console's device file (a line at a time, with echo). A killed task (ctrl-c,
+    // kill -t) stops waiting for input and dies on the way out.
+    let console = crate::drivers::console().ok_or(EIO)?;
+    let line = console.read(usize::try_from(len).unwrap_or(usize::MAX), &|| p.terminal.load(core::sync::atomic::Ordering::Relaxed))?;
     buf.write(p, &line)?;
     Ok(line.len() as u64)
 }

@@ -79,14 +79,8 @@ impl UserSlice {
     pub const fn new(addr: u64, len: u64) -> Self {
         UserSlice { addr, len }
     }
-    pub fn addr(self) -> u64 {
-        self.addr
-    }
     pub fn len(self) -> u64 {
         self.len
-    }
-    pub fn is_empty(self) -> bool {
-        self.len == 0
     }
     /// The first `len` bytes (or all of them, if fewer).
     pub fn prefix(self, len: u64) -> Self {
@@ -132,9 +126,6 @@ impl UserSliceMut {
     }
     pub fn len(self) -> u64 {
         self.len
-    }
-    pub fn is_empty(self) -> bool {
-        self.len == 0
     }
     /// Copies `data` to the start of the buffer; EFAULT if it does not fit.
     pub fn write(self, p: &Process, data: &[u8]) -> Result<(), Errno> {
