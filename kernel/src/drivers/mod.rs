@@ -193,11 +193,13 @@ pub fn devices() -> Vec<&'static dyn Registered> {
 /// IRQ beyond the ISA lines, a UART that is not the console's, ports that are no UART).
 #[cfg(feature = "ktest")]
 pub fn ktest() {
-    let com2 = hal::serial::COM_PORTS[1];
+    // A UART that is not the console's (the console is COM2 in some Quest-V sandboxes).
+    let i = hal::serial::COM_PORTS.iter().position(|&p| p != hal::serial::port()).unwrap_or(1);
+    let (other, other_irq) = (hal::serial::COM_PORTS[i], hal::serial::COM_IRQS[i]);
     let cases: [(Resource, &str); 4] = [
         (Resource::Pci { bus: 0, device: 3, function: 0 }, "PCI devices: not supported yet"),
         (Resource::Isa { base: 0x3f8, len: 8, irq: 20 }, "ISA IRQs beyond 15: not supported yet"),
-        (Resource::Isa { base: com2, len: 8, irq: 3 }, "a UART other than the console's: not supported yet"),
+        (Resource::Isa { base: other, len: 8, irq: other_irq }, "a UART other than the console's: not supported yet"),
         (Resource::Isa { base: 0x60, len: 5, irq: 1 }, "not a device of this driver"),
     ];
     let mut ok = true;
