@@ -1,9 +1,10 @@
 //! Interrupt and exception entry: one assembly stub per vector saves every general register
 //! into a [`TrapFrame`] and calls [`hal_trap_dispatch`]. CPU exceptions go to the exception
 //! hook (the kernel's, once it has one) and otherwise produce a fault report and stop the
-//! machine; device interrupts go to the handler registered for their vector.
+//! machine; device interrupts go to the handler registered for their vector: a function or a
+//! `'static` object implementing [`InterruptHandler`], kept in typed slots ([`Handler`]).
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use spin::Once;
 use x86_64::instructions::tables::lidt;
@@ -11,6 +12,7 @@ use x86_64::structures::DescriptorTablePointer;
 use x86_64::VirtAddr;
 
 use crate::gdt;
+use crate::sync::IrqLock;
 
 global_asm!(
     r#"
@@ -222,43 +224,78 @@ pub(crate) fn init() {
 /// A handler for an exception: returns true if it dealt with it (e.g. killed a user task) and
 /// execution may resume with the (possibly modified) frame.
 pub type ExceptionHook = fn(&mut TrapFrame) -> bool;
-/// A device interrupt handler.
+/// A device interrupt handler that is a plain function.
 pub type IrqHandler = fn(&mut TrapFrame);
 
-static EXCEPTION_HOOK: AtomicUsize = AtomicUsize::new(0);
-static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
-
-/// Installs the kernel's exception hook (called before the fault report).
-pub fn set_exception_hook(hook: ExceptionHook) {
-    EXCEPTION_HOOK.store(hook as usize, Ordering::Release);
+/// A device interrupt handler that is an object (a driver's top half, which reaches the
+/// driver's state through `&self` instead of statics). Runs with interrupts off on this CPU,
+/// after the interrupt controller has been acknowledged.
+pub trait InterruptHandler: Sync {
+    fn handle(&self, frame: &mut TrapFrame);
 }
 
-/// Installs `handler` for interrupt vector `vector` (32..=255).
-pub fn set_handler(vector: u8, handler: IrqHandler) {
-    assert!(vector >= 32, "vectors below 32 are CPU exceptions");
-    HANDLERS[vector as usize].store(handler as usize, Ordering::Release);
+/// What a vector is registered to.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    Fn(IrqHandler),
+    Object(&'static dyn InterruptHandler),
 }
 
-fn load_fn<T: Copy>(slot: &AtomicUsize) -> Option<T> {
-    let raw = slot.load(Ordering::Acquire);
-    if raw == 0 {
-        return None;
+impl Handler {
+    fn call(self, frame: &mut TrapFrame) {
+        match self {
+            Handler::Fn(f) => f(frame),
+            Handler::Object(o) => o.handle(frame),
+        }
     }
-    debug_assert_eq!(core::mem::size_of::<T>(), core::mem::size_of::<usize>());
-    // SAFETY: the slot only ever holds 0 or a value stored from a `T` fn pointer by the
-    // setters above (`T` is `ExceptionHook` or `IrqHandler` at every call site), so the
-    // bits are a valid function pointer of type `T`.
-    Some(unsafe { core::mem::transmute_copy::<usize, T>(&raw) })
+}
+
+impl From<IrqHandler> for Handler {
+    fn from(f: IrqHandler) -> Self {
+        Handler::Fn(f)
+    }
+}
+
+impl From<&'static dyn InterruptHandler> for Handler {
+    fn from(o: &'static dyn InterruptHandler) -> Self {
+        Handler::Object(o)
+    }
+}
+
+/// Typed slots (no function pointers kept as integers). The exception hook is set once and
+/// read without a lock (an NMI or a fault nested in another exception must never wait for
+/// one); the interrupt slots are read with their lock held only long enough to copy the value
+/// out, so a handler that switches threads holds nothing.
+static EXCEPTION_HOOK: Once<ExceptionHook> = Once::new();
+static HANDLERS: [IrqLock<Option<Handler>>; 256] = [const { IrqLock::new(None) }; 256];
+
+/// Installs the kernel's exception hook (called before the fault report). Once only: a second
+/// call panics.
+pub fn set_exception_hook(hook: ExceptionHook) {
+    assert!(!EXCEPTION_HOOK.is_completed(), "exception hook set twice");
+    EXCEPTION_HOOK.call_once(|| hook);
+}
+
+/// Installs function `handler` for interrupt vector `vector` (32..=255).
+pub fn set_handler(vector: u8, handler: IrqHandler) {
+    register(vector, Handler::Fn(handler));
+}
+
+/// Installs `handler` (a function or a `'static` handler object) for interrupt vector `vector`
+/// (32..=255), replacing what was there.
+pub fn register(vector: u8, handler: Handler) {
+    assert!(vector >= 32, "vectors below 32 are CPU exceptions");
+    *HANDLERS[vector as usize].lock() = Some(handler);
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn hal_trap_dispatch(frame: &mut TrapFrame) {
     let v = frame.vector;
     if v < 32 {
-        if let Some(hook) = load_fn::<ExceptionHook>(&EXCEPTION_HOOK) {
-            if hook(frame) {
-                return;
-            }
+        if let Some(hook) = EXCEPTION_HOOK.get()
+            && hook(frame)
+        {
+            return;
         }
         crate::fault::report_exception(frame);
         crate::fatal_println!("system halted.");
@@ -279,8 +316,9 @@ extern "C" fn hal_trap_dispatch(frame: &mut TrapFrame) {
     }
     // Acknowledged before the handler runs: a handler may switch to another thread and come
     // back much later. Interrupts stay off on this CPU until the handler returns or switches.
-    match load_fn::<IrqHandler>(&HANDLERS[v as usize]) {
-        Some(h) => h(frame),
+    let handler = *HANDLERS[v as usize].lock();
+    match handler {
+        Some(h) => h.call(frame),
         None => crate::println!("hal: unexpected interrupt, vector {v}"),
     }
 }
@@ -289,12 +327,12 @@ static IOAPIC_MODE: AtomicBool = AtomicBool::new(false);
 
 /// Routes legacy ISA interrupt `irq` to `handler` on this CPU: through the IOAPIC when the
 /// machine has one (then the 8259s stay fully masked), else through the 8259 PIC.
-pub fn route_isa_irq(irq: u8, handler: IrqHandler) -> Result<(), &'static str> {
+pub fn route_isa_irq(irq: u8, handler: Handler) -> Result<(), &'static str> {
     if irq >= 16 {
         return Err("ISA IRQs are 0..15");
     }
     let vector = IRQ_BASE + irq;
-    set_handler(vector, handler);
+    register(vector, handler);
     if crate::questv::sandbox().is_some() {
         // In a Quest-V sandbox the IOAPIC belongs to the monitor, which routes our own
         // devices' pins to this core (the 8259s stay masked: interrupts arrive via the APIC).

@@ -7,7 +7,6 @@
 //! `rax`. The return uses `iretq` (never `sysret`, so a non-canonical user RIP cannot fault in
 //! ring 0).
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::{Efer, EferFlags, FsBase, LStar, SFMask, Star};
@@ -94,22 +93,21 @@ unsafe extern "C" {
 /// The kernel's system-call handler: reads the call from the frame, writes the result to `rax`.
 pub type SyscallHandler = fn(&mut TrapFrame);
 
-static HANDLER: AtomicUsize = AtomicUsize::new(0);
+/// Typed (no function pointer kept as an integer), set once, read without a lock.
+static HANDLER: spin::Once<SyscallHandler> = spin::Once::new();
 
+/// Installs the kernel's system-call handler. Once only: a second call panics.
 pub fn set_syscall_handler(h: SyscallHandler) {
-    HANDLER.store(h as usize, Ordering::Release);
+    assert!(!HANDLER.is_completed(), "system-call handler set twice");
+    HANDLER.call_once(|| h);
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn hal_syscall_dispatch(frame: &mut TrapFrame) {
-    let raw = HANDLER.load(Ordering::Acquire);
-    if raw == 0 {
-        frame.rax = (-38i64) as u64; // ENOSYS
-        return;
+    match HANDLER.get() {
+        Some(h) => h(frame),
+        None => frame.rax = (-38i64) as u64, // ENOSYS
     }
-    // SAFETY: HANDLER only ever holds 0 or a `SyscallHandler` stored by `set_syscall_handler`.
-    let h: SyscallHandler = unsafe { core::mem::transmute::<usize, SyscallHandler>(raw) };
-    h(frame);
 }
 
 /// Enables `syscall` on this CPU (EFER.SCE, STAR, LSTAR, SFMASK).
@@ -201,11 +199,13 @@ pub fn set_fs_base(v: u64) -> bool {
 }
 
 /// Plain old data: a type whose every byte is initialised in every value (no padding, no
-/// uninitialised bytes) and that has no interior mutability, so its bytes may be viewed as a
-/// `&[u8]` ([`pod_bytes`]) and copied out to user memory.
+/// uninitialised bytes), that has no interior mutability, and for which every bit pattern is a
+/// valid value, so its bytes may be viewed as a `&[u8]` ([`pod_bytes`]) and copied out to user
+/// memory, and a value may be made from any bytes ([`pod_read`]) copied in from user memory.
 ///
 /// # Safety
-/// Implementors have no padding and no `UnsafeCell`, and every field is `Pod`. Within hal,
+/// Implementors have no padding and no `UnsafeCell`, and every field is `Pod` (so, down to the
+/// primitive integers, every bit pattern is valid). Within hal,
 /// structures are declared with [`unsafe_impl_pod!`](crate::unsafe_impl_pod), which checks the
 /// first condition at compile time from the fields' offsets and sizes.
 ///
@@ -221,6 +221,7 @@ macro_rules! pod_primitive {
     )* };
 }
 pod_primitive!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
+// (No `bool`, `char`, references or pointers: not every bit pattern is one of them.)
 
 // SAFETY: an array of `Pod` has no padding (a type's size is a multiple of its alignment, so
 // elements follow each other without gaps) and no UnsafeCell.
@@ -261,6 +262,20 @@ unsafe_impl_pod!(linux_raw_sys::general::stat {
     st_dev, st_ino, st_nlink, st_mode, st_uid, st_gid, __pad0, st_rdev, st_size, st_blksize, st_blocks,
     st_atime, st_atime_nsec, st_mtime, st_mtime_nsec, st_ctime, st_ctime_nsec, __unused,
 });
+unsafe_impl_pod!(linux_raw_sys::general::timeval { tv_sec, tv_usec });
+unsafe_impl_pod!(linux_raw_sys::general::rlimit64 { rlim_cur, rlim_max });
+unsafe_impl_pod!(linux_raw_sys::general::termios { c_iflag, c_oflag, c_cflag, c_lflag, c_line, c_cc });
+unsafe_impl_pod!(linux_raw_sys::general::statx_timestamp { tv_sec, tv_nsec, __reserved });
+unsafe_impl_pod!(linux_raw_sys::general::statx {
+    stx_mask, stx_blksize, stx_attributes, stx_nlink, stx_uid, stx_gid, stx_mode, __spare0, stx_ino, stx_size,
+    stx_blocks, stx_attributes_mask, stx_atime, stx_btime, stx_ctime, stx_mtime, stx_rdev_major, stx_rdev_minor,
+    stx_dev_major, stx_dev_minor, stx_mnt_id, stx_dio_mem_align, stx_dio_offset_align, stx_subvol,
+    stx_atomic_write_unit_min, stx_atomic_write_unit_max, stx_atomic_write_segments_max, stx_dio_read_offset_align,
+    stx_atomic_write_unit_max_opt, __spare2, __spare3,
+});
+unsafe_impl_pod!(quest_abi::SchedParam { kind, c, t, io_class, affinity });
+unsafe_impl_pod!(quest_abi::TpipeQos { c, lambda, b });
+unsafe_impl_pod!(quest_abi::TpipeGuarantee { throughput, delay_us, c, t, writer_vcpu, reader_vcpu, b });
 unsafe_impl_pod!(quest_abi::TaskInfo { id, process, parent, vcpu, pcpu, status, nthreads, thread, name });
 unsafe_impl_pod!(quest_abi::VcpuInfo { id, pcpu, kind, c, t, io_class, num_tasks });
 
@@ -271,4 +286,13 @@ pub fn pod_bytes<T: Pod>(v: &T) -> &[u8] {
     // long; `T: Pod` guarantees every byte is initialised (no padding) and that nothing can
     // change them through a shared reference (no UnsafeCell).
     unsafe { core::slice::from_raw_parts(v as *const T as *const u8, core::mem::size_of::<T>()) }
+}
+
+/// A plain-old-data value made from the first `size_of::<T>()` bytes of `bytes` (copied in
+/// from user memory); `None` if there are fewer.
+pub fn pod_read<T: Pod>(bytes: &[u8]) -> Option<T> {
+    let b = bytes.get(..core::mem::size_of::<T>())?;
+    // SAFETY: `b` is `size_of::<T>()` initialised bytes; `read_unaligned` copies them without
+    // an alignment requirement; `T: Pod` makes every bit pattern a valid `T`.
+    Some(unsafe { core::ptr::read_unaligned(b.as_ptr() as *const T) })
 }

@@ -17,6 +17,7 @@ commands:
   help              this list
   echo TEXT         print TEXT
   mem               physical frames and kernel heap in use
+  devices           registered device drivers
   cpus              processors found in the ACPI MADT
   ls                list /boot
   cat FILE          print a file of /boot
@@ -88,6 +89,13 @@ pub fn run(fs: BootFs) {
                 );
                 let (dropped, irqs) = serial::stats();
                 println!("serial: {irqs} receive interrupts, {dropped} bytes dropped (buffer full)");
+            }
+            "devices" => {
+                let devs = crate::drivers::devices();
+                println!("{} devices", devs.len());
+                for d in devs {
+                    println!("{}: {}; bottom half on IO VCPU {}; {} interrupts", d.name(), d.resource(), d.vcpu_id(), d.irqs());
+                }
             }
             "cpus" => match hal::acpi::platform() {
                 Some(p) => {

@@ -8,6 +8,7 @@ use hal::sync::IrqLock;
 
 use crate::process::{Pid, Process};
 use crate::sched::{self, Tid};
+use crate::syscall::UserPtr;
 
 type Key = (Pid, u64);
 
@@ -37,13 +38,13 @@ impl Queues {
 }
 
 /// FUTEX_WAIT: sleeps while `*addr == val` until woken or until `deadline` (ns).
-pub fn wait(p: &Process, addr: u64, val: u32, deadline: Option<u64>) -> Result<u64, u32> {
-    use linux_raw_sys::errno::{EAGAIN, EFAULT, ETIMEDOUT};
+pub fn wait(p: &Process, word: UserPtr<u32>, val: u32, deadline: Option<u64>) -> Result<u64, u32> {
+    use linux_raw_sys::errno::{EAGAIN, ETIMEDOUT};
     let me = sched::current();
-    let key = (p.pid, addr);
+    let key = (p.pid, word.addr());
     {
         let mut q = QUEUES.lock();
-        let cur = p.mem.lock().space.read_u32(addr).map_err(|_| EFAULT)?;
+        let cur = word.read(p)?;
         if cur != val {
             return Err(EAGAIN);
         }
@@ -85,12 +86,13 @@ pub fn wake(pid: Pid, addr: u64, n: u64) -> u64 {
 /// `n_move` of the others to `addr2`'s queue; with `expect`, fails with EAGAIN unless
 /// `*addr == expect` (checked under the queue lock, like WAIT's check). Returns how many were
 /// woken plus moved (CMP_REQUEUE's result; REQUEUE's is the woken count, see the caller).
-pub fn requeue(p: &Process, addr: u64, n_wake: u64, addr2: u64, n_move: u64, expect: Option<u32>) -> Result<(u64, u64), u32> {
-    use linux_raw_sys::errno::{EAGAIN, EFAULT};
+pub fn requeue(p: &Process, word: UserPtr<u32>, n_wake: u64, addr2: u64, n_move: u64, expect: Option<u32>) -> Result<(u64, u64), u32> {
+    use linux_raw_sys::errno::EAGAIN;
+    let addr = word.addr();
     let (woken, moved) = {
         let mut q = QUEUES.lock();
         if let Some(v) = expect {
-            let cur = p.mem.lock().space.read_u32(addr).map_err(|_| EFAULT)?;
+            let cur = word.read(p)?;
             if cur != v {
                 return Err(EAGAIN);
             }

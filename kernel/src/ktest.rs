@@ -320,6 +320,7 @@ pub fn run(what: &str) {
         "schedrand" => crate::ktest_sched::schedrand(&args),
         "blockwhy" => crate::ktest_sched::blockwhy(),
         "heap" => heap(&args),
+        "drivers" => crate::drivers::ktest(),
         "triple" => {
             println!("ktest: triple fault");
             hal::cpu::trigger_triple_fault();
@@ -350,7 +351,7 @@ pub fn run(what: &str) {
             println!("ktest: ipi sent");
         }
         _ => println!(
-            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms strict|bg], wakeglue io|main|rr [cpu], schedrand [seed sets ms], blockwhy, sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], heap [n m], wild [HEXADDR], triple, ipi APICID init|VECTOR)"
+            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms strict|bg], wakeglue io|main|rr [cpu], schedrand [seed sets ms], blockwhy, sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], heap [n m], drivers, wild [HEXADDR], triple, ipi APICID init|VECTOR)"
         ),
     }
 }

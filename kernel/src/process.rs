@@ -180,7 +180,7 @@ pub fn exit_thread() -> ! {
         let me = sched::current();
         // CLONE_CHILD_CLEARTID: clear the word and wake a joiner.
         if let Some(addr) = p.clear_tid.lock().remove(&me) {
-            let ok = p.mem.lock().space.copy_to_user(addr, &0u32.to_le_bytes()).is_ok();
+            let ok = crate::syscall::UserPtr::<u32>::new(addr).write(&p, &0).is_ok();
             if ok {
                 crate::futex::wake(p.pid, addr, 1);
             }
@@ -280,7 +280,7 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
         p.clear_tid.lock().insert(tid, ctid);
     }
     if flags & u64::from(CLONE_PARENT_SETTID) != 0 {
-        let _ = p.mem.lock().space.copy_to_user(ptid, &tid.to_le_bytes());
+        let _ = crate::syscall::UserPtr::<u32>::new(ptid).write(p, &tid);
     }
     let pname = p.name.lock().clone();
     if sched::spawn_user(tid, &pname, cpu, vcpu, root, f, fs).is_err()

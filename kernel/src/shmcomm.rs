@@ -409,7 +409,8 @@ fn wake_peer(ch: &Channel) {
 }
 
 /// shmcomm_write: `len` bytes from user address `buf`.
-pub fn write(p: &Process, s: &Side, buf: u64, len: u64) -> Result<u64, u32> {
+pub fn write(p: &Process, s: &Side, buf: crate::syscall::UserSlice) -> Result<u64, u32> {
+    let len = buf.len();
     if !s.writer {
         return Err(EBADF);
     }
@@ -418,8 +419,7 @@ pub fn write(p: &Process, s: &Side, buf: u64, len: u64) -> Result<u64, u32> {
     if len == 0 || len > ch.slot_size as u64 || (ch.kind == Kind::FourSlot && len != ch.slot_size as u64) {
         return Err(EINVAL);
     }
-    let mut data = vec![0u8; len as usize];
-    p.mem.lock().space.copy_from_user(buf, &mut data).map_err(|_| EFAULT)?;
+    let data = buf.read_to_vec(p)?;
     let region = ch.mem.words();
     let _turn = Turn::take(&ch.wlock);
     if terminal() {
@@ -453,7 +453,8 @@ pub fn write(p: &Process, s: &Side, buf: u64, len: u64) -> Result<u64, u32> {
 }
 
 /// shmcomm_read: into user address `buf` of `len` bytes; returns the bytes read.
-pub fn read(p: &Process, s: &Side, buf: u64, len: u64) -> Result<u64, u32> {
+pub fn read(p: &Process, s: &Side, buf: crate::syscall::UserSliceMut) -> Result<u64, u32> {
+    let len = buf.len();
     if s.writer {
         return Err(EBADF);
     }
@@ -495,6 +496,6 @@ pub fn read(p: &Process, s: &Side, buf: u64, len: u64) -> Result<u64, u32> {
             }
         },
     };
-    p.mem.lock().space.copy_to_user(buf, &data[..n]).map_err(|_| EFAULT)?;
+    buf.write(p, &data[..n])?;
     Ok(n as u64)
 }

@@ -3,32 +3,19 @@
 //! caller's PCPU — which runs admission control — and returns a pipe (kernel/src/pipe.rs, with
 //! a buffer of B bytes) whose first writer and first reader are bound to them.
 use linux_raw_sys::errno::*;
-use quest_abi::{SchedParam, TpipeGuarantee};
+use quest_abi::{SchedParam, TpipeGuarantee, TpipeQos};
 
 use crate::fs::File;
 use crate::process::Process;
-
-fn read_u32s<const N: usize>(p: &Process, addr: u64) -> Result<[u32; N], u32> {
-    let mut b = [0u8; 64];
-    let b = &mut b[..N * 4];
-    p.mem.lock().space.copy_from_user(addr, b).map_err(|_| EFAULT)?;
-    let mut out = [0u32; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().unwrap());
-    }
-    Ok(out)
-}
+use crate::syscall::UserPtr;
 
 /// tpipe_open(qos, fds, guarantee).
-pub fn open(p: &Process, qos: u64, fds: u64, g: u64) -> Result<u64, u32> {
-    let [c, lambda, b] = read_u32s::<3>(p, qos)?;
+pub fn open(p: &Process, qos: UserPtr<TpipeQos>, fds: UserPtr<[i32; 2]>, g: UserPtr<TpipeGuarantee>) -> Result<u64, u32> {
+    let TpipeQos { c, lambda, b } = qos.read(p)?;
     let plan = channels::tpipe::rate_match(channels::tpipe::Qos { c_us: c, lambda, b }).map_err(|_| EINVAL)?;
     // Check the output pointers before creating anything.
-    {
-        let m = p.mem.lock();
-        m.space.copy_to_user(fds, &[0u8; 8]).map_err(|_| EFAULT)?;
-        m.space.copy_to_user(g, &[0u8; core::mem::size_of::<TpipeGuarantee>()]).map_err(|_| EFAULT)?;
-    }
+    fds.write(p, &[0; 2])?;
+    g.write(p, &TpipeGuarantee::default())?;
     let cpu = hal::percpu::cpu_index() as i32;
     let param = SchedParam { kind: quest_abi::MAIN_VCPU, c: plan.c_us as i32, t: plan.t_us as i32, io_class: 0, affinity: cpu };
     let wv = crate::vcpu::create(&param)?;
@@ -51,17 +38,7 @@ pub fn open(p: &Process, qos: u64, fds: u64, g: u64) -> Result<u64, u32> {
         reader_vcpu: rv,
         b: plan.chunk * 2,
     };
-    let words = [out.throughput, out.delay_us, out.c, out.t, out.writer_vcpu, out.reader_vcpu, out.b];
-    let mut gb = [0u8; 28];
-    for (i, w) in words.iter().enumerate() {
-        gb[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
-    }
-    let mut fb = [0u8; 8];
-    fb[..4].copy_from_slice(&(rfd as i32).to_le_bytes());
-    fb[4..].copy_from_slice(&(wfd as i32).to_le_bytes());
-    let m = p.mem.lock();
-    if m.space.copy_to_user(fds, &fb).is_err() || m.space.copy_to_user(g, &gb).is_err() {
-        drop(m);
+    if fds.write(p, &[rfd as i32, wfd as i32]).is_err() || g.write(p, &out).is_err() {
         let _ = p.files.lock().close(rfd);
         let _ = p.files.lock().close(wfd);
         return Err(EFAULT);

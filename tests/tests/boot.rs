@@ -56,6 +56,33 @@ fn console_receives_typed_lines() -> Result<()> {
     Ok(())
 }
 
+/// The serial console is a driver on the driver model: registered on COM1's ISA ports and IRQ
+/// 4, its bottom half on an IO VCPU, its interrupts counted by the device (typed input goes
+/// through its top half); `register` refuses what the model does not support (a PCI function,
+/// an IRQ beyond 15, another UART) and ports that are not its device.
+#[test]
+fn serial_console_is_a_registered_driver() -> Result<()> {
+    let mut q = Quest::boot(&Config::from_env(true)?)?;
+    let d = q.shell("devices")?;
+    assert!(d.contains("1 devices"), "{d}");
+    let line = d.lines().find(|l| l.starts_with("serial: ")).unwrap_or_else(|| panic!("{d}"));
+    assert!(line.contains("ISA ports 0x3f8-0x3ff, IRQ 4; bottom half on IO VCPU "), "{line}");
+    let irqs: u32 = line.rsplit(';').next().unwrap().split_whitespace().next().unwrap().parse()?;
+    assert!(irqs > 0, "typed input raised no interrupt through the device: {line}");
+    let k = q.shell("ktest drivers")?;
+    for want in [
+        "drivers: PCI 00:03.0: PCI devices: not supported yet",
+        "drivers: ISA ports 0x3f8-0x3ff, IRQ 20: ISA IRQs beyond 15: not supported yet",
+        "drivers: ISA ports 0x2f8-0x2ff, IRQ 3: a UART other than the console's: not supported yet",
+        "drivers: ISA ports 0x60-0x64, IRQ 1: not a device of this driver",
+        "drivers: 1 registered device(s); probe checks passed",
+    ] {
+        assert!(k.contains(want), "missing {want:?} in:\n{k}");
+    }
+    q.power_off_ok()?;
+    Ok(())
+}
+
 /// Files given with `--add` (the harness adds tests/fixtures/hello.txt) are in /boot.
 #[test]
 fn boot_directory_holds_added_files() -> Result<()> {

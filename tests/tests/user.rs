@@ -265,7 +265,7 @@ fn example_programs_hit_no_unimplemented_syscalls() -> Result<()> {
 fn bad_pointers_are_efault() -> Result<()> {
     let mut q = boot()?;
     let out = q.shell("efault_test")?;
-    assert_eq!(out.matches(": EFAULT").count(), 5, "{out}");
+    assert_eq!(out.matches(": EFAULT").count(), 11, "{out}");
     assert!(!out.contains("WRONG"), "{out}");
     q.power_off_ok()?;
     Ok(())

@@ -6,6 +6,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <fcntl.h>
+
+#define FUTEX_WAIT 0 /* linux/futex.h is not in musl's include path */
 
 static void check(const char *what, long r)
 {
@@ -21,5 +26,12 @@ int main(void)
     check("clock_gettime into kernel address", syscall(SYS_clock_gettime, CLOCK_MONOTONIC, kernel));
     check("uname into unmapped address", syscall(SYS_uname, unmapped));
     check("open with kernel path", syscall(SYS_open, kernel, 0));
+    /* Typed structures in and out (syscall/user.rs): each pointer is checked as a whole. */
+    check("statx into kernel address", syscall(SYS_statx, AT_FDCWD, "/boot", 0, 0x7ff, kernel));
+    check("TCGETS into unmapped address", syscall(SYS_ioctl, 0, TCGETS, unmapped));
+    check("gettimeofday into kernel address", syscall(SYS_gettimeofday, kernel, 0));
+    check("nanosleep from unmapped timespec", syscall(SYS_nanosleep, unmapped, 0));
+    check("readv with kernel iovec array", syscall(SYS_readv, 0, kernel, 1));
+    check("futex wait on kernel word", syscall(SYS_futex, kernel, FUTEX_WAIT, 0, 0, 0, 0));
     return 0;
 }

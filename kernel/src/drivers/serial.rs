@@ -1,18 +1,22 @@
-//! Serial console input, split the Quest way:
+//! Serial console input on the driver model (see `drivers/mod.rs`), split the Quest way:
 //! - the top half (COM1's IRQ 4) only acknowledges — it masks the UART's receive interrupt —
 //!   and wakes the bottom-half thread;
-//! - the bottom half is a thread on an IO VCPU (PIBS) of CPU 0: it drains the UART into a ring
-//!   buffer, hands the bytes to the waiting reader and unmasks the interrupt again. While a
-//!   reader waits, the IO VCPU inherits the reader's Main VCPU period (priority).
-use core::sync::atomic::{AtomicU32, Ordering};
+//! - the bottom half is a thread on an IO VCPU (PIBS) of CPU 0: it drains the UART into the
+//!   driver's ring buffer, hands the bytes to the waiting reader and unmasks the interrupt
+//!   again. While a reader waits, the IO VCPU inherits the reader's Main VCPU period
+//!   (priority).
+//!
+//! All state (ring, waiting reader) is in the [`Serial`] driver object; the one static is the
+//! pointer to the registered device, for the kernel console and the console device file.
+use alloc::vec::Vec;
 
 use hal::sync::IrqLock;
+use linux_raw_sys::errno::EINTR;
 use vcpu_sched::{VcpuId, VcpuParams};
 
+use super::{Device, DeviceFile, Driver, DriverError, Resource};
 use crate::sched::{self, Tid};
-
-/// IO VCPU of the serial bottom half: utilization 10% (C = 1 ms per T = 10 ms).
-pub const IO_PARAMS: VcpuParams = VcpuParams::io(1000, 10_000);
+use crate::syscall::Errno;
 
 struct Ring {
     buf: [u8; 4096],
@@ -21,22 +25,53 @@ struct Ring {
     dropped: u64,
 }
 
-static RX: IrqLock<Ring> = IrqLock::ranked(Ring { buf: [0; 4096], head: 0, len: 0, dropped: 0 }, crate::locks::SERIAL);
-static BOTTOM_HALF: AtomicU32 = AtomicU32::new(0);
-/// The thread waiting for input and its VCPU.
-static READER: IrqLock<Option<(Tid, VcpuId)>> = IrqLock::ranked(None, crate::locks::SERIAL);
-static IO_VCPU: IrqLock<Option<VcpuId>> = IrqLock::ranked(None, crate::locks::SERIAL);
-/// Interrupts taken and bottom-half runs (for `mem`/tests).
-static IRQS: AtomicU32 = AtomicU32::new(0);
-
-fn top_half(_frame: &mut hal::trap::TrapFrame) {
-    IRQS.fetch_add(1, Ordering::Relaxed);
-    hal::serial::set_rx_interrupt(false);
-    let _ = sched::wake(BOTTOM_HALF.load(Ordering::Relaxed));
+impl Ring {
+    fn pop(&mut self) -> Option<u8> {
+        if self.len == 0 {
+            return None;
+        }
+        let b = self.buf[self.head];
+        self.head = (self.head + 1) % self.buf.len();
+        self.len -= 1;
+        Some(b)
+    }
 }
 
-fn bottom_half() {
-    loop {
+/// The console UART's driver.
+pub struct Serial {
+    rx: IrqLock<Ring>,
+    /// The thread waiting for input and its VCPU.
+    reader: IrqLock<Option<(Tid, VcpuId)>>,
+}
+
+impl Driver for Serial {
+    const NAME: &'static str = "serial";
+    /// Utilization 10% (C = 1 ms per T = 10 ms).
+    const IO_PARAMS: VcpuParams = VcpuParams::io(1000, 10_000);
+
+    fn probe(res: &Resource) -> Result<Self, DriverError> {
+        match *res {
+            // hal owns the console UART (early output, fault reports): this driver serves that
+            // one port.
+            Resource::Isa { base, irq, .. } if base == hal::serial::port() && irq == hal::serial::irq() => {
+                Ok(Serial {
+                    rx: IrqLock::ranked(Ring { buf: [0; 4096], head: 0, len: 0, dropped: 0 }, crate::locks::SERIAL),
+                    reader: IrqLock::ranked(None, crate::locks::SERIAL),
+                })
+            }
+            Resource::Isa { base, .. } if hal::serial::COM_PORTS.contains(&base) => {
+                Err(DriverError::NotSupported("a UART other than the console's"))
+            }
+            _ => Err(DriverError::NotMine),
+        }
+    }
+
+    fn top_half(&self) -> bool {
+        hal::serial::set_rx_interrupt(false);
+        true
+    }
+
+    fn bottom_half(&self, dev: &Device<Self>) {
         let mut got = false;
         while let Some(b) = hal::serial::try_read() {
             if b == 0x03 {
@@ -51,7 +86,7 @@ fn bottom_half() {
                 }
             }
             got = true;
-            let mut rx = RX.lock();
+            let mut rx = self.rx.lock();
             if rx.len == rx.buf.len() {
                 rx.dropped += 1;
                 continue;
@@ -61,100 +96,126 @@ fn bottom_half() {
             rx.len += 1;
         }
         if got {
-            let reader = READER.lock().take();
+            let reader = self.reader.lock().take();
             if let Some((tid, vcpu)) = reader {
-                if let Some(io) = *IO_VCPU.lock() {
-                    sched::io_wait(0, io, vcpu, true);
-                }
+                sched::io_wait(0, dev.io_vcpu, vcpu, true);
                 let _ = sched::wake(tid);
             }
         }
         hal::serial::set_rx_interrupt(true);
-        let _ = sched::block_current(); // a kernel thread: never interrupted
+    }
+
+    fn start(&self) {
+        hal::serial::enable_rx_interrupt();
     }
 }
 
-/// Starts the bottom half on an IO VCPU of CPU 0 and routes IRQ 4 to the top half.
-pub fn init() -> Result<(), sched::SchedError> {
-    let io = sched::create_vcpu(0, IO_PARAMS)?;
-    crate::vcpu::register(0, io);
-    *IO_VCPU.lock() = Some(io);
-    let bh = sched::spawn("serial-bh", 0, Some(io), bottom_half)?;
-    BOTTOM_HALF.store(bh, Ordering::Relaxed);
-    let irq = hal::serial::irq();
-    if let Err(e) = hal::trap::route_isa_irq(irq, top_half) {
-        hal::println!("serial: cannot route IRQ {irq}: {e}; console input will not work");
+impl Device<Serial> {
+    /// Next received byte, or `None` once `stop()` holds (checked before blocking and after
+    /// every wake-up: a task killed while it waits for input — ctrl-c, `kill -t` — must not
+    /// sleep on).
+    pub fn read_byte_or(&self, stop: &dyn Fn() -> bool) -> Option<u8> {
+        let s = &self.driver;
+        loop {
+            if let Some(b) = s.rx.lock().pop() {
+                return Some(b);
+            }
+            let me = sched::current();
+            let Some(vcpu) = sched::current_vcpu() else {
+                // Not a scheduled thread (early boot): poll.
+                hal::cpu::wait_until(|| s.rx.lock().len > 0);
+                continue;
+            };
+            // Stops waiting as the reader: gives the IO VCPU its normal priority back.
+            let unregister = || {
+                let mut r = s.reader.lock();
+                if r.is_some_and(|(t, _)| t == me) {
+                    *r = None;
+                    drop(r);
+                    sched::io_wait(0, self.io_vcpu, vcpu, true);
+                }
+            };
+            if stop() {
+                return None;
+            }
+            *s.reader.lock() = Some((me, vcpu));
+            sched::io_wait(0, self.io_vcpu, vcpu, false);
+            // Data may have arrived between the first check and registering.
+            if let Some(b) = s.rx.lock().pop() {
+                unregister();
+                return Some(b);
+            }
+            let why = sched::block_current();
+            if why == sched::Wake::Interrupted || stop() {
+                unregister();
+                return None;
+            }
+        }
     }
-    hal::serial::enable_rx_interrupt();
+}
+
+/// The console device file: reads a line at a time, like a terminal in canonical mode (echo
+/// included); writes go straight to the UART.
+impl DeviceFile for Device<Serial> {
+    fn read(&self, max: usize, stop: &dyn Fn() -> bool) -> Result<Vec<u8>, Errno> {
+        let mut line = Vec::new();
+        while line.len() < max {
+            let Some(b) = self.read_byte_or(stop) else {
+                return Err(EINTR);
+            };
+            let b = if b == b'\r' { b'\n' } else { b };
+            hal::serial::write_raw(&[b]);
+            line.push(b);
+            if b == b'\n' {
+                break;
+            }
+        }
+        Ok(line)
+    }
+
+    fn write(&self, data: &[u8]) -> Result<usize, Errno> {
+        hal::serial::write_raw(data);
+        Ok(data.len())
+    }
+}
+
+static DEVICE: IrqLock<Option<&'static Device<Serial>>> = IrqLock::new(None);
+
+fn device() -> Option<&'static Device<Serial>> {
+    *DEVICE.lock()
+}
+
+/// Registers the driver on the console UART (its bottom half on an IO VCPU of CPU 0) and makes
+/// it the console device file.
+pub fn init() -> Result<(), DriverError> {
+    let res = Resource::Isa { base: hal::serial::port(), len: 8, irq: hal::serial::irq() };
+    let dev = super::register::<Serial>(res)?;
+    *DEVICE.lock() = Some(dev);
+    super::set_console(dev);
     Ok(())
 }
 
-fn pop() -> Option<u8> {
-    let mut rx = RX.lock();
-    if rx.len == 0 {
-        return None;
-    }
-    let b = rx.buf[rx.head];
-    rx.head = (rx.head + 1) % rx.buf.len();
-    rx.len -= 1;
-    Some(b)
-}
-
-/// Next received byte; blocks the calling thread until one arrives.
+/// Next received byte; blocks the calling thread until one arrives (the kernel console).
+/// Without a registered driver (it failed to start), polls the UART.
 pub fn read_byte() -> u8 {
     loop {
-        if let Some(b) = read_byte_or(|| false) {
-            return b;
-        }
-    }
-}
-
-/// Next received byte, or `None` once `stop()` holds (checked before blocking and after every
-/// wake-up: a task killed while it waits for input — ctrl-c, `kill -t` — must not sleep on).
-pub fn read_byte_or(stop: impl Fn() -> bool) -> Option<u8> {
-    loop {
-        if let Some(b) = pop() {
-            return Some(b);
-        }
-        let me = sched::current();
-        let Some(vcpu) = sched::current_vcpu() else {
-            // Not a scheduled thread (early boot): poll.
-            hal::cpu::wait_until(|| RX.lock().len > 0);
-            continue;
-        };
-        let io = *IO_VCPU.lock();
-        // Stops waiting as the reader: gives the IO VCPU its normal priority back.
-        let unregister = || {
-            let mut r = READER.lock();
-            if r.is_some_and(|(t, _)| t == me) {
-                *r = None;
-                drop(r);
-                if let Some(io) = io {
-                    sched::io_wait(0, io, vcpu, true);
+        match device() {
+            Some(d) => {
+                if let Some(b) = d.read_byte_or(&|| false) {
+                    return b;
                 }
             }
-        };
-        if stop() {
-            return None;
-        }
-        *READER.lock() = Some((me, vcpu));
-        if let Some(io) = io {
-            sched::io_wait(0, io, vcpu, false);
-        }
-        // Data may have arrived between the first check and registering.
-        if let Some(b) = pop() {
-            unregister();
-            return Some(b);
-        }
-        let why = sched::block_current();
-        if why == sched::Wake::Interrupted || stop() {
-            unregister();
-            return None;
+            None => {
+                if let Some(b) = hal::serial::try_read() {
+                    return b;
+                }
+                core::hint::spin_loop();
+            }
         }
     }
 }
 
 /// (bytes dropped because the buffer was full, receive interrupts taken).
 pub fn stats() -> (u64, u32) {
-    (RX.lock().dropped, IRQS.load(Ordering::Relaxed))
+    device().map_or((0, 0), |d| (d.driver.rx.lock().dropped, d.irqs()))
 }

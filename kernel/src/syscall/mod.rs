@@ -1,0 +1,221 @@
+//! System calls: the Linux x86-64 subset (numbers and structures from `linux-raw-sys`, the one
+//! ABI source) and Quest's own calls (numbers from `crates/quest-abi`).
+//!
+//! Each call is resolved once into a [`Cx`] (the calling thread and its process: one look-up
+//! per call, not one per use) and its pointer arguments into typed user memory
+//! ([`user`]: `UserPtr<T>`, `UserSlice`, `UserSliceMut`, `UserCStr`), whose reads and writes
+//! fail with `EFAULT`, never a kernel fault. The handlers live by subsystem: [`files`],
+//! [`memory`], [`processes`], [`time`], [`synchronisation`] and [`quest`]. Unimplemented calls
+//! return `ENOSYS` and are logged once each.
+#![allow(non_upper_case_globals)] // linux-raw-sys's __NR_* constants used as match patterns
+use alloc::collections::BTreeSet;
+use alloc::sync::Arc;
+
+use hal::sync::IrqLock;
+use hal::trap::TrapFrame;
+use linux_raw_sys::errno::*;
+use linux_raw_sys::general::*;
+
+use crate::process::{self, Process};
+use crate::sched::{self, Tid};
+
+mod files;
+mod memory;
+mod processes;
+mod quest;
+mod synchronisation;
+mod time;
+pub mod user;
+
+pub use user::{Errno, UserCStr, UserPtr, UserSlice, UserSliceMut};
+
+/// A system call's result: the value for `rax`, or an errno.
+pub type SysResult = Result<u64, Errno>;
+
+/// The context of one system call, resolved once on entry.
+pub struct Cx {
+    /// The calling process.
+    pub proc: Arc<Process>,
+    /// The calling thread.
+    pub tid: Tid,
+}
+
+impl Cx {
+    /// The calling process (what most handlers need).
+    pub fn p(&self) -> &Process {
+        &self.proc
+    }
+}
+
+/// The six argument registers of a call, in the Linux order (rdi, rsi, rdx, r10, r8, r9).
+#[derive(Clone, Copy)]
+pub struct Args(pub [u64; 6]);
+
+impl Args {
+    fn of(f: &TrapFrame) -> Args {
+        Args([f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9])
+    }
+    /// Argument `i` as a number.
+    pub fn n(&self, i: usize) -> u64 {
+        self.0[i]
+    }
+    /// Argument `i` as a pointer to one `T`.
+    pub fn ptr<T: hal::user::Pod>(&self, i: usize) -> UserPtr<T> {
+        UserPtr::new(self.0[i])
+    }
+    /// Argument `i` as a string pointer.
+    pub fn cstr(&self, i: usize) -> UserCStr {
+        UserCStr::new(self.0[i])
+    }
+    /// Arguments `i` (address) and `j` (length) as bytes the kernel reads.
+    pub fn slice(&self, i: usize, j: usize) -> UserSlice {
+        UserSlice::new(self.0[i], self.0[j])
+    }
+    /// Arguments `i` (address) and `j` (length) as bytes the kernel writes.
+    pub fn slice_mut(&self, i: usize, j: usize) -> UserSliceMut {
+        UserSliceMut::new(self.0[i], self.0[j])
+    }
+}
+
+static LOGGED: IrqLock<BTreeSet<u64>> = IrqLock::ranked(BTreeSet::new(), crate::locks::LOGGED);
+
+fn name(nr: u64) -> &'static str {
+    quest_abi::linux_syscall_name(nr).unwrap_or("?")
+}
+
+fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
+    let a = Args::of(f);
+    if f.rax >> 32 != 0 {
+        return Err(ENOSYS);
+    }
+    let nr = f.rax as u32;
+    match nr {
+        // Files, the console, pipes.
+        __NR_read => files::read(cx, a.n(0), a.slice_mut(1, 2)),
+        __NR_write => files::write(cx, a.n(0), a.slice(1, 2)),
+        __NR_writev => files::writev(cx, a.n(0), a.ptr(1), a.n(2)),
+        __NR_readv => files::readv(cx, a.n(0), a.ptr(1), a.n(2)),
+        __NR_open => files::openat(cx, a.cstr(0), a.n(1)),
+        __NR_openat => {
+            if a.n(0) as i32 != AT_FDCWD && !a.cstr(1).read(cx.p(), 255)?.starts_with(b"/") {
+                return Err(EBADF);
+            }
+            files::openat(cx, a.cstr(1), a.n(2))
+        }
+        __NR_close => cx.p().files.lock().close(a.n(0)).map(|_| 0),
+        __NR_lseek => files::lseek(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_fstat => files::fstat(cx, a.n(0), a.ptr(1)),
+        __NR_stat | __NR_lstat => files::stat(cx, a.cstr(0), a.ptr(1)),
+        __NR_newfstatat => files::newfstatat(cx, a.n(0), a.cstr(1), a.ptr(2), a.n(3)),
+        __NR_statx => files::statx(cx, a.n(0), a.cstr(1), a.n(2), a.ptr(4)),
+        __NR_dup => files::dup(cx, a.n(0)),
+        __NR_dup2 | __NR_dup3 => cx.p().files.lock().dup_to(a.n(0), a.n(1)),
+        __NR_fcntl => files::fcntl(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_getcwd => files::getcwd(cx, a.slice_mut(0, 1)),
+        __NR_chdir => files::chdir(cx, a.cstr(0)),
+        __NR_sync => Ok(0),
+        __NR_getdents64 => files::getdents64(cx, a.n(0), a.slice_mut(1, 2)),
+        __NR_pipe | __NR_pipe2 => files::pipe(cx, a.ptr(0)),
+        __NR_ioctl => files::ioctl(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_poll => Ok(0),
+        // Memory.
+        __NR_brk => Ok(process::brk(cx.p(), a.n(0))),
+        __NR_mmap => memory::mmap(cx, a.n(0), a.n(1), a.n(2), a.n(3), a.n(4)),
+        __NR_munmap => process::munmap(cx.p(), a.n(0), a.n(1)).map(|_| 0).map_err(|_| EINVAL),
+        __NR_mprotect => process::mprotect(cx.p(), a.n(0), a.n(1), memory::prot(a.n(2))).map(|_| 0).map_err(|_| EINVAL),
+        // Processes, threads and the system.
+        // Handled in `handle` (execve replaces the caller's frame; the exits never return).
+        __NR_execve | __NR_exit_group | __NR_exit => Err(ENOSYS),
+        __NR_fork | __NR_vfork => process::fork(&cx.proc, f).map(u64::from),
+        __NR_clone => processes::clone(cx, f, a),
+        __NR_wait4 => processes::wait4(cx, a.n(0) as i64, a.ptr(1), a.n(2)),
+        __NR_kill | __NR_tgkill | __NR_tkill => {
+            let (target, sig) = if nr == __NR_tgkill { (a.n(0), a.n(2)) } else { (a.n(0), a.n(1)) };
+            processes::kill(target, sig)
+        }
+        __NR_prlimit64 => processes::prlimit64(cx, a.n(0), a.n(1), a.ptr(3)),
+        __NR_sched_getaffinity => processes::sched_getaffinity(cx, a.n(1), a.ptr(2)),
+        __NR_reboot => processes::reboot(a.n(0), a.n(1), a.n(2)),
+        __NR_arch_prctl => processes::arch_prctl(cx, a.n(0), a.n(1)),
+        __NR_set_tid_address => {
+            cx.p().clear_tid.lock().insert(cx.tid, a.n(0));
+            Ok(u64::from(cx.tid))
+        }
+        __NR_gettid => Ok(u64::from(cx.tid)),
+        __NR_getpid => Ok(u64::from(cx.p().pid)),
+        __NR_getppid => Ok(u64::from(cx.p().parent)),
+        __NR_getuid | __NR_geteuid | __NR_getgid | __NR_getegid => Ok(0),
+        __NR_rt_sigaction | __NR_rt_sigprocmask | __NR_sigaltstack | __NR_set_robust_list => Ok(0),
+        __NR_uname => processes::uname(cx, a.ptr(0)),
+        __NR_getrandom => processes::getrandom(cx, a.slice_mut(0, 1)),
+        // Time.
+        __NR_clock_gettime => time::clock_gettime(cx, a.n(0), a.ptr(1)),
+        __NR_gettimeofday => time::gettimeofday(cx, a.ptr(0)),
+        __NR_nanosleep => time::nanosleep(cx, a.ptr(0)),
+        __NR_clock_nanosleep => time::clock_nanosleep(cx, a.n(1), a.ptr(2)),
+        __NR_sched_yield => {
+            sched::schedule();
+            Ok(0)
+        }
+        // Synchronisation.
+        __NR_futex => synchronisation::futex(cx, a),
+        // Quest's own calls.
+        nr if quest_abi::nr::is_quest_range(f.rax) => quest::call(cx, nr, a),
+        nr => {
+            if LOGGED.lock().insert(u64::from(nr)) {
+                hal::println!("syscall {nr} ({}) not implemented: ENOSYS", name(u64::from(nr)));
+            }
+            Err(ENOSYS)
+        }
+    }
+}
+
+/// hal's system-call hook.
+///
+/// The calls that never return to the caller (exit, exit_group, a kill noticed on entry or
+/// exit) and execve (which returns to a new program) are handled here, after every value this
+/// function owns is dropped: a thread's kernel stack is abandoned when it dies, so an `Arc`
+/// still held on it would never be released. Before, every exit leaked the whole `Process`
+/// record (about 600 bytes of heap per program run) and every execve its arguments.
+pub fn handle(frame: &mut TrapFrame) {
+    hal::cpu::enable_interrupts();
+    let Some(proc) = process::current() else {
+        frame.rax = (-(ENOSYS as i64)) as u64;
+        return;
+    };
+    let cx = Cx { proc, tid: sched::current() };
+    if cx.p().terminal.load(core::sync::atomic::Ordering::Relaxed) {
+        drop(cx);
+        process::exit_current(128 + 9);
+    }
+    let nr = frame.rax;
+    let result = match u32::try_from(nr) {
+        Ok(__NR_exit_group) => {
+            drop(cx);
+            process::exit_current(frame.rdi as i32)
+        }
+        Ok(__NR_exit) => {
+            cx.p().exit_code.store(frame.rdi as i32, core::sync::atomic::Ordering::Relaxed);
+            drop(cx);
+            process::exit_thread()
+        }
+        Ok(__NR_execve) => match processes::execve(&cx, UserCStr::new(frame.rdi), UserPtr::new(frame.rsi)) {
+            Ok(new) => {
+                *frame = new;
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        },
+        _ => dispatch(&cx, frame),
+    };
+    frame.rax = match result {
+        Ok(v) => v,
+        Err(e) => (-(i64::from(e))) as u64,
+    };
+    // Killed (or another thread called exit_group) while in the kernel: die before returning.
+    let dying = cx.p().terminal.load(core::sync::atomic::Ordering::Relaxed);
+    drop(cx);
+    if dying {
+        process::exit_thread();
+    }
+}

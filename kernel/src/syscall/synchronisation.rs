@@ -1,0 +1,34 @@
+//! Synchronisation: futex(2) (the queues are in `crate::futex`).
+use linux_raw_sys::errno::*;
+use linux_raw_sys::general::*;
+
+use super::{Args, Cx, SysResult, UserPtr};
+
+/// futex(uaddr, op, val, timeout | val2, uaddr2, val3).
+pub fn futex(cx: &Cx, a: Args) -> SysResult {
+    let p = cx.p();
+    let word = UserPtr::<u32>::new(a.n(0));
+    let op = a.n(1) as u32 & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    match op {
+        FUTEX_WAIT | FUTEX_WAIT_BITSET => {
+            let timeout = a.ptr::<timespec>(3);
+            let deadline = if timeout.is_null() {
+                None
+            } else {
+                let t = super::time::read_timespec(cx, timeout)?;
+                Some(if op == FUTEX_WAIT { hal::time::now_ns().saturating_add(t) } else { t })
+            };
+            crate::futex::wait(p, word, a.n(2) as u32, deadline)
+        }
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(crate::futex::wake(p.pid, word.addr(), a.n(2))),
+        // musl's condition variables requeue waiters onto the mutex: without these,
+        // pthread_cond_broadcast with several waiters lost wake-ups (found by the thread
+        // storm). The 4th argument is the number to move, not a timeout.
+        FUTEX_REQUEUE => {
+            crate::futex::requeue(p, word, a.n(2) as u32 as u64, a.n(4), a.n(3) as u32 as u64, None).map(|(w, _)| w)
+        }
+        FUTEX_CMP_REQUEUE => crate::futex::requeue(p, word, a.n(2) as u32 as u64, a.n(4), a.n(3) as u32 as u64, Some(a.n(5) as u32))
+            .map(|(w, m)| w + m),
+        _ => Err(ENOSYS),
+    }
+}

@@ -1,0 +1,45 @@
+//! Time: clock_gettime, gettimeofday, nanosleep and clock_nanosleep (one clock: the TSC).
+use linux_raw_sys::errno::*;
+use linux_raw_sys::general::*;
+
+use super::{Cx, Errno, SysResult, UserPtr};
+use crate::sched;
+
+pub fn clock_gettime(cx: &Cx, clock: u64, ts: UserPtr<timespec>) -> SysResult {
+    let ns = match clock as u32 {
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_BOOTTIME | CLOCK_REALTIME | CLOCK_MONOTONIC_COARSE
+        | CLOCK_REALTIME_COARSE | CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => hal::time::now_ns(),
+        _ => return Err(EINVAL),
+    };
+    let t = timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ };
+    ts.write(cx.p(), &t).map(|_| 0)
+}
+
+pub fn gettimeofday(cx: &Cx, tv: UserPtr<timeval>) -> SysResult {
+    let ns = hal::time::now_ns();
+    let t = timeval { tv_sec: (ns / 1_000_000_000) as _, tv_usec: ((ns % 1_000_000_000) / 1000) as _ };
+    tv.write(cx.p(), &t).map(|_| 0)
+}
+
+/// A user `timespec` as nanoseconds (EINVAL if negative or not normalised).
+pub fn read_timespec(cx: &Cx, ts: UserPtr<timespec>) -> Result<u64, Errno> {
+    let t = ts.read(cx.p())?;
+    let (s, n): (i64, i64) = (t.tv_sec, t.tv_nsec);
+    if s < 0 || !(0..1_000_000_000).contains(&n) {
+        return Err(EINVAL);
+    }
+    Ok((s as u64).saturating_mul(1_000_000_000).saturating_add(n as u64))
+}
+
+pub fn nanosleep(cx: &Cx, req: UserPtr<timespec>) -> SysResult {
+    let d = read_timespec(cx, req)?;
+    let _ = sched::sleep_ns(d);
+    Ok(0)
+}
+
+pub fn clock_nanosleep(cx: &Cx, flags: u64, req: UserPtr<timespec>) -> SysResult {
+    let d = read_timespec(cx, req)?;
+    // An interrupted sleep ends the call; the kill is acted on as the call returns.
+    let _ = if flags as u32 & TIMER_ABSTIME != 0 { sched::sleep_until(d) } else { sched::sleep_ns(d) };
+    Ok(0)
+}
