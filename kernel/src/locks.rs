@@ -16,7 +16,7 @@
 //! | 3 | `process::BY_THREAD` (thread → process) | — |
 //! | 6 | `shmcomm::CHANNELS` (key → channel) | a channel's state |
 //! | 8 | wait queues: a pipe's, a channel's, a semaphore's, `futex::QUEUES` | the heap |
-//! | 10 | serial input: `RX`, `READER`, `IO_VCPU` | — |
+//! | 10 | the serial driver's input ring and reader (`drivers::serial::Serial`) | — |
 //! | 12 | `vcpu::IDS` (global VCPU numbers) | — |
 //! | 14 | `sched::WHERE` (thread → CPU) | — |
 //! | 16 | `sched::CPUS[n]` (a CPU's scheduler, threads, sleepers) | the heap |
