@@ -140,8 +140,11 @@ impl Device<Serial> {
             }
             *s.reader.lock() = Some((me, vcpu));
             sched::io_wait(0, self.io_vcpu, vcpu, false);
-            // Data may have arrived between the first check and registering.
-            if let Some(b) = s.rx.lock().pop() {
+            // Data may have arrived between the first check and registering. (Popped first: a
+            // guard in the `if let` would still hold the ring while `unregister` takes the
+            // reader lock, which the lock order forbids.)
+            let late = s.rx.lock().pop();
+            if let Some(b) = late {
                 unregister();
                 return Some(b);
             }
