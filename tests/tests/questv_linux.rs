@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use quest_tests::{Config, EXIT_FAILURE, QuestV, TEST_INIT_DONE};
-use vcpu_sched::{check, trace};
+
+mod common;
 
 const QUEST: usize = 1;
 const LINUX: usize = 2;
@@ -227,29 +228,8 @@ fn quest_budgets_hold_while_linux_is_busy() -> Result<()> {
     println!("{line}");
     let out = m.com(QUEST).shell("ktest budget 0 2000")?;
     println!("{out}");
-    for (name, want) in [("hog-20", 20.0), ("hog-30", 30.0)] {
-        let line = out.lines().find(|l| l.contains(&format!("budget: {name} "))).context(out.clone())?;
-        let pct: f64 = line.rsplit(' ').next().unwrap().trim().trim_end_matches('%').parse()?;
-        assert!((pct - want).abs() <= 1.0, "{name} got {pct}% beside a busy Linux:\n{out}");
-    }
     let t = m.com(QUEST).shell("trace 0")?;
-    let head = t.lines().next().unwrap_or("");
-    assert!(head.contains(" 0 dropped"), "trace lost events: {head}");
-    let body: String = t.lines().skip(1).take_while(|l| !l.starts_with("# end of trace")).map(|l| format!("{l}\n")).collect();
-    let events = trace::parse(&body).map_err(|e| anyhow::anyhow!("trace does not parse: {e}"))?;
-    let mut checked = 0;
-    for (key, c) in &check::created(&events) {
-        if c.kind != vcpu_sched::VcpuKind::Main || c.period != 100_000_000 {
-            continue;
-        }
-        let n = check::replenishment_deadlines(&events, *key, c.t + 1_900_000_000, 50_000).map_err(|v| {
-            anyhow::anyhow!("VCPU {key:?} (C={} T={}) missed budget: released {} by {}, consumed {}", c.c, c.period, v.released, v.release, v.consumed)
-        })?;
-        assert!(n >= 15, "only {n} replenishment deadlines checked for {key:?}");
-        checked += 1;
-    }
-    assert_eq!(checked, 2, "expected the two hogs' Main VCPUs in the trace");
-    assert_eq!(check::misses(&events), 0, "the kernel recorded deadline misses");
+    common::check_budget_run(&out, &t, "beside a busy Linux")?;
     // Linux is still busy and still answers.
     assert!(linux(&mut m, "jobs")?.contains("Running"), "Linux's stress stopped");
     Ok(())

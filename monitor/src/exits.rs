@@ -1,0 +1,304 @@
+//! Running a sandbox: each core's launch into its sandbox and the exit loop — the few exits
+//! the policy intercepts (`monitor_core::policy`), hypercalls, and stopping a sandbox with a
+//! report.
+use super::*;
+
+/// Every core: run this core's sandbox, or idle.
+pub(crate) fn cpu_main(cpu: usize) -> ! {
+    hal::cpu::disable_interrupts();
+    let id = CPU_SANDBOX.get(cpu).map_or(NO_SANDBOX, |a| a.load(Ordering::Relaxed));
+    let Some(rt) = SANDBOXES.get().and_then(|s| s.get(id as usize)) else {
+        hal::cpu::halt_forever()
+    };
+    let boot_cpu = rt.view.cpu as usize == cpu;
+    let vector = if boot_cpu {
+        None
+    } else {
+        // An application processor of the sandbox: wait for its kernel's STARTUP IPI.
+        loop {
+            if matches!(rt.state.load(Ordering::Acquire), POWERED_OFF | STOPPED) {
+                hal::cpu::halt_forever();
+            }
+            let v = SIPI[cpu].load(Ordering::Acquire);
+            if v != 0 {
+                break Some((v - 1) as u8);
+            }
+            core::hint::spin_loop();
+        }
+    };
+    match launch(cpu, rt, vector) {
+        Ok(never) => match never {},
+        Err(e) => {
+            stop(cpu, rt, STOPPED, &format!("cannot launch: {e}"));
+            hal::cpu::halt_forever()
+        }
+    }
+}
+
+pub(crate) struct Vcpu {
+    vmcb: PhysRegion,
+    host_extra: PhysRegion,
+    regs: GuestRegs,
+}
+
+impl Vcpu {
+    fn get(&self, off: usize) -> u64 {
+        self.vmcb.read_u64(off as u64)
+    }
+    fn set(&self, off: usize, v: u64) {
+        self.vmcb.write_u64(off as u64, v)
+    }
+}
+
+pub(crate) fn launch(cpu: usize, rt: &'static SandboxRt, ap_vector: Option<u8>) -> Result<core::convert::Infallible, &'static str> {
+    let hsave = PhysRegion::alloc(1, 1).ok_or("out of memory for the host save area")?;
+    hal::svm::enable(&hsave)?;
+    let v = Vcpu {
+        vmcb: PhysRegion::alloc(1, 1).ok_or("out of memory for the VMCB")?,
+        host_extra: PhysRegion::alloc(1, 1).ok_or("out of memory for the host state")?,
+        regs: match (ap_vector, rt.entry) {
+            (None, Entry::Multiboot { mbi, .. }) => GuestRegs { rbx: mbi, ..GuestRegs::default() },
+            (None, Entry::Linux { zero_page, .. }) => GuestRegs { rsi: zero_page, ..GuestRegs::default() },
+            (Some(_), _) => GuestRegs::default(),
+        },
+    };
+    let (entry, mbi) = match rt.entry {
+        Entry::Multiboot { entry, mbi } => (entry, mbi as u32),
+        Entry::Linux { entry, .. } => (entry, 0),
+    };
+    let setup = vmcb::Setup { asid: u32::from(rt.id) + 1, iopm: rt.iopm.phys(), msrpm: rt.msrpm.phys(), ncr3: rt.ncr3, entry, mbi };
+    let image = match (ap_vector, rt.entry) {
+        (None, Entry::Multiboot { .. }) => vmcb::boot_vmcb(&setup),
+        (None, Entry::Linux { .. }) => vmcb::linux_vmcb(&setup),
+        (Some(vector), _) => vmcb::ap_vmcb(&setup, vector),
+    };
+    v.vmcb.write(0, &image.0[..]);
+    if ap_vector.is_none() {
+        rt.state.store(RUNNING, Ordering::Release);
+    }
+    IN_GUEST[cpu].store(true, Ordering::Release);
+    run(cpu, rt, v)
+}
+
+pub(crate) fn count(cpu: usize, r: ExitReason) {
+    COUNTERS[cpu][r as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// The exit loop.
+pub(crate) fn run(cpu: usize, rt: &'static SandboxRt, mut v: Vcpu) -> ! {
+    loop {
+        hal::svm::run(&v.vmcb, &v.host_extra, &mut v.regs);
+        // The first VMRUN flushed this ASID's TLB; later ones need not.
+        v.vmcb.write(ctl::TLB_CONTROL as u64, &[0]);
+        let exit = vmcb::decode_exit(v.get(ctl::EXITCODE), v.get(ctl::EXITINFO1), v.get(ctl::EXITINFO2));
+        count(cpu, exit.reason());
+        if rt.state.load(Ordering::Acquire) != RUNNING {
+            // Stopped from another core (its INIT brought us here): halt with it.
+            hal::cpu::halt_forever();
+        }
+        if let Err(why) = handle(cpu, rt, &mut v, exit) {
+            stop(cpu, rt, STOPPED, &why);
+            hal::cpu::halt_forever();
+        }
+        if rt.state.load(Ordering::Acquire) != RUNNING {
+            hal::cpu::halt_forever();
+        }
+    }
+}
+
+/// Handles one exit; `Err` stops the sandbox with that report.
+pub(crate) fn handle(cpu: usize, rt: &SandboxRt, v: &mut Vcpu, exit: Exit) -> Result<(), String> {
+    let rip = v.get(save::RIP);
+    match exit {
+        Exit::Cpuid => {
+            let leaf = v.get(save::RAX) as u32;
+            let sub = v.regs.rcx as u32;
+            let h = hal::cpu::cpuid(leaf, sub);
+            let mut view = rt.view.clone();
+            view.cpu = cpu as u32;
+            let [a, b, c, d] = policy::cpuid(&view, leaf, sub, [h.eax, h.ebx, h.ecx, h.edx]);
+            v.set(save::RAX, u64::from(a));
+            v.regs.rbx = u64::from(b);
+            v.regs.rcx = u64::from(c);
+            v.regs.rdx = u64::from(d);
+            skip(rt, v, insn::Insn::Cpuid)
+        }
+        Exit::Io { port, size, input, string, next_rip } => {
+            if string {
+                return Err(format!("string I/O to port {port:#x}, which it does not own (rip {rip:#x})"));
+            }
+            let mask = match size {
+                1 => 0xff,
+                2 => 0xffff,
+                _ => 0xffff_ffff,
+            };
+            let rax = v.get(save::RAX);
+            match policy::io(port, input, (rax & mask) as u32) {
+                IoAction::ReadAllOnes => v.set(save::RAX, (rax & !mask) | mask),
+                IoAction::Ignore => {}
+                IoAction::PowerOff(code) => {
+                    let (state, why) = match rt.entry {
+                        // The port is the reset and sleep control register of a Linux
+                        // sandbox's ACPI; its warm-boot flag says reboot or panic
+                        // (monitor_core::linux::PowerEvent). A panic is not a clean end.
+                        Entry::Linux { .. } => {
+                            let flag = rt.read_byte(linux::WARM_BOOT_FLAG).zip(rt.read_byte(linux::WARM_BOOT_FLAG + 1));
+                            let ev = linux::PowerEvent::of(code as u8, flag.map(|(lo, hi)| u16::from_le_bytes([lo, hi])));
+                            (if ev == linux::PowerEvent::Panic { STOPPED } else { POWERED_OFF }, ev.to_string())
+                        }
+                        Entry::Multiboot { .. } => (POWERED_OFF, format!("powered off (code {code:#x})")),
+                    };
+                    stop(cpu, rt, state, &why);
+                    return Ok(());
+                }
+            }
+            v.set(save::RIP, next_rip);
+            Ok(())
+        }
+        Exit::Rdmsr => {
+            let val = policy::msr_read(v.regs.rcx as u32, v.get(save::EFER));
+            v.set(save::RAX, val & 0xffff_ffff);
+            v.regs.rdx = val >> 32;
+            skip(rt, v, insn::Insn::Rdmsr)
+        }
+        Exit::Wrmsr => {
+            let msr = v.regs.rcx as u32;
+            let value = (v.regs.rdx << 32) | (v.get(save::RAX) & 0xffff_ffff);
+            match policy::msr_write(msr, value, &rt.apic_ids) {
+                MsrWrite::Efer(e) => v.set(save::EFER, e),
+                MsrWrite::Ipi(icr) => hal::svm::send_x2apic_icr(icr).map_err(|e| format!("IPI: {e}"))?,
+                MsrWrite::Ignore => {}
+                MsrWrite::DeniedIpi(icr) => report(rt, &format!("IPI outside the sandbox refused (ICR {icr:#x})")),
+                MsrWrite::Init(_) => {} // the core waits in the monitor until its STARTUP
+                MsrWrite::Startup(dest, vector) => {
+                    if let Some(k) = rt.apic_ids.iter().position(|&a| a == dest) {
+                        let target = rt.cpus[k] as usize;
+                        // Only the first STARTUP counts (the kernel sends two, as on hardware).
+                        let _ = SIPI[target].compare_exchange(0, u32::from(vector) + 1, Ordering::AcqRel, Ordering::Acquire);
+                    }
+                }
+            }
+            skip(rt, v, insn::Insn::Wrmsr)
+        }
+        Exit::Hypercall => {
+            let r = hypercall(rt, cpu, v);
+            v.set(save::RAX, r as u64);
+            skip(rt, v, insn::Insn::Vmmcall)
+        }
+        Exit::NestedFault { gpa, write, exec, present } => Err(format!(
+            "{} guest-physical {gpa:#x} outside its partition ({}), rip {rip:#x}{}",
+            if exec { "executed" } else if write { "wrote" } else { "read" },
+            if present { "protection" } else { "not mapped" },
+            if gpa & !0xfff == 0xfee0_0000 { " (the xAPIC page: sandboxes must use x2APIC)" } else { "" }
+        )),
+        Exit::Shutdown => Err(format!("triple fault (shutdown), rip {rip:#x}")),
+        Exit::Init => Err("received INIT (another sandbox tried to reset this core)".into()),
+        Exit::Forbidden(what) => Err(format!("used {what} at rip {rip:#x}")),
+        Exit::Invalid => Err("the CPU refused its VMCB (VMEXIT_INVALID): monitor bug".into()),
+        Exit::Unexpected(c) => Err(format!("unexpected exit {c:#x} at rip {rip:#x}")),
+    }
+}
+
+/// Moves RIP past the intercepted instruction `want` (decoded: no next-RIP save on TCG).
+pub(crate) fn skip(rt: &SandboxRt, v: &mut Vcpu, want: insn::Insn) -> Result<(), String> {
+    let regs = walk::PagingRegs { cr0: v.get(save::CR0), cr3: v.get(save::CR3), cr4: v.get(save::CR4), efer: v.get(save::EFER) };
+    let rip = v.get(save::RIP);
+    let cs_base = if regs.long_mode() { 0 } else { v.get(save::CS + 8) };
+    let mut buf = [0u8; 15];
+    let n = walk::fetch(&regs, cs_base.wrapping_add(rip), &mut buf, |gpa| rt.read_byte(gpa));
+    match insn::decode(&buf[..n], regs.long_mode() && v.get(save::CS) >> 16 & (1 << 9) != 0) {
+        Ok((got, len)) if got == want => {
+            v.set(save::RIP, rip + len as u64);
+            Ok(())
+        }
+        Ok((got, _)) => Err(format!("expected {want:?} at rip {rip:#x}, found {got:?}")),
+        Err(e) => Err(format!("cannot decode the instruction at rip {rip:#x}: {e:?}")),
+    }
+}
+
+pub(crate) fn hypercall(rt: &SandboxRt, cpu: usize, v: &Vcpu) -> i64 {
+    const EINVAL: i64 = -22;
+    const EPERM: i64 = -1;
+    const ENOSYS: i64 = -38;
+    match v.get(save::RAX) {
+        abi::HC_EXIT_STATS => {
+            let (gpa, len) = (v.regs.rbx, v.regs.rcx);
+            let records: Vec<(u32, u32, Counters)> = (0..hal::percpu::online())
+                .map(|c| {
+                    let mut k = Counters::default();
+                    for (i, n) in k.0.iter_mut().enumerate() {
+                        *n = COUNTERS[c][i].load(Ordering::Relaxed);
+                    }
+                    (c as u32, CPU_SANDBOX[c].load(Ordering::Relaxed), k)
+                })
+                .collect();
+            let bytes = policy::exit_stats_bytes(&records);
+            if gpa % 8 != 0 || len < bytes.len() as u64 {
+                return EINVAL;
+            }
+            match rt.offset_of(gpa, bytes.len() as u64) {
+                Some(off) => {
+                    rt.ram.write(off, &bytes);
+                    bytes.len() as i64
+                }
+                None => EINVAL,
+            }
+        }
+        abi::HC_ROUTE_ISA_IRQ => {
+            let (irq, vector) = (v.regs.rbx, v.regs.rcx);
+            if !(32..=255).contains(&vector) || irq > 15 {
+                return EINVAL;
+            }
+            if rt.console_irq != Some(irq as u8) {
+                report(rt, &format!("refused to route IRQ {irq}: not one of its devices"));
+                return EPERM;
+            }
+            let _g = REPORT.lock();
+            match hal::ioapic::route_isa(irq as u8, vector as u8, hal::percpu::apic_id_of(cpu)) {
+                Ok(()) => 0,
+                Err(_) => EINVAL,
+            }
+        }
+        _ => ENOSYS,
+    }
+}
+
+pub(crate) fn report(rt: &SandboxRt, what: &str) {
+    let _g = REPORT.lock();
+    println!("Quest-V: sandbox {} ({}): {what}", rt.name, rt.id);
+}
+
+/// Stops a sandbox (this core halts after returning); powers the machine off once every
+/// sandbox has stopped.
+pub(crate) fn stop(cpu: usize, rt: &SandboxRt, state: u8, why: &str) {
+    rt.state.store(state, Ordering::Release);
+    IN_GUEST[cpu].store(false, Ordering::Release);
+    // Its other cores run guest code without exits: an INIT (intercepted) brings each back to
+    // the monitor, which sees the state and halts.
+    for (k, &c) in rt.cpus.iter().enumerate() {
+        if c as usize != cpu && IN_GUEST[c as usize].swap(false, Ordering::AcqRel) {
+            hal::apic::send_init(rt.apic_ids[k]);
+        }
+    }
+    let counts: Vec<String> = ExitReason::ALL
+        .iter()
+        .filter_map(|&r| {
+            let n = COUNTERS[cpu][r as usize].load(Ordering::Relaxed);
+            (n > 0).then(|| format!("{} {n}", r.name()))
+        })
+        .collect();
+    report(
+        rt,
+        &format!(
+            "{} on CPU {cpu}: {why} [exits: {}]",
+            if state == POWERED_OFF { "stopped" } else { "STOPPED" },
+            if counts.is_empty() { String::from("none") } else { counts.join(", ") }
+        ),
+    );
+    let all = SANDBOXES.get().map_or(&[][..], |s| &s[..]);
+    if all.iter().all(|s| matches!(s.state.load(Ordering::Acquire), POWERED_OFF | STOPPED)) {
+        let clean = all.iter().all(|s| s.state.load(Ordering::Acquire) == POWERED_OFF);
+        println!("Quest-V: every sandbox has stopped; powering off");
+        hal::cpu::power_off(if clean { hal::cpu::ExitCode::Success } else { hal::cpu::ExitCode::Failure });
+    }
+}
