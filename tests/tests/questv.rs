@@ -208,19 +208,16 @@ fn ipis_to_another_sandbox() -> Result<()> {
     assert_eq!(power_off_both(&mut m)?, EXIT_SUCCESS);
 
     // xAPIC: nothing checks the sender; a fixed interrupt reaches the other sandbox (no report,
-    // its kernel takes a stray interrupt), an INIT stops the other sandbox.
+    // its kernel takes a stray interrupt) and both go on. (An INIT through the mapped page is
+    // not tested: under TCG it reset the whole machine in one run and did nothing visible in
+    // another — a known limit, docs/questv.md.)
     let mut m = boot(true, true)?;
     let out = m.com(2).shell("ktest ipi 0 240")?;
     assert!(out.contains("(xAPIC)") && out.contains("ipi sent"), "{out}");
     let out = m.com(1).shell("echo still here")?;
     assert!(out.contains("still here"), "{out}");
-    // An INIT to the other sandbox's core resets the whole machine today (QEMU exits with
-    // status 0 under -no-reboot, no monitor report): not the intercepted INIT the monitor
-    // expects. Known limit, not yet root-caused (docs/questv.md); this assertion pins it.
-    m.com(2).send_line("ktest ipi 0 init")?;
-    let status = m.wait_exit()?;
-    assert_eq!(status, 0, "an INIT through the mapped xAPIC page no longer resets the machine: update this test and docs/questv.md");
-    assert!(!m.com(MONITOR).output().contains("STOPPED"), "{}", m.com(MONITOR).output());
+    assert!(!m.com(MONITOR).output().contains("IPI outside the sandbox refused"), "{}", m.com(MONITOR).output());
+    assert_eq!(power_off_both(&mut m)?, EXIT_SUCCESS);
     Ok(())
 }
 
