@@ -12,7 +12,6 @@ use x86_64::structures::DescriptorTablePointer;
 use x86_64::VirtAddr;
 
 use crate::gdt;
-use crate::sync::IrqLock;
 
 global_asm!(
     r#"
@@ -262,30 +261,43 @@ impl From<&'static dyn InterruptHandler> for Handler {
     }
 }
 
-/// Typed slots (no function pointers kept as integers). The exception hook is set once and
-/// read without a lock (an NMI or a fault nested in another exception must never wait for
-/// one); the interrupt slots are read with their lock held only long enough to copy the value
-/// out, so a handler that switches threads holds nothing.
+/// Typed slots (no function pointers kept as integers), each set once and read without a
+/// lock: an interrupt costs one atomic load to find its handler (as the integer tables did),
+/// and an NMI or a fault nested in another exception never waits.
 static EXCEPTION_HOOK: Once<ExceptionHook> = Once::new();
-static HANDLERS: [IrqLock<Option<Handler>>; 256] = [const { IrqLock::new(None) }; 256];
+static HANDLERS: [Once<Handler>; 256] = [const { Once::new() }; 256];
 
 /// Installs the kernel's exception hook (called before the fault report). Once only: a second
 /// call panics.
 pub fn set_exception_hook(hook: ExceptionHook) {
-    assert!(!EXCEPTION_HOOK.is_completed(), "exception hook set twice");
-    EXCEPTION_HOOK.call_once(|| hook);
+    let mut set = false;
+    EXCEPTION_HOOK.call_once(|| {
+        set = true;
+        hook
+    });
+    assert!(set, "exception hook set twice");
 }
 
-/// Installs function `handler` for interrupt vector `vector` (32..=255).
+/// Installs function `handler` for interrupt vector `vector` (32..=255). Panics if the vector
+/// is an exception or already has a handler.
 pub fn set_handler(vector: u8, handler: IrqHandler) {
-    register(vector, Handler::Fn(handler));
+    if let Err(e) = register(vector, Handler::Fn(handler)) {
+        panic!("set_handler({vector}): {e}");
+    }
 }
 
 /// Installs `handler` (a function or a `'static` handler object) for interrupt vector `vector`
-/// (32..=255), replacing what was there.
-pub fn register(vector: u8, handler: Handler) {
-    assert!(vector >= 32, "vectors below 32 are CPU exceptions");
-    *HANDLERS[vector as usize].lock() = Some(handler);
+/// (32..=255). A vector is registered once.
+pub fn register(vector: u8, handler: Handler) -> Result<(), &'static str> {
+    if vector < 32 {
+        return Err("vectors below 32 are CPU exceptions");
+    }
+    let mut set = false;
+    HANDLERS[vector as usize].call_once(|| {
+        set = true;
+        handler
+    });
+    if set { Ok(()) } else { Err("the vector already has a handler") }
 }
 
 #[unsafe(no_mangle)]
@@ -316,8 +328,7 @@ extern "C" fn hal_trap_dispatch(frame: &mut TrapFrame) {
     }
     // Acknowledged before the handler runs: a handler may switch to another thread and come
     // back much later. Interrupts stay off on this CPU until the handler returns or switches.
-    let handler = *HANDLERS[v as usize].lock();
-    match handler {
+    match HANDLERS[v as usize].get() {
         Some(h) => h.call(frame),
         None => crate::println!("hal: unexpected interrupt, vector {v}"),
     }
@@ -332,7 +343,7 @@ pub fn route_isa_irq(irq: u8, handler: Handler) -> Result<(), &'static str> {
         return Err("ISA IRQs are 0..15");
     }
     let vector = IRQ_BASE + irq;
-    register(vector, handler);
+    register(vector, handler)?;
     if crate::questv::sandbox().is_some() {
         // In a Quest-V sandbox the IOAPIC belongs to the monitor, which routes our own
         // devices' pins to this core (the 8259s stay masked: interrupts arrive via the APIC).

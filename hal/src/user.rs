@@ -98,8 +98,12 @@ static HANDLER: spin::Once<SyscallHandler> = spin::Once::new();
 
 /// Installs the kernel's system-call handler. Once only: a second call panics.
 pub fn set_syscall_handler(h: SyscallHandler) {
-    assert!(!HANDLER.is_completed(), "system-call handler set twice");
-    HANDLER.call_once(|| h);
+    let mut set = false;
+    HANDLER.call_once(|| {
+        set = true;
+        h
+    });
+    assert!(set, "system-call handler set twice");
 }
 
 #[unsafe(no_mangle)]
