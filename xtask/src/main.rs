@@ -473,9 +473,6 @@ fn test(args: &[String]) -> Result<()> {
         let qv = questv::build(&two, false, &files)?;
         let qv_ktest = questv::build(&two, true, &files)?;
         let qv_smp = questv::build(&root().join("tests/fixtures/questv-smp.toml"), true, &files)?;
-        let qv_linux = questv::build(&root().join("configs/quest-linux.toml"), false, &files)?;
-        let qv_linux_ktest = questv::build(&root().join("configs/quest-linux.toml"), true, &files)?;
-        let linux_release = debian::kernel()?.release;
         println!("xtask: QEMU integration tests");
         let mut c = cargo();
         c.args(["test", "-p", "quest-tests", "--test", "*", "--", "--test-threads", "2"])
@@ -485,10 +482,19 @@ fn test(args: &[String]) -> Result<()> {
             .env("QUEST_RELEASE_ISO", &release_iso)
             .env("QUEST_QUESTV_ISO", &qv.iso)
             .env("QUEST_QUESTV_KTEST_ISO", &qv_ktest.iso)
-            .env("QUEST_QUESTV_SMP_ISO", &qv_smp.iso)
-            .env("QUEST_QUESTV_LINUX_ISO", &qv_linux.iso)
-            .env("QUEST_QUESTV_LINUX_KTEST_ISO", &qv_linux_ktest.iso)
-            .env("QUEST_LINUX_RELEASE", &linux_release);
+            .env("QUEST_QUESTV_SMP_ISO", &qv_smp.iso);
+        if long {
+            // The Linux sandbox tests (tests/tests/questv_linux.rs, #[ignore] in the normal
+            // run): they fetch whatever Debian's linux-image-amd64 is today (a 70 MB download),
+            // and the newest one (6.1.0-57) stalled in the sandbox after loading its ACPI
+            // tables where 6.1.0-48 booted — not understood yet (docs/questv.md).
+            let qv_linux = questv::build(&root().join("configs/quest-linux.toml"), false, &files)?;
+            let qv_linux_ktest = questv::build(&root().join("configs/quest-linux.toml"), true, &files)?;
+            c.env("QUEST_QUESTV_LINUX_ISO", &qv_linux.iso)
+                .env("QUEST_QUESTV_LINUX_KTEST_ISO", &qv_linux_ktest.iso)
+                .env("QUEST_LINUX_RELEASE", debian::kernel()?.release)
+                .arg("--include-ignored");
+        }
         if long {
             // The slow exhaustive runs: a million fuzzed system calls, more property cases.
             c.env("QUEST_FUZZ_CALLS", "1000000");
