@@ -13,35 +13,48 @@ use vcpu_sched::VcpuParams;
 
 use crate::sched;
 
-/// One CPU's counters: (cpu, sandbox, counts).
-pub type CpuCounts = (u32, u32, [u64; EXIT_REASONS]);
+/// One CPU's counters: (cpu, sandbox, exit counts, nanoseconds the monitor spent on them).
+pub type CpuCounts = (u32, u32, [u64; EXIT_REASONS], [u64; EXIT_REASONS]);
+
+/// Words per CPU record: cpu and sandbox, counts, nanoseconds.
+const RECORD: usize = 1 + 2 * EXIT_REASONS;
 
 /// Reads the monitor's counters for every CPU.
 pub fn snapshot() -> Result<Vec<CpuCounts>, &'static str> {
     hal::questv::sandbox().ok_or("not running under the Quest-V monitor")?;
-    let mut buf = vec![0u64; 1 + hal::percpu::MAX_CPUS.max(16) * (1 + EXIT_REASONS)];
+    let mut buf = vec![0u64; quest_abi::questv::ExitStatsHeader::buffer_len(hal::percpu::MAX_CPUS.max(16)) / 8];
     let n = hal::questv::exit_stats(&mut buf).map_err(|_| "the monitor refused the statistics hypercall")?;
     let cpus = (buf[0] & 0xffff_ffff) as usize;
     let reasons = (buf[0] >> 32) as usize;
-    if reasons != EXIT_REASONS || n < 8 * (1 + cpus * (1 + EXIT_REASONS)) {
+    if reasons != EXIT_REASONS || n < 8 * (1 + cpus * RECORD) || cpus > hal::percpu::MAX_CPUS.max(16) {
         return Err("the monitor's statistics have an unexpected layout");
     }
     Ok((0..cpus)
         .map(|i| {
-            let r = &buf[1 + i * (1 + EXIT_REASONS)..1 + (i + 1) * (1 + EXIT_REASONS)];
+            let r = &buf[1 + i * RECORD..1 + (i + 1) * RECORD];
             let mut c = [0u64; EXIT_REASONS];
-            c.copy_from_slice(&r[1..]);
-            ((r[0] & 0xffff_ffff) as u32, (r[0] >> 32) as u32, c)
+            let mut ns = [0u64; EXIT_REASONS];
+            c.copy_from_slice(&r[1..1 + EXIT_REASONS]);
+            ns.copy_from_slice(&r[1 + EXIT_REASONS..]);
+            ((r[0] & 0xffff_ffff) as u32, (r[0] >> 32) as u32, c, ns)
         })
         .collect())
 }
 
-fn line(out: &mut String, cpu: u32, sandbox: u32, c: &[u64; EXIT_REASONS]) {
+/// `vmexits: cpu C sandbox S total N cpuid N io N ...`, then, for the reasons that occurred,
+/// the monitor's mean handling time: `| monitor ns/exit: msr 1234 ...`.
+fn line(out: &mut String, cpu: u32, sandbox: u32, c: &[u64; EXIT_REASONS], ns: &[u64; EXIT_REASONS]) {
     let total: u64 = c.iter().sum();
     let sb = if sandbox == u32::MAX { String::from("-") } else { alloc::format!("{sandbox}") };
     let _ = write!(out, "vmexits: cpu {cpu} sandbox {sb} total {total}");
     for r in ExitReason::ALL {
         let _ = write!(out, " {} {}", r.name(), c[r as usize]);
+    }
+    if total > 0 {
+        out.push_str(" | monitor ns/exit:");
+        for r in ExitReason::ALL.into_iter().filter(|&r| c[r as usize] > 0) {
+            let _ = write!(out, " {} {}", r.name(), ns[r as usize] / c[r as usize]);
+        }
     }
     out.push('\n');
 }
@@ -52,8 +65,8 @@ fn line(out: &mut String, cpu: u32, sandbox: u32, c: &[u64; EXIT_REASONS]) {
 pub fn vmexits(ms: u64) -> Result<String, &'static str> {
     let mut out = String::new();
     if ms == 0 {
-        for (cpu, sb, c) in snapshot()? {
-            line(&mut out, cpu, sb, &c);
+        for (cpu, sb, c, ns) in snapshot()? {
+            line(&mut out, cpu, sb, &c, &ns);
         }
         return Ok(out);
     }
@@ -94,15 +107,19 @@ pub fn vmexits(ms: u64) -> Result<String, &'static str> {
         span / 1_000_000,
         wakeups.load(Ordering::Relaxed)
     );
-    for ((cpu, sb, c1), (_, _, c0)) in b.iter().zip(&a) {
+    for ((cpu, sb, c1, ns1), (_, _, c0, ns0)) in b.iter().zip(&a) {
         let mut d = [0u64; EXIT_REASONS];
+        let mut dns = [0u64; EXIT_REASONS];
         for i in 0..EXIT_REASONS {
-            d[i] = c1[i] - c0[i];
+            d[i] = c1[i].saturating_sub(c0[i]);
+            dns[i] = ns1[i].saturating_sub(ns0[i]);
         }
         if *cpu == me {
-            d[ExitReason::Hypercall as usize] -= 1; // the second snapshot itself
+            // The second snapshot is counted but its time is not (the monitor adds it after
+            // answering), while the first one's time is: one hypercall, one time.
+            d[ExitReason::Hypercall as usize] = d[ExitReason::Hypercall as usize].saturating_sub(1);
         }
-        line(&mut out, *cpu, *sb, &d);
+        line(&mut out, *cpu, *sb, &d, &dns);
     }
     Ok(out)
 }

@@ -88,6 +88,7 @@ pub(crate) fn count(cpu: usize, r: ExitReason) {
 pub(crate) fn run(cpu: usize, rt: &'static SandboxRt, mut v: Vcpu) -> ! {
     loop {
         hal::svm::run(&v.vmcb, &v.host_extra, &mut v.regs);
+        let t0 = hal::time::now_ns();
         // The first VMRUN flushed this ASID's TLB; later ones need not.
         v.vmcb.write(ctl::TLB_CONTROL as u64, &[0]);
         let exit = vmcb::decode_exit(v.get(ctl::EXITCODE), v.get(ctl::EXITINFO1), v.get(ctl::EXITINFO2));
@@ -103,6 +104,7 @@ pub(crate) fn run(cpu: usize, rt: &'static SandboxRt, mut v: Vcpu) -> ! {
         if rt.state.load(Ordering::Acquire) != RUNNING {
             hal::cpu::halt_forever();
         }
+        MONITOR_NS[cpu][exit.reason() as usize].fetch_add(hal::time::now_ns().saturating_sub(t0), Ordering::Relaxed);
     }
 }
 
@@ -164,11 +166,19 @@ pub(crate) fn handle(cpu: usize, rt: &SandboxRt, v: &mut Vcpu, exit: Exit) -> Re
         Exit::Wrmsr => {
             let msr = v.regs.rcx as u32;
             let value = (v.regs.rdx << 32) | (v.get(save::RAX) & 0xffff_ffff);
-            match policy::msr_write(msr, value, &rt.apic_ids) {
+            match policy::msr_write(msr, value, &rt.apic_ids, hal::percpu::apic_id_of(cpu)) {
                 MsrWrite::Efer(e) => v.set(save::EFER, e),
                 MsrWrite::Ipi(icr) => hal::svm::send_x2apic_icr(icr).map_err(|e| format!("IPI: {e}"))?,
+                MsrWrite::Multicast { icr, cores } => {
+                    for (k, &id) in rt.apic_ids.iter().enumerate().take(64) {
+                        if cores & (1 << k) != 0 {
+                            hal::svm::send_x2apic_icr(icr | (u64::from(id) << 32)).map_err(|e| format!("IPI: {e}"))?;
+                        }
+                    }
+                }
                 MsrWrite::Ignore => {}
                 MsrWrite::DeniedIpi(icr) => report(rt, &format!("IPI outside the sandbox refused (ICR {icr:#x})")),
+                MsrWrite::DeniedApicBase(v) => report(rt, &format!("APIC_BASE write {v:#x} refused: the APIC stays enabled in x2APIC mode")),
                 MsrWrite::Init(_) => {} // the core waits in the monitor until its STARTUP
                 MsrWrite::Startup(dest, vector) => {
                     if let Some(k) = rt.apic_ids.iter().position(|&a| a == dest) {
@@ -223,13 +233,15 @@ pub(crate) fn hypercall(rt: &SandboxRt, cpu: usize, v: &Vcpu) -> i64 {
     match v.get(save::RAX) {
         abi::HC_EXIT_STATS => {
             let (gpa, len) = (v.regs.rbx, v.regs.rcx);
-            let records: Vec<(u32, u32, Counters)> = (0..hal::percpu::online())
+            let records: Vec<(u32, u32, Counters, Counters)> = (0..hal::percpu::online())
                 .map(|c| {
                     let mut k = Counters::default();
-                    for (i, n) in k.0.iter_mut().enumerate() {
-                        *n = COUNTERS[c][i].load(Ordering::Relaxed);
+                    let mut ns = Counters::default();
+                    for i in 0..EXIT_REASONS {
+                        k.0[i] = COUNTERS[c][i].load(Ordering::Relaxed);
+                        ns.0[i] = MONITOR_NS[c][i].load(Ordering::Relaxed);
                     }
-                    (c as u32, CPU_SANDBOX[c].load(Ordering::Relaxed), k)
+                    (c as u32, CPU_SANDBOX[c].load(Ordering::Relaxed), k, ns)
                 })
                 .collect();
             let bytes = policy::exit_stats_bytes(&records);

@@ -124,6 +124,8 @@ static SIPI: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 /// Whether the core runs guest code (so an INIT from the monitor lands as an exit, not a reset).
 static IN_GUEST: [core::sync::atomic::AtomicBool; MAX_CPUS] = [const { core::sync::atomic::AtomicBool::new(false) }; MAX_CPUS];
 static COUNTERS: [[AtomicU64; EXIT_REASONS]; MAX_CPUS] = [const { [const { AtomicU64::new(0) }; EXIT_REASONS] }; MAX_CPUS];
+/// Nanoseconds spent handling those exits (exit to the next VMRUN), per CPU and reason.
+static MONITOR_NS: [[AtomicU64; EXIT_REASONS]; MAX_CPUS] = [const { [const { AtomicU64::new(0) }; EXIT_REASONS] }; MAX_CPUS];
 static TSC_KHZ: AtomicU32 = AtomicU32::new(0);
 /// Serialises the monitor's console reports and the IOAPIC programming.
 static REPORT: Mutex<()> = Mutex::new(());

@@ -35,11 +35,12 @@ pub(crate) fn build_sandbox(
         };
         channels.push((c.key, c.phys.len() as u32, gpa, kind as u32));
     }
-    if !hal::apic::has_x2apic() || linux {
+    if !hal::apic::has_x2apic() {
         // xAPIC only: the local APIC's page, uncached, at its architectural address (each core
-        // sees its own APIC there). See the warning at boot. A Linux sandbox always gets it:
-        // Debian's kernel turns x2APIC off when it finds no interrupt remapping and no known
-        // hypervisor, and then uses this page.
+        // sees its own APIC there). See the warning at boot. With x2APIC, no sandbox gets it:
+        // the monitor enters every kernel with its APIC in x2APIC mode and says the mode is
+        // locked (policy::ARCH_CAP_XAPIC_DISABLE), which keeps even Debian's kernel, with no
+        // interrupt remapping, in x2APIC mode; a touch of the page stops the sandbox.
         b.map(XAPIC_PAGE, XAPIC_PAGE, 4096, Rights::MMIO).map_err(|e| format!("nested paging of the xAPIC page: {e:?}"))?;
     }
     let tables = PhysRegion::alloc(b.table_count(), 1).ok_or("out of monitor memory for nested page tables")?;

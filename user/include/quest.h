@@ -103,6 +103,7 @@ struct questv_cpu_exits {
     uint32_t cpu;       /* physical CPU index */
     uint32_t sandbox;   /* sandbox running there (0xffffffff: none) */
     uint64_t counts[QUESTV_EXIT_REASONS];
+    uint64_t monitor_ns[QUESTV_EXIT_REASONS]; /* time the monitor spent on them (exit to VMRUN) */
 };
 
 /* Copies the header and one record per CPU into buf; returns the bytes written, or -1 with

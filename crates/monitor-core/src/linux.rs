@@ -361,7 +361,10 @@ pub fn acpi(base: u64, p: &Platform) -> Vec<u8> {
         .flag(Flags::HwReducedAcpi)
         .flag(Flags::PwrButton)
         .flag(Flags::SlpButton)
-        .flag(Flags::ResetRegSup);
+        .flag(Flags::ResetRegSup)
+        // The monitor delivers IPIs by physical APIC id (it accepts logical ones too, at the
+        // cost of resolving them): Linux then picks its physical x2APIC driver.
+        .flag(Flags::ForceApicPhysicalDestinationMode);
     fadt.iapc_boot_arch = IAPC_BOOT_ARCH.into();
     let port = |p: u16| GAS::new(AddressSpace::SystemIo, 8, 0, AccessSize::ByteAccess, u64::from(p));
     fadt.reset_reg = port(POWER_PORT);
@@ -395,10 +398,21 @@ pub fn acpi(base: u64, p: &Platform) -> Vec<u8> {
 ///   interrupts off: no exit, no report). A configuration's own `panic=` comes later and wins.
 pub const END_OPTIONS: &str = "reboot=acpi,cold,panic_warm panic=-1";
 
+/// What the monitor puts on every Linux sandbox's command line about its interrupt
+/// controllers: `noapic`. A sandbox has no IO-APIC (the MADT lists none; the IOAPIC is the
+/// monitor's), and with IO-APIC set-up skipped Linux also skips its interrupt-remapping step,
+/// which is where a kernel with no IOMMU and no hypervisor it knows turns x2APIC off
+/// (`enable_IR_x2apic()` → `try_to_enable_x2apic()` → `x2apic_disable()`): the APIC then
+/// stays in the x2APIC mode the monitor entered it in, every IPI is an ICR write the monitor
+/// checks, and the xAPIC page need not be mapped.
+pub const APIC_OPTIONS: &str = "noapic";
+
 /// The command line the kernel gets: what the monitor must say, then the configuration's.
 pub fn cmdline(tsc_khz: u32, console: Option<u8>, extra: &str) -> String {
     let mut s = String::new();
     s.push_str(END_OPTIONS);
+    s.push(' ');
+    s.push_str(APIC_OPTIONS);
     s.push(' ');
     if tsc_khz != 0 {
         s.push_str(&format!("tsc_early_khz={tsc_khz} tsc=reliable "));
@@ -673,7 +687,7 @@ mod tests {
     fn plans_zero_page_cmdline_and_initrd() {
         let img = bzimage(0x020f, 0x1000);
         let cl = cmdline(2_000_000, Some(2), "quiet rdinit=/init");
-        assert_eq!(cl, "reboot=acpi,cold,panic_warm panic=-1 tsc_early_khz=2000000 tsc=reliable console=ttyS1 quiet rdinit=/init");
+        assert_eq!(cl, "reboot=acpi,cold,panic_warm panic=-1 noapic tsc_early_khz=2000000 tsc=reliable console=ttyS1 quiet rdinit=/init");
         let ram = [(0u64, 256u64 << 20)];
         let b = plan(&img, 10_000, &cl, &ram, &[(0x1000_0000, 0x1000)], &platform()).unwrap();
         assert_eq!((b.kernel_at, b.entry), (0x10_0000, 0x10_0000));

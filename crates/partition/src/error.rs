@@ -156,16 +156,6 @@ pub enum Error {
         /// `kernel` or `initrd`.
         what: &'static str,
     },
-    /// A Linux sandbox with more than one CPU: not supported yet (the monitor starts a Linux
-    /// sandbox's boot processor only; its application processors would need the x2APIC
-    /// INIT/STARTUP path, which Debian's kernel does not take without interrupt remapping).
-    LinuxMultiCore {
-        /// The sandbox.
-        sandbox: String,
-        /// How many CPUs it lists.
-        cpus: usize,
-    },
-
     /// A sandbox lists no CPU.
     NoCpus {
         /// The sandbox.
@@ -437,11 +427,6 @@ impl fmt::Display for Error {
             EmptyPath { sandbox, what } => {
                 write!(f, "sandbox '{sandbox}' has an empty {what} path")
             }
-            LinuxMultiCore { sandbox, cpus } => write!(
-                f,
-                "sandbox '{sandbox}' is a Linux sandbox with {cpus} CPUs: Linux sandboxes with more \
-                 than one CPU are not supported yet (give it one CPU)"
-            ),
             NoCpus { sandbox } => write!(f, "sandbox '{sandbox}' has no CPUs"),
             CpuBeyondMachine {
                 sandbox,

@@ -134,12 +134,6 @@ pub(crate) fn check_sandboxes(sbs: &[SbView<'_>], machine: &Machine, errs: &mut 
                     what: "initrd",
                 });
             }
-            if sb.cpus.len() > 1 {
-                errs.push(Error::LinuxMultiCore {
-                    sandbox: name.into(),
-                    cpus: sb.cpus.len(),
-                });
-            }
         }
 
         if sb.cpus.is_empty() {

@@ -343,11 +343,12 @@ fn load_decodes_and_validates() {
         cpus: 4,
         memory_bytes: 64 * MIB,
     };
-    // tiny()'s Linux sandbox has two CPUs: a valid blob, refused as not supported yet.
-    let err = Plan::load(&tiny().encode(), &machine, &[]).unwrap_err();
-    assert!(err.to_string().contains("Linux sandboxes with more than one CPU are not supported yet"), "{err}");
-    let mut one = tiny();
-    one.sandboxes[1].cpus = vec![1];
+    // A valid blob whose Linux sandbox lists a CPU this machine does not have: refused.
+    let mut beyond = tiny();
+    beyond.sandboxes[1].cpus = vec![1, 7];
+    let err = Plan::load(&beyond.encode(), &machine, &[]).unwrap_err();
+    assert!(err.to_string().contains("cpu 7 is beyond the machine"), "{err}");
+    let one = tiny();
     let blob = one.encode();
     assert_eq!(Plan::load(&blob, &machine, &[]), Ok(one));
     assert!(matches!(

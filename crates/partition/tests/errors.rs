@@ -358,11 +358,11 @@ fn linux_image_strings() {
 }
 
 #[test]
-fn a_multi_core_linux_sandbox_is_not_supported_yet() {
+fn a_multi_core_linux_sandbox_is_fine() {
     expect(
         "[[sandbox]]\nname = \"linux\"\ncpus = [0, 1]\nmemory = \"256 MiB\"\n\
          image = { kind = \"linux\", kernel = \"debian\" }\n",
-        &["sandbox 'linux' is a Linux sandbox with 2 CPUs: Linux sandboxes with more than one CPU are not supported yet (give it one CPU)"],
+        &[],
     );
 }
 

@@ -140,6 +140,9 @@ pub struct CpuExitStats {
     pub sandbox: u32,
     /// Exits by [`ExitReason`] since launch.
     pub counts: [u64; EXIT_REASONS],
+    /// Nanoseconds (TSC time) the monitor spent on them, by [`ExitReason`]: from the exit to
+    /// the next VMRUN, so the hardware's world switch itself is not in it.
+    pub monitor_ns: [u64; EXIT_REASONS],
 }
 
 impl ExitStatsHeader {
@@ -177,8 +180,8 @@ mod tests {
     #[test]
     fn layout_sizes() {
         assert_eq!(core::mem::size_of::<ExitStatsHeader>(), 8);
-        assert_eq!(core::mem::size_of::<CpuExitStats>(), 8 + 8 * EXIT_REASONS);
-        assert_eq!(ExitStatsHeader::buffer_len(2), 8 + 2 * 72);
+        assert_eq!(core::mem::size_of::<CpuExitStats>(), 8 + 16 * EXIT_REASONS);
+        assert_eq!(ExitStatsHeader::buffer_len(2), 8 + 2 * 136);
         for (i, r) in ExitReason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
         }

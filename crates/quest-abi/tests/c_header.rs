@@ -116,6 +116,7 @@ fn structs() -> Vec<StructSpec> {
                 field!(CpuExitStats, cpu as "cpu": u32, false),
                 field!(CpuExitStats, sandbox as "sandbox": u32, false),
                 field!(CpuExitStats, counts as "counts": [u64; EXIT_REASONS], false),
+                field!(CpuExitStats, monitor_ns as "monitor_ns": [u64; EXIT_REASONS], false),
             ],
         },
         StructSpec {
@@ -218,8 +219,8 @@ fn c_program() -> String {
                 "    printf(\"{t}.{f}.size=%zu\\n\", sizeof((({t} *)0)->{f}));"
             )
             .unwrap();
-            // Arrays (name, counts) have no signedness to compare.
-            if !["name", "counts"].contains(f) {
+            // Arrays (name, counts, monitor_ns) have no signedness to compare.
+            if !["name", "counts", "monitor_ns"].contains(f) {
                 writeln!(c, "    printf(\"{t}.{f}.signed=%d\\n\", SIGNED({t}, {f}));").unwrap();
             }
         }
@@ -254,8 +255,8 @@ fn expected() -> BTreeMap<String, String> {
         for (f, off, size, signed) in &s.fields {
             m.insert(format!("{t}.{f}.offset"), off.to_string());
             m.insert(format!("{t}.{f}.size"), size.to_string());
-            // Arrays (name, counts) have no signedness to compare.
-            if !["name", "counts"].contains(f) {
+            // Arrays (name, counts, monitor_ns) have no signedness to compare.
+            if !["name", "counts", "monitor_ns"].contains(f) {
                 m.insert(format!("{t}.{f}.signed"), (*signed as u8).to_string());
             }
         }

@@ -68,7 +68,7 @@ fn shm_side(p: &Process, fd: u64) -> Result<Arc<crate::shmcomm::Side>, Errno> {
 
 fn questv_exits(cx: &Cx, buf: UserSliceMut) -> SysResult {
     hal::questv::sandbox().ok_or(ENODEV)?;
-    let mut words = alloc::vec![0u64; 1 + hal::percpu::MAX_CPUS.max(16) * (1 + quest_abi::questv::EXIT_REASONS)];
+    let mut words = alloc::vec![0u64; quest_abi::questv::ExitStatsHeader::buffer_len(hal::percpu::MAX_CPUS.max(16)) / 8];
     let n = hal::questv::exit_stats(&mut words).map_err(|_| EIO)?;
     if (buf.len() as usize) < n {
         return Err(EINVAL);
