@@ -13,7 +13,6 @@ pub(crate) fn build_sandbox(
     apic_ids: &[u32],
     module: &dyn Fn(&str) -> Option<&'static [u8]>,
 ) -> Result<SandboxRt, String> {
-    let linux = matches!(sb.image, Image::Linux { .. });
     let ram = PhysRegion::take(hal::mm::PhysRange::new(sb.ram.start, sb.ram.end))
         .map_err(|e| format!("its RAM {} is not free RAM: {e:?} (the monitor's image, modules or heap are there: give the monitor more memory)", sb.ram))?;
     let ram_map: Vec<(u64, u64, u64)> = sb.guest_ram().map(|g| (g.guest, g.host - sb.ram.start, g.len)).collect();
