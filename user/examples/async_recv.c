@@ -1,12 +1,14 @@
-/* The seed's shmcomm async_recv example, as the tutorial shows it (run after async_send). */
+/* The seed's shmcomm async_recv example, as the tutorial shows it (run after async_send); an
+ * optional argument names another channel key than 153. */
 #include <stdlib.h>
 #include <stdio.h>
 #include <shmcomm_user.h>
 
-int main() {
+int main(int argc, char *argv[]) {
+    unsigned key = argc > 1 ? (unsigned)atoi(argv[1]) : 153; /* the seed's 153 unless told */
     printf ("Receiver\n");
 
-    int fd = shmcomm_open_receive (153, SHMCOMM_CONNECT_CH,
+    int fd = shmcomm_open_receive (key, SHMCOMM_CONNECT_CH,
                                    NULL, sizeof(int), -1);
 
     printf ("Value of res: %d\n", fd);

@@ -13,10 +13,14 @@
 #define SHMCOMM_MAX_BUFFER   1024   /* most packets in a synchronous channel */
 #define SHMCOMM_MAX_CHANNELS 64     /* channels that may exist at once (ENOSPC beyond) */
 
-/* The system calls themselves (no marshalling): the kernel copies one packet per call. */
+/* The raw calls (no marshalling), one packet per call; each returns the result or -1 with
+ * errno. On Quest-RS they are system calls (the kernel copies the packet, user/libquest/c/
+ * quest.c); in a Quest-V Linux sandbox, user/linux/shmcomm implements them over /dev/mem. */
 long shmcomm_sys_open(int send, unsigned key, unsigned flags, unsigned long packet_size,
                       long buffer_len);
 long shmcomm_sys_write(int fd, const void *packet, unsigned long len);
 long shmcomm_sys_read(int fd, void *packet, unsigned long len);
+long shmcomm_sys_close(int fd);
+long shmcomm_sys_key(int fd);
 
 #endif /* QUEST_SHMCOMM_INTERNAL_H */

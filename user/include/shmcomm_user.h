@@ -17,7 +17,9 @@
  * channels), EBADF, EPIPE (sync write: the receiver closed).
  *
  * Flag values mirror crates/quest-abi (quest_abi::shm), checked by its c_header test.
- * Implementation: user/libquest/c/quest.c (linked into every program).
+ * Implementation: user/libquest/c/shmcomm.c over Quest's system calls (quest.c), linked into
+ * every program; in a Quest-V Linux sandbox over user/linux/shmcomm (the channel windows the
+ * monitor maps, through /dev/mem; keys are the configuration's channels only).
  */
 #ifndef QUEST_SHMCOMM_USER_H
 #define QUEST_SHMCOMM_USER_H

@@ -142,6 +142,7 @@ fn cc_command(root: &Path, out: &Path, sources: &[PathBuf]) -> Command {
         .arg(root.join("user/include"))
         .args(sources)
         .arg(root.join("user/libquest/c/quest.c"))
+        .arg(root.join("user/libquest/c/shmcomm.c"))
         .args(LIBS)
         .arg("-o")
         .arg(out);
@@ -241,6 +242,67 @@ fn build_rust_example(manifest_dir: &Path, target_dir: &Path) -> Result<PathBuf>
         );
     }
     Ok(bin)
+}
+
+/// Programs of `user/examples/` that also go into the Linux sandbox's initramfs, built for
+/// Linux: the shmcomm ones, whose raw calls there are the Linux library (user/linux/shmcomm).
+pub const LINUX_PROGRAMS: &[&str] = &["async_send", "async_recv", "shm_stream"];
+
+/// Builds [`LINUX_PROGRAMS`] for a Quest-V Linux sandbox into `out_dir`: the static library
+/// `user/linux/shmcomm` (cargo, for the musl target), then each program with musl-gcc, its
+/// source + `user/libquest/c/shmcomm.c` (the seed API's marshalling layer, shared with Quest)
+/// + that library instead of Quest's system calls. Returns (name, path) pairs.
+pub fn linux_programs(out_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let root = root();
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let target_dir = root.join("target/linux-user");
+    let manifest = root.join("user/linux/shmcomm/Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let st = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "--target", MUSL_TARGET, "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .status()
+        .context("running cargo")?;
+    if !st.success() {
+        bail!("cargo build of {} failed", manifest.display());
+    }
+    let lib = target_dir.join(MUSL_TARGET).join("release/libshmcomm_linux.a");
+    // Rust's std in that library needs an unwinder: the one rustup ships for the musl target
+    // (gcc's own libgcc_eh, which musl-gcc would pick, is built for glibc and wants
+    // `_dl_find_object`).
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().context("running rustc --print sysroot")?;
+    let unwind = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim()).join(format!("lib/rustlib/{MUSL_TARGET}/lib/self-contained/libunwind.a"));
+    if !unwind.is_file() {
+        bail!("{} is missing: `rustup target add {MUSL_TARGET}` (cargo xtask setup does)", unwind.display());
+    }
+    let mut built = Vec::new();
+    for name in LINUX_PROGRAMS {
+        let out = out_dir.join(name);
+        let res = Command::new(MUSL_GCC)
+            .args(CFLAGS)
+            .arg("-I")
+            .arg(root.join("user/include"))
+            .arg(root.join(format!("user/examples/{name}.c")))
+            .arg(root.join("user/libquest/c/shmcomm.c"))
+            .arg(&lib)
+            .arg(&unwind)
+            .args(LIBS)
+            .arg("-s")
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .with_context(|| format!("running {MUSL_GCC} (install Debian's musl-tools: `cargo xtask setup`)"))?;
+        if !res.status.success() {
+            bail!("{MUSL_GCC} failed building the Linux {name}:\n{}", String::from_utf8_lossy(&res.stderr).trim_end());
+        }
+        built.push((name.to_string(), out));
+    }
+    Ok(built)
 }
 
 /// Builds every program in `user/examples/` into `out_dir`: each `*.c` to `out_dir/<stem>`
@@ -359,6 +421,7 @@ mod tests {
                 "/r/user/include",
                 "p.c",
                 "/r/user/libquest/c/quest.c",
+                "/r/user/libquest/c/shmcomm.c",
                 "-lpthread",
                 "-o",
                 "out/p"

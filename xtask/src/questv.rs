@@ -182,7 +182,8 @@ done
 const LINUX_PROFILE: &str = "export PS1='linux:\\w# '\n";
 
 /// The busybox initramfs (target/quest/linux/busybox.cpio): Debian's busybox-static as
-/// /bin/busybox, /init, /etc/profile and /dev/console.
+/// /bin/busybox, /init, /etc/profile and /dev/console, and the project's Linux-side programs
+/// in /bin (`cc::LINUX_PROGRAMS`: the seed's shmcomm programs built for Linux).
 pub fn busybox_initramfs() -> Result<PathBuf> {
     let busybox = fs::read(crate::debian::busybox()?)?;
     let mut w = cpio::Writer::new();
@@ -195,6 +196,10 @@ pub fn busybox_initramfs() -> Result<PathBuf> {
     w.add_symlink("bin/sh", "busybox").map_err(e)?;
     w.add_file("init", 0o755, LINUX_INIT.as_bytes()).map_err(e)?;
     w.add_file("etc/profile", 0o644, LINUX_PROFILE.as_bytes()).map_err(e)?;
+    for (name, path) in crate::cc::linux_programs(&root().join("target/quest/linux/bin"))? {
+        let bin = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        w.add_file(&format!("bin/{name}"), 0o755, &bin).map_err(e)?;
+    }
     let out = root().join("target/quest/linux/busybox.cpio");
     fs::create_dir_all(out.parent().unwrap())?;
     fs::write(&out, w.finish())?;

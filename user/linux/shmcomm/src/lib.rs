@@ -1,0 +1,514 @@
+//! shmcomm for Linux programs in a Quest-V Linux sandbox.
+//!
+//! The seed's `<shmcomm_user.h>` API for ordinary Linux C programs (and Rust ones, through
+//! [`Chan`]): `user/libquest/c/shmcomm.c` (the marshal/unmarshal layer, the same file Quest's
+//! programs use) calls the raw calls of `<shmcomm_internal.h>`, which this static library
+//! implements for Linux:
+//!
+//! * **Which memory.** A key names one of the channel windows the partition configuration
+//!   gives the sandbox. The monitor lists them in CPUID leaves (`quest_abi::questv`:
+//!   `LEAF_SIGNATURE`, `LEAF_PLATFORM`, `LEAF_CHANNEL`), which user mode can execute (each one
+//!   an exit, at open only). Linux sees each window as a *reserved* range of its e820 map.
+//! * **How it is mapped.** `mmap` of `/dev/mem` at the window's address, `MAP_SHARED`, opened
+//!   without `O_SYNC` so the mapping is write-back cached like Quest's own mapping of the same
+//!   memory (mixed cache types on one page are not coherent on real hardware). The stock kernel
+//!   allows it: `STRICT_DEVMEM` refuses only RAM and busy ranges, and a reserved range is
+//!   neither. The descriptor a program gets is that `/dev/mem` file descriptor, as the seed
+//!   says ("in Linux, the program uses a file descriptor").
+//!   Why not a kernel module: `/dev/mem` works with Debian's unmodified kernel and needs no
+//!   build against its headers; the price is that a sync side cannot sleep on a wait queue and
+//!   polls instead (below), and that the program needs root (`CAP_SYS_RAWIO`).
+//! * **The protocol.** `crates/channels` — the same loom-checked four-slot and FIFO code the
+//!   Quest kernel runs on its side of the window — on the mapped words as `&[AtomicU64]`. The
+//!   peer is another kernel and is not trusted: the crate validates the header at attach,
+//!   masks every index and clamps every length, so a scribbled window gives an error
+//!   (`EINVAL`/`EIO`), never a fault or a hang.
+//! * **Blocking.** A sync read of an empty channel or a write to a full one sleeps
+//!   [`POLL_INTERVAL`] and tries again (`nanosleep`: the core is free meanwhile) until the peer
+//!   makes room, data arrives or the peer closes. Quest's side polls the same way (1 ms), since
+//!   no wake-up crosses sandboxes without an exit.
+//! * **Errors** are Quest's (`<shmcomm_user.h>`): `ENODEV` not under Quest-V; `ENOENT` no
+//!   window for the key (connect: or nobody formatted it yet); `EEXIST` create on a window that
+//!   already holds a channel; `EINVAL` bad flags or sizes, a channel bigger than its window, or
+//!   a size or type different from the channel's; `EBADF`; `EPIPE` sync write to a full
+//!   channel whose reader closed; `EAGAIN` async read before the first write. Only configured windows exist here:
+//!   channels between two Linux processes are not supported (use the kernel's own IPC).
+//!
+//! Every `unsafe` is in the C-facing functions at the bottom (raw pointers from C, `mmap`,
+//! `errno`); the channel logic in [`Chan`] is safe and host-tested on ordinary memory.
+use std::collections::HashMap;
+use std::ffi::{c_int, c_long, c_uint, c_ulong, c_void};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use channels::{Error as ChError, Fifo, FifoConsumer, FifoProducer, FourSlot, FourSlotReader, FourSlotWriter, Kind, ReadStatus};
+use quest_abi::questv as abi;
+use quest_abi::shm::{SHMCOMM_ASYNC_CH, SHMCOMM_CONNECT_CH, SHMCOMM_CREATE_CH, SHMCOMM_FLAGS, SHMCOMM_MAX_BUFFER, SHMCOMM_MAX_PACKET, SHMCOMM_SYNC_CH};
+
+/// How long a blocked sync side sleeps between looks at the window.
+pub const POLL_INTERVAL: Duration = Duration::from_micros(200);
+
+/// errno values (Linux's).
+pub const ENOENT: i32 = libc::ENOENT;
+pub const EBADF: i32 = libc::EBADF;
+pub const EAGAIN: i32 = libc::EAGAIN;
+pub const EEXIST: i32 = libc::EEXIST;
+pub const EINVAL: i32 = libc::EINVAL;
+pub const EPIPE: i32 = libc::EPIPE;
+pub const EIO: i32 = libc::EIO;
+pub const ENODEV: i32 = libc::ENODEV;
+
+/// A channel window as the monitor describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub key: u32,
+    /// Bytes.
+    pub size: u64,
+    /// Guest-physical address.
+    pub gpa: u64,
+}
+
+/// Decodes a `LEAF_CHANNEL` answer (eax, ebx, ecx, edx).
+pub fn decode_window(r: [u32; 4]) -> Window {
+    Window { key: r[0], size: u64::from(r[1]), gpa: u64::from(r[2] & !0xfff) | (u64::from(r[3]) << 32) }
+}
+
+/// The windows `cpuid` (a CPUID executor) reports, or `ENODEV` when the signature is not
+/// Quest-V's.
+pub fn windows_from(cpuid: impl Fn(u32, u32) -> [u32; 4]) -> Result<Vec<Window>, i32> {
+    let s = cpuid(abi::LEAF_SIGNATURE, 0);
+    if abi::signature_of(s[1], s[2], s[3]) != abi::SIGNATURE || s[0] < abi::LEAF_CHANNEL {
+        return Err(ENODEV);
+    }
+    let n = cpuid(abi::LEAF_PLATFORM, 0)[0].min(256);
+    Ok((0..n).map(|i| decode_window(cpuid(abi::LEAF_CHANNEL, i))).collect())
+}
+
+fn map_err(e: ChError) -> i32 {
+    match e {
+        ChError::WrongLength { .. } | ChError::TooLong { .. } | ChError::BufferTooSmall { .. } => EINVAL,
+        ChError::Closed => EPIPE,
+        ChError::Full | ChError::Empty => EAGAIN,
+        _ => EIO,
+    }
+}
+
+enum Side<'a> {
+    AsyncW(FourSlotWriter<'a>),
+    AsyncR(FourSlotReader<'a>),
+    SyncW(FifoProducer<'a>),
+    SyncR(FifoConsumer<'a>),
+}
+
+/// One open side of a channel in a region.
+pub struct Chan<'a> {
+    key: u32,
+    slot_size: usize,
+    side: Side<'a>,
+}
+
+/// What a non-blocking attempt did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// Done: bytes written or read (0 on a read: the sync sender closed and all is read).
+    Done(usize),
+    /// A sync channel is full (write) or empty (read): try again later.
+    WouldBlock,
+}
+
+impl<'a> Chan<'a> {
+    /// Opens the sending (`send`) or receiving side of channel `key` in `region`, as
+    /// `shmcomm_open_send`/`shmcomm_open_receive` with these flags and sizes.
+    pub fn open(region: &'a [AtomicU64], key: u32, send: bool, flags: u32, packet: u64, buffer_len: i64) -> Result<Chan<'a>, i32> {
+        if flags & !SHMCOMM_FLAGS != 0 {
+            return Err(EINVAL);
+        }
+        let create = flags & SHMCOMM_CREATE_CH != 0;
+        let connect = flags & SHMCOMM_CONNECT_CH != 0;
+        let want = match (flags & SHMCOMM_ASYNC_CH != 0, flags & SHMCOMM_SYNC_CH != 0) {
+            (true, false) => Some(Kind::FourSlot),
+            (false, true) => Some(Kind::Fifo),
+            (false, false) => None,
+            (true, true) => return Err(EINVAL),
+        };
+        if create == connect || packet == 0 || packet > u64::from(SHMCOMM_MAX_PACKET) {
+            return Err(EINVAL);
+        }
+        let packet = packet as usize;
+        if create {
+            let kind = want.ok_or(EINVAL)?;
+            if channels::probe(region).is_ok() {
+                return Err(EEXIST);
+            }
+            let slots = match kind {
+                Kind::FourSlot => 4,
+                _ if buffer_len < 1 || buffer_len > i64::from(SHMCOMM_MAX_BUFFER) => return Err(EINVAL),
+                _ => buffer_len as usize,
+            };
+            let bytes = match kind {
+                Kind::FourSlot => FourSlot::region_bytes(packet),
+                _ => Fifo::region_bytes(packet, slots),
+            }
+            .map_err(|_| EINVAL)?;
+            if bytes > region.len() * 8 {
+                return Err(EINVAL); // the configured window is smaller than this channel
+            }
+            match kind {
+                Kind::FourSlot => FourSlot::format(region, packet),
+                _ => Fifo::format(region, packet, slots),
+            }
+            .map_err(|_| EINVAL)?;
+        } else {
+            // Only a window someone formatted (a valid header) holds a channel.
+            let g = channels::probe(region).map_err(|_| ENOENT)?;
+            if want.is_some_and(|k| k != g.kind) || packet != g.slot_size {
+                return Err(EINVAL);
+            }
+            if g.kind == Kind::Fifo && buffer_len > 0 && buffer_len as usize != g.slot_count {
+                return Err(EINVAL);
+            }
+        }
+        let g = channels::probe(region).map_err(|_| EINVAL)?;
+        let side = match (g.kind, send) {
+            (Kind::FourSlot, true) => FourSlotWriter::attach(region).map(Side::AsyncW),
+            (Kind::FourSlot, false) => FourSlotReader::attach(region).map(Side::AsyncR),
+            (Kind::Fifo, true) => FifoProducer::attach(region).map(Side::SyncW),
+            (_, false) => FifoConsumer::attach(region).map(Side::SyncR),
+        }
+        .map_err(|_| EINVAL)?;
+        Ok(Chan { key, slot_size: g.slot_size, side })
+    }
+
+    pub fn key(&self) -> u32 {
+        self.key
+    }
+
+    pub fn packet_size(&self) -> usize {
+        self.slot_size
+    }
+
+    /// One try at sending `data` (one packet).
+    pub fn try_write(&mut self, data: &[u8]) -> Result<Attempt, i32> {
+        if data.is_empty() || data.len() > self.slot_size {
+            return Err(EINVAL); // packets are never empty: a 0-byte read means "closed"
+        }
+        match &mut self.side {
+            Side::AsyncW(w) => {
+                if data.len() != self.slot_size {
+                    return Err(EINVAL);
+                }
+                w.write(data).map_err(map_err)?;
+                Ok(Attempt::Done(data.len()))
+            }
+            Side::SyncW(p) => match p.try_push(data) {
+                Ok(()) => Ok(Attempt::Done(data.len())),
+                Err(ChError::Full) => Ok(Attempt::WouldBlock),
+                Err(e) => Err(map_err(e)),
+            },
+            _ => Err(EBADF),
+        }
+    }
+
+    /// One try at receiving a packet into `buf` (at least the packet size).
+    pub fn try_read(&mut self, buf: &mut [u8]) -> Result<Attempt, i32> {
+        if buf.len() < self.slot_size {
+            return Err(EINVAL);
+        }
+        let buf = &mut buf[..self.slot_size];
+        match &mut self.side {
+            Side::AsyncR(r) => match r.read(buf).map_err(map_err)? {
+                ReadStatus::Empty => Err(EAGAIN),
+                _ => Ok(Attempt::Done(self.slot_size)),
+            },
+            Side::SyncR(c) => match c.try_pop(buf) {
+                Ok(n) => Ok(Attempt::Done(n)),
+                Err(ChError::Closed) => Ok(Attempt::Done(0)), // sender gone, everything drained
+                Err(ChError::Empty) => Ok(Attempt::WouldBlock),
+                Err(e) => Err(map_err(e)),
+            },
+            _ => Err(EBADF),
+        }
+    }
+
+    /// Sends, sleeping with `pause` while a sync channel is full.
+    pub fn write(&mut self, data: &[u8], pause: impl Fn()) -> Result<usize, i32> {
+        loop {
+            match self.try_write(data)? {
+                Attempt::Done(n) => return Ok(n),
+                Attempt::WouldBlock => pause(),
+            }
+        }
+    }
+
+    /// Receives, sleeping with `pause` while a sync channel is empty.
+    pub fn read(&mut self, buf: &mut [u8], pause: impl Fn()) -> Result<usize, i32> {
+        loop {
+            match self.try_read(buf)? {
+                Attempt::Done(n) => return Ok(n),
+                Attempt::WouldBlock => pause(),
+            }
+        }
+    }
+
+    /// Closes this side: its state word says "closed"; the peer's view of the data stays.
+    pub fn close(self) {
+        match self.side {
+            Side::AsyncW(w) => w.close(),
+            Side::AsyncR(r) => r.close(),
+            Side::SyncW(p) => p.close(),
+            Side::SyncR(c) => c.close(),
+        }
+    }
+}
+
+// ---- The C-facing raw calls (`<shmcomm_internal.h>`) ---------------------------------------
+
+/// An open descriptor: the side and its `/dev/mem` mapping.
+struct Open {
+    chan: Chan<'static>,
+    map: usize,
+    len: usize,
+}
+
+static OPEN: Mutex<Option<HashMap<c_int, Open>>> = Mutex::new(None);
+
+fn set_errno(e: i32) -> c_long {
+    // SAFETY: musl's __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+    -1
+}
+
+fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID exists on every x86-64 CPU and has no side effects (in a sandbox the
+    // monitor answers it).
+    let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, sub) };
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+fn open_side(send: bool, key: u32, flags: u32, packet: u64, buffer_len: i64) -> Result<c_int, i32> {
+    let w = windows_from(cpuid)?.into_iter().find(|w| w.key == key).ok_or(ENOENT)?;
+    if w.size == 0 || w.size % 4096 != 0 || w.gpa % 4096 != 0 {
+        return Err(EINVAL);
+    }
+    let len = w.size as usize;
+    // SAFETY: a NUL-terminated path; the flags are plain open(2) flags.
+    let fd = unsafe { libc::open(c"/dev/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(EIO));
+    }
+    // SAFETY: a fresh shared mapping of `len` bytes of /dev/mem at the window's physical
+    // address; nothing else in this process refers to that range.
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, w.gpa as libc::off_t) };
+    if p == libc::MAP_FAILED {
+        let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(EIO);
+        // SAFETY: fd is ours.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    // SAFETY: the mapping is page aligned, `len` bytes long and stays mapped until this
+    // descriptor is closed (`shmcomm_sys_close` drops the side before unmapping). The other
+    // sandbox writes it concurrently: every access the channels crate makes is atomic.
+    let region: &'static [AtomicU64] = unsafe { std::slice::from_raw_parts(p as *const AtomicU64, len / 8) };
+    match Chan::open(region, key, send, flags, packet, buffer_len) {
+        Ok(chan) => {
+            OPEN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(fd, Open { chan, map: p as usize, len });
+            Ok(fd)
+        }
+        Err(e) => {
+            // SAFETY: our mapping and descriptor; nothing refers to them any more.
+            unsafe {
+                libc::munmap(p, len);
+                libc::close(fd);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs `f` on descriptor `fd`'s side, or fails with `EBADF`. The table lock is not held while
+/// `f` runs a blocking loop: the side is taken out and put back.
+fn with_side<T>(fd: c_int, f: impl FnOnce(&mut Chan<'static>) -> Result<T, i32>) -> Result<T, i32> {
+    let mut o = OPEN.lock().unwrap_or_else(|e| e.into_inner()).as_mut().and_then(|t| t.remove(&fd)).ok_or(EBADF)?;
+    let r = f(&mut o.chan);
+    OPEN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(fd, o);
+    r
+}
+
+fn pause() {
+    std::thread::sleep(POLL_INTERVAL);
+}
+
+/// `shmcomm_sys_open`: a descriptor, or -1 and errno.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmcomm_sys_open(send: c_int, key: c_uint, flags: c_uint, packet_size: c_ulong, buffer_len: c_long) -> c_long {
+    match open_side(send != 0, key, flags, packet_size, buffer_len) {
+        Ok(fd) => c_long::from(fd),
+        Err(e) => set_errno(e),
+    }
+}
+
+/// `shmcomm_sys_write`: one packet of `len` bytes from `packet`.
+///
+/// # Safety
+/// `packet` must point to `len` readable bytes (C's contract for a buffer argument).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmcomm_sys_write(fd: c_int, packet: *const c_void, len: c_ulong) -> c_long {
+    if packet.is_null() && len != 0 {
+        return set_errno(libc::EFAULT);
+    }
+    // SAFETY: the caller's buffer of `len` bytes (checked non-null above).
+    let data = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(packet as *const u8, len as usize) } };
+    match with_side(fd, |c| c.write(data, pause)) {
+        Ok(n) => n as c_long,
+        Err(e) => set_errno(e),
+    }
+}
+
+/// `shmcomm_sys_read`: one packet into `packet` (`len` bytes of room).
+///
+/// # Safety
+/// `packet` must point to `len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmcomm_sys_read(fd: c_int, packet: *mut c_void, len: c_ulong) -> c_long {
+    if packet.is_null() && len != 0 {
+        return set_errno(libc::EFAULT);
+    }
+    // SAFETY: the caller's buffer of `len` bytes (checked non-null above).
+    let buf = if len == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(packet as *mut u8, len as usize) } };
+    match with_side(fd, |c| c.read(buf, pause)) {
+        Ok(n) => n as c_long,
+        Err(e) => set_errno(e),
+    }
+}
+
+/// `shmcomm_sys_close`.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmcomm_sys_close(fd: c_int) -> c_long {
+    let Some(o) = OPEN.lock().unwrap_or_else(|e| e.into_inner()).as_mut().and_then(|t| t.remove(&fd)) else {
+        return set_errno(EBADF);
+    };
+    o.chan.close();
+    // SAFETY: the side (the only user of the mapping) is gone; the mapping and descriptor are
+    // this entry's.
+    unsafe {
+        libc::munmap(o.map as *mut c_void, o.len);
+        libc::close(fd);
+    }
+    0
+}
+
+/// `shmcomm_sys_key`: the channel's key, or -1 and errno.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmcomm_sys_key(fd: c_int) -> c_long {
+    match OPEN.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|t| t.get(&fd)) {
+        Some(o) => c_long::from(o.chan.key()),
+        None => set_errno(EBADF),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(bytes: usize) -> Vec<AtomicU64> {
+        (0..bytes / 8).map(|_| AtomicU64::new(0)).collect()
+    }
+    const CREATE_ASYNC: u32 = SHMCOMM_CREATE_CH | SHMCOMM_ASYNC_CH;
+    const CREATE_SYNC: u32 = SHMCOMM_CREATE_CH | SHMCOMM_SYNC_CH;
+
+    #[test]
+    fn the_seed_pair_async() {
+        let r = region(4096);
+        let mut tx = Chan::open(&r, 153, true, CREATE_ASYNC, 4, -1).unwrap();
+        let mut rx = Chan::open(&r, 153, false, SHMCOMM_CONNECT_CH, 4, -1).unwrap();
+        let mut x = [0u8; 4];
+        assert_eq!(rx.try_read(&mut x), Err(EAGAIN), "nothing written yet");
+        assert_eq!(tx.try_write(&10i32.to_le_bytes()), Ok(Attempt::Done(4)));
+        assert_eq!(rx.try_read(&mut x), Ok(Attempt::Done(4)));
+        assert_eq!(i32::from_le_bytes(x), 10);
+        assert_eq!(tx.try_write(&[1, 2]), Err(EINVAL), "async packets are whole");
+        assert_eq!(rx.try_write(&x), Err(EBADF));
+        tx.close();
+        rx.close();
+    }
+
+    #[test]
+    fn sync_blocks_then_drains_after_close() {
+        let r = region(4096);
+        let mut tx = Chan::open(&r, 7, true, CREATE_SYNC, 8, 2).unwrap();
+        let mut rx = Chan::open(&r, 7, false, SHMCOMM_CONNECT_CH | SHMCOMM_SYNC_CH, 8, 2).unwrap();
+        let mut b = [0u8; 8];
+        assert_eq!(rx.try_read(&mut b), Ok(Attempt::WouldBlock));
+        assert_eq!(tx.try_write(b"one"), Ok(Attempt::Done(3)));
+        assert_eq!(tx.try_write(b"two"), Ok(Attempt::Done(3)));
+        assert_eq!(tx.try_write(b"three"), Ok(Attempt::WouldBlock), "two slots");
+        assert_eq!(rx.try_read(&mut b), Ok(Attempt::Done(3)));
+        assert_eq!(&b[..3], b"one");
+        tx.close();
+        assert_eq!(rx.try_read(&mut b), Ok(Attempt::Done(3)));
+        assert_eq!(&b[..3], b"two");
+        assert_eq!(rx.try_read(&mut b), Ok(Attempt::Done(0)), "closed and drained");
+    }
+
+    #[test]
+    fn sync_write_to_a_closed_reader_is_epipe() {
+        let r = region(4096);
+        let mut tx = Chan::open(&r, 7, true, CREATE_SYNC, 8, 1).unwrap();
+        Chan::open(&r, 7, false, SHMCOMM_CONNECT_CH, 8, -1).unwrap().close();
+        // The free slot still takes a packet; then nobody will ever make room.
+        assert_eq!(tx.try_write(b"x"), Ok(Attempt::Done(1)));
+        assert_eq!(tx.try_write(b"y"), Err(EPIPE));
+    }
+
+    #[test]
+    fn open_errors_are_quests() {
+        let r = region(4096);
+        assert_eq!(Chan::open(&r, 1, false, SHMCOMM_CONNECT_CH, 4, -1).err(), Some(ENOENT), "nobody formatted it");
+        assert_eq!(Chan::open(&r, 1, true, SHMCOMM_CREATE_CH | SHMCOMM_CONNECT_CH, 4, -1).err(), Some(EINVAL));
+        assert_eq!(Chan::open(&r, 1, true, CREATE_ASYNC | SHMCOMM_SYNC_CH, 4, -1).err(), Some(EINVAL));
+        assert_eq!(Chan::open(&r, 1, true, 0x100 | CREATE_ASYNC, 4, -1).err(), Some(EINVAL));
+        assert_eq!(Chan::open(&r, 1, true, CREATE_ASYNC, 0, -1).err(), Some(EINVAL));
+        assert_eq!(Chan::open(&r, 1, true, CREATE_SYNC, 8, 0).err(), Some(EINVAL), "sync needs a buffer");
+        assert_eq!(Chan::open(&r, 1, true, CREATE_SYNC, 1024, 8).err(), Some(EINVAL), "bigger than the window");
+        let _tx = Chan::open(&r, 1, true, CREATE_ASYNC, 4, -1).unwrap();
+        assert_eq!(Chan::open(&r, 1, true, CREATE_ASYNC, 4, -1).err(), Some(EEXIST));
+        assert_eq!(Chan::open(&r, 1, false, SHMCOMM_CONNECT_CH, 8, -1).err(), Some(EINVAL), "size differs");
+        assert_eq!(Chan::open(&r, 1, false, SHMCOMM_CONNECT_CH | SHMCOMM_SYNC_CH, 4, -1).err(), Some(EINVAL), "type differs");
+    }
+
+    #[test]
+    fn a_scribbled_window_is_an_error_not_a_fault() {
+        let r = region(4096);
+        let mut tx = Chan::open(&r, 9, true, CREATE_SYNC, 16, 4).unwrap();
+        let mut rx = Chan::open(&r, 9, false, SHMCOMM_CONNECT_CH, 16, 4).unwrap();
+        // The other sandbox writes garbage over everything.
+        for (i, w) in r.iter().enumerate() {
+            w.store(0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1), std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut b = [0u8; 16];
+        for _ in 0..8 {
+            let _ = tx.try_write(b"data");
+            let _ = rx.try_read(&mut b);
+        }
+        assert!(Chan::open(&r, 9, false, SHMCOMM_CONNECT_CH, 16, 4).is_err(), "the header no longer validates");
+    }
+
+    #[test]
+    fn windows_come_from_the_monitors_cpuid_leaves() {
+        let (b, c, d) = abi::signature_regs();
+        let fake = move |leaf: u32, sub: u32| match leaf {
+            abi::LEAF_SIGNATURE => [abi::LEAF_CPUS, b, c, d],
+            abi::LEAF_PLATFORM => [2, 0, abi::ABI_VERSION, 1],
+            abi::LEAF_CHANNEL if sub == 0 => [153, 4096, 0x1000_0001, 0],
+            abi::LEAF_CHANNEL => [154, 8192, 0x2000_0002, 1],
+            _ => [0; 4],
+        };
+        assert_eq!(
+            windows_from(fake).unwrap(),
+            vec![Window { key: 153, size: 4096, gpa: 0x1000_0000 }, Window { key: 154, size: 8192, gpa: 0x1_2000_0000 }]
+        );
+        assert_eq!(windows_from(|_, _| [0xd, 0x756e_6547, 0x6c65_746e, 0x4965_6e69]), Err(ENODEV), "not Quest-V");
+    }
+}
