@@ -294,3 +294,53 @@ fn quest_budgets_hold_while_linux_is_busy() -> Result<()> {
     assert!(linux(&mut m, "jobs")?.contains("Running"), "Linux's stress stopped");
     Ok(())
 }
+
+/// shmcomm between Linux and Quest (configs/quest-linux.toml's channels 153-156): the seed's
+/// async_send on Quest and async_recv on Linux ("Received X=10"), the reverse on channel 154,
+/// then 100,000 numbered packets each way over the synchronous channels 155 and 156, every one
+/// checked by `shm_stream` (in order, none lost, duplicated or corrupted). Linux's programs
+/// are the same sources built with the Linux library (user/linux/shmcomm over /dev/mem).
+/// Last, root in Linux scribbles on channel 153's header: Quest's next connect gets a clean
+/// error and Quest goes on.
+#[test]
+#[ignore = "boots Debian's current kernel (a 70 MB download): cargo xtask test --long"]
+fn shmcomm_between_linux_and_quest() -> Result<()> {
+    let mut m = boot()?;
+    m.com(LINUX).expect(LINUX_PROMPT)?;
+    // Quest → Linux, the seed's pair.
+    let out = m.com(QUEST).shell("async_send")?;
+    assert!(out.contains("Sent X=10") && out.contains("Channel successfully closed."), "{out}");
+    let out = linux(&mut m, "async_recv")?;
+    assert!(out.contains("Recv Channel Key: 153") && out.contains("Received X=10"), "{out}");
+    // Linux → Quest.
+    let out = linux(&mut m, "async_send 154")?;
+    assert!(out.contains("Sent X=10"), "{out}");
+    let out = m.com(QUEST).shell("async_recv 154")?;
+    assert!(out.contains("Recv Channel Key: 154") && out.contains("Received X=10"), "{out}");
+    // Synchronous, 100,000 packets each way.
+    const N: u32 = 100_000;
+    let ok = format!("shm_stream: received {N} packets in order, none lost, duplicated or corrupted");
+    linux(&mut m, &format!("shm_stream recv 155 {N} > /tmp/r155 2>&1 &"))?;
+    let out = m.com(QUEST).shell(&format!("shm_stream send 155 {N}"))?;
+    assert!(out.contains(&format!("shm_stream: sent {N} packets")), "{out}");
+    let out = linux(&mut m, "wait; cat /tmp/r155")?;
+    assert!(out.contains(&ok), "Quest → Linux: {out}");
+    println!("Quest → Linux: {out}");
+    linux(&mut m, &format!("shm_stream send 156 {N} > /tmp/s156 2>&1 &"))?;
+    let out = m.com(QUEST).shell(&format!("shm_stream recv 156 {N}"))?;
+    assert!(out.contains(&ok), "Linux → Quest: {out}");
+    println!("Linux → Quest: {out}");
+    let out = linux(&mut m, "wait; cat /tmp/s156")?;
+    assert!(out.contains(&format!("shm_stream: sent {N} packets")), "{out}");
+    // Hostile: root in Linux overwrites channel 153's header (the first reserved range above
+    // Linux's RAM in its e820 map is that window). Quest's connect is refused; Quest goes on.
+    let e820 = linux(&mut m, "dmesg | grep 'BIOS-e820: .* reserved' | tail -n +2 | head -1")?;
+    let start = e820.split("[mem ").nth(1).and_then(|s| s.split('-').next()).with_context(|| format!("no window in {e820}"))?;
+    linux(&mut m, &format!("devmem {start} 64 0x0123456789abcdef"))?;
+    let out = m.com(QUEST).shell("async_recv")?;
+    assert!(out.contains("Value of res: -1") && out.contains("Error"), "a corrupt header is an error: {out}");
+    let out = m.com(QUEST).shell("hello_world")?;
+    assert!(out.contains("Hello World!"), "{out}");
+    assert!(!m.com(MONITOR).output().contains("STOPPED"), "{}", m.com(MONITOR).output());
+    Ok(())
+}

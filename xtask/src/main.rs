@@ -450,6 +450,16 @@ fn test(args: &[String]) -> Result<()> {
         if !st.success() {
             bail!("loom tests of the channels failed");
         }
+        println!("xtask: host tests of the Linux-side shmcomm library (user/linux/shmcomm)");
+        let st = cargo()
+            .args(["test", "--release", "--manifest-path"])
+            .arg(root().join("user/linux/shmcomm/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(root().join("target/linux-user"))
+            .status()?;
+        if !st.success() {
+            bail!("host tests of user/linux/shmcomm failed");
+        }
         // The harness's own unit tests (its integration tests need QEMU: below).
         let st = cargo().args(["test", "--release", "-p", "quest-tests", "--lib"]).status()?;
         if !st.success() {
