@@ -96,7 +96,25 @@ pub fn try_read() -> Option<u8> {
     crate::cpu::without_interrupts(|| COM1.lock().uart.as_mut()?.try_receive_byte().ok())
 }
 
+/// Where console output is copied too (the kernel's queshe bridge), if anywhere.
+static MIRROR: spin::Once<fn(&[u8])> = spin::Once::new();
+
+/// Copies all later console output to `f` as well, called with the console lock held (so `f`
+/// must not print, and must not block: it may run in an interrupt handler). Once: a second
+/// call returns `false` and changes nothing.
+pub fn set_mirror(f: fn(&[u8])) -> bool {
+    let mut set = false;
+    MIRROR.call_once(|| {
+        set = true;
+        f
+    });
+    set
+}
+
 fn write_bytes(c: &mut Console, bytes: &[u8]) {
+    if let Some(f) = MIRROR.get() {
+        f(bytes);
+    }
     let Some(u) = c.uart.as_mut() else { return };
     for &b in bytes {
         if b == b'\n' {

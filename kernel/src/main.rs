@@ -21,6 +21,7 @@ mod futex;
 mod pipe;
 mod process;
 mod questv;
+mod queshe;
 mod sched;
 mod shmcomm;
 mod tpipe;
@@ -145,6 +146,11 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
     println!("user mode: syscall/iretq, SMEP {}, SMAP {}", if smep { "on" } else { "off" }, if smap { "on" } else { "off" });
     if let Err(e) = drivers::serial::init() {
         println!("serial: input bottom half not started: {e}");
+    }
+    match queshe::start() {
+        Ok(Some(key)) => println!("queshe: this console is also on channels {key} (input) and {} (output)", key + 1),
+        Ok(None) => {}
+        Err(e) => println!("queshe: not started: {e}"),
     }
     // The console: /boot/user_init (which starts the shell) unless this is the test build or
     // the command line says `console=kernel`; the kernel's own console if it is missing or ends.

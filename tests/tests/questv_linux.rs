@@ -344,3 +344,56 @@ fn shmcomm_between_linux_and_quest() -> Result<()> {
     assert!(!m.com(MONITOR).output().contains("STOPPED"), "{}", m.com(MONITOR).output());
     Ok(())
 }
+
+/// queshe: Quest sandbox 0's console from Linux (configs/quest-linux.toml's channels 5000 and
+/// 5001; qshd makes /dev/qSB0 at Linux's boot). A line written to /dev/qSB0 runs a Quest
+/// program and its output can be read back there; `queshe /dev/qSB0` is an interactive
+/// session (ctrl-] ends it); the seed's two commands end a running Quest task: `echo $'\cc'`
+/// (ctrl-c) the foreground one, `echo "kill -c"` the one started with `nowait`. Quest's own console
+/// keeps working throughout.
+#[test]
+#[ignore = "boots Debian's current kernel (a 70 MB download): cargo xtask test --long"]
+fn queshe_drives_quests_shell_from_linux() -> Result<()> {
+    let mut m = boot()?;
+    m.com(LINUX).expect(LINUX_PROMPT)?;
+    // (grep's verdict, not the log itself: Linux's kernel messages share this console.)
+    let log = linux(&mut m, "grep -q 'qshd: /dev/qSB0 is the console of Quest sandbox 0 (channels 5000 and 5001' /tmp/qshd.log && echo qshd-ready")?;
+    assert!(log.contains("qshd-ready"), "{log}");
+    // One line in, its output read back.
+    linux(&mut m, "echo hello_world > /dev/qSB0")?;
+    m.com(QUEST).expect("Hello World!")?;
+    let out = linux(&mut m, "timeout 3 cat /dev/qSB0")?;
+    assert!(out.contains("Hello World!"), "{out}");
+    // An interactive session.
+    m.com(LINUX).send_line("queshe /dev/qSB0")?;
+    m.com(LINUX).expect("queshe: connected to /dev/qSB0; ctrl-] ends the session")?;
+    m.com(LINUX).send_raw(b"hello_world\r")?;
+    m.com(LINUX).expect("Hello World!")?;
+    m.com(LINUX).send_raw(b"\x1d")?;
+    m.com(LINUX).expect("queshe: session ended")?;
+    m.com(LINUX).expect(LINUX_PROMPT)?;
+    // ctrl-c from Linux ends Quest's foreground task; its shell prompts again. (The seed's
+    // `echo $'\cc'` is bash's spelling of byte 0x03; busybox's ash, this initramfs's shell,
+    // spells it `$'\x03'`.)
+    m.com(QUEST).send_line("thread")?;
+    m.com(QUEST).expect("Child thread 2!")?;
+    linux(&mut m, "echo $'\\x03' > /dev/qSB0")?;
+    m.com(QUEST).expect("^C")?;
+    m.com(QUEST).expect_prompt()?;
+    // `kill -c` from Linux ends the task the shell started last (in the background).
+    m.com(QUEST).shell("nowait thread")?;
+    m.com(QUEST).expect("Child thread 2!")?;
+    linux(&mut m, "echo 'kill -c' > /dev/qSB0")?;
+    m.com(QUEST).expect("marked for termination")?;
+    let mut ended = false;
+    for _ in 0..20 {
+        if m.com(QUEST).shell("hello_world")?.contains("has exited") || m.com(QUEST).output().contains("(/boot/thread) has exited") {
+            ended = true;
+            break;
+        }
+    }
+    let ps = m.com(QUEST).shell("ps -t")?;
+    assert!(ended || !ps.contains("/boot/thread"), "the background task still runs: {ps}");
+    assert!(!ps.contains("/boot/thread"), "{ps}");
+    Ok(())
+}

@@ -244,9 +244,10 @@ fn build_rust_example(manifest_dir: &Path, target_dir: &Path) -> Result<PathBuf>
     Ok(bin)
 }
 
-/// Programs of `user/examples/` that also go into the Linux sandbox's initramfs, built for
-/// Linux: the shmcomm ones, whose raw calls there are the Linux library (user/linux/shmcomm).
-pub const LINUX_PROGRAMS: &[&str] = &["async_send", "async_recv", "shm_stream"];
+/// Programs for the Linux sandbox's initramfs, built for Linux (sources under `user/`): the
+/// shmcomm examples, whose raw calls there are the Linux library (user/linux/shmcomm), and
+/// queshe's two halves (`qshd`, the daemon behind /dev/qSB<n>, and `queshe`, the session).
+pub const LINUX_PROGRAMS: &[&str] = &["examples/async_send", "examples/async_recv", "examples/shm_stream", "linux/qshd", "linux/queshe"];
 
 /// Builds [`LINUX_PROGRAMS`] for a Quest-V Linux sandbox into `out_dir`: the static library
 /// `user/linux/shmcomm` (cargo, for the musl target), then each program with musl-gcc, its
@@ -281,13 +282,14 @@ pub fn linux_programs(out_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
         bail!("{} is missing: `rustup target add {MUSL_TARGET}` (cargo xtask setup does)", unwind.display());
     }
     let mut built = Vec::new();
-    for name in LINUX_PROGRAMS {
+    for src in LINUX_PROGRAMS {
+        let name = src.rsplit('/').next().unwrap_or(src);
         let out = out_dir.join(name);
         let res = Command::new(MUSL_GCC)
             .args(CFLAGS)
             .arg("-I")
             .arg(root.join("user/include"))
-            .arg(root.join(format!("user/examples/{name}.c")))
+            .arg(root.join(format!("user/{src}.c")))
             .arg(root.join("user/libquest/c/shmcomm.c"))
             .arg(&lib)
             .arg(&unwind)

@@ -167,7 +167,11 @@ const LINUX_INIT: &str = "#!/bin/busybox sh
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
 hostname linux
+# queshe: /dev/qSB<n>, the console of each Quest sandbox this one has queshe channels to.
+qshd > /tmp/qshd.log 2>&1 &
 echo \"Quest-V Linux sandbox: Linux $(uname -r) up, root shell on $(cat /proc/consoles | cut -d' ' -f1)\"
 trap 'exec reboot -f' TERM
 trap 'exec poweroff -f' USR1 USR2

@@ -152,6 +152,15 @@ impl ExitStatsHeader {
     }
 }
 
+/// queshe: the channel keys that carry Quest sandbox `n`'s console to a Linux sandbox, by
+/// convention (configured like any channel): (`5000 + 2n`: input to Quest, `5001 + 2n`:
+/// Quest's output).
+pub const fn queshe_keys(n: u32) -> (u32, u32) {
+    (QUESHE_KEY_BASE + 2 * n, QUESHE_KEY_BASE + 2 * n + 1)
+}
+/// The first queshe key.
+pub const QUESHE_KEY_BASE: u32 = 5000;
+
 /// Splits a [`LEAF_SIGNATURE`] answer back into bytes.
 pub fn signature_of(ebx: u32, ecx: u32, edx: u32) -> [u8; 12] {
     let mut s = [0u8; 12];

@@ -37,6 +37,42 @@ impl Ring {
     }
 }
 
+impl Serial {
+    /// One byte of console input (from the UART, or injected by queshe): ctrl-c ends the
+    /// foreground task; anything else goes to the ring. Returns whether it was queued.
+    fn take_byte(&self, b: u8) -> bool {
+        if b == 0x03 {
+            // ctrl-c: ends the foreground task (the one its parent is waiting for).
+            let fg = crate::process::FOREGROUND.load(core::sync::atomic::Ordering::Relaxed);
+            if fg != 0 {
+                // Echo first: once killed, the task may end and the shell prompt again
+                // before this thread runs on (the prompt must follow the ^C).
+                hal::serial::write_raw(b"^C\n");
+                let _ = crate::process::kill(fg, 128 + 2);
+                return false;
+            }
+        }
+        let mut rx = self.rx.lock();
+        if rx.len == rx.buf.len() {
+            rx.dropped += 1;
+            return false;
+        }
+        let tail = (rx.head + rx.len) % rx.buf.len();
+        rx.buf[tail] = b;
+        rx.len += 1;
+        true
+    }
+
+    /// Hands queued input to the thread waiting for it, if any.
+    fn wake_reader(&self, dev: &Device<Self>) {
+        let reader = self.reader.lock().take();
+        if let Some((tid, vcpu)) = reader {
+            sched::io_wait(0, dev.io_vcpu, vcpu, true);
+            let _ = sched::wake(tid);
+        }
+    }
+}
+
 /// The console UART's driver.
 pub struct Serial {
     rx: IrqLock<Ring>,
@@ -74,33 +110,10 @@ impl Driver for Serial {
     fn bottom_half(&self, dev: &Device<Self>) {
         let mut got = false;
         while let Some(b) = hal::serial::try_read() {
-            if b == 0x03 {
-                // ctrl-c: ends the foreground task (the one its parent is waiting for).
-                let fg = crate::process::FOREGROUND.load(core::sync::atomic::Ordering::Relaxed);
-                if fg != 0 {
-                    // Echo first: once killed, the task may end and the shell prompt again
-                    // before this thread runs on (the prompt must follow the ^C).
-                    hal::serial::write_raw(b"^C\n");
-                    let _ = crate::process::kill(fg, 128 + 2);
-                    continue;
-                }
-            }
-            got = true;
-            let mut rx = self.rx.lock();
-            if rx.len == rx.buf.len() {
-                rx.dropped += 1;
-                continue;
-            }
-            let tail = (rx.head + rx.len) % rx.buf.len();
-            rx.buf[tail] = b;
-            rx.len += 1;
+            got |= self.take_byte(b);
         }
         if got {
-            let reader = self.reader.lock().take();
-            if let Some((tid, vcpu)) = reader {
-                sched::io_wait(0, dev.io_vcpu, vcpu, true);
-                let _ = sched::wake(tid);
-            }
+            self.wake_reader(dev);
         }
         hal::serial::set_rx_interrupt(true);
     }
@@ -216,6 +229,21 @@ pub fn read_byte() -> u8 {
             }
         }
     }
+}
+
+/// Console input that did not come from the UART (queshe: a Linux user typing into this
+/// sandbox's console): handled as if received, ctrl-c included. Returns `false` without a
+/// registered console driver.
+pub fn inject(bytes: &[u8]) -> bool {
+    let Some(dev) = device() else { return false };
+    let mut got = false;
+    for &b in bytes {
+        got |= dev.driver.take_byte(b);
+    }
+    if got {
+        dev.driver.wake_reader(dev);
+    }
+    true
 }
 
 /// (bytes dropped because the buffer was full, receive interrupts taken).
