@@ -1,5 +1,7 @@
-/* qv_latency send|recv [COUNT]: one-way message latency between two Quest-V sandboxes over
- * shmcomm channel 154 (a four-slot channel window of configs/two-quest.toml).
+/* qv_latency send|recv [COUNT [KEY]]: one-way message latency between two Quest-V sandboxes
+ * over shmcomm channel KEY (default 154, a four-slot channel window of configs/two-quest.toml
+ * and configs/quest-linux.toml). Built for Linux too: in a Linux sandbox there is no Main VCPU
+ * to poll on (the receiver says so and polls as an ordinary process).
  *
  * The sender creates the channel and writes COUNT messages {sequence, TSC at send}, 8 ms
  * apart; the receiver polls (shmcomm_read returns the latest value) and, for each new
@@ -19,7 +21,7 @@
 #include <shmcomm_user.h>
 #include <vcpu.h>
 
-#define KEY 154
+#define DEFAULT_KEY 154
 
 struct msg {
     uint64_t seq;
@@ -56,14 +58,15 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char *argv[])
 {
     int count = argc > 2 ? atoi(argv[2]) : 100;
+    unsigned key = argc > 3 ? (unsigned)atoi(argv[3]) : DEFAULT_KEY;
     if (argc < 2 || count <= 0 || count > 100000 || (strcmp(argv[1], "send") && strcmp(argv[1], "recv"))) {
-        printf("usage: qv_latency send|recv [COUNT]\n");
+        printf("usage: qv_latency send|recv [COUNT [KEY]]\n");
         return 2;
     }
     if (!strcmp(argv[1], "send")) {
         shmcomm_channel_t ch;
-        if (shmcomm_open_send(KEY, SHMCOMM_CREATE_CH | SHMCOMM_ASYNC_CH, NULL, sizeof(struct msg), -1, &ch) < 0) {
-            printf("qv_latency: cannot create channel %d: %s\n", KEY, strerror(errno));
+        if (shmcomm_open_send(key, SHMCOMM_CREATE_CH | SHMCOMM_ASYNC_CH, NULL, sizeof(struct msg), -1, &ch) < 0) {
+            printf("qv_latency: cannot create channel %u: %s\n", key, strerror(errno));
             return 1;
         }
         sleep_ms(500); /* give the receiver time to connect */
@@ -82,12 +85,12 @@ int main(int argc, char *argv[])
         printf("qv_latency: no Main VCPU of its own (%s): polling on the default VCPU\n", strerror(errno));
     int fd = -1;
     for (int tries = 0; tries < 5000 && fd < 0; tries++) {
-        fd = shmcomm_open_receive(KEY, SHMCOMM_CONNECT_CH, NULL, sizeof(struct msg), -1);
+        fd = shmcomm_open_receive(key, SHMCOMM_CONNECT_CH, NULL, sizeof(struct msg), -1);
         if (fd < 0)
             sleep_ms(1);
     }
     if (fd < 0) {
-        printf("qv_latency: no channel %d after 5 s: %s\n", KEY, strerror(errno));
+        printf("qv_latency: no channel %u after 5 s: %s\n", key, strerror(errno));
         return 1;
     }
     uint64_t *lat = calloc((size_t)count, sizeof *lat);

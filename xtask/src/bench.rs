@@ -120,6 +120,8 @@ pub const ROWS: &[Row] = &[
     Row { name: "tm_malloc", what: "Thread-Metric memory allocation (malloc + free 128 bytes)" },
     Row { name: "questv_exits", what: "Quest-V (2 sandboxes): VM exits per second in steady state, shells idle (Linux: no equivalent)" },
     Row { name: "questv_latency", what: "Quest-V: one-way message latency between sandboxes through a shmcomm channel window (Linux: no equivalent)" },
+    Row { name: "questv_q2l_latency", what: "Quest-V: one-way latency Quest → Linux sandbox, shmcomm window (Linux side: /dev/mem library, polling process)" },
+    Row { name: "questv_l2q_latency", what: "Quest-V: one-way latency Linux sandbox → Quest (Quest side: polling on its own Main VCPU)" },
 ];
 
 /// Benchmarks of the issue that this run cannot measure, with the reason (kept in the table).
@@ -298,6 +300,12 @@ pub fn run(args: &[String]) -> Result<()> {
         for smp in questv(&t, o.quick)? {
             quest.samples.entry(smp.name.clone()).or_default().push(smp);
         }
+        if linux.is_some() {
+            println!("xtask: bench: Quest-V (Quest beside a Linux sandbox)");
+            for smp in questv_linux(&t, o.quick)? {
+                quest.samples.entry(smp.name.clone()).or_default().push(smp);
+            }
+        }
     }
 
     // Kernel sizes (deterministic; one "sample" each).
@@ -378,6 +386,15 @@ fn questv(t: &crate::setup::Tools, quick: bool) -> Result<Vec<Sample>> {
     m.com(2).send_line(&format!("qv_latency recv {n}"))?;
     m.com(1).shell(&format!("qv_latency send {n}"))?;
     let out = m.com(2).expect_prompt()?;
+    let (median, max) = qv_latency_ns(&out)?;
+    Ok(vec![
+        Sample { name: "questv_exits".into(), unit: "exits/s".into(), median: exits, max: exits, n: 1, wall: None },
+        Sample { name: "questv_latency".into(), unit: "ns".into(), median, max, n, wall: None },
+    ])
+}
+
+/// `qv_latency`'s result line → (median, max) in ns.
+fn qv_latency_ns(out: &str) -> Result<(u64, u64)> {
     let line = out.lines().find(|l| l.contains("one-way latency")).with_context(|| format!("qv_latency printed no result:\n{out}"))?;
     let us = |key: &str| -> Result<u64> {
         let v: f64 = line
@@ -389,10 +406,48 @@ fn questv(t: &crate::setup::Tools, quick: bool) -> Result<Vec<Sample>> {
             .parse()?;
         Ok((v * 1000.0).round() as u64)
     };
-    let (median, max) = (us("median ")?, us("max ")?);
+    Ok((us("median ")?, us("max ")?))
+}
+
+/// Quest beside Debian's kernel (tests/fixtures/questv-linux-1cpu.toml: one core each, as
+/// `-icount` allows) under -icount: `qv_latency` one way and then the other, over the async
+/// windows 154 (Quest → Linux) and 157 (Linux → Quest).
+fn questv_linux(t: &crate::setup::Tools, quick: bool) -> Result<Vec<Sample>> {
+    let files = crate::boot_files(&[])?;
+    let qv = crate::questv::build(&root().join("tests/fixtures/questv-linux-1cpu.toml"), false, &files)?;
+    let cfg = quest_tests::Config {
+        qemu: t.qemu.clone(),
+        iso: qv.iso.clone(),
+        firmware: quest_tests::Firmware::Bios,
+        smp: qv.cpus,
+        mem_mib: qv.mem_mib,
+        cpu: "max".into(),
+        icount: true,
+        echo: false,
+        extra_args: vec![],
+        timeout: Duration::from_secs(900),
+        settle: None,
+    };
+    const LINUX_PROMPT: &str = "linux:/# ";
+    let mut m = quest_tests::QuestV::start(&cfg, qv.serials)?;
+    m.com(1).expect("user mode:")?;
+    m.com(1).expect_prompt()?;
+    m.com(2).expect(LINUX_PROMPT)?;
+    let n = if quick { 50 } else { 200 };
+    // Quest → Linux.
+    m.com(2).send_line(&format!("qv_latency recv {n} 154"))?;
+    m.com(1).shell(&format!("qv_latency send {n} 154"))?;
+    let out = m.com(2).expect(LINUX_PROMPT)?;
+    let (q2l_med, q2l_max) = qv_latency_ns(&out)?;
+    // Linux → Quest.
+    m.com(1).send_line(&format!("qv_latency recv {n} 157"))?;
+    m.com(2).send_line(&format!("qv_latency send {n} 157"))?;
+    m.com(2).expect(LINUX_PROMPT)?;
+    let out = m.com(1).expect_prompt()?;
+    let (l2q_med, l2q_max) = qv_latency_ns(&out)?;
     Ok(vec![
-        Sample { name: "questv_exits".into(), unit: "exits/s".into(), median: exits, max: exits, n: 1, wall: None },
-        Sample { name: "questv_latency".into(), unit: "ns".into(), median, max, n, wall: None },
+        Sample { name: "questv_q2l_latency".into(), unit: "ns".into(), median: q2l_med, max: q2l_max, n, wall: None },
+        Sample { name: "questv_l2q_latency".into(), unit: "ns".into(), median: l2q_med, max: l2q_max, n, wall: None },
     ])
 }
 

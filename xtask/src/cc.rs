@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! musl-gcc -static -fno-pie -no-pie -O2 -Wall -Wno-main -I user/include \
-//!          FILE.c... user/libquest/c/quest.c -lpthread -o OUT
+//!          FILE.c... user/libquest/c/{quest,shmcomm,shmcomm_sys}.c -lpthread -o OUT
 //! ```
 //!
 //! * **static, non-PIE**: one `PT_LOAD` image at a fixed address (0x400000), no interpreter, no
@@ -143,6 +143,7 @@ fn cc_command(root: &Path, out: &Path, sources: &[PathBuf]) -> Command {
         .args(sources)
         .arg(root.join("user/libquest/c/quest.c"))
         .arg(root.join("user/libquest/c/shmcomm.c"))
+        .arg(root.join("user/libquest/c/shmcomm_sys.c"))
         .args(LIBS)
         .arg("-o")
         .arg(out);
@@ -245,14 +246,17 @@ fn build_rust_example(manifest_dir: &Path, target_dir: &Path) -> Result<PathBuf>
 }
 
 /// Programs for the Linux sandbox's initramfs, built for Linux (sources under `user/`): the
-/// shmcomm examples, whose raw calls there are the Linux library (user/linux/shmcomm), and
+/// shmcomm examples and `qv_latency`, whose raw calls there are the Linux library
+/// (user/linux/shmcomm), and
 /// queshe's two halves (`qshd`, the daemon behind /dev/qSB<n>, and `queshe`, the session).
-pub const LINUX_PROGRAMS: &[&str] = &["examples/async_send", "examples/async_recv", "examples/shm_stream", "linux/qshd", "linux/queshe"];
+pub const LINUX_PROGRAMS: &[&str] = &["examples/async_send", "examples/async_recv", "examples/shm_stream", "examples/qv_latency", "linux/qshd", "linux/queshe"];
 
 /// Builds [`LINUX_PROGRAMS`] for a Quest-V Linux sandbox into `out_dir`: the static library
 /// `user/linux/shmcomm` (cargo, for the musl target), then each program with musl-gcc, its
-/// source + `user/libquest/c/shmcomm.c` (the seed API's marshalling layer, shared with Quest)
-/// + that library instead of Quest's system calls. Returns (name, path) pairs.
+/// source + `user/libquest/c/quest.c` (Quest's own calls, which fail with ENOSYS on Linux, as
+/// on any Linux) + `shmcomm.c` (the seed API's marshalling layer, shared with Quest) + that
+/// library in place of Quest's shmcomm system calls (`shmcomm_sys.c`). Returns (name, path)
+/// pairs.
 pub fn linux_programs(out_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let root = root();
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -290,6 +294,7 @@ pub fn linux_programs(out_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
             .arg("-I")
             .arg(root.join("user/include"))
             .arg(root.join(format!("user/{src}.c")))
+            .arg(root.join("user/libquest/c/quest.c"))
             .arg(root.join("user/libquest/c/shmcomm.c"))
             .arg(&lib)
             .arg(&unwind)
@@ -424,6 +429,7 @@ mod tests {
                 "p.c",
                 "/r/user/libquest/c/quest.c",
                 "/r/user/libquest/c/shmcomm.c",
+                "/r/user/libquest/c/shmcomm_sys.c",
                 "-lpthread",
                 "-o",
                 "out/p"

@@ -50,36 +50,6 @@ long questv_exits(void *buf, unsigned long len)
     return syscall(QUEST_NR_QUESTV_EXITS, buf, len);
 }
 
-/* ---- shmcomm: the raw calls under user/libquest/c/shmcomm.c (which marshals) ---- */
-
-#include <shmcomm_internal.h>
-
-long shmcomm_sys_open(int send, unsigned key, unsigned flags, unsigned long packet_size, long buffer_len)
-{
-    return syscall(send ? QUEST_NR_SHMCOMM_OPEN_SEND : QUEST_NR_SHMCOMM_OPEN_RECEIVE, key, flags,
-                   packet_size, buffer_len);
-}
-
-long shmcomm_sys_write(int fd, const void *packet, unsigned long len)
-{
-    return syscall(QUEST_NR_SHMCOMM_WRITE, fd, packet, len);
-}
-
-long shmcomm_sys_read(int fd, void *packet, unsigned long len)
-{
-    return syscall(QUEST_NR_SHMCOMM_READ, fd, packet, len);
-}
-
-long shmcomm_sys_close(int fd)
-{
-    return syscall(QUEST_NR_SHMCOMM_CLOSE, fd);
-}
-
-long shmcomm_sys_key(int fd)
-{
-    return syscall(QUEST_NR_SHMCOMM_GET_KEY, fd);
-}
-
 /* ---- tuned pipes (<tpipe.h>) ---- */
 
 #include <tpipe.h>
