@@ -143,6 +143,7 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
     );
     let (smep, smap) = hal::user::smep_smap();
     println!("user mode: syscall/iretq, SMEP {}, SMAP {}", if smep { "on" } else { "off" }, if smap { "on" } else { "off" });
+    drivers::pci::init(info.cmdline());
     if let Err(e) = drivers::serial::init() {
         println!("serial: input bottom half not started: {e}");
     }
