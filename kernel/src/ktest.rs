@@ -323,6 +323,7 @@ pub fn run(what: &str) {
         "drivers" => crate::drivers::ktest(),
         "pci" => crate::drivers::edu::ktest(),
         "pcicmp" => crate::drivers::pci::ktest_compare(),
+        "canerr" => crate::drivers::can::ktest_errors(),
         "triple" => {
             println!("ktest: triple fault");
             hal::cpu::trigger_triple_fault();

@@ -147,6 +147,7 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
     if let Err(e) = drivers::serial::init() {
         println!("serial: input bottom half not started: {e}");
     }
+    drivers::can::init();
     // The console: /boot/user_init (which starts the shell) unless this is the test build or
     // the command line says `console=kernel`; the kernel's own console if it is missing or ends.
     let kernel_console = cfg!(feature = "ktest") || info.cmdline().split_whitespace().any(|o| o == "console=kernel");

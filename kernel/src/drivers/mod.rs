@@ -29,6 +29,7 @@ use crate::syscall::Errno;
 
 #[cfg(feature = "ktest")]
 pub mod edu;
+pub mod can;
 pub mod pci;
 pub mod serial;
 
