@@ -150,3 +150,24 @@ fn no_controller_and_bus_off_recovery() -> Result<()> {
     q.power_off_ok()?;
     Ok(())
 }
+
+/// The benchmark program `cargo xtask bench` runs (under -icount, two controllers at 1 Mbit/s):
+/// it runs, finds a loss-free rate and reports the interrupt-to-read latency. Numbers are not
+/// judged here beyond being present (the bench reports them).
+#[test]
+fn canbench_reports_latency_and_loss_free_rate() -> Result<()> {
+    let mut cfg = Config::from_env(false)?;
+    cfg.icount = true;
+    cfg.timeout = cfg.timeout.max(std::time::Duration::from_secs(600));
+    kvasers(&mut cfg, &[0, 0]);
+    let mut q = Quest::boot(&cfg)?;
+    let out = q.shell("canbench --quick")?;
+    let r = quest_tests::bench::parse(&out);
+    assert!(r.done, "{out}");
+    let lat = r.get("can_rx_latency").unwrap_or_else(|| panic!("{out}"));
+    assert!(lat.n > 0 && lat.median > 0 && lat.max >= lat.median, "{out}");
+    let rate = r.get("can_rate_1mbit").unwrap_or_else(|| panic!("{out}"));
+    assert!(rate.median >= 1000, "{out}");
+    q.power_off_ok()?;
+    Ok(())
+}
