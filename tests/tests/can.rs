@@ -36,6 +36,12 @@ fn frames_cross_the_bus_with_filters_tools_and_gateway() -> Result<()> {
         assert!(boot.contains(&format!("can{n}: kvaser_pci at ")), "{boot}");
     }
     assert!(boot.contains("(SJA1000, PeliCAN), 500 kbit/s, INTx, IRQ"), "{boot}");
+    // lspci in the user shell: the four cards, and with -v their I/O BARs.
+    let out = q.shell("lspci")?;
+    assert_eq!(out.matches("Unassigned class [ff00]: 10e8:8406 (rev 00)").count(), 4, "{out}");
+    assert!(!out.contains("BAR"), "{out}");
+    let out = q.shell("lspci -v")?;
+    assert!(out.contains("via ECAM (ACPI MCFG)") && out.matches("BAR1 I/O ports 0x").count() == 4, "{out}");
 
     // Every byte value 0x00..0xff crosses, in standard and extended frames; plus an empty
     // frame and a remote request.

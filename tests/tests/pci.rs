@@ -52,3 +52,35 @@ fn functions_are_listed_sized_and_interrupt_by_msi_and_intx() -> Result<()> {
     q.power_off_ok()?;
     Ok(())
 }
+
+/// The i440FX machine (`-machine pc`) has no MCFG: enumeration goes through configuration
+/// mechanism 1, and both interrupt paths work there too (PIIX routes INTx to ISA IRQs).
+#[test]
+fn mechanism_1_without_mcfg() -> Result<()> {
+    let mut q = boot_with(&["-machine pc", "-device edu", "-device edu"])?;
+    let boot = q.output();
+    assert!(boot.contains("via configuration mechanism 1 (ports 0xcf8/0xcfc)"), "{boot}");
+    let out = q.shell("pci")?;
+    assert!(out.contains("00:00.0 Host bridge [0600]: 8086:1237"), "{out}");
+    assert!(out.contains("ISA bridge [0601]: 8086:7000"), "{out}");
+    assert_eq!(out.matches("1234:11e8").count(), 2, "{out}");
+    assert!(q.shell("ktest pcicmp")?.contains("no ECAM window in use"));
+    let out = q.shell("ktest pci")?;
+    assert_eq!(out.matches("3 of 3 interrupts handled, 3 claimed, bottom half ran yes").count(), 2, "{out}");
+    assert!(out.contains("(MSI vector 0x") && out.contains("(INTx, IRQ "), "{out}");
+    q.power_off_ok()?;
+    Ok(())
+}
+
+/// Under UEFI (OVMF writes the Interrupt Line registers too): enumeration and both interrupt
+/// paths.
+#[test]
+fn interrupts_under_uefi() -> Result<()> {
+    let mut cfg = Config::from_env(true)?.uefi_from_env()?;
+    cfg.extra_args.extend(["-device".into(), "edu".into(), "-device".into(), "edu".into()]);
+    let mut q = Quest::boot(&cfg)?;
+    let out = q.shell("ktest pci")?;
+    assert_eq!(out.matches("3 of 3 interrupts handled, 3 claimed, bottom half ran yes").count(), 2, "{out}");
+    q.power_off_ok()?;
+    Ok(())
+}

@@ -410,13 +410,6 @@ impl Device<Kvaser> {
         s
     }
 
-    /// Forgets the latency samples (a benchmark's start).
-    pub fn clear_latency(&self) {
-        let mut st = self.driver.st.lock();
-        st.latency.clear();
-        st.latency_next = 0;
-    }
-
     /// Handles the status a controller reports with an error interrupt (the error counters
     /// and status register values given), as the bottom half does: `ktest canerr` feeds it
     /// what a real SJA1000 reports on the way to bus-off, which QEMU's model never does.

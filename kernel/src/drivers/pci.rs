@@ -183,6 +183,14 @@ pub fn listing(verbose: bool) -> String {
     s
 }
 
+static LISTING: Once<String> = Once::new();
+
+/// The verbose listing as a read-only file, `/dev/pci` (what `/boot/lspci` prints): made
+/// once, after enumeration, which does not change during a run.
+pub fn listing_file() -> &'static [u8] {
+    LISTING.call_once(|| listing(true)).as_bytes()
+}
+
 /// Something on a shared INTx line: says whether its device was interrupting (and quiets it).
 pub trait IntxClient: Sync {
     fn intx(&self) -> bool;
