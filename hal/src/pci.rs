@@ -7,8 +7,10 @@
 //!   bounds-checked; what is outside reads as all ones.
 //! - Configuration writes are not offered raw (a BAR moved onto RAM, or an MSI address pointing
 //!   at memory, would let a device corrupt it). hal offers exactly: BAR sizing ([`bars`], which
-//!   restores every BAR), the command register's decode and INTx bits ([`set_decode`],
-//!   [`set_intx`]; bus mastering is switched off — no device may DMA, there is no IOMMU yet),
+//!   restores every BAR and the command register), the command register's decode and INTx
+//!   bits ([`set_decode`], [`set_intx`]; a claim switches the function's bus mastering off — no
+//!   device a driver programs may DMA, there is no IOMMU yet — and hal never switches it on but
+//!   for MSI),
 //!   and MSI messages that hal composes itself, aimed only at a local APIC ([`enable_msi`], an
 //!   `unsafe fn`: a device sends MSI as a memory write, so bus mastering must be on, and only
 //!   the driver can promise it never starts a DMA transfer).
@@ -165,13 +167,13 @@ fn update_command(bdf: Bdf, f: impl FnOnce(u32) -> u32) {
     if cur == 0xffff {
         return;
     }
-    write32(bdf, 4, f(cur) & !CMD_BUS_MASTER & 0xffff);
+    write32(bdf, 4, f(cur) & 0xffff);
 }
 
-/// Turns I/O and memory decoding on or off (bus mastering always off).
+/// Turns I/O and memory decoding on or off, and bus mastering off.
 pub fn set_decode(bdf: Bdf, io: bool, mem: bool) {
     update_command(bdf, |c| {
-        let mut c = c & !(CMD_IO | CMD_MEM);
+        let mut c = c & !(CMD_IO | CMD_MEM | CMD_BUS_MASTER);
         if io {
             c |= CMD_IO;
         }
@@ -224,7 +226,10 @@ pub fn bars(bdf: Bdf, header_type: u8) -> Vec<Result<Bar, (u8, &'static str)>> {
             }
             i += if high.is_some() { 2 } else { 1 };
         }
-        write32(bdf, 4, cmd & !CMD_BUS_MASTER);
+        // Restored as it was: a function no driver claims keeps what the firmware set
+        // (clearing bus mastering of, say, the boot disk's controller was measured to slow the
+        // machine down); claims switch it off.
+        write32(bdf, 4, cmd);
     });
     out
 }
