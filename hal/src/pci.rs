@@ -31,8 +31,12 @@ pub use pci::{Bar, BarKind, Bdf, ConfigRead, Ecam};
 
 static ECAM: Once<Option<Ecam>> = Once::new();
 static ENABLED: AtomicBool = AtomicBool::new(false);
-/// Serialises mechanism 1's address/data pair and BAR sizing.
+/// Serialises mechanism 1's address/data pair.
 static CONFIG: Mutex<()> = Mutex::new(());
+/// Serialises every read-modify-write of the command register and BAR sizing as a whole: two
+/// sizings of one function interleaved could otherwise restore a BAR to its all-ones probe
+/// value (anywhere, RAM included) with decoding back on.
+static COMMAND: Mutex<()> = Mutex::new(());
 /// Claimed I/O port ranges and memory ranges (`[start, end)`).
 static CLAIMED_IO: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
 static CLAIMED_MEM: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
@@ -162,12 +166,15 @@ const CMD_BUS_MASTER: u32 = 4;
 const CMD_INTX_DISABLE: u32 = 1 << 10;
 
 fn update_command(bdf: Bdf, f: impl FnOnce(u32) -> u32) {
-    // Only the command half: writing ones to the status half would clear its error bits.
-    let cur = read32(bdf, 4) & 0xffff;
-    if cur == 0xffff {
-        return;
-    }
-    write32(bdf, 4, f(cur) & 0xffff);
+    crate::cpu::without_interrupts(|| {
+        let _g = COMMAND.lock();
+        // Only the command half: writing ones to the status half would clear its error bits.
+        let cur = read32(bdf, 4) & 0xffff;
+        if cur == 0xffff {
+            return;
+        }
+        write32(bdf, 4, f(cur) & 0xffff);
+    })
 }
 
 /// Turns I/O and memory decoding on or off, and bus mastering off.
@@ -201,10 +208,6 @@ pub fn bars(bdf: Bdf, header_type: u8) -> Vec<Result<Bar, (u8, &'static str)>> {
     if count == 0 {
         return out;
     }
-    let cmd = read32(bdf, 4) & 0xffff;
-    if cmd == 0xffff {
-        return out;
-    }
     let size_one = |i: u8| {
         let off = 0x10 + 4 * u16::from(i);
         let v = read32(bdf, off);
@@ -214,6 +217,11 @@ pub fn bars(bdf: Bdf, header_type: u8) -> Vec<Result<Bar, (u8, &'static str)>> {
         (v, p)
     };
     crate::cpu::without_interrupts(|| {
+        let _g = COMMAND.lock();
+        let cmd = read32(bdf, 4) & 0xffff;
+        if cmd == 0xffff {
+            return;
+        }
         write32(bdf, 4, cmd & !(CMD_IO | CMD_MEM | CMD_BUS_MASTER));
         let mut i = 0;
         while i < count {
@@ -446,8 +454,7 @@ pub unsafe fn enable_msi(bdf: Bdf, vector: u8) -> Result<(), &'static str> {
     write32(bdf, l.data & !3, (d & !(0xffff << shift)) | (u32::from(data) << shift));
     set_intx(bdf, false);
     // Bus mastering: the caller's promise (no DMA is ever started) makes it harmless.
-    let cmd = read32(bdf, 4) & 0xffff;
-    write32(bdf, 4, cmd | CMD_BUS_MASTER);
+    update_command(bdf, |c| c | CMD_BUS_MASTER);
     write32(bdf, u16::from(cap), (ctl_dword & 0xffff) | ((base_ctl | 1) << 16));
     Ok(())
 }
