@@ -1,5 +1,6 @@
 //! ACPI: what the boot path needs from the firmware tables (through the `acpi` crate): the
-//! processors and IOAPICs of the MADT, and the FADT's PM1 control register for power-off.
+//! processors and IOAPICs of the MADT, the FADT's PM1 control register for power-off, and the
+//! MCFG's PCI ECAM window.
 use core::ptr::NonNull;
 
 use acpi::madt::{Madt, MadtEntry};
@@ -37,6 +38,8 @@ pub struct Platform {
     /// PM1a control I/O port and the S5 sleep type, for power-off.
     pub pm1a_cnt: Option<u16>,
     pub s5_slp_typ: Option<u16>,
+    /// The MCFG's ECAM window for PCI segment 0: (base, first bus, last bus).
+    pub mcfg: Option<(u64, u8, u8)>,
 }
 
 /// CPUs the kernel tracks (the seed's default maximum).
@@ -85,6 +88,20 @@ pub(crate) fn init(root: Option<(u8, u64)>) -> Result<&'static Platform, &'stati
             p.cpu_count += 1;
         } else {
             p.cpus_ignored += 1;
+        }
+    }
+    if let Ok(mcfg) = tables.find_table::<acpi::mcfg::Mcfg>() {
+        use acpi::AcpiTable;
+        // The crate computes the entry count from the header's length without checking it is
+        // at least the table's fixed part: checked here first.
+        let len = mcfg.get().header().length as usize;
+        if len >= 44 {
+            p.mcfg = mcfg
+                .get()
+                .entries()
+                .iter()
+                .find(|e| e.pci_segment_group == 0)
+                .map(|e| (e.base_address, e.bus_number_start, e.bus_number_end));
         }
     }
     if let Ok(fadt) = tables.find_table::<acpi::fadt::Fadt>() {

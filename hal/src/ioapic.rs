@@ -74,6 +74,49 @@ pub fn present() -> bool {
     STATE.lock().apics.iter().any(Option::is_some)
 }
 
+/// The IOAPIC pin (apic base, index) and route of ISA `irq`.
+fn isa_pin(s: &State, irq: u8) -> Result<(u64, u32, IsaRoute), &'static str> {
+    let r = s.isa.get(irq as usize).copied().ok_or("ISA IRQ out of range")?;
+    let gsi = if r.gsi == 0 && irq != 0 { u32::from(irq) } else { r.gsi };
+    let a = s
+        .apics
+        .iter()
+        .flatten()
+        .find(|a| (a.gsi_base..a.gsi_base + a.entries).contains(&gsi))
+        .ok_or("no IOAPIC serves this interrupt")?;
+    Ok((a.base, gsi - a.gsi_base, r))
+}
+
+/// Routes a PCI INTx line that firmware wired to ISA IRQ `irq` (the function's Interrupt Line)
+/// to `vector` on APIC `dest`: level-triggered always; the polarity of the MADT's override if
+/// it has one, else PCI's active-low.
+pub fn route_pci_line(irq: u8, vector: u8, dest: u32) -> Result<(), &'static str> {
+    crate::cpu::without_interrupts(|| {
+        let s = STATE.lock();
+        let (base, idx, r) = isa_pin(&s, irq)?;
+        let has_override = r.gsi != 0 || irq == 0;
+        let active_low = if has_override { r.active_low } else { true };
+        let mut low = u32::from(vector) | (1 << 15);
+        if active_low {
+            low |= 1 << 13;
+        }
+        reg_write(base, 0x11 + 2 * idx, (dest & 0xff) << 24);
+        reg_write(base, 0x10 + 2 * idx, low);
+        Ok(())
+    })
+}
+
+/// Masks (or unmasks) the IOAPIC pin of ISA `irq` (an interrupt storm's line).
+pub fn set_isa_masked(irq: u8, masked: bool) -> Result<(), &'static str> {
+    crate::cpu::without_interrupts(|| {
+        let s = STATE.lock();
+        let (base, idx, _) = isa_pin(&s, irq)?;
+        let low = reg_read(base, 0x10 + 2 * idx);
+        reg_write(base, 0x10 + 2 * idx, if masked { low | (1 << 16) } else { low & !(1 << 16) });
+        Ok(())
+    })
+}
+
 /// Routes ISA `irq` to `vector` on the CPU with APIC id `dest` (fixed delivery, unmasked).
 pub fn route_isa(irq: u8, vector: u8, dest: u32) -> Result<(), &'static str> {
     crate::cpu::without_interrupts(|| {

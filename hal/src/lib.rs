@@ -21,6 +21,7 @@ pub mod gdt;
 pub mod ioapic;
 pub mod mm;
 pub mod mptable;
+pub mod pci;
 pub mod percpu;
 pub mod pic;
 pub mod questv;

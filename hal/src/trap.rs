@@ -358,3 +358,38 @@ pub fn route_isa_irq(irq: u8, handler: Handler) -> Result<(), &'static str> {
         Ok(())
     }
 }
+
+/// Routes the PCI INTx line firmware wired to ISA IRQ `irq` (a function's Interrupt Line) to
+/// `handler` on this CPU, level-triggered through the IOAPIC; returns the vector. Several
+/// functions sharing the line share this one handler (the kernel's line object).
+pub fn route_pci_intx(irq: u8, handler: Handler) -> Result<u8, &'static str> {
+    if irq >= 16 {
+        return Err("PCI Interrupt Line beyond the ISA IRQs (no ACPI _PRT interpreter): not supported yet");
+    }
+    if crate::questv::sandbox().is_some() {
+        return Err("PCI interrupts in a Quest-V sandbox: not supported yet");
+    }
+    if !crate::ioapic::present() {
+        return Err("PCI INTx without an IOAPIC: not supported yet");
+    }
+    let vector = IRQ_BASE + irq;
+    register(vector, handler)?;
+    IOAPIC_MODE.store(true, Ordering::Relaxed);
+    crate::ioapic::route_pci_line(irq, vector, crate::apic::id())?;
+    Ok(vector)
+}
+
+/// Masks a PCI INTx line routed by [`route_pci_intx`] (an interrupt storm).
+pub fn mask_pci_intx(irq: u8) -> Result<(), &'static str> {
+    crate::ioapic::set_isa_masked(irq, true)
+}
+
+/// Registers `handler` on a free vector for MSI (from 0xB0 down to 0x60); returns the vector.
+pub fn register_msi(handler: Handler) -> Result<u8, &'static str> {
+    for v in (0x60..=0xb0u8).rev() {
+        if HANDLERS[v as usize].get().is_none() && register(v, handler).is_ok() {
+            return Ok(v);
+        }
+    }
+    Err("no free interrupt vector for MSI")
+}

@@ -281,6 +281,12 @@ unsafe_impl_pod!(quest_abi::SchedParam { kind, c, t, io_class, affinity });
 unsafe_impl_pod!(quest_abi::TpipeQos { c, lambda, b });
 unsafe_impl_pod!(quest_abi::TpipeGuarantee { throughput, delay_us, c, t, writer_vcpu, reader_vcpu, b });
 unsafe_impl_pod!(quest_abi::TaskInfo { id, process, parent, vcpu, pcpu, status, nthreads, thread, name });
+unsafe_impl_pod!(quest_abi::can::CanFrame { can_id, len, pad, res0, len8_dlc, data });
+unsafe_impl_pod!(quest_abi::can::CanFilter { can_id, can_mask });
+unsafe_impl_pod!(quest_abi::can::CanStats {
+    bitrate, state, tx_frames, rx_frames, rx_filtered, rx_overruns, rx_dropped, bus_errors, bus_off, restarts,
+    tx_errors, rx_errors, latency_median_ns, latency_max_ns, latency_samples,
+});
 unsafe_impl_pod!(quest_abi::VcpuInfo { id, pcpu, kind, c, t, io_class, num_tasks });
 
 /// The bytes of a plain-old-data value (the Linux ABI's structures, Quest's `ps` records,

@@ -19,6 +19,7 @@ commands:
   mem               physical frames and kernel heap in use
   devices           registered device drivers
   cpus              processors found in the ACPI MADT
+  pci [-v]          PCI functions (lspci-like; -v: BARs, interrupts, MSI)
   ls                list /boot
   cat FILE          print a file of /boot
   ps -v | -t        list VCPUs | threads
@@ -94,9 +95,12 @@ pub fn run(fs: BootFs) {
                 let devs = crate::drivers::devices();
                 println!("{} devices", devs.len());
                 for d in devs {
-                    println!("{}: {}; bottom half on IO VCPU {}; {} interrupts", d.name(), d.resource(), d.vcpu_id(), d.irqs());
+                    let how = d.irq_how();
+                    let how = if how.is_empty() { how } else { alloc::format!(" ({how})") };
+                    println!("{}: {}{how}; bottom half on IO VCPU {}; {} interrupts", d.name(), d.resource(), d.vcpu_id(), d.irqs());
                 }
             }
+            "pci" => print!("{}", crate::drivers::pci::listing(args == "-v")),
             "cpus" => match hal::acpi::platform() {
                 Some(p) => {
                     println!("{} CPUs:", p.cpu_count);

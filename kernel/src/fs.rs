@@ -1,4 +1,5 @@
-//! File descriptors: 0, 1 and 2 are the console; files of /boot open read-only.
+//! File descriptors: 0, 1 and 2 are the console; files of /boot open read-only; `/dev/canN`
+//! opens a CAN controller.
 use alloc::vec::Vec;
 
 use linux_raw_sys::errno::*;
@@ -14,6 +15,8 @@ pub enum File {
     Pipe(alloc::sync::Arc<crate::pipe::End>),
     /// One side of a shmcomm channel.
     Shm(alloc::sync::Arc<crate::shmcomm::Side>),
+    /// A CAN controller (`/dev/canN`): `struct can_frame` records.
+    Can(&'static crate::drivers::can::CanDev),
 }
 
 /// A process's descriptor table (copied by fork).

@@ -321,6 +321,9 @@ pub fn run(what: &str) {
         "blockwhy" => crate::ktest_sched::blockwhy(),
         "heap" => heap(&args),
         "drivers" => crate::drivers::ktest(),
+        "pci" => crate::drivers::edu::ktest(),
+        "pcicmp" => crate::drivers::pci::ktest_compare(),
+        "canerr" => crate::drivers::can::ktest_errors(),
         "triple" => {
             println!("ktest: triple fault");
             hal::cpu::trigger_triple_fault();

@@ -17,6 +17,7 @@
 //! | 6 | `shmcomm::CHANNELS` (key → channel) | a channel's state |
 //! | 8 | wait queues: a pipe's, a channel's, a semaphore's, `futex::QUEUES` | the heap |
 //! | 10 | the serial driver's input ring and reader (`drivers::serial::Serial`) | — |
+//! | 11 | a CAN controller's queue, filter and counters (`drivers::can::Kvaser`) | the heap |
 //! | 12 | `vcpu::IDS` (global VCPU numbers) | — |
 //! | 14 | `sched::WHERE` (thread → CPU) | — |
 //! | 16 | `sched::CPUS[n]` (a CPU's scheduler, threads, sleepers) | the heap |
@@ -27,6 +28,7 @@ pub const BY_THREAD: u8 = 3;
 pub const CHANNELS: u8 = 6;
 pub const WAIT_QUEUE: u8 = 8;
 pub const SERIAL: u8 = 10;
+pub const CAN: u8 = 11;
 pub const VCPU_IDS: u8 = 12;
 pub const WHERE: u8 = 14;
 pub const SCHED: u8 = 16;

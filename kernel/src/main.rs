@@ -144,6 +144,7 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
     );
     let (smep, smap) = hal::user::smep_smap();
     println!("user mode: syscall/iretq, SMEP {}, SMAP {}", if smep { "on" } else { "off" }, if smap { "on" } else { "off" });
+    drivers::pci::init(info.cmdline());
     if let Err(e) = drivers::serial::init() {
         println!("serial: input bottom half not started: {e}");
     }
@@ -152,6 +153,7 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
         Ok(None) => {}
         Err(e) => println!("queshe: not started: {e}"),
     }
+    drivers::can::init();
     // The console: /boot/user_init (which starts the shell) unless this is the test build or
     // the command line says `console=kernel`; the kernel's own console if it is missing or ends.
     let kernel_console = cfg!(feature = "ktest") || info.cmdline().split_whitespace().any(|o| o == "console=kernel");

@@ -71,7 +71,7 @@ fn serial_console_is_a_registered_driver() -> Result<()> {
     assert!(irqs > 0, "typed input raised no interrupt through the device: {line}");
     let k = q.shell("ktest drivers")?;
     for want in [
-        "drivers: PCI 00:03.0: PCI devices: not supported yet",
+        "drivers: PCI 00:1f.7: no such device",
         "drivers: ISA ports 0x3f8-0x3ff, IRQ 20: ISA IRQs beyond 15: not supported yet",
         "drivers: ISA ports 0x2f8-0x2ff, IRQ 3: a UART other than the console's: not supported yet",
         "drivers: ISA ports 0x60-0x64, IRQ 1: not a device of this driver",

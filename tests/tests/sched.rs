@@ -39,7 +39,11 @@ fn wake_glue_io_vcpu_runs_at_its_eligibility_time() -> Result<()> {
     // time in the activation (more in this debug build).
     let (min, max) = (after(l, "min")?, after(l, "max")?);
     assert!(min >= 99_000, "an activation started before its eligibility time: {l}");
-    assert!(max <= 300_000, "the IO VCPU waited long past its eligibility time: {l}");
+    // Eligibility is start + used / U, so an activation that a timer interrupt lands in (the
+    // debug build's O(n) scheduler check: ~20 us) is next eligible ~200 us later than one that
+    // is not: gaps of 360 us were measured whenever the tick's phase put it there (a boot a
+    // few ms longer — PCI enumeration — was enough). The bug this catches waited milliseconds.
+    assert!(max <= 500_000, "the IO VCPU waited long past its eligibility time: {l}");
     assert!(after(l, "ns (")? >= 15, "too few activations checked: {l}");
     let late = after(l, "at most")?;
     assert!(late <= 30_000, "the IO VCPU ran {late} ns after its eligibility time: {l}");

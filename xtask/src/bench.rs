@@ -122,6 +122,8 @@ pub const ROWS: &[Row] = &[
     Row { name: "questv_latency", what: "Quest-V: one-way message latency between sandboxes through a shmcomm channel window (Linux: no equivalent)" },
     Row { name: "questv_q2l_latency", what: "Quest-V: one-way latency Quest → Linux sandbox, shmcomm window (Linux side: /dev/mem library, polling process)" },
     Row { name: "questv_l2q_latency", what: "Quest-V: one-way latency Linux sandbox → Quest (Quest side: polling on its own Main VCPU)" },
+    Row { name: "can_rx_latency", what: "CAN (two kvaser_pci on one bus, 1 Mbit/s): interrupt to read() returning the frame (Linux: not run; needs its kvaser_pci module)" },
+    Row { name: "can_rate_1mbit", what: "CAN: highest paced rate of 8-byte standard frames (of 1k..8.9k/s, the 1 Mbit/s maximum) received with no loss, frames/s (Linux: not run)" },
 ];
 
 /// Benchmarks of the issue that this run cannot measure, with the reason (kept in the table).
@@ -308,6 +310,13 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
 
+    if o.only.is_empty() || o.only.iter().any(|n| n.starts_with("can")) {
+        println!("xtask: bench: CAN (two kvaser_pci on one bus)");
+        for smp in can(&t, &shell_img.iso, o.quick)? {
+            quest.samples.entry(smp.name.clone()).or_default().push(smp);
+        }
+    }
+
     // Kernel sizes (deterministic; one "sample" each).
     let size_sample = |s: Sizes| Sample {
         name: "kernel_size".into(),
@@ -449,6 +458,36 @@ fn questv_linux(t: &crate::setup::Tools, quick: bool) -> Result<Vec<Sample>> {
         Sample { name: "questv_q2l_latency".into(), unit: "ns".into(), median: q2l_med, max: q2l_max, n, wall: None },
         Sample { name: "questv_l2q_latency".into(), unit: "ns".into(), median: l2q_med, max: l2q_max, n, wall: None },
     ])
+}
+
+/// CAN figures: boots the bench kernel (default init.conf) under -icount with two kvaser_pci
+/// on one `-object can-bus` and runs `canbench` (user/examples/canbench.c) at the shell.
+fn can(t: &crate::setup::Tools, iso: &Path, quick: bool) -> Result<Vec<Sample>> {
+    let mut extra_args: Vec<String> = vec!["-object".into(), "can-bus,id=canbus0".into()];
+    for _ in 0..2 {
+        extra_args.extend(["-device".into(), "kvaser_pci,canbus=canbus0".into()]);
+    }
+    let cfg = quest_tests::Config {
+        qemu: t.qemu.clone(),
+        iso: iso.to_path_buf(),
+        firmware: quest_tests::Firmware::Bios,
+        smp: SMP,
+        mem_mib: MEM_MIB,
+        cpu: "max".into(),
+        icount: true,
+        echo: false,
+        extra_args,
+        timeout: Duration::from_secs(600),
+        settle: None,
+    };
+    let mut q = quest_tests::Quest::boot(&cfg)?;
+    let out = q.shell(if quick { "canbench --quick" } else { "canbench" })?;
+    let r = quest_tests::bench::parse(&out);
+    if !r.done {
+        bail!("canbench did not finish:\n{out}");
+    }
+    let _ = q.power_off_ok();
+    Ok(r.samples)
 }
 
 fn median_wall(v: &[Duration]) -> Option<f64> {

@@ -103,7 +103,7 @@ fn real_main(args: &[String]) -> Result<()> {
                     // `--test-images`: the images `test --qemu` uses (test init.conf and
                     // fixtures), so one QEMU test can be run by hand: QUEST_QEMU=qemu-system-x86_64
                     // QUEST_ISO=target/quest/normal/quest.iso cargo test -p quest-tests --test user NAME
-                    let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf")];
+                    let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf"), root().join("tests/fixtures/can.log")];
                     let (iso, ktest, release) = if rest.iter().any(|a| a == "--test-images") { build_all(&fixtures)? } else { build_all(&[])? };
                     println!("xtask: images {}, {} and {} (release)", iso.display(), ktest.display(), release.display());
                 }
@@ -412,7 +412,7 @@ fn cargo() -> Command {
 /// Host crates whose unit, property and doc tests run on the host.
 const HOST_CRATES: &[&str] = &[
     "kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "bootinfo", "fuzz-targets", "quest-abi", "monitor-core",
-    "libquest", "xtask",
+    "pci", "can", "libquest", "xtask",
 ];
 
 fn test(args: &[String]) -> Result<()> {
@@ -467,7 +467,7 @@ fn test(args: &[String]) -> Result<()> {
         }
         println!("xtask: no_std crates build for the kernel target");
         let st = cargo()
-            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf", "-p", "bootinfo", "-p", "quest-abi", "-p", "monitor-core"])
+            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf", "-p", "bootinfo", "-p", "quest-abi", "-p", "monitor-core", "-p", "pci", "-p", "can"])
             .status()?;
         if !st.success() {
             bail!("a no_std crate does not build for x86_64-unknown-none");
@@ -475,7 +475,7 @@ fn test(args: &[String]) -> Result<()> {
     }
     if !host_only {
         println!("xtask: building images for the QEMU tests");
-        let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf")];
+        let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf"), root().join("tests/fixtures/can.log")];
         // The release image is what `cargo xtask run` boots, for the tests that judge it.
         let (iso, ktest_iso, release_iso) = build_all(&fixtures)?;
         let files = boot_files(&fixtures)?;

@@ -47,6 +47,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod can;
 pub mod errno;
 pub mod linux;
 pub mod linux_names;

@@ -2,9 +2,9 @@
 //! acknowledges the device and wakes its bottom half, which runs as a thread on the driver's
 //! own IO VCPU (PIBS), and user space reaches the device through a device file.
 //!
-//! - [`Resource`]: what a driver is probed on: legacy ISA ports and an IRQ line today; a PCI
-//!   function is declared for the PCI, CAN and USB drivers to come (no bus enumeration yet:
-//!   probing one says "not supported yet").
+//! - [`Resource`]: what a driver is probed on: legacy ISA ports and an IRQ line, or a PCI
+//!   function found by enumeration (`pci.rs`); a PCI device interrupts by MSI when it offers
+//!   it, else through its (shared) INTx line.
 //! - [`Driver`]: `probe` claims the device and returns the driver object (all its state lives
 //!   there, not in statics); `top_half` runs in the interrupt with interrupts off and only
 //!   quiets the device; `bottom_half` does the work on the IO VCPU; `start` enables the
@@ -27,6 +27,10 @@ use vcpu_sched::{VcpuId, VcpuParams};
 use crate::sched::{self, SchedError, Tid};
 use crate::syscall::Errno;
 
+#[cfg(feature = "ktest")]
+pub mod edu;
+pub mod can;
+pub mod pci;
 pub mod serial;
 
 /// What a driver is probed on.
@@ -34,7 +38,7 @@ pub mod serial;
 pub enum Resource {
     /// Legacy ISA I/O ports `base..base + len` and interrupt line `irq` (0..15).
     Isa { base: u16, len: u16, irq: u8 },
-    /// A PCI function (bus, device, function). Not supported yet: no bus enumeration.
+    /// A PCI function (bus, device, function), as enumeration found it.
     Pci { bus: u8, device: u8, function: u8 },
 }
 
@@ -58,6 +62,12 @@ pub enum DriverError {
     NotSupported(&'static str),
     /// No IO VCPU or thread for the bottom half.
     Sched(SchedError),
+    /// No such device (a PCI function enumeration did not find).
+    NoDevice,
+    /// The device reported nonsense at enumeration and is left alone (why).
+    LeftAlone(alloc::string::String),
+    /// The device answered wrongly while being set up (what).
+    Broken(&'static str),
 }
 
 impl core::fmt::Display for DriverError {
@@ -66,6 +76,9 @@ impl core::fmt::Display for DriverError {
             DriverError::NotMine => f.write_str("not a device of this driver"),
             DriverError::NotSupported(what) => write!(f, "{what}: not supported yet"),
             DriverError::Sched(e) => write!(f, "{e}"),
+            DriverError::NoDevice => f.write_str("no such device"),
+            DriverError::LeftAlone(why) => write!(f, "left alone: {why}"),
+            DriverError::Broken(what) => write!(f, "device does not answer as expected: {what}"),
         }
     }
 }
@@ -90,6 +103,11 @@ pub trait Driver: Sync + Send + Sized + 'static {
     /// acknowledged): only quiets the device (masks or acknowledges its interrupt). Returns
     /// whether the bottom half has work.
     fn top_half(&self) -> bool;
+    /// The interrupt on a line other devices may share (PCI INTx): `None` if this device was
+    /// not interrupting, else what `top_half` returns. The default suits unshared lines.
+    fn interrupt(&self) -> Option<bool> {
+        Some(self.top_half())
+    }
     /// The bottom half, on the IO VCPU: runs once at start and after every top half that asked
     /// for it; re-enables the device's interrupt when it is done.
     fn bottom_half(&self, dev: &Device<Self>);
@@ -106,6 +124,8 @@ pub struct Device<D: Driver> {
     pub vcpu_id: u32,
     bottom_half: AtomicU32,
     irqs: AtomicU32,
+    /// How the interrupt is delivered ("MSI vector 0xb0", "INTx, IRQ 11"; empty for ISA).
+    irq_how: IrqLock<alloc::string::String>,
 }
 
 impl<D: Driver> Device<D> {
@@ -125,13 +145,70 @@ impl<D: Driver> hal::trap::InterruptHandler for Device<D> {
     }
 }
 
+/// A shared INTx line asks each device on it whether it interrupted.
+impl<D: Driver> pci::IntxClient for Device<D> {
+    fn intx(&self) -> bool {
+        match self.driver.interrupt() {
+            None => false,
+            Some(wake) => {
+                self.irqs.fetch_add(1, Ordering::Relaxed);
+                if wake {
+                    let _ = sched::wake(self.bottom_half.load(Ordering::Relaxed) as Tid);
+                }
+                true
+            }
+        }
+    }
+    fn describe(&self) -> alloc::string::String {
+        alloc::format!("{} ({})", D::NAME, self.resource)
+    }
+}
+
+/// A driver that never programs its device to start a DMA transfer. MSI needs bus mastering
+/// (a device sends its message as a memory write), and with bus mastering on and no IOMMU a
+/// device told to DMA could write any memory; so only such drivers get MSI
+/// ([`register_msi`]), everyone else INTx.
+///
+/// # Safety
+///
+/// The implementing driver never writes the device registers that start a DMA transfer; its
+/// register claims (`hal::pci::Mmio`, `hal::pci::IoPorts`) live in the driver object, so no
+/// other code can.
+#[allow(unsafe_code)]
+pub unsafe trait DmaFree: Driver {}
+
+/// How a device's interrupt arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqMode {
+    /// INTx (ISA devices: their IRQ).
+    Intx,
+    /// MSI if the PCI function offers it, else INTx.
+    Msi,
+}
+
+/// [`register`] with MSI where the PCI function offers it (only for [`DmaFree`] drivers).
+pub fn register_msi<D: DmaFree>(res: Resource) -> Result<&'static Device<D>, DriverError> {
+    register_with::<D>(res, IrqMode::Msi)
+}
+
 /// Probes `D` on `res` and starts it: an IO VCPU on CPU 0, the bottom-half thread on it, the
 /// interrupt routed to the device's top half. The device lives for the rest of the run.
 pub fn register<D: Driver>(res: Resource) -> Result<&'static Device<D>, DriverError> {
+    register_with::<D>(res, IrqMode::Intx)
+}
+
+fn register_with<D: Driver>(res: Resource, mode: IrqMode) -> Result<&'static Device<D>, DriverError> {
     let irq = match res {
-        Resource::Isa { irq, .. } if irq < 16 => irq,
+        Resource::Isa { irq, .. } if irq < 16 => Some(irq),
         Resource::Isa { .. } => return Err(DriverError::NotSupported("ISA IRQs beyond 15")),
-        Resource::Pci { .. } => return Err(DriverError::NotSupported("PCI devices")),
+        Resource::Pci { bus, device, function } => {
+            let bdf = hal::pci::Bdf::new(bus, device, function).ok_or(DriverError::NotMine)?;
+            let f = pci::function(bdf).ok_or(DriverError::NoDevice)?;
+            if let Some(why) = &f.left_alone {
+                return Err(DriverError::LeftAlone(why.clone()));
+            }
+            None
+        }
     };
     let driver = D::probe(&res)?;
     let io = sched::create_vcpu(0, D::IO_PARAMS)?;
@@ -143,6 +220,7 @@ pub fn register<D: Driver>(res: Resource) -> Result<&'static Device<D>, DriverEr
         vcpu_id,
         bottom_half: AtomicU32::new(0),
         irqs: AtomicU32::new(0),
+        irq_how: IrqLock::new(alloc::string::String::new()),
     }));
     let name = alloc::format!("{}-bh", D::NAME);
     let bh = sched::spawn(&name, 0, Some(io), move || loop {
@@ -150,8 +228,33 @@ pub fn register<D: Driver>(res: Resource) -> Result<&'static Device<D>, DriverEr
         let _ = sched::block_current(); // a kernel thread: never interrupted
     })?;
     dev.bottom_half.store(bh, Ordering::Relaxed);
-    if let Err(e) = hal::trap::route_isa_irq(irq, hal::trap::Handler::Object(dev)) {
-        hal::println!("{}: cannot route IRQ {irq}: {e}; the device will not interrupt", D::NAME);
+    match (irq, res) {
+        (Some(irq), _) => {
+            if let Err(e) = hal::trap::route_isa_irq(irq, hal::trap::Handler::Object(dev)) {
+                hal::println!("{}: cannot route IRQ {irq}: {e}; the device will not interrupt", D::NAME);
+            }
+        }
+        (None, Resource::Pci { bus, device, function }) => {
+            let bdf = hal::pci::Bdf { bus, device, function };
+            let msi = mode == IrqMode::Msi && pci::function(bdf).is_some_and(|f| f.msi);
+            let how = if msi {
+                hal::trap::register_msi(hal::trap::Handler::Object(dev)).and_then(|v| {
+                    // SAFETY: `mode` is `Msi` only through `register_msi`, whose `D: DmaFree`
+                    // is the driver's promise that nothing starts a DMA transfer on this
+                    // function (the driver just claimed its registers in `probe`).
+                    #[allow(unsafe_code)]
+                    let r = unsafe { hal::pci::enable_msi(bdf, v) };
+                    r.map(|()| alloc::format!("MSI vector {v:#x}"))
+                })
+            } else {
+                pci::attach_intx(bdf, dev).map(|irq| alloc::format!("INTx, IRQ {irq}"))
+            };
+            match how {
+                Ok(how) => *dev.irq_how.lock() = how,
+                Err(e) => hal::println!("{}: {res}: no interrupt: {e}; the device will not interrupt", D::NAME),
+            }
+        }
+        _ => {}
     }
     dev.driver.start();
     DEVICES.lock().push(dev);
@@ -165,6 +268,8 @@ pub trait Registered: Sync {
     /// System-wide id of the bottom half's IO VCPU.
     fn vcpu_id(&self) -> u32;
     fn irqs(&self) -> u32;
+    /// How its interrupt arrives (PCI: MSI or INTx).
+    fn irq_how(&self) -> alloc::string::String;
 }
 
 impl<D: Driver> Registered for Device<D> {
@@ -179,6 +284,9 @@ impl<D: Driver> Registered for Device<D> {
     }
     fn irqs(&self) -> u32 {
         self.irqs()
+    }
+    fn irq_how(&self) -> alloc::string::String {
+        self.irq_how.lock().clone()
     }
 }
 
@@ -197,7 +305,7 @@ pub fn ktest() {
     let i = hal::serial::COM_PORTS.iter().position(|&p| p != hal::serial::port()).unwrap_or(1);
     let (other, other_irq) = (hal::serial::COM_PORTS[i], hal::serial::COM_IRQS[i]);
     let cases: [(Resource, &str); 4] = [
-        (Resource::Pci { bus: 0, device: 3, function: 0 }, "PCI devices: not supported yet"),
+        (Resource::Pci { bus: 0, device: 31, function: 7 }, "no such device"),
         (Resource::Isa { base: 0x3f8, len: 8, irq: 20 }, "ISA IRQs beyond 15: not supported yet"),
         (Resource::Isa { base: other, len: 8, irq: other_irq }, "a UART other than the console's: not supported yet"),
         (Resource::Isa { base: 0x60, len: 5, irq: 1 }, "not a device of this driver"),

@@ -9,6 +9,7 @@ use linux_raw_sys::ioctl::{TCGETS, TIOCGWINSZ};
 
 use super::{Cx, Errno, SysResult, UserCStr, UserPtr, UserSlice, UserSliceMut};
 use crate::fs::File;
+use quest_abi::can::CanFrame;
 
 /// Writes user bytes to the console's device file (the UART directly if no driver has
 /// registered one), through a kernel buffer of at most a page.
@@ -34,6 +35,10 @@ pub fn write(cx: &Cx, fd: u64, buf: UserSlice) -> SysResult {
     let pipe = match p.files.lock().get(fd)? {
         File::Console => None,
         File::Pipe(e) if e.write => Some(e.clone()),
+        File::Can(c) => {
+            let c = *c;
+            return can_write(cx, c, buf);
+        }
         _ => return Err(EBADF),
     };
     if let Some(e) = pipe {
@@ -68,6 +73,10 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
     let pipe = match p.files.lock().get(fd)? {
         File::Pipe(e) if !e.write => Some(e.clone()),
         File::Pipe(_) => return Err(EBADF),
+        File::Can(c) => {
+            let c = *c;
+            return can_read(cx, c, buf);
+        }
         _ => None,
     };
     if let Some(e) = pipe {
@@ -78,7 +87,7 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
     let boot = match p.files.lock().get(fd)? {
         File::Console => None,
         File::Dir { .. } => return Err(EISDIR),
-        File::Pipe(_) => None,
+        File::Pipe(_) | File::Can(_) => None,
         File::Shm(_) => return Err(EBADF), // shmcomm_read
         File::Boot { data, pos } => {
             let n = (len as usize).min(data.len().saturating_sub(*pos)).min(1 << 20);
@@ -128,9 +137,63 @@ pub(super) fn boot_name(path: &[u8]) -> Result<&str, Errno> {
     Ok(s)
 }
 
+const FRAME: usize = core::mem::size_of::<CanFrame>();
+
+/// `read` on `/dev/canN`: whole `struct can_frame`s, at least one (blocking).
+fn can_read(cx: &Cx, c: &'static crate::drivers::can::CanDev, buf: UserSliceMut) -> SysResult {
+    let p = cx.p();
+    let max = usize::try_from(buf.len()).unwrap_or(usize::MAX) / FRAME;
+    if max == 0 {
+        return Err(EINVAL);
+    }
+    let frames = c.read_frames(max.min(256), &|| p.terminal.load(core::sync::atomic::Ordering::Relaxed))?;
+    let mut bytes = Vec::with_capacity(frames.len() * FRAME);
+    for f in &frames {
+        bytes.extend_from_slice(hal::user::pod_bytes(f));
+    }
+    buf.write(p, &bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+/// `write` on `/dev/canN`: whole `struct can_frame`s, sent in order; a partial frame is
+/// `EINVAL`, as is a frame CAN cannot carry.
+fn can_write(cx: &Cx, c: &'static crate::drivers::can::CanDev, buf: UserSlice) -> SysResult {
+    let p = cx.p();
+    let data = buf.prefix(256 * FRAME as u64).read_to_vec(p)?;
+    if data.is_empty() || data.len() % FRAME != 0 {
+        return Err(EINVAL);
+    }
+    let mut sent = 0;
+    for chunk in data.chunks(FRAME) {
+        let f: CanFrame = hal::user::pod_read(chunk).ok_or(EINVAL)?;
+        if let Err(e) = c.send(&f) {
+            return if sent == 0 { Err(e) } else { Ok(sent as u64) };
+        }
+        sent += FRAME;
+    }
+    Ok(sent as u64)
+}
+
+/// The CAN controller a path names (`/dev/can0`, …): `ENODEV` when there is no such controller.
+fn can_path(name: &[u8]) -> Option<Result<&'static crate::drivers::can::CanDev, Errno>> {
+    let n = name.strip_prefix(b"/dev/can")?;
+    let s = core::str::from_utf8(n).ok()?;
+    let i: usize = s.parse().ok()?;
+    Some(crate::drivers::can::controller(i).ok_or(ENODEV))
+}
+
 pub fn openat(cx: &Cx, path: UserCStr, flags: u64) -> SysResult {
     let p = cx.p();
     let name = path.read(p, 255)?;
+    if let Some(c) = can_path(&name) {
+        return p.files.lock().insert(File::Can(c?), 0);
+    }
+    if name == b"/dev/pci" {
+        if flags as u32 & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC) != 0 {
+            return Err(EROFS);
+        }
+        return p.files.lock().insert(File::Boot { data: crate::drivers::pci::listing_file(), pos: 0 }, 0);
+    }
     if flags as u32 & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC) != 0 {
         return Err(EROFS);
     }
@@ -144,7 +207,7 @@ pub fn openat(cx: &Cx, path: UserCStr, flags: u64) -> SysResult {
 
 pub fn lseek(cx: &Cx, fd: u64, off: u64, whence: u64) -> SysResult {
     match cx.p().files.lock().get(fd)? {
-        File::Console | File::Pipe(_) | File::Shm(_) => Err(ESPIPE),
+        File::Console | File::Pipe(_) | File::Shm(_) | File::Can(_) => Err(ESPIPE),
         File::Dir { pos } => {
             if off == 0 && whence as u32 == SEEK_SET {
                 *pos = 0;
@@ -182,6 +245,7 @@ fn stat_of(f: &File) -> stat {
         File::Dir { .. } => st.st_mode = S_IFDIR | 0o555,
         File::Pipe(_) => st.st_mode = S_IFIFO | 0o600,
         File::Shm(_) => st.st_mode = S_IFSOCK | 0o600,
+        File::Can(_) => st.st_mode = S_IFCHR | 0o660,
     }
     st.st_nlink = 1;
     st.st_blksize = 4096;
@@ -335,7 +399,28 @@ pub fn ioctl(cx: &Cx, fd: u64, req: u64, arg: u64) -> SysResult {
             UserPtr::<termios>::new(arg).write(cx.p(), &t).map(|_| 0)
         }
         (0..=2, _) => Err(ENOTTY),
-        _ => Err(EBADF),
+        _ => {
+            let File::Can(c) = *cx.p().files.lock().get(fd)? else { return Err(ENOTTY) };
+            can_ioctl(cx, c, req as u32, arg)
+        }
+    }
+}
+
+fn can_ioctl(cx: &Cx, c: &'static crate::drivers::can::CanDev, req: u32, arg: u64) -> SysResult {
+    use quest_abi::can::*;
+    match req {
+        QUEST_CAN_SET_BITRATE => c.set_bitrate(u32::try_from(arg).map_err(|_| EINVAL)?).map(|()| 0),
+        QUEST_CAN_SET_FILTER => {
+            let ptr = UserPtr::<CanFilter>::new(arg);
+            let f = if ptr.is_null() { None } else { Some(ptr.read(cx.p())?) };
+            c.set_filter(f).map(|()| 0)
+        }
+        QUEST_CAN_GET_STATS => UserPtr::<CanStats>::new(arg).write(cx.p(), &c.stats()).map(|_| 0),
+        QUEST_CAN_RESTART => {
+            c.restart();
+            Ok(0)
+        }
+        _ => Err(ENOTTY),
     }
 }
 
