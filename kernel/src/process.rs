@@ -18,6 +18,17 @@ use crate::sync::Semaphore;
 
 pub type Pid = u32;
 
+/// The wait status (as `wait4` reports it) of a process that ended with `exit(code)`.
+pub fn exited(code: u64) -> i32 {
+    ((code & 0xff) << 8) as i32
+}
+
+/// The wait status of a process ended by signal `sig` (no core dumps are written, so the
+/// core-dump bit is never set).
+pub fn killed_by(sig: u32) -> i32 {
+    (sig & 0x7f) as i32
+}
+
 /// Top of the initial user stack and its size.
 pub const STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
 pub const STACK_PAGES: u64 = 64;
@@ -41,6 +52,7 @@ pub struct Process {
     pub parent: Pid,
     pub mem: IrqLock<Mem>,
     pub threads: IrqLock<Vec<Tid>>,
+    /// Its wait status once it ends ([`exited`], [`killed_by`]).
     pub exit_code: AtomicI32,
     pub exited: Semaphore,
     /// Marked for termination (`kill`, `exit_group`): its threads die at their next kernel
@@ -337,7 +349,21 @@ pub fn on_exception(frame: &mut hal::trap::TrapFrame) -> bool {
         report_fault(frame, name, addr, pid, &pname);
     }
     hal::cpu::enable_interrupts();
-    exit_current(128 + 11)
+    exit_current(killed_by(11))
+}
+
+/// hal's return-to-user hook (after every interrupt or handled exception from user mode, the
+/// timer's included): a thread whose process is being killed dies here instead of returning to
+/// user mode, so a kill takes effect even on a thread that spins without system calls.
+pub fn on_user_return(_frame: &mut hal::trap::TrapFrame) {
+    if !sched::must_act_before_user() {
+        return;
+    }
+    let dying = current().is_some_and(|p| p.terminal.load(Ordering::Acquire));
+    if dying {
+        hal::cpu::enable_interrupts();
+        exit_thread();
+    }
 }
 
 fn report_fault(frame: &hal::trap::TrapFrame, name: &str, addr: u64, pid: Pid, pname: &str) {

@@ -186,16 +186,16 @@ pub fn handle(frame: &mut TrapFrame) {
     let cx = Cx { proc, tid: sched::current() };
     if cx.p().terminal.load(core::sync::atomic::Ordering::Relaxed) {
         drop(cx);
-        process::exit_current(128 + 9);
+        process::exit_current(process::killed_by(9));
     }
     let nr = frame.rax;
     let result = match u32::try_from(nr) {
         Ok(__NR_exit_group) => {
             drop(cx);
-            process::exit_current(frame.rdi as i32)
+            process::exit_current(process::exited(frame.rdi))
         }
         Ok(__NR_exit) => {
-            cx.p().exit_code.store(frame.rdi as i32, core::sync::atomic::Ordering::Relaxed);
+            cx.p().exit_code.store(process::exited(frame.rdi), core::sync::atomic::Ordering::Relaxed);
             drop(cx);
             process::exit_thread()
         }

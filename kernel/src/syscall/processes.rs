@@ -61,8 +61,7 @@ pub fn wait4(cx: &Cx, pid: i64, status: UserPtr<u32>, options: u64) -> SysResult
     match process::wait_child(&cx.proc, pid, nohang)? {
         Some((pid, code)) => {
             if !status.is_null() {
-                let s: u32 = if code >= 128 { (code - 128) as u32 } else { (code as u32 & 0xff) << 8 };
-                status.write(cx.p(), &s)?;
+                status.write(cx.p(), &(code as u32))?;
             }
             Ok(u64::from(pid))
         }
@@ -79,7 +78,7 @@ pub fn kill(target: u64, sig: u64) -> SysResult {
         return Err(EINVAL);
     }
     let target = process::of_thread(target as u32).map(|q| q.pid).unwrap_or(target as u32);
-    process::kill(target, 128 + sig as i32).map(|_| 0)
+    process::kill(target, process::killed_by(sig as u32)).map(|_| 0)
 }
 
 pub fn prlimit64(cx: &Cx, pid: u64, resource: u64, old: UserPtr<rlimit64>) -> SysResult {

@@ -1,0 +1,40 @@
+//! Kills and signals (issue 22): a kill or a signal takes effect at the next return to user
+//! mode from any interrupt — a program that spins without system calls included — on whichever
+//! CPU the thread runs (IPI); handlers, masks, timers and interrupted calls.
+use anyhow::Result;
+use quest_tests::{Config, Quest};
+
+fn boot() -> Result<Quest> {
+    Quest::boot(&Config::from_env(false)?)
+}
+
+/// A child spinning in `for (;;);` is killed with SIGKILL and reaped (before: never, the kill
+/// was only noticed at system-call boundaries), and ctrl-c ends a CPU-bound foreground program
+/// and gives the prompt back.
+#[test]
+fn kills_reach_programs_that_spin_in_user_mode() -> Result<()> {
+    let mut q = boot()?;
+    let out = q.shell("spin kill")?;
+    assert!(out.contains("spin: child killed by signal 9 after "), "{out}");
+    q.send_line("spin")?;
+    q.expect("spin: spinning")?;
+    q.send_raw(b"\x03")?;
+    q.expect("^C")?;
+    q.expect_prompt()?;
+    assert_eq!(q.shell("hello_world")?.trim(), "Hello World!");
+    q.power_off_ok()?;
+    Ok(())
+}
+
+/// A user program spinning on CPU 1, where nothing else runs (no timer is due there), is
+/// killed from CPU 0: the kill sends an IPI and the program ends on its way back to user mode.
+#[test]
+fn a_kill_reaches_a_program_spinning_on_another_cpu() -> Result<()> {
+    let mut cfg = Config::from_env(true)?;
+    cfg.smp = 2;
+    let mut q = Quest::boot(&cfg)?;
+    let out = q.shell("ktest killcpu 1")?;
+    assert!(out.contains("spinning on cpu 1 ended ") && out.contains("after the kill from cpu 0"), "{out}");
+    q.power_off_ok()?;
+    Ok(())
+}
