@@ -105,8 +105,9 @@ impl Pipe {
         }
     }
 
-    /// Reads up to `max` bytes; blocks while empty and a writer exists. Empty result = EOF.
-    pub fn read(&self, max: usize) -> Vec<u8> {
+    /// Reads up to `max` bytes; blocks while empty and a writer exists. Empty result = EOF;
+    /// `None`: interrupted (a kill or a signal) before anything arrived.
+    pub fn read(&self, max: usize) -> Option<Vec<u8>> {
         self.bind_first(false);
         let me = sched::current();
         loop {
@@ -117,23 +118,26 @@ impl Pipe {
                     let out: Vec<u8> = i.buf.drain(..n).collect();
                     drop(i);
                     self.wake_all();
-                    return out;
+                    return Some(out);
                 }
                 if self.writers.load(Ordering::Acquire) == 0 {
-                    return Vec::new();
+                    return Some(Vec::new());
                 }
                 if !i.waiters.contains(&me) {
                     i.waiters.push(me);
                 }
             }
             if sched::block_current() == sched::Wake::Interrupted {
-                return Vec::new();
+                self.inner.lock().waiters.retain(|&t| t != me);
+                return None;
             }
         }
     }
 
-    /// Writes all of `data`, blocking while full; `Err(())` once no reader is left (EPIPE).
-    pub fn write(&self, data: &[u8]) -> Result<usize, ()> {
+    /// Writes all of `data`, blocking while full; `Err(Broken)` once no reader is left (EPIPE),
+    /// `Err(Interrupted)` if a kill or signal came before anything was written (after that, the
+    /// count written so far).
+    pub fn write(&self, data: &[u8]) -> Result<usize, WriteError> {
         self.bind_first(true);
         let me = sched::current();
         let mut done = 0;
@@ -141,7 +145,7 @@ impl Pipe {
             {
                 let mut i = self.inner.lock();
                 if self.readers.load(Ordering::Acquire) == 0 {
-                    return if done > 0 { Ok(done) } else { Err(()) };
+                    return if done > 0 { Ok(done) } else { Err(WriteError::Broken) };
                 }
                 let room = self.capacity - i.buf.len();
                 if room > 0 {
@@ -157,9 +161,17 @@ impl Pipe {
                 }
             }
             if sched::block_current() == sched::Wake::Interrupted {
-                return Ok(done);
+                self.inner.lock().waiters.retain(|&t| t != me);
+                return if done > 0 { Ok(done) } else { Err(WriteError::Interrupted) };
             }
         }
         Ok(done)
     }
+}
+
+/// Why a pipe write wrote nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriteError {
+    Broken,
+    Interrupted,
 }

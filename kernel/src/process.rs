@@ -66,6 +66,8 @@ pub struct Process {
     /// Per thread: the user address to clear and futex-wake when it ends (CLONE_CHILD_CLEARTID,
     /// set_tid_address).
     pub clear_tid: IrqLock<BTreeMap<Tid, u64>>,
+    /// Signal actions, masks, pending signals, the interval timer (`crate::signal`).
+    pub sig: IrqLock<crate::signal::SigState>,
 }
 
 static PROCS: IrqLock<BTreeMap<Pid, Arc<Process>>> = IrqLock::ranked(BTreeMap::new(), crate::locks::PROCS);
@@ -78,6 +80,11 @@ pub fn current() -> Option<Arc<Process>> {
 
 pub fn get(pid: Pid) -> Option<Arc<Process>> {
     PROCS.lock().get(&pid).cloned()
+}
+
+/// Every live process.
+pub fn all() -> Vec<Arc<Process>> {
+    PROCS.lock().values().cloned().collect()
 }
 
 /// Why a program could not be started.
@@ -159,6 +166,7 @@ pub fn spawn(fs: &crate::initrd::BootFs, name: &str, args: &[&str], parent: Pid)
     let pid = p.pid;
     PROCS.lock().insert(pid, p.clone());
     let cpu = hal::percpu::cpu_index();
+    crate::signal::thread_added(&p, pid, None);
     // Registered before the thread exists: it may run (and even exit) at once.
     p.threads.lock().push(pid);
     BY_THREAD.lock().insert(pid, p.clone());
@@ -198,6 +206,7 @@ pub fn exit_thread() -> ! {
             }
         }
         BY_THREAD.lock().remove(&me);
+        crate::signal::thread_removed(&p, me);
         let last = {
             let mut t = p.threads.lock();
             t.retain(|&x| x != me);
@@ -214,6 +223,7 @@ pub fn exit_thread() -> ! {
             p.dead.store(true, Ordering::Release);
             p.exited.up();
             if let Some(parent) = get(p.parent) {
+                crate::signal::child_exited(&parent, p.pid, p.exit_code.load(Ordering::Relaxed));
                 parent.child_exit.up();
             }
         }
@@ -238,6 +248,7 @@ fn new_process(name: &str, parent: Pid, mem: Mem) -> Arc<Process> {
         children: IrqLock::new(Vec::new()),
         child_exit: Semaphore::new(0),
         clear_tid: IrqLock::new(BTreeMap::new()),
+        sig: IrqLock::ranked(crate::signal::SigState::new(), crate::locks::SIGNALS),
     })
 }
 
@@ -253,6 +264,8 @@ pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame) -> Result<Pid, u32> 
     let pname = p.name.lock().clone();
     let child = new_process(&pname, p.pid, mem);
     *child.files.lock() = p.files.lock().clone();
+    let sig = p.sig.lock().forked(sched::current(), child.pid);
+    *child.sig.lock() = sig;
     let mut f = *frame;
     f.rax = 0;
     let fs = hal::user::fs_base();
@@ -286,6 +299,7 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
     let vcpu = sched::current_vcpu();
     // Registered before it exists: it may run (and even exit) at once.
     let tid = sched::reserve_tid();
+    crate::signal::thread_added(p, tid, Some(sched::current()));
     p.threads.lock().push(tid);
     BY_THREAD.lock().insert(tid, p.clone());
     if flags & u64::from(CLONE_CHILD_CLEARTID) != 0 {
@@ -298,6 +312,7 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
     if sched::spawn_user(tid, &pname, cpu, vcpu, root, f, fs).is_err()
     {
         p.threads.lock().retain(|&t| t != tid);
+        crate::signal::thread_removed(p, tid);
         BY_THREAD.lock().remove(&tid);
         p.clear_tid.lock().remove(&tid);
         return Err(linux_raw_sys::errno::EAGAIN);
@@ -324,9 +339,12 @@ pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool) -> Result<Option<(Pi
         if pid > 0 {
             FOREGROUND.store(pid as u32, Ordering::Relaxed);
         }
-        p.child_exit.down();
+        let r = p.child_exit.down_interruptible();
         if pid > 0 {
             let _ = FOREGROUND.compare_exchange(pid as u32, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        if r.is_err() {
+            return Err(crate::signal::ERESTARTSYS);
         }
     }
 }
@@ -338,32 +356,20 @@ pub fn on_exception(frame: &mut hal::trap::TrapFrame) -> bool {
         return false;
     }
     let (name, _) = hal::trap::EXCEPTION_NAMES.get(frame.vector as usize).copied().unwrap_or(("Unknown", "?"));
-    let addr = if frame.vector == hal::trap::VECTOR_PAGE_FAULT {
-        x86_64_cr2()
-    } else {
-        frame.rip
-    };
+    let cr2 = if frame.vector == hal::trap::VECTOR_PAGE_FAULT { x86_64_cr2() } else { 0 };
+    let addr = if frame.vector == hal::trap::VECTOR_PAGE_FAULT { cr2 } else { frame.rip };
+    let info = crate::signal::fault_info(frame.vector, frame.error_code, frame.rip, cr2);
+    // A handler for the signal (SIGSEGV, SIGFPE, ...) that is not blocked runs instead.
+    if crate::signal::deliver_fault(frame, info, cr2) {
+        return true;
+    }
     {
         // In a block: what is still owned when the thread dies is never freed.
         let (pid, pname) = current().map(|p| (p.pid, p.name.lock().clone())).unwrap_or((0, String::from("?")));
         report_fault(frame, name, addr, pid, &pname);
     }
     hal::cpu::enable_interrupts();
-    exit_current(killed_by(11))
-}
-
-/// hal's return-to-user hook (after every interrupt or handled exception from user mode, the
-/// timer's included): a thread whose process is being killed dies here instead of returning to
-/// user mode, so a kill takes effect even on a thread that spins without system calls.
-pub fn on_user_return(_frame: &mut hal::trap::TrapFrame) {
-    if !sched::must_act_before_user() {
-        return;
-    }
-    let dying = current().is_some_and(|p| p.terminal.load(Ordering::Acquire));
-    if dying {
-        hal::cpu::enable_interrupts();
-        exit_thread();
-    }
+    exit_current(killed_by(info.signo))
 }
 
 fn report_fault(frame: &hal::trap::TrapFrame, name: &str, addr: u64, pid: Pid, pname: &str) {
@@ -510,6 +516,7 @@ pub fn exec(p: &Arc<Process>, fs: &crate::initrd::BootFs, path: &str, argv: &[al
     drop(old); // the old address space is no longer active on this CPU
     *p.name.lock() = alloc::format!("/boot/{}", path.strip_prefix("/boot/").unwrap_or(path));
     sched::set_current_name(&p.name.lock());
+    crate::signal::exec_reset(p, sched::current());
     hal::user::set_fs_base(0);
     Ok(hal::user::initial_frame(entry, rsp))
 }

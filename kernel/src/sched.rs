@@ -604,10 +604,10 @@ pub fn interrupted() -> bool {
     with_cpu(cpu_index(), |c| c.threads.get(&c.current).is_some_and(|t| t.interrupted)).unwrap_or(false)
 }
 
-/// Marks `tid` as having a signal pending that it does not block, and wakes it from an
-/// interruptible wait (which returns `Interrupted`). A thread running on another CPU is sent
-/// a reschedule IPI, so it enters the kernel and acts on the signal on its way back to user
-/// mode even if it never makes a system call.
+/// Wakes `tid`, which the signal code has marked (`set_signal_pending`) as having a signal to
+/// act on, from an interruptible wait (which returns `Interrupted` while the mark is set). A
+/// thread running on another CPU is sent a reschedule IPI, so it enters the kernel and acts on
+/// the signal on its way back to user mode even if it never makes a system call.
 pub fn signal(tid: Tid) -> Result<(), SchedError> {
     ready(tid, Why::Signal)
 }
@@ -640,16 +640,17 @@ fn ready(tid: Tid, why: Why) -> Result<(), SchedError> {
     let cpu = *WHERE.lock().get(&tid).ok_or(SchedError::NoSuchThread)?;
     let (woke, running) = with_cpu(cpu, |c| {
         let Some(th) = c.threads.get_mut(&tid) else { return (false, false) };
-        match why {
-            Why::Kill => th.interrupted = true,
-            Why::Signal => th.signal_pending = true,
-            Why::Wake => {}
+        if why == Why::Kill {
+            th.interrupted = true;
         }
         match th.state {
             State::Blocked | State::Sleeping(_) => {
                 c.sleepers.remove(TaskId(tid));
                 th.state = State::Ready;
-                th.woke_by = if why == Why::Wake { Wake::Woken } else { Wake::Interrupted };
+                // A signal wake is a plain wake: what the block returns is decided by the marks
+                // (`interrupted`, `signal_pending`), so a wake that arrives after the signal
+                // was taken is harmless (the waiter re-checks and blocks again).
+                th.woke_by = if why == Why::Kill { Wake::Interrupted } else { Wake::Woken };
                 (c.sched.wake(now(), TaskId(tid)).is_ok(), false)
             }
             State::Running | State::Ready => {

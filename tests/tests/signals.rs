@@ -38,3 +38,21 @@ fn a_kill_reaches_a_program_spinning_on_another_cpu() -> Result<()> {
     q.power_off_ok()?;
     Ok(())
 }
+
+/// Every check of `sigtest` (handlers, siginfo, masks, SA_NODEFER/SA_RESETHAND/SA_ONSTACK,
+/// real-time queues, sigtimedwait, SIGCHLD, default actions, SIGPIPE, faults to handlers,
+/// timers, EINTR and SA_RESTART, FPU state across asynchronous handlers, sigsuspend,
+/// pthread_kill and pthread_cancel) passes; and a SIGINT handler catches ctrl-c.
+#[test]
+fn sigtest_passes_every_check() -> Result<()> {
+    let mut q = boot()?;
+    let out = q.shell("sigtest")?;
+    assert!(out.contains("sigtest: 31 checks, 0 failed"), "{out}");
+    q.send_line("sigtest ctrlc")?;
+    q.expect("sigtest: waiting for SIGINT")?;
+    q.send_raw(b"\x03")?;
+    q.expect("sigtest: caught SIGINT")?;
+    q.expect_prompt()?;
+    q.power_off_ok()?;
+    Ok(())
+}

@@ -81,7 +81,7 @@ impl Driver for Serial {
                     // Echo first: once killed, the task may end and the shell prompt again
                     // before this thread runs on (the prompt must follow the ^C).
                     hal::serial::write_raw(b"^C\n");
-                    let _ = crate::process::kill(fg, crate::process::killed_by(2));
+                    let _ = crate::signal::send_kernel(fg, signals::SIGINT);
                     continue;
                 }
             }

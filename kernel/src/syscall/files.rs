@@ -38,7 +38,15 @@ pub fn write(cx: &Cx, fd: u64, buf: UserSlice) -> SysResult {
     };
     if let Some(e) = pipe {
         let data = buf.prefix(1 << 20).read_to_vec(p)?;
-        return e.pipe.write(&data).map(|n| n as u64).map_err(|_| EPIPE);
+        return match e.pipe.write(&data) {
+            Ok(n) => Ok(n as u64),
+            Err(crate::pipe::WriteError::Interrupted) => Err(crate::signal::ERESTARTSYS),
+            Err(crate::pipe::WriteError::Broken) => {
+                // Linux: SIGPIPE too (its default ends the writer), and EPIPE if it is handled.
+                let _ = crate::signal::send(&cx.proc, Some(cx.tid), signals::SigInfo::kernel(signals::SIGPIPE));
+                Err(EPIPE)
+            }
+        };
     }
     write_console(cx, buf)
 }
@@ -71,7 +79,7 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
         _ => None,
     };
     if let Some(e) = pipe {
-        let data = e.pipe.read(len.min(1 << 20) as usize);
+        let data = e.pipe.read(len.min(1 << 20) as usize).ok_or(crate::signal::ERESTARTSYS)?;
         buf.write(p, &data)?;
         return Ok(data.len() as u64);
     }
@@ -97,7 +105,9 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
     // The console's device file (a line at a time, with echo). A killed task (ctrl-c,
     // kill -t) stops waiting for input and dies on the way out.
     let console = crate::drivers::console().ok_or(EIO)?;
-    let line = console.read(usize::try_from(len).unwrap_or(usize::MAX), &|| p.terminal.load(core::sync::atomic::Ordering::Relaxed))?;
+    let line = console
+        .read(usize::try_from(len).unwrap_or(usize::MAX), &|| p.terminal.load(core::sync::atomic::Ordering::Relaxed) || crate::sched::must_act_before_user())
+        .map_err(|e| if e == EINTR { crate::signal::ERESTARTSYS } else { e })?;
     buf.write(p, &line)?;
     Ok(line.len() as u64)
 }

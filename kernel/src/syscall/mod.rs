@@ -17,6 +17,7 @@ use linux_raw_sys::errno::*;
 use linux_raw_sys::general::*;
 
 use crate::process::{self, Process};
+use crate::signal;
 use crate::sched::{self, Tid};
 
 mod files;
@@ -27,6 +28,7 @@ mod synchronisation;
 mod time;
 pub mod user;
 
+pub use time::read_timespec;
 pub use user::{Errno, UserCStr, UserPtr, UserSlice, UserSliceMut};
 
 /// A system call's result: the value for `rax`, or an errno.
@@ -129,10 +131,22 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_fork | __NR_vfork => process::fork(&cx.proc, f).map(u64::from),
         __NR_clone => processes::clone(cx, f, a),
         __NR_wait4 => processes::wait4(cx, a.n(0) as i64, a.ptr(1), a.n(2)),
-        __NR_kill | __NR_tgkill | __NR_tkill => {
-            let (target, sig) = if nr == __NR_tgkill { (a.n(0), a.n(2)) } else { (a.n(0), a.n(1)) };
-            processes::kill(target, sig)
-        }
+        // Signals (crate::signal).
+        __NR_kill => signal::kill(cx, a.n(0) as i32 as i64, a.n(1)),
+        __NR_tkill => signal::tgkill(cx, None, a.n(0), a.n(1)),
+        __NR_tgkill => signal::tgkill(cx, Some(a.n(0)), a.n(1), a.n(2)),
+        __NR_rt_sigqueueinfo => signal::sigqueueinfo(cx, a.n(0), None, a.n(1), a.ptr(2)),
+        __NR_rt_tgsigqueueinfo => signal::sigqueueinfo(cx, a.n(0), Some(a.n(1)), a.n(2), a.ptr(3)),
+        __NR_rt_sigaction => signal::rt_sigaction(cx, a.n(0), a.ptr(1), a.ptr(2), a.n(3)),
+        __NR_rt_sigprocmask => signal::rt_sigprocmask(cx, a.n(0), a.ptr(1), a.ptr(2), a.n(3)),
+        __NR_rt_sigpending => signal::rt_sigpending(cx, a.ptr(0), a.n(1)),
+        __NR_rt_sigsuspend => signal::rt_sigsuspend(cx, a.ptr(0), a.n(1)),
+        __NR_pause => signal::sigsuspend(cx, None),
+        __NR_rt_sigtimedwait => signal::rt_sigtimedwait(cx, a.ptr(0), a.ptr(1), a.ptr(2), a.n(3)),
+        __NR_sigaltstack => signal::sigaltstack(cx, f, a.ptr(0), a.ptr(1)),
+        __NR_alarm => signal::alarm(cx, a.n(0) as u32 as u64),
+        __NR_setitimer => signal::setitimer(cx, a.n(0), a.ptr(1), a.ptr(2)),
+        __NR_getitimer => signal::getitimer(cx, a.n(0), a.ptr(1)),
         __NR_prlimit64 => processes::prlimit64(cx, a.n(0), a.n(1), a.ptr(3)),
         __NR_sched_getaffinity => processes::sched_getaffinity(cx, a.n(1), a.ptr(2)),
         __NR_reboot => processes::reboot(a.n(0), a.n(1), a.n(2)),
@@ -145,14 +159,14 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_getpid => Ok(u64::from(cx.p().pid)),
         __NR_getppid => Ok(u64::from(cx.p().parent)),
         __NR_getuid | __NR_geteuid | __NR_getgid | __NR_getegid => Ok(0),
-        __NR_rt_sigaction | __NR_rt_sigprocmask | __NR_sigaltstack | __NR_set_robust_list => Ok(0),
+        __NR_set_robust_list => Ok(0),
         __NR_uname => processes::uname(cx, a.ptr(0)),
         __NR_getrandom => processes::getrandom(cx, a.slice_mut(0, 1)),
         // Time.
         __NR_clock_gettime => time::clock_gettime(cx, a.n(0), a.ptr(1)),
         __NR_gettimeofday => time::gettimeofday(cx, a.ptr(0)),
-        __NR_nanosleep => time::nanosleep(cx, a.ptr(0)),
-        __NR_clock_nanosleep => time::clock_nanosleep(cx, a.n(1), a.ptr(2)),
+        __NR_nanosleep => time::nanosleep(cx, a.ptr(0), a.ptr(1)),
+        __NR_clock_nanosleep => time::clock_nanosleep(cx, a.n(1), a.ptr(2), a.ptr(3)),
         __NR_sched_yield => {
             sched::schedule();
             Ok(0)
@@ -199,6 +213,19 @@ pub fn handle(frame: &mut TrapFrame) {
             drop(cx);
             process::exit_thread()
         }
+        Ok(__NR_rt_sigreturn) => {
+            // The frame becomes the interrupted context (rax included): no result to store.
+            if signal::rt_sigreturn(&cx, frame).is_err() {
+                let name = cx.p().name.lock().clone();
+                hal::println!("task {} ({name}) killed: bad signal frame at rsp {:#x} (rt_sigreturn)", cx.p().pid, frame.rsp);
+                drop(name);
+                drop(cx);
+                process::exit_current(process::killed_by(signals::SIGSEGV));
+            }
+            drop(cx);
+            signal::on_syscall_return(frame);
+            return;
+        }
         Ok(__NR_execve) => match processes::execve(&cx, UserCStr::new(frame.rdi), UserPtr::new(frame.rsi)) {
             Ok(new) => {
                 *frame = new;
@@ -212,10 +239,8 @@ pub fn handle(frame: &mut TrapFrame) {
         Ok(v) => v,
         Err(e) => (-(i64::from(e))) as u64,
     };
-    // Killed (or another thread called exit_group) while in the kernel: die before returning.
-    let dying = cx.p().terminal.load(core::sync::atomic::Ordering::Relaxed);
+    // Killed (or another thread called exit_group) while in the kernel, or a signal to act
+    // on, or an interrupted call to restart: before returning (crate::signal).
     drop(cx);
-    if dying {
-        process::exit_thread();
-    }
+    signal::on_syscall_return(frame);
 }

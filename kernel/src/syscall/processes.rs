@@ -69,18 +69,6 @@ pub fn wait4(cx: &Cx, pid: i64, status: UserPtr<u32>, options: u64) -> SysResult
     }
 }
 
-/// kill, tkill and tgkill: SIGKILL, SIGTERM and SIGINT end the process; signal 0 probes.
-pub fn kill(target: u64, sig: u64) -> SysResult {
-    if sig == 0 {
-        return process::get(target as u32).map(|_| 0).ok_or(ESRCH);
-    }
-    if !matches!(sig as u32, SIGKILL | SIGTERM | SIGINT) {
-        return Err(EINVAL);
-    }
-    let target = process::of_thread(target as u32).map(|q| q.pid).unwrap_or(target as u32);
-    process::kill(target, process::killed_by(sig as u32)).map(|_| 0)
-}
-
 pub fn prlimit64(cx: &Cx, pid: u64, resource: u64, old: UserPtr<rlimit64>) -> SysResult {
     if pid != 0 && pid as u32 != cx.p().pid {
         return Err(ESRCH);
