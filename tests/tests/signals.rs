@@ -56,3 +56,15 @@ fn sigtest_passes_every_check() -> Result<()> {
     q.power_off_ok()?;
     Ok(())
 }
+
+/// The same `sigtest` binary as init of Debian's kernel in the same emulated machine: Linux
+/// passes every check too (the reference the Quest run is held to).
+#[test]
+fn sigtest_passes_on_linux_too() -> Result<()> {
+    let cfg = Config::from_env(false)?;
+    let prog = std::path::PathBuf::from(std::env::var("QUEST_USER_DIR")?).join("sigtest");
+    let out = quest_tests::linux::run_init(&cfg.qemu, &quest_tests::linux::vmlinuz_from_env()?, &prog, &[], cfg.timeout)?;
+    assert!(out.contains("sigtest: on Linux as init"), "{out}");
+    assert!(out.contains("sigtest: 31 checks, 0 failed"), "{out}");
+    Ok(())
+}

@@ -480,6 +480,10 @@ fn test(args: &[String]) -> Result<()> {
             .env("QUEST_ISO", &iso)
             .env("QUEST_KTEST_ISO", &ktest_iso)
             .env("QUEST_RELEASE_ISO", &release_iso)
+            // The reference runs on Linux (tests/src/linux.rs): Debian's kernel (fetched once
+            // into target/debian, as the benchmark does) and the test programs it boots as init.
+            .env("QUEST_LINUX_VMLINUZ", debian::kernel()?.vmlinuz)
+            .env("QUEST_USER_DIR", root().join("target/quest/user"))
             .env("QUEST_QUESTV_ISO", &qv.iso)
             .env("QUEST_QUESTV_KTEST_ISO", &qv_ktest.iso)
             .env("QUEST_QUESTV_SMP_ISO", &qv_smp.iso);
