@@ -24,6 +24,7 @@ mod questv;
 mod sched;
 mod shmcomm;
 mod signal;
+mod vfs;
 mod tpipe;
 mod syscall;
 mod vcpu;

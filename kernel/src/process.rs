@@ -68,6 +68,18 @@ pub struct Process {
     pub clear_tid: IrqLock<BTreeMap<Tid, u64>>,
     /// Signal actions, masks, pending signals, the interval timer (`crate::signal`).
     pub sig: IrqLock<crate::signal::SigState>,
+    /// Working directory (absolute, normalised; `/boot` for the programs the kernel starts).
+    pub cwd: IrqLock<String>,
+    /// The file mode creation mask.
+    pub umask: AtomicU32,
+    /// Its arguments, each NUL-terminated (/proc/<pid>/cmdline).
+    pub cmdline: IrqLock<String>,
+    /// Raised when it calls execve or ends: a vfork parent waits for it.
+    pub vfork_done: Semaphore,
+    /// RLIMIT_CORE as set (no core files are written whatever it is).
+    pub core_limit: core::sync::atomic::AtomicU64,
+    /// The name prctl(PR_SET_NAME) gave it.
+    pub comm: IrqLock<Option<String>>,
 }
 
 static PROCS: IrqLock<BTreeMap<Pid, Arc<Process>>> = IrqLock::ranked(BTreeMap::new(), crate::locks::PROCS);
@@ -119,7 +131,7 @@ fn access(flags: elf::Flags) -> UserAccess {
 
 /// Loads `image` into a new address space; returns it with the entry point and initial stack
 /// pointer.
-fn load(image: &[u8], argv: &[&[u8]]) -> Result<(Mem, u64, u64), SpawnError> {
+fn load(image: &[u8], argv: &[&[u8]], envp: &[&[u8]]) -> Result<(Mem, u64, u64), SpawnError> {
     let opts = elf::LoadOptions { require_phdr: true, ..elf::LoadOptions::default() };
     let plan = elf::load_plan(image, &opts).map_err(SpawnError::NoExec)?;
     let mut space = AddressSpace::new()?;
@@ -144,12 +156,24 @@ fn load(image: &[u8], argv: &[&[u8]]) -> Result<(Mem, u64, u64), SpawnError> {
     random[..8].copy_from_slice(&tsc.to_le_bytes());
     random[8..].copy_from_slice(&tsc.rotate_left(29).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
     let auxv = elf::standard_auxv(&plan, &elf::AuxvParams::default());
-    let envp: [&[u8]; 2] = [b"PATH=/boot", b"TERM=vt100"];
-    let (bytes, rsp) = elf::build_initial_stack(STACK_TOP, argv, &envp, &auxv, random, b"x86_64")
+    let (bytes, rsp) = elf::build_initial_stack(STACK_TOP, argv, envp, &auxv, random, b"x86_64")
         .map_err(SpawnError::NoExec)?;
     space.copy_to_user(STACK_TOP - bytes.len() as u64, &bytes)?;
     let brk = plan.brk_start;
     Ok((Mem { space, brk_start: brk, brk, mmap_next: MMAP_TOP }, plan.entry, rsp))
+}
+
+/// The environment of the programs the kernel starts (user_init): execve passes its caller's.
+const DEFAULT_ENV: [&[u8]; 3] = [b"PATH=/boot:/bin", b"TERM=vt100", b"HOME=/"];
+
+/// argv as /proc/<pid>/cmdline shows it (each argument NUL-terminated).
+fn cmdline<A: AsRef<[u8]>>(argv: &[A]) -> String {
+    let mut s = String::new();
+    for a in argv {
+        s.push_str(&String::from_utf8_lossy(a.as_ref()));
+        s.push('\0');
+    }
+    s
 }
 
 /// Starts `/boot/<name>` with `args` (argv[0] is the path) on the calling CPU's best-effort
@@ -160,9 +184,10 @@ pub fn spawn(fs: &crate::initrd::BootFs, name: &str, args: &[&str], parent: Pid)
     let mut argv: Vec<&[u8]> = Vec::new();
     argv.push(path.as_bytes());
     argv.extend(args.iter().map(|a| a.as_bytes()));
-    let (mem, entry, rsp) = load(image, &argv)?;
+    let (mem, entry, rsp) = load(image, &argv, &DEFAULT_ENV)?;
     let root = mem.space.root();
     let p = new_process(&path, parent, mem);
+    *p.cmdline.lock() = cmdline(&argv);
     let pid = p.pid;
     PROCS.lock().insert(pid, p.clone());
     let cpu = hal::percpu::cpu_index();
@@ -222,6 +247,7 @@ pub fn exit_thread() -> ! {
             drop(files);
             p.dead.store(true, Ordering::Release);
             p.exited.up();
+            p.vfork_done.up();
             if let Some(parent) = get(p.parent) {
                 crate::signal::child_exited(&parent, p.pid, p.exit_code.load(Ordering::Relaxed));
                 parent.child_exit.up();
@@ -249,11 +275,21 @@ fn new_process(name: &str, parent: Pid, mem: Mem) -> Arc<Process> {
         child_exit: Semaphore::new(0),
         clear_tid: IrqLock::new(BTreeMap::new()),
         sig: IrqLock::ranked(crate::signal::SigState::new(), crate::locks::SIGNALS),
+        cwd: IrqLock::new(String::from("/boot")),
+        umask: AtomicU32::new(0o022),
+        cmdline: IrqLock::new(String::new()),
+        vfork_done: Semaphore::new(0),
+        core_limit: core::sync::atomic::AtomicU64::new(0),
+        comm: IrqLock::new(None),
     })
 }
 
-/// fork: a copy of the calling process whose thread returns 0 from the same system call.
-pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame) -> Result<Pid, u32> {
+/// fork: a copy of the calling process whose thread returns 0 from the same system call (on
+/// user stack `stack` if not 0). `vfork`: the caller then waits until the child calls execve or
+/// ends (vfork and clone(CLONE_VM | CLONE_VFORK), what posix_spawn uses, are done as a fork:
+/// the child gets a copy of the address space, not the parent's — a program may not rely on
+/// the difference, as POSIX leaves writes by a vfork child undefined).
+pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame, stack: u64, vfork: bool) -> Result<Pid, u32> {
     use linux_raw_sys::errno::{EAGAIN, ENOMEM};
     let mem = {
         let m = p.mem.lock();
@@ -266,8 +302,14 @@ pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame) -> Result<Pid, u32> 
     *child.files.lock() = p.files.lock().clone();
     let sig = p.sig.lock().forked(sched::current(), child.pid);
     *child.sig.lock() = sig;
+    *child.cwd.lock() = p.cwd.lock().clone();
+    child.umask.store(p.umask.load(Ordering::Relaxed), Ordering::Relaxed);
+    *child.cmdline.lock() = p.cmdline.lock().clone();
     let mut f = *frame;
     f.rax = 0;
+    if stack != 0 {
+        f.rsp = stack;
+    }
     let fs = hal::user::fs_base();
     let cpu = hal::percpu::cpu_index();
     let vcpu = sched::current_vcpu();
@@ -281,6 +323,9 @@ pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame) -> Result<Pid, u32> 
         PROCS.lock().remove(&child.pid);
         p.children.lock().retain(|c| c.pid != child.pid);
         return Err(EAGAIN);
+    }
+    if vfork {
+        let _ = child.vfork_done.down_interruptible();
     }
     Ok(child.pid)
 }
@@ -501,11 +546,11 @@ pub fn mprotect(p: &Process, addr: u64, len: u64, access: UserAccess) -> Result<
 /// execve: replaces the calling process's program. On success returns the new program's
 /// initial user frame, which the caller returns to (the thread continues in the new program);
 /// on failure the errno, and the old program goes on.
-pub fn exec(p: &Arc<Process>, fs: &crate::initrd::BootFs, path: &str, argv: &[alloc::vec::Vec<u8>]) -> Result<hal::trap::TrapFrame, u32> {
-    use linux_raw_sys::errno::{ENOENT, ENOEXEC, ENOMEM};
-    let Some(image) = fs.read(path) else { return Err(ENOENT) };
+pub fn exec(p: &Arc<Process>, image: &[u8], path: &str, argv: &[alloc::vec::Vec<u8>], envp: &[alloc::vec::Vec<u8>]) -> Result<hal::trap::TrapFrame, u32> {
+    use linux_raw_sys::errno::{ENOEXEC, ENOMEM};
     let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
-    let (mem, entry, rsp) = match load(image, &args) {
+    let env: Vec<&[u8]> = envp.iter().map(|a| a.as_slice()).collect();
+    let (mem, entry, rsp) = match load(image, &args, &env) {
         Ok(x) => x,
         Err(SpawnError::NoExec(_)) => return Err(ENOEXEC),
         Err(_) => return Err(ENOMEM),
@@ -514,7 +559,10 @@ pub fn exec(p: &Arc<Process>, fs: &crate::initrd::BootFs, path: &str, argv: &[al
     sched::set_current_root(root);
     let old = core::mem::replace(&mut *p.mem.lock(), mem);
     drop(old); // the old address space is no longer active on this CPU
-    *p.name.lock() = alloc::format!("/boot/{}", path.strip_prefix("/boot/").unwrap_or(path));
+    *p.name.lock() = String::from(path);
+    *p.cmdline.lock() = cmdline(argv);
+    p.files.lock().exec();
+    p.vfork_done.up();
     sched::set_current_name(&p.name.lock());
     crate::signal::exec_reset(p, sched::current());
     hal::user::set_fs_base(0);

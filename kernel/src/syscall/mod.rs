@@ -31,6 +31,9 @@ pub mod user;
 pub use time::read_timespec;
 pub use user::{Errno, UserCStr, UserPtr, UserSlice, UserSliceMut};
 
+/// `AT_FDCWD` as a call argument.
+const FDCWD: u64 = AT_FDCWD as u32 as u64;
+
 /// A system call's result: the value for `rax`, or an errno.
 pub type SysResult = Result<u64, Errno>;
 
@@ -92,33 +95,66 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
     }
     let nr = f.rax as u32;
     match nr {
-        // Files, the console, pipes.
+        // Files, the console, pipes, the file tree.
         __NR_read => files::read(cx, a.n(0), a.slice_mut(1, 2)),
         __NR_write => files::write(cx, a.n(0), a.slice(1, 2)),
         __NR_writev => files::writev(cx, a.n(0), a.ptr(1), a.n(2)),
         __NR_readv => files::readv(cx, a.n(0), a.ptr(1), a.n(2)),
-        __NR_open => files::openat(cx, a.cstr(0), a.n(1)),
-        __NR_openat => {
-            if a.n(0) as i32 != AT_FDCWD && !a.cstr(1).read(cx.p(), 255)?.starts_with(b"/") {
-                return Err(EBADF);
-            }
-            files::openat(cx, a.cstr(1), a.n(2))
-        }
+        __NR_pread64 => files::pread(cx, a.n(0), a.slice_mut(1, 2), a.n(3)),
+        __NR_pwrite64 => files::pwrite(cx, a.n(0), a.slice(1, 2), a.n(3)),
+        __NR_sendfile => files::sendfile(cx, a.n(0), a.n(1), a.ptr(2), a.n(3)),
+        __NR_open => files::openat(cx, FDCWD, a.cstr(0), a.n(1), a.n(2)),
+        __NR_creat => files::openat(cx, FDCWD, a.cstr(0), u64::from(O_CREAT | O_WRONLY | O_TRUNC), a.n(1)),
+        __NR_openat => files::openat(cx, a.n(0), a.cstr(1), a.n(2), a.n(3)),
         __NR_close => cx.p().files.lock().close(a.n(0)).map(|_| 0),
         __NR_lseek => files::lseek(cx, a.n(0), a.n(1), a.n(2)),
         __NR_fstat => files::fstat(cx, a.n(0), a.ptr(1)),
-        __NR_stat | __NR_lstat => files::stat(cx, a.cstr(0), a.ptr(1)),
+        __NR_stat => files::stat(cx, a.cstr(0), a.ptr(1), true),
+        __NR_lstat => files::stat(cx, a.cstr(0), a.ptr(1), false),
         __NR_newfstatat => files::newfstatat(cx, a.n(0), a.cstr(1), a.ptr(2), a.n(3)),
         __NR_statx => files::statx(cx, a.n(0), a.cstr(1), a.n(2), a.ptr(4)),
         __NR_dup => files::dup(cx, a.n(0)),
-        __NR_dup2 | __NR_dup3 => cx.p().files.lock().dup_to(a.n(0), a.n(1)),
+        __NR_dup2 => files::dup3(cx, a.n(0), a.n(1), None),
+        __NR_dup3 => files::dup3(cx, a.n(0), a.n(1), Some(a.n(2))),
         __NR_fcntl => files::fcntl(cx, a.n(0), a.n(1), a.n(2)),
         __NR_getcwd => files::getcwd(cx, a.slice_mut(0, 1)),
         __NR_chdir => files::chdir(cx, a.cstr(0)),
+        __NR_fchdir => files::fchdir(cx, a.n(0)),
         __NR_sync => Ok(0),
+        __NR_fsync | __NR_fdatasync | __NR_syncfs => files::fsync(cx, a.n(0)),
         __NR_getdents64 => files::getdents64(cx, a.n(0), a.slice_mut(1, 2)),
-        __NR_pipe | __NR_pipe2 => files::pipe(cx, a.ptr(0)),
+        __NR_pipe => files::pipe(cx, a.ptr(0), 0),
+        __NR_pipe2 => files::pipe(cx, a.ptr(0), a.n(1)),
         __NR_ioctl => files::ioctl(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_mkdir => files::mkdirat(cx, FDCWD, a.cstr(0), a.n(1)),
+        __NR_mkdirat => files::mkdirat(cx, a.n(0), a.cstr(1), a.n(2)),
+        __NR_rmdir => files::unlinkat(cx, FDCWD, a.cstr(0), u64::from(AT_REMOVEDIR)),
+        __NR_unlink => files::unlinkat(cx, FDCWD, a.cstr(0), 0),
+        __NR_unlinkat => files::unlinkat(cx, a.n(0), a.cstr(1), a.n(2)),
+        __NR_rename => files::renameat(cx, FDCWD, a.cstr(0), FDCWD, a.cstr(1), 0),
+        __NR_renameat => files::renameat(cx, a.n(0), a.cstr(1), a.n(2), a.cstr(3), 0),
+        __NR_renameat2 => files::renameat(cx, a.n(0), a.cstr(1), a.n(2), a.cstr(3), a.n(4)),
+        __NR_link => files::linkat(cx, FDCWD, a.cstr(0), FDCWD, a.cstr(1), 0),
+        __NR_linkat => files::linkat(cx, a.n(0), a.cstr(1), a.n(2), a.cstr(3), a.n(4)),
+        __NR_symlink => files::symlinkat(cx, a.cstr(0), FDCWD, a.cstr(1)),
+        __NR_symlinkat => files::symlinkat(cx, a.cstr(0), a.n(1), a.cstr(2)),
+        __NR_readlink => files::readlinkat(cx, FDCWD, a.cstr(0), a.slice_mut(1, 2)),
+        __NR_readlinkat => files::readlinkat(cx, a.n(0), a.cstr(1), a.slice_mut(2, 3)),
+        __NR_access => files::faccessat(cx, FDCWD, a.cstr(0), a.n(1), 0),
+        __NR_faccessat => files::faccessat(cx, a.n(0), a.cstr(1), a.n(2), 0),
+        __NR_faccessat2 => files::faccessat(cx, a.n(0), a.cstr(1), a.n(2), a.n(3)),
+        __NR_truncate => files::truncate(cx, a.cstr(0), a.n(1)),
+        __NR_ftruncate => files::ftruncate(cx, a.n(0), a.n(1)),
+        __NR_utimensat => files::utimensat(cx, a.n(0), a.cstr(1), a.ptr(2), a.n(3)),
+        __NR_chmod => files::fchmodat(cx, FDCWD, a.cstr(0), a.n(1)),
+        __NR_fchmodat => files::fchmodat(cx, a.n(0), a.cstr(1), a.n(2)),
+        __NR_fchmod => files::fchmod(cx, a.n(0), a.n(1)),
+        __NR_chown | __NR_lchown => files::chown(a.n(1), a.n(2)),
+        __NR_fchown => cx.p().files.lock().get(a.n(0)).map(|_| ()).and_then(|_| files::chown(a.n(1), a.n(2))),
+        __NR_fchownat => files::chown(a.n(2), a.n(3)),
+        __NR_umask => files::umask(cx, a.n(0)),
+        __NR_statfs => files::statfs(cx, a.cstr(0), a.ptr(1)),
+        __NR_fstatfs => files::fstatfs(cx, a.n(0), a.ptr(1)),
         __NR_poll => Ok(0),
         // Memory.
         __NR_brk => Ok(process::brk(cx.p(), a.n(0))),
@@ -128,7 +164,8 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         // Processes, threads and the system.
         // Handled in `handle` (execve replaces the caller's frame; the exits never return).
         __NR_execve | __NR_exit_group | __NR_exit => Err(ENOSYS),
-        __NR_fork | __NR_vfork => process::fork(&cx.proc, f).map(u64::from),
+        __NR_fork => process::fork(&cx.proc, f, 0, false).map(u64::from),
+        __NR_vfork => process::fork(&cx.proc, f, 0, true).map(u64::from),
         __NR_clone => processes::clone(cx, f, a),
         __NR_wait4 => processes::wait4(cx, a.n(0) as i64, a.ptr(1), a.n(2)),
         // Signals (crate::signal).
@@ -147,7 +184,10 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_alarm => signal::alarm(cx, a.n(0) as u32 as u64),
         __NR_setitimer => signal::setitimer(cx, a.n(0), a.ptr(1), a.ptr(2)),
         __NR_getitimer => signal::getitimer(cx, a.n(0), a.ptr(1)),
-        __NR_prlimit64 => processes::prlimit64(cx, a.n(0), a.n(1), a.ptr(3)),
+        __NR_prlimit64 => processes::prlimit64(cx, a.n(0), a.n(1), a.ptr(2), a.ptr(3)),
+        __NR_time => processes::time(cx, a.ptr(0)),
+        __NR_sysinfo => processes::sysinfo(cx, a.ptr(0)),
+        __NR_prctl => processes::prctl(cx, a.n(0), a.n(1)),
         __NR_sched_getaffinity => processes::sched_getaffinity(cx, a.n(1), a.ptr(2)),
         __NR_reboot => processes::reboot(a.n(0), a.n(1), a.n(2)),
         __NR_arch_prctl => processes::arch_prctl(cx, a.n(0), a.n(1)),
@@ -177,7 +217,8 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         nr if quest_abi::nr::is_quest_range(f.rax) => quest::call(cx, nr, a),
         nr => {
             if LOGGED.lock().insert(u64::from(nr)) {
-                hal::println!("syscall {nr} ({}) not implemented: ENOSYS", name(u64::from(nr)));
+                let pname = cx.p().name.lock().clone();
+                hal::println!("syscall {nr} ({}) not implemented: ENOSYS (first asked by process {} {pname})", name(u64::from(nr)), cx.p().pid);
             }
             Err(ENOSYS)
         }
@@ -226,7 +267,7 @@ pub fn handle(frame: &mut TrapFrame) {
             signal::on_syscall_return(frame);
             return;
         }
-        Ok(__NR_execve) => match processes::execve(&cx, UserCStr::new(frame.rdi), UserPtr::new(frame.rsi)) {
+        Ok(__NR_execve) => match processes::execve(&cx, UserCStr::new(frame.rdi), UserPtr::new(frame.rsi), UserPtr::new(frame.rdx)) {
             Ok(new) => {
                 *frame = new;
                 Ok(0)

@@ -121,9 +121,6 @@ impl UserSliceMut {
     pub const fn new(addr: u64, len: u64) -> Self {
         UserSliceMut { addr, len }
     }
-    pub fn addr(self) -> u64 {
-        self.addr
-    }
     pub fn len(self) -> u64 {
         self.len
     }
@@ -145,6 +142,9 @@ pub struct UserCStr {
 impl UserCStr {
     pub const fn new(addr: u64) -> Self {
         UserCStr { addr }
+    }
+    pub fn is_null(self) -> bool {
+        self.addr == 0
     }
     /// Copies the string in (without its NUL); ENAMETOOLONG beyond `max` bytes. Reads a page at
     /// most at a time, so a string that ends just before an unmapped page is read correctly.
