@@ -367,6 +367,7 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
 
 /// wait4: waits for child `pid` (or any child, pid = -1) to end; returns (pid, exit code).
 pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool) -> Result<Option<(Pid, i32)>, u32> {
+    let mut interrupted = false;
     loop {
         {
             let mut ch = p.children.lock();
@@ -378,6 +379,11 @@ pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool) -> Result<Option<(Pi
                 return Ok(Some((c.pid, c.exit_code.load(Ordering::Relaxed))));
             }
         }
+        if interrupted {
+            // A signal (often the SIGCHLD of the child that just ended) interrupted the wait:
+            // the child found above is returned first, as Linux does; otherwise EINTR/restart.
+            return Err(crate::signal::ERESTARTSYS);
+        }
         if nohang {
             return Ok(None);
         }
@@ -388,9 +394,7 @@ pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool) -> Result<Option<(Pi
         if pid > 0 {
             let _ = FOREGROUND.compare_exchange(pid as u32, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
-        if r.is_err() {
-            return Err(crate::signal::ERESTARTSYS);
-        }
+        interrupted = r.is_err();
     }
 }
 

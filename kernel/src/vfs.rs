@@ -172,6 +172,16 @@ pub fn root() -> Arc<Inode> {
         e.insert("dev".to_owned(), dev);
         e.insert("boot".to_owned(), Inode::fixed(2, Kind::BootDir, S_IFDIR | 0o555));
         e.insert("proc".to_owned(), Inode::fixed(3, Kind::Proc(Proc::Root), S_IFDIR | 0o555));
+        // /bin/sh for system() and popen(): Debian's busybox (its ash) when /boot has it — the
+        // stock static shell the tests already fetch; the Quest shell is interactive only
+        // (no -c). Without busybox there is no /bin/sh (system() reports 127).
+        if crate::initrd::get().read("busybox").is_some() {
+            let bin = Inode::new_dir(0o755);
+            if let Kind::Dir(b) = &bin.kind {
+                b.lock().insert("sh".to_owned(), new_symlink(String::from("/boot/busybox")));
+            }
+            e.insert("bin".to_owned(), bin);
+        }
         drop(e);
         root
     })

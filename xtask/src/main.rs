@@ -103,8 +103,7 @@ fn real_main(args: &[String]) -> Result<()> {
                     // `--test-images`: the images `test --qemu` uses (test init.conf and
                     // fixtures), so one QEMU test can be run by hand: QUEST_QEMU=qemu-system-x86_64
                     // QUEST_ISO=target/quest/normal/quest.iso cargo test -p quest-tests --test user NAME
-                    let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf")];
-                    let (iso, ktest, release) = if rest.iter().any(|a| a == "--test-images") { build_all(&fixtures)? } else { build_all(&[])? };
+                    let (iso, ktest, release) = if rest.iter().any(|a| a == "--test-images") { build_all(&test_fixtures(true)?)? } else { build_all(&[])? };
                     println!("xtask: images {}, {} and {} (release)", iso.display(), ktest.display(), release.display());
                 }
                 Some(other) => bail!("unknown option '{other}'\n\n{USAGE}"),
@@ -254,6 +253,17 @@ fn merge_boot_files(builtin: Vec<PathBuf>, add: &[PathBuf]) -> Result<(Vec<PathB
     }
     files.extend(add.iter().cloned());
     Ok((files, replaced))
+}
+
+/// The files the test images add to /boot: tests/fixtures' and, with `busybox`, Debian's
+/// busybox-static (fetched once into target/debian, as for the Linux sandbox) for
+/// tests/tests/busybox.rs.
+fn test_fixtures(busybox: bool) -> Result<Vec<PathBuf>> {
+    let mut v = vec![root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf")];
+    if busybox {
+        v.push(debian::busybox()?);
+    }
+    Ok(v)
 }
 
 fn harness_config(t: &setup::Tools, o: &RunOpts, iso: PathBuf) -> Result<quest_tests::Config> {
@@ -450,6 +460,11 @@ fn test(args: &[String]) -> Result<()> {
         if !st.success() {
             bail!("loom tests of the channels failed");
         }
+        println!("xtask: the shell and user_init on the host (user/sysprogs/host-test.sh)");
+        let st = Command::new("sh").arg(root().join("user/sysprogs/host-test.sh")).status()?;
+        if !st.success() {
+            bail!("user/sysprogs/host-test.sh failed");
+        }
         // The harness's own unit tests (its integration tests need QEMU: below).
         let st = cargo().args(["test", "--release", "-p", "quest-tests", "--lib"]).status()?;
         if !st.success() {
@@ -465,10 +480,10 @@ fn test(args: &[String]) -> Result<()> {
     }
     if !host_only {
         println!("xtask: building images for the QEMU tests");
-        let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf")];
         // The release image is what `cargo xtask run` boots, for the tests that judge it.
-        let (iso, ktest_iso, release_iso) = build_all(&fixtures)?;
-        let files = boot_files(&fixtures)?;
+        let (iso, ktest_iso, release_iso) = build_all(&test_fixtures(true)?)?;
+        // The Quest-V images without Debian's busybox (their sandboxes' memory is small).
+        let files = boot_files(&test_fixtures(false)?)?;
         let two = root().join("configs/two-quest.toml");
         let qv = questv::build(&two, false, &files)?;
         let qv_ktest = questv::build(&two, true, &files)?;

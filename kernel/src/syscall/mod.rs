@@ -167,7 +167,7 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_fork => process::fork(&cx.proc, f, 0, false).map(u64::from),
         __NR_vfork => process::fork(&cx.proc, f, 0, true).map(u64::from),
         __NR_clone => processes::clone(cx, f, a),
-        __NR_wait4 => processes::wait4(cx, a.n(0) as i64, a.ptr(1), a.n(2)),
+        __NR_wait4 => processes::wait4(cx, a.n(0) as i32 as i64, a.ptr(1), a.n(2)), // pid_t is an int
         // Signals (crate::signal).
         __NR_kill => signal::kill(cx, a.n(0) as i32 as i64, a.n(1)),
         __NR_tkill => signal::tgkill(cx, None, a.n(0), a.n(1)),
