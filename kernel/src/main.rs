@@ -23,6 +23,7 @@ mod process;
 mod questv;
 mod sched;
 mod shmcomm;
+mod memory;
 mod signal;
 mod vfs;
 mod tpipe;

@@ -29,20 +29,16 @@ pub fn killed_by(sig: u32) -> i32 {
     (sig & 0x7f) as i32
 }
 
-/// Top of the initial user stack and its size.
+/// Top of the initial user stack.
 pub const STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
-pub const STACK_PAGES: u64 = 64;
-/// Where anonymous mmap regions are placed (growing down from below the stack).
-const MMAP_TOP: u64 = 0x0000_7f00_0000_0000;
-/// Largest heap/mmap total per process.
-const MAX_USER_BYTES: u64 = 256 << 20;
+/// Default RLIMIT_STACK (Linux's): the main thread's stack grows on demand up to it.
+pub const DEFAULT_STACK_LIMIT: u64 = 8 << 20;
+/// Largest RLIMIT_STACK (the main stack's area must stay above `memory::MMAP_TOP`).
+pub const MAX_STACK_LIMIT: u64 = 1 << 30;
+/// Pages of the main stack made at exec (arguments, environment, the first frames).
+const STACK_EAGER_PAGES: u64 = 16;
 
-pub struct Mem {
-    pub space: AddressSpace,
-    pub brk_start: u64,
-    pub brk: u64,
-    pub mmap_next: u64,
-}
+pub use crate::memory::Mem;
 
 pub struct Process {
     pub pid: Pid,
@@ -80,6 +76,10 @@ pub struct Process {
     pub core_limit: core::sync::atomic::AtomicU64,
     /// The name prctl(PR_SET_NAME) gave it.
     pub comm: IrqLock<Option<String>>,
+    /// RLIMIT_DATA (anonymous memory it may be promised) and RLIMIT_STACK (its main stack's
+    /// size from its next execve).
+    pub data_limit: core::sync::atomic::AtomicU64,
+    pub stack_limit: core::sync::atomic::AtomicU64,
 }
 
 static PROCS: IrqLock<BTreeMap<Pid, Arc<Process>>> = IrqLock::ranked(BTreeMap::new(), crate::locks::PROCS);
@@ -131,7 +131,7 @@ fn access(flags: elf::Flags) -> UserAccess {
 
 /// Loads `image` into a new address space; returns it with the entry point and initial stack
 /// pointer.
-fn load(image: &[u8], argv: &[&[u8]], envp: &[&[u8]]) -> Result<(Mem, u64, u64), SpawnError> {
+fn load(image: &[u8], argv: &[&[u8]], envp: &[&[u8]], stack_limit: u64) -> Result<(Mem, u64, u64), SpawnError> {
     let opts = elf::LoadOptions { require_phdr: true, ..elf::LoadOptions::default() };
     let plan = elf::load_plan(image, &opts).map_err(SpawnError::NoExec)?;
     let mut space = AddressSpace::new()?;
@@ -148,7 +148,7 @@ fn load(image: &[u8], argv: &[&[u8]], envp: &[&[u8]]) -> Result<(Mem, u64, u64),
             space.fill(c.vaddr, bytes)?;
         }
     }
-    for i in 0..STACK_PAGES {
+    for i in 0..STACK_EAGER_PAGES {
         space.map_zeroed(STACK_TOP - (i + 1) * PAGE_SIZE, UserAccess::readable(true, false))?;
     }
     let mut random = [0u8; 16];
@@ -159,8 +159,8 @@ fn load(image: &[u8], argv: &[&[u8]], envp: &[&[u8]]) -> Result<(Mem, u64, u64),
     let (bytes, rsp) = elf::build_initial_stack(STACK_TOP, argv, envp, &auxv, random, b"x86_64")
         .map_err(SpawnError::NoExec)?;
     space.copy_to_user(STACK_TOP - bytes.len() as u64, &bytes)?;
-    let brk = plan.brk_start;
-    Ok((Mem { space, brk_start: brk, brk, mmap_next: MMAP_TOP }, plan.entry, rsp))
+    let stack_bottom = STACK_TOP - stack_limit.clamp(STACK_EAGER_PAGES * PAGE_SIZE, MAX_STACK_LIMIT).next_multiple_of(PAGE_SIZE);
+    Ok((Mem::new(space, plan.brk_start, stack_bottom, STACK_TOP), plan.entry, rsp))
 }
 
 /// The environment of the programs the kernel starts (user_init): execve passes its caller's.
@@ -184,7 +184,7 @@ pub fn spawn(fs: &crate::initrd::BootFs, name: &str, args: &[&str], parent: Pid)
     let mut argv: Vec<&[u8]> = Vec::new();
     argv.push(path.as_bytes());
     argv.extend(args.iter().map(|a| a.as_bytes()));
-    let (mem, entry, rsp) = load(image, &argv, &DEFAULT_ENV)?;
+    let (mem, entry, rsp) = load(image, &argv, &DEFAULT_ENV, DEFAULT_STACK_LIMIT)?;
     let root = mem.space.root();
     let p = new_process(&path, parent, mem);
     *p.cmdline.lock() = cmdline(&argv);
@@ -281,6 +281,8 @@ fn new_process(name: &str, parent: Pid, mem: Mem) -> Arc<Process> {
         vfork_done: Semaphore::new(0),
         core_limit: core::sync::atomic::AtomicU64::new(0),
         comm: IrqLock::new(None),
+        data_limit: core::sync::atomic::AtomicU64::new(u64::MAX),
+        stack_limit: core::sync::atomic::AtomicU64::new(DEFAULT_STACK_LIMIT),
     })
 }
 
@@ -294,7 +296,7 @@ pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame, stack: u64, vfork: b
     let mem = {
         let m = p.mem.lock();
         let space = m.space.duplicate().map_err(|_| ENOMEM)?;
-        Mem { space, brk_start: m.brk_start, brk: m.brk, mmap_next: m.mmap_next }
+        m.fork(space)
     };
     let root = mem.space.root();
     let pname = p.name.lock().clone();
@@ -304,6 +306,9 @@ pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame, stack: u64, vfork: b
     *child.sig.lock() = sig;
     *child.cwd.lock() = p.cwd.lock().clone();
     child.umask.store(p.umask.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.data_limit.store(p.data_limit.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.stack_limit.store(p.stack_limit.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.core_limit.store(p.core_limit.load(Ordering::Relaxed), Ordering::Relaxed);
     *child.cmdline.lock() = p.cmdline.lock().clone();
     let mut f = *frame;
     f.rax = 0;
@@ -407,6 +412,22 @@ pub fn on_exception(frame: &mut hal::trap::TrapFrame) -> bool {
     let (name, _) = hal::trap::EXCEPTION_NAMES.get(frame.vector as usize).copied().unwrap_or(("Unknown", "?"));
     let cr2 = if frame.vector == hal::trap::VECTOR_PAGE_FAULT { x86_64_cr2() } else { 0 };
     let addr = if frame.vector == hal::trap::VECTOR_PAGE_FAULT { cr2 } else { frame.rip };
+    if frame.vector == hal::trap::VECTOR_PAGE_FAULT
+        && let Some(p) = current()
+    {
+        match crate::memory::fault_in(&p, cr2, frame.error_code) {
+            crate::memory::Fault::Mapped => return true,
+            crate::memory::Fault::NotOurs => {}
+            crate::memory::Fault::NoMemory => {
+                let name = p.name.lock().clone();
+                println!("task {} ({name}) killed: out of memory at {cr2:#x} rip {:#x}", p.pid, frame.rip);
+                drop(name);
+                drop(p);
+                hal::cpu::enable_interrupts();
+                exit_current(killed_by(9));
+            }
+        }
+    }
     let info = crate::signal::fault_info(frame.vector, frame.error_code, frame.rip, cr2);
     // A handler for the signal (SIGSEGV, SIGFPE, ...) that is not blocked runs instead.
     if crate::signal::deliver_fault(frame, info, cr2) {
@@ -415,14 +436,15 @@ pub fn on_exception(frame: &mut hal::trap::TrapFrame) -> bool {
     {
         // In a block: what is still owned when the thread dies is never freed.
         let (pid, pname) = current().map(|p| (p.pid, p.name.lock().clone())).unwrap_or((0, String::from("?")));
-        report_fault(frame, name, addr, pid, &pname);
+        let bottom = current().map_or(STACK_TOP, |p| p.mem.lock().stack_bottom);
+        report_fault(frame, name, addr, pid, &pname, bottom);
     }
     hal::cpu::enable_interrupts();
     exit_current(killed_by(info.signo))
 }
 
-fn report_fault(frame: &hal::trap::TrapFrame, name: &str, addr: u64, pid: Pid, pname: &str) {
-    let what = if frame.vector == hal::trap::VECTOR_PAGE_FAULT && is_stack_overflow(addr, frame.rsp) {
+fn report_fault(frame: &hal::trap::TrapFrame, name: &str, addr: u64, pid: Pid, pname: &str, stack_bottom: u64) {
+    let what = if frame.vector == hal::trap::VECTOR_PAGE_FAULT && is_stack_overflow(addr, frame.rsp, stack_bottom) {
         "stack overflow: "
     } else {
         ""
@@ -443,8 +465,7 @@ const STACK_GUARD_BYTES: u64 = 64 << 20;
 /// in the unmapped zone below the main thread's stack, or (any thread's stack, e.g. a pthread
 /// stack with its guard page) one just below or in the frame being built at `rsp` — a push or
 /// call writes at `rsp - 8`, a large frame is written above the lowered `rsp`.
-fn is_stack_overflow(addr: u64, rsp: u64) -> bool {
-    let bottom = STACK_TOP - STACK_PAGES * PAGE_SIZE;
+fn is_stack_overflow(addr: u64, rsp: u64, bottom: u64) -> bool {
     let below_main = addr < bottom && addr >= bottom - STACK_GUARD_BYTES;
     let at_rsp = addr >= rsp.wrapping_sub(PAGE_SIZE) && addr < rsp.saturating_add(PAGE_SIZE) && rsp.wrapping_sub(PAGE_SIZE) < rsp;
     below_main || at_rsp
@@ -454,99 +475,6 @@ fn x86_64_cr2() -> u64 {
     hal::cpu::cr2()
 }
 
-/// Grows or shrinks the heap (brk): returns the new break.
-pub fn brk(p: &Process, new: u64) -> u64 {
-    let mut m = p.mem.lock();
-    if new == 0 || new < m.brk_start || new - m.brk_start > MAX_USER_BYTES {
-        return m.brk;
-    }
-    let old_end = m.brk.next_multiple_of(PAGE_SIZE);
-    let new_end = new.next_multiple_of(PAGE_SIZE);
-    let mut va = old_end;
-    while va < new_end {
-        if m.space.map_zeroed(va, UserAccess::readable(true, false)).is_err() {
-            return m.brk;
-        }
-        va += PAGE_SIZE;
-    }
-    let mut va = new_end;
-    while va < old_end {
-        m.space.unmap(va);
-        va += PAGE_SIZE;
-    }
-    m.brk = new;
-    m.brk
-}
-
-/// Anonymous private mapping of `len` bytes (address hint ignored unless MAP_FIXED).
-pub fn mmap_anon(p: &Process, fixed: Option<u64>, len: u64, access: UserAccess) -> Result<u64, UserMemError> {
-    if len == 0 || len > MAX_USER_BYTES {
-        return Err(UserMemError::NoMemory);
-    }
-    let len = len.next_multiple_of(PAGE_SIZE);
-    let mut m = p.mem.lock();
-    let base = match fixed {
-        Some(a) if a % PAGE_SIZE == 0 && a.checked_add(len).is_some_and(|e| e <= hal::mm::USER_END) => {
-            let mut va = a;
-            while va < a + len {
-                m.space.unmap(va);
-                va += PAGE_SIZE;
-            }
-            a
-        }
-        Some(_) => return Err(UserMemError::Fault),
-        None => {
-            let b = m.mmap_next.checked_sub(len).ok_or(UserMemError::NoMemory)?;
-            if b <= m.brk_start + MAX_USER_BYTES {
-                return Err(UserMemError::NoMemory);
-            }
-            m.mmap_next = b;
-            b
-        }
-    };
-    let mut va = base;
-    while va < base + len {
-        if let Err(e) = m.space.map_zeroed(va, access) {
-            let mut u = base;
-            while u < va {
-                m.space.unmap(u);
-                u += PAGE_SIZE;
-            }
-            return Err(e);
-        }
-        va += PAGE_SIZE;
-    }
-    Ok(base)
-}
-
-pub fn munmap(p: &Process, addr: u64, len: u64) -> Result<(), UserMemError> {
-    if addr % PAGE_SIZE != 0 || addr.checked_add(len).is_none_or(|e| e > hal::mm::USER_END) {
-        return Err(UserMemError::Fault);
-    }
-    let mut m = p.mem.lock();
-    let mut va = addr;
-    while va < addr + len {
-        m.space.unmap(va);
-        va += PAGE_SIZE;
-    }
-    Ok(())
-}
-
-pub fn mprotect(p: &Process, addr: u64, len: u64, access: UserAccess) -> Result<(), UserMemError> {
-    if addr % PAGE_SIZE != 0 || addr.checked_add(len).is_none_or(|e| e > hal::mm::USER_END) {
-        return Err(UserMemError::Fault);
-    }
-    let mut m = p.mem.lock();
-    let mut va = addr;
-    while va < addr + len {
-        if m.space.lookup(va).is_some() {
-            m.space.protect(va, access)?;
-        }
-        va += PAGE_SIZE;
-    }
-    Ok(())
-}
-
 /// execve: replaces the calling process's program. On success returns the new program's
 /// initial user frame, which the caller returns to (the thread continues in the new program);
 /// on failure the errno, and the old program goes on.
@@ -554,7 +482,7 @@ pub fn exec(p: &Arc<Process>, image: &[u8], path: &str, argv: &[alloc::vec::Vec<
     use linux_raw_sys::errno::{ENOEXEC, ENOMEM};
     let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
     let env: Vec<&[u8]> = envp.iter().map(|a| a.as_slice()).collect();
-    let (mem, entry, rsp) = match load(image, &args, &env) {
+    let (mem, entry, rsp) = match load(image, &args, &env, p.stack_limit.load(Ordering::Relaxed)) {
         Ok(x) => x,
         Err(SpawnError::NoExec(_)) => return Err(ENOEXEC),
         Err(_) => return Err(ENOMEM),

@@ -780,7 +780,7 @@ fn set_real(p: &Process, value: u64, interval: u64) -> (u64, u64) {
 pub fn alarm(cx: &Cx, secs: u64) -> SysResult {
     let (left, _) = set_real(cx.p(), secs.min(u64::from(u32::MAX)).saturating_mul(1_000_000_000), 0);
     // Whole seconds left, rounded to nearest (at least 1 while one is pending), as Linux.
-    Ok(if left == 0 { 0 } else { (left + 500_000_000).div_euclid(1_000_000_000).max(1) })
+    Ok(if left == 0 { 0 } else { left.saturating_add(500_000_000) / 1_000_000_000 }.max(u64::from(left != 0)))
 }
 
 type Itimerval = [linux_raw_sys::general::timeval; 2];

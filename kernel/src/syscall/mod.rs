@@ -157,10 +157,11 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_fstatfs => files::fstatfs(cx, a.n(0), a.ptr(1)),
         __NR_poll => Ok(0),
         // Memory.
-        __NR_brk => Ok(process::brk(cx.p(), a.n(0))),
-        __NR_mmap => memory::mmap(cx, a.n(0), a.n(1), a.n(2), a.n(3), a.n(4)),
-        __NR_munmap => process::munmap(cx.p(), a.n(0), a.n(1)).map(|_| 0).map_err(|_| EINVAL),
-        __NR_mprotect => process::mprotect(cx.p(), a.n(0), a.n(1), memory::prot(a.n(2))).map(|_| 0).map_err(|_| EINVAL),
+        __NR_brk => Ok(crate::memory::brk(cx.p(), a.n(0))),
+        __NR_mmap => memory::mmap(cx, a.n(0), a.n(1), a.n(2), a.n(3), a.n(4), a.n(5)),
+        __NR_munmap => crate::memory::munmap(cx.p(), a.n(0), a.n(1)).map(|_| 0),
+        __NR_mprotect => crate::memory::mprotect(cx.p(), a.n(0), a.n(1), a.n(2)).map(|_| 0),
+        __NR_mremap => crate::memory::mremap(cx.p(), a.n(0), a.n(1), a.n(2), a.n(3)),
         // Processes, threads and the system.
         // Handled in `handle` (execve replaces the caller's frame; the exits never return).
         __NR_execve | __NR_exit_group | __NR_exit => Err(ENOSYS),

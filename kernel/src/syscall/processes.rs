@@ -85,16 +85,18 @@ pub fn wait4(cx: &Cx, pid: i64, status: UserPtr<u32>, options: u64) -> SysResult
     }
 }
 
-/// prlimit64 (getrlimit and setrlimit in musl): RLIMIT_NOFILE is honoured (at most
-/// `fs::MAX_FDS`); RLIMIT_CORE may be set to anything (no core files are ever written); other
-/// limits report what the kernel enforces and cannot be changed yet (EPERM).
+/// prlimit64 (getrlimit and setrlimit in musl): RLIMIT_NOFILE (at most `fs::MAX_FDS`),
+/// RLIMIT_DATA (anonymous memory promised) and RLIMIT_STACK (the main stack from the next
+/// execve, at most 1 GiB) are honoured; RLIMIT_CORE may be set to anything (no core files
+/// are ever written); other limits report "unlimited" and cannot be changed yet (EPERM).
 pub fn prlimit64(cx: &Cx, pid: u64, resource: u64, new: UserPtr<rlimit64>, old: UserPtr<rlimit64>) -> SysResult {
     if pid != 0 && pid as u32 != cx.p().pid {
         return Err(ESRCH);
     }
     let p = cx.p();
     let (cur, max) = match resource as u32 {
-        RLIMIT_STACK => (process::STACK_PAGES * 4096, process::STACK_PAGES * 4096),
+        RLIMIT_STACK => (p.stack_limit.load(core::sync::atomic::Ordering::Relaxed), process::MAX_STACK_LIMIT),
+        RLIMIT_DATA => (p.data_limit.load(core::sync::atomic::Ordering::Relaxed), u64::MAX),
         RLIMIT_NOFILE => (p.files.lock().limit as u64, crate::fs::MAX_FDS as u64),
         RLIMIT_CORE => (p.core_limit.load(core::sync::atomic::Ordering::Relaxed), u64::MAX),
         r if r < RLIM_NLIMITS => (u64::MAX, u64::MAX),
@@ -113,6 +115,13 @@ pub fn prlimit64(cx: &Cx, pid: u64, resource: u64, new: UserPtr<rlimit64>, old: 
                 p.files.lock().limit = n.rlim_cur as usize;
             }
             RLIMIT_CORE => p.core_limit.store(n.rlim_cur, core::sync::atomic::Ordering::Relaxed),
+            RLIMIT_DATA => p.data_limit.store(n.rlim_cur, core::sync::atomic::Ordering::Relaxed),
+            RLIMIT_STACK => {
+                if n.rlim_cur > process::MAX_STACK_LIMIT {
+                    return Err(EPERM);
+                }
+                p.stack_limit.store(n.rlim_cur, core::sync::atomic::Ordering::Relaxed);
+            }
             _ if n.rlim_cur == cur && n.rlim_max == max => {}
             _ => return Err(EPERM),
         }
