@@ -1,6 +1,7 @@
 //! Signals (issue 22): actions, per-thread masks, pending sets, delivery to handlers on the
-//! way back to user mode, `rt_sigreturn`, the alternate stack, faults as signals, SIGCHLD and
-//! the interval timer (`alarm`, `setitimer(ITIMER_REAL)`).
+//! way back to user mode, `rt_sigreturn`, the alternate stack, faults as signals, SIGCHLD, the
+//! interval timer (`alarm`, `setitimer(ITIMER_REAL)`) and POSIX timers (`timer_create` ...; one
+//! kernel thread, `sigtimer`, sends the timers' signals).
 //!
 //! The semantics that need no hardware (sets, queues, default actions, the `rt_sigframe`
 //! layout) are in `crates/signals`, host-tested; this module keeps each process's state behind
@@ -63,11 +64,36 @@ pub struct SigState {
     threads: BTreeMap<Tid, ThreadSig>,
     /// ITIMER_REAL: the next expiry (monotonic ns) and the interval (0: one-shot).
     real: Option<(u64, u64)>,
+    /// POSIX timers (timer_create) by id.
+    timers: BTreeMap<u32, PosixTimer>,
+    next_timer: u32,
 }
+
+/// A POSIX timer: what it sends, to whom, and when next.
+#[derive(Clone, Copy)]
+struct PosixTimer {
+    signo: u32,
+    value: u64,
+    /// None: SIGEV_NONE (nothing is sent); Some(None): the process; Some(Some(tid)): a thread.
+    notify: Option<Option<Tid>>,
+    /// Next expiry (monotonic ns) and interval.
+    next: Option<(u64, u64)>,
+    overrun: u32,
+}
+
+/// Most POSIX timers per process.
+const MAX_TIMERS: usize = 64;
 
 impl SigState {
     pub fn new() -> SigState {
-        SigState { actions: [Action::default(); NSIG as usize], shared: Pending::new(), threads: BTreeMap::new(), real: None }
+        SigState {
+            actions: [Action::default(); NSIG as usize],
+            shared: Pending::new(),
+            threads: BTreeMap::new(),
+            real: None,
+            timers: BTreeMap::new(),
+            next_timer: 0,
+        }
     }
 
     /// The state a `fork` child starts with: the actions, and for its one thread the mask and
@@ -129,6 +155,7 @@ pub fn exec_reset(p: &Process, tid: Tid) {
         }
     }
     st.thread(tid).alt = AltStack::DISABLED;
+    st.timers.clear(); // POSIX timers do not survive execve (alarm does)
 }
 
 static STOP_LOGGED: IrqLock<bool> = IrqLock::ranked(false, crate::locks::LOGGED);
@@ -715,47 +742,76 @@ pub fn sigqueueinfo(cx: &Cx, pid: u64, tid: Option<u64>, sig: u64, uinfo: UserPt
 // The interval timer (alarm, setitimer ITIMER_REAL)
 // ---------------------------------------------------------------------------------------
 
-/// Armed timers by (expiry, process); checked against the process's own state when they fire
-/// (re-arming or cancelling leaves stale entries, which are skipped).
-static TIMERS: IrqLock<BTreeMap<(u64, Pid), ()>> = IrqLock::ranked(BTreeMap::new(), crate::locks::WAIT_QUEUE);
+/// Armed timers by (expiry, process, timer: 0 for ITIMER_REAL, id + 1 for POSIX timer `id`);
+/// checked against the process's own state when they fire (re-arming or cancelling leaves
+/// stale entries, which are skipped).
+static TIMERS: IrqLock<BTreeMap<(u64, Pid, u32), ()>> = IrqLock::ranked(BTreeMap::new(), crate::locks::WAIT_QUEUE);
 static TIMER_THREAD: spin::Once<Option<Tid>> = spin::Once::new();
 
-/// The kernel thread that sends SIGALRM (started on first use, on CPU 0's best-effort VCPU).
+/// The kernel thread that sends the timers' signals (started on first use, on CPU 0's
+/// best-effort VCPU).
 fn timer_thread() -> Option<Tid> {
     *TIMER_THREAD.call_once(|| sched::spawn("sigtimer", 0, None, timer_loop).ok())
+}
+
+/// The next expiry after `at` of a timer with `interval`, and the periods missed by `now`.
+fn rearm(at: u64, interval: u64, now: u64) -> (u64, u32) {
+    let late = now.saturating_sub(at) / interval;
+    (at.saturating_add(interval.saturating_mul(late + 1)), u32::try_from(late).unwrap_or(u32::MAX))
 }
 
 fn timer_loop() {
     loop {
         let now = hal::time::now_ns();
-        let due: Vec<(u64, Pid)> = {
+        let due: Vec<(u64, Pid, u32)> = {
             let mut t = TIMERS.lock();
-            let later = t.split_off(&(now.saturating_add(1), 0));
+            let later = t.split_off(&(now.saturating_add(1), 0, 0));
             let due = core::mem::replace(&mut *t, later);
             due.into_keys().collect()
         };
-        for (at, pid) in due {
+        for (at, pid, which) in due {
             let Some(p) = process::get(pid) else { continue };
             let fire = {
                 let mut st = p.sig.lock();
-                match st.real {
-                    Some((when, interval)) if when == at => {
-                        st.real = if interval > 0 { Some((at.saturating_add(interval).max(now + 1), interval)) } else { None };
-                        true
+                if which == 0 {
+                    match st.real {
+                        Some((when, interval)) if when == at => {
+                            st.real = if interval > 0 { Some((rearm(at, interval, now).0, interval)) } else { None };
+                            Some((st.real.map(|r| r.0), None, SigInfo::kernel(SIGALRM)))
+                        }
+                        _ => None,
                     }
-                    _ => false,
+                } else {
+                    match st.timers.get_mut(&(which - 1)) {
+                        Some(t) if t.next.is_some_and(|(w, _)| w == at) => {
+                            let interval = t.next.map_or(0, |n| n.1);
+                            let (next, missed) = if interval > 0 { rearm(at, interval, now) } else { (0, 0) };
+                            t.next = (interval > 0).then_some((next, interval));
+                            t.overrun = missed;
+                            let info = SigInfo::timer(t.signo, which - 1, missed, t.value);
+                            t.notify.map(|to| (t.next.map(|n| n.0), to, info))
+                        }
+                        _ => None,
+                    }
                 }
             };
-            if fire {
-                let next = p.sig.lock().real;
-                if let Some((when, _)) = next {
-                    TIMERS.lock().insert((when, pid), ());
+            if let Some((next, to, info)) = fire {
+                if let Some(when) = next {
+                    TIMERS.lock().insert((when, pid, which), ());
                 }
-                let _ = send(&p, None, SigInfo::kernel(SIGALRM));
+                let _ = send(&p, to, info);
             }
         }
         let next = TIMERS.lock().keys().next().map(|k| k.0);
         let _ = sched::block(next);
+    }
+}
+
+/// Puts timer `which` of `pid` on the timer thread's table for `when`.
+fn arm(pid: Pid, which: u32, when: u64) {
+    TIMERS.lock().insert((when, pid, which), ());
+    if let Some(t) = timer_thread() {
+        let _ = sched::wake(t);
     }
 }
 
@@ -769,10 +825,7 @@ fn set_real(p: &Process, value: u64, interval: u64) -> (u64, u64) {
         prev
     };
     if value != 0 {
-        TIMERS.lock().insert((now.saturating_add(value), p.pid), ());
-        if let Some(t) = timer_thread() {
-            let _ = sched::wake(t);
-        }
+        arm(p.pid, 0, now.saturating_add(value));
     }
     prev
 }
@@ -831,4 +884,109 @@ pub fn getitimer(cx: &Cx, which: u64, out: UserPtr<Itimerval>) -> SysResult {
     let now = hal::time::now_ns();
     let (left, int) = cx.p().sig.lock().real.map_or((0, 0), |(w, i)| (w.saturating_sub(now).max(1), i));
     out.write(cx.p(), &[ns_tv(int), ns_tv(left)]).map(|_| 0)
+}
+
+// ---------------------------------------------------------------------------------------
+// POSIX timers (timer_create, timer_settime, timer_gettime, timer_getoverrun, timer_delete)
+// ---------------------------------------------------------------------------------------
+
+/// `struct sigevent`'s first 20 bytes: value, signo, notify, thread id.
+type Sigevent = [u32; 5];
+type Itimerspec = [linux_raw_sys::general::timespec; 2];
+
+fn ts_ns(t: &linux_raw_sys::general::timespec) -> Result<u64, Errno> {
+    if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
+        return Err(EINVAL);
+    }
+    Ok((t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64))
+}
+
+fn ns_ts(ns: u64) -> linux_raw_sys::general::timespec {
+    linux_raw_sys::general::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ }
+}
+
+/// timer_create: CLOCK_REALTIME, CLOCK_MONOTONIC and CLOCK_BOOTTIME (one clock here); the CPU
+/// time clocks are not supported yet (EINVAL). SIGEV_SIGNAL, SIGEV_NONE and SIGEV_THREAD_ID
+/// (what libc's SIGEV_THREAD becomes).
+pub fn timer_create(cx: &Cx, clock: u64, sev: UserPtr<Sigevent>, id: UserPtr<u32>) -> SysResult {
+    use linux_raw_sys::general::{CLOCK_BOOTTIME, CLOCK_MONOTONIC, CLOCK_REALTIME, SIGEV_NONE, SIGEV_SIGNAL, SIGEV_THREAD_ID};
+    if !matches!(clock as u32, CLOCK_REALTIME | CLOCK_MONOTONIC | CLOCK_BOOTTIME) {
+        return Err(EINVAL);
+    }
+    let p = cx.p();
+    let ev = if sev.is_null() { None } else { Some(sev.read(p)?) };
+    let mut st = p.sig.lock();
+    if st.timers.len() >= MAX_TIMERS {
+        return Err(EAGAIN);
+    }
+    let tid = st.next_timer;
+    let (signo, value, notify) = match ev {
+        None => (SIGALRM, u64::from(tid), Some(None)),
+        Some([lo, hi, signo, notify, thread]) => {
+            let value = u64::from(lo) | (u64::from(hi) << 32);
+            match notify {
+                SIGEV_NONE => (signo, value, None),
+                SIGEV_SIGNAL if valid(signo) => (signo, value, Some(None)),
+                SIGEV_THREAD_ID if valid(signo) && st.threads.contains_key(&thread) => (signo, value, Some(Some(thread))),
+                _ => return Err(EINVAL),
+            }
+        }
+    };
+    st.next_timer += 1;
+    st.timers.insert(tid, PosixTimer { signo, value, notify, next: None, overrun: 0 });
+    drop(st);
+    if let Err(e) = id.write(p, &tid) {
+        p.sig.lock().timers.remove(&tid);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+fn timer_state(t: &PosixTimer, now: u64) -> Itimerspec {
+    let (left, interval) = t.next.map_or((0, 0), |(w, i)| (w.saturating_sub(now).max(1), i));
+    [ns_ts(interval), ns_ts(left)]
+}
+
+pub fn timer_settime(cx: &Cx, id: u64, flags: u64, new: UserPtr<Itimerspec>, old: UserPtr<Itimerspec>) -> SysResult {
+    let p = cx.p();
+    let id = u32::try_from(id).map_err(|_| EINVAL)?;
+    let [interval, value] = new.read(p)?;
+    let (interval, value) = (ts_ns(&interval)?, ts_ns(&value)?);
+    let now = hal::time::now_ns();
+    let when = if value == 0 {
+        None
+    } else if flags as u32 & linux_raw_sys::general::TIMER_ABSTIME != 0 {
+        Some(value.max(now))
+    } else {
+        Some(now.saturating_add(value))
+    };
+    let prev = {
+        let mut st = p.sig.lock();
+        let t = st.timers.get_mut(&id).ok_or(EINVAL)?;
+        let prev = timer_state(t, now);
+        t.next = when.map(|w| (w, interval));
+        t.overrun = 0;
+        prev
+    };
+    if let Some(w) = when {
+        arm(p.pid, id + 1, w);
+    }
+    if !old.is_null() {
+        old.write(p, &prev)?;
+    }
+    Ok(0)
+}
+
+pub fn timer_gettime(cx: &Cx, id: u64, out: UserPtr<Itimerspec>) -> SysResult {
+    let now = hal::time::now_ns();
+    let cur = cx.p().sig.lock().timers.get(&u32::try_from(id).map_err(|_| EINVAL)?).map(|t| timer_state(t, now)).ok_or(EINVAL)?;
+    out.write(cx.p(), &cur).map(|_| 0)
+}
+
+pub fn timer_getoverrun(cx: &Cx, id: u64) -> SysResult {
+    cx.p().sig.lock().timers.get(&u32::try_from(id).map_err(|_| EINVAL)?).map(|t| u64::from(t.overrun)).ok_or(EINVAL)
+}
+
+pub fn timer_delete(cx: &Cx, id: u64) -> SysResult {
+    cx.p().sig.lock().timers.remove(&u32::try_from(id).map_err(|_| EINVAL)?).map(|_| 0).ok_or(EINVAL)
 }

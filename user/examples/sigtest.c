@@ -499,6 +499,51 @@ static void test_timers(void)
     set_default(SIGALRM);
 }
 
+/* --- POSIX timers ------------------------------------------------------------------------- */
+
+static volatile int timer_hits, timer_val, timer_code;
+
+static void h_timer(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    timer_hits++;
+    timer_val = si->si_value.sival_int;
+    timer_code = si->si_code;
+}
+
+static void test_posix_timers(void)
+{
+    set_handler(SIGUSR2, h_timer, SA_RESTART, NULL);
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_SIGNAL;
+    sev.sigev_signo = SIGUSR2;
+    sev.sigev_value.sival_int = 42;
+    timer_t t;
+    int r = timer_create(CLOCK_MONOTONIC, &sev, &t);
+    struct itimerspec its = {{0, 0}, {0, 20 * 1000000}};
+    timer_hits = 0;
+    if (r == 0)
+        timer_settime(t, 0, &its, NULL);
+    for (int i = 0; i < 1000 && !timer_hits; i++)
+        sleep_ms(1);
+    check("posix_timer_one_shot", r == 0 && timer_hits == 1 && timer_val == 42 && timer_code == SI_TIMER,
+          "r %d hits %d value %d code %d", r, timer_hits, timer_val, timer_code);
+    struct itimerspec per = {{0, 5 * 1000000}, {0, 5 * 1000000}}, cur;
+    timer_hits = 0;
+    timer_settime(t, 0, &per, NULL);
+    for (int i = 0; i < 2000 && timer_hits < 5; i++)
+        sleep_ms(1);
+    timer_gettime(t, &cur);
+    int hits = timer_hits, d = timer_delete(t);
+    int again = timer_settime(t, 0, &per, NULL);
+    check("posix_timer_periodic_and_delete",
+          hits >= 5 && cur.it_interval.tv_nsec == 5 * 1000000 && d == 0 && again < 0 && errno == EINVAL,
+          "hits %d interval %ld delete %d again %d", hits, (long)cur.it_interval.tv_nsec, d, again);
+    set_default(SIGUSR2);
+}
+
 /* --- threads: per-thread masks, pthread_kill, cancellation ---------------------------------- */
 
 static volatile pthread_t handled_on;
@@ -587,6 +632,7 @@ static int run_all(void)
     test_children();
     test_faults();
     test_timers();
+    test_posix_timers();
     test_threads();
     printf("sigtest: %d checks, %d failed\n", checks, failed);
     fflush(stdout);

@@ -31,6 +31,8 @@ commands:
             --add FILE      place FILE in /boot (repeatable)
             --batch \"C; C\"  type each command at the prompt, print the console, power off;
                             exit 0 on a clean power-off, non-zero on panic or timeout
+            --timeout S     with --batch: the time limit of each command (default 120 s);
+                            a command over it gets a ctrl-c and the batch goes on
             --ktest         boot the test build of the kernel (deliberate-fault commands)
             --icount        deterministic guest time (-icount shift=0)
             --sandboxes F   boot the Quest-V monitor with the partition configuration F
@@ -148,6 +150,8 @@ struct RunOpts {
     gdb: bool,
     add: Vec<PathBuf>,
     batch: Option<String>,
+    /// `--timeout`: seconds per batch command.
+    timeout: Option<u64>,
     ktest: bool,
     icount: bool,
     sandboxes: Option<PathBuf>,
@@ -166,6 +170,13 @@ impl RunOpts {
                 "--gdb" => o.gdb = true,
                 "--add" => o.add.push(PathBuf::from(val("--add")?)),
                 "--batch" => o.batch = Some(val("--batch")?),
+                "--timeout" => {
+                    let t: u64 = val("--timeout")?.parse().context("--timeout: not a number of seconds")?;
+                    if t == 0 {
+                        bail!("--timeout must be at least 1 (second)");
+                    }
+                    o.timeout = Some(t);
+                }
                 "--ktest" => o.ktest = true,
                 "--icount" => o.icount = true,
                 "--sandboxes" => o.sandboxes = Some(PathBuf::from(val("--sandboxes")?)),
@@ -295,7 +306,7 @@ fn run(o: &RunOpts) -> Result<()> {
     let img = image::build_for_run(o.ktest, &boot_files(&o.add)?)?;
     let cfg = harness_config(&t, o, img.iso.clone())?;
     if let Some(batch) = &o.batch {
-        return run_batch(&cfg, batch);
+        return run_batch(&cfg, batch, o.timeout.map(Duration::from_secs));
     }
     let mut args = cfg.qemu_args();
     args.extend(["-display", "none", "-serial", "mon:stdio"].map(String::from));
@@ -347,16 +358,33 @@ fn exit_status(code: Option<i32>) -> Result<()> {
 }
 
 /// `--batch "CMD; CMD"`: types each command once the previous one has finished (the prompt is
-/// back), then powers off.
-fn run_batch(cfg: &quest_tests::Config, batch: &str) -> Result<()> {
-    let mut q = quest_tests::Quest::boot(cfg)?;
-    for cmd in batch.split(';').map(str::trim).filter(|c| !c.is_empty()) {
-        q.shell(cmd)?;
+/// back), then powers off. With `limit`, a command still running after it gets a ctrl-c (which
+/// ends the foreground program) and the batch goes on with the next command.
+fn run_batch(cfg: &quest_tests::Config, batch: &str, limit: Option<Duration>) -> Result<()> {
+    let mut cfg = cfg.clone();
+    if let Some(l) = limit {
+        cfg.timeout = l;
+    }
+    let mut q = quest_tests::Quest::boot(&cfg)?;
+    for cmd in batch_commands(batch) {
+        if let Err(e) = q.shell(cmd) {
+            if limit.is_none() || !e.to_string().contains("timed out") {
+                return Err(e);
+            }
+            eprintln!("\nxtask: '{cmd}' still ran after {} s: ctrl-c", cfg.timeout.as_secs());
+            q.send_raw(b"\x03")?;
+            q.expect_prompt()?;
+        }
     }
     q.send_line("poweroff")?;
     let code = q.wait_exit()?;
     println!();
     exit_status(Some(code))
+}
+
+/// The commands of a `--batch` argument.
+fn batch_commands(batch: &str) -> impl Iterator<Item = &str> {
+    batch.split(';').map(str::trim).filter(|c| !c.is_empty())
 }
 
 fn gdb(o: &RunOpts) -> Result<()> {
@@ -404,6 +432,16 @@ mod tests {
         assert_eq!(a.find("hello_world").unwrap().data, b"mine");
         assert_eq!(a.entries().filter(|e| e.as_ref().is_ok_and(|e| e.name == "hello_world")).count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn batch_options() {
+        let a = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let o = RunOpts::parse(&a("--batch x --timeout 7")).unwrap();
+        assert_eq!((o.batch.as_deref(), o.timeout), (Some("x"), Some(7)));
+        assert!(RunOpts::parse(&a("--timeout 0")).is_err());
+        assert!(RunOpts::parse(&a("--timeout x")).is_err());
+        assert_eq!(batch_commands(" a ;; b c ; ").collect::<Vec<_>>(), ["a", "b c"]);
     }
 
     #[test]
@@ -480,14 +518,22 @@ fn test(args: &[String]) -> Result<()> {
     }
     if !host_only {
         println!("xtask: building images for the QEMU tests");
-        // The release image is what `cargo xtask run` boots, for the tests that judge it.
-        let (iso, ktest_iso, release_iso) = build_all(&test_fixtures(true)?)?;
-        // The Quest-V images without Debian's busybox (their sandboxes' memory is small).
+        // The Quest-V images without Debian's busybox (their sandboxes' memory is small), first:
+        // they rebuild the kernel images in target/quest/{normal,ktest}, which the test images
+        // (with busybox) then replace.
         let files = boot_files(&test_fixtures(false)?)?;
         let two = root().join("configs/two-quest.toml");
         let qv = questv::build(&two, false, &files)?;
         let qv_ktest = questv::build(&two, true, &files)?;
         let qv_smp = questv::build(&root().join("tests/fixtures/questv-smp.toml"), true, &files)?;
+        let qv_linux = if long {
+            let cfg = root().join("configs/quest-linux.toml");
+            Some((questv::build(&cfg, false, &files)?, questv::build(&cfg, true, &files)?))
+        } else {
+            None
+        };
+        // The release image is what `cargo xtask run` boots, for the tests that judge it.
+        let (iso, ktest_iso, release_iso) = build_all(&test_fixtures(true)?)?;
         println!("xtask: QEMU integration tests");
         let mut c = cargo();
         c.args(["test", "-p", "quest-tests", "--test", "*", "--", "--test-threads", "2"])
@@ -507,8 +553,7 @@ fn test(args: &[String]) -> Result<()> {
             // run): they fetch whatever Debian's linux-image-amd64 is today (a 70 MB download),
             // and the newest one (6.1.0-57) stalled in the sandbox after loading its ACPI
             // tables where 6.1.0-48 booted — not understood yet (docs/questv.md).
-            let qv_linux = questv::build(&root().join("configs/quest-linux.toml"), false, &files)?;
-            let qv_linux_ktest = questv::build(&root().join("configs/quest-linux.toml"), true, &files)?;
+            let (qv_linux, qv_linux_ktest) = qv_linux.as_ref().context("built above")?;
             c.env("QUEST_QUESTV_LINUX_ISO", &qv_linux.iso)
                 .env("QUEST_QUESTV_LINUX_KTEST_ISO", &qv_linux_ktest.iso)
                 .env("QUEST_LINUX_RELEASE", debian::kernel()?.release)
