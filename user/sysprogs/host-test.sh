@@ -159,7 +159,7 @@ cat >"$tmp/want" <<'EOF'
   cd [DIRECTORY]         change the working directory
   help                   this list
 Any other PROGRAM [ARGS] runs BOOT/PROGRAM in the foreground; quoting ('...', "...", \),
-$NAME and $?, redirections (< > >>) and pipes (|) work as in sh.
+$NAME and $?, redirections (< > >>), pipes (|) and lists (; && ||) work as in sh.
 >last line without newline
 >
 EOF
@@ -182,6 +182,8 @@ check "shell: foreground and errors" "$tmp/want" "$tmp/got"
     printf 'cat <\n'
     printf 'cd /\n'
     printf 'cd /nonexistent\n'
+    printf 'echo one; echo two ; true && echo and || echo not-or\n'
+    printf "nosuch && echo not-and || echo 'or;&&' ; echo \"end; \$?\"\n"
 } >"$tmp/in"
 QV=value run_shell "$tmp/shell"
 sed "s#$boot#BOOT#g; s#$tmp#TMP#g" "$tmp/out" >"$tmp/got"
@@ -197,9 +199,15 @@ Appended
 >shell: syntax error: a command is missing
 >shell: syntax error: a redirection without a file name
 >>cd: /nonexistent: No such file or directory
+>one
+two
+and
+>shell: nosuch: No such file or directory
+or;&&
+end; 0
 >
 EOF
-check "shell: quoting, variables, redirections, pipes" "$tmp/want" "$tmp/got"
+check "shell: quoting, variables, redirections, pipes, lists" "$tmp/want" "$tmp/got"
 
 # ---- 3. background tasks --------------------------------------------------------------
 start=$(date +%s)

@@ -720,7 +720,7 @@ static void builtin_help(int argc, char *argv[])
            "  cd [DIRECTORY]         change the working directory\n"
            "  help                   this list\n"
            "Any other PROGRAM [ARGS] runs %s/PROGRAM in the foreground; quoting ('...', \"...\", \\),\n"
-           "$NAME and $?, redirections (< > >>) and pipes (|) work as in sh.\n",
+           "$NAME and $?, redirections (< > >>), pipes (|) and lists (; && ||) work as in sh.\n",
            boot_dir, boot_dir);
 }
 
@@ -806,6 +806,47 @@ static void run_line(char *line)
     free(pl.store);
 }
 
+/* Runs a command list: pipelines separated by `;` (run in turn), `&&` (the next only if the
+ * previous succeeded, $? == 0) and `||` (only if it failed). Separators inside quotes or after
+ * a backslash are text. */
+static void run_list(char *line)
+{
+    char *start = line, *p = line;
+    char quote = 0;
+    int skip = 0; /* 1: skip the next pipeline (an && after a failure, an || after a success) */
+    for (;; p++) {
+        char c = *p;
+        if (quote) {
+            if (c == '\\' && quote == '"' && p[1])
+                p++;
+            else if (c == quote)
+                quote = 0;
+            if (c)
+                continue;
+        }
+        if (c == '\\' && p[1]) {
+            p++;
+            continue;
+        }
+        if (c == '\'' || c == '"') {
+            quote = c;
+            continue;
+        }
+        int sep = c == '\0' || c == ';' ? 1 : (c == '&' && p[1] == '&') || (c == '|' && p[1] == '|') ? 2 : 0;
+        if (!sep)
+            continue;
+        *p = '\0';
+        if (!skip)
+            run_line(start);
+        if (c == '\0')
+            return;
+        skip = (c == '&' && last_status != 0) || (c == '|' && last_status == 0) ? 1 : 0;
+        if (sep == 2)
+            p++;
+        start = p + 1;
+    }
+}
+
 int main(void)
 {
     const char *boot = getenv("QUEST_BOOT");
@@ -835,7 +876,7 @@ int main(void)
             fprintf(stderr, "shell: line too long (at most %d characters)\n", LINE_MAX_LEN);
             continue;
         }
-        run_line(line);
+        run_list(line);
         fflush(stdout);
     }
     fflush(stdout);
