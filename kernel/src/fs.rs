@@ -19,6 +19,36 @@ pub struct OpenFile {
     pub flags: AtomicU32,
     /// A /proc file's text, made when it was opened.
     pub snapshot: Option<Vec<u8>>,
+    id: u64,
+}
+
+static NEXT_OPEN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+
+impl OpenFile {
+    /// Its identity (flock holders).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    pub fn new(node: Arc<crate::vfs::Inode>, path: String, flags: u32, snapshot: Option<Vec<u8>>) -> OpenFile {
+        OpenFile {
+            node,
+            path,
+            pos: IrqLock::new(0),
+            flags: AtomicU32::new(flags),
+            snapshot,
+            id: NEXT_OPEN.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for OpenFile {
+    /// The last descriptor of an open file closed: its flock lock goes (as on Linux).
+    fn drop(&mut self) {
+        let woken = self.node.flock.lock().unlock(self.id);
+        for t in woken {
+            let _ = crate::sched::wake(t);
+        }
+    }
 }
 
 /// An open file.

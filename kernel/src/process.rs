@@ -76,6 +76,8 @@ pub struct Process {
     pub core_limit: core::sync::atomic::AtomicU64,
     /// The name prctl(PR_SET_NAME) gave it.
     pub comm: IrqLock<Option<String>>,
+    /// Per thread: its robust futex list head (set_robust_list).
+    pub robust: IrqLock<BTreeMap<Tid, u64>>,
     /// RLIMIT_DATA (anonymous memory it may be promised) and RLIMIT_STACK (its main stack's
     /// size from its next execve).
     pub data_limit: core::sync::atomic::AtomicU64,
@@ -223,6 +225,10 @@ pub fn exit_current(code: i32) -> ! {
 pub fn exit_thread() -> ! {
     if let Some(p) = current() {
         let me = sched::current();
+        // Robust futexes the thread still holds: marked FUTEX_OWNER_DIED, a waiter woken.
+        if let Some(head) = p.robust.lock().remove(&me) {
+            crate::futex::release_robust(&p, me, head);
+        }
         // CLONE_CHILD_CLEARTID: clear the word and wake a joiner.
         if let Some(addr) = p.clear_tid.lock().remove(&me) {
             let ok = crate::syscall::UserPtr::<u32>::new(addr).write(&p, &0).is_ok();
@@ -281,6 +287,7 @@ fn new_process(name: &str, parent: Pid, mem: Mem) -> Arc<Process> {
         vfork_done: Semaphore::new(0),
         core_limit: core::sync::atomic::AtomicU64::new(0),
         comm: IrqLock::new(None),
+        robust: IrqLock::new(BTreeMap::new()),
         data_limit: core::sync::atomic::AtomicU64::new(u64::MAX),
         stack_limit: core::sync::atomic::AtomicU64::new(DEFAULT_STACK_LIMIT),
     })

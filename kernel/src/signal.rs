@@ -509,15 +509,31 @@ pub fn rt_sigaction(cx: &Cx, sig: u64, new: UserPtr<[u8; ACTION_SIZE]>, old: Use
 pub fn rt_sigprocmask(cx: &Cx, how: u64, set: UserPtr<u64>, old: UserPtr<u64>, size: u64) -> SysResult {
     sigset_size(size)?;
     let new = if set.is_null() { None } else { Some(SigSet(set.read(cx.p())?)) };
-    let prev = {
+    let (prev, others) = {
         let mut st = cx.p().sig.lock();
         let prev = st.thread(cx.tid).mask;
+        let mut others = Vec::new();
         if let Some(s) = new {
-            st.thread(cx.tid).mask = change_mask(prev, how as u32, s).ok_or(EINVAL)?;
+            let m = change_mask(prev, how as u32, s).ok_or(EINVAL)?;
+            st.thread(cx.tid).mask = m;
             st.update(cx.tid);
+            // A process-directed signal this thread now blocks goes to another thread that
+            // does not (Linux re-targets it the same way).
+            if !st.shared.set().and(m).is_empty() {
+                let tids: Vec<Tid> = st.threads.keys().copied().filter(|&t| t != cx.tid).collect();
+                for t in tids {
+                    if st.deliverable(t) {
+                        st.update(t);
+                        others.push(t);
+                    }
+                }
+            }
         }
-        prev
+        (prev, others)
     };
+    for t in others {
+        let _ = sched::signal(t);
+    }
     if !old.is_null() {
         old.write(cx.p(), &prev.0)?;
     }

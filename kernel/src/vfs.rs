@@ -80,6 +80,48 @@ pub struct Inode {
     pub ino: u64,
     pub kind: Kind,
     pub meta: IrqLock<Meta>,
+    /// flock(2) holders (open file descriptions by id) and waiters.
+    pub flock: IrqLock<Flock>,
+}
+
+/// flock(2) state of one inode: an exclusive holder or shared holders, and who waits.
+#[derive(Default)]
+pub struct Flock {
+    exclusive: Option<u64>,
+    shared: Vec<u64>,
+    waiters: Vec<crate::sched::Tid>,
+}
+
+impl Flock {
+    /// Takes (`exclusive` or shared) or converts the lock of open file `id`; false if another
+    /// holder is in the way.
+    pub fn try_lock(&mut self, id: u64, exclusive: bool) -> bool {
+        let others_shared = self.shared.iter().any(|&s| s != id);
+        let other_excl = self.exclusive.is_some_and(|e| e != id);
+        if other_excl || (exclusive && others_shared) {
+            return false;
+        }
+        self.unlock(id);
+        if exclusive {
+            self.exclusive = Some(id);
+        } else {
+            self.shared.push(id);
+        }
+        true
+    }
+    /// Drops `id`'s lock; returns the waiters to wake.
+    pub fn unlock(&mut self, id: u64) -> Vec<crate::sched::Tid> {
+        if self.exclusive == Some(id) {
+            self.exclusive = None;
+        }
+        self.shared.retain(|&s| s != id);
+        core::mem::take(&mut self.waiters)
+    }
+    pub fn wait(&mut self, t: crate::sched::Tid) {
+        if !self.waiters.contains(&t) {
+            self.waiters.push(t);
+        }
+    }
 }
 
 impl Drop for Inode {
@@ -97,10 +139,15 @@ fn now() -> u64 {
 impl Inode {
     fn new(kind: Kind, mode: u32) -> Arc<Inode> {
         let t = now();
-        Arc::new(Inode { ino: NEXT_INO.fetch_add(1, Ordering::Relaxed), kind, meta: IrqLock::new(Meta { mode, nlink: 1, atime: t, mtime: t, ctime: t }) })
+        Arc::new(Inode {
+            ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
+            kind,
+            meta: IrqLock::new(Meta { mode, nlink: 1, atime: t, mtime: t, ctime: t }),
+            flock: IrqLock::new(Flock::default()),
+        })
     }
     fn fixed(ino: u64, kind: Kind, mode: u32) -> Arc<Inode> {
-        Arc::new(Inode { ino, kind, meta: IrqLock::new(Meta { mode, nlink: 1, ..Meta::default() }) })
+        Arc::new(Inode { ino, kind, meta: IrqLock::new(Meta { mode, nlink: 1, ..Meta::default() }), flock: IrqLock::new(Flock::default()) })
     }
     pub fn new_dir(perm: u32) -> Arc<Inode> {
         let d = Inode::new(Kind::Dir(IrqLock::new(BTreeMap::new())), S_IFDIR | (perm & 0o7777));

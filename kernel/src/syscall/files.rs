@@ -5,8 +5,8 @@
 //! truncate, fsync, utimensat, chmod, chown, umask and statfs.
 //!
 //! Ownership is not kept: every file belongs to root (uid 0), and `chown` to anyone else is
-//! EPERM (not supported yet). Record locks (`fcntl` F_GETLK/F_SETLK/F_SETLKW) and `flock` are
-//! not supported yet (EINVAL / ENOSYS, logged).
+//! EPERM (not supported yet). `flock` locks whole files; record locks (`fcntl`
+//! F_GETLK/F_SETLK/F_SETLKW) are not supported yet (EINVAL, logged).
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
@@ -325,13 +325,7 @@ fn open_path(cx: &Cx, path: &str, flags: u32, mode: u32) -> Result<File, Errno> 
         vfs::truncate(&node, 0)?;
     }
     let snapshot = if matches!(node.kind, Kind::Proc(vfs::Proc::File(_) | vfs::Proc::PidFile(..))) { Some(vfs::proc_content(&node)?) } else { None };
-    Ok(File::Node(Arc::new(OpenFile {
-        node,
-        path: real,
-        pos: IrqLock::new(0),
-        flags: core::sync::atomic::AtomicU32::new(flags & (O_ACCMODE | O_APPEND | O_NONBLOCK)),
-        snapshot,
-    })))
+    Ok(File::Node(Arc::new(OpenFile::new(node, real, flags & (O_ACCMODE | O_APPEND | O_NONBLOCK), snapshot))))
 }
 
 pub fn openat(cx: &Cx, dirfd: u64, path: UserCStr, flags: u64, mode: u64) -> SysResult {
@@ -858,4 +852,46 @@ pub fn getdents64(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
     drop(pos);
     buf.write(p, &out)?;
     Ok(out.len() as u64)
+}
+
+/// flock(2): advisory whole-file locks held by open file descriptions (shared by dup and fork,
+/// released by LOCK_UN or when the last descriptor closes); LOCK_NB gives EWOULDBLOCK instead
+/// of waiting; a signal interrupts the wait.
+pub fn flock(cx: &Cx, fd: u64, op: u64) -> SysResult {
+    const LOCK_SH: u32 = 1;
+    const LOCK_EX: u32 = 2;
+    const LOCK_NB: u32 = 4;
+    const LOCK_UN: u32 = 8;
+    let of = match file(cx, fd)? {
+        File::Node(of) => of,
+        _ => return Err(EINVAL),
+    };
+    let op = op as u32;
+    let exclusive = match op & !LOCK_NB {
+        LOCK_SH => false,
+        LOCK_EX => true,
+        LOCK_UN => {
+            let woken = of.node.flock.lock().unlock(of.id());
+            for t in woken {
+                let _ = crate::sched::wake(t);
+            }
+            return Ok(0);
+        }
+        _ => return Err(EINVAL),
+    };
+    loop {
+        {
+            let mut l = of.node.flock.lock();
+            if l.try_lock(of.id(), exclusive) {
+                return Ok(0);
+            }
+            if op & LOCK_NB != 0 {
+                return Err(EWOULDBLOCK);
+            }
+            l.wait(cx.tid);
+        }
+        if crate::sched::block_current() == crate::sched::Wake::Interrupted {
+            return Err(ERESTARTSYS);
+        }
+    }
 }

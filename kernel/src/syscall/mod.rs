@@ -153,6 +153,7 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_fchown => cx.p().files.lock().get(a.n(0)).map(|_| ()).and_then(|_| files::chown(a.n(1), a.n(2))),
         __NR_fchownat => files::chown(a.n(2), a.n(3)),
         __NR_umask => files::umask(cx, a.n(0)),
+        __NR_flock => files::flock(cx, a.n(0), a.n(1)),
         __NR_statfs => files::statfs(cx, a.cstr(0), a.ptr(1)),
         __NR_fstatfs => files::fstatfs(cx, a.n(0), a.ptr(1)),
         __NR_poll => Ok(0),
@@ -205,7 +206,24 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_getpid => Ok(u64::from(cx.p().pid)),
         __NR_getppid => Ok(u64::from(cx.p().parent)),
         __NR_getuid | __NR_geteuid | __NR_getgid | __NR_getegid => Ok(0),
-        __NR_set_robust_list => Ok(0),
+        __NR_set_robust_list => {
+            if a.n(1) != 24 {
+                return Err(EINVAL);
+            }
+            cx.p().robust.lock().insert(cx.tid, a.n(0));
+            Ok(0)
+        }
+        __NR_get_robust_list => {
+            let tid = if a.n(0) == 0 { cx.tid } else { a.n(0) as u32 };
+            let q = process::of_thread(tid).ok_or(ESRCH)?;
+            if q.pid != cx.p().pid {
+                return Err(EPERM); // another process's list: not supported yet
+            }
+            let head = q.robust.lock().get(&tid).copied().unwrap_or(0);
+            a.ptr::<u64>(1).write(cx.p(), &head)?;
+            a.ptr::<u64>(2).write(cx.p(), &24)?;
+            Ok(0)
+        }
         __NR_uname => processes::uname(cx, a.ptr(0)),
         __NR_getrandom => processes::getrandom(cx, a.slice_mut(0, 1)),
         // Time.

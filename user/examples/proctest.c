@@ -1,0 +1,180 @@
+/* proctest: processes and threads (issue 22 item 4), one line per check:
+ * "proctest: NAME ok" or "proctest: NAME FAILED: why", then "proctest: N checks, M failed".
+ * The same static binary runs on Linux as init (the QEMU test) and must pass there too.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+static int checks, failed;
+
+static void check(const char *name, int ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void check(const char *name, int ok, const char *fmt, ...)
+{
+    checks++;
+    if (ok) {
+        printf("proctest: %s ok\n", name);
+    } else {
+        failed++;
+        char buf[256];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        printf("proctest: %s FAILED: %s\n", name, buf);
+    }
+    fflush(stdout);
+}
+
+/* The kernel's robust futex ABI directly (libc's robust mutexes sit on it; musl registers no
+ * list itself): a thread registers a list holding one futex it owns and ends without
+ * releasing it; the kernel marks the word FUTEX_OWNER_DIED and wakes the waiter. */
+struct robust_list {
+    struct robust_list *next;
+};
+struct robust_list_head {
+    struct robust_list list;
+    long futex_offset;
+    struct robust_list *list_op_pending;
+};
+static struct {
+    struct robust_list node;
+    volatile unsigned lock;
+} rm;
+static struct robust_list_head rh;
+static volatile int locked, go, reg;
+static volatile long thread_tid;
+static void *got_head;
+static size_t got_len;
+
+static void *die_holding(void *arg)
+{
+    (void)arg;
+    rh.list.next = &rm.node;
+    rm.node.next = &rh.list;
+    rh.futex_offset = (long)((char *)&rm.lock - (char *)&rm.node);
+    rh.list_op_pending = NULL;
+    reg = (int)syscall(SYS_set_robust_list, &rh, sizeof rh);
+    thread_tid = syscall(SYS_gettid);
+    rm.lock = (unsigned)thread_tid;
+    locked = 1;
+    while (!go)
+        ;
+    syscall(SYS_exit, 0); /* ends without releasing the futex (nor telling libc) */
+    return NULL;
+}
+
+static void run(const char *self)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, die_holding, NULL);
+    while (!locked) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    long g = syscall(SYS_get_robust_list, thread_tid, &got_head, &got_len);
+    check("get_robust_list", reg == 0 && g == 0 && got_head == &rh && got_len == sizeof rh, "set %d get %ld head %p len %zu",
+          reg, g, got_head, got_len);
+    unsigned want = (unsigned)thread_tid | 0x80000000u; /* FUTEX_WAITERS */
+    rm.lock = want;
+    go = 1;
+    struct timespec to = {2, 0};
+    long w = syscall(SYS_futex, &rm.lock, 0 /* FUTEX_WAIT */, want, &to, NULL, 0);
+    int e = errno;
+    check("robust_futex_owner_died", (w == 0 || e == EAGAIN) && rm.lock == (0x80000000u | 0x40000000u),
+          "wait %ld errno %d word %#x", w, e, rm.lock);
+
+    /* posix_spawn (clone(CLONE_VM | CLONE_VFORK) + execve) of this program. */
+    pid_t pid = -1;
+    char *argv[] = {(char *)self, "child", NULL};
+    int s = posix_spawn(&pid, self, NULL, NULL, argv, environ);
+    int st = -1;
+    if (s == 0)
+        waitpid(pid, &st, 0);
+    check("posix_spawn", s == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 5, "spawn %d status %#x", s, st);
+    char *bad[] = {"/nonexistent", NULL};
+    s = posix_spawn(&pid, "/nonexistent", NULL, NULL, bad, environ);
+    check("posix_spawn_reports_enoent", s == ENOENT, "spawn %d", s);
+
+    /* flock: another open file's LOCK_EX|LOCK_NB fails while the lock is held, and a blocking
+     * LOCK_EX waits until LOCK_UN. */
+    int fd = open("/tmp/proctest.lock", O_RDWR | O_CREAT, 0600);
+    int l = flock(fd, LOCK_EX);
+    fflush(stdout);
+    pid_t fc = fork();
+    if (fc == 0) {
+        int f2 = open("/tmp/proctest.lock", O_RDWR);
+        int nb = flock(f2, LOCK_EX | LOCK_NB);
+        int nberr = errno;
+        int b = flock(f2, LOCK_EX);
+        _exit(nb < 0 && nberr == EWOULDBLOCK && b == 0 ? 0 : 1);
+    }
+    struct timespec pause_ts = {0, 100 * 1000000};
+    nanosleep(&pause_ts, NULL);
+    int still = waitpid(fc, &st, WNOHANG); /* 0: the child waits for the lock */
+    flock(fd, LOCK_UN);
+    waitpid(fc, &st, 0);
+    check("flock", fd >= 0 && l == 0 && still == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "fd %d lock %d waiting %d status %#x",
+          fd, l, still, st);
+    close(fd);
+    unlink("/tmp/proctest.lock");
+
+    /* vfork: the parent goes on once the child has exited. */
+    fflush(stdout);
+    pid_t v = vfork();
+    if (v == 0)
+        _exit(7);
+    st = -1;
+    waitpid(v, &st, 0);
+    check("vfork", v > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 7, "pid %d status %#x", v, st);
+    printf("proctest: %d checks, %d failed\n", checks, failed);
+    fflush(stdout);
+}
+
+int main(int argc, char *argv[])
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 1 && !strcmp(argv[1], "child"))
+        return 5;
+    if (getpid() == 1) {
+        mknod("/dev/console", S_IFCHR | 0600, makedev(5, 1));
+        int fd = open("/dev/console", O_RDWR);
+        if (fd >= 0) {
+            dup2(fd, 0);
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        printf("proctest: on Linux as init\n");
+        fflush(stdout);
+        pid_t c = fork();
+        if (c == 0) {
+            run("/init");
+            _exit(0);
+        }
+        int st;
+        while (waitpid(c, &st, 0) < 0 && errno == EINTR) {
+        }
+        sync();
+        reboot(RB_POWER_OFF);
+        return 0;
+    }
+    run("/boot/proctest");
+    return failed != 0;
+}
