@@ -24,6 +24,7 @@ mod questv;
 mod sched;
 mod shmcomm;
 mod memory;
+mod poll;
 mod signal;
 mod vfs;
 mod tpipe;

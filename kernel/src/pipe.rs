@@ -94,6 +94,29 @@ impl Pipe {
         for t in w {
             let _ = sched::wake(t);
         }
+        crate::poll::wake_all();
+    }
+
+    /// poll(2) events of an end: (`write` end) POLLOUT while there is room, POLLERR once no
+    /// reader is left; (read end) POLLIN while there are bytes, POLLHUP once no writer is left.
+    pub fn poll(&self, write: bool) -> u16 {
+        use linux_raw_sys::general::{POLLERR, POLLHUP, POLLIN, POLLOUT};
+        let len = self.inner.lock().buf.len();
+        if write {
+            if self.readers.load(Ordering::Acquire) == 0 {
+                POLLERR as u16
+            } else if len < self.capacity {
+                POLLOUT as u16
+            } else {
+                0
+            }
+        } else {
+            let mut ev = if len > 0 { POLLIN as u16 } else { 0 };
+            if self.writers.load(Ordering::Acquire) == 0 {
+                ev |= POLLHUP as u16;
+            }
+            ev
+        }
     }
 
     /// Tuned pipe: binds the calling task to the side's VCPU if it is the first to use it.

@@ -565,6 +565,25 @@ pub fn sigsuspend(cx: &Cx, mask: Option<SigSet>) -> SysResult {
     Err(EINTR)
 }
 
+/// ppoll and pselect6: the thread's mask becomes `m` for a wait; `restore_mask` undoes it
+/// (unless the wait ended by a signal: then the handler's return does, as after sigsuspend).
+pub fn swap_mask(cx: &Cx, m: SigSet) {
+    let mut st = cx.p().sig.lock();
+    let t = st.thread(cx.tid);
+    t.saved_mask = Some(t.mask);
+    t.mask = m.blockable();
+    st.update(cx.tid);
+}
+
+pub fn restore_mask(cx: &Cx) {
+    let mut st = cx.p().sig.lock();
+    let t = st.thread(cx.tid);
+    if let Some(m) = t.saved_mask.take() {
+        t.mask = m;
+    }
+    st.update(cx.tid);
+}
+
 pub fn rt_sigsuspend(cx: &Cx, set: UserPtr<u64>, size: u64) -> SysResult {
     sigset_size(size)?;
     let m = SigSet(set.read(cx.p())?);

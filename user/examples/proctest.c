@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/file.h>
+#include <sys/select.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
@@ -81,6 +84,13 @@ static void *die_holding(void *arg)
     return NULL;
 }
 
+static volatile sig_atomic_t got_usr1;
+static void on_usr1(int sig)
+{
+    (void)sig;
+    got_usr1 = 1;
+}
+
 static void run(const char *self)
 {
     pthread_t t;
@@ -135,6 +145,58 @@ static void run(const char *self)
           fd, l, still, st);
     close(fd);
     unlink("/tmp/proctest.lock");
+
+    /* poll, select and ppoll wait for a pipe (a timeout, a byte a child writes later, a
+     * signal the temporary mask lets in). */
+    int pf[2];
+    pipe(pf);
+    struct pollfd pfd = {.fd = pf[0], .events = POLLIN};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int pr = poll(&pfd, 1, 50);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long waited = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    fflush(stdout);
+    pid_t wc = fork();
+    if (wc == 0) {
+        struct timespec d = {0, 50 * 1000000};
+        nanosleep(&d, NULL);
+        write(pf[1], "x", 1);
+        _exit(0);
+    }
+    int pr2 = poll(&pfd, 1, -1);
+    short rev = pfd.revents;
+    fd_set rs;
+    FD_ZERO(&rs);
+    FD_SET(pf[0], &rs);
+    struct timeval tv = {1, 0};
+    int sr = select(pf[0] + 1, &rs, NULL, NULL, &tv);
+    waitpid(wc, NULL, 0);
+    check("poll_and_select_wait", pr == 0 && waited >= 40 && pr2 == 1 && (rev & POLLIN) && sr == 1 && FD_ISSET(pf[0], &rs),
+          "timeout %d after %ld ms, then %d revents %#x, select %d", pr, waited, pr2, rev, sr);
+    char c;
+    read(pf[0], &c, 1);
+    sigset_t block, empty;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &block, NULL);
+    signal(SIGUSR1, on_usr1);
+    fflush(stdout);
+    pid_t kc = fork();
+    if (kc == 0) {
+        struct timespec d = {0, 30 * 1000000};
+        nanosleep(&d, NULL);
+        kill(getppid(), SIGUSR1);
+        _exit(0);
+    }
+    sigemptyset(&empty);
+    pfd.revents = 0;
+    int pp = ppoll(&pfd, 1, NULL, &empty);
+    int pe = errno;
+    waitpid(kc, NULL, 0);
+    check("ppoll_signal_mask", pp < 0 && pe == EINTR && got_usr1, "ppoll %d errno %d handler %d", pp, pe, got_usr1);
+    close(pf[0]);
+    close(pf[1]);
 
     /* vfork: the parent goes on once the child has exited. */
     fflush(stdout);

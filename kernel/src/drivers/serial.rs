@@ -96,6 +96,7 @@ impl Driver for Serial {
             rx.len += 1;
         }
         if got {
+            crate::poll::wake_all();
             let reader = self.reader.lock().take();
             if let Some((tid, vcpu)) = reader {
                 sched::io_wait(0, dev.io_vcpu, vcpu, true);
@@ -160,6 +161,10 @@ impl Device<Serial> {
 /// The console device file: reads a line at a time, like a terminal in canonical mode (echo
 /// included); writes go straight to the UART.
 impl DeviceFile for Device<Serial> {
+    fn readable(&self) -> bool {
+        self.driver.rx.lock().len > 0
+    }
+
     fn read(&self, max: usize, stop: &dyn Fn() -> bool) -> Result<Vec<u8>, Errno> {
         let mut line = Vec::new();
         while line.len() < max {

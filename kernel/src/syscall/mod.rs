@@ -156,7 +156,10 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_flock => files::flock(cx, a.n(0), a.n(1)),
         __NR_statfs => files::statfs(cx, a.cstr(0), a.ptr(1)),
         __NR_fstatfs => files::fstatfs(cx, a.n(0), a.ptr(1)),
-        __NR_poll => Ok(0),
+        __NR_poll => crate::poll::poll(cx, a.ptr(0), a.n(1), a.n(2)),
+        __NR_ppoll => crate::poll::ppoll(cx, a.ptr(0), a.n(1), a.ptr(2), a.ptr(3), a.n(4)),
+        __NR_select => crate::poll::select(cx, a.n(0), a.ptr(1), a.ptr(2), a.ptr(3), a.ptr(4)),
+        __NR_pselect6 => crate::poll::pselect6(cx, a.n(0), a.ptr(1), a.ptr(2), a.ptr(3), a.ptr(4), a.ptr(5)),
         // Memory.
         __NR_brk => Ok(crate::memory::brk(cx.p(), a.n(0))),
         __NR_mmap => memory::mmap(cx, a.n(0), a.n(1), a.n(2), a.n(3), a.n(4), a.n(5)),
