@@ -150,7 +150,7 @@ fn remove_range(m: &mut Mem, start: u64, end: u64) {
 }
 
 fn check_range(addr: u64, len: u64) -> Result<u64, Errno> {
-    if addr % PAGE_SIZE != 0 {
+    if !addr.is_multiple_of(PAGE_SIZE) {
         return Err(EINVAL);
     }
     let end = addr.checked_add(len.checked_next_multiple_of(PAGE_SIZE).ok_or(ENOMEM)?).ok_or(ENOMEM)?;

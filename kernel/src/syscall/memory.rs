@@ -10,7 +10,7 @@ pub fn mmap(cx: &Cx, addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u
     if flags & MAP_ANONYMOUS != 0 {
         return crate::memory::mmap(cx.p(), addr, len, prot, flags, None);
     }
-    if off % 4096 != 0 {
+    if !off.is_multiple_of(4096) {
         return Err(EINVAL);
     }
     let of = match cx.p().files.lock().get(fd)? {
