@@ -61,6 +61,8 @@ pub enum File {
     Pipe(alloc::sync::Arc<crate::pipe::End>),
     /// One side of a shmcomm channel.
     Shm(alloc::sync::Arc<crate::shmcomm::Side>),
+    /// One end of a socketpair.
+    Sock(Arc<crate::socket::Sock>),
 }
 
 /// A process's descriptor table (copied by fork).

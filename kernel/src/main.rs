@@ -26,6 +26,7 @@ mod shmcomm;
 mod memory;
 mod poll;
 mod signal;
+mod socket;
 mod vfs;
 mod tpipe;
 mod syscall;

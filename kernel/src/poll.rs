@@ -39,6 +39,7 @@ fn ready(cx: &Cx, fd: i32, events: u16) -> u16 {
             let r = crate::drivers::console().is_none_or(|c| c.readable());
             (if r { POLLIN as u16 } else { 0 }) | POLLOUT as u16
         }
+        File::Sock(s) => s.poll(),
         File::Node(_) | File::Shm(_) => (POLLIN | POLLOUT) as u16,
     };
     ev & (events | always)

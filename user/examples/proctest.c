@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/select.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
@@ -197,6 +198,28 @@ static void run(const char *self)
     check("ppoll_signal_mask", pp < 0 && pe == EINTR && got_usr1, "ppoll %d errno %d handler %d", pp, pe, got_usr1);
     close(pf[0]);
     close(pf[1]);
+
+    /* socketpair(AF_UNIX, SOCK_STREAM): a child answers; end of file once it has gone. */
+    int sv[2];
+    int spr = socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    fflush(stdout);
+    pid_t sc = fork();
+    if (sc == 0) {
+        close(sv[0]);
+        char b[8] = {0};
+        ssize_t n = recv(sv[1], b, 4, 0);
+        send(sv[1], n == 4 && !memcmp(b, "ping", 4) ? "pong" : "bad!", 4, 0);
+        _exit(0);
+    }
+    close(sv[1]);
+    ssize_t sn = send(sv[0], "ping", 4, 0);
+    char rb[8] = {0};
+    ssize_t rn = read(sv[0], rb, 4);
+    waitpid(sc, NULL, 0);
+    ssize_t eof = read(sv[0], rb + 4, 4);
+    close(sv[0]);
+    check("socketpair_stream", spr == 0 && sn == 4 && rn == 4 && !memcmp(rb, "pong", 4) && eof == 0,
+          "pair %d send %zd read %zd '%.4s' then %zd", spr, sn, rn, rb, eof);
 
     /* vfork: the parent goes on once the child has exited. */
     fflush(stdout);

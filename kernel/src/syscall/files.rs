@@ -73,6 +73,7 @@ pub fn write(cx: &Cx, fd: u64, buf: UserSlice) -> SysResult {
                 }
             }
         }
+        File::Sock(s) => sock_write(cx, &s, buf, false),
         File::Node(of) => {
             if !writable(&of) {
                 return Err(EBADF);
@@ -140,6 +141,11 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
             Ok(data.len() as u64)
         }
         File::Pipe(_) | File::Shm(_) => Err(EBADF),
+        File::Sock(s) => {
+            let data = s.read(len.min(IO_MAX) as usize).ok_or(ERESTARTSYS)?;
+            buf.write(p, &data)?;
+            Ok(data.len() as u64)
+        }
         File::Node(of) => {
             if !readable(&of) {
                 return Err(EBADF);
@@ -193,7 +199,7 @@ pub fn readv(cx: &Cx, fd: u64, iov: UserPtr<Iovec>, cnt: u64) -> SysResult {
 fn node_file(cx: &Cx, fd: u64) -> Result<Arc<OpenFile>, Errno> {
     match file(cx, fd)? {
         File::Node(of) => Ok(of),
-        File::Pipe(_) | File::Console | File::Shm(_) => Err(ESPIPE),
+        File::Pipe(_) | File::Console | File::Shm(_) | File::Sock(_) => Err(ESPIPE),
     }
 }
 
@@ -414,7 +420,7 @@ fn stat_of(f: &File) -> stat {
             return s;
         }
         File::Pipe(_) => st.st_mode = S_IFIFO | 0o600,
-        File::Shm(_) => st.st_mode = S_IFSOCK | 0o600,
+        File::Shm(_) | File::Sock(_) => st.st_mode = S_IFSOCK | 0o600,
     }
     st.st_nlink = 1;
     st.st_blksize = 4096;
@@ -894,4 +900,78 @@ pub fn flock(cx: &Cx, fd: u64, op: u64) -> SysResult {
             return Err(ERESTARTSYS);
         }
     }
+}
+
+/// Writes to a socket; a gone peer is EPIPE, with SIGPIPE unless `nosignal` (MSG_NOSIGNAL).
+fn sock_write(cx: &Cx, s: &crate::socket::Sock, buf: UserSlice, nosignal: bool) -> SysResult {
+    let data = buf.prefix(IO_MAX).read_to_vec(cx.p())?;
+    match s.write(&data) {
+        Ok(n) => Ok(n as u64),
+        Err(crate::pipe::WriteError::Interrupted) => Err(ERESTARTSYS),
+        Err(crate::pipe::WriteError::Broken) => {
+            if !nosignal {
+                let _ = crate::signal::send(&cx.proc, Some(cx.tid), signals::SigInfo::kernel(signals::SIGPIPE));
+            }
+            Err(EPIPE)
+        }
+    }
+}
+
+static SOCK_LOGGED: IrqLock<bool> = IrqLock::ranked(false, crate::locks::LOGGED);
+
+/// socketpair(AF_UNIX, SOCK_STREAM [| SOCK_CLOEXEC | SOCK_NONBLOCK], 0, sv) (`crate::socket`).
+pub fn socketpair(cx: &Cx, domain: u64, ty: u64, proto: u64, sv: UserPtr<[i32; 2]>) -> SysResult {
+    const AF_UNIX: u64 = 1;
+    const SOCK_STREAM: u64 = 1;
+    const SOCK_CLOEXEC: u64 = 0o2000000;
+    if domain != AF_UNIX {
+        return Err(EAFNOSUPPORT);
+    }
+    if ty & 0xf != SOCK_STREAM || proto != 0 {
+        if !core::mem::replace(&mut *SOCK_LOGGED.lock(), true) {
+            hal::println!("socketpair: only AF_UNIX SOCK_STREAM pairs are supported yet (process {})", cx.p().pid);
+        }
+        return Err(EOPNOTSUPP);
+    }
+    let (a, b) = crate::socket::pair();
+    let p = cx.p();
+    let (fa, fb) = p.files.lock().insert_pair(File::Sock(a), File::Sock(b), ty & SOCK_CLOEXEC != 0)?;
+    if let Err(e) = sv.write(p, &[fa as i32, fb as i32]) {
+        let _ = p.files.lock().close(fa);
+        let _ = p.files.lock().close(fb);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+fn sock(cx: &Cx, fd: u64) -> Result<Arc<crate::socket::Sock>, Errno> {
+    match file(cx, fd)? {
+        File::Sock(s) => Ok(s),
+        _ => Err(ENOTSOCK),
+    }
+}
+
+/// send/sendto on a connected socket (no address; MSG_NOSIGNAL honoured, other flags ignored).
+pub fn sendto(cx: &Cx, fd: u64, buf: UserSlice, flags: u64, addr: u64) -> SysResult {
+    const MSG_NOSIGNAL: u64 = 0x4000;
+    let s = sock(cx, fd)?;
+    if addr != 0 {
+        return Err(EISCONN);
+    }
+    sock_write(cx, &s, buf, flags & MSG_NOSIGNAL != 0)
+}
+
+/// recv/recvfrom on a connected socket (the peer address, if asked for, is empty).
+pub fn recvfrom(cx: &Cx, fd: u64, buf: UserSliceMut, addrlen: UserPtr<u32>) -> SysResult {
+    let s = sock(cx, fd)?;
+    let data = s.read(buf.len().min(IO_MAX) as usize).ok_or(ERESTARTSYS)?;
+    buf.write(cx.p(), &data)?;
+    if !addrlen.is_null() {
+        addrlen.write(cx.p(), &0)?;
+    }
+    Ok(data.len() as u64)
+}
+
+pub fn shutdown(cx: &Cx, fd: u64, how: u64) -> SysResult {
+    if sock(cx, fd)?.shutdown(how as u32) { Ok(0) } else { Err(EINVAL) }
 }
