@@ -76,6 +76,9 @@ pub struct Process {
     pub core_limit: core::sync::atomic::AtomicU64,
     /// The name prctl(PR_SET_NAME) gave it.
     pub comm: IrqLock<Option<String>>,
+    /// Process group and session (setpgid, setsid; inherited by fork).
+    pub pgid: AtomicU32,
+    pub sid: AtomicU32,
     /// Per thread: its robust futex list head (set_robust_list).
     pub robust: IrqLock<BTreeMap<Tid, u64>>,
     /// RLIMIT_DATA (anonymous memory it may be promised) and RLIMIT_STACK (its main stack's
@@ -288,6 +291,8 @@ fn new_process(name: &str, parent: Pid, mem: Mem) -> Arc<Process> {
         core_limit: core::sync::atomic::AtomicU64::new(0),
         comm: IrqLock::new(None),
         robust: IrqLock::new(BTreeMap::new()),
+        pgid: AtomicU32::new(pid),
+        sid: AtomicU32::new(pid),
         data_limit: core::sync::atomic::AtomicU64::new(u64::MAX),
         stack_limit: core::sync::atomic::AtomicU64::new(DEFAULT_STACK_LIMIT),
     })
@@ -313,6 +318,8 @@ pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame, stack: u64, vfork: b
     *child.sig.lock() = sig;
     *child.cwd.lock() = p.cwd.lock().clone();
     child.umask.store(p.umask.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.pgid.store(p.pgid.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.sid.store(p.sid.load(Ordering::Relaxed), Ordering::Relaxed);
     child.data_limit.store(p.data_limit.load(Ordering::Relaxed), Ordering::Relaxed);
     child.stack_limit.store(p.stack_limit.load(Ordering::Relaxed), Ordering::Relaxed);
     child.core_limit.store(p.core_limit.load(Ordering::Relaxed), Ordering::Relaxed);

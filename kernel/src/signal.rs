@@ -24,8 +24,8 @@
 //! `sigsuspend`, `rt_sigtimedwait`) return `EINTR` directly.
 //!
 //! Not supported yet: stopping and continuing processes (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU
-//! are ignored, with a log line), process groups (`kill(0, …)` and `kill(-pgid, …)` reach the
-//! caller's process / process `pgid` only), `ITIMER_VIRTUAL`/`ITIMER_PROF`, AVX state in
+//! are ignored, with a log line), controlling terminals and job control (the console's ctrl-c
+//! goes to the foreground process only), `ITIMER_VIRTUAL`/`ITIMER_PROF`, AVX state in
 //! signal frames (x87 and SSE are saved and restored), core files.
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -708,19 +708,21 @@ pub fn rt_sigreturn(cx: &Cx, frame: &mut TrapFrame) -> Result<(), ()> {
     Ok(())
 }
 
-/// kill(pid, sig). Process groups are not supported yet: `pid` 0 is the caller's process and
-/// `-pgid` process `pgid`; -1 is every process but the caller and those the kernel started.
+/// kill(pid, sig): `pid` > 0 one process, 0 the caller's process group, -1 every process but
+/// the caller and those the kernel started, < -1 process group `-pid`.
 pub fn kill(cx: &Cx, pid: i64, sig: u64) -> SysResult {
     let sig = u32::try_from(sig).map_err(|_| EINVAL)?;
     if sig != 0 && !valid(sig) {
         return Err(EINVAL);
     }
+    let group = |g: u32| -> Vec<Arc<Process>> { process::all().into_iter().filter(|q| q.pgid.load(Ordering::Relaxed) == g).collect() };
     let targets: Vec<Arc<Process>> = match pid {
-        0 => alloc::vec![cx.proc.clone()],
+        0 => group(cx.p().pgid.load(Ordering::Relaxed)),
         -1 => process::all().into_iter().filter(|q| q.pid != cx.p().pid && q.parent != 0).collect(),
         i64::MIN => return Err(ESRCH),
+        n if n < 0 => group(u32::try_from(n.unsigned_abs()).map_err(|_| ESRCH)?),
         n => {
-            let id = u32::try_from(n.unsigned_abs()).map_err(|_| ESRCH)?;
+            let id = u32::try_from(n).map_err(|_| ESRCH)?;
             alloc::vec![process::get(id).or_else(|| process::of_thread(id)).ok_or(ESRCH)?]
         }
     };

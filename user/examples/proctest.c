@@ -221,6 +221,41 @@ static void run(const char *self)
     check("socketpair_stream", spr == 0 && sn == 4 && rn == 4 && !memcmp(rb, "pong", 4) && eof == 0,
           "pair %d send %zd read %zd '%.4s' then %zd", spr, sn, rn, rb, eof);
 
+    /* Process groups: a child leads its own group with a grandchild in it; kill(-group) ends
+     * the child; setsid makes a session leader. */
+    int gp[2];
+    pipe(gp);
+    fflush(stdout);
+    pid_t ga = fork();
+    if (ga == 0) {
+        setpgid(0, 0);
+        pid_t gb = fork();
+        if (gb == 0) {
+            for (;;)
+                pause();
+        }
+        int ids[2] = {(int)getpgid(0), (int)getpgid(gb)};
+        write(gp[1], ids, sizeof ids);
+        for (;;)
+            pause();
+    }
+    int ids[2] = {0, 0};
+    read(gp[0], ids, sizeof ids);
+    int k = kill(-ga, SIGTERM);
+    st = 0;
+    waitpid(ga, &st, 0);
+    close(gp[0]);
+    close(gp[1]);
+    fflush(stdout);
+    pid_t ss = fork();
+    if (ss == 0)
+        _exit(setsid() == getpid() && getsid(0) == getpid() && getpgrp() == getpid() ? 0 : 1);
+    int sst = -1;
+    waitpid(ss, &sst, 0);
+    check("process_groups", ids[0] == ga && ids[1] == ga && k == 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM &&
+                                WIFEXITED(sst) && WEXITSTATUS(sst) == 0,
+          "group %d/%d of %d, kill %d, status %#x, setsid child %#x", ids[0], ids[1], ga, k, st, sst);
+
     /* vfork: the parent goes on once the child has exited. */
     fflush(stdout);
     pid_t v = vfork();

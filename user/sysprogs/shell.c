@@ -437,7 +437,7 @@ static void builtin_run(const struct builtin *b, int argc, char *argv[]);
  * closed in the child (the other end of its pipe). A built-in in a pipeline runs in the
  * child. Returns its pid or -1 (reported). In the child an execve failure prints
  * "shell: NAME: <error>" and exits with 127. */
-static pid_t spawn_cmd(struct command *c, int in_fd, int out_fd, int close_fd)
+static pid_t spawn_cmd(struct command *c, int in_fd, int out_fd, int close_fd, pid_t pgid)
 {
     char path[PATH_LEN];
     char **argv = c->argv;
@@ -454,6 +454,7 @@ static pid_t spawn_cmd(struct command *c, int in_fd, int out_fd, int close_fd)
         return -1;
     }
     if (pid == 0) {
+        setpgid(0, pgid); /* one process group per command line (0: a new one, led by the first) */
         if (close_fd >= 0)
             close(close_fd);
         if (in_fd >= 0) {
@@ -492,6 +493,7 @@ static pid_t spawn_cmd(struct command *c, int in_fd, int out_fd, int close_fd)
         fprintf(stderr, "shell: %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    setpgid(pid, pgid ? pgid : pid); /* also here: whichever runs first */
     return pid;
 }
 
@@ -501,7 +503,7 @@ static pid_t spawn(char *argv[])
     struct command c = {.argv = argv};
     while (argv[c.argc])
         c.argc++;
-    return spawn_cmd(&c, -1, -1, -1);
+    return spawn_cmd(&c, -1, -1, -1, 0);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -784,7 +786,7 @@ static void run_line(char *line)
             fprintf(stderr, "shell: pipe: %s\n", strerror(errno));
             break;
         }
-        pid_t pid = spawn_cmd(&pl.cmd[i], prev, pfd[1], pfd[0]);
+        pid_t pid = spawn_cmd(&pl.cmd[i], prev, pfd[1], pfd[0], started ? pids[0] : 0);
         if (prev >= 0)
             close(prev);
         if (pfd[1] >= 0)

@@ -212,6 +212,11 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_gettid => Ok(u64::from(cx.tid)),
         __NR_getpid => Ok(u64::from(cx.p().pid)),
         __NR_getppid => Ok(u64::from(cx.p().parent)),
+        __NR_setpgid => processes::setpgid(cx, a.n(0), a.n(1)),
+        __NR_getpgid => processes::getpgid(cx, a.n(0), false),
+        __NR_getpgrp => processes::getpgid(cx, 0, false),
+        __NR_getsid => processes::getpgid(cx, a.n(0), true),
+        __NR_setsid => processes::setsid(cx),
         __NR_getuid | __NR_geteuid | __NR_getgid | __NR_getegid => Ok(0),
         __NR_set_robust_list => {
             if a.n(1) != 24 {

@@ -249,3 +249,47 @@ pub fn getrandom(cx: &Cx, buf: UserSliceMut) -> SysResult {
     buf.write(cx.p(), &bytes)?;
     Ok(len)
 }
+
+/// setpgid(pid, pgid): the caller or one of its children (0: the caller) joins process group
+/// `pgid` (0: its own id), which must exist in the same session unless it is the process's own.
+pub fn setpgid(cx: &Cx, pid: u64, pgid: u64) -> SysResult {
+    use core::sync::atomic::Ordering::Relaxed;
+    let me = cx.p();
+    let pid = pid as u32;
+    let target = if pid == 0 || pid == me.pid {
+        cx.proc.clone()
+    } else {
+        me.children.lock().iter().find(|c| c.pid == pid).cloned().ok_or(ESRCH)?
+    };
+    if (pgid as i64) < 0 {
+        return Err(EINVAL);
+    }
+    let g = if pgid == 0 { target.pid } else { pgid as u32 };
+    if target.sid.load(Relaxed) == target.pid {
+        return Err(EPERM); // a session leader stays in its group
+    }
+    if g != target.pid && !process::all().iter().any(|q| q.pgid.load(Relaxed) == g && q.sid.load(Relaxed) == target.sid.load(Relaxed)) {
+        return Err(EPERM);
+    }
+    target.pgid.store(g, Relaxed);
+    Ok(0)
+}
+
+/// getpgid(pid) / getsid(pid): 0 is the caller.
+pub fn getpgid(cx: &Cx, pid: u64, session: bool) -> SysResult {
+    use core::sync::atomic::Ordering::Relaxed;
+    let q = if pid == 0 { cx.proc.clone() } else { process::get(pid as u32).ok_or(ESRCH)? };
+    Ok(u64::from(if session { q.sid.load(Relaxed) } else { q.pgid.load(Relaxed) }))
+}
+
+/// setsid: a new session and process group led by the caller (EPERM for a group leader).
+pub fn setsid(cx: &Cx) -> SysResult {
+    use core::sync::atomic::Ordering::Relaxed;
+    let p = cx.p();
+    if process::all().iter().any(|q| q.pgid.load(Relaxed) == p.pid) {
+        return Err(EPERM);
+    }
+    p.sid.store(p.pid, Relaxed);
+    p.pgid.store(p.pid, Relaxed);
+    Ok(u64::from(p.pid))
+}
