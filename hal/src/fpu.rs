@@ -123,6 +123,38 @@ impl FpuState {
     }
 }
 
+/// 512 bytes, 16-byte aligned (what fxsave64/fxrstor64 require).
+#[repr(C, align(16))]
+struct FxArea([u8; 512]);
+
+/// This CPU's x87 and SSE registers in the `fxsave` format (512 bytes): the running user
+/// thread's (the kernel never touches them), for a signal frame. AVX upper halves are not
+/// included.
+pub fn save_sse() -> [u8; 512] {
+    let mut a = FxArea([0; 512]);
+    // SAFETY: `a` is a 16-byte-aligned, 512-byte local buffer, written by fxsave64 only.
+    unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) a.0.as_mut_ptr(), options(nostack)) };
+    a.0
+}
+
+/// Loads x87 and SSE registers from `state` (the `fxsave` format, e.g. a signal frame user
+/// space may have changed). MXCSR's reserved bits — the only part of the image `fxrstor`
+/// faults on — are cleared first, with the mask this CPU reports, so any bytes are safe.
+pub fn load_sse(state: &[u8; 512]) {
+    let cur = save_sse();
+    let mut mask = u32::from_le_bytes([cur[28], cur[29], cur[30], cur[31]]);
+    if mask == 0 {
+        mask = 0xffbf; // the architectural default when the CPU reports none
+    }
+    let mut a = FxArea(*state);
+    let mxcsr = u32::from_le_bytes([a.0[24], a.0[25], a.0[26], a.0[27]]) & mask;
+    a.0[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+    // SAFETY: `a` is a 16-byte-aligned 512-byte buffer whose MXCSR has no reserved bit set (the
+    // only condition besides alignment under which fxrstor64 faults); it changes user-visible
+    // FPU registers only, which the kernel (soft-float) does not use.
+    unsafe { core::arch::asm!("fxrstor64 [{}]", in(reg) a.0.as_ptr(), options(nostack, readonly)) };
+}
+
 impl Default for FpuState {
     fn default() -> Self {
         Self::new()

@@ -265,6 +265,7 @@ impl From<&'static dyn InterruptHandler> for Handler {
 /// lock: an interrupt costs one atomic load to find its handler (as the integer tables did),
 /// and an NMI or a fault nested in another exception never waits.
 static EXCEPTION_HOOK: Once<ExceptionHook> = Once::new();
+static USER_RETURN_HOOK: Once<IrqHandler> = Once::new();
 static HANDLERS: [Once<Handler>; 256] = [const { Once::new() }; 256];
 
 /// Installs the kernel's exception hook (called before the fault report). Once only: a second
@@ -276,6 +277,28 @@ pub fn set_exception_hook(hook: ExceptionHook) {
         hook
     });
     assert!(set, "exception hook set twice");
+}
+
+/// Installs the kernel's return-to-user hook: called with interrupts off after every interrupt
+/// or handled exception that came from user mode, just before `iretq` returns there (the
+/// timer's included), so that a kill or a signal takes effect at the next return to user mode
+/// however the thread entered the kernel. It may change the frame (a signal handler's entry)
+/// or never return (the thread dies). Once only: a second call panics.
+pub fn set_user_return_hook(hook: IrqHandler) {
+    let mut set = false;
+    USER_RETURN_HOOK.call_once(|| {
+        set = true;
+        hook
+    });
+    assert!(set, "user-return hook set twice");
+}
+
+fn return_to_user(frame: &mut TrapFrame) {
+    if frame.from_user()
+        && let Some(hook) = USER_RETURN_HOOK.get()
+    {
+        hook(frame);
+    }
 }
 
 /// Installs function `handler` for interrupt vector `vector` (32..=255). Panics if the vector
@@ -307,6 +330,7 @@ extern "C" fn hal_trap_dispatch(frame: &mut TrapFrame) {
         if let Some(hook) = EXCEPTION_HOOK.get()
             && hook(frame)
         {
+            return_to_user(frame);
             return;
         }
         crate::fault::report_exception(frame);
@@ -332,6 +356,7 @@ extern "C" fn hal_trap_dispatch(frame: &mut TrapFrame) {
         Some(h) => h.call(frame),
         None => crate::println!("hal: unexpected interrupt, vector {v}"),
     }
+    return_to_user(frame);
 }
 
 static IOAPIC_MODE: AtomicBool = AtomicBool::new(false);

@@ -3,8 +3,9 @@
 //! `syscall` lands in `hal_syscall_entry` with interrupts off (SFMASK clears IF): it switches
 //! to the kernel GS and the running thread's kernel stack (per-CPU `kernel_rsp`, kept current
 //! by the scheduler through `gdt::set_kernel_stack`), saves the registers as a [`TrapFrame`]
-//! (vector [`SYSCALL_VECTOR`]) and calls the kernel's handler, which leaves the result in
-//! `rax`. The return uses `iretq` (never `sysret`, so a non-canonical user RIP cannot fault in
+//! (vector [`SYSCALL_VECTOR`], and the call number in `error_code` too, where it survives the
+//! result the handler leaves in `rax`: Linux's `orig_rax`, which restarting a call needs) and
+//! calls the kernel's handler, which leaves the result in `rax`. The return uses `iretq` (never `sysret`, so a non-canonical user RIP cannot fault in
 //! ring 0).
 use core::arch::global_asm;
 
@@ -33,7 +34,7 @@ hal_syscall_entry:
     push %r11
     pushq $0x2b
     push %rcx
-    pushq $0
+    push %rax
     pushq $0x100
     push %rax
     push %rbx

@@ -113,3 +113,41 @@ pub fn requeue(p: &Process, word: UserPtr<u32>, n_wake: u64, addr2: u64, n_move:
     }
     Ok((woken.len() as u64, moved))
 }
+
+/// The robust futex list of thread `tid` ending (Linux's `struct robust_list_head` at `head`:
+/// next, futex offset, pending entry): every futex on it that the thread still owns gets
+/// FUTEX_OWNER_DIED (keeping FUTEX_WAITERS) and one waiter is woken, so the next locker sees
+/// EOWNERDEAD. At most 2048 entries (Linux's limit); a bad pointer ends the walk. The word is
+/// read and written as two steps, not one compare-exchange (the owner is gone; another
+/// thread changing it meanwhile would itself be the new owner).
+pub fn release_robust(p: &Process, tid: Tid, head: u64) {
+    const WAITERS: u32 = 0x8000_0000;
+    const OWNER_DIED: u32 = 0x4000_0000;
+    const TID_MASK: u32 = 0x3fff_ffff;
+    let Ok([next, offset, pending]) = UserPtr::<[u64; 3]>::new(head).read(p) else { return };
+    let release = |entry: u64| {
+        let addr = (entry & !1).wrapping_add(offset);
+        let word = UserPtr::<u32>::new(addr);
+        if let Ok(v) = word.read(p)
+            && v & TID_MASK == tid
+            && word.write(p, &((v & WAITERS) | OWNER_DIED)).is_ok()
+            && v & WAITERS != 0
+        {
+            wake(p.pid, addr, 1);
+        }
+    };
+    let mut entry = next;
+    for _ in 0..2048 {
+        if entry == head || entry == 0 {
+            break;
+        }
+        let Ok(n) = UserPtr::<u64>::new(entry & !1).read(p) else { break };
+        if entry != pending {
+            release(entry);
+        }
+        entry = n;
+    }
+    if pending != 0 {
+        release(pending);
+    }
+}

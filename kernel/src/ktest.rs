@@ -297,6 +297,41 @@ fn heap(args: &[&str]) {
     drop(aged);
 }
 
+/// `/boot/spin` (a user program that spins without system calls) started on `cpu` and killed
+/// from this CPU: the kill reaches it by IPI and it ends at its next return to user mode
+/// (before issue 22 it spun on forever: kills were noticed only at system-call boundaries).
+fn killcpu(args: &[&str]) {
+    let cpu = cpu_or(args, 0, 1);
+    let me = hal::percpu::cpu_index();
+    let pid = Arc::new(core::sync::atomic::AtomicU32::new(0));
+    let started = Arc::new(Semaphore::new(0));
+    let (pid2, started2) = (pid.clone(), started.clone());
+    let spawned = sched::spawn("killcpu", cpu, None, move || {
+        match crate::process::spawn(&crate::initrd::get(), "spin", &[], 0) {
+            Ok(p) => pid2.store(p.pid, Ordering::Relaxed),
+            Err(e) => println!("killcpu: cannot start /boot/spin: {e}"),
+        }
+        started2.up();
+    });
+    if let Err(e) = spawned {
+        return println!("killcpu: spawn failed: {e}");
+    }
+    started.down();
+    let Some(p) = crate::process::get(pid.load(Ordering::Relaxed)) else { return };
+    let _ = sched::sleep_ns(100_000_000); // it spins
+    let t0 = hal::time::now_ns();
+    if let Err(e) = crate::process::kill(p.pid, crate::process::killed_by(9)) {
+        return println!("killcpu: kill failed: {e}");
+    }
+    while !p.dead.load(Ordering::Acquire) {
+        if hal::time::now_ns() - t0 > 2_000_000_000 {
+            return println!("killcpu: task {} on cpu {cpu} still runs 2000 ms after the kill from cpu {me}", p.pid);
+        }
+        let _ = sched::sleep_ns(1_000_000);
+    }
+    println!("killcpu: task {} spinning on cpu {cpu} ended {} ms after the kill from cpu {me}", p.pid, (hal::time::now_ns() - t0) / 1_000_000);
+}
+
 pub fn run(what: &str) {
     let mut it = what.split_whitespace();
     let name = it.next().unwrap_or("");
@@ -320,6 +355,7 @@ pub fn run(what: &str) {
         "schedrand" => crate::ktest_sched::schedrand(&args),
         "blockwhy" => crate::ktest_sched::blockwhy(),
         "heap" => heap(&args),
+        "killcpu" => killcpu(&args),
         "drivers" => crate::drivers::ktest(),
         "pci" => crate::drivers::edu::ktest(),
         "pcicmp" => crate::drivers::pci::ktest_compare(),
@@ -354,7 +390,7 @@ pub fn run(what: &str) {
             println!("ktest: ipi sent");
         }
         _ => println!(
-            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms strict|bg], wakeglue io|main|rr [cpu], schedrand [seed sets ms], blockwhy, sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], heap [n m], drivers, wild [HEXADDR], triple, ipi APICID init|VECTOR)"
+            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms strict|bg], wakeglue io|main|rr [cpu], schedrand [seed sets ms], blockwhy, sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], heap [n m], killcpu [cpu], drivers, wild [HEXADDR], triple, ipi APICID init|VECTOR)"
         ),
     }
 }

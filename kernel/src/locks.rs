@@ -14,6 +14,7 @@
 //! |---:|---|---|
 //! | 2 | `process::PROCS` (pid → process) | — |
 //! | 3 | `process::BY_THREAD` (thread → process) | — |
+//! | 4 | a process's signal state (`Process::sig`) | `sched::WHERE`, `sched::CPUS[n]` (marking a thread), the heap |
 //! | 6 | `shmcomm::CHANNELS` (key → channel) | a channel's state |
 //! | 8 | wait queues: a pipe's, a channel's, a semaphore's, `futex::QUEUES` | the heap |
 //! | 10 | the serial driver's input ring and reader (`drivers::serial::Serial`) | — |
@@ -25,6 +26,7 @@
 
 pub const PROCS: u8 = 2;
 pub const BY_THREAD: u8 = 3;
+pub const SIGNALS: u8 = 4;
 pub const CHANNELS: u8 = 6;
 pub const WAIT_QUEUE: u8 = 8;
 pub const SERIAL: u8 = 10;

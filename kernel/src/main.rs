@@ -24,6 +24,11 @@ mod questv;
 mod queshe;
 mod sched;
 mod shmcomm;
+mod memory;
+mod poll;
+mod signal;
+mod socket;
+mod vfs;
 mod tpipe;
 mod syscall;
 mod vcpu;
@@ -119,6 +124,7 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
     vcpu::register_best_effort(0);
     hal::trap::set_exception_hook(process::on_exception);
     hal::user::set_syscall_handler(syscall::handle);
+    hal::trap::set_user_return_hook(signal::on_user_return);
     let mp = if boot.acpi.is_err() { hal::mptable::probe() } else { None };
     // Under Quest-V the monitor names the sandbox's CPUs (there are no ACPI tables in a sandbox).
     let sandbox_cpus: Vec<u32> = match hal::questv::sandbox() {

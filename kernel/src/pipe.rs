@@ -94,6 +94,29 @@ impl Pipe {
         for t in w {
             let _ = sched::wake(t);
         }
+        crate::poll::wake_all();
+    }
+
+    /// poll(2) events of an end: (`write` end) POLLOUT while there is room, POLLERR once no
+    /// reader is left; (read end) POLLIN while there are bytes, POLLHUP once no writer is left.
+    pub fn poll(&self, write: bool) -> u16 {
+        use linux_raw_sys::general::{POLLERR, POLLHUP, POLLIN, POLLOUT};
+        let len = self.inner.lock().buf.len();
+        if write {
+            if self.readers.load(Ordering::Acquire) == 0 {
+                POLLERR as u16
+            } else if len < self.capacity {
+                POLLOUT as u16
+            } else {
+                0
+            }
+        } else {
+            let mut ev = if len > 0 { POLLIN as u16 } else { 0 };
+            if self.writers.load(Ordering::Acquire) == 0 {
+                ev |= POLLHUP as u16;
+            }
+            ev
+        }
     }
 
     /// Tuned pipe: binds the calling task to the side's VCPU if it is the first to use it.
@@ -105,8 +128,9 @@ impl Pipe {
         }
     }
 
-    /// Reads up to `max` bytes; blocks while empty and a writer exists. Empty result = EOF.
-    pub fn read(&self, max: usize) -> Vec<u8> {
+    /// Reads up to `max` bytes; blocks while empty and a writer exists. Empty result = EOF;
+    /// `None`: interrupted (a kill or a signal) before anything arrived.
+    pub fn read(&self, max: usize) -> Option<Vec<u8>> {
         self.bind_first(false);
         let me = sched::current();
         loop {
@@ -117,23 +141,26 @@ impl Pipe {
                     let out: Vec<u8> = i.buf.drain(..n).collect();
                     drop(i);
                     self.wake_all();
-                    return out;
+                    return Some(out);
                 }
                 if self.writers.load(Ordering::Acquire) == 0 {
-                    return Vec::new();
+                    return Some(Vec::new());
                 }
                 if !i.waiters.contains(&me) {
                     i.waiters.push(me);
                 }
             }
             if sched::block_current() == sched::Wake::Interrupted {
-                return Vec::new();
+                self.inner.lock().waiters.retain(|&t| t != me);
+                return None;
             }
         }
     }
 
-    /// Writes all of `data`, blocking while full; `Err(())` once no reader is left (EPIPE).
-    pub fn write(&self, data: &[u8]) -> Result<usize, ()> {
+    /// Writes all of `data`, blocking while full; `Err(Broken)` once no reader is left (EPIPE),
+    /// `Err(Interrupted)` if a kill or signal came before anything was written (after that, the
+    /// count written so far).
+    pub fn write(&self, data: &[u8]) -> Result<usize, WriteError> {
         self.bind_first(true);
         let me = sched::current();
         let mut done = 0;
@@ -141,7 +168,7 @@ impl Pipe {
             {
                 let mut i = self.inner.lock();
                 if self.readers.load(Ordering::Acquire) == 0 {
-                    return if done > 0 { Ok(done) } else { Err(()) };
+                    return if done > 0 { Ok(done) } else { Err(WriteError::Broken) };
                 }
                 let room = self.capacity - i.buf.len();
                 if room > 0 {
@@ -157,9 +184,17 @@ impl Pipe {
                 }
             }
             if sched::block_current() == sched::Wake::Interrupted {
-                return Ok(done);
+                self.inner.lock().waiters.retain(|&t| t != me);
+                return if done > 0 { Ok(done) } else { Err(WriteError::Interrupted) };
             }
         }
         Ok(done)
     }
+}
+
+/// Why a pipe write wrote nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriteError {
+    Broken,
+    Interrupted,
 }

@@ -18,20 +18,27 @@ use crate::sync::Semaphore;
 
 pub type Pid = u32;
 
-/// Top of the initial user stack and its size.
-pub const STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
-pub const STACK_PAGES: u64 = 64;
-/// Where anonymous mmap regions are placed (growing down from below the stack).
-const MMAP_TOP: u64 = 0x0000_7f00_0000_0000;
-/// Largest heap/mmap total per process.
-const MAX_USER_BYTES: u64 = 256 << 20;
-
-pub struct Mem {
-    pub space: AddressSpace,
-    pub brk_start: u64,
-    pub brk: u64,
-    pub mmap_next: u64,
+/// The wait status (as `wait4` reports it) of a process that ended with `exit(code)`.
+pub fn exited(code: u64) -> i32 {
+    ((code & 0xff) << 8) as i32
 }
+
+/// The wait status of a process ended by signal `sig` (no core dumps are written, so the
+/// core-dump bit is never set).
+pub fn killed_by(sig: u32) -> i32 {
+    (sig & 0x7f) as i32
+}
+
+/// Top of the initial user stack.
+pub const STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
+/// Default RLIMIT_STACK (Linux's): the main thread's stack grows on demand up to it.
+pub const DEFAULT_STACK_LIMIT: u64 = 8 << 20;
+/// Largest RLIMIT_STACK (the main stack's area must stay above `memory::MMAP_TOP`).
+pub const MAX_STACK_LIMIT: u64 = 1 << 30;
+/// Pages of the main stack made at exec (arguments, environment, the first frames).
+const STACK_EAGER_PAGES: u64 = 16;
+
+pub use crate::memory::Mem;
 
 pub struct Process {
     pub pid: Pid,
@@ -41,6 +48,7 @@ pub struct Process {
     pub parent: Pid,
     pub mem: IrqLock<Mem>,
     pub threads: IrqLock<Vec<Tid>>,
+    /// Its wait status once it ends ([`exited`], [`killed_by`]).
     pub exit_code: AtomicI32,
     pub exited: Semaphore,
     /// Marked for termination (`kill`, `exit_group`): its threads die at their next kernel
@@ -54,6 +62,29 @@ pub struct Process {
     /// Per thread: the user address to clear and futex-wake when it ends (CLONE_CHILD_CLEARTID,
     /// set_tid_address).
     pub clear_tid: IrqLock<BTreeMap<Tid, u64>>,
+    /// Signal actions, masks, pending signals, the interval timer (`crate::signal`).
+    pub sig: IrqLock<crate::signal::SigState>,
+    /// Working directory (absolute, normalised; `/boot` for the programs the kernel starts).
+    pub cwd: IrqLock<String>,
+    /// The file mode creation mask.
+    pub umask: AtomicU32,
+    /// Its arguments, each NUL-terminated (/proc/<pid>/cmdline).
+    pub cmdline: IrqLock<String>,
+    /// Raised when it calls execve or ends: a vfork parent waits for it.
+    pub vfork_done: Semaphore,
+    /// RLIMIT_CORE as set (no core files are written whatever it is).
+    pub core_limit: core::sync::atomic::AtomicU64,
+    /// The name prctl(PR_SET_NAME) gave it.
+    pub comm: IrqLock<Option<String>>,
+    /// Process group and session (setpgid, setsid; inherited by fork).
+    pub pgid: AtomicU32,
+    pub sid: AtomicU32,
+    /// Per thread: its robust futex list head (set_robust_list).
+    pub robust: IrqLock<BTreeMap<Tid, u64>>,
+    /// RLIMIT_DATA (anonymous memory it may be promised) and RLIMIT_STACK (its main stack's
+    /// size from its next execve).
+    pub data_limit: core::sync::atomic::AtomicU64,
+    pub stack_limit: core::sync::atomic::AtomicU64,
 }
 
 static PROCS: IrqLock<BTreeMap<Pid, Arc<Process>>> = IrqLock::ranked(BTreeMap::new(), crate::locks::PROCS);
@@ -66,6 +97,11 @@ pub fn current() -> Option<Arc<Process>> {
 
 pub fn get(pid: Pid) -> Option<Arc<Process>> {
     PROCS.lock().get(&pid).cloned()
+}
+
+/// Every live process.
+pub fn all() -> Vec<Arc<Process>> {
+    PROCS.lock().values().cloned().collect()
 }
 
 /// Why a program could not be started.
@@ -100,7 +136,7 @@ fn access(flags: elf::Flags) -> UserAccess {
 
 /// Loads `image` into a new address space; returns it with the entry point and initial stack
 /// pointer.
-fn load(image: &[u8], argv: &[&[u8]]) -> Result<(Mem, u64, u64), SpawnError> {
+fn load(image: &[u8], argv: &[&[u8]], envp: &[&[u8]], stack_limit: u64) -> Result<(Mem, u64, u64), SpawnError> {
     let opts = elf::LoadOptions { require_phdr: true, ..elf::LoadOptions::default() };
     let plan = elf::load_plan(image, &opts).map_err(SpawnError::NoExec)?;
     let mut space = AddressSpace::new()?;
@@ -117,7 +153,7 @@ fn load(image: &[u8], argv: &[&[u8]]) -> Result<(Mem, u64, u64), SpawnError> {
             space.fill(c.vaddr, bytes)?;
         }
     }
-    for i in 0..STACK_PAGES {
+    for i in 0..STACK_EAGER_PAGES {
         space.map_zeroed(STACK_TOP - (i + 1) * PAGE_SIZE, UserAccess::readable(true, false))?;
     }
     let mut random = [0u8; 16];
@@ -125,12 +161,24 @@ fn load(image: &[u8], argv: &[&[u8]]) -> Result<(Mem, u64, u64), SpawnError> {
     random[..8].copy_from_slice(&tsc.to_le_bytes());
     random[8..].copy_from_slice(&tsc.rotate_left(29).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
     let auxv = elf::standard_auxv(&plan, &elf::AuxvParams::default());
-    let envp: [&[u8]; 2] = [b"PATH=/boot", b"TERM=vt100"];
-    let (bytes, rsp) = elf::build_initial_stack(STACK_TOP, argv, &envp, &auxv, random, b"x86_64")
+    let (bytes, rsp) = elf::build_initial_stack(STACK_TOP, argv, envp, &auxv, random, b"x86_64")
         .map_err(SpawnError::NoExec)?;
     space.copy_to_user(STACK_TOP - bytes.len() as u64, &bytes)?;
-    let brk = plan.brk_start;
-    Ok((Mem { space, brk_start: brk, brk, mmap_next: MMAP_TOP }, plan.entry, rsp))
+    let stack_bottom = STACK_TOP - stack_limit.clamp(STACK_EAGER_PAGES * PAGE_SIZE, MAX_STACK_LIMIT).next_multiple_of(PAGE_SIZE);
+    Ok((Mem::new(space, plan.brk_start, stack_bottom, STACK_TOP), plan.entry, rsp))
+}
+
+/// The environment of the programs the kernel starts (user_init): execve passes its caller's.
+const DEFAULT_ENV: [&[u8]; 3] = [b"PATH=/boot:/bin", b"TERM=vt100", b"HOME=/"];
+
+/// argv as /proc/<pid>/cmdline shows it (each argument NUL-terminated).
+fn cmdline<A: AsRef<[u8]>>(argv: &[A]) -> String {
+    let mut s = String::new();
+    for a in argv {
+        s.push_str(&String::from_utf8_lossy(a.as_ref()));
+        s.push('\0');
+    }
+    s
 }
 
 /// Starts `/boot/<name>` with `args` (argv[0] is the path) on the calling CPU's best-effort
@@ -141,12 +189,14 @@ pub fn spawn(fs: &crate::initrd::BootFs, name: &str, args: &[&str], parent: Pid)
     let mut argv: Vec<&[u8]> = Vec::new();
     argv.push(path.as_bytes());
     argv.extend(args.iter().map(|a| a.as_bytes()));
-    let (mem, entry, rsp) = load(image, &argv)?;
+    let (mem, entry, rsp) = load(image, &argv, &DEFAULT_ENV, DEFAULT_STACK_LIMIT)?;
     let root = mem.space.root();
     let p = new_process(&path, parent, mem);
+    *p.cmdline.lock() = cmdline(&argv);
     let pid = p.pid;
     PROCS.lock().insert(pid, p.clone());
     let cpu = hal::percpu::cpu_index();
+    crate::signal::thread_added(&p, pid, None);
     // Registered before the thread exists: it may run (and even exit) at once.
     p.threads.lock().push(pid);
     BY_THREAD.lock().insert(pid, p.clone());
@@ -178,6 +228,10 @@ pub fn exit_current(code: i32) -> ! {
 pub fn exit_thread() -> ! {
     if let Some(p) = current() {
         let me = sched::current();
+        // Robust futexes the thread still holds: marked FUTEX_OWNER_DIED, a waiter woken.
+        if let Some(head) = p.robust.lock().remove(&me) {
+            crate::futex::release_robust(&p, me, head);
+        }
         // CLONE_CHILD_CLEARTID: clear the word and wake a joiner.
         if let Some(addr) = p.clear_tid.lock().remove(&me) {
             let ok = crate::syscall::UserPtr::<u32>::new(addr).write(&p, &0).is_ok();
@@ -186,6 +240,7 @@ pub fn exit_thread() -> ! {
             }
         }
         BY_THREAD.lock().remove(&me);
+        crate::signal::thread_removed(&p, me);
         let last = {
             let mut t = p.threads.lock();
             t.retain(|&x| x != me);
@@ -201,7 +256,9 @@ pub fn exit_thread() -> ! {
             drop(files);
             p.dead.store(true, Ordering::Release);
             p.exited.up();
+            p.vfork_done.up();
             if let Some(parent) = get(p.parent) {
+                crate::signal::child_exited(&parent, p.pid, p.exit_code.load(Ordering::Relaxed));
                 parent.child_exit.up();
             }
         }
@@ -226,23 +283,52 @@ fn new_process(name: &str, parent: Pid, mem: Mem) -> Arc<Process> {
         children: IrqLock::new(Vec::new()),
         child_exit: Semaphore::new(0),
         clear_tid: IrqLock::new(BTreeMap::new()),
+        sig: IrqLock::ranked(crate::signal::SigState::new(), crate::locks::SIGNALS),
+        cwd: IrqLock::new(String::from("/boot")),
+        umask: AtomicU32::new(0o022),
+        cmdline: IrqLock::new(String::new()),
+        vfork_done: Semaphore::new(0),
+        core_limit: core::sync::atomic::AtomicU64::new(0),
+        comm: IrqLock::new(None),
+        robust: IrqLock::new(BTreeMap::new()),
+        pgid: AtomicU32::new(pid),
+        sid: AtomicU32::new(pid),
+        data_limit: core::sync::atomic::AtomicU64::new(u64::MAX),
+        stack_limit: core::sync::atomic::AtomicU64::new(DEFAULT_STACK_LIMIT),
     })
 }
 
-/// fork: a copy of the calling process whose thread returns 0 from the same system call.
-pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame) -> Result<Pid, u32> {
+/// fork: a copy of the calling process whose thread returns 0 from the same system call (on
+/// user stack `stack` if not 0). `vfork`: the caller then waits until the child calls execve or
+/// ends (vfork and clone(CLONE_VM | CLONE_VFORK), what posix_spawn uses, are done as a fork:
+/// the child gets a copy of the address space, not the parent's — a program may not rely on
+/// the difference, as POSIX leaves writes by a vfork child undefined).
+pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame, stack: u64, vfork: bool) -> Result<Pid, u32> {
     use linux_raw_sys::errno::{EAGAIN, ENOMEM};
     let mem = {
         let m = p.mem.lock();
         let space = m.space.duplicate().map_err(|_| ENOMEM)?;
-        Mem { space, brk_start: m.brk_start, brk: m.brk, mmap_next: m.mmap_next }
+        m.fork(space)
     };
     let root = mem.space.root();
     let pname = p.name.lock().clone();
     let child = new_process(&pname, p.pid, mem);
     *child.files.lock() = p.files.lock().clone();
+    let sig = p.sig.lock().forked(sched::current(), child.pid);
+    *child.sig.lock() = sig;
+    *child.cwd.lock() = p.cwd.lock().clone();
+    child.umask.store(p.umask.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.pgid.store(p.pgid.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.sid.store(p.sid.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.data_limit.store(p.data_limit.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.stack_limit.store(p.stack_limit.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.core_limit.store(p.core_limit.load(Ordering::Relaxed), Ordering::Relaxed);
+    *child.cmdline.lock() = p.cmdline.lock().clone();
     let mut f = *frame;
     f.rax = 0;
+    if stack != 0 {
+        f.rsp = stack;
+    }
     let fs = hal::user::fs_base();
     let cpu = hal::percpu::cpu_index();
     let vcpu = sched::current_vcpu();
@@ -256,6 +342,9 @@ pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame) -> Result<Pid, u32> 
         PROCS.lock().remove(&child.pid);
         p.children.lock().retain(|c| c.pid != child.pid);
         return Err(EAGAIN);
+    }
+    if vfork {
+        let _ = child.vfork_done.down_interruptible();
     }
     Ok(child.pid)
 }
@@ -274,6 +363,7 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
     let vcpu = sched::current_vcpu();
     // Registered before it exists: it may run (and even exit) at once.
     let tid = sched::reserve_tid();
+    crate::signal::thread_added(p, tid, Some(sched::current()));
     p.threads.lock().push(tid);
     BY_THREAD.lock().insert(tid, p.clone());
     if flags & u64::from(CLONE_CHILD_CLEARTID) != 0 {
@@ -286,6 +376,7 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
     if sched::spawn_user(tid, &pname, cpu, vcpu, root, f, fs).is_err()
     {
         p.threads.lock().retain(|&t| t != tid);
+        crate::signal::thread_removed(p, tid);
         BY_THREAD.lock().remove(&tid);
         p.clear_tid.lock().remove(&tid);
         return Err(linux_raw_sys::errno::EAGAIN);
@@ -295,6 +386,7 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
 
 /// wait4: waits for child `pid` (or any child, pid = -1) to end; returns (pid, exit code).
 pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool) -> Result<Option<(Pid, i32)>, u32> {
+    let mut interrupted = false;
     loop {
         {
             let mut ch = p.children.lock();
@@ -306,16 +398,22 @@ pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool) -> Result<Option<(Pi
                 return Ok(Some((c.pid, c.exit_code.load(Ordering::Relaxed))));
             }
         }
+        if interrupted {
+            // A signal (often the SIGCHLD of the child that just ended) interrupted the wait:
+            // the child found above is returned first, as Linux does; otherwise EINTR/restart.
+            return Err(crate::signal::ERESTARTSYS);
+        }
         if nohang {
             return Ok(None);
         }
         if pid > 0 {
             FOREGROUND.store(pid as u32, Ordering::Relaxed);
         }
-        p.child_exit.down();
+        let r = p.child_exit.down_interruptible();
         if pid > 0 {
             let _ = FOREGROUND.compare_exchange(pid as u32, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
+        interrupted = r.is_err();
     }
 }
 
@@ -326,22 +424,41 @@ pub fn on_exception(frame: &mut hal::trap::TrapFrame) -> bool {
         return false;
     }
     let (name, _) = hal::trap::EXCEPTION_NAMES.get(frame.vector as usize).copied().unwrap_or(("Unknown", "?"));
-    let addr = if frame.vector == hal::trap::VECTOR_PAGE_FAULT {
-        x86_64_cr2()
-    } else {
-        frame.rip
-    };
+    let cr2 = if frame.vector == hal::trap::VECTOR_PAGE_FAULT { x86_64_cr2() } else { 0 };
+    let addr = if frame.vector == hal::trap::VECTOR_PAGE_FAULT { cr2 } else { frame.rip };
+    if frame.vector == hal::trap::VECTOR_PAGE_FAULT
+        && let Some(p) = current()
+    {
+        match crate::memory::fault_in(&p, cr2, frame.error_code) {
+            crate::memory::Fault::Mapped => return true,
+            crate::memory::Fault::NotOurs => {}
+            crate::memory::Fault::NoMemory => {
+                let name = p.name.lock().clone();
+                println!("task {} ({name}) killed: out of memory at {cr2:#x} rip {:#x}", p.pid, frame.rip);
+                drop(name);
+                drop(p);
+                hal::cpu::enable_interrupts();
+                exit_current(killed_by(9));
+            }
+        }
+    }
+    let info = crate::signal::fault_info(frame.vector, frame.error_code, frame.rip, cr2);
+    // A handler for the signal (SIGSEGV, SIGFPE, ...) that is not blocked runs instead.
+    if crate::signal::deliver_fault(frame, info, cr2) {
+        return true;
+    }
     {
         // In a block: what is still owned when the thread dies is never freed.
         let (pid, pname) = current().map(|p| (p.pid, p.name.lock().clone())).unwrap_or((0, String::from("?")));
-        report_fault(frame, name, addr, pid, &pname);
+        let bottom = current().map_or(STACK_TOP, |p| p.mem.lock().stack_bottom);
+        report_fault(frame, name, addr, pid, &pname, bottom);
     }
     hal::cpu::enable_interrupts();
-    exit_current(128 + 11)
+    exit_current(killed_by(info.signo))
 }
 
-fn report_fault(frame: &hal::trap::TrapFrame, name: &str, addr: u64, pid: Pid, pname: &str) {
-    let what = if frame.vector == hal::trap::VECTOR_PAGE_FAULT && is_stack_overflow(addr, frame.rsp) {
+fn report_fault(frame: &hal::trap::TrapFrame, name: &str, addr: u64, pid: Pid, pname: &str, stack_bottom: u64) {
+    let what = if frame.vector == hal::trap::VECTOR_PAGE_FAULT && is_stack_overflow(addr, frame.rsp, stack_bottom) {
         "stack overflow: "
     } else {
         ""
@@ -362,8 +479,7 @@ const STACK_GUARD_BYTES: u64 = 64 << 20;
 /// in the unmapped zone below the main thread's stack, or (any thread's stack, e.g. a pthread
 /// stack with its guard page) one just below or in the frame being built at `rsp` — a push or
 /// call writes at `rsp - 8`, a large frame is written above the lowered `rsp`.
-fn is_stack_overflow(addr: u64, rsp: u64) -> bool {
-    let bottom = STACK_TOP - STACK_PAGES * PAGE_SIZE;
+fn is_stack_overflow(addr: u64, rsp: u64, bottom: u64) -> bool {
     let below_main = addr < bottom && addr >= bottom - STACK_GUARD_BYTES;
     let at_rsp = addr >= rsp.wrapping_sub(PAGE_SIZE) && addr < rsp.saturating_add(PAGE_SIZE) && rsp.wrapping_sub(PAGE_SIZE) < rsp;
     below_main || at_rsp
@@ -373,107 +489,14 @@ fn x86_64_cr2() -> u64 {
     hal::cpu::cr2()
 }
 
-/// Grows or shrinks the heap (brk): returns the new break.
-pub fn brk(p: &Process, new: u64) -> u64 {
-    let mut m = p.mem.lock();
-    if new == 0 || new < m.brk_start || new - m.brk_start > MAX_USER_BYTES {
-        return m.brk;
-    }
-    let old_end = m.brk.next_multiple_of(PAGE_SIZE);
-    let new_end = new.next_multiple_of(PAGE_SIZE);
-    let mut va = old_end;
-    while va < new_end {
-        if m.space.map_zeroed(va, UserAccess::readable(true, false)).is_err() {
-            return m.brk;
-        }
-        va += PAGE_SIZE;
-    }
-    let mut va = new_end;
-    while va < old_end {
-        m.space.unmap(va);
-        va += PAGE_SIZE;
-    }
-    m.brk = new;
-    m.brk
-}
-
-/// Anonymous private mapping of `len` bytes (address hint ignored unless MAP_FIXED).
-pub fn mmap_anon(p: &Process, fixed: Option<u64>, len: u64, access: UserAccess) -> Result<u64, UserMemError> {
-    if len == 0 || len > MAX_USER_BYTES {
-        return Err(UserMemError::NoMemory);
-    }
-    let len = len.next_multiple_of(PAGE_SIZE);
-    let mut m = p.mem.lock();
-    let base = match fixed {
-        Some(a) if a % PAGE_SIZE == 0 && a.checked_add(len).is_some_and(|e| e <= hal::mm::USER_END) => {
-            let mut va = a;
-            while va < a + len {
-                m.space.unmap(va);
-                va += PAGE_SIZE;
-            }
-            a
-        }
-        Some(_) => return Err(UserMemError::Fault),
-        None => {
-            let b = m.mmap_next.checked_sub(len).ok_or(UserMemError::NoMemory)?;
-            if b <= m.brk_start + MAX_USER_BYTES {
-                return Err(UserMemError::NoMemory);
-            }
-            m.mmap_next = b;
-            b
-        }
-    };
-    let mut va = base;
-    while va < base + len {
-        if let Err(e) = m.space.map_zeroed(va, access) {
-            let mut u = base;
-            while u < va {
-                m.space.unmap(u);
-                u += PAGE_SIZE;
-            }
-            return Err(e);
-        }
-        va += PAGE_SIZE;
-    }
-    Ok(base)
-}
-
-pub fn munmap(p: &Process, addr: u64, len: u64) -> Result<(), UserMemError> {
-    if addr % PAGE_SIZE != 0 || addr.checked_add(len).is_none_or(|e| e > hal::mm::USER_END) {
-        return Err(UserMemError::Fault);
-    }
-    let mut m = p.mem.lock();
-    let mut va = addr;
-    while va < addr + len {
-        m.space.unmap(va);
-        va += PAGE_SIZE;
-    }
-    Ok(())
-}
-
-pub fn mprotect(p: &Process, addr: u64, len: u64, access: UserAccess) -> Result<(), UserMemError> {
-    if addr % PAGE_SIZE != 0 || addr.checked_add(len).is_none_or(|e| e > hal::mm::USER_END) {
-        return Err(UserMemError::Fault);
-    }
-    let mut m = p.mem.lock();
-    let mut va = addr;
-    while va < addr + len {
-        if m.space.lookup(va).is_some() {
-            m.space.protect(va, access)?;
-        }
-        va += PAGE_SIZE;
-    }
-    Ok(())
-}
-
 /// execve: replaces the calling process's program. On success returns the new program's
 /// initial user frame, which the caller returns to (the thread continues in the new program);
 /// on failure the errno, and the old program goes on.
-pub fn exec(p: &Arc<Process>, fs: &crate::initrd::BootFs, path: &str, argv: &[alloc::vec::Vec<u8>]) -> Result<hal::trap::TrapFrame, u32> {
-    use linux_raw_sys::errno::{ENOENT, ENOEXEC, ENOMEM};
-    let Some(image) = fs.read(path) else { return Err(ENOENT) };
+pub fn exec(p: &Arc<Process>, image: &[u8], path: &str, argv: &[alloc::vec::Vec<u8>], envp: &[alloc::vec::Vec<u8>]) -> Result<hal::trap::TrapFrame, u32> {
+    use linux_raw_sys::errno::{ENOEXEC, ENOMEM};
     let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
-    let (mem, entry, rsp) = match load(image, &args) {
+    let env: Vec<&[u8]> = envp.iter().map(|a| a.as_slice()).collect();
+    let (mem, entry, rsp) = match load(image, &args, &env, p.stack_limit.load(Ordering::Relaxed)) {
         Ok(x) => x,
         Err(SpawnError::NoExec(_)) => return Err(ENOEXEC),
         Err(_) => return Err(ENOMEM),
@@ -482,8 +505,12 @@ pub fn exec(p: &Arc<Process>, fs: &crate::initrd::BootFs, path: &str, argv: &[al
     sched::set_current_root(root);
     let old = core::mem::replace(&mut *p.mem.lock(), mem);
     drop(old); // the old address space is no longer active on this CPU
-    *p.name.lock() = alloc::format!("/boot/{}", path.strip_prefix("/boot/").unwrap_or(path));
+    *p.name.lock() = String::from(path);
+    *p.cmdline.lock() = cmdline(argv);
+    p.files.lock().exec();
+    p.vfork_done.up();
     sched::set_current_name(&p.name.lock());
+    crate::signal::exec_reset(p, sched::current());
     hal::user::set_fs_base(0);
     Ok(hal::user::initial_frame(entry, rsp))
 }

@@ -76,6 +76,9 @@ pub struct Thread {
     wake_pending: bool,
     /// Interrupted (its process is being killed): every interruptible block returns at once.
     interrupted: bool,
+    /// A signal it does not block is pending (`signal`): interruptible blocks return at once
+    /// until the signal code clears it (`set_signal_pending`).
+    signal_pending: bool,
     /// Why it was last made ready (what its `block` returns).
     woke_by: Wake,
     /// Time on the CPU so far, and since when it has been running.
@@ -230,6 +233,7 @@ pub fn init_this_cpu() {
             user_start: None,
             wake_pending: false,
             interrupted: false,
+            signal_pending: false,
             woke_by: Wake::Woken,
             runtime_ns: 0,
             since: now(),
@@ -383,6 +387,7 @@ fn spawn_thread(
         user_start,
         wake_pending: false,
         interrupted: false,
+        signal_pending: false,
         woke_by: Wake::Woken,
         runtime_ns: 0,
         since: 0,
@@ -516,7 +521,8 @@ fn schedule_irqs_off() {
 pub enum Wake {
     /// [`wake`]: the condition it waits for may hold; re-check it.
     Woken,
-    /// [`interrupt`]: its process is being killed; give up the wait.
+    /// [`interrupt`] or [`signal`]: its process is being killed, or a signal it does not
+    /// block is pending; give up the wait (EINTR, or a restart after the signal).
     Interrupted,
     /// Its deadline passed.
     TimedOut,
@@ -548,7 +554,7 @@ fn block_as(deadline: Option<u64>, interruptible: bool) -> Wake {
         if th.idle {
             return Some(Wake::Woken);
         }
-        if interruptible && th.interrupted {
+        if interruptible && (th.interrupted || th.signal_pending) {
             return Some(Wake::Interrupted);
         }
         if core::mem::take(&mut th.wake_pending) {
@@ -575,7 +581,7 @@ fn block_as(deadline: Option<u64>, interruptible: bool) -> Wake {
     schedule();
     with_cpu(cpu_index(), |c| {
         let th = c.threads.get(&c.current)?;
-        Some(if interruptible && th.interrupted { Wake::Interrupted } else { th.woke_by })
+        Some(if interruptible && (th.interrupted || th.signal_pending) { Wake::Interrupted } else { th.woke_by })
     })
     .ok()
     .flatten()
@@ -584,13 +590,13 @@ fn block_as(deadline: Option<u64>, interruptible: bool) -> Wake {
 
 /// Makes `tid` runnable (or leaves a pending wake if it is still running).
 pub fn wake(tid: Tid) -> Result<(), SchedError> {
-    ready(tid, Wake::Woken)
+    ready(tid, Why::Wake)
 }
 
 /// Interrupts `tid` (its process is being killed): its current and every later interruptible
 /// block returns `Interrupted`.
 pub fn interrupt(tid: Tid) -> Result<(), SchedError> {
-    ready(tid, Wake::Interrupted)
+    ready(tid, Why::Kill)
 }
 
 /// Whether the running thread has been interrupted.
@@ -598,27 +604,69 @@ pub fn interrupted() -> bool {
     with_cpu(cpu_index(), |c| c.threads.get(&c.current).is_some_and(|t| t.interrupted)).unwrap_or(false)
 }
 
-fn ready(tid: Tid, why: Wake) -> Result<(), SchedError> {
+/// Wakes `tid`, which the signal code has marked (`set_signal_pending`) as having a signal to
+/// act on, from an interruptible wait (which returns `Interrupted` while the mark is set). A
+/// thread running on another CPU is sent a reschedule IPI, so it enters the kernel and acts on
+/// the signal on its way back to user mode even if it never makes a system call.
+pub fn signal(tid: Tid) -> Result<(), SchedError> {
+    ready(tid, Why::Signal)
+}
+
+/// Sets or clears the running thread's (or `tid`'s) pending-signal mark without waking anything
+/// (the signal code, under its own lock, after it changed what is pending or blocked).
+pub fn set_signal_pending(tid: Tid, pending: bool) {
+    let Some(cpu) = WHERE.lock().get(&tid).copied() else { return };
+    let _ = with_cpu(cpu, |c| {
+        if let Some(th) = c.threads.get_mut(&tid) {
+            th.signal_pending = pending;
+        }
+    });
+}
+
+/// Whether the running thread must act before it returns to user mode: it is being killed or
+/// has a signal pending (one lock, taken on every return from an interrupt to user mode).
+pub fn must_act_before_user() -> bool {
+    with_cpu(cpu_index(), |c| c.threads.get(&c.current).is_some_and(|t| t.interrupted || t.signal_pending)).unwrap_or(false)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Wake,
+    Kill,
+    Signal,
+}
+
+fn ready(tid: Tid, why: Why) -> Result<(), SchedError> {
     let cpu = *WHERE.lock().get(&tid).ok_or(SchedError::NoSuchThread)?;
-    let woke = with_cpu(cpu, |c| {
-        let Some(th) = c.threads.get_mut(&tid) else { return false };
-        if why == Wake::Interrupted {
+    let (woke, running) = with_cpu(cpu, |c| {
+        let Some(th) = c.threads.get_mut(&tid) else { return (false, false) };
+        if why == Why::Kill {
             th.interrupted = true;
         }
         match th.state {
             State::Blocked | State::Sleeping(_) => {
                 c.sleepers.remove(TaskId(tid));
                 th.state = State::Ready;
-                th.woke_by = why;
-                c.sched.wake(now(), TaskId(tid)).is_ok()
+                // A signal wake is a plain wake: what the block returns is decided by the marks
+                // (`interrupted`, `signal_pending`), so a wake that arrives after the signal
+                // was taken is harmless (the waiter re-checks and blocks again).
+                th.woke_by = if why == Why::Kill { Wake::Interrupted } else { Wake::Woken };
+                (c.sched.wake(now(), TaskId(tid)).is_ok(), false)
             }
             State::Running | State::Ready => {
                 th.wake_pending = true;
-                false
+                (false, th.state == State::Running)
             }
-            State::Dead => false,
+            State::Dead => (false, false),
         }
     })?;
+    // Running elsewhere (a thread running here is the caller itself, which acts on its way
+    // out): an IPI makes it enter the kernel now, and the way back to user mode acts on the
+    // kill or signal (hal's user-return hook). Without it a thread spinning in user mode on
+    // another CPU never noticed a kill.
+    if running && why != Why::Wake && cpu != cpu_index() {
+        hal::apic::send_ipi(hal::percpu::apic_id_of(cpu), hal::apic::RESCHED_VECTOR);
+    }
     // Pick after every wake (the scheduler's contract), not only when the woken VCPU preempts:
     // a VCPU that wakes without budget needs a timer for its replenishment (or its IO
     // eligibility), and a second runnable task on the running VCPU needs a quantum timer.

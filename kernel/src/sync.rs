@@ -42,6 +42,36 @@ impl Semaphore {
         }
     }
 
+    /// P that gives up when the thread is killed or a signal it does not block is pending
+    /// (`Err(())`; the unit stays for others).
+    pub fn down_interruptible(&self) -> Result<(), ()> {
+        let me = sched::current();
+        loop {
+            {
+                let mut s = self.inner.lock();
+                if s.count > 0 {
+                    s.count -= 1;
+                    s.waiters.retain(|&t| t != me);
+                    return Ok(());
+                }
+                if !s.waiters.contains(&me) {
+                    s.waiters.push_back(me);
+                }
+            }
+            if sched::block_current() == sched::Wake::Interrupted {
+                let mut s = self.inner.lock();
+                s.waiters.retain(|&t| t != me);
+                // A unit given to us meanwhile (`up` popped us) goes to the next waiter.
+                let next = if s.count > 0 { s.waiters.front().copied() } else { None };
+                drop(s);
+                if let Some(t) = next {
+                    let _ = sched::wake(t);
+                }
+                return Err(());
+            }
+        }
+    }
+
     /// V: returns one unit and wakes the longest waiter.
     pub fn up(&self) {
         let w = {

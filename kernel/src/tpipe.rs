@@ -28,7 +28,7 @@ pub fn open(p: &Process, qos: UserPtr<TpipeQos>, fds: UserPtr<[i32; 2]>, g: User
     };
     // From here the pipe owns the VCPUs: dropping it destroys them.
     let (r, w) = crate::pipe::new_tuned(plan.chunk as usize * 2, wv, rv);
-    let (rfd, wfd) = p.files.lock().insert_pair(File::Pipe(r), File::Pipe(w))?;
+    let (rfd, wfd) = p.files.lock().insert_pair(File::Pipe(r), File::Pipe(w), false)?;
     let out = TpipeGuarantee {
         throughput: plan.throughput,
         delay_us: plan.delay_us,

@@ -4,6 +4,7 @@
 //! Used by the integration tests in `tests/tests/` and by `cargo xtask run --batch`. Timeouts
 //! only catch hangs; no test asserts on host time.
 pub mod bench;
+pub mod linux;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;

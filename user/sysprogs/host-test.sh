@@ -85,7 +85,7 @@ else
     fail "C11 -pedantic"
     cat "$tmp/cc.err"
 fi
-for p in echo sleep true; do # host programs (not the shell's built-in echo)
+for p in echo sleep true cat tr; do # host programs (not the shell's built-in echo)
     for d in /bin /usr/bin; do
         if [ -x "$d/$p" ]; then
             ln -s "$d/$p" "$boot/$p"
@@ -103,8 +103,8 @@ run_shell() {
 }
 
 # ---- 2. foreground, errors, input handling --------------------------------------------
-long=$(head -c 2000 /dev/zero | tr '\0' x)
-many=$(seq 1 40 | tr '\n' ' ')
+long=$(head -c 20000 /dev/zero | tr '\0' x)
+many=$(seq 1 1100 | tr '\n' ' ')
 {
     printf 'hello_world\n'
     printf 'echo a  b\tc\n'
@@ -145,8 +145,8 @@ cat >"$tmp/want" <<'EOF'
 >usage: nowait PROGRAM [ARGS...]
 >wait: no background task
 >usage: wait
->shell: line too long (at most 1024 characters)
->shell: too many arguments (at most 32 words)
+>shell: line too long (at most 16384 characters)
+>shell: too many arguments (at most 1024 words)
 >>
 >after ctrl-c
 >Quest shell built-ins:
@@ -156,13 +156,58 @@ cat >"$tmp/want" <<'EOF'
   kill -c                mark the latest task started by the shell for termination
   nowait PROGRAM [ARGS]  run BOOT/PROGRAM in the background
   wait                   wait for the latest background task
+  cd [DIRECTORY]         change the working directory
   help                   this list
-Any other PROGRAM [ARGS] runs BOOT/PROGRAM in the foreground.
+Any other PROGRAM [ARGS] runs BOOT/PROGRAM in the foreground; quoting ('...', "...", \),
+$NAME and $?, redirections (< > >>), pipes (|) and lists (; && ||) work as in sh.
 >last line without newline
 >
 EOF
 check "shell: foreground and errors" "$tmp/want" "$tmp/got"
 [ "$rc" = 0 ] && pass "shell: EOF exits with 0" || fail "shell: exit status $rc at EOF"
+
+# ---- 2b. quoting, variables, redirections, pipes --------------------------------------
+{
+    printf "echo 'a  b' \"c \$QV\" d\\\\ e '\$QV'\n"
+    printf 'echo one two | tr o 0\n'
+    printf 'echo to a file > %s/f\n' "$tmp"
+    printf 'echo appended >> %s/f\n' "$tmp"
+    printf 'cat < %s/f | cat | tr a A\n' "$tmp"
+    printf 'nosuch\n'
+    printf 'echo status $?\n'
+    printf 'true\n'
+    printf 'echo status $? ${QV}x $NOSUCHVAR.\n'
+    printf "echo 'unterminated\n"
+    printf 'echo x |\n'
+    printf 'cat <\n'
+    printf 'cd /\n'
+    printf 'cd /nonexistent\n'
+    printf 'echo one; echo two ; true && echo and || echo not-or\n'
+    printf "nosuch && echo not-and || echo 'or;&&' ; echo \"end; \$?\"\n"
+} >"$tmp/in"
+QV=value run_shell "$tmp/shell"
+sed "s#$boot#BOOT#g; s#$tmp#TMP#g" "$tmp/out" >"$tmp/got"
+cat >"$tmp/want" <<'EOF'
+>a  b c value d e $QV
+>0ne tw0
+>>>to A file
+Appended
+>shell: nosuch: No such file or directory
+>status 127
+>>status 0 valuex .
+>shell: syntax error: unterminated quote
+>shell: syntax error: a command is missing
+>shell: syntax error: a redirection without a file name
+>>cd: /nonexistent: No such file or directory
+>one
+two
+and
+>shell: nosuch: No such file or directory
+or;&&
+end; 0
+>
+EOF
+check "shell: quoting, variables, redirections, pipes, lists" "$tmp/want" "$tmp/got"
 
 # ---- 3. background tasks --------------------------------------------------------------
 start=$(date +%s)
@@ -260,7 +305,10 @@ check "shell: ps -t / ps -v / kill -t formats" "$tmp/want" "$tmp/out"
 
 # ---- 5. garbage input ---------------------------------------------------------------------
 mkdir -p "$tmp/empty"
-head -c 200000 /dev/urandom | QUEST_BOOT=$tmp/empty timeout 20 "$tmp/shell" >/dev/null 2>&1
+# Without '<' and '>' (random redirections would create and truncate files on the host; a
+# random `cd` would move them anywhere) and in a directory of its own all the same.
+mkdir -p "$tmp/garbage"
+(cd "$tmp/garbage" && head -c 200000 /dev/urandom | tr -d '<>' | QUEST_BOOT=$tmp/empty timeout 20 "$tmp/shell" >/dev/null 2>&1)
 rc=$?
 [ "$rc" = 0 ] && pass "shell: survives random input" || fail "shell: status $rc on random input"
 

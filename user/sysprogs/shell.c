@@ -23,6 +23,7 @@
 #define _GNU_SOURCE /* strnlen, kill */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,8 +36,9 @@
 
 #include <quest.h>
 
-#define LINE_MAX_LEN 1024 /* longest command line, without the newline */
-#define ARG_MAX_COUNT 32  /* most words on a command line (program name included) */
+#define LINE_MAX_LEN 16384 /* longest command line, without the newline */
+#define ARG_MAX_COUNT 1024 /* most words on a command line (all commands of a pipeline) */
+#define PIPE_MAX 16        /* most commands in one pipeline */
 #define BG_MAX 64         /* background tasks remembered for `wait` / `kill -c` */
 #define PATH_LEN 256      /* longest program path */
 #define CTRL_C 0x03
@@ -115,27 +117,225 @@ static int read_line(char line[LINE_MAX_LEN + 1], bool *newline_follows)
     return too_long ? LINE_TOO_LONG : (int)n;
 }
 
-/* Splits line in place into at most ARG_MAX_COUNT words at blanks (space, tab, CR, VT, FF);
- * argv is NULL-terminated. Returns the word count, or -1 if there are too many. */
-static int split_words(char *line, char *argv[ARG_MAX_COUNT + 1])
+/* ------------------------------------------------------------------------------------------
+ * Words: quoting, $VAR and $?, redirections and pipes
+ * ---------------------------------------------------------------------------------------- */
+
+/* The status of the last foreground command ($?): its exit code, or 128 + the signal. */
+static int last_status;
+
+/* One command of a pipeline: its words and redirections. */
+struct command {
+    char **argv; /* argc words and a NULL */
+    int argc;
+    const char *in;  /* < FILE, or NULL */
+    const char *out; /* > FILE or >> FILE, or NULL */
+    bool append;
+};
+
+/* A parsed line: up to PIPE_MAX commands joined by |. Words point into `store`. */
+struct pipeline {
+    struct command cmd[PIPE_MAX];
+    int n;
+    char *words[ARG_MAX_COUNT + PIPE_MAX];
+    int nwords;
+    char *store; /* all the words, NUL-separated (malloc'ed) */
+};
+
+/* Appends the value of variable name[0..len) ($? or an environment variable) to *out. */
+static void expand_var(const char *name, size_t len, char **out)
 {
-    int argc = 0;
-    char *p = line;
-    for (;;) {
-        while (*p && strchr(" \t\r\v\f", *p))
-            p++;
-        if (!*p)
-            break;
-        if (argc == ARG_MAX_COUNT)
-            return -1;
-        argv[argc++] = p;
-        while (*p && !strchr(" \t\r\v\f", *p))
-            p++;
-        if (*p)
-            *p++ = '\0';
+    char num[16];
+    const char *v = NULL;
+    if (len == 1 && name[0] == '?') {
+        snprintf(num, sizeof num, "%d", last_status);
+        v = num;
+    } else {
+        char key[256];
+        if (len < sizeof key) {
+            memcpy(key, name, len);
+            key[len] = '\0';
+            v = getenv(key);
+        }
     }
-    argv[argc] = NULL;
-    return argc;
+    if (v) {
+        size_t n = strlen(v);
+        memcpy(*out, v, n);
+        *out += n;
+    }
+}
+
+static bool is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Splits `line` into words and the operators | < > >>, with quoting ('...' literal, "..."
+ * with $ expansion and \" \\ \$ escapes, \ outside quotes) and $NAME, ${NAME}, $? expanded.
+ * An unquoted word that expands to nothing is dropped. Returns 0, or -1 after printing the
+ * error. The caller frees p->store. */
+static int parse_line(const char *line, struct pipeline *p)
+{
+    memset(p, 0, sizeof *p);
+    /* Expansion can grow a word: room for the line plus every variable's value. */
+    size_t room = strlen(line) * 2 + 1;
+    for (char **e = environ; e && *e; e++)
+        room += strlen(*e);
+    room += 64 * (strlen(line) + 1); /* $? */
+    p->store = malloc(room);
+    if (!p->store) {
+        fprintf(stderr, "shell: %s\n", strerror(ENOMEM));
+        return -1;
+    }
+    char *out = p->store;
+    struct command *c = &p->cmd[0];
+    p->n = 1;
+    c->argv = &p->words[0];
+    int redirect = 0; /* '<', '>' or 'a' (>>) waiting for its file name */
+    const char *s = line;
+    for (;;) {
+        while (*s && strchr(" \t\r\v\f", *s))
+            s++;
+        if (!*s)
+            break;
+        if (*s == '|' || *s == '<' || *s == '>') {
+            if (redirect) {
+                fprintf(stderr, "shell: syntax error near '%c'\n", *s);
+                return -1;
+            }
+            if (*s == '|') {
+                if (c->argc == 0 || p->n == PIPE_MAX) {
+                    fprintf(stderr, c->argc == 0 ? "shell: syntax error near '|'\n" : "shell: too many commands in a pipeline (at most %d)\n", PIPE_MAX);
+                    return -1;
+                }
+                c->argv[c->argc] = NULL;
+                p->words[p->nwords++] = NULL;
+                c = &p->cmd[p->n++];
+                c->argv = &p->words[p->nwords];
+                s++;
+            } else if (*s == '>' && s[1] == '>') {
+                redirect = 'a';
+                s += 2;
+            } else {
+                redirect = *s++;
+            }
+            continue;
+        }
+        /* A word. */
+        char *word = out;
+        bool quoted = false, expanded = false;
+        while (*s && !strchr(" \t\r\v\f|<>", *s)) {
+            if (*s == '\'') {
+                quoted = true;
+                const char *end = strchr(s + 1, '\'');
+                if (!end) {
+                    fprintf(stderr, "shell: syntax error: unterminated quote\n");
+                    return -1;
+                }
+                memcpy(out, s + 1, (size_t)(end - s - 1));
+                out += end - s - 1;
+                s = end + 1;
+            } else if (*s == '"') {
+                quoted = true;
+                s++;
+                while (*s && *s != '"') {
+                    if (*s == '\\' && (s[1] == '"' || s[1] == '\\' || s[1] == '$')) {
+                        *out++ = s[1];
+                        s += 2;
+                    } else if (*s == '$' && (s[1] == '?' || is_name_char(s[1]) || s[1] == '{')) {
+                        goto dollar;
+                    } else {
+                        *out++ = *s++;
+                    }
+                    continue;
+                dollar:
+                    if (s[1] == '{') {
+                        const char *end = strchr(s + 2, '}');
+                        if (!end) {
+                            fprintf(stderr, "shell: syntax error: unterminated ${\n");
+                            return -1;
+                        }
+                        expand_var(s + 2, (size_t)(end - s - 2), &out);
+                        s = end + 1;
+                    } else if (s[1] == '?') {
+                        expand_var("?", 1, &out);
+                        s += 2;
+                    } else {
+                        size_t n = 1;
+                        while (is_name_char(s[n]))
+                            n++;
+                        expand_var(s + 1, n - 1, &out);
+                        s += n;
+                    }
+                }
+                if (*s != '"') {
+                    fprintf(stderr, "shell: syntax error: unterminated quote\n");
+                    return -1;
+                }
+                s++;
+            } else if (*s == '\\') {
+                quoted = true;
+                if (s[1]) {
+                    *out++ = s[1];
+                    s += 2;
+                } else {
+                    s++;
+                }
+            } else if (*s == '$' && s[1] == '{') {
+                const char *end = strchr(s + 2, '}');
+                if (!end) {
+                    fprintf(stderr, "shell: syntax error: unterminated ${\n");
+                    return -1;
+                }
+                expand_var(s + 2, (size_t)(end - s - 2), &out);
+                expanded = true;
+                s = end + 1;
+            } else if (*s == '$' && s[1] == '?') {
+                expand_var("?", 1, &out);
+                expanded = true;
+                s += 2;
+            } else if (*s == '$' && is_name_char(s[1])) {
+                size_t n = 1;
+                while (is_name_char(s[n]))
+                    n++;
+                expand_var(s + 1, n - 1, &out);
+                expanded = true;
+                s += n;
+            } else {
+                *out++ = *s++;
+            }
+        }
+        *out++ = '\0';
+        if (!quoted && expanded && word[0] == '\0')
+            continue; /* an unquoted expansion to nothing is no word */
+        if (redirect) {
+            if (redirect == '<')
+                c->in = word;
+            else {
+                c->out = word;
+                c->append = redirect == 'a';
+            }
+            redirect = 0;
+            continue;
+        }
+        if (p->nwords >= ARG_MAX_COUNT) {
+            fprintf(stderr, "shell: too many arguments (at most %d words)\n", ARG_MAX_COUNT);
+            return -1;
+        }
+        c->argv[c->argc++] = word;
+        p->nwords++;
+    }
+    if (redirect) {
+        fprintf(stderr, "shell: syntax error: a redirection without a file name\n");
+        return -1;
+    }
+    if (c->argc == 0 && (p->n > 1 || c->in || c->out)) {
+        fprintf(stderr, "shell: syntax error: a command is missing\n");
+        return -1;
+    }
+    c->argv[c->argc] = NULL;
+    p->words[p->nwords++] = NULL;
+    return 0;
 }
 
 /* Parses a task or VCPU id: decimal digits only, at most INT32_MAX. Returns -1 if invalid. */
@@ -206,26 +406,43 @@ static void reap_background(void)
     }
 }
 
-/* Waits (blocking) for task pid; returns false if it is not our child. */
-static bool wait_task(pid_t pid)
+/* Waits (blocking) for task pid; returns false if it is not our child. Its status ($?)
+ * goes to *code: the exit code, or 128 + the signal that ended it. */
+static bool wait_status(pid_t pid, int *code)
 {
     int status;
     for (;;) {
         pid_t r = waitpid(pid, &status, 0);
-        if (r == pid)
+        if (r == pid) {
+            *code = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 0;
             return true;
+        }
         if (r < 0 && errno != EINTR)
             return false;
     }
 }
 
-/* Starts boot_dir/argv[0] with argv; returns its pid or -1 (reported). In the child an
- * execve failure prints "shell: NAME: <error>" and exits with 127. */
-static pid_t spawn(char *argv[])
+static bool wait_task(pid_t pid)
+{
+    int code;
+    return wait_status(pid, &code);
+}
+
+struct builtin;
+static const struct builtin *find_builtin(const char *name);
+static void builtin_run(const struct builtin *b, int argc, char *argv[]);
+
+/* Starts command c (boot_dir/NAME, or the path as given if it has a '/'), its stdin from
+ * in_fd and its stdout to out_fd when they are >= 0, then its own redirections; close_fd is
+ * closed in the child (the other end of its pipe). A built-in in a pipeline runs in the
+ * child. Returns its pid or -1 (reported). In the child an execve failure prints
+ * "shell: NAME: <error>" and exits with 127. */
+static pid_t spawn_cmd(struct command *c, int in_fd, int out_fd, int close_fd, pid_t pgid)
 {
     char path[PATH_LEN];
-    int n = argv[0][0] == '/' ? snprintf(path, sizeof path, "%s", argv[0])
-                              : snprintf(path, sizeof path, "%s/%s", boot_dir, argv[0]);
+    char **argv = c->argv;
+    int n = strchr(argv[0], '/') ? snprintf(path, sizeof path, "%s", argv[0])
+                                 : snprintf(path, sizeof path, "%s/%s", boot_dir, argv[0]);
     if (n < 0 || (size_t)n >= sizeof path) {
         fprintf(stderr, "shell: %s: %s\n", argv[0], strerror(ENAMETOOLONG));
         return -1;
@@ -237,11 +454,56 @@ static pid_t spawn(char *argv[])
         return -1;
     }
     if (pid == 0) {
+        setpgid(0, pgid); /* one process group per command line (0: a new one, led by the first) */
+        if (close_fd >= 0)
+            close(close_fd);
+        if (in_fd >= 0) {
+            dup2(in_fd, 0);
+            close(in_fd);
+        }
+        if (out_fd >= 0) {
+            dup2(out_fd, 1);
+            close(out_fd);
+        }
+        if (c->in) {
+            int fd = open(c->in, O_RDONLY);
+            if (fd < 0) {
+                fprintf(stderr, "shell: %s: %s\n", c->in, strerror(errno));
+                _exit(1);
+            }
+            dup2(fd, 0);
+            close(fd);
+        }
+        if (c->out) {
+            int fd = open(c->out, O_WRONLY | O_CREAT | (c->append ? O_APPEND : O_TRUNC), 0666);
+            if (fd < 0) {
+                fprintf(stderr, "shell: %s: %s\n", c->out, strerror(errno));
+                _exit(1);
+            }
+            dup2(fd, 1);
+            close(fd);
+        }
+        const struct builtin *b = find_builtin(argv[0]);
+        if (b) {
+            builtin_run(b, c->argc, argv);
+            fflush(NULL);
+            _exit(0);
+        }
         execve(path, argv, environ);
         fprintf(stderr, "shell: %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    setpgid(pid, pgid ? pgid : pid); /* also here: whichever runs first */
     return pid;
+}
+
+/* Starts argv as a command without redirections. */
+static pid_t spawn(char *argv[])
+{
+    struct command c = {.argv = argv};
+    while (argv[c.argc])
+        c.argc++;
+    return spawn_cmd(&c, -1, -1, -1, 0);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -457,39 +719,134 @@ static void builtin_help(int argc, char *argv[])
            "  kill -c                mark the latest task started by the shell for termination\n"
            "  nowait PROGRAM [ARGS]  run %s/PROGRAM in the background\n"
            "  wait                   wait for the latest background task\n"
+           "  cd [DIRECTORY]         change the working directory\n"
            "  help                   this list\n"
-           "Any other PROGRAM [ARGS] runs %s/PROGRAM in the foreground.\n",
+           "Any other PROGRAM [ARGS] runs %s/PROGRAM in the foreground; quoting ('...', \"...\", \\),\n"
+           "$NAME and $?, redirections (< > >>), pipes (|) and lists (; && ||) work as in sh.\n",
            boot_dir, boot_dir);
+}
+
+static void builtin_cd(int argc, char *argv[])
+{
+    const char *dir = argc > 1 ? argv[1] : "/";
+    if (argc > 2) {
+        fprintf(stderr, "usage: cd [DIRECTORY]\n");
+        return;
+    }
+    if (chdir(dir) < 0)
+        fprintf(stderr, "cd: %s: %s\n", dir, strerror(errno));
 }
 
 static const struct builtin {
     const char *name;
     void (*run)(int argc, char *argv[]);
 } builtins[] = {
-    {"ps", builtin_ps},         {"kill", builtin_kill}, {"nowait", builtin_nowait},
-    {"wait", builtin_wait},     {"help", builtin_help},
+    {"ps", builtin_ps},     {"kill", builtin_kill}, {"nowait", builtin_nowait},
+    {"wait", builtin_wait}, {"help", builtin_help}, {"cd", builtin_cd},
 };
 
-/* Runs one command line. */
+static const struct builtin *find_builtin(const char *name)
+{
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
+        if (!strcmp(name, builtins[i].name))
+            return &builtins[i];
+    return NULL;
+}
+
+static void builtin_run(const struct builtin *b, int argc, char *argv[])
+{
+    b->run(argc, argv);
+}
+
+/* Runs one command line: a pipeline of commands with redirections. */
 static void run_line(char *line)
 {
-    char *argv[ARG_MAX_COUNT + 1];
-    int argc = split_words(line, argv);
-    if (argc < 0) {
-        fprintf(stderr, "shell: too many arguments (at most %d words)\n", ARG_MAX_COUNT);
+    static struct pipeline pl;
+    if (parse_line(line, &pl) < 0) {
+        free(pl.store);
+        last_status = 2;
         return;
     }
-    if (argc == 0)
+    struct command *c = &pl.cmd[0];
+    if (c->argc == 0) {
+        free(pl.store);
         return;
-    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
-        if (!strcmp(argv[0], builtins[i].name)) {
-            builtins[i].run(argc, argv);
-            return;
+    }
+    const struct builtin *b = find_builtin(c->argv[0]);
+    if (pl.n == 1 && b && !c->in && !c->out) {
+        builtin_run(b, c->argc, c->argv);
+        free(pl.store);
+        return;
+    }
+    pid_t pids[PIPE_MAX];
+    int started = 0, prev = -1;
+    for (int i = 0; i < pl.n; i++) {
+        int pfd[2] = {-1, -1};
+        if (i < pl.n - 1 && pipe(pfd) < 0) {
+            fprintf(stderr, "shell: pipe: %s\n", strerror(errno));
+            break;
         }
+        pid_t pid = spawn_cmd(&pl.cmd[i], prev, pfd[1], pfd[0], started ? pids[0] : 0);
+        if (prev >= 0)
+            close(prev);
+        if (pfd[1] >= 0)
+            close(pfd[1]);
+        prev = pfd[0];
+        if (pid < 0)
+            break;
+        pids[started++] = pid;
     }
-    pid_t pid = spawn(argv); /* foreground */
-    if (pid > 0)
-        wait_task(pid);
+    if (prev >= 0)
+        close(prev);
+    /* The last command is the foreground one (ctrl-c ends it); then the others. */
+    last_status = started == pl.n ? 0 : 1;
+    for (int i = started - 1; i >= 0; i--) {
+        int code;
+        if (wait_status(pids[i], &code) && i == pl.n - 1)
+            last_status = code;
+    }
+    free(pl.store);
+}
+
+/* Runs a command list: pipelines separated by `;` (run in turn), `&&` (the next only if the
+ * previous succeeded, $? == 0) and `||` (only if it failed). Separators inside quotes or after
+ * a backslash are text. */
+static void run_list(char *line)
+{
+    char *start = line, *p = line;
+    char quote = 0;
+    int skip = 0; /* 1: skip the next pipeline (an && after a failure, an || after a success) */
+    for (;; p++) {
+        char c = *p;
+        if (quote) {
+            if (c == '\\' && quote == '"' && p[1])
+                p++;
+            else if (c == quote)
+                quote = 0;
+            if (c)
+                continue;
+        }
+        if (c == '\\' && p[1]) {
+            p++;
+            continue;
+        }
+        if (c == '\'' || c == '"') {
+            quote = c;
+            continue;
+        }
+        int sep = c == '\0' || c == ';' ? 1 : (c == '&' && p[1] == '&') || (c == '|' && p[1] == '|') ? 2 : 0;
+        if (!sep)
+            continue;
+        *p = '\0';
+        if (!skip)
+            run_line(start);
+        if (c == '\0')
+            return;
+        skip = (c == '&' && last_status != 0) || (c == '|' && last_status == 0) ? 1 : 0;
+        if (sep == 2)
+            p++;
+        start = p + 1;
+    }
 }
 
 int main(void)
@@ -521,7 +878,7 @@ int main(void)
             fprintf(stderr, "shell: line too long (at most %d characters)\n", LINE_MAX_LEN);
             continue;
         }
-        run_line(line);
+        run_list(line);
         fflush(stdout);
     }
     fflush(stdout);

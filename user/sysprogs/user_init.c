@@ -83,6 +83,7 @@ static pid_t spawn(char *argv[], int vcpu)
         return -1;
     }
     if (pid == 0) {
+        setpgid(0, 0); /* its own process group: a kill(0, ...) in it spares user_init */
         if (vcpu >= 0 && vcpu_bind_task(vcpu) < 0) {
             fprintf(stderr, "user_init: %s: cannot bind to VCPU %d: %s\n", argv[0], vcpu,
                     strerror(errno));

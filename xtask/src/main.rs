@@ -31,6 +31,8 @@ commands:
             --add FILE      place FILE in /boot (repeatable)
             --batch \"C; C\"  type each command at the prompt, print the console, power off;
                             exit 0 on a clean power-off, non-zero on panic or timeout
+            --timeout S     with --batch: the time limit of each command (default 120 s);
+                            a command over it gets a ctrl-c and the batch goes on
             --ktest         boot the test build of the kernel (deliberate-fault commands)
             --icount        deterministic guest time (-icount shift=0)
             --sandboxes F   boot the Quest-V monitor with the partition configuration F
@@ -103,8 +105,7 @@ fn real_main(args: &[String]) -> Result<()> {
                     // `--test-images`: the images `test --qemu` uses (test init.conf and
                     // fixtures), so one QEMU test can be run by hand: QUEST_QEMU=qemu-system-x86_64
                     // QUEST_ISO=target/quest/normal/quest.iso cargo test -p quest-tests --test user NAME
-                    let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf"), root().join("tests/fixtures/can.log")];
-                    let (iso, ktest, release) = if rest.iter().any(|a| a == "--test-images") { build_all(&fixtures)? } else { build_all(&[])? };
+                    let (iso, ktest, release) = if rest.iter().any(|a| a == "--test-images") { build_all(&test_fixtures(true)?)? } else { build_all(&[])? };
                     println!("xtask: images {}, {} and {} (release)", iso.display(), ktest.display(), release.display());
                 }
                 Some(other) => bail!("unknown option '{other}'\n\n{USAGE}"),
@@ -149,6 +150,8 @@ struct RunOpts {
     gdb: bool,
     add: Vec<PathBuf>,
     batch: Option<String>,
+    /// `--timeout`: seconds per batch command.
+    timeout: Option<u64>,
     ktest: bool,
     icount: bool,
     sandboxes: Option<PathBuf>,
@@ -167,6 +170,13 @@ impl RunOpts {
                 "--gdb" => o.gdb = true,
                 "--add" => o.add.push(PathBuf::from(val("--add")?)),
                 "--batch" => o.batch = Some(val("--batch")?),
+                "--timeout" => {
+                    let t: u64 = val("--timeout")?.parse().context("--timeout: not a number of seconds")?;
+                    if t == 0 {
+                        bail!("--timeout must be at least 1 (second)");
+                    }
+                    o.timeout = Some(t);
+                }
                 "--ktest" => o.ktest = true,
                 "--icount" => o.icount = true,
                 "--sandboxes" => o.sandboxes = Some(PathBuf::from(val("--sandboxes")?)),
@@ -256,6 +266,17 @@ fn merge_boot_files(builtin: Vec<PathBuf>, add: &[PathBuf]) -> Result<(Vec<PathB
     Ok((files, replaced))
 }
 
+/// The files the test images add to /boot: tests/fixtures' and, with `busybox`, Debian's
+/// busybox-static (fetched once into target/debian, as for the Linux sandbox) for
+/// tests/tests/busybox.rs.
+fn test_fixtures(busybox: bool) -> Result<Vec<PathBuf>> {
+    let mut v = vec![root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf"), root().join("tests/fixtures/can.log")];
+    if busybox {
+        v.push(debian::busybox()?);
+    }
+    Ok(v)
+}
+
 fn harness_config(t: &setup::Tools, o: &RunOpts, iso: PathBuf) -> Result<quest_tests::Config> {
     let firmware = if o.uefi {
         quest_tests::Firmware::Uefi(t.ovmf_code.clone().context("no OVMF firmware found for --uefi")?)
@@ -285,7 +306,7 @@ fn run(o: &RunOpts) -> Result<()> {
     let img = image::build_for_run(o.ktest, &boot_files(&o.add)?)?;
     let cfg = harness_config(&t, o, img.iso.clone())?;
     if let Some(batch) = &o.batch {
-        return run_batch(&cfg, batch);
+        return run_batch(&cfg, batch, o.timeout.map(Duration::from_secs));
     }
     let mut args = cfg.qemu_args();
     args.extend(["-display", "none", "-serial", "mon:stdio"].map(String::from));
@@ -337,16 +358,33 @@ fn exit_status(code: Option<i32>) -> Result<()> {
 }
 
 /// `--batch "CMD; CMD"`: types each command once the previous one has finished (the prompt is
-/// back), then powers off.
-fn run_batch(cfg: &quest_tests::Config, batch: &str) -> Result<()> {
-    let mut q = quest_tests::Quest::boot(cfg)?;
-    for cmd in batch.split(';').map(str::trim).filter(|c| !c.is_empty()) {
-        q.shell(cmd)?;
+/// back), then powers off. With `limit`, a command still running after it gets a ctrl-c (which
+/// ends the foreground program) and the batch goes on with the next command.
+fn run_batch(cfg: &quest_tests::Config, batch: &str, limit: Option<Duration>) -> Result<()> {
+    let mut cfg = cfg.clone();
+    if let Some(l) = limit {
+        cfg.timeout = l;
+    }
+    let mut q = quest_tests::Quest::boot(&cfg)?;
+    for cmd in batch_commands(batch) {
+        if let Err(e) = q.shell(cmd) {
+            if limit.is_none() || !e.to_string().contains("timed out") {
+                return Err(e);
+            }
+            eprintln!("\nxtask: '{cmd}' still ran after {} s: ctrl-c", cfg.timeout.as_secs());
+            q.send_raw(b"\x03")?;
+            q.expect_prompt()?;
+        }
     }
     q.send_line("poweroff")?;
     let code = q.wait_exit()?;
     println!();
     exit_status(Some(code))
+}
+
+/// The commands of a `--batch` argument.
+fn batch_commands(batch: &str) -> impl Iterator<Item = &str> {
+    batch.split(';').map(str::trim).filter(|c| !c.is_empty())
 }
 
 fn gdb(o: &RunOpts) -> Result<()> {
@@ -397,6 +435,16 @@ mod tests {
     }
 
     #[test]
+    fn batch_options() {
+        let a = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let o = RunOpts::parse(&a("--batch x --timeout 7")).unwrap();
+        assert_eq!((o.batch.as_deref(), o.timeout), (Some("x"), Some(7)));
+        assert!(RunOpts::parse(&a("--timeout 0")).is_err());
+        assert!(RunOpts::parse(&a("--timeout x")).is_err());
+        assert_eq!(batch_commands(" a ;; b c ; ").collect::<Vec<_>>(), ["a", "b c"]);
+    }
+
+    #[test]
     fn two_added_files_with_one_name_are_refused() {
         let e = merge_boot_files(vec![], &[PathBuf::from("/a/x.txt"), PathBuf::from("/b/x.txt")]).unwrap_err();
         assert!(e.to_string().contains("two files named 'x.txt'"), "{e}");
@@ -411,7 +459,7 @@ fn cargo() -> Command {
 
 /// Host crates whose unit, property and doc tests run on the host.
 const HOST_CRATES: &[&str] = &[
-    "kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "bootinfo", "fuzz-targets", "quest-abi", "monitor-core",
+    "kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "bootinfo", "fuzz-targets", "quest-abi", "signals", "vmmap", "monitor-core",
     "pci", "can", "libquest", "xtask",
 ];
 
@@ -460,6 +508,11 @@ fn test(args: &[String]) -> Result<()> {
         if !st.success() {
             bail!("host tests of user/linux/shmcomm failed");
         }
+        println!("xtask: the shell and user_init on the host (user/sysprogs/host-test.sh)");
+        let st = Command::new("sh").arg(root().join("user/sysprogs/host-test.sh")).status()?;
+        if !st.success() {
+            bail!("user/sysprogs/host-test.sh failed");
+        }
         // The harness's own unit tests (its integration tests need QEMU: below).
         let st = cargo().args(["test", "--release", "-p", "quest-tests", "--lib"]).status()?;
         if !st.success() {
@@ -467,7 +520,7 @@ fn test(args: &[String]) -> Result<()> {
         }
         println!("xtask: no_std crates build for the kernel target");
         let st = cargo()
-            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf", "-p", "bootinfo", "-p", "quest-abi", "-p", "monitor-core", "-p", "pci", "-p", "can"])
+            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf", "-p", "bootinfo", "-p", "quest-abi", "-p", "signals", "-p", "vmmap", "-p", "monitor-core", "-p", "pci", "-p", "can"])
             .status()?;
         if !st.success() {
             bail!("a no_std crate does not build for x86_64-unknown-none");
@@ -475,14 +528,22 @@ fn test(args: &[String]) -> Result<()> {
     }
     if !host_only {
         println!("xtask: building images for the QEMU tests");
-        let fixtures = [root().join("tests/fixtures/hello.txt"), root().join("tests/fixtures/init.conf"), root().join("tests/fixtures/can.log")];
-        // The release image is what `cargo xtask run` boots, for the tests that judge it.
-        let (iso, ktest_iso, release_iso) = build_all(&fixtures)?;
-        let files = boot_files(&fixtures)?;
+        // The Quest-V images without Debian's busybox (their sandboxes' memory is small), first:
+        // they rebuild the kernel images in target/quest/{normal,ktest}, which the test images
+        // (with busybox) then replace.
+        let files = boot_files(&test_fixtures(false)?)?;
         let two = root().join("configs/two-quest.toml");
         let qv = questv::build(&two, false, &files)?;
         let qv_ktest = questv::build(&two, true, &files)?;
         let qv_smp = questv::build(&root().join("tests/fixtures/questv-smp.toml"), true, &files)?;
+        let qv_linux = if long {
+            let one_cpu = root().join("tests/fixtures/questv-linux-1cpu.toml");
+            Some((questv::build(&root().join("configs/quest-linux.toml"), false, &files)?, questv::build(&one_cpu, true, &files)?))
+        } else {
+            None
+        };
+        // The release image is what `cargo xtask run` boots, for the tests that judge it.
+        let (iso, ktest_iso, release_iso) = build_all(&test_fixtures(true)?)?;
         println!("xtask: QEMU integration tests");
         let mut c = cargo();
         c.args(["test", "-p", "quest-tests", "--test", "*", "--", "--test-threads", "2"])
@@ -490,6 +551,10 @@ fn test(args: &[String]) -> Result<()> {
             .env("QUEST_ISO", &iso)
             .env("QUEST_KTEST_ISO", &ktest_iso)
             .env("QUEST_RELEASE_ISO", &release_iso)
+            // The reference runs on Linux (tests/src/linux.rs): Debian's kernel (fetched once
+            // into target/debian, as the benchmark does) and the test programs it boots as init.
+            .env("QUEST_LINUX_VMLINUZ", debian::kernel()?.vmlinuz)
+            .env("QUEST_USER_DIR", root().join("target/quest/user"))
             .env("QUEST_QUESTV_ISO", &qv.iso)
             .env("QUEST_QUESTV_KTEST_ISO", &qv_ktest.iso)
             .env("QUEST_QUESTV_SMP_ISO", &qv_smp.iso);
@@ -497,8 +562,7 @@ fn test(args: &[String]) -> Result<()> {
             // The Linux sandbox tests (tests/tests/questv_linux.rs, #[ignore] in the normal
             // run): they fetch whatever Debian's linux-image-amd64 is today (a 70 MB download).
             // The `-icount` one needs a one-core Linux (xAPIC only under -icount).
-            let qv_linux = questv::build(&root().join("configs/quest-linux.toml"), false, &files)?;
-            let qv_linux_ktest = questv::build(&root().join("tests/fixtures/questv-linux-1cpu.toml"), true, &files)?;
+            let (qv_linux, qv_linux_ktest) = qv_linux.as_ref().context("built above")?;
             c.env("QUEST_QUESTV_LINUX_ISO", &qv_linux.iso)
                 .env("QUEST_QUESTV_LINUX_1CPU_KTEST_ISO", &qv_linux_ktest.iso)
                 .env("QUEST_LINUX_RELEASE", debian::kernel()?.release)

@@ -278,6 +278,7 @@ impl Driver for Kvaser {
             self.sja.write8(IER, 0);
         }
         if queued > 0 {
+            crate::poll::wake_all();
             let reader = self.st.lock().reader.take();
             if let Some((tid, vcpu)) = reader {
                 sched::io_wait(0, dev.io_vcpu, vcpu, true);
@@ -296,6 +297,11 @@ impl Driver for Kvaser {
 pub type CanDev = Device<Kvaser>;
 
 impl Device<Kvaser> {
+    /// Whether a read would find a frame now (poll/select).
+    pub fn readable(&self) -> bool {
+        !self.driver.st.lock().rx.is_empty()
+    }
+
     /// Up to `max` queued frames, blocking until there is one; `EINTR` once `stop()` holds.
     pub fn read_frames(&self, max: usize, stop: &dyn Fn() -> bool) -> Result<Vec<CanFrame>, Errno> {
         let s = &self.driver;

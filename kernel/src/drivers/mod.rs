@@ -330,6 +330,10 @@ pub trait DeviceFile: Sync {
     fn read(&self, max: usize, stop: &dyn Fn() -> bool) -> Result<Vec<u8>, Errno>;
     /// Writes `data`; returns how much was written.
     fn write(&self, data: &[u8]) -> Result<usize, Errno>;
+    /// Whether a read would find input now (poll/select).
+    fn readable(&self) -> bool {
+        true
+    }
 }
 
 /// The device file behind the console's descriptors (set by the console's driver).

@@ -42,13 +42,13 @@ impl Serial {
     /// foreground task; anything else goes to the ring. Returns whether it was queued.
     fn take_byte(&self, b: u8) -> bool {
         if b == 0x03 {
-            // ctrl-c: ends the foreground task (the one its parent is waiting for).
+            // ctrl-c: SIGINT to the foreground task (the one its parent is waiting for).
             let fg = crate::process::FOREGROUND.load(core::sync::atomic::Ordering::Relaxed);
             if fg != 0 {
                 // Echo first: once killed, the task may end and the shell prompt again
                 // before this thread runs on (the prompt must follow the ^C).
                 hal::serial::write_raw(b"^C\n");
-                let _ = crate::process::kill(fg, 128 + 2);
+                let _ = crate::signal::send_kernel(fg, signals::SIGINT);
                 return false;
             }
         }
@@ -65,6 +65,7 @@ impl Serial {
 
     /// Hands queued input to the thread waiting for it, if any.
     fn wake_reader(&self, dev: &Device<Self>) {
+        crate::poll::wake_all();
         let reader = self.reader.lock().take();
         if let Some((tid, vcpu)) = reader {
             sched::io_wait(0, dev.io_vcpu, vcpu, true);
@@ -173,6 +174,10 @@ impl Device<Serial> {
 /// The console device file: reads a line at a time, like a terminal in canonical mode (echo
 /// included); writes go straight to the UART.
 impl DeviceFile for Device<Serial> {
+    fn readable(&self) -> bool {
+        self.driver.rx.lock().len > 0
+    }
+
     fn read(&self, max: usize, stop: &dyn Fn() -> bool) -> Result<Vec<u8>, Errno> {
         let mut line = Vec::new();
         while line.len() < max {

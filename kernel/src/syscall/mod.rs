@@ -17,6 +17,7 @@ use linux_raw_sys::errno::*;
 use linux_raw_sys::general::*;
 
 use crate::process::{self, Process};
+use crate::signal;
 use crate::sched::{self, Tid};
 
 mod files;
@@ -27,7 +28,11 @@ mod synchronisation;
 mod time;
 pub mod user;
 
+pub use time::read_timespec;
 pub use user::{Errno, UserCStr, UserPtr, UserSlice, UserSliceMut};
+
+/// `AT_FDCWD` as a call argument.
+const FDCWD: u64 = AT_FDCWD as u32 as u64;
 
 /// A system call's result: the value for `rax`, or an errno.
 pub type SysResult = Result<u64, Errno>;
@@ -90,50 +95,113 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
     }
     let nr = f.rax as u32;
     match nr {
-        // Files, the console, pipes.
+        // Files, the console, pipes, the file tree.
         __NR_read => files::read(cx, a.n(0), a.slice_mut(1, 2)),
         __NR_write => files::write(cx, a.n(0), a.slice(1, 2)),
         __NR_writev => files::writev(cx, a.n(0), a.ptr(1), a.n(2)),
         __NR_readv => files::readv(cx, a.n(0), a.ptr(1), a.n(2)),
-        __NR_open => files::openat(cx, a.cstr(0), a.n(1)),
-        __NR_openat => {
-            if a.n(0) as i32 != AT_FDCWD && !a.cstr(1).read(cx.p(), 255)?.starts_with(b"/") {
-                return Err(EBADF);
-            }
-            files::openat(cx, a.cstr(1), a.n(2))
-        }
+        __NR_pread64 => files::pread(cx, a.n(0), a.slice_mut(1, 2), a.n(3)),
+        __NR_pwrite64 => files::pwrite(cx, a.n(0), a.slice(1, 2), a.n(3)),
+        __NR_sendfile => files::sendfile(cx, a.n(0), a.n(1), a.ptr(2), a.n(3)),
+        __NR_open => files::openat(cx, FDCWD, a.cstr(0), a.n(1), a.n(2)),
+        __NR_creat => files::openat(cx, FDCWD, a.cstr(0), u64::from(O_CREAT | O_WRONLY | O_TRUNC), a.n(1)),
+        __NR_openat => files::openat(cx, a.n(0), a.cstr(1), a.n(2), a.n(3)),
         __NR_close => cx.p().files.lock().close(a.n(0)).map(|_| 0),
         __NR_lseek => files::lseek(cx, a.n(0), a.n(1), a.n(2)),
         __NR_fstat => files::fstat(cx, a.n(0), a.ptr(1)),
-        __NR_stat | __NR_lstat => files::stat(cx, a.cstr(0), a.ptr(1)),
+        __NR_stat => files::stat(cx, a.cstr(0), a.ptr(1), true),
+        __NR_lstat => files::stat(cx, a.cstr(0), a.ptr(1), false),
         __NR_newfstatat => files::newfstatat(cx, a.n(0), a.cstr(1), a.ptr(2), a.n(3)),
         __NR_statx => files::statx(cx, a.n(0), a.cstr(1), a.n(2), a.ptr(4)),
         __NR_dup => files::dup(cx, a.n(0)),
-        __NR_dup2 | __NR_dup3 => cx.p().files.lock().dup_to(a.n(0), a.n(1)),
+        __NR_dup2 => files::dup3(cx, a.n(0), a.n(1), None),
+        __NR_dup3 => files::dup3(cx, a.n(0), a.n(1), Some(a.n(2))),
         __NR_fcntl => files::fcntl(cx, a.n(0), a.n(1), a.n(2)),
         __NR_getcwd => files::getcwd(cx, a.slice_mut(0, 1)),
         __NR_chdir => files::chdir(cx, a.cstr(0)),
+        __NR_fchdir => files::fchdir(cx, a.n(0)),
         __NR_sync => Ok(0),
+        __NR_fsync | __NR_fdatasync | __NR_syncfs => files::fsync(cx, a.n(0)),
         __NR_getdents64 => files::getdents64(cx, a.n(0), a.slice_mut(1, 2)),
-        __NR_pipe | __NR_pipe2 => files::pipe(cx, a.ptr(0)),
+        __NR_pipe => files::pipe(cx, a.ptr(0), 0),
+        __NR_pipe2 => files::pipe(cx, a.ptr(0), a.n(1)),
         __NR_ioctl => files::ioctl(cx, a.n(0), a.n(1), a.n(2)),
-        __NR_poll => Ok(0),
+        __NR_mkdir => files::mkdirat(cx, FDCWD, a.cstr(0), a.n(1)),
+        __NR_mkdirat => files::mkdirat(cx, a.n(0), a.cstr(1), a.n(2)),
+        __NR_rmdir => files::unlinkat(cx, FDCWD, a.cstr(0), u64::from(AT_REMOVEDIR)),
+        __NR_unlink => files::unlinkat(cx, FDCWD, a.cstr(0), 0),
+        __NR_unlinkat => files::unlinkat(cx, a.n(0), a.cstr(1), a.n(2)),
+        __NR_rename => files::renameat(cx, FDCWD, a.cstr(0), FDCWD, a.cstr(1), 0),
+        __NR_renameat => files::renameat(cx, a.n(0), a.cstr(1), a.n(2), a.cstr(3), 0),
+        __NR_renameat2 => files::renameat(cx, a.n(0), a.cstr(1), a.n(2), a.cstr(3), a.n(4)),
+        __NR_link => files::linkat(cx, FDCWD, a.cstr(0), FDCWD, a.cstr(1), 0),
+        __NR_linkat => files::linkat(cx, a.n(0), a.cstr(1), a.n(2), a.cstr(3), a.n(4)),
+        __NR_symlink => files::symlinkat(cx, a.cstr(0), FDCWD, a.cstr(1)),
+        __NR_symlinkat => files::symlinkat(cx, a.cstr(0), a.n(1), a.cstr(2)),
+        __NR_readlink => files::readlinkat(cx, FDCWD, a.cstr(0), a.slice_mut(1, 2)),
+        __NR_readlinkat => files::readlinkat(cx, a.n(0), a.cstr(1), a.slice_mut(2, 3)),
+        __NR_access => files::faccessat(cx, FDCWD, a.cstr(0), a.n(1), 0),
+        __NR_faccessat => files::faccessat(cx, a.n(0), a.cstr(1), a.n(2), 0),
+        __NR_faccessat2 => files::faccessat(cx, a.n(0), a.cstr(1), a.n(2), a.n(3)),
+        __NR_truncate => files::truncate(cx, a.cstr(0), a.n(1)),
+        __NR_ftruncate => files::ftruncate(cx, a.n(0), a.n(1)),
+        __NR_utimensat => files::utimensat(cx, a.n(0), a.cstr(1), a.ptr(2), a.n(3)),
+        __NR_chmod => files::fchmodat(cx, FDCWD, a.cstr(0), a.n(1)),
+        __NR_fchmodat => files::fchmodat(cx, a.n(0), a.cstr(1), a.n(2)),
+        __NR_fchmod => files::fchmod(cx, a.n(0), a.n(1)),
+        __NR_chown | __NR_lchown => files::chown(a.n(1), a.n(2)),
+        __NR_fchown => cx.p().files.lock().get(a.n(0)).map(|_| ()).and_then(|_| files::chown(a.n(1), a.n(2))),
+        __NR_fchownat => files::chown(a.n(2), a.n(3)),
+        __NR_umask => files::umask(cx, a.n(0)),
+        __NR_flock => files::flock(cx, a.n(0), a.n(1)),
+        __NR_statfs => files::statfs(cx, a.cstr(0), a.ptr(1)),
+        __NR_fstatfs => files::fstatfs(cx, a.n(0), a.ptr(1)),
+        __NR_socketpair => files::socketpair(cx, a.n(0), a.n(1), a.n(2), a.ptr(3)),
+        __NR_sendto => files::sendto(cx, a.n(0), a.slice(1, 2), a.n(3), a.n(4)),
+        __NR_recvfrom => files::recvfrom(cx, a.n(0), a.slice_mut(1, 2), a.ptr(5)),
+        __NR_shutdown => files::shutdown(cx, a.n(0), a.n(1)),
+        __NR_poll => crate::poll::poll(cx, a.ptr(0), a.n(1), a.n(2)),
+        __NR_ppoll => crate::poll::ppoll(cx, a.ptr(0), a.n(1), a.ptr(2), a.ptr(3), a.n(4)),
+        __NR_select => crate::poll::select(cx, a.n(0), a.ptr(1), a.ptr(2), a.ptr(3), a.ptr(4)),
+        __NR_pselect6 => crate::poll::pselect6(cx, a.n(0), a.ptr(1), a.ptr(2), a.ptr(3), a.ptr(4), a.ptr(5)),
         // Memory.
-        __NR_brk => Ok(process::brk(cx.p(), a.n(0))),
-        __NR_mmap => memory::mmap(cx, a.n(0), a.n(1), a.n(2), a.n(3), a.n(4)),
-        __NR_munmap => process::munmap(cx.p(), a.n(0), a.n(1)).map(|_| 0).map_err(|_| EINVAL),
-        __NR_mprotect => process::mprotect(cx.p(), a.n(0), a.n(1), memory::prot(a.n(2))).map(|_| 0).map_err(|_| EINVAL),
+        __NR_brk => Ok(crate::memory::brk(cx.p(), a.n(0))),
+        __NR_mmap => memory::mmap(cx, a.n(0), a.n(1), a.n(2), a.n(3), a.n(4), a.n(5)),
+        __NR_munmap => crate::memory::munmap(cx.p(), a.n(0), a.n(1)).map(|_| 0),
+        __NR_mprotect => crate::memory::mprotect(cx.p(), a.n(0), a.n(1), a.n(2)).map(|_| 0),
+        __NR_mremap => crate::memory::mremap(cx.p(), a.n(0), a.n(1), a.n(2), a.n(3)),
         // Processes, threads and the system.
         // Handled in `handle` (execve replaces the caller's frame; the exits never return).
         __NR_execve | __NR_exit_group | __NR_exit => Err(ENOSYS),
-        __NR_fork | __NR_vfork => process::fork(&cx.proc, f).map(u64::from),
+        __NR_fork => process::fork(&cx.proc, f, 0, false).map(u64::from),
+        __NR_vfork => process::fork(&cx.proc, f, 0, true).map(u64::from),
         __NR_clone => processes::clone(cx, f, a),
-        __NR_wait4 => processes::wait4(cx, a.n(0) as i64, a.ptr(1), a.n(2)),
-        __NR_kill | __NR_tgkill | __NR_tkill => {
-            let (target, sig) = if nr == __NR_tgkill { (a.n(0), a.n(2)) } else { (a.n(0), a.n(1)) };
-            processes::kill(target, sig)
-        }
-        __NR_prlimit64 => processes::prlimit64(cx, a.n(0), a.n(1), a.ptr(3)),
+        __NR_wait4 => processes::wait4(cx, a.n(0) as i32 as i64, a.ptr(1), a.n(2)), // pid_t is an int
+        // Signals (crate::signal).
+        __NR_kill => signal::kill(cx, a.n(0) as i32 as i64, a.n(1)),
+        __NR_tkill => signal::tgkill(cx, None, a.n(0), a.n(1)),
+        __NR_tgkill => signal::tgkill(cx, Some(a.n(0)), a.n(1), a.n(2)),
+        __NR_rt_sigqueueinfo => signal::sigqueueinfo(cx, a.n(0), None, a.n(1), a.ptr(2)),
+        __NR_rt_tgsigqueueinfo => signal::sigqueueinfo(cx, a.n(0), Some(a.n(1)), a.n(2), a.ptr(3)),
+        __NR_rt_sigaction => signal::rt_sigaction(cx, a.n(0), a.ptr(1), a.ptr(2), a.n(3)),
+        __NR_rt_sigprocmask => signal::rt_sigprocmask(cx, a.n(0), a.ptr(1), a.ptr(2), a.n(3)),
+        __NR_rt_sigpending => signal::rt_sigpending(cx, a.ptr(0), a.n(1)),
+        __NR_rt_sigsuspend => signal::rt_sigsuspend(cx, a.ptr(0), a.n(1)),
+        __NR_pause => signal::sigsuspend(cx, None),
+        __NR_rt_sigtimedwait => signal::rt_sigtimedwait(cx, a.ptr(0), a.ptr(1), a.ptr(2), a.n(3)),
+        __NR_sigaltstack => signal::sigaltstack(cx, f, a.ptr(0), a.ptr(1)),
+        __NR_alarm => signal::alarm(cx, a.n(0) as u32 as u64),
+        __NR_setitimer => signal::setitimer(cx, a.n(0), a.ptr(1), a.ptr(2)),
+        __NR_getitimer => signal::getitimer(cx, a.n(0), a.ptr(1)),
+        __NR_timer_create => signal::timer_create(cx, a.n(0), a.ptr(1), a.ptr(2)),
+        __NR_timer_settime => signal::timer_settime(cx, a.n(0), a.n(1), a.ptr(2), a.ptr(3)),
+        __NR_timer_gettime => signal::timer_gettime(cx, a.n(0), a.ptr(1)),
+        __NR_timer_getoverrun => signal::timer_getoverrun(cx, a.n(0)),
+        __NR_timer_delete => signal::timer_delete(cx, a.n(0)),
+        __NR_prlimit64 => processes::prlimit64(cx, a.n(0), a.n(1), a.ptr(2), a.ptr(3)),
+        __NR_time => processes::time(cx, a.ptr(0)),
+        __NR_sysinfo => processes::sysinfo(cx, a.ptr(0)),
+        __NR_prctl => processes::prctl(cx, a.n(0), a.n(1)),
         __NR_sched_getaffinity => processes::sched_getaffinity(cx, a.n(1), a.ptr(2)),
         __NR_reboot => processes::reboot(a.n(0), a.n(1), a.n(2)),
         __NR_arch_prctl => processes::arch_prctl(cx, a.n(0), a.n(1)),
@@ -144,15 +212,37 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_gettid => Ok(u64::from(cx.tid)),
         __NR_getpid => Ok(u64::from(cx.p().pid)),
         __NR_getppid => Ok(u64::from(cx.p().parent)),
+        __NR_setpgid => processes::setpgid(cx, a.n(0), a.n(1)),
+        __NR_getpgid => processes::getpgid(cx, a.n(0), false),
+        __NR_getpgrp => processes::getpgid(cx, 0, false),
+        __NR_getsid => processes::getpgid(cx, a.n(0), true),
+        __NR_setsid => processes::setsid(cx),
         __NR_getuid | __NR_geteuid | __NR_getgid | __NR_getegid => Ok(0),
-        __NR_rt_sigaction | __NR_rt_sigprocmask | __NR_sigaltstack | __NR_set_robust_list => Ok(0),
+        __NR_set_robust_list => {
+            if a.n(1) != 24 {
+                return Err(EINVAL);
+            }
+            cx.p().robust.lock().insert(cx.tid, a.n(0));
+            Ok(0)
+        }
+        __NR_get_robust_list => {
+            let tid = if a.n(0) == 0 { cx.tid } else { a.n(0) as u32 };
+            let q = process::of_thread(tid).ok_or(ESRCH)?;
+            if q.pid != cx.p().pid {
+                return Err(EPERM); // another process's list: not supported yet
+            }
+            let head = q.robust.lock().get(&tid).copied().unwrap_or(0);
+            a.ptr::<u64>(1).write(cx.p(), &head)?;
+            a.ptr::<u64>(2).write(cx.p(), &24)?;
+            Ok(0)
+        }
         __NR_uname => processes::uname(cx, a.ptr(0)),
         __NR_getrandom => processes::getrandom(cx, a.slice_mut(0, 1)),
         // Time.
         __NR_clock_gettime => time::clock_gettime(cx, a.n(0), a.ptr(1)),
         __NR_gettimeofday => time::gettimeofday(cx, a.ptr(0)),
-        __NR_nanosleep => time::nanosleep(cx, a.ptr(0)),
-        __NR_clock_nanosleep => time::clock_nanosleep(cx, a.n(1), a.ptr(2)),
+        __NR_nanosleep => time::nanosleep(cx, a.ptr(0), a.ptr(1)),
+        __NR_clock_nanosleep => time::clock_nanosleep(cx, a.n(1), a.ptr(2), a.ptr(3)),
         __NR_sched_yield => {
             sched::schedule();
             Ok(0)
@@ -163,7 +253,8 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         nr if quest_abi::nr::is_quest_range(f.rax) => quest::call(cx, nr, a),
         nr => {
             if LOGGED.lock().insert(u64::from(nr)) {
-                hal::println!("syscall {nr} ({}) not implemented: ENOSYS", name(u64::from(nr)));
+                let pname = cx.p().name.lock().clone();
+                hal::println!("syscall {nr} ({}) not implemented: ENOSYS (first asked by process {} {pname})", name(u64::from(nr)), cx.p().pid);
             }
             Err(ENOSYS)
         }
@@ -186,20 +277,33 @@ pub fn handle(frame: &mut TrapFrame) {
     let cx = Cx { proc, tid: sched::current() };
     if cx.p().terminal.load(core::sync::atomic::Ordering::Relaxed) {
         drop(cx);
-        process::exit_current(128 + 9);
+        process::exit_current(process::killed_by(9));
     }
     let nr = frame.rax;
     let result = match u32::try_from(nr) {
         Ok(__NR_exit_group) => {
             drop(cx);
-            process::exit_current(frame.rdi as i32)
+            process::exit_current(process::exited(frame.rdi))
         }
         Ok(__NR_exit) => {
-            cx.p().exit_code.store(frame.rdi as i32, core::sync::atomic::Ordering::Relaxed);
+            cx.p().exit_code.store(process::exited(frame.rdi), core::sync::atomic::Ordering::Relaxed);
             drop(cx);
             process::exit_thread()
         }
-        Ok(__NR_execve) => match processes::execve(&cx, UserCStr::new(frame.rdi), UserPtr::new(frame.rsi)) {
+        Ok(__NR_rt_sigreturn) => {
+            // The frame becomes the interrupted context (rax included): no result to store.
+            if signal::rt_sigreturn(&cx, frame).is_err() {
+                let name = cx.p().name.lock().clone();
+                hal::println!("task {} ({name}) killed: bad signal frame at rsp {:#x} (rt_sigreturn)", cx.p().pid, frame.rsp);
+                drop(name);
+                drop(cx);
+                process::exit_current(process::killed_by(signals::SIGSEGV));
+            }
+            drop(cx);
+            signal::on_syscall_return(frame);
+            return;
+        }
+        Ok(__NR_execve) => match processes::execve(&cx, UserCStr::new(frame.rdi), UserPtr::new(frame.rsi), UserPtr::new(frame.rdx)) {
             Ok(new) => {
                 *frame = new;
                 Ok(0)
@@ -212,10 +316,8 @@ pub fn handle(frame: &mut TrapFrame) {
         Ok(v) => v,
         Err(e) => (-(i64::from(e))) as u64,
     };
-    // Killed (or another thread called exit_group) while in the kernel: die before returning.
-    let dying = cx.p().terminal.load(core::sync::atomic::Ordering::Relaxed);
+    // Killed (or another thread called exit_group) while in the kernel, or a signal to act
+    // on, or an interrupted call to restart: before returning (crate::signal).
     drop(cx);
-    if dying {
-        process::exit_thread();
-    }
+    signal::on_syscall_return(frame);
 }

@@ -46,7 +46,7 @@ pub fn call(cx: &Cx, nr: u32, a: Args) -> SysResult {
         q::PS_VCPUS => ps_vcpus(cx, a.ptr(0), a.n(1) as i64),
         q::TASK_KILL => {
             let q = process::of_thread(a.n(0) as u32).ok_or(ESRCH)?;
-            process::mark_terminal(&q, 128 + 9);
+            process::mark_terminal(&q, process::killed_by(9));
             Ok(0)
         }
         q::QUESTV_EXITS => questv_exits(cx, a.slice_mut(0, 1)),

@@ -29,6 +29,31 @@ pub fn futex(cx: &Cx, a: Args) -> SysResult {
         }
         FUTEX_CMP_REQUEUE => crate::futex::requeue(p, word, a.n(2) as u32 as u64, a.n(4), a.n(3) as u32 as u64, Some(a.n(5) as u32))
             .map(|(w, m)| w + m),
-        _ => Err(ENOSYS),
+        other => {
+            // Not supported yet (FUTEX_LOCK_PI, FUTEX_WAKE_OP, FUTEX_WAIT_REQUEUE_PI, ...): said
+            // once per operation, naming the process.
+            // Unknown numbers share one entry (a fuzzer must not grow the set without bound).
+            if LOGGED.lock().insert(if op_name(other) == "unknown" { u32::MAX } else { other }) {
+                let name = p.name.lock().clone();
+                hal::println!("futex operation {other} ({}) not implemented: ENOSYS (first asked by process {} {name})", op_name(other), p.pid);
+            }
+            Err(ENOSYS)
+        }
+    }
+}
+
+static LOGGED: hal::sync::IrqLock<alloc::collections::BTreeSet<u32>> = hal::sync::IrqLock::ranked(alloc::collections::BTreeSet::new(), crate::locks::LOGGED);
+
+fn op_name(op: u32) -> &'static str {
+    match op {
+        FUTEX_FD => "FUTEX_FD",
+        FUTEX_WAKE_OP => "FUTEX_WAKE_OP",
+        FUTEX_LOCK_PI => "FUTEX_LOCK_PI",
+        FUTEX_UNLOCK_PI => "FUTEX_UNLOCK_PI",
+        FUTEX_TRYLOCK_PI => "FUTEX_TRYLOCK_PI",
+        FUTEX_WAIT_REQUEUE_PI => "FUTEX_WAIT_REQUEUE_PI",
+        FUTEX_CMP_REQUEUE_PI => "FUTEX_CMP_REQUEUE_PI",
+        FUTEX_LOCK_PI2 => "FUTEX_LOCK_PI2",
+        _ => "unknown",
     }
 }

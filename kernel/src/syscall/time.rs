@@ -31,15 +31,27 @@ pub fn read_timespec(cx: &Cx, ts: UserPtr<timespec>) -> Result<u64, Errno> {
     Ok((s as u64).saturating_mul(1_000_000_000).saturating_add(n as u64))
 }
 
-pub fn nanosleep(cx: &Cx, req: UserPtr<timespec>) -> SysResult {
-    let d = read_timespec(cx, req)?;
-    let _ = sched::sleep_ns(d);
-    Ok(0)
+/// Sleeps until `deadline`; a signal ends it with EINTR and the time left in `rem` (if given).
+fn sleep(cx: &Cx, deadline: u64, rem: Option<UserPtr<timespec>>) -> SysResult {
+    match sched::sleep_until(deadline) {
+        sched::Wake::Interrupted => {
+            if let Some(r) = rem.filter(|r| !r.is_null()) {
+                let left = deadline.saturating_sub(hal::time::now_ns());
+                let t = timespec { tv_sec: (left / 1_000_000_000) as _, tv_nsec: (left % 1_000_000_000) as _ };
+                r.write(cx.p(), &t)?;
+            }
+            Err(EINTR)
+        }
+        _ => Ok(0),
+    }
 }
 
-pub fn clock_nanosleep(cx: &Cx, flags: u64, req: UserPtr<timespec>) -> SysResult {
+pub fn nanosleep(cx: &Cx, req: UserPtr<timespec>, rem: UserPtr<timespec>) -> SysResult {
     let d = read_timespec(cx, req)?;
-    // An interrupted sleep ends the call; the kill is acted on as the call returns.
-    let _ = if flags as u32 & TIMER_ABSTIME != 0 { sched::sleep_until(d) } else { sched::sleep_ns(d) };
-    Ok(0)
+    sleep(cx, hal::time::now_ns().saturating_add(d), Some(rem))
+}
+
+pub fn clock_nanosleep(cx: &Cx, flags: u64, req: UserPtr<timespec>, rem: UserPtr<timespec>) -> SysResult {
+    let d = read_timespec(cx, req)?;
+    if flags as u32 & TIMER_ABSTIME != 0 { sleep(cx, d, None) } else { sleep(cx, hal::time::now_ns().saturating_add(d), Some(rem)) }
 }

@@ -19,6 +19,20 @@ use linux_raw_sys::errno::{EFAULT, ENAMETOOLONG};
 
 use crate::process::Process;
 
+/// Copies from user memory, first making the untouched pages of lazy areas (`crate::memory`).
+fn copy_in(p: &Process, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    let mut m = p.mem.lock();
+    crate::memory::prefault(&mut m, addr, buf.len() as u64, false);
+    m.space.copy_from_user(addr, buf).map_err(|_| EFAULT)
+}
+
+/// Copies to user memory, first making the untouched pages of lazy areas.
+fn copy_out(p: &Process, addr: u64, data: &[u8]) -> Result<(), Errno> {
+    let mut m = p.mem.lock();
+    crate::memory::prefault(&mut m, addr, data.len() as u64, true);
+    m.space.copy_to_user(addr, data).map_err(|_| EFAULT)
+}
+
 /// An errno (positive; the system-call return path negates it).
 pub type Errno = u32;
 
@@ -55,16 +69,16 @@ impl<T: Pod> UserPtr<T> {
         let mut buf = [0u8; 256];
         let n = core::mem::size_of::<T>();
         if n <= buf.len() {
-            p.mem.lock().space.copy_from_user(self.addr, &mut buf[..n]).map_err(|_| EFAULT)?;
+            copy_in(p, self.addr, &mut buf[..n])?;
             return hal::user::pod_read(&buf[..n]).ok_or(EFAULT);
         }
         let mut v = alloc::vec![0u8; n];
-        p.mem.lock().space.copy_from_user(self.addr, &mut v).map_err(|_| EFAULT)?;
+        copy_in(p, self.addr, &mut v)?;
         hal::user::pod_read(&v).ok_or(EFAULT)
     }
     /// Copies `v` out.
     pub fn write(self, p: &Process, v: &T) -> Result<(), Errno> {
-        p.mem.lock().space.copy_to_user(self.addr, hal::user::pod_bytes(v)).map_err(|_| EFAULT)
+        copy_out(p, self.addr, hal::user::pod_bytes(v))
     }
 }
 
@@ -100,7 +114,7 @@ impl UserSlice {
         if buf.len() as u64 != self.len || self.addr.checked_add(self.len).is_none() {
             return Err(EFAULT);
         }
-        p.mem.lock().space.copy_from_user(self.addr, buf).map_err(|_| EFAULT)
+        copy_in(p, self.addr, buf)
     }
     /// Copies the bytes into a new vector.
     pub fn read_to_vec(self, p: &Process) -> Result<Vec<u8>, Errno> {
@@ -121,9 +135,6 @@ impl UserSliceMut {
     pub const fn new(addr: u64, len: u64) -> Self {
         UserSliceMut { addr, len }
     }
-    pub fn addr(self) -> u64 {
-        self.addr
-    }
     pub fn len(self) -> u64 {
         self.len
     }
@@ -132,7 +143,7 @@ impl UserSliceMut {
         if data.len() as u64 > self.len || self.addr.checked_add(data.len() as u64).is_none() {
             return Err(EFAULT);
         }
-        p.mem.lock().space.copy_to_user(self.addr, data).map_err(|_| EFAULT)
+        copy_out(p, self.addr, data)
     }
 }
 
@@ -145,6 +156,9 @@ pub struct UserCStr {
 impl UserCStr {
     pub const fn new(addr: u64) -> Self {
         UserCStr { addr }
+    }
+    pub fn is_null(self) -> bool {
+        self.addr == 0
     }
     /// Copies the string in (without its NUL); ENAMETOOLONG beyond `max` bytes. Reads a page at
     /// most at a time, so a string that ends just before an unmapped page is read correctly.

@@ -1,0 +1,349 @@
+//! A process's user memory (issue 22 item 3): the heap (`brk`), `mmap` (anonymous, and
+//! private copies of files), `munmap`, `mprotect`, `mremap`, and anonymous memory on demand.
+//!
+//! Every mapping is an area of the process's [`vmmap::VmMap`]. Anonymous areas (and the main
+//! thread's stack, which grows on demand up to RLIMIT_STACK) are *lazy*: no page is made or
+//! zeroed when they are created; the page-fault handler ([`fault_in`]) maps a zeroed page at
+//! the first touch, and the kernel's own copies to and from user memory do the same first
+//! ([`prefault`]). `munmap` takes the range out of the map, so `mmap` reuses it.
+//!
+//! Commitment: a new anonymous mapping (or heap growth) is refused with ENOMEM when it is
+//! larger than the free memory, or when the process's committed anonymous bytes would exceed
+//! the machine's memory or RLIMIT_DATA (Linux's heuristic overcommit, simplified). A page that
+//! cannot be had at first touch all the same kills the process ("out of memory").
+use hal::mm::{PAGE_SIZE, UserAccess, UserMemError};
+use linux_raw_sys::errno::*;
+use vmmap::{EXEC, READ, VmMap, WRITE};
+
+use crate::process::Process;
+use crate::syscall::Errno;
+
+/// Where `mmap` places mappings without an address: top-down from here (far below the stack's
+/// largest size, so the stack's guard zone stays free).
+pub const MMAP_TOP: u64 = 0x0000_7f00_0000_0000;
+/// ... and not below this much above the heap's start (room for `brk`).
+const HEAP_ROOM: u64 = 1 << 30;
+
+pub struct Mem {
+    pub space: hal::mm::AddressSpace,
+    pub brk_start: u64,
+    pub brk: u64,
+    /// Reserved areas (mappings, the main stack).
+    pub vm: VmMap,
+    /// Anonymous bytes promised (heap and anonymous mappings).
+    pub committed: u64,
+    /// The lowest address of the main thread's stack area.
+    pub stack_bottom: u64,
+}
+
+impl Mem {
+    pub fn new(space: hal::mm::AddressSpace, brk: u64, stack_bottom: u64, stack_top: u64) -> Mem {
+        let mut vm = VmMap::new();
+        vm.insert(stack_bottom, stack_top, READ | WRITE, true);
+        Mem { space, brk_start: brk, brk, vm, committed: 0, stack_bottom }
+    }
+
+    /// A copy for `fork` (the pages are copied by the caller).
+    pub fn fork(&self, space: hal::mm::AddressSpace) -> Mem {
+        Mem { space, brk_start: self.brk_start, brk: self.brk, vm: self.vm.clone(), committed: self.committed, stack_bottom: self.stack_bottom }
+    }
+}
+
+fn access(prot: u8) -> UserAccess {
+    if prot & (READ | WRITE | EXEC) == 0 { UserAccess::NONE } else { UserAccess::readable(prot & WRITE != 0, prot & EXEC != 0) }
+}
+
+/// `PROT_*` bits as area rights.
+pub fn prot_bits(prot: u64) -> u8 {
+    use linux_raw_sys::general::{PROT_EXEC, PROT_READ, PROT_WRITE};
+    let mut b = 0;
+    if prot & u64::from(PROT_READ) != 0 {
+        b |= READ;
+    }
+    if prot & u64::from(PROT_WRITE) != 0 {
+        b |= WRITE | READ;
+    }
+    if prot & u64::from(PROT_EXEC) != 0 {
+        b |= EXEC | READ;
+    }
+    b
+}
+
+/// Whether `more` anonymous bytes may be promised to a process that has `committed` and the
+/// data limit `limit`.
+fn can_commit(committed: u64, more: u64, limit: u64) -> bool {
+    let (free, total) = hal::mm::frame_counts();
+    more <= free as u64 * PAGE_SIZE && committed.saturating_add(more) <= (total as u64 * PAGE_SIZE).min(limit)
+}
+
+/// What the page-fault handler did with a user fault.
+pub enum Fault {
+    /// A page of a lazy area was made: resume the program.
+    Mapped,
+    /// Not a first touch of memory the program may use: a real fault.
+    NotOurs,
+    /// There was no memory for the page.
+    NoMemory,
+}
+
+/// A user page fault at `addr` with error code `err` (x86: bit 0 present, 1 write, 4 fetch).
+pub fn fault_in(p: &Process, addr: u64, err: u64) -> Fault {
+    let mut m = p.mem.lock();
+    match touch(&mut m, addr, err & 2 != 0, err & 0x10 != 0, err & 1 != 0) {
+        Ok(true) => Fault::Mapped,
+        Ok(false) => Fault::NotOurs,
+        Err(()) => Fault::NoMemory,
+    }
+}
+
+/// Maps the page at `addr` if it is the first touch of a lazy area that allows the access.
+fn touch(m: &mut Mem, addr: u64, write: bool, exec: bool, present: bool) -> Result<bool, ()> {
+    let Some((_, a)) = m.vm.find(addr) else { return Ok(false) };
+    if !a.lazy || present || a.prot & READ == 0 || (write && a.prot & WRITE == 0) || (exec && a.prot & EXEC == 0) {
+        return Ok(false);
+    }
+    let page = addr & !(PAGE_SIZE - 1);
+    if m.space.lookup(page).is_some() {
+        return Ok(false);
+    }
+    match m.space.map_zeroed(page, access(a.prot)) {
+        Ok(_) => Ok(true),
+        Err(UserMemError::NoMemory) => Err(()),
+        Err(UserMemError::Fault) => Ok(false),
+    }
+}
+
+/// Before the kernel copies to (`write`) or from user memory: makes the not-yet-touched pages
+/// of lazy areas in `[addr, addr + len)` (the copy then fails with EFAULT where the program
+/// itself would fault).
+pub fn prefault(m: &mut Mem, addr: u64, len: u64, write: bool) {
+    let Some(end) = addr.checked_add(len) else { return };
+    if end > hal::mm::USER_END {
+        return; // the copy fails with EFAULT
+    }
+    let mut page = addr & !(PAGE_SIZE - 1);
+    while page < end {
+        if m.space.lookup(page).is_none() && touch(m, page, write, false, false).is_err() {
+            return;
+        }
+        page += PAGE_SIZE;
+    }
+}
+
+fn unmap_pages(m: &mut Mem, start: u64, end: u64) {
+    let mut va = start;
+    while va < end {
+        m.space.unmap(va);
+        va += PAGE_SIZE;
+    }
+}
+
+/// Takes `[start, end)` out of the map and the page tables; gives back its commitment.
+fn remove_range(m: &mut Mem, start: u64, end: u64) {
+    for (s, e, a) in m.vm.remove(start, end) {
+        unmap_pages(m, s, e);
+        if a.lazy && s >= m.stack_bottom && e <= crate::process::STACK_TOP {
+            continue; // the stack area is not counted
+        }
+        m.committed = m.committed.saturating_sub(e - s);
+    }
+}
+
+fn check_range(addr: u64, len: u64) -> Result<u64, Errno> {
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(EINVAL);
+    }
+    let end = addr.checked_add(len.checked_next_multiple_of(PAGE_SIZE).ok_or(ENOMEM)?).ok_or(ENOMEM)?;
+    if end > hal::mm::USER_END {
+        return Err(ENOMEM);
+    }
+    Ok(end)
+}
+
+/// brk: grows or shrinks the heap (eagerly mapped pages); returns the new break (the old one
+/// when refused).
+pub fn brk(p: &Process, new: u64) -> u64 {
+    let limit = p.data_limit.load(core::sync::atomic::Ordering::Relaxed);
+    let mut m = p.mem.lock();
+    if new == 0 || new < m.brk_start {
+        return m.brk;
+    }
+    let old_end = m.brk.next_multiple_of(PAGE_SIZE);
+    let Some(new_end) = new.checked_next_multiple_of(PAGE_SIZE) else { return m.brk };
+    if new_end > old_end {
+        let more = new_end - old_end;
+        if m.vm.overlaps(old_end, new_end) || new_end > MMAP_TOP || !can_commit(m.committed, more, limit) {
+            return m.brk;
+        }
+        let mut va = old_end;
+        while va < new_end {
+            if m.space.map_zeroed(va, UserAccess::readable(true, false)).is_err() {
+                unmap_pages(&mut m, old_end, va);
+                return m.brk;
+            }
+            va += PAGE_SIZE;
+        }
+        m.committed += more;
+    } else {
+        unmap_pages(&mut m, new_end, old_end);
+        m.committed = m.committed.saturating_sub(old_end - new_end);
+    }
+    m.brk = new;
+    m.brk
+}
+
+static SHARED_LOGGED: hal::sync::IrqLock<bool> = hal::sync::IrqLock::ranked(false, crate::locks::LOGGED);
+
+/// mmap: anonymous memory (on demand), or a private copy of a file of the tree (`file`: its
+/// bytes from the offset). Shared writable file mappings are not supported yet (ENODEV).
+pub fn mmap(p: &Process, addr: u64, len: u64, prot: u64, flags: u32, file: Option<&[u8]>) -> Result<u64, Errno> {
+    use linux_raw_sys::general::{MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE};
+    if len == 0 {
+        return Err(EINVAL);
+    }
+    // The mapping type is the two low bits (MAP_SHARED_VALIDATE is both).
+    let shared = match flags & 3 {
+        MAP_PRIVATE => false,
+        MAP_SHARED | MAP_SHARED_VALIDATE => true,
+        _ => return Err(EINVAL),
+    };
+    let bits = prot_bits(prot);
+    if shared && file.is_some() && bits & WRITE != 0 {
+        return Err(ENODEV); // writable shared file mappings: not supported yet
+    }
+    if shared && flags & MAP_ANONYMOUS != 0 && !core::mem::replace(&mut *SHARED_LOGGED.lock(), true) {
+        hal::println!("mmap: MAP_SHARED anonymous memory is private to process {} (sharing it with children is not supported yet)", p.pid);
+    }
+    let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(ENOMEM)?;
+    let limit = p.data_limit.load(core::sync::atomic::Ordering::Relaxed);
+    let mut m = p.mem.lock();
+    let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+    let base = if fixed {
+        let end = check_range(addr, len)?;
+        if flags & MAP_FIXED_NOREPLACE != 0 && m.vm.overlaps(addr, end) {
+            return Err(EEXIST);
+        }
+        addr
+    } else {
+        let hint = addr & !(PAGE_SIZE - 1);
+        let lowest = m.brk_start.saturating_add(HEAP_ROOM);
+        match hint.checked_add(len) {
+            Some(e) if hint >= lowest && e <= MMAP_TOP && !m.vm.overlaps(hint, e) => hint,
+            _ => m.vm.find_gap(len, lowest, MMAP_TOP).ok_or(ENOMEM)?,
+        }
+    };
+    if !can_commit(m.committed, len, limit) {
+        return Err(ENOMEM);
+    }
+    remove_range(&mut m, base, base + len);
+    m.vm.insert(base, base + len, bits, true);
+    m.committed += len;
+    if let Some(data) = file {
+        // A private copy: the pages holding file bytes now, the rest (to the end of the last
+        // page and beyond the file) zero on demand.
+        let n = (data.len() as u64).min(len);
+        let mut va = base;
+        while va < base + n {
+            let r = m.space.map_zeroed(va, UserAccess::readable(true, false)).and_then(|_| {
+                let off = (va - base) as usize;
+                m.space.fill(va, &data[off..(off + PAGE_SIZE as usize).min(n as usize)])
+            });
+            let r = r.and_then(|_| m.space.protect(va, access(bits)));
+            if r.is_err() {
+                remove_range(&mut m, base, base + len);
+                return Err(ENOMEM);
+            }
+            va += PAGE_SIZE;
+        }
+    }
+    Ok(base)
+}
+
+pub fn munmap(p: &Process, addr: u64, len: u64) -> Result<(), Errno> {
+    if len == 0 {
+        return Err(EINVAL);
+    }
+    let end = check_range(addr, len).map_err(|_| EINVAL)?;
+    let mut m = p.mem.lock();
+    remove_range(&mut m, addr, end);
+    Ok(())
+}
+
+pub fn mprotect(p: &Process, addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
+    let end = check_range(addr, len).map_err(|e| if e == ENOMEM { ENOMEM } else { EINVAL })?;
+    let bits = prot_bits(prot);
+    let mut m = p.mem.lock();
+    let in_areas = m.vm.covered(addr, end);
+    if in_areas {
+        m.vm.protect(addr, end, bits);
+    }
+    // Pages made already (areas' touched pages, the program's own segments, the heap).
+    let mut va = addr;
+    let mut any = false;
+    while va < end {
+        if m.space.lookup(va).is_some() {
+            any = true;
+            m.space.protect(va, access(bits)).map_err(|_| ENOMEM)?;
+        }
+        va += PAGE_SIZE;
+    }
+    if in_areas || any { Ok(()) } else { Err(ENOMEM) }
+}
+
+/// mremap: shrinks, grows in place, or (MREMAP_MAYMOVE) moves a mapping, copying the pages it
+/// has made. MREMAP_FIXED and MREMAP_DONTUNMAP are not supported yet (EINVAL).
+pub fn mremap(p: &Process, old: u64, old_len: u64, new_len: u64, flags: u64) -> Result<u64, Errno> {
+    const MAYMOVE: u64 = 1;
+    if flags & !MAYMOVE != 0 || new_len == 0 {
+        return Err(EINVAL);
+    }
+    let old_end = check_range(old, old_len.max(1))?;
+    let new_len = new_len.checked_next_multiple_of(PAGE_SIZE).ok_or(ENOMEM)?;
+    let limit = p.data_limit.load(core::sync::atomic::Ordering::Relaxed);
+    let mut m = p.mem.lock();
+    let Some((_, area)) = m.vm.find(old) else { return Err(EFAULT) };
+    if !m.vm.covered(old, old_end) {
+        return Err(EFAULT);
+    }
+    let old_len = old_end - old;
+    if new_len <= old_len {
+        remove_range(&mut m, old + new_len, old_end);
+        return Ok(old);
+    }
+    let more = new_len - old_len;
+    if !can_commit(m.committed, more, limit) {
+        return Err(ENOMEM);
+    }
+    if let Some(e) = old.checked_add(new_len)
+        && e <= MMAP_TOP
+        && !m.vm.overlaps(old_end, e)
+    {
+        m.vm.insert(old_end, e, area.prot, true);
+        m.committed += more;
+        return Ok(old);
+    }
+    if flags & MAYMOVE == 0 {
+        return Err(ENOMEM);
+    }
+    let lowest = m.brk_start.saturating_add(HEAP_ROOM);
+    let new = m.vm.find_gap(new_len, lowest, MMAP_TOP).ok_or(ENOMEM)?;
+    m.vm.insert(new, new + new_len, area.prot, true);
+    m.committed += new_len;
+    let mut buf = alloc::vec![0u8; PAGE_SIZE as usize];
+    let mut off = 0;
+    while off < old_len {
+        if let Some((_, acc)) = m.space.lookup(old + off) {
+            // Made pages move with their bytes (read through the kernel whatever their rights).
+            if m.space.protect(old + off, UserAccess::readable(false, false)).is_ok()
+                && m.space.copy_from_user(old + off, &mut buf).is_ok()
+                && m.space.map_zeroed(new + off, UserAccess::readable(true, false)).is_ok()
+            {
+                let _ = m.space.fill(new + off, &buf);
+                let _ = m.space.protect(new + off, acc);
+            }
+        }
+        off += PAGE_SIZE;
+    }
+    remove_range(&mut m, old, old_end);
+    Ok(new)
+}

@@ -1,0 +1,21 @@
+//! User memory (issue 22 item 3): anonymous memory on demand, munmap giving the range back,
+//! MAP_FIXED and MAP_FIXED_NOREPLACE, mremap, mprotect, private file mappings, RLIMIT_DATA,
+//! RLIMIT_NOFILE and a main stack that grows to RLIMIT_STACK — the same `memtest` binary on
+//! Quest and on Debian's Linux in the same emulated machine.
+use anyhow::Result;
+use quest_tests::{Config, Quest};
+
+#[test]
+fn memtest_passes_every_check_on_quest_and_on_linux() -> Result<()> {
+    let cfg = Config::from_env(false)?;
+    let mut q = Quest::boot(&cfg)?;
+    let out = q.shell("memtest")?;
+    assert!(out.contains("memtest: 12 checks, 0 failed"), "{out}");
+    assert_eq!(q.shell("hello_world")?.trim(), "Hello World!");
+    q.power_off_ok()?;
+    let prog = std::path::PathBuf::from(std::env::var("QUEST_USER_DIR")?).join("memtest");
+    let linux = quest_tests::linux::run_init(&cfg.qemu, &quest_tests::linux::vmlinuz_from_env()?, &prog, &[], cfg.timeout)?;
+    assert!(linux.contains("memtest: on Linux as init"), "{linux}");
+    assert!(linux.contains("memtest: 12 checks, 0 failed"), "{linux}");
+    Ok(())
+}
