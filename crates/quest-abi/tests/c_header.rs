@@ -1,5 +1,5 @@
 //! The C headers (`user/include/quest.h`, `user/include/vcpu.h`) and wrappers
-//! (`user/libquest/c/quest.c`) agree with this crate.
+//! (`user/libquest/c/quest.c`, `shmcomm.c`, `shmcomm_sys.c`) agree with this crate.
 //!
 //! The test writes a C program that includes the headers and prints, one `key=value` per line,
 //! every syscall number, constant, errno value, struct size and alignment, and each field's
@@ -297,6 +297,8 @@ fn c_headers_agree_with_quest_abi() {
         .arg(root.join("user/include"))
         .arg(&src)
         .arg(root.join("user/libquest/c/quest.c"))
+        .arg(root.join("user/libquest/c/shmcomm.c"))
+        .arg(root.join("user/libquest/c/shmcomm_sys.c"))
         .args(["-lpthread", "-o"])
         .arg(&exe)
         .output()
