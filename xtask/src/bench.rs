@@ -365,19 +365,7 @@ pub fn run(args: &[String]) -> Result<()> {
 fn questv(t: &crate::setup::Tools, quick: bool) -> Result<Vec<Sample>> {
     let files = crate::boot_files(&[])?;
     let qv = crate::questv::build(&root().join("configs/two-quest.toml"), false, &files)?;
-    let cfg = quest_tests::Config {
-        qemu: t.qemu.clone(),
-        iso: qv.iso.clone(),
-        firmware: quest_tests::Firmware::Bios,
-        smp: qv.cpus,
-        mem_mib: qv.mem_mib,
-        cpu: "max".into(),
-        icount: true,
-        echo: false,
-        extra_args: vec![],
-        timeout: Duration::from_secs(600),
-        settle: None,
-    };
+    let cfg = questv_config(t, &qv, Duration::from_secs(600));
     let mut m = quest_tests::QuestV::start(&cfg, qv.serials)?;
     for com in [1, 2] {
         let c = m.com(com);
@@ -402,6 +390,23 @@ fn questv(t: &crate::setup::Tools, quick: bool) -> Result<Vec<Sample>> {
     ])
 }
 
+/// The harness configuration for a Quest-V image under `-icount` (the bench's guest time).
+fn questv_config(t: &crate::setup::Tools, qv: &crate::questv::QuestV, timeout: Duration) -> quest_tests::Config {
+    quest_tests::Config {
+        qemu: t.qemu.clone(),
+        iso: qv.iso.clone(),
+        firmware: quest_tests::Firmware::Bios,
+        smp: qv.cpus,
+        mem_mib: qv.mem_mib,
+        cpu: "max".into(),
+        icount: true,
+        echo: false,
+        extra_args: vec![],
+        timeout,
+        settle: None,
+    }
+}
+
 /// `qv_latency`'s result line → (median, max) in ns.
 fn qv_latency_ns(out: &str) -> Result<(u64, u64)> {
     let line = out.lines().find(|l| l.contains("one-way latency")).with_context(|| format!("qv_latency printed no result:\n{out}"))?;
@@ -424,19 +429,7 @@ fn qv_latency_ns(out: &str) -> Result<(u64, u64)> {
 fn questv_linux(t: &crate::setup::Tools, quick: bool) -> Result<Vec<Sample>> {
     let files = crate::boot_files(&[])?;
     let qv = crate::questv::build(&root().join("tests/fixtures/questv-linux-1cpu.toml"), false, &files)?;
-    let cfg = quest_tests::Config {
-        qemu: t.qemu.clone(),
-        iso: qv.iso.clone(),
-        firmware: quest_tests::Firmware::Bios,
-        smp: qv.cpus,
-        mem_mib: qv.mem_mib,
-        cpu: "max".into(),
-        icount: true,
-        echo: false,
-        extra_args: vec![],
-        timeout: Duration::from_secs(900),
-        settle: None,
-    };
+    let cfg = questv_config(t, &qv, Duration::from_secs(900));
     const LINUX_PROMPT: &str = "linux:/# ";
     let mut m = quest_tests::QuestV::start(&cfg, qv.serials)?;
     m.com(1).expect("user mode:")?;
