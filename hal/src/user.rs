@@ -281,6 +281,8 @@ unsafe_impl_pod!(linux_raw_sys::general::statx {
 unsafe_impl_pod!(quest_abi::SchedParam { kind, c, t, io_class, affinity });
 unsafe_impl_pod!(quest_abi::TpipeQos { c, lambda, b });
 unsafe_impl_pod!(quest_abi::TpipeGuarantee { throughput, delay_us, c, t, writer_vcpu, reader_vcpu, b });
+unsafe_impl_pod!(quest_abi::BoomerangQos { c, lambda, b, packet, stages });
+unsafe_impl_pod!(quest_abi::BoomerangPlan { c, t, chunk, packets, slots, throughput, hop_delay_us, delay_us, vcpu });
 unsafe_impl_pod!(quest_abi::TaskInfo { id, process, parent, vcpu, pcpu, status, nthreads, thread, name });
 unsafe_impl_pod!(quest_abi::can::CanFrame { can_id, len, pad, res0, len8_dlc, data });
 unsafe_impl_pod!(quest_abi::can::CanFilter { can_id, can_mask });

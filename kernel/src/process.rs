@@ -81,6 +81,8 @@ pub struct Process {
     pub sid: AtomicU32,
     /// Per thread: its robust futex list head (set_robust_list).
     pub robust: IrqLock<BTreeMap<Tid, u64>>,
+    /// Per thread: the Main VCPU `boomerang_stage` created for it, destroyed when it ends.
+    pub stage_vcpus: IrqLock<BTreeMap<Tid, u32>>,
     /// RLIMIT_DATA (anonymous memory it may be promised) and RLIMIT_STACK (its main stack's
     /// size from its next execve).
     pub data_limit: core::sync::atomic::AtomicU64,
@@ -241,6 +243,11 @@ pub fn exit_thread() -> ! {
         }
         BY_THREAD.lock().remove(&me);
         crate::signal::thread_removed(&p, me);
+        // A Boomerang stage's reservation ends with its thread.
+        let stage = p.stage_vcpus.lock().remove(&me);
+        if let Some(v) = stage {
+            let _ = crate::vcpu::destroy(v, true);
+        }
         let last = {
             let mut t = p.threads.lock();
             t.retain(|&x| x != me);
@@ -291,6 +298,7 @@ fn new_process(name: &str, parent: Pid, mem: Mem) -> Arc<Process> {
         core_limit: core::sync::atomic::AtomicU64::new(0),
         comm: IrqLock::new(None),
         robust: IrqLock::new(BTreeMap::new()),
+        stage_vcpus: IrqLock::new(BTreeMap::new()),
         pgid: AtomicU32::new(pid),
         sid: AtomicU32::new(pid),
         data_limit: core::sync::atomic::AtomicU64::new(u64::MAX),

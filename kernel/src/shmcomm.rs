@@ -37,7 +37,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU64;
 
-use channels::{Error as ChError, FifoConsumer, FifoProducer, FourSlot, FourSlotReader, FourSlotWriter, Fifo, Kind};
+use channels::open::OpenRequest;
+use channels::{Error as ChError, FifoConsumer, FifoProducer, FourSlotReader, FourSlotWriter, Kind};
 use hal::sync::IrqLock;
 use linux_raw_sys::errno::*;
 use quest_abi::shm::*;
@@ -188,6 +189,9 @@ const MAX_TOTAL_BYTES: usize = 16 << 20;
 pub struct Side {
     ch: Arc<Channel>,
     pub writer: bool,
+    /// `SHMCOMM_NONBLOCK_CH`: a sync read of an empty channel or write to a full one is
+    /// `EAGAIN`.
+    nonblock: bool,
 }
 
 impl Side {
@@ -258,57 +262,25 @@ fn map_err(e: ChError) -> u32 {
 
 /// shmcomm_open_send / shmcomm_open_receive: returns the new side.
 pub fn open(key: u32, flags: u32, packet: u64, buffer_len: i64, writer: bool) -> Result<Arc<Side>, u32> {
-    if flags & !SHMCOMM_FLAGS != 0 {
-        return Err(EINVAL);
-    }
-    let create = flags & SHMCOMM_CREATE_CH != 0;
-    let connect = flags & SHMCOMM_CONNECT_CH != 0;
-    let want = match (flags & SHMCOMM_ASYNC_CH != 0, flags & SHMCOMM_SYNC_CH != 0) {
-        (true, false) => Some(Kind::FourSlot),
-        (false, true) => Some(Kind::Fifo),
-        (false, false) => None,
-        (true, true) => return Err(EINVAL),
-    };
-    if create == connect || packet == 0 || packet > u64::from(SHMCOMM_MAX_PACKET) {
-        return Err(EINVAL);
-    }
-    let packet = packet as usize;
+    let req = OpenRequest::parse(flags, packet, buffer_len).map_err(|_| EINVAL)?;
+    let packet = req.packet;
     let mut table = CHANNELS.lock();
-    let ch = if create {
-        let kind = want.ok_or(EINVAL)?;
+    let ch = if req.create {
+        let kind = req.kind.ok_or(EINVAL)?;
         if table.contains_key(&key) || provider().existing(key).is_some() {
             return Err(EEXIST);
         }
         if table.len() >= SHMCOMM_MAX_CHANNELS as usize {
             return Err(ENOSPC);
         }
-        let slots = match kind {
-            Kind::FourSlot => 4,
-            _ => {
-                if buffer_len < 1 || buffer_len > i64::from(SHMCOMM_MAX_BUFFER) {
-                    return Err(EINVAL);
-                }
-                buffer_len as usize
-            }
-        };
-        let bytes = match kind {
-            Kind::FourSlot => FourSlot::region_bytes(packet),
-            _ => Fifo::region_bytes(packet, slots),
-        }
-        .map_err(|_| EINVAL)?;
-        if bytes > MAX_CHANNEL_BYTES {
-            return Err(EINVAL);
-        }
+        let slots = req.slots;
+        let bytes = req.region_bytes(MAX_CHANNEL_BYTES).map_err(|_| EINVAL)?;
         let used: usize = table.values().map(|c| c.mem.words().len() * 8).sum();
         if used + bytes > MAX_TOTAL_BYTES {
             return Err(ENOMEM);
         }
         let mem = provider().create(key, bytes)?;
-        match kind {
-            Kind::FourSlot => FourSlot::format(mem.words(), packet),
-            _ => Fifo::format(mem.words(), packet, slots),
-        }
-        .map_err(|_| EINVAL)?;
+        req.format(mem.words()).map_err(|_| EINVAL)?;
         let ch = Arc::new(Channel {
             key,
             kind,
@@ -342,12 +314,8 @@ pub fn open(key: u32, flags: u32, packet: u64, buffer_len: i64, writer: bool) ->
                 ch
             }
         };
-        if want.is_some_and(|k| k != ch.kind) || packet != ch.slot_size {
-            return Err(EINVAL);
-        }
-        if ch.kind == Kind::Fifo && buffer_len > 0 && buffer_len as usize != ch.slots {
-            return Err(EINVAL);
-        }
+        let g = channels::Geometry { kind: ch.kind, slot_size: ch.slot_size, slot_count: ch.slots, region_words: ch.mem.words().len() };
+        req.accepts(&g).map_err(|_| EINVAL)?;
         ch
     };
     {
@@ -367,7 +335,7 @@ pub fn open(key: u32, flags: u32, packet: u64, buffer_len: i64, writer: bool) ->
         (Kind::Fifo, true) => FifoProducer::attach(region).map(drop),
         (_, false) => FifoConsumer::attach(region).map(drop),
     };
-    let side = Arc::new(Side { ch, writer });
+    let side = Arc::new(Side { ch, writer, nonblock: req.nonblock });
     ok.map_err(|_| EINVAL)?; // dropping `side` closes it again
     Ok(side)
 }
@@ -438,6 +406,7 @@ pub fn write(p: &Process, s: &Side, buf: crate::syscall::UserSlice) -> Result<u6
                     wake_peer(ch);
                     return Ok(len);
                 }
+                Err(ChError::Full) if s.nonblock => return Err(EAGAIN),
                 Err(ChError::Full) => {
                     wait_until(ch, |i| {
                         i.reader == SideState::Closed || FifoProducer::attach(region).is_ok_and(|mut p| !p.is_full())
@@ -484,6 +453,7 @@ pub fn read(p: &Process, s: &Side, buf: crate::syscall::UserSliceMut) -> Result<
                     break n;
                 }
                 Err(ChError::Closed) => return Ok(0), // sender gone, everything drained
+                Err(ChError::Empty) if s.nonblock => return Err(EAGAIN),
                 Err(ChError::Empty) => {
                     wait_until(ch, |i| {
                         i.writer == SideState::Closed || FifoConsumer::attach(region).is_ok_and(|mut c| !c.is_empty())

@@ -40,6 +40,8 @@
 #define QUEST_NR_TPIPE_WRITE          (QUEST_NR_BASE + 0x31)
 #define QUEST_NR_TPIPE_READ           (QUEST_NR_BASE + 0x32)
 #define QUEST_NR_TPIPE_CLOSE          (QUEST_NR_BASE + 0x33)
+/* Boomerang stages (declared in <boomerang.h>) */
+#define QUEST_NR_BOOMERANG_STAGE      (QUEST_NR_BASE + 0x34)
 /* Quest-V */
 #define QUEST_NR_QUESTV_EXITS         (QUEST_NR_BASE + 0x40)
 

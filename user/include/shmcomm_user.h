@@ -13,7 +13,8 @@
  * is ignored for async channels and on connect may be -1). Connecting infers the type.
  * Errors (-1 and errno): EEXIST (create: the key exists), ENOENT (connect: no such key),
  * EINVAL (bad flags/sizes, a channel over 1 MiB, or a size or type different from the
- * channel's), EBUSY (that side is open already), ENOSPC (64 channels), ENOMEM (16 MiB of
+ * channel's), EAGAIN (SHMCOMM_NONBLOCK_CH: nothing to read / no room), EBUSY (that side
+ * is open already), ENOSPC (64 channels), ENOMEM (16 MiB of
  * channels), EBADF, EPIPE (sync write: the receiver closed).
  *
  * Flag values mirror crates/quest-abi (quest_abi::shm), checked by its c_header test.
@@ -30,6 +31,9 @@
 #define SHMCOMM_CONNECT_CH 0x2  /* connect to an existing channel */
 #define SHMCOMM_ASYNC_CH   0x4  /* four-slot: latest value wins, never blocks */
 #define SHMCOMM_SYNC_CH    0x8  /* FIFO of buffer_len packets: blocking read/write */
+/* Quest-RS extension: on this descriptor a sync read of an empty channel or a write to a full
+ * one fails with EAGAIN instead of waiting (Boomerang's periodic stages, <boomerang.h>). */
+#define SHMCOMM_NONBLOCK_CH 0x10
 
 /* A channel as shmcomm_open_send returns it: a descriptor, like shmcomm_open_receive's. */
 typedef int shmcomm_channel_t;

@@ -249,7 +249,7 @@ fn build_rust_example(manifest_dir: &Path, target_dir: &Path) -> Result<PathBuf>
 /// shmcomm examples and `qv_latency`, whose raw calls there are the Linux library
 /// (user/linux/shmcomm), and
 /// queshe's two halves (`qshd`, the daemon behind /dev/qSB<n>, and `queshe`, the session).
-pub const LINUX_PROGRAMS: &[&str] = &["examples/async_send", "examples/async_recv", "examples/shm_stream", "examples/qv_latency", "linux/qshd", "linux/queshe"];
+pub const LINUX_PROGRAMS: &[&str] = &["examples/async_send", "examples/async_recv", "examples/shm_stream", "examples/qv_latency", "examples/boomerang", "linux/qshd", "linux/queshe"];
 
 /// Builds [`LINUX_PROGRAMS`] for a Quest-V Linux sandbox into `out_dir`: the static library
 /// `user/linux/shmcomm` (cargo, for the musl target), then each program with musl-gcc, its

@@ -79,7 +79,9 @@
 mod fifo;
 mod four_slot;
 pub mod layout;
+pub mod open;
 pub mod sync;
+pub mod boomerang;
 pub mod tpipe;
 
 pub use fifo::{Fifo, FifoConsumer, FifoProducer};

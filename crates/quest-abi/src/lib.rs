@@ -61,5 +61,5 @@ pub use errno::Errno;
 pub use linux_names::linux_syscall_name;
 pub use nr::QuestSyscall;
 pub use ps::{TASK_NAME_LEN, TaskInfo, TaskState, VcpuInfo};
-pub use shm::{TpipeGuarantee, TpipeQos};
+pub use shm::{BoomerangPlan, BoomerangQos, TpipeGuarantee, TpipeQos};
 pub use sched::{AFFINITY_ANY, IO_VCPU, MAIN_VCPU, SchedParam, VcpuType};

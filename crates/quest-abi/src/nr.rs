@@ -8,7 +8,7 @@
 //! | `0x00–0x0f` | VCPUs                      | implemented                          |
 //! | `0x10–0x1f` | tasks (`ps`, `kill`)       | implemented                          |
 //! | `0x20–0x2f` | `shmcomm` (shared memory)  | implemented                          |
-//! | `0x30–0x3f` | tuned pipes (`tpipe`)      | implemented                          |
+//! | `0x30–0x3f` | tuned pipes, Boomerang     | implemented                          |
 //! | `0x40–0xff` | unassigned                 | `ENOSYS`                             |
 //!
 //! Numbers are `u32`, like `linux-raw-sys`'s `__NR_*`; the kernel compares them with the full
@@ -103,6 +103,14 @@ pub const TPIPE_WRITE: u32 = QUEST_BASE + 0x31;
 pub const TPIPE_READ: u32 = QUEST_BASE + 0x32;
 /// `tpipe_close(fd) -> 0`: `close`. Errors: `EBADF` (not a tuned pipe end).
 pub const TPIPE_CLOSE: u32 = QUEST_BASE + 0x33;
+/// `boomerang_stage(const struct boomerang_qos *qos, struct boomerang_plan *plan) -> 0`.
+///
+/// Makes the calling task a stage of a Boomerang pipeline: derives the stage's reservation
+/// from `qos` by rate matching (`channels::boomerang`, docs/channels.md), creates a Main VCPU
+/// with it on the caller's PCPU (admission control), binds the caller to it and writes the
+/// plan (with the VCPU's id) to `plan`. Errors: `EFAULT`, `EINVAL` (bad QoS), `EBUSY`
+/// (admission control refused the VCPU), `ENOSPC`, `ENOMEM`.
+pub const BOOMERANG_STAGE: u32 = QUEST_BASE + 0x34;
 
 /// `questv_exits(void *buf, size_t len) -> bytes`: under the Quest-V monitor, copies its
 /// per-CPU exit counters ([`crate::questv::ExitStatsHeader`] then one
@@ -132,12 +140,13 @@ pub enum QuestSyscall {
     TpipeWrite = TPIPE_WRITE,
     TpipeRead = TPIPE_READ,
     TpipeClose = TPIPE_CLOSE,
+    BoomerangStage = BOOMERANG_STAGE,
     QuestvExits = QUESTV_EXITS,
 }
 
 impl QuestSyscall {
     /// All Quest calls, in number order.
-    pub const ALL: [QuestSyscall; 18] = [
+    pub const ALL: [QuestSyscall; 19] = [
         Self::VcpuCreate,
         Self::VcpuDestroy,
         Self::VcpuGetparams,
@@ -155,6 +164,7 @@ impl QuestSyscall {
         Self::TpipeWrite,
         Self::TpipeRead,
         Self::TpipeClose,
+        Self::BoomerangStage,
         Self::QuestvExits,
     ];
 
@@ -197,6 +207,7 @@ impl QuestSyscall {
             Self::TpipeWrite => "TPIPE_WRITE",
             Self::TpipeRead => "TPIPE_READ",
             Self::TpipeClose => "TPIPE_CLOSE",
+            Self::BoomerangStage => "BOOMERANG_STAGE",
             Self::QuestvExits => "QUESTV_EXITS",
         }
     }
@@ -260,12 +271,13 @@ mod tests {
         assert_eq!(TASK_KILL, 0x0051_5512);
         assert_eq!(SHMCOMM_OPEN_SEND, 0x0051_5520);
         assert_eq!(TPIPE_OPEN, 0x0051_5530);
+        assert_eq!(BOOMERANG_STAGE, 0x0051_5534);
     }
 
     #[test]
     fn implemented_set() {
         let implemented: usize = QuestSyscall::ALL.iter().filter(|c| c.implemented()).count();
-        assert_eq!(implemented, 18);
+        assert_eq!(implemented, 19);
         assert!(QuestSyscall::ShmcommOpenSend.implemented());
         assert!(QuestSyscall::TpipeClose.implemented());
         assert!(QuestSyscall::TaskKill.implemented());

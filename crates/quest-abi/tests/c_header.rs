@@ -103,6 +103,34 @@ fn structs() -> Vec<StructSpec> {
             ],
         },
         StructSpec {
+            c_type: "struct boomerang_qos",
+            size: size_of::<BoomerangQos>(),
+            align: align_of::<BoomerangQos>(),
+            fields: vec![
+                field!(BoomerangQos, c as "C": u32, false),
+                field!(BoomerangQos, lambda as "lambda": u32, false),
+                field!(BoomerangQos, b as "B": u32, false),
+                field!(BoomerangQos, packet as "packet": u32, false),
+                field!(BoomerangQos, stages as "stages": u32, false),
+            ],
+        },
+        StructSpec {
+            c_type: "struct boomerang_plan",
+            size: size_of::<BoomerangPlan>(),
+            align: align_of::<BoomerangPlan>(),
+            fields: vec![
+                field!(BoomerangPlan, c as "C": u32, false),
+                field!(BoomerangPlan, t as "T": u32, false),
+                field!(BoomerangPlan, chunk as "chunk": u32, false),
+                field!(BoomerangPlan, packets as "packets": u32, false),
+                field!(BoomerangPlan, slots as "slots": u32, false),
+                field!(BoomerangPlan, throughput as "throughput": u32, false),
+                field!(BoomerangPlan, hop_delay_us as "hop_delay_us": u32, false),
+                field!(BoomerangPlan, delay_us as "delay_us": u32, false),
+                field!(BoomerangPlan, vcpu as "vcpu": i32, true),
+            ],
+        },
+        StructSpec {
             c_type: "struct questv_exits_header",
             size: size_of::<ExitStatsHeader>(),
             align: align_of::<ExitStatsHeader>(),
@@ -152,6 +180,7 @@ fn constants() -> Vec<(String, i64)> {
         ("SHMCOMM_CONNECT_CH".into(), SHMCOMM_CONNECT_CH.into()),
         ("SHMCOMM_ASYNC_CH".into(), SHMCOMM_ASYNC_CH.into()),
         ("SHMCOMM_SYNC_CH".into(), SHMCOMM_SYNC_CH.into()),
+        ("SHMCOMM_NONBLOCK_CH".into(), SHMCOMM_NONBLOCK_CH.into()),
         ("SHMCOMM_MAX_PACKET".into(), SHMCOMM_MAX_PACKET.into()),
         ("SHMCOMM_MAX_BUFFER".into(), SHMCOMM_MAX_BUFFER.into()),
         ("SHMCOMM_MAX_CHANNELS".into(), SHMCOMM_MAX_CHANNELS.into()),
@@ -186,6 +215,7 @@ const CALLS: &[(&str, &str)] = &[
     ("(int)tpipe_write(3, &qos, 4)", "tpipe_write"),
     ("(int)tpipe_read(3, &qos, 4)", "tpipe_read"),
     ("tpipe_close(3)", "tpipe_close"),
+    ("boomerang_stage(&bq, &bp)", "boomerang_stage"),
     ("(int)questv_exits(ti, sizeof ti)", "questv_exits"),
 ];
 
@@ -193,7 +223,7 @@ fn c_program() -> String {
     let mut c = String::from(
         "#include <errno.h>\n#include <stddef.h>\n#include <stdio.h>\n#include <pthread.h>\n\
          #include <quest.h>\n#include <vcpu.h>\n\
-         #include <shmcomm_user.h>\n#include <shmcomm_internal.h>\n#include <tpipe.h>\n\n\
+         #include <shmcomm_user.h>\n#include <shmcomm_internal.h>\n#include <tpipe.h>\n#include <boomerang.h>\n\n\
          #define SIGNED(T, f) (((__typeof__(((T *)0)->f))-1) < 0)\n\
          int main(void) {\n",
     );
@@ -229,7 +259,9 @@ fn c_program() -> String {
         "    struct sched_param sp = {.type = MAIN_VCPU, .C = 20, .T = 100};\n\
          struct task_info ti[4];\n    struct vcpu_info vi[4];\n\
              shmcomm_channel_t ch;\n    struct tpipe_qos qos = {.C = 1, .lambda = 1, .B = 2};\n\
-             struct tpipe_guarantee g;\n    int fds[2];\n",
+             struct tpipe_guarantee g;\n    int fds[2];\n\
+             struct boomerang_qos bq = {.C = 1, .lambda = 1, .B = 3, .packet = 1, .stages = 2};\n\
+             struct boomerang_plan bp;\n",
     );
     for (call, name) in CALLS {
         writeln!(

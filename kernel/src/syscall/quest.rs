@@ -39,6 +39,7 @@ pub fn call(cx: &Cx, nr: u32, a: Args) -> SysResult {
             crate::tpipe::is_end(p, a.n(0))?;
             p.files.lock().close(a.n(0)).map(|_| 0)
         }
+        q::BOOMERANG_STAGE => crate::tpipe::boomerang_stage(p, a.ptr(0), a.ptr(1)),
         q::VCPU_CREATE => crate::vcpu::create(&a.ptr::<SchedParam>(0).read(p)?).map(u64::from),
         q::VCPU_DESTROY => crate::vcpu::destroy(a.n(0) as u32, a.n(1) != 0).map(|_| 0),
         q::VCPU_BIND_TASK => crate::vcpu::bind_current(a.n(0) as u32).map(|_| 0),

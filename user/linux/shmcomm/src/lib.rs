@@ -42,9 +42,10 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use channels::{Error as ChError, Fifo, FifoConsumer, FifoProducer, FourSlot, FourSlotReader, FourSlotWriter, Kind, ReadStatus};
+use channels::open::OpenRequest;
+use channels::{Error as ChError, FifoConsumer, FifoProducer, FourSlotReader, FourSlotWriter, Kind, ReadStatus};
 use quest_abi::questv as abi;
-use quest_abi::shm::{SHMCOMM_ASYNC_CH, SHMCOMM_CONNECT_CH, SHMCOMM_CREATE_CH, SHMCOMM_FLAGS, SHMCOMM_MAX_BUFFER, SHMCOMM_MAX_PACKET, SHMCOMM_SYNC_CH};
+use quest_abi::{BoomerangPlan, BoomerangQos};
 
 /// How long a blocked sync side sleeps between looks at the window.
 pub const POLL_INTERVAL: Duration = Duration::from_micros(200);
@@ -106,6 +107,9 @@ pub struct Chan<'a> {
     key: u32,
     slot_size: usize,
     side: Side<'a>,
+    /// `SHMCOMM_NONBLOCK_CH`: [`Chan::write`]/[`Chan::read`] fail with `EAGAIN` instead of
+    /// waiting.
+    nonblock: bool,
 }
 
 /// What a non-blocking attempt did.
@@ -121,53 +125,19 @@ impl<'a> Chan<'a> {
     /// Opens the sending (`send`) or receiving side of channel `key` in `region`, as
     /// `shmcomm_open_send`/`shmcomm_open_receive` with these flags and sizes.
     pub fn open(region: &'a [AtomicU64], key: u32, send: bool, flags: u32, packet: u64, buffer_len: i64) -> Result<Chan<'a>, i32> {
-        if flags & !SHMCOMM_FLAGS != 0 {
-            return Err(EINVAL);
-        }
-        let create = flags & SHMCOMM_CREATE_CH != 0;
-        let connect = flags & SHMCOMM_CONNECT_CH != 0;
-        let want = match (flags & SHMCOMM_ASYNC_CH != 0, flags & SHMCOMM_SYNC_CH != 0) {
-            (true, false) => Some(Kind::FourSlot),
-            (false, true) => Some(Kind::Fifo),
-            (false, false) => None,
-            (true, true) => return Err(EINVAL),
-        };
-        if create == connect || packet == 0 || packet > u64::from(SHMCOMM_MAX_PACKET) {
-            return Err(EINVAL);
-        }
-        let packet = packet as usize;
-        if create {
-            let kind = want.ok_or(EINVAL)?;
+        // The same checks as Quest's kernel (crates/channels/src/open.rs).
+        let req = OpenRequest::parse(flags, packet, buffer_len).map_err(|_| EINVAL)?;
+        if req.create {
             if channels::probe(region).is_ok() {
                 return Err(EEXIST);
             }
-            let slots = match kind {
-                Kind::FourSlot => 4,
-                _ if buffer_len < 1 || buffer_len > i64::from(SHMCOMM_MAX_BUFFER) => return Err(EINVAL),
-                _ => buffer_len as usize,
-            };
-            let bytes = match kind {
-                Kind::FourSlot => FourSlot::region_bytes(packet),
-                _ => Fifo::region_bytes(packet, slots),
-            }
-            .map_err(|_| EINVAL)?;
-            if bytes > region.len() * 8 {
-                return Err(EINVAL); // the configured window is smaller than this channel
-            }
-            match kind {
-                Kind::FourSlot => FourSlot::format(region, packet),
-                _ => Fifo::format(region, packet, slots),
-            }
-            .map_err(|_| EINVAL)?;
+            // A channel bigger than the configured window is EINVAL.
+            req.region_bytes(region.len() * 8).map_err(|_| EINVAL)?;
+            req.format(region).map_err(|_| EINVAL)?;
         } else {
             // Only a window someone formatted (a valid header) holds a channel.
             let g = channels::probe(region).map_err(|_| ENOENT)?;
-            if want.is_some_and(|k| k != g.kind) || packet != g.slot_size {
-                return Err(EINVAL);
-            }
-            if g.kind == Kind::Fifo && buffer_len > 0 && buffer_len as usize != g.slot_count {
-                return Err(EINVAL);
-            }
+            req.accepts(&g).map_err(|_| EINVAL)?;
         }
         let g = channels::probe(region).map_err(|_| EINVAL)?;
         let side = match (g.kind, send) {
@@ -177,7 +147,7 @@ impl<'a> Chan<'a> {
             (_, false) => FifoConsumer::attach(region).map(Side::SyncR),
         }
         .map_err(|_| EINVAL)?;
-        Ok(Chan { key, slot_size: g.slot_size, side })
+        Ok(Chan { key, slot_size: g.slot_size, side, nonblock: req.nonblock })
     }
 
     pub fn key(&self) -> u32 {
@@ -236,6 +206,7 @@ impl<'a> Chan<'a> {
         loop {
             match self.try_write(data)? {
                 Attempt::Done(n) => return Ok(n),
+                Attempt::WouldBlock if self.nonblock => return Err(EAGAIN),
                 Attempt::WouldBlock => pause(),
             }
         }
@@ -246,6 +217,7 @@ impl<'a> Chan<'a> {
         loop {
             match self.try_read(buf)? {
                 Attempt::Done(n) => return Ok(n),
+                Attempt::WouldBlock if self.nonblock => return Err(EAGAIN),
                 Attempt::WouldBlock => pause(),
             }
         }
@@ -408,9 +380,117 @@ pub extern "C" fn shmcomm_sys_key(fd: c_int) -> c_long {
     }
 }
 
+// ---- Boomerang stages (`<boomerang.h>`) ------------------------------------------------
+
+/// Linux's `struct sched_attr` (include/uapi/linux/sched/types.h), SCHED_ATTR_SIZE_VER1 (56 bytes): not
+/// in the `libc` crate for musl, so written out here.
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    sched_policy: u32,
+    sched_flags: u64,
+    sched_nice: i32,
+    sched_priority: u32,
+    sched_runtime: u64,
+    sched_deadline: u64,
+    sched_period: u64,
+    sched_util_min: u32,
+    sched_util_max: u32,
+}
+
+/// `SCHED_DEADLINE` (include/uapi/linux/sched.h).
+const SCHED_DEADLINE: u32 = 6;
+
+/// The `SCHED_DEADLINE` reservation for a stage of `plan`: runtime C, deadline = period = T.
+fn deadline_attr(plan: &channels::boomerang::Plan) -> SchedAttr {
+    let us = 1000u64;
+    SchedAttr {
+        size: core::mem::size_of::<SchedAttr>() as u32,
+        sched_policy: SCHED_DEADLINE,
+        sched_runtime: u64::from(plan.c_us) * us,
+        sched_deadline: u64::from(plan.t_us) * us,
+        sched_period: u64::from(plan.t_us) * us,
+        ..SchedAttr::default()
+    }
+}
+
+/// The plan for `q` as `<boomerang.h>` returns it (`vcpu` -1: the reservation is Linux's).
+fn boomerang_plan(q: &BoomerangQos) -> Result<(channels::boomerang::Plan, BoomerangPlan), i32> {
+    let p = channels::boomerang::plan(channels::boomerang::Qos { c_us: q.c, lambda: q.lambda, b: q.b, packet: q.packet, stages: q.stages }).map_err(|_| EINVAL)?;
+    let out = BoomerangPlan {
+        c: p.c_us,
+        t: p.t_us,
+        chunk: p.chunk,
+        packets: p.packets,
+        slots: p.slots,
+        throughput: p.throughput,
+        hop_delay_us: p.hop_delay_us,
+        delay_us: p.delay_us,
+        vcpu: -1,
+    };
+    Ok((p, out))
+}
+
+/// `boomerang_stage`: the calling thread gets `SCHED_DEADLINE` (runtime C, deadline = period
+/// = T) through Linux's own admission control (`EBUSY` when the CPUs' deadline bandwidth is
+/// used up; `EPERM` without root).
+///
+/// # Safety
+/// `qos` must point to a readable `struct boomerang_qos`, `plan` to a writable
+/// `struct boomerang_plan` (C's contract for pointer arguments; NULL is `EFAULT`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn boomerang_stage(qos: *const BoomerangQos, plan: *mut BoomerangPlan) -> c_int {
+    if qos.is_null() || plan.is_null() {
+        return set_errno(libc::EFAULT) as c_int;
+    }
+    // SAFETY: a readable record (the caller's contract, non-null checked).
+    let q = unsafe { qos.read_unaligned() };
+    let (p, out) = match boomerang_plan(&q) {
+        Ok(x) => x,
+        Err(e) => return set_errno(e) as c_int,
+    };
+    let attr = deadline_attr(&p);
+    // SAFETY: sched_setattr(0 = this thread, a valid struct sched_attr of `size` bytes, 0).
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if r < 0 {
+        return -1; // errno from the kernel
+    }
+    // SAFETY: a writable record (the caller's contract, non-null checked).
+    unsafe { plan.write_unaligned(out) };
+    0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quest_abi::shm::*;
+
+    #[test]
+    fn nonblock_sides_say_eagain_instead_of_waiting() {
+        let r = region(8192);
+        let mut tx = Chan::open(&r, 158, true, SHMCOMM_CREATE_CH | SHMCOMM_SYNC_CH | SHMCOMM_NONBLOCK_CH, 32, 2).unwrap();
+        let mut rx = Chan::open(&r, 158, false, SHMCOMM_CONNECT_CH | SHMCOMM_NONBLOCK_CH, 32, 2).unwrap();
+        let mut buf = [0u8; 32];
+        let never = || panic!("a non-blocking side waited");
+        assert_eq!(rx.read(&mut buf, never), Err(EAGAIN));
+        assert_eq!(tx.write(&[1; 32], never), Ok(32));
+        assert_eq!(tx.write(&[2; 32], never), Ok(32));
+        assert_eq!(tx.write(&[3; 32], never), Err(EAGAIN));
+        assert_eq!(rx.read(&mut buf, never), Ok(32));
+        assert_eq!(buf, [1; 32]);
+    }
+
+    #[test]
+    fn a_boomerang_stage_is_a_deadline_reservation_of_the_plan() {
+        let q = BoomerangQos { c: 1000, lambda: 12_800, b: 384, packet: 32, stages: 3 };
+        let (p, out) = boomerang_plan(&q).unwrap();
+        assert_eq!((out.t, out.packets, out.slots, out.delay_us, out.vcpu), (10_000, 4, 12, 80_000, -1));
+        let a = deadline_attr(&p);
+        assert_eq!((a.size, a.sched_policy), (56, SCHED_DEADLINE));
+        assert_eq!((a.sched_runtime, a.sched_deadline, a.sched_period), (1_000_000, 10_000_000, 10_000_000));
+        assert_eq!(boomerang_plan(&BoomerangQos { c: 10_001, ..q }).err(), Some(EINVAL));
+    }
 
     fn region(bytes: usize) -> Vec<AtomicU64> {
         (0..bytes / 8).map(|_| AtomicU64::new(0)).collect()
