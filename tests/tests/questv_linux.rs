@@ -300,8 +300,9 @@ fn quest_budgets_hold_while_linux_is_busy() -> Result<()> {
 /// then 100,000 numbered packets each way over the synchronous channels 155 and 156, every one
 /// checked by `shm_stream` (in order, none lost, duplicated or corrupted). Linux's programs
 /// are the same sources built with the Linux library (user/linux/shmcomm over /dev/mem).
-/// Last, root in Linux scribbles on channel 153's header: Quest's next connect gets a clean
-/// error and Quest goes on.
+/// A Linux writer killed mid-stream leaves Quest's reader with the packets that arrived and
+/// end of file (qshd's janitor closes the dead side), not waiting forever. Last, root in Linux
+/// scribbles on channel 153's header: Quest's next connect gets a clean error and Quest goes on.
 #[test]
 #[ignore = "boots Debian's current kernel (a 70 MB download): cargo xtask test --long"]
 fn shmcomm_between_linux_and_quest() -> Result<()> {
@@ -332,6 +333,15 @@ fn shmcomm_between_linux_and_quest() -> Result<()> {
     println!("Linux → Quest: {out}");
     let out = linux(&mut m, "wait; cat /tmp/s156")?;
     assert!(out.contains(&format!("shm_stream: sent {N} packets")), "{out}");
+    // A Linux writer killed mid-stream (SIGKILL: no close): qshd's janitor closes its side in
+    // the window, and Quest's reader ends with what arrived instead of waiting forever.
+    linux(&mut m, "shm_stream send 158 10000000 32 12 > /tmp/s158 2>&1 &")?;
+    m.com(QUEST).send_line("shm_stream recv 158 10000000 32")?;
+    linux(&mut m, "sleep 3; kill -9 %1; sleep 1")?;
+    let out = m.com(QUEST).expect_prompt()?;
+    assert!(out.contains("shm_stream: received ") && out.contains("packets, expected 10000000"), "Quest's reader after the writer died: {out}");
+    let log = linux(&mut m, "grep janitor /tmp/qshd.log")?;
+    assert!(log.contains("shmcomm janitor: closed the send side of channel 158"), "{log}");
     // Hostile: root in Linux overwrites channel 153's header (the first reserved range above
     // Linux's RAM in its e820 map is that window). Quest's connect is refused; Quest goes on.
     let e820 = linux(&mut m, "dmesg | grep 'BIOS-e820: .* reserved' | tail -n +2 | head -1")?;

@@ -10,7 +10,12 @@
  * its foreground task, and `queshe /dev/qSB0` is an interactive session. Quest's output while
  * nobody reads /dev/qSB<n> is dropped once the terminal's buffer is full (its newest part is
  * what a session sees first). The channels are Quest's to format: qshd connects, retrying
- * every 100 ms until Quest has booted. */
+ * every 100 ms until Quest has booted.
+ *
+ * qshd is also the sandbox's shmcomm janitor: every 50 ms it closes, in the window, any
+ * channel side whose Linux process ended without closing it (killed mid-write, say), so the
+ * Quest peer sees end of file or EPIPE instead of waiting forever (user/linux/shmcomm:
+ * shmcomm_janitor_sweep). */
 #define _GNU_SOURCE
 #include <cpuid.h>
 #include <errno.h>
@@ -145,6 +150,9 @@ static void *serve(void *arg)
     return NULL;
 }
 
+/* user/linux/shmcomm: closes the sides of Linux processes that died holding them. */
+long shmcomm_janitor_sweep(void);
+
 int main(void)
 {
     pthread_t th[16];
@@ -160,9 +168,14 @@ int main(void)
         if (pthread_create(&th[started], NULL, serve, br) == 0)
             started++;
     }
-    if (started == 0) {
+    if (started == 0)
         printf("qshd: no queshe channels (keys %u + 2n, %u + 2n) in this sandbox\n", KEY_BASE, KEY_BASE + 1);
-        return 0;
+    fflush(stdout);
+    for (;;) {
+        if (shmcomm_janitor_sweep() < 0 && errno == ENODEV)
+            break; /* not in a Quest-V sandbox: no windows to look after */
+        struct timespec t = {0, 50 * 1000 * 1000};
+        nanosleep(&t, NULL);
     }
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);

@@ -122,6 +122,9 @@ pub const ROWS: &[Row] = &[
     Row { name: "questv_latency", what: "Quest-V: one-way message latency between sandboxes through a shmcomm channel window (Linux: no equivalent)" },
     Row { name: "questv_q2l_latency", what: "Quest-V: one-way latency Quest → Linux sandbox, shmcomm window (Linux side: /dev/mem library, polling process)" },
     Row { name: "questv_l2q_latency", what: "Quest-V: one-way latency Linux sandbox → Quest (Quest side: polling on its own Main VCPU)" },
+    Row { name: "questv_q2l_stream", what: "Quest-V: Quest → Linux sandbox, 64-byte packets through a sync shmcomm channel, time per packet (throughput = 1 / this; a blocked Linux side polls every 200 µs)" },
+    Row { name: "questv_l2q_stream", what: "Quest-V: Linux sandbox → Quest, 64-byte packets through a sync shmcomm channel, time per packet (a blocked Quest side polls every 1 ms)" },
+    Row { name: "questv_boomerang_delay", what: "Boomerang pipeline Quest → Linux stage → Quest (T = 10 ms per stage, two CPU hogs on Linux's core): end-to-end delay; its guaranteed bound is 80 ms (4T per hop)" },
     Row { name: "can_rx_latency", what: "CAN (two kvaser_pci on one bus, 1 Mbit/s): interrupt to read() returning the frame (Linux: not run; needs its kvaser_pci module)" },
     Row { name: "can_rate_1mbit", what: "CAN: highest paced rate of 8-byte standard frames (of 1k..8.9k/s, the 1 Mbit/s maximum) received with no loss, frames/s (Linux: not run)" },
 ];
@@ -447,10 +450,45 @@ fn questv_linux(t: &crate::setup::Tools, quick: bool) -> Result<Vec<Sample>> {
     m.com(2).expect(LINUX_PROMPT)?;
     let out = m.com(1).expect_prompt()?;
     let (l2q_med, l2q_max) = qv_latency_ns(&out)?;
-    Ok(vec![
+    let mut v = vec![
         Sample { name: "questv_q2l_latency".into(), unit: "ns".into(), median: q2l_med, max: q2l_max, n, wall: None },
         Sample { name: "questv_l2q_latency".into(), unit: "ns".into(), median: l2q_med, max: l2q_max, n, wall: None },
-    ])
+    ];
+    // Streams over the sync channels 155 (Quest → Linux) and 156 (Linux → Quest).
+    let packets = if quick { 2000 } else { 20_000 };
+    m.com(2).send_line(&format!("shm_stream recv 155 {packets}"))?;
+    m.com(1).shell(&format!("shm_stream send 155 {packets}"))?;
+    let q2l = shm_stream_ns_per_packet(&m.com(2).expect(LINUX_PROMPT)?, packets)?;
+    m.com(2).send_line(&format!("shm_stream send 156 {packets}"))?;
+    let l2q = shm_stream_ns_per_packet(&m.com(1).shell(&format!("shm_stream recv 156 {packets}"))?, packets)?;
+    m.com(2).expect(LINUX_PROMPT)?;
+    v.push(Sample { name: "questv_q2l_stream".into(), unit: "ns".into(), median: q2l, max: q2l, n: 1, wall: None });
+    v.push(Sample { name: "questv_l2q_stream".into(), unit: "ns".into(), median: l2q, max: l2q, n: 1, wall: None });
+    // Boomerang: the relay on Linux beside two CPU hogs, the ends on Quest.
+    for cmd in ["while :; do :; done &", "while :; do :; done &", "boomerang relay 158 159 > /tmp/relay 2>&1 &"] {
+        m.com(2).send_line(cmd)?;
+        m.com(2).expect(LINUX_PROMPT)?;
+    }
+    let count = if quick { 200 } else { 1000 };
+    let out = m.com(1).shell(&format!("boomerang ends 158 159 {count}"))?;
+    let (med, max) = boomerang_delay_ns(&out)?;
+    v.push(Sample { name: "questv_boomerang_delay".into(), unit: "ns".into(), median: med, max, n: count, wall: None });
+    Ok(v)
+}
+
+/// `shm_stream`'s receiver line → ns per packet (`(T ms)` over `packets`).
+fn shm_stream_ns_per_packet(out: &str, packets: u64) -> Result<u64> {
+    let line = out.lines().find(|l| l.contains("none lost, duplicated or corrupted")).with_context(|| format!("shm_stream failed:\n{out}"))?;
+    let ms: u64 = line.rsplit('(').next().and_then(|s| s.split_whitespace().next()).with_context(|| line.to_string())?.parse()?;
+    Ok(ms * 1_000_000 / packets.max(1))
+}
+
+/// `boomerang ends`' verdict → (median, max) end-to-end delay in ns; an error unless within
+/// its bound with nothing lost.
+fn boomerang_delay_ns(out: &str) -> Result<(u64, u64)> {
+    let line = out.lines().find(|l| l.contains("within the bound; hop full 0 times")).with_context(|| format!("boomerang failed:\n{out}"))?;
+    let us = |key: &str| -> Result<u64> { Ok(line.split(key).nth(1).and_then(|s| s.split_whitespace().next()).with_context(|| line.to_string())?.parse::<u64>()? * 1000) };
+    Ok((us("delay median ")?, us(", max ")?))
 }
 
 /// CAN figures: boots the bench kernel (default init.conf) under -icount with two kvaser_pci

@@ -237,5 +237,14 @@ pub fn probe(region: &[AtomicU64]) -> Result<Geometry, Error> {
     })
 }
 
+/// The two sides' attach states (writer, reader) as published in `region`, read without
+/// attaching (nothing is written). For a supervisor that must tell a side that closed from one
+/// whose owner died attached (the Quest-V Linux sandbox's janitor, user/linux/shmcomm).
+pub fn side_states(region: &[AtomicU64]) -> Result<(SideState, SideState), Error> {
+    layout::validate(region)?;
+    let load = |w: usize| layout::side_state(region[w].load(sync::Ordering::Acquire));
+    Ok((load(layout::W_WRITER_STATE), load(layout::W_READER_STATE)))
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests;

@@ -497,3 +497,16 @@ fn error_display() {
         "region too small: 2 words, need 3"
     );
 }
+
+#[test]
+fn side_states_are_read_without_attaching() {
+    let words = Fifo::region_words(8, 2).unwrap();
+    let region: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
+    assert_eq!(side_states(&region), Err(Error::BadMagic));
+    Fifo::format(&region, 8, 2).unwrap();
+    assert_eq!(side_states(&region), Ok((SideState::NeverAttached, SideState::NeverAttached)));
+    let tx = FifoProducer::attach(&region).unwrap();
+    assert_eq!(side_states(&region), Ok((SideState::Attached, SideState::NeverAttached)));
+    tx.close();
+    assert_eq!(side_states(&region), Ok((SideState::Closed, SideState::NeverAttached)));
+}

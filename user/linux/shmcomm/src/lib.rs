@@ -26,8 +26,18 @@
 //! * **Blocking.** A sync read of an empty channel or a write to a full one sleeps
 //!   [`POLL_INTERVAL`] and tries again (`nanosleep`: the core is free meanwhile) until the peer
 //!   makes room, data arrives or the peer closes. Quest's side polls the same way (1 ms), since
-//!   no wake-up crosses sandboxes without an exit.
-//! * **Errors** are Quest's (`<shmcomm_user.h>`): `ENODEV` not under Quest-V; `ENOENT` no
+//!   no wake-up crosses sandboxes without an exit. With `SHMCOMM_NONBLOCK_CH` it fails with
+//!   `EAGAIN` instead (Boomerang's periodic stages).
+//! * **A process that dies holding a side** cannot close it. Each open side is registered by an
+//!   `flock` on `/run/shmcomm/<key>.<send|recv>`, held while it is open (a second Linux process
+//!   opening the same side gets `EBUSY`); qshd calls [`shmcomm_janitor_sweep`] every 50 ms,
+//!   which closes in the window every side whose lock nobody holds but that is still attached
+//!   ([`reap`]), so the Quest peer sees end of file or `EPIPE` instead of waiting forever.
+//! * **Boomerang stages** (`<boomerang.h>`): [`boomerang_stage`] gives the calling thread
+//!   `SCHED_DEADLINE` (runtime C, deadline = period = T) from `channels::boomerang::plan`.
+//! * **Errors** are Quest's (`<shmcomm_user.h>`; the open checks are Quest's own function,
+//!   `channels::open::OpenRequest`): `ENODEV` not under Quest-V; `EBUSY` the side is open in
+//!   another Linux process; `ENOENT` no
 //!   window for the key (connect: or nobody formatted it yet); `EEXIST` create on a window that
 //!   already holds a channel; `EINVAL` bad flags or sizes, a channel bigger than its window, or
 //!   a size or type different from the channel's; `EBADF`; `EPIPE` sync write to a full
@@ -241,6 +251,8 @@ struct Open {
     chan: Chan<'static>,
     map: usize,
     len: usize,
+    /// The side's lock file (see [`lock_side`]), held while the side is open.
+    lock: c_int,
 }
 
 static OPEN: Mutex<Option<HashMap<c_int, Open>>> = Mutex::new(None);
@@ -261,6 +273,35 @@ fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
 
 fn open_side(send: bool, key: u32, flags: u32, packet: u64, buffer_len: i64) -> Result<c_int, i32> {
     let w = windows_from(cpuid)?.into_iter().find(|w| w.key == key).ok_or(ENOENT)?;
+    let lock = lock_side(key, send)?;
+    let (fd, region) = match map_window(&w) {
+        Ok(x) => x,
+        Err(e) => {
+            // SAFETY: our lock file's descriptor.
+            unsafe { libc::close(lock) };
+            return Err(e);
+        }
+    };
+    match Chan::open(region, key, send, flags, packet, buffer_len) {
+        Ok(chan) => {
+            let (map, len) = (region.as_ptr() as usize, region.len() * 8);
+            OPEN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(fd, Open { chan, map, len, lock });
+            Ok(fd)
+        }
+        Err(e) => {
+            // SAFETY: our mapping and descriptors; nothing refers to them any more.
+            unsafe {
+                libc::munmap(region.as_ptr() as *mut c_void, region.len() * 8);
+                libc::close(fd);
+                libc::close(lock);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Maps window `w` of `/dev/mem` (write-back, shared): the descriptor and the words.
+fn map_window(w: &Window) -> Result<(c_int, &'static [AtomicU64]), i32> {
     if w.size == 0 || w.size % 4096 != 0 || w.gpa % 4096 != 0 {
         return Err(EINVAL);
     }
@@ -279,24 +320,121 @@ fn open_side(send: bool, key: u32, flags: u32, packet: u64, buffer_len: i64) -> 
         unsafe { libc::close(fd) };
         return Err(e);
     }
-    // SAFETY: the mapping is page aligned, `len` bytes long and stays mapped until this
-    // descriptor is closed (`shmcomm_sys_close` drops the side before unmapping). The other
+    // SAFETY: the mapping is page aligned, `len` bytes long and stays mapped until the caller
+    // unmaps it (`shmcomm_sys_close` drops the side first; the janitor never unmaps). The other
     // sandbox writes it concurrently: every access the channels crate makes is atomic.
     let region: &'static [AtomicU64] = unsafe { std::slice::from_raw_parts(p as *const AtomicU64, len / 8) };
-    match Chan::open(region, key, send, flags, packet, buffer_len) {
-        Ok(chan) => {
-            OPEN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(fd, Open { chan, map: p as usize, len });
-            Ok(fd)
+    Ok((fd, region))
+}
+
+// ---- Sides whose Linux process died: the janitor --------------------------------------------
+
+/// Where Linux processes register the sides they hold open: one lock file per key and side.
+pub const REGISTRY: &str = "/run/shmcomm";
+
+fn side_lock_path(key: u32, send: bool) -> std::ffi::CString {
+    let p = format!("{REGISTRY}/{key}.{}", if send { "send" } else { "recv" });
+    std::ffi::CString::new(p).unwrap_or_default()
+}
+
+/// Takes side (`key`, `send`)'s lock file (`flock`, exclusive), which this process then holds
+/// while the side is open — and the kernel releases when the process ends, however it ends.
+/// Another Linux process holding it: `EBUSY` (after a few 1 ms tries: the janitor holds it for
+/// a moment while it looks).
+fn lock_side(key: u32, send: bool) -> Result<c_int, i32> {
+    // SAFETY: NUL-terminated paths; plain mkdir/open/flock calls on our own descriptor.
+    unsafe {
+        libc::mkdir(c"/run".as_ptr(), 0o755);
+        libc::mkdir(c"/run/shmcomm".as_ptr(), 0o700);
+        let path = side_lock_path(key, send);
+        let fd = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC, 0o600);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(EIO));
         }
-        Err(e) => {
-            // SAFETY: our mapping and descriptor; nothing refers to them any more.
-            unsafe {
-                libc::munmap(p, len);
-                libc::close(fd);
+        for _ in 0..20 {
+            if libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) == 0 {
+                return Ok(fd);
             }
-            Err(e)
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        libc::close(fd);
+        Err(libc::EBUSY)
+    }
+}
+
+/// What the janitor did to a side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reaped {
+    /// Left alone (closed cleanly, never attached, or not a channel).
+    Nothing,
+    /// It was attached and nobody holds it: marked closed, as its owner's close would have.
+    Closed,
+}
+
+/// Closes side `send` of the channel in `region` if it is still attached: its Linux owner is
+/// known to be gone (the caller holds the side's lock file). The peer then sees what a close
+/// shows it: a reader gets the packets already written and then end of file; a writer gets
+/// `EPIPE` once the channel is full.
+pub fn reap(region: &[AtomicU64], send: bool) -> Reaped {
+    let Ok((w, r)) = channels::side_states(region) else { return Reaped::Nothing };
+    if (if send { w } else { r }) != channels::SideState::Attached {
+        return Reaped::Nothing;
+    }
+    let Ok(g) = channels::probe(region) else { return Reaped::Nothing };
+    let done = match (g.kind, send) {
+        (Kind::FourSlot, true) => FourSlotWriter::attach(region).map(FourSlotWriter::close),
+        (Kind::FourSlot, false) => FourSlotReader::attach(region).map(FourSlotReader::close),
+        (Kind::Fifo, true) => FifoProducer::attach(region).map(FifoProducer::close),
+        (_, false) => FifoConsumer::attach(region).map(FifoConsumer::close),
+    };
+    if done.is_ok() { Reaped::Closed } else { Reaped::Nothing }
+}
+
+/// The windows the janitor has mapped (once, for the life of the process).
+static JANITOR: Mutex<Vec<(u32, &'static [AtomicU64])>> = Mutex::new(Vec::new());
+
+/// `shmcomm_janitor_sweep`: one look at every window's sides registered by Linux processes
+/// (a lock file exists): a side whose lock nobody holds (its process ended) but that the
+/// window still shows attached is closed ([`reap`]), with a line on stdout. qshd calls this
+/// every 50 ms. Returns the sides closed, or -1 and errno.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmcomm_janitor_sweep() -> c_long {
+    let mut maps = JANITOR.lock().unwrap_or_else(|e| e.into_inner());
+    if maps.is_empty() {
+        let windows = match windows_from(cpuid) {
+            Ok(w) => w,
+            Err(e) => return set_errno(e),
+        };
+        for w in windows {
+            if let Ok((_, region)) = map_window(&w) {
+                maps.push((w.key, region)); // descriptor and mapping kept for the process's life
+            }
         }
     }
+    let mut closed = 0;
+    for &(key, region) in maps.iter() {
+        for send in [true, false] {
+            let path = side_lock_path(key, send);
+            // SAFETY: NUL-terminated path; our own descriptor, closed below.
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            if fd < 0 {
+                continue; // no Linux process ever opened this side
+            }
+            // SAFETY: flock/close on our own descriptor.
+            if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 && reap(region, send) == Reaped::Closed {
+                closed += 1;
+                println!(
+                    "shmcomm janitor: closed the {} side of channel {key}: its Linux process ended without closing it",
+                    if send { "send" } else { "receive" }
+                );
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+            }
+            // SAFETY: our descriptor (closing it drops the lock if we took it).
+            unsafe { libc::close(fd) };
+        }
+    }
+    closed
 }
 
 /// Runs `f` on descriptor `fd`'s side, or fails with `EBADF`. The table lock is not held while
@@ -362,11 +500,12 @@ pub extern "C" fn shmcomm_sys_close(fd: c_int) -> c_long {
         return set_errno(EBADF);
     };
     o.chan.close();
-    // SAFETY: the side (the only user of the mapping) is gone; the mapping and descriptor are
-    // this entry's.
+    // SAFETY: the side (the only user of the mapping) is gone; the mapping and descriptors are
+    // this entry's. The lock goes last: the janitor must not see the side free and attached.
     unsafe {
         libc::munmap(o.map as *mut c_void, o.len);
         libc::close(fd);
+        libc::close(o.lock);
     }
     0
 }
@@ -465,6 +604,25 @@ pub unsafe extern "C" fn boomerang_stage(qos: *const BoomerangQos, plan: *mut Bo
 mod tests {
     use super::*;
     use quest_abi::shm::*;
+
+    #[test]
+    fn the_janitor_closes_only_sides_left_attached() {
+        let r = region(8192);
+        let mut tx = Chan::open(&r, 156, true, SHMCOMM_CREATE_CH | SHMCOMM_SYNC_CH, 64, 4).unwrap();
+        let mut rx = Chan::open(&r, 156, false, SHMCOMM_CONNECT_CH, 64, -1).unwrap();
+        tx.write(&[7; 64], || {}).unwrap();
+        // The writer "dies" attached: reaped once, then left alone.
+        assert_eq!(reap(&r, true), Reaped::Closed);
+        assert_eq!(reap(&r, true), Reaped::Nothing);
+        // The reader gets what was written, then end of file, as after a close.
+        let mut buf = [0u8; 64];
+        assert_eq!(rx.read(&mut buf, || panic!("waited")), Ok(64));
+        assert_eq!(rx.read(&mut buf, || panic!("waited")), Ok(0));
+        // A side that closed cleanly, and a window holding no channel, are not touched.
+        rx.close();
+        assert_eq!(reap(&r, false), Reaped::Nothing);
+        assert_eq!(reap(&region(4096), true), Reaped::Nothing);
+    }
 
     #[test]
     fn nonblock_sides_say_eagain_instead_of_waiting() {
