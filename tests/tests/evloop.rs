@@ -31,3 +31,39 @@ fn thread_names_from_prctl_show_in_ps() -> Result<()> {
     q.power_off_ok()?;
     Ok(())
 }
+
+/// The lines of `out` that start with `prefix` (a program's own output, without the shell's
+/// echo, the prompt or Linux's boot messages).
+fn lines_with(out: &str, prefix: &str) -> Vec<String> {
+    out.lines().filter_map(|l| l.find(prefix).map(|i| l[i..].trim_end().to_string())).collect()
+}
+
+/// Runs `prog` at Quest's shell and as init of Debian's Linux in the same emulated machine;
+/// the lines starting with `prefix` must be the same and end with `last`.
+fn same_on_quest_and_linux(prog: &str, prefix: &str, last: &str) -> Result<()> {
+    let cfg = Config::from_env(false)?;
+    let mut q = Quest::boot(&cfg)?;
+    let quest = lines_with(&q.shell(prog)?, prefix);
+    q.power_off_ok()?;
+    let path = std::path::PathBuf::from(std::env::var("QUEST_USER_DIR")?).join(prog);
+    let linux_out = quest_tests::linux::run_init(&cfg.qemu, &quest_tests::linux::vmlinuz_from_env()?, &path, &[], cfg.timeout)?;
+    let linux = lines_with(&linux_out, prefix);
+    assert_eq!(linux.last().map(String::as_str), Some(last), "Linux:\n{linux_out}");
+    assert_eq!(quest, linux, "Quest's output differs from Linux's");
+    Ok(())
+}
+
+/// An epoll event loop in C (timerfd, eventfd, an edge-triggered non-blocking pipe, a worker
+/// thread): the same output on Quest as on Linux.
+#[test]
+fn c_event_loop_runs_as_on_linux() -> Result<()> {
+    same_on_quest_and_linux("evloop", "evloop: ", "evloop: done")
+}
+
+/// A Rust program on tokio's multi-threaded runtime (timers, an mpsc channel, 32 tasks,
+/// spawn_blocking, a socket pair and a pipe read asynchronously): the same output on Quest as
+/// on Linux.
+#[test]
+fn tokio_program_runs_as_on_linux() -> Result<()> {
+    same_on_quest_and_linux("tokio_evloop", "tokio: ", "tokio: done")
+}
