@@ -22,6 +22,7 @@ use crate::signal;
 use crate::sched::{self, Tid};
 
 mod accounting;
+mod can;
 mod files;
 mod memory;
 mod processes;
