@@ -259,8 +259,8 @@ const KNOWN: u32 = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRD
 pub fn ctl(cx: &Cx, epfd: u64, op: u64, fd: u64, event: UserPtr<EpollEvent>) -> SysResult {
     let ep = epoll_of(cx, epfd)?;
     let f = cx.p().files.lock().get(fd)?.clone();
-    if fd == epfd {
-        return Err(EINVAL);
+    if fd == epfd || identity(&f) == Arc::as_ptr(&ep) as usize {
+        return Err(EINVAL); // the set itself, under any descriptor
     }
     if matches!(f, File::Node(_)) {
         return Err(EPERM); // regular files and directories cannot be waited for

@@ -41,7 +41,7 @@ impl State {
         if n > now {
             return;
         }
-        let k = if self.interval == 0 { 1 } else { (now - n) / self.interval + 1 };
+        let k = (now - n).checked_div(self.interval).map_or(1, |q| q + 1);
         self.expired = self.expired.saturating_add(k);
         self.generation = self.generation.wrapping_add(k);
         self.next = if self.interval == 0 { None } else { Some(n.saturating_add(k.saturating_mul(self.interval))) };
@@ -138,12 +138,10 @@ pub fn settime(cx: &Cx, fd: u64, flags: u64, new: UserPtr<ItimerSpec>, old: User
     let [is, ins, vs, vns] = new.read(cx.p())?;
     let (interval, value) = (ns(is, ins)?, ns(vs, vns)?);
     let now = hal::time::now_ns();
-    {
+    let before = {
         let mut s = t.state.lock();
         s.catch_up(now);
-        if !old.is_null() {
-            old.write(cx.p(), &spec(&s, now))?;
-        }
+        let before = spec(&s, now);
         s.expired = 0;
         s.interval = interval;
         s.generation = s.generation.wrapping_add(1);
@@ -152,8 +150,12 @@ pub fn settime(cx: &Cx, fd: u64, flags: u64, new: UserPtr<ItimerSpec>, old: User
             v if flags & u64::from(TFD_TIMER_ABSTIME) != 0 => Some(v),
             v => Some(now.saturating_add(v)),
         };
-    }
+        before
+    };
     crate::poll::wake_all(); // waiters take the new deadline
+    if !old.is_null() {
+        old.write(cx.p(), &before)?; // after the change, as Linux copies it out
+    }
     Ok(0)
 }
 
