@@ -226,14 +226,11 @@ impl Epoll {
     }
 }
 
-/// What `it` reports now, with the change count it was judged at: None when nothing.
+/// What `it` reports now (`evcore::report`, host-tested), with the change count it was judged
+/// at: None when nothing.
 fn report(it: &Item, f: &File, depth: u32) -> Option<(u32, u64)> {
     let g = generation(f); // before looking: a change after the look shows as a new count
-    let ev = u32::from(events_of(f, depth)) & (it.events | EPOLLERR | EPOLLHUP);
-    if ev == 0 || (it.events & EPOLLET != 0 && g == it.seen) {
-        return None;
-    }
-    Some((ev, g))
+    evcore::report(u32::from(events_of(f, depth)), it.events, g, it.seen).map(|ev| (ev, g))
 }
 
 /// epoll_create1(flags); epoll_create(size) checks its size and passes 0.

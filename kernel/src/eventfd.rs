@@ -2,10 +2,12 @@
 //! 8-byte value adds it (blocking, or EAGAIN, while the sum would pass 2^64 − 2); a read takes
 //! the whole count (or 1 in `EFD_SEMAPHORE` mode), blocking or EAGAIN while it is 0. Readable
 //! while the count is above 0, writable while 1 more fits, as on Linux. Waiting goes through
-//! `crate::poll` (one list every change wakes), so poll, select and epoll see each change.
+//! `crate::poll` (one list every change wakes), so poll, select and epoll see each change. The
+//! counter's rules are `evcore::Counter` (host-tested).
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use evcore::Counter;
 use hal::sync::IrqLock;
 use linux_raw_sys::errno::*;
 use linux_raw_sys::general::{EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, POLLIN, POLLOUT};
@@ -14,12 +16,8 @@ use crate::fs::File;
 use crate::signal::ERESTARTSYS;
 use crate::syscall::{Cx, SysResult, UserSlice, UserSliceMut};
 
-/// The largest count (Linux's `ULLONG_MAX - 1`).
-const MAX: u64 = u64::MAX - 1;
-
 pub struct EventFd {
-    count: IrqLock<u64>,
-    semaphore: bool,
+    count: IrqLock<Counter>,
     /// `O_NONBLOCK` of this open file (EFD_NONBLOCK, or F_SETFL later).
     pub nonblock: AtomicBool,
     /// Writes so far: epoll's edge-triggered items report again after one.
@@ -30,7 +28,7 @@ impl EventFd {
     /// poll(2) events.
     pub fn poll(&self) -> u16 {
         let c = *self.count.lock();
-        (if c > 0 { POLLIN as u16 } else { 0 }) | (if c < MAX { POLLOUT as u16 } else { 0 })
+        (if c.readable() { POLLIN as u16 } else { 0 }) | (if c.writable() { POLLOUT as u16 } else { 0 })
     }
 
     /// Changes that edge-triggered epoll items count.
@@ -40,28 +38,17 @@ impl EventFd {
 
     /// Takes the count (or 1) now, if it is above 0.
     fn take(&self) -> Option<u64> {
-        let mut c = self.count.lock();
-        if *c == 0 {
-            return None;
-        }
-        let v = if self.semaphore { 1 } else { *c };
-        *c -= v;
-        Some(v)
+        self.count.lock().take()
     }
 
     /// Adds `v` now, if it fits.
     fn add(&self, v: u64) -> bool {
-        let mut c = self.count.lock();
-        if MAX - *c < v {
-            return false;
-        }
-        *c += v;
-        true
+        self.count.lock().add(v)
     }
 
     /// A counter starting at `init`.
     pub fn new(init: u64, semaphore: bool, nonblock: bool) -> EventFd {
-        EventFd { count: IrqLock::ranked(init, crate::locks::WAIT_QUEUE), semaphore, nonblock: AtomicBool::new(nonblock), writes: AtomicU64::new(0) }
+        EventFd { count: IrqLock::ranked(Counter { count: init, semaphore }, crate::locks::WAIT_QUEUE), nonblock: AtomicBool::new(nonblock), writes: AtomicU64::new(0) }
     }
 }
 

@@ -3,7 +3,7 @@
 //! EAGAIN) until there is one; poll, select and epoll see it readable once it has expired.
 //!
 //! No kernel timer is armed: the expirations are counted from the clock when the timer is
-//! looked at (`State::catch_up`), and every wait that includes a timerfd blocks with its next
+//! looked at (`evcore::Timer`, host-tested), and every wait that includes a timerfd blocks with its next
 //! expiry as a deadline ([`next_expiry`]), so a periodic timer costs nothing between reads.
 //! `CLOCK_REALTIME` and `CLOCK_BOOTTIME` read the same clock as `CLOCK_MONOTONIC` here (the
 //! TSC since boot: no wall clock is kept and it is never set), so `TFD_TIMER_CANCEL_ON_SET`,
@@ -11,6 +11,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use evcore::Timer;
 use hal::sync::IrqLock;
 use linux_raw_sys::errno::*;
 use linux_raw_sys::general::{CLOCK_BOOTTIME, CLOCK_MONOTONIC, CLOCK_REALTIME, POLLIN, TFD_CLOEXEC, TFD_NONBLOCK, TFD_TIMER_ABSTIME};
@@ -22,40 +23,14 @@ use crate::syscall::{Cx, Errno, SysResult, UserPtr, UserSliceMut};
 /// `struct itimerspec` as four words: interval (s, ns), value (s, ns).
 pub type ItimerSpec = [i64; 4];
 
-#[derive(Clone, Copy, Default)]
-struct State {
-    /// The next expiry (ns of the clock), or None while disarmed.
-    next: Option<u64>,
-    /// The period (0: one expiry).
-    interval: u64,
-    /// Expirations not yet read.
-    expired: u64,
-    /// Every expiry and every settime so far (epoll's edge-triggered items).
-    generation: u64,
-}
-
-impl State {
-    /// Counts the expirations up to `now`.
-    fn catch_up(&mut self, now: u64) {
-        let Some(n) = self.next else { return };
-        if n > now {
-            return;
-        }
-        let k = (now - n).checked_div(self.interval).map_or(1, |q| q + 1);
-        self.expired = self.expired.saturating_add(k);
-        self.generation = self.generation.wrapping_add(k);
-        self.next = if self.interval == 0 { None } else { Some(n.saturating_add(k.saturating_mul(self.interval))) };
-    }
-}
-
 pub struct TimerFd {
-    state: IrqLock<State>,
+    state: IrqLock<Timer>,
     /// `O_NONBLOCK` of this open file.
     pub nonblock: AtomicBool,
 }
 
 impl TimerFd {
-    fn now_state(&self) -> State {
+    fn now_state(&self) -> Timer {
         let mut s = self.state.lock();
         s.catch_up(hal::time::now_ns());
         *s
@@ -72,14 +47,11 @@ impl TimerFd {
 
     /// When a waiter must look again (the next expiry, while none is unread).
     pub fn next_expiry(&self) -> Option<u64> {
-        let s = self.now_state();
-        if s.expired > 0 { None } else { s.next }
+        self.now_state().wake_at()
     }
 
     fn take(&self) -> Option<u64> {
-        let mut s = self.state.lock();
-        s.catch_up(hal::time::now_ns());
-        (s.expired > 0).then(|| core::mem::take(&mut s.expired))
+        self.state.lock().take(hal::time::now_ns())
     }
 }
 
@@ -93,17 +65,10 @@ pub fn next_expiry(f: &File) -> Option<u64> {
     }
 }
 
-fn ns(sec: i64, nsec: i64) -> Result<u64, Errno> {
-    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-        return Err(EINVAL);
-    }
-    Ok((sec as u64).saturating_mul(1_000_000_000).saturating_add(nsec as u64))
-}
-
-fn spec(s: &State, now: u64) -> ItimerSpec {
-    let left = s.next.map_or(0, |n| n.saturating_sub(now).max(1));
+/// `struct itimerspec` from (interval, time left) in ns.
+fn spec(interval: u64, left: u64) -> ItimerSpec {
     let w = |v: u64| [(v / 1_000_000_000) as i64, (v % 1_000_000_000) as i64];
-    let [a, b] = w(s.interval);
+    let [a, b] = w(interval);
     let [c, d] = w(left);
     [a, b, c, d]
 }
@@ -117,7 +82,7 @@ pub fn create(cx: &Cx, clock: u64, flags: u64) -> SysResult {
     if flags & !(TFD_NONBLOCK | TFD_CLOEXEC) != 0 {
         return Err(EINVAL);
     }
-    let t = TimerFd { state: IrqLock::ranked(State::default(), crate::locks::WAIT_QUEUE), nonblock: AtomicBool::new(flags & TFD_NONBLOCK != 0) };
+    let t = TimerFd { state: IrqLock::ranked(Timer::default(), crate::locks::WAIT_QUEUE), nonblock: AtomicBool::new(flags & TFD_NONBLOCK != 0) };
     cx.p().files.lock().insert_flags(File::Timer(Arc::new(t)), 0, flags & TFD_CLOEXEC != 0)
 }
 
@@ -136,21 +101,15 @@ pub fn settime(cx: &Cx, fd: u64, flags: u64, new: UserPtr<ItimerSpec>, old: User
         return Err(EINVAL); // TFD_TIMER_CANCEL_ON_SET included: see the module documentation
     }
     let [is, ins, vs, vns] = new.read(cx.p())?;
-    let (interval, value) = (ns(is, ins)?, ns(vs, vns)?);
+    let interval = evcore::timespec_ns(is, ins).ok_or(EINVAL)?;
+    let value = evcore::timespec_ns(vs, vns).ok_or(EINVAL)?;
     let now = hal::time::now_ns();
     let before = {
         let mut s = t.state.lock();
         s.catch_up(now);
-        let before = spec(&s, now);
-        s.expired = 0;
-        s.interval = interval;
-        s.generation = s.generation.wrapping_add(1);
-        s.next = match value {
-            0 => None,
-            v if flags & u64::from(TFD_TIMER_ABSTIME) != 0 => Some(v),
-            v => Some(now.saturating_add(v)),
-        };
-        before
+        let (i, left) = s.spec(now);
+        s.arm(now, value, interval, flags & u64::from(TFD_TIMER_ABSTIME) != 0);
+        spec(i, left)
     };
     crate::poll::wake_all(); // waiters take the new deadline
     if !old.is_null() {
@@ -163,12 +122,12 @@ pub fn settime(cx: &Cx, fd: u64, flags: u64, new: UserPtr<ItimerSpec>, old: User
 pub fn gettime(cx: &Cx, fd: u64, cur: UserPtr<ItimerSpec>) -> SysResult {
     let t = timer(cx, fd)?;
     let now = hal::time::now_ns();
-    let s = {
+    let (interval, left) = {
         let mut s = t.state.lock();
         s.catch_up(now);
-        *s
+        s.spec(now)
     };
-    cur.write(cx.p(), &spec(&s, now)).map(|_| 0)
+    cur.write(cx.p(), &spec(interval, left)).map(|_| 0)
 }
 
 /// read(2): the expirations since the last read (8 bytes).
