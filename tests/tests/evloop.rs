@@ -5,18 +5,77 @@
 use anyhow::Result;
 use quest_tests::{Config, Quest};
 
-#[test]
-fn evtest_passes_every_check_on_quest_and_on_linux() -> Result<()> {
-    let cfg = Config::from_env(false)?;
-    let mut q = Quest::boot(&cfg)?;
-    let out = q.shell("evtest")?;
-    assert!(out.contains("evtest: 28 checks, 0 failed"), "{out}");
-    q.power_off_ok()?;
-    let prog = std::path::PathBuf::from(std::env::var("QUEST_USER_DIR")?).join("evtest");
-    let linux = quest_tests::linux::run_init(&cfg.qemu, &quest_tests::linux::vmlinuz_from_env()?, &prog, &[], cfg.timeout)?;
+/// `evtest`'s output on Quest (typed at the shell) and on Linux (as init), run once for all the
+/// tests of this file that check it (each test checks one family of calls).
+fn evtest_outputs() -> &'static (String, String) {
+    static OUT: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    OUT.get_or_init(|| {
+        let run = || -> Result<(String, String)> {
+            let cfg = Config::from_env(false)?;
+            let mut q = Quest::boot(&cfg)?;
+            let quest = q.shell("evtest")?;
+            q.power_off_ok()?;
+            let prog = std::path::PathBuf::from(std::env::var("QUEST_USER_DIR")?).join("evtest");
+            let linux = quest_tests::linux::run_init(&cfg.qemu, &quest_tests::linux::vmlinuz_from_env()?, &prog, &[], cfg.timeout)?;
+            Ok((quest, linux))
+        };
+        run().unwrap_or_else(|e| (format!("evtest did not run: {e:#}"), String::new()))
+    })
+}
+
+/// Every check of `evtest` whose name starts with one of `families` passes on Quest and on
+/// Linux (the same binary), and there are `count` of them.
+fn evtest_family(families: &[&str], count: usize) {
+    let (quest, linux) = evtest_outputs();
     assert!(linux.contains("evtest: on Linux as init"), "{linux}");
-    assert!(linux.contains("evtest: 28 checks, 0 failed"), "{linux}");
-    Ok(())
+    for (sys, out) in [("Quest", quest), ("Linux", linux)] {
+        assert!(out.contains("evtest: 28 checks, "), "{sys}: evtest did not finish:\n{out}");
+        let lines: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.find("evtest: ").map(|i| &l[i + 8..]))
+            .filter(|l| families.iter().any(|f| l.starts_with(f)))
+            .collect();
+        assert_eq!(lines.len(), count, "{sys}: checks of {families:?}:\n{out}");
+        for l in lines {
+            assert!(l.ends_with(" ok"), "{sys}: {l}");
+        }
+    }
+}
+
+/// eventfd: counter and semaphore modes, EFD_NONBLOCK/EFD_CLOEXEC, the counter's top, a
+/// blocking read woken by another thread's write.
+#[test]
+fn eventfd_as_on_linux() {
+    evtest_family(&["eventfd_"], 4);
+}
+
+/// timerfd: periodic expirations counted, gettime and disarming, blocking reads (relative and
+/// absolute, CLOCK_MONOTONIC and CLOCK_REALTIME), poll, the errors.
+#[test]
+fn timerfd_as_on_linux() {
+    evtest_family(&["timerfd_"], 5);
+}
+
+/// epoll: level, edge, one-shot, hang-up and close, timeouts, the errors, pipes + eventfd +
+/// timerfd + a socket pair in one set, fairness with maxevents 1, nesting and ELOOP, a thread
+/// woken in epoll_wait, epoll_pwait's signal mask.
+#[test]
+fn epoll_as_on_linux() {
+    evtest_family(&["epoll_"], 11);
+}
+
+/// O_NONBLOCK on pipes (pipe2, F_GETFL, EAGAIN when empty or full) and socket pairs (F_SETFL,
+/// FIONBIO).
+#[test]
+fn nonblocking_pipes_and_sockets_as_on_linux() {
+    evtest_family(&["nonblock_"], 2);
+}
+
+/// The real-time start-up calls: clock_getres, the mlock family, getrusage, times, sysinfo,
+/// prctl(PR_SET_NAME/PR_GET_NAME).
+#[test]
+fn startup_calls_as_on_linux() {
+    evtest_family(&["clock_getres", "mlock", "getrusage", "times", "sysinfo", "prctl_name"], 6);
 }
 
 /// prctl(PR_SET_NAME) names a thread in `ps -t` (before: the program's path on every row).
