@@ -246,6 +246,7 @@ pub fn exit_thread() -> ! {
         BY_THREAD.lock().remove(&me);
         crate::signal::thread_removed(&p, me);
         p.ended_cpu_ns.fetch_add(sched::runtime_ns(me).unwrap_or(0), Ordering::Relaxed);
+        p.comm.lock().remove(&me);
         let last = {
             let mut t = p.threads.lock();
             t.retain(|&x| x != me);
