@@ -161,16 +161,24 @@ static void test_eventfd_blocking(void)
 static void test_timerfd(void)
 {
     ssize_t n;
-    /* Periodic, relative: 10 ms then every 10 ms; after 55 ms about 5 expirations. */
+    /* Periodic, relative: 10 ms then every 10 ms; after about 55 ms, the expirations that fit
+     * between the earliest and the latest start and read times (the emulator may be slowed
+     * down by its host at any point, so the bounds come from the clock, not the sleep). */
     int t = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     struct itimerspec its = {{0, 10000000}, {0, 10000000}};
+    int64_t before = now_ns();
     int st = timerfd_settime(t, 0, &its, NULL);
+    int64_t armed = now_ns();
     int early = rd_err(t);
     sleep_ms(55);
+    int64_t reading = now_ns();
     uint64_t k = rd64(t, &n);
-    check("timerfd_periodic", t >= 0 && st == 0 && early == EAGAIN && n == 8 && k >= 4 && k <= 6,
-          "fd %d settime %d, first read %s, after 55 ms %llu expirations (%zd)", t, st, strerror(early),
-          (unsigned long long)k, n);
+    int64_t read_done = now_ns();
+    int64_t kmin = (reading - armed) / 10000000, kmax = (read_done - before) / 10000000;
+    check("timerfd_periodic", t >= 0 && st == 0 && (early == EAGAIN || armed - before >= 10000000) && n == 8 &&
+                                  (int64_t)k >= kmin && (int64_t)k <= kmax && k >= 5,
+          "fd %d settime %d, first read %s, after %lld ns %llu expirations (%zd; between %lld and %lld)", t, st,
+          strerror(early), (long long)(reading - armed), (unsigned long long)k, n, (long long)kmin, (long long)kmax);
 
     /* gettime: the time left and the interval; disarming. */
     struct itimerspec a = {{0, 500000000}, {1, 0}}, cur, old;
@@ -182,7 +190,7 @@ static void test_timerfd(void)
     timerfd_gettime(t, &after);
     int disarmed = rd_err(t);
     check("timerfd_gettime", cur.it_interval.tv_sec == 0 && cur.it_interval.tv_nsec == 500000000 &&
-                                 (cur.it_value.tv_sec == 1 || (cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec > 900000000)) &&
+                                 (cur.it_value.tv_sec == 1 || (cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec > 500000000)) &&
                                  old.it_interval.tv_nsec == 500000000 && after.it_value.tv_sec == 0 &&
                                  after.it_value.tv_nsec == 0 && disarmed == EAGAIN,
           "cur %ld.%09ld / %ld.%09ld, old interval %ld, after %ld.%09ld, read %s", (long)cur.it_value.tv_sec,
@@ -228,9 +236,9 @@ static void test_timerfd(void)
     timerfd_settime(pt, 0, &ps, NULL);
     int64_t t0 = now_ns();
     struct pollfd p = {pt, POLLIN, 0};
-    int pr = poll(&p, 1, 1000);
+    int pr = poll(&p, 1, 10000);
     int64_t waited = now_ns() - t0;
-    check("timerfd_in_poll", pr == 1 && p.revents == POLLIN && waited >= 19000000 && waited < 900000000,
+    check("timerfd_in_poll", pr == 1 && p.revents == POLLIN && waited >= 19000000 && waited < 9000000000ll,
           "poll %d revents %#x after %lld ns", pr, p.revents, (long long)waited);
     close(pt);
 
@@ -535,11 +543,14 @@ static void test_startup_calls(void)
           strerror(e_zero), strerror(e_unmapped));
     free(mem);
 
-    /* CPU time: 60 ms of spinning shows; a child's after it is waited for. */
+    /* CPU time: 60 ms of spinning shows (at least 5 ms of it, however busy the host is; at
+     * most the time that passed); a child's after it is waited for. */
     struct rusage before, after, thr, ch;
     getrusage(RUSAGE_SELF, &before);
+    int64_t spin0 = now_ns();
     spin_ms(60);
     getrusage(RUSAGE_SELF, &after);
+    long wall_us = (long)((now_ns() - spin0) / 1000);
     int gt = getrusage(RUSAGE_THREAD, &thr);
     long used = (after.ru_utime.tv_sec - before.ru_utime.tv_sec) * 1000000 + (after.ru_utime.tv_usec - before.ru_utime.tv_usec) +
                 (after.ru_stime.tv_sec - before.ru_stime.tv_sec) * 1000000 + (after.ru_stime.tv_usec - before.ru_stime.tv_usec);
@@ -556,10 +567,11 @@ static void test_startup_calls(void)
     clock_t ticks = times(&t1);
     long child = ch.ru_utime.tv_sec * 1000000 + ch.ru_utime.tv_usec + ch.ru_stime.tv_sec * 1000000 + ch.ru_stime.tv_usec;
     int e_who = ERR(getrusage(5, &ch));
-    check("getrusage", used >= 20000 && used < 2000000 && gt == 0 && child >= 20000 && e_who == EINVAL,
-          "self +%ld us over a 60 ms spin, thread %d, children %ld us, bad who %s", used, gt, child, strerror(e_who));
+    check("getrusage", used >= 5000 && used <= wall_us + 20000 && gt == 0 && child >= 5000 && e_who == EINVAL,
+          "self +%ld us over a %ld us spin, thread %d, children %ld us, bad who %s", used, wall_us, gt, child,
+          strerror(e_who));
     long cticks = (t1.tms_cutime + t1.tms_cstime) - (t0.tms_cutime + t0.tms_cstime);
-    check("times", ticks != (clock_t)-1 && cticks >= 2 && sysconf(_SC_CLK_TCK) == 100,
+    check("times", ticks != (clock_t)-1 && cticks >= 1 && sysconf(_SC_CLK_TCK) == 100,
           "returned %ld, children +%ld ticks, CLK_TCK %ld", (long)ticks, cticks, sysconf(_SC_CLK_TCK));
 
     struct sysinfo si;
