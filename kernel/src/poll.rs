@@ -2,7 +2,9 @@
 //! list that every change of a pipe (bytes in or out, an end closed) and new console input
 //! wakes; it then checks its descriptors again. Broadcast waking is simple and enough for the
 //! handful of waiters a Quest system has. Regular files, directories and devices of the tree
-//! are always ready (as on Linux).
+//! are always ready (as on Linux). eventfd, timerfd and epoll (issue 25) wait on the same
+//! list ([`wait_for`]); a timerfd arms no timer, so a wait that includes one blocks with its
+//! next expiry as the deadline.
 use alloc::vec::Vec;
 
 use hal::sync::IrqLock;

@@ -5,9 +5,9 @@
 //! per call, not one per use) and its pointer arguments into typed user memory
 //! ([`user`]: `UserPtr<T>`, `UserSlice`, `UserSliceMut`, `UserCStr`), whose reads and writes
 //! fail with `EFAULT`, never a kernel fault. The handlers live by subsystem: [`files`],
-//! [`memory`], [`processes`], [`accounting`], [`time`], [`synchronisation`] and [`quest`];
-//! epoll, eventfd and timerfd are in `crate::epoll`, `crate::eventfd`, `crate::timerfd`. Unimplemented calls
-//! return `ENOSYS` and are logged once each.
+//! [`memory`], [`processes`], [`accounting`], [`can`], [`time`], [`synchronisation`] and
+//! [`quest`]; epoll, eventfd and timerfd are in `crate::epoll`, `crate::eventfd` and
+//! `crate::timerfd`. Unimplemented calls return `ENOSYS` and are logged once each.
 #![allow(non_upper_case_globals)] // linux-raw-sys's __NR_* constants used as match patterns
 use alloc::collections::BTreeSet;
 use alloc::sync::Arc;
