@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -463,6 +464,64 @@ static void b_wakeup(void)
     free(v);
 }
 
+/* ---------------------------------------------------------------- timerfd periodic loop */
+/* An event loop's timer (issue 25): a CLOCK_MONOTONIC timerfd armed every 1 ms from an
+ * absolute start; each blocking read() returns the expirations since the last one; lateness =
+ * the time read() returned (clock_gettime) - the latest expiry it counted (start + (total - 1)
+ * * period). Histogram in 1 us buckets, as for wakeup; expirations a read found more than one
+ * of are reported as overruns. */
+static void b_timerfd(void)
+{
+    int n = quick ? 200 : 1000, w = 10;
+    const uint64_t period = 1000000;
+    static unsigned hist[101];
+    memset(hist, 0, sizeof hist);
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    if (fd < 0) {
+        printf("@SKIP timerfd_latency timerfd_create: %s\n", strerror(errno));
+        return;
+    }
+    uint64_t *v = malloc(n * sizeof *v);
+    uint64_t start = mono_ns() + period, total = 0, overruns = 0;
+    struct itimerspec its = {.it_interval = {0, (long)period},
+                             .it_value = {(time_t)(start / 1000000000ull), (long)(start % 1000000000ull)}};
+    if (timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+        die("timerfd_settime");
+    for (int i = 0; i < n + w; i++) {
+        uint64_t k;
+        if (read(fd, &k, sizeof k) != sizeof k) {
+            if (errno == EINTR) {
+                i--;
+                continue;
+            }
+            die("timerfd read");
+        }
+        uint64_t now = mono_ns();
+        total += k;
+        uint64_t due = start + (total - 1) * period;
+        uint64_t lat = now > due ? now - due : 0;
+        if (i >= w) {
+            v[i - w] = lat;
+            hist[lat / 1000 > 100 ? 100 : lat / 1000]++;
+            overruns += k - 1;
+        }
+    }
+    close(fd);
+    qsort(v, n, sizeof *v, cmp_u64);
+    printf("@INFO timerfd_overruns=%llu\n", (unsigned long long)overruns);
+    printf("@BENCH timerfd_latency ns median=%llu max=%llu n=%d\n", (unsigned long long)v[n / 2],
+           (unsigned long long)v[n - 1], n);
+    printf("@HIST timerfd_latency");
+    for (int i = 0; i <= 100; i++)
+        if (hist[i])
+            printf(" %dus:%u", i, hist[i]);
+    printf("\n");
+    printf("@BENCH timerfd_p99 ns median=%llu max=%llu n=%d\n", (unsigned long long)v[(n * 99) / 100],
+           (unsigned long long)v[(n * 99) / 100], n);
+    fflush(stdout);
+    free(v);
+}
+
 /* ---------------------------------------------------------------- Thread-Metric style suite */
 /* After the published description of Express Logic's Thread-Metric: each test counts the
  * operations completed in a fixed interval (here of guest time, measured with CLOCK_MONOTONIC;
@@ -658,7 +717,8 @@ static const struct {
     {"fork_exit_wait", b_fork_exit_wait},   {"thread_create_join", b_thread_create_join},
     {"futex_pingpong", b_futex_pingpong},   {"msg_pipe", b_msg_pipe},
     {"msg_shm", b_msg_shm},
-    {"wakeup", b_wakeup},                   {"tm", b_tm},
+    {"wakeup", b_wakeup},                   {"timerfd", b_timerfd},
+    {"tm", b_tm},
 };
 
 int main(int argc, char **argv)

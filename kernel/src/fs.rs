@@ -1,6 +1,6 @@
 //! File descriptors: 0, 1 and 2 are the console; files of the tree (`crate::vfs`: the
 //! in-memory file system, /boot, /dev, /proc), pipes, shmcomm channels, socket pairs and CAN
-//! controllers (`/dev/canN`).
+//! controllers (`/dev/canN`), eventfd counters, timerfds and epoll sets.
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -66,6 +66,26 @@ pub enum File {
     Sock(Arc<crate::socket::Sock>),
     /// A CAN controller (`/dev/canN`): `struct can_frame` records.
     Can(&'static crate::drivers::can::CanDev),
+    /// An eventfd counter (`crate::eventfd`).
+    Event(Arc<crate::eventfd::EventFd>),
+    /// A timerfd (`crate::timerfd`).
+    Timer(Arc<crate::timerfd::TimerFd>),
+    /// An epoll set (`crate::epoll`).
+    Epoll(Arc<crate::epoll::Epoll>),
+}
+
+impl File {
+    /// The `O_NONBLOCK` flag of the kinds that have one besides files of the tree (pipes,
+    /// sockets, eventfd, timerfd; F_SETFL, pipe2, socketpair).
+    pub fn nonblock(&self) -> Option<&core::sync::atomic::AtomicBool> {
+        match self {
+            File::Pipe(e) => Some(&e.nonblock),
+            File::Sock(s) => Some(&s.nonblock),
+            File::Event(e) => Some(&e.nonblock),
+            File::Timer(t) => Some(&t.nonblock),
+            _ => None,
+        }
+    }
 }
 
 /// A process's descriptor table (copied by fork).

@@ -130,6 +130,42 @@ pub fn prefault(m: &mut Mem, addr: u64, len: u64, write: bool) {
     }
 }
 
+/// mlock: makes every page of `[addr, addr + len)` present now (ENOMEM if part of it is not
+/// mapped or no memory is left). Nothing is ever paged out here, so a present page stays
+/// present: locking is populating; munlock has nothing to undo.
+pub fn populate(p: &Process, addr: u64, len: u64) -> Result<(), Errno> {
+    let start = addr & !(PAGE_SIZE - 1);
+    let end = addr.checked_add(len).and_then(|e| e.checked_next_multiple_of(PAGE_SIZE)).ok_or(ENOMEM)?;
+    let mut m = p.mem.lock();
+    if start == end {
+        return Ok(());
+    }
+    if end > hal::mm::USER_END || !m.vm.covered(start, end) {
+        return Err(ENOMEM);
+    }
+    let mut page = start;
+    while page < end {
+        if m.space.lookup(page).is_none() && touch(&mut m, page, false, false, false).is_err() {
+            return Err(ENOMEM);
+        }
+        page += PAGE_SIZE;
+    }
+    Ok(())
+}
+
+/// mlockall(MCL_CURRENT): [`populate`]s every mapped area but the main stack's reservation
+/// (its used pages are present already; it grows on demand as Linux's locked stack does).
+pub fn populate_all(p: &Process) -> Result<(), Errno> {
+    let areas: alloc::vec::Vec<(u64, u64)> = {
+        let m = p.mem.lock();
+        m.vm.iter().filter(|(s, a)| !(a.lazy && *s >= m.stack_bottom && a.end <= crate::process::STACK_TOP)).map(|(s, a)| (s, a.end)).collect()
+    };
+    for (s, e) in areas {
+        populate(p, s, e - s)?;
+    }
+    Ok(())
+}
+
 fn unmap_pages(m: &mut Mem, start: u64, end: u64) {
     let mut va = start;
     while va < end {

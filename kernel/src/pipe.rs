@@ -51,6 +51,8 @@ struct Inner {
 pub struct End {
     pub pipe: Arc<Pipe>,
     pub write: bool,
+    /// `O_NONBLOCK` (pipe2, F_SETFL): reads and writes that would wait fail with EAGAIN.
+    pub nonblock: core::sync::atomic::AtomicBool,
 }
 
 impl Drop for End {
@@ -85,7 +87,8 @@ fn with(capacity: usize, tuned: Option<Tuned>) -> (Arc<End>, Arc<End>) {
         capacity,
         tuned,
     });
-    (Arc::new(End { pipe: pipe.clone(), write: false }), Arc::new(End { pipe, write: true }))
+    let nb = || core::sync::atomic::AtomicBool::new(false);
+    (Arc::new(End { pipe: pipe.clone(), write: false, nonblock: nb() }), Arc::new(End { pipe, write: true, nonblock: nb() }))
 }
 
 impl Pipe {
@@ -155,6 +158,40 @@ impl Pipe {
                 return None;
             }
         }
+    }
+
+    /// [`read`](Self::read) without waiting: `None` while empty and a writer exists (EAGAIN).
+    pub fn read_now(&self, max: usize) -> Option<Vec<u8>> {
+        self.bind_first(false);
+        let mut i = self.inner.lock();
+        if i.buf.is_empty() {
+            return (self.writers.load(Ordering::Acquire) == 0).then(Vec::new);
+        }
+        let n = max.min(i.buf.len());
+        let out: Vec<u8> = i.buf.drain(..n).collect();
+        drop(i);
+        self.wake_all();
+        Some(out)
+    }
+
+    /// [`write`](Self::write) without waiting: what fits now; `Ok(0)` (EAGAIN) when nothing
+    /// does, or when `data` is at most `PIPE_BUF` (4096) bytes and does not fit whole (such
+    /// writes are atomic, as POSIX requires).
+    pub fn write_now(&self, data: &[u8]) -> Result<usize, WriteError> {
+        self.bind_first(true);
+        let mut i = self.inner.lock();
+        if self.readers.load(Ordering::Acquire) == 0 {
+            return Err(WriteError::Broken);
+        }
+        let room = self.capacity - i.buf.len();
+        if room == 0 || (data.len() <= 4096 && room < data.len()) {
+            return Ok(0);
+        }
+        let n = room.min(data.len());
+        i.buf.extend(&data[..n]);
+        drop(i);
+        self.wake_all();
+        Ok(n)
     }
 
     /// Writes all of `data`, blocking while full; `Err(Broken)` once no reader is left (EPIPE),

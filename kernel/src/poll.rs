@@ -2,7 +2,9 @@
 //! list that every change of a pipe (bytes in or out, an end closed) and new console input
 //! wakes; it then checks its descriptors again. Broadcast waking is simple and enough for the
 //! handful of waiters a Quest system has. Regular files, directories and devices of the tree
-//! are always ready (as on Linux).
+//! are always ready (as on Linux). eventfd, timerfd and epoll (issue 25) wait on the same
+//! list ([`wait_for`]); a timerfd arms no timer, so a wait that includes one blocks with its
+//! next expiry as the deadline.
 use alloc::vec::Vec;
 
 use hal::sync::IrqLock;
@@ -17,9 +19,40 @@ static WAITERS: IrqLock<Vec<Tid>> = IrqLock::ranked(Vec::new(), crate::locks::WA
 
 /// Wakes every poller (something they may wait for changed).
 pub fn wake_all() {
+    GENERATION.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
     let w = core::mem::take(&mut *WAITERS.lock());
     for t in w {
         let _ = sched::wake(t);
+    }
+}
+
+/// Counts the changes [`wake_all`] announced: epoll's edge-triggered items report again only
+/// after one (`crate::epoll`).
+pub static GENERATION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Blocks the calling thread until `check` gives a value (re-run after every [`wake_all`]) or
+/// `deadline` passes (`Ok(None)`); a signal or a kill ends the wait with EINTR. The blocking
+/// half of eventfd, timerfd and epoll_wait.
+pub fn wait_for<R>(tid: Tid, deadline: Option<u64>, mut check: impl FnMut() -> Option<R>) -> Result<Option<R>, Errno> {
+    loop {
+        {
+            let mut w = WAITERS.lock();
+            if !w.contains(&tid) {
+                w.push(tid);
+            }
+        }
+        if let Some(r) = check() {
+            WAITERS.lock().retain(|&t| t != tid);
+            return Ok(Some(r));
+        }
+        if deadline.is_some_and(|d| d <= hal::time::now_ns()) {
+            WAITERS.lock().retain(|&t| t != tid);
+            return Ok(None);
+        }
+        if sched::block(deadline) == sched::Wake::Interrupted {
+            WAITERS.lock().retain(|&t| t != tid);
+            return Err(EINTR);
+        }
     }
 }
 
@@ -32,8 +65,12 @@ fn ready(cx: &Cx, fd: i32, events: u16) -> u16 {
         Ok(f) => f.clone(),
         Err(_) => return POLLNVAL as u16,
     };
-    let always = (POLLERR | POLLHUP) as u16;
-    let ev = match f {
+    file_events(&f) & (events | (POLLERR | POLLHUP) as u16)
+}
+
+/// Every poll(2) event open file `f` has now.
+pub fn file_events(f: &File) -> u16 {
+    match f {
         File::Pipe(e) => e.pipe.poll(e.write),
         File::Console => {
             let r = crate::drivers::console().is_none_or(|c| c.readable());
@@ -42,8 +79,10 @@ fn ready(cx: &Cx, fd: i32, events: u16) -> u16 {
         File::Sock(s) => s.poll(),
         File::Can(c) => (if c.readable() { POLLIN as u16 } else { 0 }) | POLLOUT as u16,
         File::Node(_) | File::Shm(_) => (POLLIN | POLLOUT) as u16,
-    };
-    ev & (events | always)
+        File::Event(e) => e.poll(),
+        File::Timer(t) => t.poll(),
+        File::Epoll(e) => e.poll(),
+    }
 }
 
 /// Waits until one of `fds` (fd, events) is ready or `deadline` passes; returns the ready
@@ -63,7 +102,7 @@ fn wait(cx: &Cx, fds: &[(i32, u16)], deadline: Option<u64>) -> Result<Vec<u16>, 
             WAITERS.lock().retain(|&t| t != cx.tid);
             return Ok(out);
         }
-        match sched::block(deadline) {
+        match sched::block(timer_deadline(cx, fds, deadline)) {
             sched::Wake::Interrupted => {
                 WAITERS.lock().retain(|&t| t != cx.tid);
                 return Err(EINTR);
@@ -71,6 +110,16 @@ fn wait(cx: &Cx, fds: &[(i32, u16)], deadline: Option<u64>) -> Result<Vec<u16>, 
             sched::Wake::TimedOut | sched::Wake::Woken => {}
         }
     }
+}
+
+/// `deadline` or, if sooner, the next expiry of a timerfd among `fds` (timerfds arm no timer:
+/// `crate::timerfd`).
+fn timer_deadline(cx: &Cx, fds: &[(i32, u16)], deadline: Option<u64>) -> Option<u64> {
+    let files: Vec<File> = {
+        let mut t = cx.p().files.lock();
+        fds.iter().filter_map(|&(fd, _)| t.get(fd as u64).ok().cloned()).collect()
+    };
+    files.iter().filter_map(crate::timerfd::next_expiry).chain(deadline).min()
 }
 
 /// `struct pollfd` as two words: fd, and events | revents << 16.
@@ -103,7 +152,7 @@ pub fn poll(cx: &Cx, ufds: UserPtr<PollFd>, n: u64, timeout_ms: u64) -> SysResul
 /// Runs `f` with the thread's signal mask replaced by the one at `mask` (ppoll, pselect6),
 /// as sigsuspend does: a handler that ends the wait runs with the temporary mask and returns
 /// to the old one.
-fn with_mask(cx: &Cx, mask: UserPtr<u64>, f: impl FnOnce() -> SysResult) -> SysResult {
+pub fn with_mask(cx: &Cx, mask: UserPtr<u64>, f: impl FnOnce() -> SysResult) -> SysResult {
     if mask.is_null() {
         return f();
     }

@@ -74,8 +74,12 @@ pub struct Process {
     pub vfork_done: Semaphore,
     /// RLIMIT_CORE as set (no core files are written whatever it is).
     pub core_limit: core::sync::atomic::AtomicU64,
-    /// The name prctl(PR_SET_NAME) gave it.
-    pub comm: IrqLock<Option<String>>,
+    /// Per thread: the name prctl(PR_SET_NAME) gave it (`ps -t` shows it; execve forgets).
+    pub comm: IrqLock<BTreeMap<Tid, String>>,
+    /// CPU time of its threads that have ended, and of its children that have been waited
+    /// for (getrusage, times).
+    pub ended_cpu_ns: core::sync::atomic::AtomicU64,
+    pub children_cpu_ns: core::sync::atomic::AtomicU64,
     /// Process group and session (setpgid, setsid; inherited by fork).
     pub pgid: AtomicU32,
     pub sid: AtomicU32,
@@ -248,6 +252,8 @@ pub fn exit_thread() -> ! {
         if let Some(v) = stage {
             let _ = crate::vcpu::destroy(v, true);
         }
+        p.ended_cpu_ns.fetch_add(sched::runtime_ns(me).unwrap_or(0), Ordering::Relaxed);
+        p.comm.lock().remove(&me);
         let last = {
             let mut t = p.threads.lock();
             t.retain(|&x| x != me);
@@ -296,7 +302,9 @@ fn new_process(name: &str, parent: Pid, mem: Mem) -> Arc<Process> {
         cmdline: IrqLock::new(String::new()),
         vfork_done: Semaphore::new(0),
         core_limit: core::sync::atomic::AtomicU64::new(0),
-        comm: IrqLock::new(None),
+        comm: IrqLock::new(BTreeMap::new()),
+        ended_cpu_ns: core::sync::atomic::AtomicU64::new(0),
+        children_cpu_ns: core::sync::atomic::AtomicU64::new(0),
         robust: IrqLock::new(BTreeMap::new()),
         stage_vcpus: IrqLock::new(BTreeMap::new()),
         pgid: AtomicU32::new(pid),
@@ -403,6 +411,8 @@ pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool) -> Result<Option<(Pi
             }
             if let Some(i) = ch.iter().position(|c| (pid <= 0 || i64::from(c.pid) == pid) && c.dead.load(Ordering::Acquire)) {
                 let c = ch.remove(i);
+                let cpu = c.ended_cpu_ns.load(Ordering::Relaxed) + c.children_cpu_ns.load(Ordering::Relaxed);
+                p.children_cpu_ns.fetch_add(cpu, Ordering::Relaxed);
                 return Ok(Some((c.pid, c.exit_code.load(Ordering::Relaxed))));
             }
         }
@@ -514,6 +524,7 @@ pub fn exec(p: &Arc<Process>, image: &[u8], path: &str, argv: &[alloc::vec::Vec<
     let old = core::mem::replace(&mut *p.mem.lock(), mem);
     drop(old); // the old address space is no longer active on this CPU
     *p.name.lock() = String::from(path);
+    p.comm.lock().clear();
     *p.cmdline.lock() = cmdline(argv);
     p.files.lock().exec();
     p.vfork_done.up();

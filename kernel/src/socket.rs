@@ -15,14 +15,17 @@ pub struct Sock {
     rx: Arc<End>,
     tx: IrqLock<Option<Arc<End>>>,
     read_shut: core::sync::atomic::AtomicBool,
+    /// `O_NONBLOCK` (SOCK_NONBLOCK, F_SETFL, FIONBIO).
+    pub nonblock: core::sync::atomic::AtomicBool,
 }
 
 /// Two connected stream sockets.
 pub fn pair() -> (Arc<Sock>, Arc<Sock>) {
     let (r1, w1) = crate::pipe::new();
     let (r2, w2) = crate::pipe::new();
-    let a = Sock { rx: r1, tx: IrqLock::new(Some(w2)), read_shut: core::sync::atomic::AtomicBool::new(false) };
-    let b = Sock { rx: r2, tx: IrqLock::new(Some(w1)), read_shut: core::sync::atomic::AtomicBool::new(false) };
+    let f = || core::sync::atomic::AtomicBool::new(false);
+    let a = Sock { rx: r1, tx: IrqLock::new(Some(w2)), read_shut: f(), nonblock: f() };
+    let b = Sock { rx: r2, tx: IrqLock::new(Some(w1)), read_shut: f(), nonblock: f() };
     (Arc::new(a), Arc::new(b))
 }
 
@@ -39,6 +42,23 @@ impl Sock {
         let tx = self.tx.lock().clone();
         match tx {
             Some(t) => t.pipe.write(data),
+            None => Err(WriteError::Broken),
+        }
+    }
+
+    /// [`read`](Self::read) without waiting (`None`: EAGAIN).
+    pub fn read_now(&self, max: usize) -> Option<Vec<u8>> {
+        if self.read_shut.load(core::sync::atomic::Ordering::Relaxed) {
+            return Some(Vec::new());
+        }
+        self.rx.pipe.read_now(max)
+    }
+
+    /// [`write`](Self::write) without waiting (`Ok(0)`: EAGAIN).
+    pub fn write_now(&self, data: &[u8]) -> Result<usize, WriteError> {
+        let tx = self.tx.lock().clone();
+        match tx {
+            Some(t) => t.pipe.write_now(data),
             None => Err(WriteError::Broken),
         }
     }

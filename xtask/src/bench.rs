@@ -109,6 +109,8 @@ pub const ROWS: &[Row] = &[
     },
     Row { name: "wakeup_latency", what: "periodic wake-up latency (1 ms, TIMER_ABSTIME)" },
     Row { name: "wakeup_jitter", what: "wake-up jitter (median column: p99 - p1; max: max - min)" },
+    Row { name: "timerfd_latency", what: "timerfd-driven 1 ms periodic loop: lateness of each read() after the expiry it counts (histogram below)" },
+    Row { name: "timerfd_p99", what: "timerfd periodic loop: 99th percentile lateness" },
     Row { name: "boot_to_user", what: "boot: reset to the benchmark's first instruction (guest time)" },
     Row { name: "kernel_size", what: "kernel image text+data+bss" },
     Row { name: "tm_basic", what: "Thread-Metric basic processing (no kernel calls; sanity row)" },
@@ -801,9 +803,11 @@ fn markdown(m: &Meta, t: &[TableRow], q: &Collected, l: &Collected) -> String {
     let w = |x: Option<f64>| x.map(|v| format!("{v:.1} s")).unwrap_or_else(|| "—".into());
     let _ = writeln!(s, "Host wall time of a whole boot-benchmark-power-off (median of runs): Quest-RS {}, Linux {}.\n", w(m.quest_wall), w(m.linux_wall));
     for (sys, c) in [("Quest-RS", q), ("Linux", l)] {
-        if let Some(h) = c.hist.get("wakeup_latency") {
-            let b: Vec<String> = h.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-            let _ = writeln!(s, "Wake-up latency histogram, {sys} (1 µs buckets, 100us = ≥ 100 µs): {}\n", b.join(" "));
+        for (hist, title) in [("wakeup_latency", "Wake-up latency"), ("timerfd_latency", "timerfd periodic loop lateness")] {
+            if let Some(h) = c.hist.get(hist) {
+                let b: Vec<String> = h.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                let _ = writeln!(s, "{title} histogram, {sys} (1 µs buckets, 100us = ≥ 100 µs): {}\n", b.join(" "));
+            }
         }
     }
     s

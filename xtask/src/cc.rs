@@ -44,7 +44,7 @@ const LIBS: &[&str] = &["-lpthread"];
 /// rustc flags for Rust user programs: a static, non-PIE executable.
 const RUSTFLAGS: &[&str] = &["-Crelocation-model=static", "-Ctarget-feature=+crt-static"];
 /// Where the Rust examples are (each a standalone cargo package), relative to the root.
-const RUST_EXAMPLES: &[&str] = &["user/examples/hello_rust"];
+const RUST_EXAMPLES: &[&str] = &["user/examples/hello_rust", "user/examples/tokio_evloop"];
 
 const USAGE: &str = "\
 usage: cargo xtask cc -o OUT FILE.c...    build a static Quest-RS program with musl-gcc

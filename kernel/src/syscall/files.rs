@@ -16,11 +16,11 @@ use core::sync::atomic::Ordering;
 use hal::sync::IrqLock;
 use linux_raw_sys::errno::*;
 use linux_raw_sys::general::*;
-use linux_raw_sys::ioctl::{TCGETS, TIOCGWINSZ};
+use linux_raw_sys::ioctl::{FIONBIO, TCGETS, TIOCGWINSZ};
 
 use super::{Cx, Errno, SysResult, UserCStr, UserPtr, UserSlice, UserSliceMut};
 use crate::fs::{File, OpenFile};
-use quest_abi::can::CanFrame;
+use super::can::{can_ioctl, can_path, can_read, can_write};
 use crate::signal::ERESTARTSYS;
 use crate::vfs::{self, Inode, Kind};
 
@@ -64,7 +64,8 @@ pub fn write(cx: &Cx, fd: u64, buf: UserSlice) -> SysResult {
         File::Console => write_console(cx, buf),
         File::Pipe(e) if e.write => {
             let data = buf.prefix(IO_MAX).read_to_vec(p)?;
-            match e.pipe.write(&data) {
+            match if e.nonblock.load(Ordering::Relaxed) { e.pipe.write_now(&data) } else { e.pipe.write(&data) } {
+                Ok(0) if !data.is_empty() => Err(EAGAIN),
                 Ok(n) => Ok(n as u64),
                 Err(crate::pipe::WriteError::Interrupted) => Err(ERESTARTSYS),
                 Err(crate::pipe::WriteError::Broken) => {
@@ -76,6 +77,8 @@ pub fn write(cx: &Cx, fd: u64, buf: UserSlice) -> SysResult {
         }
         File::Sock(s) => sock_write(cx, &s, buf, false),
         File::Can(c) => can_write(cx, c, buf),
+        File::Event(e) => crate::eventfd::write(cx, &e, buf),
+        File::Timer(_) | File::Epoll(_) => Err(EINVAL),
         File::Node(of) => {
             if !writable(&of) {
                 return Err(EBADF);
@@ -138,17 +141,17 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
     let len = buf.len();
     match file(cx, fd)? {
         File::Pipe(e) if !e.write => {
-            let data = e.pipe.read(len.min(IO_MAX) as usize).ok_or(ERESTARTSYS)?;
+            let max = len.min(IO_MAX) as usize;
+            let data = if e.nonblock.load(Ordering::Relaxed) { e.pipe.read_now(max).ok_or(EAGAIN)? } else { e.pipe.read(max).ok_or(ERESTARTSYS)? };
             buf.write(p, &data)?;
             Ok(data.len() as u64)
         }
         File::Pipe(_) | File::Shm(_) => Err(EBADF),
         File::Can(c) => can_read(cx, c, buf),
-        File::Sock(s) => {
-            let data = s.read(len.min(IO_MAX) as usize).ok_or(ERESTARTSYS)?;
-            buf.write(p, &data)?;
-            Ok(data.len() as u64)
-        }
+        File::Sock(s) => sock_read(cx, &s, buf),
+        File::Event(e) => crate::eventfd::read(cx, &e, buf),
+        File::Timer(t) => crate::timerfd::read(cx, &t, buf),
+        File::Epoll(_) => Err(EINVAL),
         File::Node(of) => {
             if !readable(&of) {
                 return Err(EBADF);
@@ -202,7 +205,7 @@ pub fn readv(cx: &Cx, fd: u64, iov: UserPtr<Iovec>, cnt: u64) -> SysResult {
 fn node_file(cx: &Cx, fd: u64) -> Result<Arc<OpenFile>, Errno> {
     match file(cx, fd)? {
         File::Node(of) => Ok(of),
-        File::Pipe(_) | File::Console | File::Shm(_) | File::Sock(_) | File::Can(_) => Err(ESPIPE),
+        _ => Err(ESPIPE),
     }
 }
 
@@ -436,6 +439,7 @@ fn stat_of(f: &File) -> stat {
         File::Pipe(_) => st.st_mode = S_IFIFO | 0o600,
         File::Shm(_) | File::Sock(_) => st.st_mode = S_IFSOCK | 0o600,
         File::Can(_) => st.st_mode = S_IFCHR | 0o660,
+        File::Event(_) | File::Timer(_) | File::Epoll(_) => st.st_mode = 0o600, // anonymous inodes
     }
     st.st_nlink = 1;
     st.st_blksize = 4096;
@@ -539,8 +543,8 @@ pub fn fcntl(cx: &Cx, fd: u64, cmd: u64, arg: u64) -> SysResult {
         F_SETFD => files.lock().set_cloexec(fd, arg as u32 & FD_CLOEXEC != 0).map(|_| 0),
         F_GETFL => match file(cx, fd)? {
             File::Node(of) => Ok(u64::from(of.flags.load(Ordering::Relaxed))),
-            File::Pipe(e) => Ok(u64::from(if e.write { O_WRONLY } else { O_RDONLY })),
-            _ => Ok(u64::from(O_RDWR)),
+            File::Pipe(e) => Ok(u64::from(if e.write { O_WRONLY } else { O_RDONLY } | nonblock_flag(&File::Pipe(e.clone())))),
+            f => Ok(u64::from(O_RDWR | nonblock_flag(&f))),
         },
         F_SETFL => match file(cx, fd)? {
             File::Node(of) => {
@@ -548,7 +552,12 @@ pub fn fcntl(cx: &Cx, fd: u64, cmd: u64, arg: u64) -> SysResult {
                 of.flags.store(keep | (arg as u32 & (O_APPEND | O_NONBLOCK)), Ordering::Relaxed);
                 Ok(0)
             }
-            _ => Ok(0),
+            f => {
+                if let Some(nb) = f.nonblock() {
+                    nb.store(arg as u32 & O_NONBLOCK != 0, Ordering::Relaxed);
+                }
+                Ok(0)
+            }
         },
         F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW => {
             if !core::mem::replace(&mut *LOCKS_LOGGED.lock(), true) {
@@ -800,6 +809,8 @@ pub fn pipe(cx: &Cx, fds: UserPtr<[i32; 2]>, flags: u64) -> SysResult {
         return Err(EINVAL);
     }
     let (r, w) = crate::pipe::new();
+    r.nonblock.store(flags as u32 & O_NONBLOCK != 0, Ordering::Relaxed);
+    w.nonblock.store(flags as u32 & O_NONBLOCK != 0, Ordering::Relaxed);
     let (rfd, wfd) = p.files.lock().insert_pair(File::Pipe(r), File::Pipe(w), flags as u32 & O_CLOEXEC != 0)?;
     if let Err(e) = fds.write(p, &[rfd as i32, wfd as i32]) {
         let _ = p.files.lock().close(rfd);
@@ -813,7 +824,14 @@ pub fn ioctl(cx: &Cx, fd: u64, req: u64, arg: u64) -> SysResult {
     match file(cx, fd)? {
         File::Console => {}
         File::Can(c) => return can_ioctl(cx, c, req as u32, arg),
-        _ => return Err(ENOTTY),
+        f => match f.nonblock() {
+            // FIONBIO: an int, non-zero for O_NONBLOCK (what Rust's set_nonblocking uses).
+            Some(nb) if req as u32 == FIONBIO => {
+                nb.store(UserPtr::<i32>::new(arg).read(cx.p())? != 0, Ordering::Relaxed);
+                return Ok(0);
+            }
+            _ => return Err(ENOTTY),
+        },
     }
     match req as u32 {
         TIOCGWINSZ => {
@@ -922,7 +940,8 @@ pub fn flock(cx: &Cx, fd: u64, op: u64) -> SysResult {
 /// Writes to a socket; a gone peer is EPIPE, with SIGPIPE unless `nosignal` (MSG_NOSIGNAL).
 fn sock_write(cx: &Cx, s: &crate::socket::Sock, buf: UserSlice, nosignal: bool) -> SysResult {
     let data = buf.prefix(IO_MAX).read_to_vec(cx.p())?;
-    match s.write(&data) {
+    match if s.nonblock.load(Ordering::Relaxed) { s.write_now(&data) } else { s.write(&data) } {
+        Ok(0) if !data.is_empty() => Err(EAGAIN),
         Ok(n) => Ok(n as u64),
         Err(crate::pipe::WriteError::Interrupted) => Err(ERESTARTSYS),
         Err(crate::pipe::WriteError::Broken) => {
@@ -932,6 +951,18 @@ fn sock_write(cx: &Cx, s: &crate::socket::Sock, buf: UserSlice, nosignal: bool) 
             Err(EPIPE)
         }
     }
+}
+
+fn sock_read(cx: &Cx, s: &crate::socket::Sock, buf: UserSliceMut) -> SysResult {
+    let max = buf.len().min(IO_MAX) as usize;
+    let data = if s.nonblock.load(Ordering::Relaxed) { s.read_now(max).ok_or(EAGAIN)? } else { s.read(max).ok_or(ERESTARTSYS)? };
+    buf.write(cx.p(), &data)?;
+    Ok(data.len() as u64)
+}
+
+/// `O_NONBLOCK` if `f` has it set (F_GETFL).
+fn nonblock_flag(f: &File) -> u32 {
+    if f.nonblock().is_some_and(|nb| nb.load(Ordering::Relaxed)) { O_NONBLOCK } else { 0 }
 }
 
 static SOCK_LOGGED: IrqLock<bool> = IrqLock::ranked(false, crate::locks::LOGGED);
@@ -951,6 +982,8 @@ pub fn socketpair(cx: &Cx, domain: u64, ty: u64, proto: u64, sv: UserPtr<[i32; 2
         return Err(EOPNOTSUPP);
     }
     let (a, b) = crate::socket::pair();
+    a.nonblock.store(ty as u32 & O_NONBLOCK != 0, Ordering::Relaxed);
+    b.nonblock.store(ty as u32 & O_NONBLOCK != 0, Ordering::Relaxed);
     let p = cx.p();
     let (fa, fb) = p.files.lock().insert_pair(File::Sock(a), File::Sock(b), ty & SOCK_CLOEXEC != 0)?;
     if let Err(e) = sv.write(p, &[fa as i32, fb as i32]) {
@@ -980,82 +1013,13 @@ pub fn sendto(cx: &Cx, fd: u64, buf: UserSlice, flags: u64, addr: u64) -> SysRes
 
 /// recv/recvfrom on a connected socket (the peer address, if asked for, is empty).
 pub fn recvfrom(cx: &Cx, fd: u64, buf: UserSliceMut, addrlen: UserPtr<u32>) -> SysResult {
-    let s = sock(cx, fd)?;
-    let data = s.read(buf.len().min(IO_MAX) as usize).ok_or(ERESTARTSYS)?;
-    buf.write(cx.p(), &data)?;
+    let n = sock_read(cx, &*sock(cx, fd)?, buf)?;
     if !addrlen.is_null() {
         addrlen.write(cx.p(), &0)?;
     }
-    Ok(data.len() as u64)
+    Ok(n)
 }
 
 pub fn shutdown(cx: &Cx, fd: u64, how: u64) -> SysResult {
     if sock(cx, fd)?.shutdown(how as u32) { Ok(0) } else { Err(EINVAL) }
-}
-
-// ---- /dev/canN ---------------------------------------------------------------------------
-
-const FRAME: usize = core::mem::size_of::<CanFrame>();
-
-/// `read` on `/dev/canN`: whole `struct can_frame`s, at least one (blocking).
-fn can_read(cx: &Cx, c: &'static crate::drivers::can::CanDev, buf: UserSliceMut) -> SysResult {
-    let p = cx.p();
-    let max = usize::try_from(buf.len()).unwrap_or(usize::MAX) / FRAME;
-    if max == 0 {
-        return Err(EINVAL);
-    }
-    let frames = c
-        .read_frames(max.min(256), &|| p.terminal.load(Ordering::Relaxed) || crate::sched::must_act_before_user())
-        .map_err(|e| if e == EINTR { ERESTARTSYS } else { e })?;
-    let mut bytes = Vec::with_capacity(frames.len() * FRAME);
-    for f in &frames {
-        bytes.extend_from_slice(hal::user::pod_bytes(f));
-    }
-    buf.write(p, &bytes)?;
-    Ok(bytes.len() as u64)
-}
-
-/// `write` on `/dev/canN`: whole `struct can_frame`s, sent in order; a partial frame is
-/// `EINVAL`, as is a frame CAN cannot carry.
-fn can_write(cx: &Cx, c: &'static crate::drivers::can::CanDev, buf: UserSlice) -> SysResult {
-    let p = cx.p();
-    let data = buf.prefix(256 * FRAME as u64).read_to_vec(p)?;
-    if data.is_empty() || data.len() % FRAME != 0 {
-        return Err(EINVAL);
-    }
-    let mut sent = 0;
-    for chunk in data.chunks(FRAME) {
-        let f: CanFrame = hal::user::pod_read(chunk).ok_or(EINVAL)?;
-        if let Err(e) = c.send(&f) {
-            return if sent == 0 { Err(e) } else { Ok(sent as u64) };
-        }
-        sent += FRAME;
-    }
-    Ok(sent as u64)
-}
-
-/// The CAN controller a path names (`/dev/can0`, …): `ENODEV` when there is no such controller.
-fn can_path(name: &[u8]) -> Option<Result<&'static crate::drivers::can::CanDev, Errno>> {
-    let n = name.strip_prefix(b"/dev/can")?;
-    let s = core::str::from_utf8(n).ok()?;
-    let i: usize = s.parse().ok()?;
-    Some(crate::drivers::can::controller(i).ok_or(ENODEV))
-}
-
-fn can_ioctl(cx: &Cx, c: &'static crate::drivers::can::CanDev, req: u32, arg: u64) -> SysResult {
-    use quest_abi::can::*;
-    match req {
-        QUEST_CAN_SET_BITRATE => c.set_bitrate(u32::try_from(arg).map_err(|_| EINVAL)?).map(|()| 0),
-        QUEST_CAN_SET_FILTER => {
-            let ptr = UserPtr::<CanFilter>::new(arg);
-            let f = if ptr.is_null() { None } else { Some(ptr.read(cx.p())?) };
-            c.set_filter(f).map(|()| 0)
-        }
-        QUEST_CAN_GET_STATS => UserPtr::<CanStats>::new(arg).write(cx.p(), &c.stats()).map(|_| 0),
-        QUEST_CAN_RESTART => {
-            c.restart();
-            Ok(0)
-        }
-        _ => Err(ENOTTY),
-    }
 }

@@ -5,8 +5,9 @@
 //! per call, not one per use) and its pointer arguments into typed user memory
 //! ([`user`]: `UserPtr<T>`, `UserSlice`, `UserSliceMut`, `UserCStr`), whose reads and writes
 //! fail with `EFAULT`, never a kernel fault. The handlers live by subsystem: [`files`],
-//! [`memory`], [`processes`], [`time`], [`synchronisation`] and [`quest`]. Unimplemented calls
-//! return `ENOSYS` and are logged once each.
+//! [`memory`], [`processes`], [`accounting`], [`can`], [`time`], [`synchronisation`] and
+//! [`quest`]; epoll, eventfd and timerfd are in `crate::epoll`, `crate::eventfd` and
+//! `crate::timerfd`. Unimplemented calls return `ENOSYS` and are logged once each.
 #![allow(non_upper_case_globals)] // linux-raw-sys's __NR_* constants used as match patterns
 use alloc::collections::BTreeSet;
 use alloc::sync::Arc;
@@ -20,6 +21,8 @@ use crate::process::{self, Process};
 use crate::signal;
 use crate::sched::{self, Tid};
 
+mod accounting;
+mod can;
 mod files;
 mod memory;
 mod processes;
@@ -164,12 +167,40 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_ppoll => crate::poll::ppoll(cx, a.ptr(0), a.n(1), a.ptr(2), a.ptr(3), a.n(4)),
         __NR_select => crate::poll::select(cx, a.n(0), a.ptr(1), a.ptr(2), a.ptr(3), a.ptr(4)),
         __NR_pselect6 => crate::poll::pselect6(cx, a.n(0), a.ptr(1), a.ptr(2), a.ptr(3), a.ptr(4), a.ptr(5)),
+        // Event loops (issue 25): epoll, eventfd, timerfd.
+        __NR_epoll_create => if a.n(0) as i32 <= 0 { Err(EINVAL) } else { crate::epoll::create(cx, 0) },
+        __NR_epoll_create1 => crate::epoll::create(cx, a.n(0)),
+        __NR_epoll_ctl => crate::epoll::ctl(cx, a.n(0), a.n(1), a.n(2), a.ptr(3)),
+        __NR_epoll_wait => crate::epoll::wait(cx, a.n(0), a.ptr(1), a.n(2), crate::epoll::deadline_ms(a.n(3))),
+        __NR_epoll_pwait | __NR_epoll_pwait2 => {
+            if a.n(4) != 0 && a.n(5) != 8 {
+                return Err(EINVAL);
+            }
+            let deadline = if nr == __NR_epoll_pwait {
+                crate::epoll::deadline_ms(a.n(3))
+            } else if a.n(3) == 0 {
+                None
+            } else {
+                Some(hal::time::now_ns().saturating_add(read_timespec(cx, a.ptr(3))?))
+            };
+            crate::poll::with_mask(cx, a.ptr(4), || crate::epoll::wait(cx, a.n(0), a.ptr(1), a.n(2), deadline))
+        }
+        __NR_eventfd => crate::eventfd::create(cx, a.n(0), 0),
+        __NR_eventfd2 => crate::eventfd::create(cx, a.n(0), a.n(1)),
+        __NR_timerfd_create => crate::timerfd::create(cx, a.n(0), a.n(1)),
+        __NR_timerfd_settime => crate::timerfd::settime(cx, a.n(0), a.n(1), a.ptr(2), a.ptr(3)),
+        __NR_timerfd_gettime => crate::timerfd::gettime(cx, a.n(0), a.ptr(1)),
         // Memory.
         __NR_brk => Ok(crate::memory::brk(cx.p(), a.n(0))),
         __NR_mmap => memory::mmap(cx, a.n(0), a.n(1), a.n(2), a.n(3), a.n(4), a.n(5)),
         __NR_munmap => crate::memory::munmap(cx.p(), a.n(0), a.n(1)).map(|_| 0),
         __NR_mprotect => crate::memory::mprotect(cx.p(), a.n(0), a.n(1), a.n(2)).map(|_| 0),
         __NR_mremap => crate::memory::mremap(cx.p(), a.n(0), a.n(1), a.n(2), a.n(3)),
+        __NR_mlock => memory::mlock(cx, a.n(0), a.n(1), 0),
+        __NR_mlock2 => memory::mlock(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_munlock => memory::munlock(cx, a.n(0), a.n(1)),
+        __NR_mlockall => memory::mlockall(cx, a.n(0)),
+        __NR_munlockall => Ok(0),
         // Processes, threads and the system.
         // Handled in `handle` (execve replaces the caller's frame; the exits never return).
         __NR_execve | __NR_exit_group | __NR_exit => Err(ENOSYS),
@@ -201,6 +232,8 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_prlimit64 => processes::prlimit64(cx, a.n(0), a.n(1), a.ptr(2), a.ptr(3)),
         __NR_time => processes::time(cx, a.ptr(0)),
         __NR_sysinfo => processes::sysinfo(cx, a.ptr(0)),
+        __NR_getrusage => accounting::getrusage(cx, a.n(0), a.ptr(1)),
+        __NR_times => accounting::times(cx, a.ptr(0)),
         __NR_prctl => processes::prctl(cx, a.n(0), a.n(1)),
         __NR_sched_getaffinity => processes::sched_getaffinity(cx, a.n(1), a.ptr(2)),
         __NR_reboot => processes::reboot(a.n(0), a.n(1), a.n(2)),
@@ -240,6 +273,7 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_getrandom => processes::getrandom(cx, a.slice_mut(0, 1)),
         // Time.
         __NR_clock_gettime => time::clock_gettime(cx, a.n(0), a.ptr(1)),
+        __NR_clock_getres => time::clock_getres(cx, a.n(0), a.ptr(1)),
         __NR_gettimeofday => time::gettimeofday(cx, a.ptr(0)),
         __NR_nanosleep => time::nanosleep(cx, a.ptr(0), a.ptr(1)),
         __NR_clock_nanosleep => time::clock_nanosleep(cx, a.n(1), a.ptr(2), a.ptr(3)),

@@ -163,11 +163,13 @@ pub fn prctl(cx: &Cx, op: u64, arg: u64) -> SysResult {
         PR_SET_NAME => {
             let mut n = UserCStr::new(arg).read(cx.p(), 4096)?;
             n.truncate(15);
-            *cx.p().comm.lock() = Some(alloc::string::String::from_utf8_lossy(&n).into_owned());
+            let name = alloc::string::String::from_utf8_lossy(&n).into_owned();
+            crate::sched::set_current_name(&name); // the kernel console's `ps`
+            cx.p().comm.lock().insert(cx.tid, name); // `ps -t` (PS_TASKS)
             Ok(0)
         }
         PR_GET_NAME => {
-            let name = cx.p().comm.lock().clone().unwrap_or_else(|| cx.p().name.lock().rsplit('/').next().unwrap_or("").into());
+            let name = thread_name(cx.p(), cx.tid);
             let mut b = [0u8; 16];
             for (d, s) in b.iter_mut().zip(name.bytes().take(15)) {
                 *d = s;
@@ -176,6 +178,16 @@ pub fn prctl(cx: &Cx, op: u64, arg: u64) -> SysResult {
         }
         _ => Err(EINVAL),
     }
+}
+
+/// A thread's short name: what PR_SET_NAME gave it, else its program's file name (15 bytes at
+/// most, as Linux's `comm`).
+pub fn thread_name(p: &process::Process, tid: u32) -> alloc::string::String {
+    let mut n: alloc::string::String = p.comm.lock().get(&tid).cloned().unwrap_or_else(|| p.name.lock().rsplit('/').next().unwrap_or("").into());
+    while n.len() > 15 {
+        n.pop();
+    }
+    n
 }
 
 pub fn sched_getaffinity(cx: &Cx, len: u64, mask: UserPtr<u64>) -> SysResult {

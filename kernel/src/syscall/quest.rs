@@ -106,7 +106,10 @@ fn ps_tasks(cx: &Cx, buf: UserPtr<TaskInfo>, max: i64) -> SysResult {
         r.status = TaskInfo::make_status(state, q.terminal.load(core::sync::atomic::Ordering::Relaxed));
         r.nthreads = list.len() as u32;
         r.thread = list.iter().position(|&x| x == t.id).unwrap_or(0) as u32;
-        r.set_name(q.name.lock().as_bytes());
+        match q.comm.lock().get(&t.id) {
+            Some(n) => r.set_name(n.as_bytes()),
+            None => r.set_name(q.name.lock().as_bytes()),
+        }
         recs.push(r);
     }
     recs.sort_by_key(|r| r.id);

@@ -1,4 +1,5 @@
-//! Time: clock_gettime, gettimeofday, nanosleep and clock_nanosleep (one clock: the TSC).
+//! Time: clock_gettime, clock_getres, gettimeofday, nanosleep and clock_nanosleep (one clock:
+//! the TSC).
 use linux_raw_sys::errno::*;
 use linux_raw_sys::general::*;
 
@@ -13,6 +14,20 @@ pub fn clock_gettime(cx: &Cx, clock: u64, ts: UserPtr<timespec>) -> SysResult {
     };
     let t = timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ };
     ts.write(cx.p(), &t).map(|_| 0)
+}
+
+/// clock_getres: 1 ns for every clock clock_gettime reads (they all read the TSC, converted
+/// to nanoseconds; the coarse clocks are not coarser here).
+pub fn clock_getres(cx: &Cx, clock: u64, res: UserPtr<timespec>) -> SysResult {
+    match clock as u32 {
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_BOOTTIME | CLOCK_REALTIME | CLOCK_MONOTONIC_COARSE
+        | CLOCK_REALTIME_COARSE | CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => {}
+        _ => return Err(EINVAL),
+    }
+    if !res.is_null() {
+        res.write(cx.p(), &timespec { tv_sec: 0, tv_nsec: 1 })?;
+    }
+    Ok(0)
 }
 
 pub fn gettimeofday(cx: &Cx, tv: UserPtr<timeval>) -> SysResult {
