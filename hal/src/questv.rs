@@ -128,6 +128,15 @@ pub fn route_isa_irq(irq: u8, vector: u8) -> Result<(), i64> {
     }
 }
 
+/// Asks the monitor to route (or, with `masked`, mask) the INTx line on ISA `irq` of one of this
+/// sandbox's PCI functions to `vector` on this core, level-triggered.
+pub fn route_pci_intx(irq: u8, vector: u8, masked: bool) -> Result<(), i64> {
+    match hypercall(abi::HC_ROUTE_PCI_INTX, u64::from(irq), u64::from(vector), u64::from(masked)) {
+        0 => Ok(()),
+        e => Err(e),
+    }
+}
+
 /// Reads the monitor's per-CPU exit counters into `buf` (see `quest_abi::questv`); returns the
 /// number of bytes written. `buf` must be in the direct map (kernel memory).
 pub fn exit_stats(buf: &mut [u64]) -> Result<usize, i64> {

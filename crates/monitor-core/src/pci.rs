@@ -1,7 +1,8 @@
 //! PCI configuration space as one sandbox sees it (configuration mechanism 1, ports
 //! 0xCF8..=0xCFF, every access an exit).
 //!
-//! A sandbox that owns PCI functions sees exactly the host bridge (read-only) and its own
+//! A sandbox that owns PCI functions sees exactly the host bridge (read-only: writes are
+//! ignored) and its own
 //! functions; every other address reads as all ones (no device) and writes to it are refused.
 //! A sandbox that owns none sees nothing at all, not even the host bridge (so a Linux sandbox's
 //! probes find no PCI, as before device assignment). What the owner may do to its functions:
@@ -201,7 +202,8 @@ impl ConfigSpace {
         }
         let i = match self.access(bdf) {
             Access::Hidden => return Decision::Refused { bdf, off, why: "not one of its PCI functions" },
-            Access::HostBridge => return Decision::Refused { bdf, off, why: "the host bridge is read-only" },
+            // Read-only, and every kernel's enumeration sizes its BARs: ignored, not reported.
+            Access::HostBridge => return Decision::Handled,
             Access::Owned(i) => i,
         };
         let mut value = value;
@@ -375,7 +377,10 @@ mod tests {
     fn writes_to_others_are_refused() {
         let (mut s, mut hw) = (space(), Hw::new());
         assert!(matches!(wr(&mut s, &mut hw, OTHER, 4, 2, 0), Decision::Refused { bdf: OTHER, off: 4, why: "not one of its PCI functions" }));
-        assert!(matches!(wr(&mut s, &mut hw, BRIDGE, 0x60, 4, 1), Decision::Refused { why: "the host bridge is read-only", .. }));
+        // The host bridge is read-only: writes are ignored (every enumeration sizes its BARs).
+        assert_eq!(wr(&mut s, &mut hw, BRIDGE, 0x60, 4, 1), Decision::Handled);
+        assert_eq!(wr(&mut s, &mut hw, BRIDGE, 0x10, 4, u32::MAX), Decision::Handled);
+        assert_eq!(rd(&mut s, &mut hw, BRIDGE, 0x10, 4), 0);
         // 0xCF9 (reset control) and byte writes to the address port are dropped.
         assert_eq!(s.write(0xcf9, 1, 6, &mut hw.read()), Decision::Handled);
     }

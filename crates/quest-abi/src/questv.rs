@@ -33,6 +33,10 @@
 //! * [`HC_ROUTE_ISA_IRQ`]: `rbx` = ISA IRQ, `rcx` = vector (32..=255). The monitor programs the
 //!   IOAPIC pin for the calling core if the IRQ belongs to one of the sandbox's devices (its
 //!   console); `-EPERM` otherwise, `-EINVAL` for a bad vector.
+//! * [`HC_ROUTE_PCI_INTX`]: `rbx` = ISA IRQ (the Interrupt Line of one of the sandbox's PCI
+//!   functions), `rcx` = vector (32..=255), `rdx` = 0 to route the line (level-triggered) to the
+//!   calling core, 1 to mask it (an interrupt storm). `-EPERM` if no function of the sandbox is
+//!   on that line, `-EINVAL` for a bad vector.
 
 /// CPUID leaf: signature and highest leaf.
 pub const LEAF_SIGNATURE: u32 = 0x4000_0000;
@@ -66,6 +70,9 @@ pub const HC_EXIT_STATS: u64 = 1;
 /// Hypercall: route ISA IRQ `rbx` (one of the sandbox's own devices) to vector `rcx` on the
 /// calling core. The IOAPIC is shared hardware that only the monitor programs.
 pub const HC_ROUTE_ISA_IRQ: u64 = 2;
+/// Hypercall: route (`rdx` = 0) or mask (`rdx` = 1) the INTx line on ISA IRQ `rbx` of one of the
+/// sandbox's PCI functions, to vector `rcx` on the calling core.
+pub const HC_ROUTE_PCI_INTX: u64 = 3;
 
 /// Exit reasons the monitor counts (vendor neutral: SVM and VT-x exits map onto these).
 #[repr(u32)]
