@@ -18,7 +18,7 @@ fn config(devices: bool) -> Result<Config> {
     cfg.mem_mib = 512;
     if devices {
         cfg.extra_args.extend(
-            ["-object", "can-bus,id=canbus0", "-device", "kvaser_pci,canbus=canbus0,addr=4", "-device", "kvaser_pci,canbus=canbus0,addr=6"]
+            ["-object", "can-bus,id=canbus0", "-device", "kvaser_pci,canbus=canbus0,addr=4", "-device", "kvaser_pci,canbus=canbus0,addr=6", "-device", "edu,addr=5"]
                 .map(String::from),
         );
     }
@@ -78,13 +78,15 @@ fn frames_cross_between_two_sandboxes_each_owning_a_controller() -> Result<()> {
     let monitor = m.com(MONITOR).output();
     assert!(monitor.contains("Quest-V: PCI 00:04.0 [10e8:8406] -> sandbox can0 (0), INTx on IRQ"), "{monitor}");
     assert!(monitor.contains("Quest-V: PCI 00:06.0 [10e8:8406] -> sandbox can1 (1), INTx on IRQ"), "{monitor}");
-    for (com, mine, other) in [(1, "00:04.0", "00:06.0"), (2, "00:06.0", "00:04.0")] {
+    assert!(monitor.contains("Quest-V: PCI 00:05.0 [1234:11e8] -> sandbox can0 (0)"), "{monitor}");
+    for (com, mine, other, count) in [(1, "00:04.0", "00:06.0", 3), (2, "00:06.0", "00:04.0", 2)] {
         let boot = m.com(com).output();
         assert!(boot.contains(&format!("can0: kvaser_pci at {mine}")), "COM{com}: {boot}");
         assert!(!boot.contains("can1: kvaser_pci"), "COM{com}: {boot}");
         // The listing: the host bridge and its own controller, nothing else.
         let out = m.com(com).shell("pci")?;
-        assert!(out.contains("pci: 2 function(s) via configuration mechanism 1 (through the Quest-V monitor)"), "COM{com}: {out}");
+        assert!(out.contains(&format!("pci: {count} function(s) via configuration mechanism 1 (through the Quest-V monitor)")), "COM{com}: {out}");
+        assert_eq!(out.contains("00:05.0 "), com == 1, "COM{com}: {out}");
         assert!(out.contains("00:00.0 ") && out.contains(&format!("{mine} Unassigned class [ff00]: 10e8:8406")), "COM{com}: {out}");
         assert!(!out.contains(other), "COM{com}: {out}");
         // No second controller.
@@ -115,6 +117,13 @@ fn a_sandbox_cannot_touch_the_other_sandboxs_controller() -> Result<()> {
     let line = monitor.lines().find(|l| l.contains("Quest-V: PCI 00:04.0")).context("no assignment line")?.to_string();
     let bar1 = line.split("BAR1 I/O ").nth(1).and_then(|s| s.split('-').next()).context(line.clone())?;
     let sja = u16::from_str_radix(bar1.trim_start_matches("0x"), 16)?;
+    // can0's edu device: its memory BAR.
+    let line = monitor.lines().find(|l| l.contains("Quest-V: PCI 00:05.0")).context("no assignment line")?.to_string();
+    let bar0 = line.split("BAR0 memory ").nth(1).and_then(|s| s.split("..").next()).context(line.clone())?;
+    let edu = u64::from_str_radix(&bar0.trim_start_matches("0x").replace('_', ""), 16)?;
+    // Its owner reaches it (the nested page tables map it; a miss would stop can0).
+    let out = m.com(1).shell(&format!("ktest wild {edu:x}"))?;
+    assert!(out.contains(&format!("ktest: the write to {edu:#x} went through")), "{out}");
 
     // A configuration write (turning its decoding off) from sandbox can1: refused, reported.
     let out = m.com(2).shell("ktest pcipoke 00:04.0")?;
@@ -141,6 +150,12 @@ fn a_sandbox_cannot_touch_the_other_sandboxs_controller() -> Result<()> {
     let (got, want) = exchange(&mut m, 1, 2, &frames)?;
     assert_eq!(got, want);
     assert!(!m.com(MONITOR).output().contains("STOPPED"), "{}", m.com(MONITOR).output());
+    // can1 writing can0's edu registers: stopped, the owner named; can0 goes on.
+    m.com(2).send_line(&format!("ktest wild {edu:x}"))?;
+    m.com(MONITOR).expect(&format!("Quest-V: sandbox can1 (1): STOPPED on CPU 1: wrote guest-physical {edu:#x} outside its partition (not mapped)"))?;
+    m.com(MONITOR).expect("(a BAR of PCI 00:05.0, which sandbox can0 owns)")?;
+    let out = m.com(1).shell("pci")?;
+    assert!(out.contains("00:04.0 Unassigned class [ff00]: 10e8:8406"), "{out}");
     Ok(())
 }
 
@@ -154,6 +169,7 @@ fn monitor_refuses_an_assigned_function_that_is_not_there() -> Result<()> {
     let out = m.com(MONITOR).output();
     assert!(out.contains("the PCI assignment does not fit this machine"), "{out}");
     assert!(out.contains("sandbox 'can0' PCI function 00:04.0 does not exist on this machine"), "{out}");
+    assert!(out.contains("sandbox 'can0' PCI function 00:05.0 does not exist on this machine"), "{out}");
     assert!(out.contains("sandbox 'can1' PCI function 00:06.0 does not exist on this machine"), "{out}");
     assert!(!out.contains("Quest-RS"), "a sandbox started:\n{out}");
     Ok(())
