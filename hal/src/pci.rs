@@ -50,7 +50,11 @@ const APIC_WINDOW: (u64, u64) = (0xfec0_0000, 0xff00_0000);
 /// (outside RAM, inside the direct map), unless `force_mechanism1`; else mechanism 1.
 /// Returns the access method's name, or why PCI is off.
 pub fn init(force_mechanism1: bool) -> Result<&'static str, &'static str> {
-    if crate::questv::sandbox().is_some() {
+    if let Some(sb) = crate::questv::sandbox() {
+        if sb.pci_functions == 0 {
+            // Nothing to find, and every access would be an exit.
+            return Err("no PCI functions are assigned to this Quest-V sandbox");
+        }
         // No MCFG in a sandbox: the monitor filters mechanism 1.
         ECAM.call_once(|| None);
         ENABLED.store(true, Ordering::Relaxed);

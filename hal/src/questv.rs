@@ -19,6 +19,8 @@ pub struct Sandbox {
     pub console_port: u16,
     /// Console ISA IRQ.
     pub console_irq: u8,
+    /// How many PCI functions the monitor assigned to this sandbox.
+    pub pci_functions: u8,
     /// TSC frequency in kHz (0: not given).
     pub tsc_khz: u32,
     /// Number of shared-memory channels mapped into this sandbox.
@@ -60,6 +62,7 @@ fn detect() -> Option<Sandbox> {
         count: a.ebx,
         console_port: a.ecx as u16,
         console_irq: (a.ecx >> 16) as u8,
+        pci_functions: (a.ecx >> 24) as u8,
         tsc_khz: a.edx,
         channels: if s.eax >= abi::LEAF_CHANNEL { p.eax } else { 0 },
         cpu: p.edx,

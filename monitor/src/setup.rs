@@ -145,6 +145,7 @@ pub(crate) fn build_sandbox(
         cpu: sb.cpus[0],
         channels,
         apic_ids: own_ids.clone(),
+        pci_functions: sb.pci.len() as u8,
     };
     let ncr3 = tables.phys();
     Ok(SandboxRt {

@@ -10,7 +10,9 @@
 //! * [`LEAF_SIGNATURE`] (`0x4000_0000`): `eax` = highest leaf ([`LEAF_CPUS`]),
 //!   `ebx, ecx, edx` = [`SIGNATURE`] (12 bytes, little-endian registers as in KVM's "KVMKVMKVM").
 //! * [`LEAF_SANDBOX`] (`0x4000_0001`): `eax` = sandbox id, `ebx` = number of sandboxes,
-//!   `ecx` = console I/O base in bits 0..16 and its ISA IRQ in bits 16..24, `edx` = TSC
+//!   `ecx` = console I/O base in bits 0..16, its ISA IRQ in bits 16..24 and the number of PCI
+//!   functions the sandbox owns in bits 24..32 (0: nothing answers in configuration space but
+//!   the monitor's all ones, so the kernel skips enumeration), `edx` = TSC
 //!   frequency in kHz (so sandboxes never calibrate against the shared PIT).
 //! * [`LEAF_PLATFORM`] (`0x4000_0002`): `eax` = number of channels, `ebx` = IOAPIC physical
 //!   base (the sandbox may program only its own devices' pins; the monitor maps the page),
