@@ -4,8 +4,9 @@
 //! A sandbox that owns PCI functions sees exactly the host bridge (read-only: writes are
 //! ignored) and its own
 //! functions; every other address reads as all ones (no device) and writes to it are refused.
-//! A sandbox that owns none sees nothing at all, not even the host bridge (so a Linux sandbox's
-//! probes find no PCI, as before device assignment). What the owner may do to its functions:
+//! A sandbox that owns none sees nothing at all, not even the address latch: the ports behave
+//! as any it does not own (IN all ones, OUT dropped), so a Linux sandbox's probes find no PCI,
+//! exactly as before device assignment. What the owner may do to its functions:
 //!
 //! - **BARs** stay where the firmware put them (the monitor maps exactly those ranges): the
 //!   sizing protocol (write all ones, read the size mask, write the old value back) is emulated
@@ -173,6 +174,9 @@ impl ConfigSpace {
     /// A guest IN of `size` bytes from `port` (a mechanism 1 port).
     pub fn read(&mut self, port: u16, size: u8, hw: &mut dyn FnMut(Bdf, u16) -> u32) -> u32 {
         let ones = if size >= 4 { u32::MAX } else { (1u32 << (8 * u32::from(size))) - 1 };
+        if self.functions.is_empty() {
+            return ones; // no PCI at all, as for any port it does not own
+        }
         if port == 0xcf8 && size == 4 {
             return self.address;
         }
@@ -186,6 +190,9 @@ impl ConfigSpace {
     /// A guest OUT of `size` bytes of `value` to `port` (a mechanism 1 port); `hw` reads the
     /// real configuration space (for the checks that need the current state).
     pub fn write(&mut self, port: u16, size: u8, value: u32, hw: &mut dyn FnMut(Bdf, u16) -> u32) -> Decision {
+        if self.functions.is_empty() {
+            return Decision::Handled;
+        }
         if port == 0xcf8 && size == 4 {
             self.address = value;
             return Decision::Handled;
@@ -366,9 +373,13 @@ mod tests {
         // The enable bit clear: nothing.
         s.write(0xcf8, 4, addr(MINE, 0) & !0x8000_0000, &mut hw.read());
         assert_eq!(s.read(0xcfc, 4, &mut hw.read()), u32::MAX);
-        // A sandbox owning nothing sees not even the host bridge.
+        // A sandbox owning nothing sees no PCI at all, as before device assignment: not even
+        // the address latch (Linux's type 1 probe reads it back), and its writes are dropped
+        // like those to any port it does not own.
         let mut none = ConfigSpace::new(BRIDGE, vec![], vec![0]);
         assert_eq!(rd(&mut none, &mut hw, BRIDGE, 0, 4), u32::MAX);
+        assert_eq!(none.read(0xcf8, 4, &mut hw.read()), u32::MAX);
+        assert_eq!(wr(&mut none, &mut hw, MINE, 4, 2, 0), Decision::Handled);
         // The expansion ROM is hidden.
         assert_eq!(rd(&mut s, &mut hw, MINE, 0x30, 4), 0);
     }
