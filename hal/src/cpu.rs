@@ -122,6 +122,34 @@ pub fn trigger_wild_write(phys: u64) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Reads (`write` = `None`) or writes a byte at I/O port `port`: the Quest-V containment test
+/// (a port the sandbox does not own is the monitor's to refuse). Refused below 0x1000 (legacy
+/// devices, the configuration ports, hal's UARTs) and for ports of a BAR this kernel claimed.
+/// Test builds only (feature `ktest`).
+#[cfg(feature = "ktest")]
+pub fn trigger_port_access(port: u16, write: Option<u8>) -> Result<u8, &'static str> {
+    if port < 0x1000 {
+        return Err("ports below 0x1000 belong to legacy devices");
+    }
+    if crate::pci::io_claimed(port) {
+        return Err("the port belongs to a device this kernel drives");
+    }
+    let mut p = x86_64::instructions::port::Port::<u8>::new(port);
+    // SAFETY: the port is no legacy device's and no device this kernel drives (checked above),
+    // so no driver's state can be disturbed; a port access has no effect on memory Rust knows
+    // of (devices this kernel does not drive have bus mastering as the firmware left it, which
+    // the test accepts, as it accepts the wild write above).
+    unsafe {
+        match write {
+            Some(v) => {
+                p.write(v);
+                Ok(v)
+            }
+            None => Ok(p.read()),
+        }
+    }
+}
+
 /// Triple-faults this CPU: loads an empty IDT and raises a breakpoint (no handler → #GP → no
 /// handler → #DF → no handler → shutdown). Test builds only: on bare metal this resets the
 /// machine; in a Quest-V sandbox the monitor stops the sandbox.

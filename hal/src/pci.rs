@@ -19,8 +19,10 @@
 //!   RAM, not the ECAM window and not the APICs), each claimed once, every access
 //!   bounds-checked.
 //!
-//! PCI inside a Quest-V sandbox is not supported yet: configuration space belongs to the
-//! monitor there ([`init`] reports it and every read returns all ones).
+//! Inside a Quest-V sandbox [`init`] always uses mechanism 1: every access is an exit, and the
+//! monitor shows the sandbox the host bridge and the functions assigned to it (all ones
+//! elsewhere), refuses BAR moves and keeps bus mastering off (docs/questv.md). The monitor
+//! itself writes a sandbox's configuration accesses with [`guest_config_write`].
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -48,8 +50,16 @@ const APIC_WINDOW: (u64, u64) = (0xfec0_0000, 0xff00_0000);
 /// (outside RAM, inside the direct map), unless `force_mechanism1`; else mechanism 1.
 /// Returns the access method's name, or why PCI is off.
 pub fn init(force_mechanism1: bool) -> Result<&'static str, &'static str> {
-    if crate::questv::sandbox().is_some() {
-        return Err("PCI in a Quest-V sandbox: not supported yet");
+    if let Some(sb) = crate::questv::sandbox() {
+        if sb.pci_functions == 0 {
+            // Nothing to find, and every access would be an exit.
+            return Err("no PCI functions are assigned to this Quest-V sandbox");
+        }
+        // No MCFG in a sandbox: the monitor filters mechanism 1.
+        ECAM.call_once(|| None);
+        ENABLED.store(true, Ordering::Relaxed);
+        USE_MECH1.store(true, Ordering::Relaxed);
+        return Ok("configuration mechanism 1 (through the Quest-V monitor)");
     }
     let mcfg = crate::acpi::platform().and_then(|p| p.mcfg);
     let ecam = ECAM.call_once(|| {
@@ -149,6 +159,66 @@ fn write32(bdf: Bdf, off: u16, v: u32) {
         }
         None => mech1_write(bdf, off, v),
     }
+}
+
+/// Writes `size` (1, 2 or 4) bytes of `value` at byte `off` of `bdf`'s configuration space
+/// through mechanism 1, for the Quest-V monitor passing a sandbox's write on. Refused: PCI off,
+/// an access that is unaligned or beyond 256 bytes, a function that is absent, a bridge (class
+/// 06) or not a type 0 header (their registers remap memory and buses), and the BARs and
+/// expansion ROM BAR (a BAR moved onto RAM). Bus mastering is cleared from command writes: no
+/// device hal does not drive itself may DMA (no IOMMU), and an MSI is a DMA write.
+pub fn guest_config_write(bdf: Bdf, off: u16, size: u8, value: u32) -> Result<(), &'static str> {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return Err("PCI is off");
+    }
+    if !matches!(size, 1 | 2 | 4) || off % u16::from(size) != 0 || off >= 256 {
+        return Err("unaligned or beyond the 256 bytes of mechanism 1");
+    }
+    let class = read32(bdf, 8) >> 24;
+    let header = (read32(bdf, 0xc) >> 16) & 0x7f;
+    if read32(bdf, 0) & 0xffff == 0xffff {
+        return Err("no such function");
+    }
+    if class == 0x06 || header != 0 {
+        return Err("a bridge or not a type 0 header");
+    }
+    if (0x10..0x28).contains(&off) || (0x30..0x34).contains(&off) {
+        return Err("BARs are not written for a guest");
+    }
+    let mut value = value;
+    if off == 4 {
+        value &= !CMD_BUS_MASTER;
+    }
+    let Some(addr) = pci::mech1_address(bdf, off) else { return Err("invalid function") };
+    let port = 0xcfc + (off & 3);
+    crate::cpu::without_interrupts(|| {
+        let _c = COMMAND.lock();
+        let _g = CONFIG.lock();
+        // SAFETY: 0xCF8/0xCFC.. are mechanism 1's ports, which only hal touches, under CONFIG's
+        // lock. What is written cannot affect memory: not a bridge's windows, not a BAR, and
+        // bus mastering stays off (cleared above), so the device cannot start a DMA.
+        unsafe {
+            Port::<u32>::new(0xcf8).write(addr);
+            match size {
+                1 => Port::<u8>::new(port).write(value as u8),
+                2 => Port::<u16>::new(port).write(value as u16),
+                _ => Port::<u32>::new(port).write(value),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Writes `value` to `bdf`'s command register whether or not the function answers, bus
+/// mastering cleared: the Quest-V containment test (in a sandbox, another sandbox's function
+/// reads as absent and the monitor must refuse the write). Test builds only (feature `ktest`).
+#[cfg(feature = "ktest")]
+pub fn trigger_command_write(bdf: Bdf, value: u16) {
+    crate::cpu::without_interrupts(|| {
+        let _g = COMMAND.lock();
+        // Bus mastering off: whatever the function is, it cannot start a DMA because of this.
+        write32(bdf, 4, u32::from(value) & !CMD_BUS_MASTER);
+    })
 }
 
 /// The hardware's configuration space as a [`ConfigRead`].
@@ -262,6 +332,11 @@ fn claim(list: &Mutex<Vec<(u64, u64)>>, start: u64, end: u64) -> Result<(), &'st
     }
     l.push((start, end));
     Ok(())
+}
+
+/// Whether `port` lies in an I/O BAR this kernel claimed.
+pub fn io_claimed(port: u16) -> bool {
+    pci::overlaps(u64::from(port), 1, &CLAIMED_IO.lock())
 }
 
 fn release(list: &Mutex<Vec<(u64, u64)>>, start: u64) {

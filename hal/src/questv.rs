@@ -19,6 +19,8 @@ pub struct Sandbox {
     pub console_port: u16,
     /// Console ISA IRQ.
     pub console_irq: u8,
+    /// How many PCI functions the monitor assigned to this sandbox.
+    pub pci_functions: u8,
     /// TSC frequency in kHz (0: not given).
     pub tsc_khz: u32,
     /// Number of shared-memory channels mapped into this sandbox.
@@ -60,6 +62,7 @@ fn detect() -> Option<Sandbox> {
         count: a.ebx,
         console_port: a.ecx as u16,
         console_irq: (a.ecx >> 16) as u8,
+        pci_functions: (a.ecx >> 24) as u8,
         tsc_khz: a.edx,
         channels: if s.eax >= abi::LEAF_CHANNEL { p.eax } else { 0 },
         cpu: p.edx,
@@ -123,6 +126,15 @@ fn hypercall(f: u64, a: u64, b: u64, c: u64) -> i64 {
 /// core. The IOAPIC is the monitor's: a sandbox may only route its own devices' pins.
 pub fn route_isa_irq(irq: u8, vector: u8) -> Result<(), i64> {
     match hypercall(abi::HC_ROUTE_ISA_IRQ, u64::from(irq), u64::from(vector), 0) {
+        0 => Ok(()),
+        e => Err(e),
+    }
+}
+
+/// Asks the monitor to route (or, with `masked`, mask) the INTx line on ISA `irq` of one of this
+/// sandbox's PCI functions to `vector` on this core, level-triggered.
+pub fn route_pci_intx(irq: u8, vector: u8, masked: bool) -> Result<(), i64> {
+    match hypercall(abi::HC_ROUTE_PCI_INTX, u64::from(irq), u64::from(vector), u64::from(masked)) {
         0 => Ok(()),
         e => Err(e),
     }

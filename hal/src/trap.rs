@@ -392,7 +392,12 @@ pub fn route_pci_intx(irq: u8, handler: Handler) -> Result<u8, &'static str> {
         return Err("PCI Interrupt Line beyond the ISA IRQs (no ACPI _PRT interpreter): not supported yet");
     }
     if crate::questv::sandbox().is_some() {
-        return Err("PCI interrupts in a Quest-V sandbox: not supported yet");
+        // The IOAPIC is the monitor's: it routes the line if one of our functions is on it.
+        let vector = IRQ_BASE + irq;
+        register(vector, handler)?;
+        IOAPIC_MODE.store(true, Ordering::Relaxed);
+        crate::questv::route_pci_intx(irq, vector, false).map_err(|_| "the Quest-V monitor refused to route the PCI interrupt line")?;
+        return Ok(vector);
     }
     if !crate::ioapic::present() {
         return Err("PCI INTx without an IOAPIC: not supported yet");
@@ -406,6 +411,9 @@ pub fn route_pci_intx(irq: u8, handler: Handler) -> Result<u8, &'static str> {
 
 /// Masks a PCI INTx line routed by [`route_pci_intx`] (an interrupt storm).
 pub fn mask_pci_intx(irq: u8) -> Result<(), &'static str> {
+    if crate::questv::sandbox().is_some() {
+        return crate::questv::route_pci_intx(irq, IRQ_BASE + irq, true).map_err(|_| "the Quest-V monitor refused to mask the line");
+    }
     crate::ioapic::set_isa_masked(irq, true)
 }
 

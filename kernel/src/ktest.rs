@@ -373,6 +373,30 @@ pub fn run(what: &str) {
                 Err(e) => println!("ktest: refused to write {addr:#x}: {e}"),
             }
         }
+        "pcipoke" => {
+            // Quest-V containment: turn off decoding of a PCI function (another sandbox's: the
+            // monitor refuses the configuration write).
+            let bdf = args.first().and_then(|a| {
+                let (bus, rest) = a.split_once(':')?;
+                let (dev, func) = rest.split_once('.')?;
+                hal::pci::Bdf::new(u8::from_str_radix(bus, 16).ok()?, u8::from_str_radix(dev, 16).ok()?, func.parse().ok()?)
+            });
+            let Some(bdf) = bdf else { return println!("ktest: pcipoke BB:DD.F") };
+            println!("ktest: turning off decoding of PCI {bdf}");
+            hal::pci::trigger_command_write(bdf, 0);
+            println!("ktest: pcipoke done; command register now reads {:#06x}", hal::pci::read32(bdf, 4) & 0xffff);
+        }
+        "port" => {
+            // Quest-V containment: a byte read or write of an I/O port this sandbox does not own.
+            let num = |a: &&str| u16::from_str_radix(a.trim_start_matches("0x"), 16).ok();
+            let Some(port) = args.first().and_then(num) else { return println!("ktest: port HEXPORT [HEXBYTE]") };
+            let value = args.get(1).and_then(num).map(|v| v as u8);
+            match hal::cpu::trigger_port_access(port, value) {
+                Ok(v) if value.is_some() => println!("ktest: wrote {v:#04x} to port {port:#x}"),
+                Ok(v) => println!("ktest: port {port:#x} reads {v:#04x}"),
+                Err(e) => println!("ktest: refused port {port:#x}: {e}"),
+            }
+        }
         "ipi" => {
             // Quest-V containment: an IPI to another core (another sandbox's). With x2APIC the
             // monitor checks the ICR write; with the xAPIC page mapped it cannot.
@@ -390,7 +414,7 @@ pub fn run(what: &str) {
             println!("ktest: ipi sent");
         }
         _ => println!(
-            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms strict|bg], wakeglue io|main|rr [cpu], schedrand [seed sets ms], blockwhy, sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], heap [n m], killcpu [cpu], drivers, wild [HEXADDR], triple, ipi APICID init|VECTOR)"
+            "ktest: unknown test '{name}' (pf, ud, gp, de, stack, panic, budget [cpu ms strict|bg], wakeglue io|main|rr [cpu], schedrand [seed sets ms], blockwhy, sem [n cpu], prodcons [n cpu cpu], smp [ms], latency [n cpu], heap [n m], killcpu [cpu], drivers, wild [HEXADDR], triple, ipi APICID init|VECTOR, pcipoke BB:DD.F, port HEXPORT [HEXBYTE])"
         ),
     }
 }

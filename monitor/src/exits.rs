@@ -135,6 +135,16 @@ pub(crate) fn handle(cpu: usize, rt: &SandboxRt, v: &mut Vcpu, exit: Exit) -> Re
                 _ => 0xffff_ffff,
             };
             let rax = v.get(save::RAX);
+            if monitor_core::pci::ConfigSpace::is_config_port(port) {
+                if let Some(val) = devices::config_access(rt, port, size, input, (rax & mask) as u32) {
+                    v.set(save::RAX, (rax & !mask) | (u64::from(val) & mask));
+                }
+                v.set(save::RIP, next_rip);
+                return Ok(());
+            }
+            if let Some(owner) = devices::owner_of(Some(port), None) {
+                devices::refused(rt, &format!("I/O port {port:#x} ({}) refused: {owner}", if input { "read" } else { "write" }));
+            }
             match policy::io(port, input, (rax & mask) as u32) {
                 IoAction::ReadAllOnes => v.set(save::RAX, (rax & !mask) | mask),
                 IoAction::Ignore => {}
@@ -199,7 +209,11 @@ pub(crate) fn handle(cpu: usize, rt: &SandboxRt, v: &mut Vcpu, exit: Exit) -> Re
             "{} guest-physical {gpa:#x} outside its partition ({}), rip {rip:#x}{}",
             if exec { "executed" } else if write { "wrote" } else { "read" },
             if present { "protection" } else { "not mapped" },
-            if gpa & !0xfff == 0xfee0_0000 { " (the xAPIC page: sandboxes must use x2APIC)" } else { "" }
+            if gpa & !0xfff == 0xfee0_0000 {
+                String::from(" (the xAPIC page: sandboxes must use x2APIC)")
+            } else {
+                devices::owner_of(None, Some(gpa)).map_or(String::new(), |o| format!(" ({o})"))
+            }
         )),
         Exit::Shutdown => Err(format!("triple fault (shutdown), rip {rip:#x}")),
         Exit::Init => Err("received INIT (another sandbox tried to reset this core)".into()),
@@ -271,6 +285,26 @@ pub(crate) fn hypercall(rt: &SandboxRt, cpu: usize, v: &Vcpu) -> i64 {
                 Err(_) => EINVAL,
             }
         }
+        abi::HC_ROUTE_PCI_INTX => {
+            let (irq, vector, mask) = (v.regs.rbx, v.regs.rcx, v.regs.rdx);
+            if !(32..=255).contains(&vector) || irq > 15 || mask > 1 {
+                return EINVAL;
+            }
+            if !rt.pci_irqs.contains(&(irq as u8)) {
+                report(rt, &format!("refused to route IRQ {irq}: no PCI function of its is on that line"));
+                return EPERM;
+            }
+            let _g = REPORT.lock();
+            let r = if mask == 1 {
+                hal::ioapic::set_isa_masked(irq as u8, true)
+            } else {
+                hal::ioapic::route_pci_line(irq as u8, vector as u8, hal::percpu::apic_id_of(cpu))
+            };
+            match r {
+                Ok(()) => 0,
+                Err(_) => EINVAL,
+            }
+        }
         _ => ENOSYS,
     }
 }
@@ -284,6 +318,10 @@ pub(crate) fn report(rt: &SandboxRt, what: &str) {
 /// sandbox has stopped.
 pub(crate) fn stop(cpu: usize, rt: &SandboxRt, state: u8, why: &str) {
     rt.state.store(state, Ordering::Release);
+    // Its devices' interrupt lines: masked (nobody will acknowledge them now).
+    for &irq in &rt.pci_irqs {
+        let _ = hal::ioapic::set_isa_masked(irq, true);
+    }
     IN_GUEST[cpu].store(false, Ordering::Release);
     // Its other cores run guest code without exits: an INIT (intercepted) brings each back to
     // the monitor, which sees the state and halts.

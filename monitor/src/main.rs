@@ -19,6 +19,7 @@
 
 extern crate alloc;
 
+mod devices;
 mod exits;
 mod setup;
 
@@ -76,6 +77,12 @@ struct SandboxRt {
     msrpm: PhysRegion,
     /// Nested CR3.
     ncr3: u64,
+    /// Its view of PCI configuration space.
+    pci: Mutex<monitor_core::pci::ConfigSpace>,
+    /// ISA IRQs of its PCI functions' INTx lines.
+    pci_irqs: Vec<u8>,
+    /// Refused PCI accesses (configuration writes, other sandboxes' device ports).
+    pci_refused: AtomicU64,
     view: SandboxView,
     entry: Entry,
 }
@@ -229,9 +236,12 @@ fn monitor_main(boot: &'static hal::Boot) -> ! {
     }
     CHANNELS.call_once(|| chans);
 
+    // PCI device assignment: bus 0 probed and the assignment checked (only if any).
+    let bus = devices::probe(&plan);
+
     let mut sandboxes = Vec::new();
     for sb in &plan.sandboxes {
-        match build_sandbox(&plan, sb, kernel, initrd, sym, &apic_ids, &module) {
+        match build_sandbox(&plan, sb, kernel, initrd, sym, &apic_ids, &module, &bus) {
             Ok(rt) => sandboxes.push(rt),
             Err(e) => refuse(&format!("sandbox {} ({}): {e}", sb.name, sb.id)),
         }

@@ -12,7 +12,10 @@ pub(crate) fn build_sandbox(
     sym: &[u8],
     apic_ids: &[u32],
     module: &dyn Fn(&str) -> Option<&'static [u8]>,
+    bus: &devices::Bus,
 ) -> Result<SandboxRt, String> {
+    let own_ids: Vec<u32> = sb.cpus.iter().filter_map(|&c| apic_ids.get(c as usize).copied()).collect();
+    let (pci_space, pci_ports, pci_mem, pci_irqs) = bus.for_sandbox(sb, own_ids.clone());
     let ram = PhysRegion::take(hal::mm::PhysRange::new(sb.ram.start, sb.ram.end))
         .map_err(|e| format!("its RAM {} is not free RAM: {e:?} (the monitor's image, modules or heap are there: give the monitor more memory)", sb.ram))?;
     let ram_map: Vec<(u64, u64, u64)> = sb.guest_ram().map(|g| (g.guest, g.host - sb.ram.start, g.len)).collect();
@@ -42,18 +45,23 @@ pub(crate) fn build_sandbox(
         // interrupt remapping, in x2APIC mode; a touch of the page stops the sandbox.
         b.map(XAPIC_PAGE, XAPIC_PAGE, 4096, Rights::MMIO).map_err(|e| format!("nested paging of the xAPIC page: {e:?}"))?;
     }
+    // Its PCI functions' memory BARs, at the same guest-physical address (partition's
+    // check_devices made sure they are whole pages of their own, clear of its RAM and windows).
+    for r in &pci_mem {
+        b.map(r.start, r.start, r.len(), Rights::MMIO).map_err(|e| format!("nested paging of PCI BAR {r}: {e:?}"))?;
+    }
     let tables = PhysRegion::alloc(b.table_count(), 1).ok_or("out of monitor memory for nested page tables")?;
     let bytes = b.finish(tables.phys());
     tables.write(0, &bytes);
 
     let mut owned: Vec<partition::PortRange> = sb.io_ports.clone();
     owned.extend(sb.console.ports());
+    owned.extend(pci_ports);
     let iopm = PhysRegion::alloc(3, 1).ok_or("out of monitor memory for the I/O permission map")?;
     iopm.write(0, &policy::io_permission_map(&owned));
     let msrpm = PhysRegion::alloc(2, 1).ok_or("out of monitor memory for the MSR permission map")?;
     msrpm.write(0, &policy::msr_permission_map());
 
-    let own_ids: Vec<u32> = sb.cpus.iter().filter_map(|&c| apic_ids.get(c as usize).copied()).collect();
     // The kernel, its modules and the boot information, in the sandbox's RAM.
     let regions: Vec<(u64, u64)> = ram_map.iter().map(|&(g, _, l)| (g, l)).collect();
     let mods = [ModuleSpec { name: "initrd", len: initrd.len() as u64 }, ModuleSpec { name: "kernel.sym", len: sym.len() as u64 }];
@@ -137,6 +145,7 @@ pub(crate) fn build_sandbox(
         cpu: sb.cpus[0],
         channels,
         apic_ids: own_ids.clone(),
+        pci_functions: sb.pci.len() as u8,
     };
     let ncr3 = tables.phys();
     Ok(SandboxRt {
@@ -152,6 +161,9 @@ pub(crate) fn build_sandbox(
         iopm,
         msrpm,
         ncr3,
+        pci: Mutex::new(pci_space),
+        pci_irqs,
+        pci_refused: AtomicU64::new(0),
         view,
         entry,
     })

@@ -536,6 +536,7 @@ fn test(args: &[String]) -> Result<()> {
         let qv = questv::build(&two, false, &files)?;
         let qv_ktest = questv::build(&two, true, &files)?;
         let qv_smp = questv::build(&root().join("tests/fixtures/questv-smp.toml"), true, &files)?;
+        let qv_can = questv::build(&root().join("tests/fixtures/questv-can.toml"), true, &files)?;
         let qv_linux = if long {
             let one_cpu = root().join("tests/fixtures/questv-linux-1cpu.toml");
             Some((questv::build(&root().join("configs/quest-linux.toml"), false, &files)?, questv::build(&one_cpu, true, &files)?))
@@ -557,7 +558,8 @@ fn test(args: &[String]) -> Result<()> {
             .env("QUEST_USER_DIR", root().join("target/quest/user"))
             .env("QUEST_QUESTV_ISO", &qv.iso)
             .env("QUEST_QUESTV_KTEST_ISO", &qv_ktest.iso)
-            .env("QUEST_QUESTV_SMP_ISO", &qv_smp.iso);
+            .env("QUEST_QUESTV_SMP_ISO", &qv_smp.iso)
+            .env("QUEST_QUESTV_CAN_ISO", &qv_can.iso);
         if long {
             // The Linux sandbox tests (tests/tests/questv_linux.rs, #[ignore] in the normal
             // run): they fetch whatever Debian's linux-image-amd64 is today (a 70 MB download).

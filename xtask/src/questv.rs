@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn shipped_configs_are_valid() {
-        for f in ["configs/two-quest.toml", "configs/quest-linux.toml", "configs/quest-v-example.toml", "tests/fixtures/questv-smp.toml", "tests/fixtures/questv-linux-1cpu.toml"] {
+        for f in ["configs/two-quest.toml", "configs/quest-linux.toml", "configs/quest-v-example.toml", "tests/fixtures/questv-smp.toml", "tests/fixtures/questv-linux-1cpu.toml", "tests/fixtures/questv-can.toml"] {
             let p = root().join(f);
             if let Err(e) = load_config(&p) {
                 panic!("{f}: {e:#}");

@@ -10,6 +10,8 @@
 //! * [`walk`]: guest virtual-to-physical translation (to fetch those instructions);
 //! * [`policy`]: what a sandbox sees and may do: CPUID answers, the I/O and MSR permission
 //!   maps, the exit dispatch and its counters;
+//! * [`pci`]: PCI configuration space as a sandbox sees it (its own functions and the host
+//!   bridge; BAR sizing emulated, bus mastering off, MSI targets checked);
 //! * [`svm`]: the VMCB layout and the mapping of SVM exit codes onto the neutral exits.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -20,6 +22,7 @@ pub mod guest;
 pub mod insn;
 pub mod linux;
 pub mod npt;
+pub mod pci;
 pub mod policy;
 pub mod svm;
 pub mod walk;

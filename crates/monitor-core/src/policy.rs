@@ -39,6 +39,8 @@ pub struct SandboxView {
     pub channels: Vec<(u32, u32, u64, u32)>,
     /// APIC ids of the sandbox's CPUs, the boot processor first.
     pub apic_ids: Vec<u32>,
+    /// How many PCI functions it owns (0: its kernel need not enumerate PCI).
+    pub pci_functions: u8,
 }
 
 /// The guest's answer to CPUID `leaf`/`sub`, given the host's answer `host` (eax, ebx, ecx, edx).
@@ -60,7 +62,8 @@ pub fn cpuid(view: &SandboxView, leaf: u32, sub: u32, host: [u32; 4]) -> [u32; 4
             return [abi::LEAF_CPUS, sb, sc, sd];
         }
         abi::LEAF_SANDBOX => {
-            return [view.id, view.count, u32::from(view.console_port) | (u32::from(view.console_irq) << 16), view.tsc_khz];
+            let c = u32::from(view.console_port) | (u32::from(view.console_irq) << 16) | (u32::from(view.pci_functions) << 24);
+            return [view.id, view.count, c, view.tsc_khz];
         }
         abi::LEAF_PLATFORM => return [view.channels.len() as u32, 0, abi::ABI_VERSION, view.cpu],
         abi::LEAF_CHANNEL => {
@@ -355,6 +358,7 @@ mod tests {
             cpu: 1,
             channels: vec![(153, 4096, 0x800_0000, 1)],
             apic_ids: vec![1, 2],
+            pci_functions: 0,
         }
     }
 
@@ -367,6 +371,8 @@ mod tests {
         let s = cpuid(&v, abi::LEAF_SIGNATURE, 0, [0; 4]);
         assert_eq!(abi::signature_of(s[1], s[2], s[3]), abi::SIGNATURE);
         assert_eq!(cpuid(&v, abi::LEAF_SANDBOX, 0, [0; 4]), [1, 2, 0x2f8 | (3 << 16), 2_000_000]);
+        let with_pci = SandboxView { pci_functions: 2, ..v.clone() };
+        assert_eq!(cpuid(&with_pci, abi::LEAF_SANDBOX, 0, [0; 4]), [1, 2, 0x2f8 | (3 << 16) | (2 << 24), 2_000_000]);
         assert_eq!(cpuid(&v, abi::LEAF_PLATFORM, 0, [0; 4]), [1, 0, abi::ABI_VERSION, 1]);
         assert_eq!(cpuid(&v, abi::LEAF_CHANNEL, 0, [0; 4]), [153, 4096, 0x800_0001, 0]);
         assert_eq!(cpuid(&v, abi::LEAF_CHANNEL, 1, [0; 4]), [0; 4]);

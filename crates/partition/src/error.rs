@@ -313,6 +313,17 @@ pub enum Error {
         second: String,
     },
 
+    /// A PCI function that cannot be given to its sandbox: the configuration asks for
+    /// something not supported, or the machine's device (found at boot) makes it impossible.
+    PciRefused {
+        /// The sandbox.
+        sandbox: String,
+        /// The function.
+        addr: PciAddr,
+        /// Why, as a phrase completing "sandbox 'x' PCI function 00:04.0 ...".
+        why: String,
+    },
+
     /// Two channels have the same key.
     DuplicateChannelKey {
         /// The key.
@@ -593,6 +604,9 @@ impl fmt::Display for Error {
                     f,
                     "PCI device {addr} given twice: to '{first}' and '{second}'"
                 )
+            }
+            PciRefused { sandbox, addr, why } => {
+                write!(f, "sandbox '{sandbox}' PCI function {addr} {why}")
             }
             DuplicateChannelKey { key } => write!(f, "channel key {key} is used twice"),
             UnknownSandbox { key, name } => {

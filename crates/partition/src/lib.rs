@@ -40,6 +40,7 @@ extern crate alloc;
 mod blob;
 mod error;
 mod model;
+mod pci;
 mod plan;
 #[cfg(feature = "toml")]
 mod toml;
@@ -53,6 +54,7 @@ pub use model::{
     Channel, ChannelKind, Config, Console, Hex, Image, Machine, Memory, PciAddr, PhysRange,
     PortRange, Sandbox, Size,
 };
+pub use pci::{FoundFunction, check_devices};
 pub use plan::{
     ChannelMap, GUEST_PCI_HOLE, GUEST_PHYS_LIMIT, GuestRegion, Plan, PlannedChannel,
     PlannedSandbox, plan,

@@ -180,6 +180,14 @@ pub(crate) fn check_sandboxes(sbs: &[SbView<'_>], machine: &Machine, errs: &mut 
                     sandbox: name.into(),
                     addr: *addr,
                 });
+                continue;
+            }
+            for why in crate::pci::static_problems(sb.image, sb.pci, *addr) {
+                errs.push(Error::PciRefused {
+                    sandbox: name.into(),
+                    addr: *addr,
+                    why,
+                });
             }
         }
     }

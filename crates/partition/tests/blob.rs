@@ -32,7 +32,7 @@ fn tiny() -> Plan {
                 pci: vec![PciAddr {
                     bus: 0,
                     dev: 0x1f,
-                    func: 2,
+                    func: 0,
                 }],
             },
             PlannedSandbox {
@@ -102,7 +102,7 @@ fn the_byte_layout_is_as_documented() {
     expected.extend(u16(0x60));
     expected.extend(u16(0x64));
     expected.extend(u16(1));
-    expected.extend([0x00, 0x1f, 0x02]);
+    expected.extend([0x00, 0x1f, 0x00]);
     expected.push(0);
     // Sandbox 1: Linux with kernel, initrd and command line.
     expected.extend([1, 1, b'l']);

@@ -441,15 +441,15 @@ fn io_ports_given_twice_to_one_sandbox() {
 #[test]
 fn a_pci_device_given_twice() {
     expect(
-        "[[sandbox]]\nname = \"rt0\"\ncpus = [0]\nmemory = \"64 MiB\"\npci = [\"00:1f.2\", \"00:1f.2\"]\n",
-        &["PCI device 00:1f.2 given twice to 'rt0'"],
+        "[[sandbox]]\nname = \"rt0\"\ncpus = [0]\nmemory = \"64 MiB\"\npci = [\"00:1f.0\", \"00:1f.0\"]\n",
+        &["PCI device 00:1f.0 given twice to 'rt0'"],
     );
     expect(
         &with_ab(
-            "[[sandbox]]\nname = \"c\"\ncpus = [2]\nmemory = \"64 MiB\"\npci = [\"0000:00:1f.2\"]\n\
-                  [[sandbox]]\nname = \"d\"\ncpus = [3]\nmemory = \"64 MiB\"\npci = [\"00:1f.2\"]\n",
+            "[[sandbox]]\nname = \"c\"\ncpus = [2]\nmemory = \"64 MiB\"\npci = [\"0000:00:1f.0\"]\n\
+                  [[sandbox]]\nname = \"d\"\ncpus = [3]\nmemory = \"64 MiB\"\npci = [\"00:1f.0\"]\n",
         ),
-        &["PCI device 00:1f.2 given twice: to 'c' and 'd'"],
+        &["PCI device 00:1f.0 given twice: to 'c' and 'd'"],
     );
 }
 

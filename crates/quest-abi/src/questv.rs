@@ -10,7 +10,9 @@
 //! * [`LEAF_SIGNATURE`] (`0x4000_0000`): `eax` = highest leaf ([`LEAF_CPUS`]),
 //!   `ebx, ecx, edx` = [`SIGNATURE`] (12 bytes, little-endian registers as in KVM's "KVMKVMKVM").
 //! * [`LEAF_SANDBOX`] (`0x4000_0001`): `eax` = sandbox id, `ebx` = number of sandboxes,
-//!   `ecx` = console I/O base in bits 0..16 and its ISA IRQ in bits 16..24, `edx` = TSC
+//!   `ecx` = console I/O base in bits 0..16, its ISA IRQ in bits 16..24 and the number of PCI
+//!   functions the sandbox owns in bits 24..32 (0: nothing answers in configuration space but
+//!   the monitor's all ones, so the kernel skips enumeration), `edx` = TSC
 //!   frequency in kHz (so sandboxes never calibrate against the shared PIT).
 //! * [`LEAF_PLATFORM`] (`0x4000_0002`): `eax` = number of channels, `ebx` = IOAPIC physical
 //!   base (the sandbox may program only its own devices' pins; the monitor maps the page),
@@ -33,6 +35,10 @@
 //! * [`HC_ROUTE_ISA_IRQ`]: `rbx` = ISA IRQ, `rcx` = vector (32..=255). The monitor programs the
 //!   IOAPIC pin for the calling core if the IRQ belongs to one of the sandbox's devices (its
 //!   console); `-EPERM` otherwise, `-EINVAL` for a bad vector.
+//! * [`HC_ROUTE_PCI_INTX`]: `rbx` = ISA IRQ (the Interrupt Line of one of the sandbox's PCI
+//!   functions), `rcx` = vector (32..=255), `rdx` = 0 to route the line (level-triggered) to the
+//!   calling core, 1 to mask it (an interrupt storm). `-EPERM` if no function of the sandbox is
+//!   on that line, `-EINVAL` for a bad vector.
 
 /// CPUID leaf: signature and highest leaf.
 pub const LEAF_SIGNATURE: u32 = 0x4000_0000;
@@ -66,6 +72,9 @@ pub const HC_EXIT_STATS: u64 = 1;
 /// Hypercall: route ISA IRQ `rbx` (one of the sandbox's own devices) to vector `rcx` on the
 /// calling core. The IOAPIC is shared hardware that only the monitor programs.
 pub const HC_ROUTE_ISA_IRQ: u64 = 2;
+/// Hypercall: route (`rdx` = 0) or mask (`rdx` = 1) the INTx line on ISA IRQ `rbx` of one of the
+/// sandbox's PCI functions, to vector `rcx` on the calling core.
+pub const HC_ROUTE_PCI_INTX: u64 = 3;
 
 /// Exit reasons the monitor counts (vendor neutral: SVM and VT-x exits map onto these).
 #[repr(u32)]
