@@ -1,0 +1,93 @@
+//! USB: the xHCI driver (qemu-xhci) brings the controller up and enumerates a keyboard, a
+//! storage stick and a serial adapter on root ports, and a mouse and a second keyboard behind
+//! a usb-hub; `lsusb` lists them with vendor:product, class and product string. Without a
+//! host controller `lsusb` says so.
+use anyhow::Result;
+use quest_tests::{Config, Quest};
+
+fn boot_with(args: &[String]) -> Result<Quest> {
+    let mut cfg = Config::from_env(false)?;
+    cfg.extra_args.extend(args.iter().cloned());
+    Quest::boot(&cfg)
+}
+
+fn args(s: &[&str]) -> Vec<String> {
+    s.iter().map(|a| a.to_string()).collect()
+}
+
+#[test]
+fn xhci_enumerates_root_port_and_hub_devices() -> Result<()> {
+    // A 1 MiB raw image for the stick (enumerated only: mass storage is not supported yet).
+    let dir = std::env::temp_dir().join(format!("quest-usb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let stick = dir.join("stick.img");
+    std::fs::write(&stick, vec![0u8; 1 << 20])?;
+    let mut q = boot_with(&args(&[
+        "-device",
+        "qemu-xhci,id=xhci",
+        "-device",
+        "usb-kbd,bus=xhci.0,port=1",
+        "-drive",
+        &format!("if=none,id=stick,format=raw,file={}", stick.display()),
+        "-device",
+        "usb-storage,bus=xhci.0,port=2,drive=stick",
+        "-chardev",
+        "null,id=ser0",
+        "-device",
+        "usb-serial,bus=xhci.0,port=3,chardev=ser0",
+        "-device",
+        "usb-hub,bus=xhci.0,port=4",
+        "-device",
+        "usb-mouse,bus=xhci.0,port=4.1",
+        "-device",
+        "usb-kbd,bus=xhci.0,port=4.3",
+    ]))?;
+    let boot = q.output();
+    assert!(boot.contains("usb1: xHCI at 00:") && boot.contains(": 6 device(s) enumerated"), "{boot}");
+    assert!(!boot.contains("device refused"), "{boot}");
+
+    let out = q.shell("lsusb")?;
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("Bus 001 Port ")).collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    // QEMU's USB2 ports are xHCI ports 5-8 (USB3 ones come first); the hub's devices are
+    // listed as root port.hub port.
+    for (port, id, name) in [
+        ("5", "0627:0001", "QEMU USB Keyboard"),
+        ("6", "46f4:0001", "QEMU USB HARDDRIVE"),
+        ("7", "0403:6001", "QEMU USB SERIAL"),
+        ("8", "0409:55aa", "QEMU USB Hub"),
+        ("8.1", "0627:0001", "QEMU USB Mouse"),
+        ("8.3", "0627:0001", "QEMU USB Keyboard"),
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(&format!("Bus 001 Port {port} Device ")) && l.contains(&format!(": ID {id} ")) && l.ends_with(name)),
+            "port {port}: {id} {name}: {out}"
+        );
+    }
+    // Addresses are the controller's, one per device.
+    let mut addrs: Vec<&str> = lines.iter().map(|l| l.split("Device ").nth(1).unwrap().split(':').next().unwrap()).collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 6, "{out}");
+
+    let out = q.shell("lsusb -v")?;
+    assert!(out.contains("Bus 001: xHCI 1.0 at PCI 00:") && out.contains(", 8 ports, "), "{out}");
+    assert!(out.contains("class 03 (Human Interface Device) subclass 01 protocol 01; EP 0x81 interrupt IN 8B"), "{out}");
+    assert!(out.contains("class 08 (Mass Storage) subclass 06 protocol 50; EP 0x81 bulk IN"), "{out}");
+    assert!(out.contains("class ff (Vendor Specific)"), "{out}");
+    assert!(out.contains("speed full (12 Mbit/s), class 09 (Hub), configuration 1 of 1, hub with 8 ports"), "{out}");
+    assert!(out.contains("speed high (480 Mbit/s)"), "the stick is high speed: {out}");
+    q.power_off_ok()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn lsusb_without_a_controller_says_so() -> Result<()> {
+    let mut q = boot_with(&[])?;
+    let out = q.shell("lsusb; echo status $?")?;
+    assert!(out.contains("lsusb: no USB host controller found (xHCI only; EHCI and UHCI are not supported yet)"), "{out}");
+    assert!(out.contains("status 1"), "{out}");
+    q.power_off_ok()?;
+    Ok(())
+}
