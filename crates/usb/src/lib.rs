@@ -84,7 +84,7 @@ impl Setup {
 /// The name of a (base) class code (usb.org "Defined Class Codes").
 pub fn class_name(class: u8) -> &'static str {
     match class {
-        0x00 => "(defined at interface level)",
+        0x00 => "defined at interface level",
         0x01 => "Audio",
         0x02 => "Communications",
         0x03 => "Human Interface Device",

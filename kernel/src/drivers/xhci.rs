@@ -356,7 +356,7 @@ impl Hc {
             out.push(dev);
             return Ok(());
         }
-        let b = self.control(&mut d, Setup::get_hub_descriptor(9))?;
+        let b = self.control(&mut d, Setup::get_hub_descriptor(64))?;
         let hub = usb::HubDescriptor::parse(&b).map_err(|e| format!("hub descriptor: {e}"))?;
         dev.hub_ports = Some(hub.ports);
         out.push(dev);
