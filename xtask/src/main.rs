@@ -460,7 +460,7 @@ fn cargo() -> Command {
 /// Host crates whose unit, property and doc tests run on the host.
 const HOST_CRATES: &[&str] = &[
     "kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "bootinfo", "fuzz-targets", "quest-abi", "signals", "vmmap", "monitor-core",
-    "pci", "can", "libquest", "xtask",
+    "pci", "can", "usb", "libquest", "xtask",
 ];
 
 fn test(args: &[String]) -> Result<()> {
