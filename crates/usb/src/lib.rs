@@ -4,6 +4,7 @@
 //!   interfaces and endpoints, string, hub). A device is outside input: every parser returns
 //!   an error naming the problem for malformed bytes and never panics (proptest here, and the
 //!   `usb_descriptors` fuzz target in `crates/fuzz-targets`).
+//! - [`hid`]: boot-protocol keyboard reports turned into the bytes a terminal sends.
 //! - [`Setup`]: the 8-byte control request (GET_DESCRIPTOR, SET_CONFIGURATION, ...).
 //! - [`xhci`]: the xHCI Transfer Request Block layouts, input-context fields, port status bits
 //!   and the producer/consumer arithmetic of the command, transfer and event rings.
@@ -21,6 +22,7 @@
 extern crate alloc;
 
 pub mod desc;
+pub mod hid;
 pub mod xhci;
 
 pub use desc::{Configuration, DescError, DeviceDescriptor, Endpoint, HubDescriptor, Interface};
@@ -64,6 +66,11 @@ impl Setup {
     /// SET_CONFIGURATION to `value` (bConfigurationValue).
     pub fn set_configuration(value: u8) -> Setup {
         Setup { request_type: 0, request: REQ_SET_CONFIGURATION, value: u16::from(value), index: 0, length: 0 }
+    }
+
+    /// A HID class request to interface `iface` (SET_IDLE 0x0a, SET_PROTOCOL 0x0b).
+    pub fn hid(request: u8, value: u16, iface: u8) -> Setup {
+        Setup { request_type: 0x21, request, value, index: u16::from(iface), length: 0 }
     }
 
     /// Whether data moves device-to-host.

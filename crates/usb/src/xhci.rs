@@ -107,6 +107,31 @@ pub fn address_device(input: u64, slot: u8) -> Trb {
 pub fn evaluate_context(input: u64, slot: u8) -> Trb {
     [lo(input), hi(input), 0, control(TRB_EVALUATE_CONTEXT) | u32::from(slot) << 24]
 }
+/// Configure Endpoint with the input context at `input`.
+pub fn configure_endpoint(input: u64, slot: u8) -> Trb {
+    [lo(input), hi(input), 0, control(TRB_CONFIGURE_ENDPOINT) | u32::from(slot) << 24]
+}
+/// A Normal TRB for `len` bytes at `buffer`, interrupting on completion and on a short packet.
+pub fn normal(buffer: u64, len: u32) -> Trb {
+    [lo(buffer), hi(buffer), len & 0x1_ffff, control(TRB_NORMAL) | IOC | 1 << 2]
+}
+/// A transfer event's endpoint (Device Context Index, control bits 16–20).
+pub fn event_endpoint(t: &Trb) -> u8 {
+    ((t[3] >> 16) & 0x1f) as u8
+}
+
+/// The endpoint context's Interval (a power of two of 125 µs) for an interrupt endpoint's
+/// bInterval: frames (1 ms) at full and low speed, 2^(b-1) microframes from high speed on.
+pub fn interrupt_interval(speed: u8, b_interval: u8) -> u8 {
+    match speed {
+        1 | 2 => {
+            let frames = u32::from(b_interval.max(1)) * 8;
+            (31 - frames.leading_zeros()).clamp(3, 10) as u8
+        }
+        _ => b_interval.clamp(1, 16) - 1,
+    }
+}
+
 /// A Link TRB back to `target` that toggles the consumer's cycle state.
 pub fn link(target: u64) -> Trb {
     [lo(target), hi(target), 0, control(TRB_LINK) | TOGGLE_CYCLE]
@@ -303,6 +328,29 @@ impl InputContext {
         ]
     }
 
+    /// The dwords for Configure Endpoint adding interrupt IN endpoint `dci`: the slot
+    /// context's first dwords (`slot`, as the output context holds them) with Context Entries
+    /// raised to `dci`, and the endpoint context.
+    pub fn configure_interrupt_in(&self, slot: [u32; 4], dci: u8, max_packet: u16, interval: u8, ring: u64) -> [(usize, u32); 11] {
+        let s = self.offset(1);
+        let ep = self.offset(usize::from(dci) + 1);
+        let entries = ((slot[0] >> 27) & 0x1f).max(u32::from(dci));
+        [
+            (0, 0),
+            (4, 1 | 1 << dci),
+            (s, (slot[0] & !(0x1f << 27)) | entries << 27),
+            (s + 4, slot[1]),
+            (s + 8, slot[2]),
+            (s + 12, 0), // device address and slot state: output only
+            (ep, u32::from(interval) << 16),
+            // Error count 3, type interrupt IN (7), max packet size.
+            (ep + 4, 3 << 1 | 7 << 3 | u32::from(max_packet) << 16),
+            (ep + 8, lo(ring) & !0xf | 1),
+            (ep + 12, hi(ring)),
+            (ep + 16, 8 | u32::from(max_packet) << 16), // average TRB length, max ESIT payload
+        ]
+    }
+
     /// The dwords for Evaluate Context changing EP0's packet size (the rest of EP0's context
     /// stays as Address Device left it in the same input context).
     pub fn evaluate_ep0(&self, max_packet: u16) -> [(usize, u32); 2] {
@@ -400,6 +448,28 @@ mod tests {
         let ic = InputContext { csz: 64 };
         assert_eq!(ic.offset(2), 128);
         assert_eq!(ic.evaluate_ep0(64)[1], (132, 3 << 1 | 4 << 3 | 64 << 16));
+    }
+
+    #[test]
+    fn interrupt_endpoints() {
+        assert_eq!(interrupt_interval(1, 10), 6); // 10 ms -> 8 ms (2^6 x 125 us)
+        assert_eq!(interrupt_interval(2, 1), 3);
+        assert_eq!(interrupt_interval(1, 255), 10);
+        assert_eq!(interrupt_interval(3, 4), 3);
+        assert_eq!(interrupt_interval(3, 0), 0);
+        let t = normal(0x9000, 8);
+        assert_eq!((trb_type(&t), t[0], t[2]), (TRB_NORMAL, 0x9000, 8));
+        assert!(t[3] & IOC != 0);
+        assert_eq!(trb_type(&configure_endpoint(0x5000, 2)), TRB_CONFIGURE_ENDPOINT);
+        assert_eq!(event_endpoint(&[0, 0, 0, 3 << 16 | 32 << 10]), 3);
+        let ic = InputContext { csz: 32 };
+        let w = ic.configure_interrupt_in([1 << 20 | 1 << 27, 5 << 16, 0, 0x0200_0001], 3, 8, 6, 0xa000);
+        assert!(w.contains(&(4, 0b1001)));
+        assert!(w.contains(&(32, 1 << 20 | 3 << 27)));
+        assert!(w.contains(&(44, 0)));
+        assert!(w.contains(&(128, 6 << 16)));
+        assert!(w.contains(&(132, 3 << 1 | 7 << 3 | 8 << 16)));
+        assert!(w.contains(&(136, 0xa001)));
     }
 
     proptest! {
