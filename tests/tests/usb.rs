@@ -1,8 +1,14 @@
 //! USB: the xHCI driver (qemu-xhci) brings the controller up and enumerates a keyboard, a
 //! storage stick and a serial adapter on root ports, and a mouse and a second keyboard behind
 //! a usb-hub; `lsusb` lists them with vendor:product, class and product string. Without a
-//! host controller `lsusb` says so.
-use anyhow::Result;
+//! host controller `lsusb` says so. Keys sent to the emulated USB keyboard (QEMU's `send-key`
+//! over QMP; the harness's own monitor is off, so the test opens a QMP socket) run a shell
+//! command.
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 use quest_tests::{Config, Quest};
 
 fn boot_with(args: &[String]) -> Result<Quest> {
@@ -48,7 +54,7 @@ fn xhci_enumerates_root_port_and_hub_devices() -> Result<()> {
         let out = q.shell("lsusb -v")?;
         panic!("{boot}\n{out}");
     }
-    assert!(boot.contains("usb1: xHCI at 00:") && boot.contains(": 6 device(s) enumerated"), "{boot}");
+    assert!(boot.contains("usb1: xHCI at 00:") && boot.contains(": 6 device(s) enumerated, 2 keyboard(s) on the console"), "{boot}");
     assert!(!boot.contains("device refused"), "{boot}");
 
     let out = q.shell("lsusb")?;
@@ -96,5 +102,89 @@ fn lsusb_without_a_controller_says_so() -> Result<()> {
     assert!(out.contains("lsusb: no USB host controller found (xHCI only; EHCI and UHCI are not supported yet)"), "{out}");
     assert!(out.contains("Hello World!"), "{out}");
     q.power_off_ok()?;
+    Ok(())
+}
+
+/// A QMP connection (QEMU's machine protocol, one JSON object per line).
+struct Qmp {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+}
+
+impl Qmp {
+    fn connect(path: &std::path::Path) -> Result<Qmp> {
+        let w = UnixStream::connect(path).with_context(|| format!("QMP socket {}", path.display()))?;
+        w.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut q = Qmp { r: BufReader::new(w.try_clone()?), w };
+        let greeting = q.line()?;
+        if !greeting.contains("QMP") {
+            bail!("not a QMP greeting: {greeting}");
+        }
+        q.execute(r#"{"execute":"qmp_capabilities"}"#)?;
+        Ok(q)
+    }
+
+    fn line(&mut self) -> Result<String> {
+        let mut l = String::new();
+        if self.r.read_line(&mut l)? == 0 {
+            bail!("QMP closed");
+        }
+        Ok(l)
+    }
+
+    /// Sends a command and waits for its answer (events in between are skipped).
+    fn execute(&mut self, cmd: &str) -> Result<()> {
+        self.w.write_all(cmd.as_bytes())?;
+        self.w.write_all(b"\n")?;
+        loop {
+            let l = self.line()?;
+            if l.contains("\"return\"") {
+                return Ok(());
+            }
+            if l.contains("\"error\"") {
+                bail!("QMP {cmd}: {l}");
+            }
+        }
+    }
+
+    /// Presses and releases the keys for `text` (lower-case letters, digits, `_`, Enter).
+    fn type_text(&mut self, text: &str) -> Result<()> {
+        for c in text.chars() {
+            let keys = match c {
+                'a'..='z' | '0'..='9' => format!(r#"{{"type":"qcode","data":"{c}"}}"#),
+                '_' => r#"{"type":"qcode","data":"shift"},{"type":"qcode","data":"minus"}"#.to_string(),
+                '\r' => r#"{"type":"qcode","data":"ret"}"#.to_string(),
+                _ => bail!("no key for {c:?}"),
+            };
+            self.execute(&format!(r#"{{"execute":"send-key","arguments":{{"keys":[{keys}],"hold-time":20}}}}"#))?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn usb_keyboard_keys_run_a_shell_command() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("quest-usbkbd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let sock = dir.join("qmp.sock");
+    let mut q = boot_with(&args(&[
+        "-device",
+        "qemu-xhci,id=xhci",
+        "-device",
+        "usb-kbd,bus=xhci.0,port=1",
+        "-qmp",
+        &format!("unix:{},server=on,wait=off", sock.display()),
+    ]))?;
+    let boot = q.output();
+    assert!(boot.contains(": 1 device(s) enumerated, 1 keyboard(s) on the console"), "{boot}");
+    let mut qmp = Qmp::connect(&sock)?;
+    qmp.type_text("hello_world\r")?;
+    let out = q.expect("Hello World!")?;
+    assert!(out.contains("hello_world"), "the shell echoed what was typed: {out}");
+    q.expect_prompt()?;
+    // The serial console still works beside it.
+    assert_eq!(q.shell("hello_world")?.trim(), "Hello World!");
+    q.power_off_ok()?;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -18,13 +18,18 @@
 //! - Everything a device sends is parsed by `crates/usb` (fuzzed on the host); a device whose
 //!   descriptors are malformed is refused with a log line naming the problem.
 //!
-//! Polling: the controller's interrupt is not enabled (USBCMD.INTE and IMAN.IE stay 0), every
-//! command and transfer is waited for by polling the event ring with a guest-time deadline, at
-//! boot, in `probe`. The bottom half on the IO VCPU has no work yet (it is where interrupt
-//! endpoints — the HID keyboard — will be served).
+//! - A boot-protocol keyboard (HID 03/01/01): SET_PROTOCOL (boot), SET_IDLE, Configure
+//!   Endpoint for its interrupt IN endpoint, eight reports always queued; each report's newly
+//!   pressed keys become console input (`serial::inject`, as if typed on the UART).
 //!
-//! Not done yet (each says so where it would be needed): Configure Endpoint for the non-control
-//! endpoints and any class driver (HID keyboard, mass storage, serial), interrupts, hot-plug
+//! Polling: the controller's interrupt is not enabled (USBCMD.INTE and IMAN.IE stay 0). At
+//! boot, in `probe`, every command and transfer is waited for by polling the event ring with a
+//! guest-time deadline; afterwards the bottom half, a thread on the driver's IO VCPU, polls it
+//! every 10 ms for keyboard reports (so a key reaches the console within 10 ms plus the IO
+//! VCPU's period under load).
+//!
+//! Not done yet (each says so where it would be needed): the other class drivers (mass
+//! storage, serial), a halted keyboard endpoint's reset, interrupts, hot-plug
 //! (devices present at boot only), EHCI/UHCI controllers, a high-speed hub's transaction
 //! translator for full/low-speed devices behind it, S3 resume.
 //!
@@ -152,7 +157,25 @@ struct Hc {
     ev: DmaBuffer,
     evc: Consumer,
     log: Vec<String>,
+    kbds: Vec<Kbd>,
 }
+
+/// A boot-protocol keyboard's interrupt IN endpoint: its ring, always holding [`KBD_TRBS`]
+/// Normal TRBs, and the report buffer (16 bytes per ring index).
+struct Kbd {
+    slot: u8,
+    dci: u8,
+    ring: Ring,
+    buf: DmaBuffer,
+    state: usb::hid::BootKeyboard,
+    reports: u64,
+}
+
+/// Reports queued per keyboard.
+const KBD_TRBS: usize = 8;
+/// How often the bottom half polls the event ring (keyboard latency is at most this plus the
+/// IO VCPU's period).
+const POLL_NS: u64 = 10_000_000;
 
 /// A device's DMA structures: EP0's transfer ring, the output and input contexts, the bounce
 /// buffer for control data.
@@ -350,6 +373,13 @@ impl Hc {
             product = text(self, dd.product_index)?;
         }
         self.control(&mut d, Setup::set_configuration(config.value))?;
+        let kbd = config.interfaces.iter().find_map(|i| {
+            let ep = i.endpoints.iter().find(|e| e.is_in() && e.attributes & 3 == 3)?;
+            (i.class == 3 && i.subclass == 1 && i.protocol == 1 && i.alternate == 0).then_some((i.number, *ep))
+        });
+        if let Some((iface, ep)) = kbd {
+            self.keyboard(&mut d, speed, iface, ep)?;
+        }
         let is_hub = dd.class == 9;
         let mut dev = UsbDevice { root_port, route, slot: d.slot, address, speed, desc: dd, config, manufacturer, product, hub_ports: None };
         if !is_hub {
@@ -366,6 +396,67 @@ impl Hc {
         }
         self.hub_ports(&mut d, &hub, root_port, route, depth, out);
         Ok(())
+    }
+
+    /// Sets a boot keyboard up: boot protocol, no idle repeats, its interrupt IN endpoint
+    /// configured and [`KBD_TRBS`] reports queued.
+    fn keyboard(&mut self, d: &mut Dev, speed: u8, iface: u8, ep: usb::Endpoint) -> Result<(), String> {
+        self.control(d, Setup::hid(0x0b, 0, iface))?; // SET_PROTOCOL: boot
+        let _ = self.control(d, Setup::hid(0x0a, 0, iface)); // SET_IDLE: optional (may stall)
+        let oom = |e: DriverError| format!("{e}");
+        let mut ring = Ring::new(self.ac64).map_err(oom)?;
+        let buf = dma(1, self.ac64).map_err(oom)?;
+        let slot_ctx = [d.out.read32(0), d.out.read32(4), d.out.read32(8), d.out.read32(12)];
+        let ic = InputContext { csz: self.csz };
+        d.input.zero(0, d.input.len());
+        let mps = ep.max_packet & 0x7ff;
+        for (off, v) in ic.configure_interrupt_in(slot_ctx, ep.dci(), mps, x::interrupt_interval(speed, ep.interval), ring.buf.phys()) {
+            d.input.write32(off, v);
+        }
+        self.command(x::configure_endpoint(d.input.phys(), d.slot), "Configure Endpoint")?;
+        for _ in 0..KBD_TRBS {
+            let at = buf.phys() + 16 * ring.p.next_index() as u64;
+            ring.push(x::normal(at, 8));
+        }
+        self.w32(self.db + 4 * u64::from(d.slot), u32::from(ep.dci()));
+        self.kbds.push(Kbd { slot: d.slot, dci: ep.dci(), ring, buf, state: usb::hid::BootKeyboard::new(), reports: 0 });
+        Ok(())
+    }
+
+    /// Serves the keyboards: every completed report becomes console input and its TRB is
+    /// queued again. Returns how many events were handled.
+    fn poll(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(e) = self.next_event(0) {
+            n += 1;
+            if x::trb_type(&e) != x::TRB_TRANSFER_EVENT {
+                continue;
+            }
+            let (slot, dci) = (x::event_slot(&e), x::event_endpoint(&e));
+            let Some(k) = self.kbds.iter_mut().find(|k| k.slot == slot && k.dci == dci) else { continue };
+            let cc = x::completion_code(&e);
+            let ring_phys = k.ring.buf.phys();
+            let index = x::event_pointer(&e).wrapping_sub(ring_phys) / 16;
+            if index < RING_TRBS as u64 && matches!(cc, x::CC_SUCCESS | x::CC_SHORT_PACKET) {
+                let len = 8usize.saturating_sub(x::transfer_residue(&e) as usize);
+                let mut r = [0u8; 8];
+                k.buf.read_bytes(16 * index as usize, &mut r[..len]);
+                k.reports += 1;
+                let bytes = k.state.report(&r[..len]);
+                if !bytes.is_empty() {
+                    super::serial::inject(&bytes);
+                }
+            } else if !matches!(cc, x::CC_SUCCESS | x::CC_SHORT_PACKET) {
+                // The endpoint halted: it is not restarted yet (a Reset Endpoint would).
+                hal::println!("usb: keyboard in slot {slot}: {}; its input stops", x::completion_name(cc));
+                continue;
+            }
+            let at = k.buf.phys() + 16 * k.ring.p.next_index() as u64;
+            k.ring.push(x::normal(at, 8));
+            let db = self.db + 4 * u64::from(slot);
+            self.w32(db, u32::from(dci));
+        }
+        n
     }
 
     /// Powers, resets and enumerates a hub's ports through hub class requests.
@@ -432,8 +523,10 @@ pub struct Xhci {
     ports: u8,
     slots: u32,
     devices: Vec<UsbDevice>,
-    /// Kept for the rest of the run: the controller keeps running (and owning its DMA).
-    _regs: Mmio,
+    keyboards: usize,
+    /// The controller, kept for the rest of the run (it keeps running and owning its DMA);
+    /// the bottom half polls its event ring.
+    hc: IrqLock<Hc>,
 }
 
 // SAFETY: every address this driver gives the controller (DCBAA, scratchpads, command and
@@ -524,6 +617,7 @@ fn bring_up(bdf: Bdf, regs: Mmio) -> Result<(Hc, u16), DriverError> {
         ev,
         evc: Consumer::new(RING_TRBS).ok_or(DriverError::Broken("ring size"))?,
         log: Vec::new(),
+        kbds: Vec::new(),
     };
     hc.w32(op + CONFIG, slots);
     hc.w64(op + DCBAAP, hc.dcbaa.phys());
@@ -543,7 +637,7 @@ fn bring_up(bdf: Bdf, regs: Mmio) -> Result<(Hc, u16), DriverError> {
 
 impl Driver for Xhci {
     const NAME: &'static str = "xhci";
-    /// 1 % of CPU 0: the bottom half has no work yet (polling at probe).
+    /// 1 % of CPU 0: the bottom half polls the event ring for keyboard reports.
     const IO_PARAMS: VcpuParams = VcpuParams::io(100, 10_000);
 
     fn probe(res: &Resource) -> Result<Self, DriverError> {
@@ -574,7 +668,7 @@ impl Driver for Xhci {
         for l in &hc.log {
             hal::println!("{l}");
         }
-        Ok(Xhci { bdf, version, ports: hc.max_ports, slots: hc.slots, devices, _regs: hc.regs })
+        Ok(Xhci { bdf, version, ports: hc.max_ports, slots: hc.slots, devices, keyboards: hc.kbds.len(), hc: IrqLock::new(hc) })
     }
 
     fn top_half(&self) -> bool {
@@ -585,7 +679,16 @@ impl Driver for Xhci {
         None // the controller's interrupt is never enabled (polling)
     }
 
-    fn bottom_half(&self, _dev: &Device<Self>) {}
+    /// Polls the event ring every [`POLL_NS`] while there is a keyboard to serve.
+    fn bottom_half(&self, _dev: &Device<Self>) {
+        if self.keyboards == 0 {
+            return;
+        }
+        loop {
+            self.hc.lock().poll();
+            let _ = crate::sched::sleep_ns(POLL_NS);
+        }
+    }
 
     fn start(&self) {}
 }
@@ -605,7 +708,12 @@ pub fn init() {
         match super::register::<Xhci>(res) {
             Ok(d) => {
                 let mut c = CONTROLLERS.lock();
-                hal::println!("usb{}: xHCI at {bdf}: {} device(s) enumerated", c.len() + 1, d.driver.devices.len());
+                hal::println!(
+                    "usb{}: xHCI at {bdf}: {} device(s) enumerated, {} keyboard(s) on the console",
+                    c.len() + 1,
+                    d.driver.devices.len(),
+                    d.driver.keyboards
+                );
                 c.push(d);
             }
             Err(e) => hal::println!("usb: xHCI at {bdf}: {e}"),
