@@ -15,6 +15,7 @@ pub mod apic;
 pub mod boot;
 pub mod context;
 pub mod cpu;
+pub mod dma;
 pub mod fault;
 pub mod fpu;
 pub mod gdt;

@@ -9,8 +9,9 @@
 //!   at memory, would let a device corrupt it). hal offers exactly: BAR sizing ([`bars`], which
 //!   restores every BAR and the command register), the command register's decode and INTx
 //!   bits ([`set_decode`], [`set_intx`]; a claim switches the function's bus mastering off — no
-//!   device a driver programs may DMA, there is no IOMMU yet — and hal never switches it on but
-//!   for MSI),
+//!   device a driver programs may DMA, there is no IOMMU yet — and hal switches it on only
+//!   for MSI and through [`enable_bus_master`], an `unsafe fn` whose caller promises its device
+//!   is given addresses of `crate::dma::DmaBuffer`s only, memory never freed),
 //!   and MSI messages that hal composes itself, aimed only at a local APIC ([`enable_msi`], an
 //!   `unsafe fn`: a device sends MSI as a memory write, so bus mastering must be on, and only
 //!   the driver can promise it never starts a DMA transfer).
@@ -422,6 +423,7 @@ impl Drop for IoPorts {
 /// A claimed memory BAR (below 4 GiB, through the direct map's uncached device mapping).
 #[derive(Debug)]
 pub struct Mmio {
+    bdf: Bdf,
     phys: u64,
     len: u64,
 }
@@ -452,7 +454,7 @@ impl Mmio {
         claim(&CLAIMED_MEM, b.base, b.end())?;
         let cmd = read32(bdf, 4);
         set_decode(bdf, cmd & CMD_IO != 0, true);
-        Ok(Mmio { phys: b.base, len: b.size })
+        Ok(Mmio { bdf, phys: b.base, len: b.size })
     }
 
     pub fn len(&self) -> u64 {
@@ -471,7 +473,8 @@ impl Mmio {
         let Some(va) = self.va(off) else { return u32::MAX };
         // SAFETY: `va` is inside this claimed BAR, which `claim` checked is device memory
         // below 4 GiB (mapped uncached by the direct map) that is not RAM nor hal's own MMIO;
-        // the device cannot reach memory (bus mastering off).
+        // the device cannot reach memory (bus mastering off), or, after
+        // `enable_bus_master`, only the DMA buffers its caller promised to hand it.
         unsafe { core::ptr::read_volatile(va) }
     }
     /// Writes the dword at `off`; ignored beyond the BAR or misaligned.
@@ -486,6 +489,26 @@ impl Drop for Mmio {
     fn drop(&mut self) {
         release(&CLAIMED_MEM, self.phys);
     }
+}
+
+impl Mmio {
+    /// The PCI function whose BAR this is.
+    pub fn bdf(&self) -> Bdf {
+        self.bdf
+    }
+}
+
+/// Switches bus mastering on for the function whose memory BAR `regs` claims (holding the
+/// claim shows the caller drives that function).
+///
+/// # Safety
+///
+/// With bus mastering on (and no IOMMU) the device can write any memory it is told to. The
+/// caller guarantees that every address it ever gives the device — through `regs` or through
+/// structures the device reads — lies inside a `crate::dma::DmaBuffer` (never freed), with the
+/// length the device may touch inside it too.
+pub unsafe fn enable_bus_master(regs: &Mmio) {
+    update_command(regs.bdf, |c| c | CMD_BUS_MASTER | CMD_MEM);
 }
 
 /// The function's MSI capability offset, if it has one.

@@ -10,6 +10,8 @@
 //!   validation and layout) and its boot blob decoder.
 //! * [`channels`]: attaching to a shared-memory channel region with an arbitrary header, then
 //!   using it.
+//! * [`usb_descriptors`]: what a USB device answers to GET_DESCRIPTOR (device, configuration,
+//!   string, hub), through the parsers the xHCI driver uses.
 //!
 //! `fuzz/` (cargo-fuzz, libFuzzer) calls these; `tests/corpus.rs` replays every input checked in
 //! under `fuzz/corpus/TARGET/` and `fuzz/regressions/TARGET/` through them in the normal test run,
@@ -29,6 +31,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("partition_toml", partition_toml),
     ("partition_blob", partition_blob),
     ("channels", channels),
+    ("usb_descriptors", usb_descriptors),
 ];
 
 /// ELF64 load plans, as the kernel asks for them (program headers required), and the System V
@@ -184,5 +187,34 @@ pub fn channels(data: &[u8]) {
                 }
             }
         }
+    }
+}
+
+/// USB descriptors as a (hostile) device returns them: every parser on the same bytes; an
+/// accepted configuration holds what its descriptors declared and nothing beyond the data.
+pub fn usb_descriptors(data: &[u8]) {
+    let _ = usb::desc::max_packet0_prefix(data);
+    if let Ok(d) = usb::DeviceDescriptor::parse(data) {
+        let mps = d.ep0_max_packet().expect("an accepted device descriptor has a valid EP0 size");
+        assert!(matches!(mps, 8 | 16 | 32 | 64 | 512));
+    }
+    if let Ok(total) = usb::desc::config_total_length(data) {
+        assert!(total >= 9);
+    }
+    if let Ok(c) = usb::Configuration::parse(data) {
+        assert!(usize::from(c.total_length) <= data.len());
+        assert!(c.interfaces.len() <= usb::desc::MAX_INTERFACES);
+        for i in &c.interfaces {
+            for e in &i.endpoints {
+                assert!((2..=31).contains(&e.dci()), "endpoint {e:?} outside the device context");
+            }
+        }
+    }
+    let _ = usb::desc::lang_ids(data);
+    if let Ok(s) = usb::desc::string(data) {
+        assert!(!s.chars().any(char::is_control), "control characters reach lsusb");
+    }
+    if let Ok(h) = usb::HubDescriptor::parse(data) {
+        assert!((1..=15).contains(&h.ports));
     }
 }

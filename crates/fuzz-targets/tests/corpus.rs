@@ -72,11 +72,38 @@ fn seeds_are_accepted_by_their_parsers() {
         assert_eq!(info.memory_regions().len(), if efi { 2 } else { 3 });
         assert_eq!(info.firmware, if efi { bootinfo::Firmware::Uefi } else { bootinfo::Firmware::Bios });
     }
+    let u = usb_seeds();
+    assert!(usb::DeviceDescriptor::parse(&u[0].1).is_ok());
+    assert!(usb::Configuration::parse(&u[1].1).is_ok());
+    assert!(usb::desc::lang_ids(&u[2].1).is_ok());
+    assert_eq!(usb::desc::string(&u[3].1).unwrap(), "QEMU USB Keyboard");
+    assert!(usb::HubDescriptor::parse(&u[4].1).is_ok());
     for op in 0..4u8 {
         let r = channel_region(op);
         let words: Vec<AtomicU64> = r[1..].chunks(8).map(|c| AtomicU64::new(u64::from_le_bytes(c.try_into().unwrap()))).collect();
         assert!(channels::probe(&words).is_ok(), "region {op}");
     }
+}
+
+/// What QEMU's usb-kbd answers: device descriptor, configuration (with its HID descriptor),
+/// language ids, product string; and usb-hub's hub descriptor.
+fn usb_seeds() -> Vec<(String, Vec<u8>)> {
+    let device = vec![18, 1, 0x00, 0x02, 0, 0, 0, 8, 0x27, 0x06, 0x01, 0x00, 0x00, 0x00, 1, 4, 11, 1];
+    let config = vec![
+        9, 2, 34, 0, 1, 1, 7, 0xa0, 50, 9, 4, 0, 0, 1, 3, 1, 1, 0, 9, 0x21, 0x11, 0x01, 0, 1, 0x22, 63, 0, 7, 5, 0x81, 3, 8, 0, 7,
+    ];
+    let mut product = vec![0, 3];
+    for u in "QEMU USB Keyboard".encode_utf16() {
+        product.extend_from_slice(&u.to_le_bytes());
+    }
+    product[0] = product.len() as u8;
+    vec![
+        ("kbd_device".into(), device),
+        ("kbd_config".into(), config),
+        ("langids".into(), vec![4, 3, 0x09, 0x04]),
+        ("kbd_product".into(), product),
+        ("hub".into(), vec![9, 0x29, 8, 0x0a, 0, 1, 0, 0, 0xff]),
+    ]
 }
 
 fn write_seeds() {
@@ -263,6 +290,7 @@ fn seeds() -> Seeds {
             "channels",
             (0..4u8).map(|op| (format!("region{op}"), channel_region(op))).collect(),
         ),
+        ("usb_descriptors", usb_seeds()),
     ]
 }
 

@@ -145,6 +145,12 @@ impl FrameRun {
         self.start
     }
 
+    /// Gives the run up for good: it is never returned to the allocator (DMA memory,
+    /// `crate::dma::DmaBuffer`).
+    pub(crate) fn leak(self) {
+        core::mem::forget(self);
+    }
+
     /// Size in bytes.
     pub fn len_bytes(&self) -> usize {
         self.frames * PAGE_SIZE as usize

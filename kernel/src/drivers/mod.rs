@@ -32,6 +32,7 @@ pub mod edu;
 pub mod can;
 pub mod pci;
 pub mod serial;
+pub mod xhci;
 
 /// What a driver is probed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +177,29 @@ impl<D: Driver> pci::IntxClient for Device<D> {
 /// other code can.
 #[allow(unsafe_code)]
 pub unsafe trait DmaFree: Driver {}
+
+/// A driver whose device does DMA, into DMA buffers only (`hal::dma::DmaBuffer`: memory never
+/// freed, so a device writing it late corrupts nothing). Only such a driver reaches
+/// [`enable_bus_master`].
+///
+/// # Safety
+///
+/// Every address the driver gives its device (rings, contexts, data buffers, anything the
+/// device reads an address from) lies inside a `DmaBuffer` the driver allocated, with every
+/// length the device may transfer inside it too; its register claims live in the driver
+/// object, so no other code programs the device.
+#[allow(unsafe_code)]
+pub unsafe trait DmaDriver: Driver {}
+
+/// Switches bus mastering on for the function `regs` claims, for a [`DmaDriver`] `D`.
+pub fn enable_bus_master<D: DmaDriver>(regs: &hal::pci::Mmio) {
+    // SAFETY: `D: DmaDriver` is the driver's promise that its device is only ever given
+    // addresses inside DMA buffers; holding `regs` shows it drives this function.
+    #[allow(unsafe_code)]
+    unsafe {
+        hal::pci::enable_bus_master(regs)
+    }
+}
 
 /// How a device's interrupt arrives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

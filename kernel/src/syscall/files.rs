@@ -317,6 +317,14 @@ fn open_path(cx: &Cx, path: &str, flags: u32, mode: u32) -> Result<File, Errno> 
         let text = crate::drivers::pci::listing_file();
         return Ok(File::Node(Arc::new(OpenFile::new(Inode::new_file(0o444), String::from(path), O_RDONLY, Some(text.to_vec())))));
     }
+    if path == "/dev/usb" {
+        // The USB listing (what `lsusb` reads), made when opened.
+        if wants_write {
+            return Err(EROFS);
+        }
+        let text = crate::drivers::xhci::listing().into_bytes();
+        return Ok(File::Node(Arc::new(OpenFile::new(Inode::new_file(0o444), String::from(path), O_RDONLY, Some(text)))));
+    }
     let (node, real) = match vfs::resolve(path, flags & O_NOFOLLOW == 0) {
         Ok((n, real)) => {
             if flags & O_CREAT != 0 && flags & O_EXCL != 0 {
