@@ -98,6 +98,15 @@ pub fn fault_in(p: &Process, addr: u64, err: u64) -> Fault {
 
 /// Maps the page at `addr` if it is the first touch of a lazy area that allows the access.
 fn touch(m: &mut Mem, addr: u64, write: bool, exec: bool, present: bool) -> Result<bool, ()> {
+    // The page already allows the access: another thread (on another CPU) made it first, or
+    // this CPU's TLB held older rights. The fault dropped the stale entry; the access retries.
+    if let Some((_, acc)) = m.space.lookup(addr & !(PAGE_SIZE - 1))
+        && acc.read
+        && (!write || acc.write)
+        && (!exec || acc.exec)
+    {
+        return Ok(true);
+    }
     let Some((_, a)) = m.vm.find(addr) else { return Ok(false) };
     if !a.lazy || present || a.prot & READ == 0 || (write && a.prot & WRITE == 0) || (exec && a.prot & EXEC == 0) {
         return Ok(false);
@@ -270,6 +279,15 @@ pub fn munmap(p: &Process, addr: u64, len: u64) -> Result<(), Errno> {
 }
 
 pub fn mprotect(p: &Process, addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
+    let r = mprotect_locked(p, addr, len, prot);
+    // Other CPUs running the process's threads drop the old rights before the call returns
+    // (waited for without the lock: a CPU spinning on it could not answer).
+    let flushes = p.mem.lock().space.take_flush();
+    flushes.wait();
+    r
+}
+
+fn mprotect_locked(p: &Process, addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
     let end = check_range(addr, len).map_err(|e| if e == ENOMEM { ENOMEM } else { EINVAL })?;
     let bits = prot_bits(prot);
     let mut m = p.mem.lock();
