@@ -811,14 +811,7 @@ pub fn io_wait(cpu: usize, io: VcpuId, requester: VcpuId, done: bool) {
 
 /// CPU time of thread `tid` so far (including the current run).
 pub fn runtime_ns(tid: Tid) -> Option<u64> {
-    let cpu = *WHERE.lock().get(&tid)?;
-    with_cpu(cpu, |c| {
-        let th = c.threads.get(&tid)?;
-        let extra = if th.state == State::Running { now() - th.since } else { 0 };
-        Some(th.runtime_ns + extra)
-    })
-    .ok()
-    .flatten()
+    with_thread(tid, |th, _, _| th.runtime_ns + if th.state == State::Running { now().saturating_sub(th.since) } else { 0 })
 }
 
 /// Context switches so far (all CPUs).

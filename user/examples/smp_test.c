@@ -1,13 +1,19 @@
 /* smp_test: threads on several CPUs, affinity, and Linux's scheduling-policy API (issue 24).
  *
- *     smp_test par N ITERS      N threads, ITERS units of fixed work each; prints the CPUs
- *                               they ran on (sched_getcpu) and the guest time it took
+ *     smp_test par N ITERS [CPU] N threads, ITERS units of fixed work each (all confined to
+ *                               CPU if given); prints the CPUs they ran on (sched_getcpu),
+ *                               the time it took, the threads' CPU time (the scheduler's
+ *                               account, CLOCK_THREAD_CPUTIME_ID) and their ratio: how many
+ *                               CPUs worked at once
  *     smp_test pin CPU MS       a thread pinned to CPU (sched_setaffinity) spins MS ms
  *                               checking sched_getcpu; prints where it ran
- *     smp_test deadline C T MS  the calling thread asks SCHED_DEADLINE (runtime C us, period
- *                               = deadline T us) and spins MS ms; prints sched_getattr
+ *     smp_test deadline C T MS [HOGS [CPU]]  with HOGS CPU-bound threads beside it, the
+ *                               calling thread (confined to CPU if given) asks SCHED_DEADLINE (runtime C us, period = deadline
+ *                               T us) and spins MS ms; prints sched_getattr
  *     smp_test overload         SCHED_DEADLINE requests that cannot fit get EBUSY, bad ones
  *                               EINVAL
+ *     smp_test beside C T E MS UNITS   two programs of two threads (UNITS of work each) beside a
+ *                               periodic task (E us every T us) on a (C, T) Main VCPU
  *     smp_test policy           sched_setscheduler/getscheduler/getparam, priority ranges,
  *                               nice/getpriority, getaffinity
  */
@@ -24,6 +30,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <vcpu.h> /* after it, `struct sched_param` is Quest's: POSIX's is passed as an int */
 
 struct sched_attr {
     uint32_t size, sched_policy;
@@ -59,30 +66,52 @@ struct job {
     long units;
     int first_cpu, last_cpu, moves;
     uint64_t result;
+    long long cpu_ns;
 };
+
+static long long thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static void *par_thread(void *arg)
 {
     struct job *j = arg;
     j->first_cpu = j->last_cpu = sched_getcpu();
+    long long c0 = thread_cpu_ns();
     uint64_t x = (uintptr_t)arg;
-    for (long done = 0; done < j->units; done += 100) {
-        x = work(x, j->units - done < 100 ? j->units - done : 100);
+    /* sched_getcpu every 1000 units (~4 ms): a system call takes a global kernel lock, and
+     * under -icount QEMU runs the vCPUs in turn, so a vCPU stopped while holding it stalls the
+     * other for a whole time slice (milliseconds of guest time). */
+    for (long done = 0; done < j->units; done += 1000) {
+        x = work(x, j->units - done < 1000 ? j->units - done : 1000);
         int c = sched_getcpu();
         if (c != j->last_cpu)
             j->moves++;
         j->last_cpu = c;
     }
     j->result = x;
+    j->cpu_ns = thread_cpu_ns() - c0;
     return NULL;
 }
 
-static int par(int n, long units)
+static int par(int n, long units, int cpu)
 {
     pthread_t t[64];
     struct job jobs[64];
     if (n < 1 || n > 64)
         return 2;
+    if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        if (sched_setaffinity(0, sizeof set, &set) != 0) {
+            printf("smp_test: sched_setaffinity(%d): %s\n", cpu, strerror(errno));
+            return 1;
+        }
+    }
     long long start = now_ns();
     for (int i = 0; i < n; i++) {
         jobs[i] = (struct job){.units = units};
@@ -95,14 +124,18 @@ static int par(int n, long units)
         pthread_join(t[i], NULL);
     long long us = (now_ns() - start) / 1000;
     int seen[256] = {0}, distinct = 0, moves = 0;
+    long long cpu_ns = 0;
     printf("smp_test: par %d threads of %ld units: cpus", n, units);
     for (int i = 0; i < n; i++) {
         printf(" %d", jobs[i].first_cpu);
         if (jobs[i].first_cpu >= 0 && jobs[i].first_cpu < 256 && !seen[jobs[i].first_cpu]++)
             distinct++;
         moves += jobs[i].moves;
+        cpu_ns += jobs[i].cpu_ns;
     }
-    printf(", %d distinct, %d moves, %lld us\n", distinct, moves, us);
+    long long par100 = us > 0 ? cpu_ns / 10 / us : 0;
+    printf(", %d distinct, %d moves, %lld us, cpu time %lld us, parallelism %lld.%02lld\n", distinct, moves, us, cpu_ns / 1000,
+           par100 / 100, par100 % 100);
     return 0;
 }
 
@@ -151,11 +184,35 @@ static int pin(int cpu, long ms)
     return 0;
 }
 
-static int deadline(long c_us, long t_us, long ms)
+static volatile int hogs_stop;
+
+static void *hog(void *arg)
 {
+    uint64_t x = (uintptr_t)arg;
+    while (!hogs_stop)
+        x = work(x, 1);
+    return (void *)(uintptr_t)(x & 1);
+}
+
+static int deadline(long c_us, long t_us, long ms, int hogs, int cpu)
+{
+    pthread_t h[16];
+    hogs = hogs < 0 ? 0 : hogs > 16 ? 16 : hogs;
+    for (int i = 0; i < hogs; i++)
+        pthread_create(&h[i], NULL, hog, NULL);
+    if (cpu >= 0) {
+        /* The reservation is then admitted on that CPU only. */
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        sched_setaffinity(0, sizeof set, &set);
+    }
     int r = setattr(SCHED_DEADLINE, c_us * 1000ULL, t_us * 1000ULL, t_us * 1000ULL);
     if (r) {
         printf("smp_test: SCHED_DEADLINE (%ld, %ld) refused: %s\n", c_us, t_us, strerror(-r));
+        hogs_stop = 1;
+        for (int i = 0; i < hogs; i++)
+            pthread_join(h[i], NULL);
         return 1;
     }
     struct sched_attr a;
@@ -171,10 +228,13 @@ static int deadline(long c_us, long t_us, long ms)
     while (now_ns() < end)
         x = work(x, 1);
     /* Back to SCHED_OTHER: the reservation goes. */
-    struct sched_param sp = {.sched_priority = 0};
-    r = syscall(SYS_sched_setscheduler, 0, SCHED_OTHER, &sp) < 0 ? -errno : 0;
+    int prio = 0;
+    r = syscall(SYS_sched_setscheduler, 0, SCHED_OTHER, &prio) < 0 ? -errno : 0;
     printf("smp_test: deadline done (%llu), back to SCHED_OTHER: %s, policy now %ld\n", (unsigned long long)(x & 1), r ? strerror(-r) : "ok",
            syscall(SYS_sched_getscheduler, 0));
+    hogs_stop = 1;
+    for (int i = 0; i < hogs; i++)
+        pthread_join(h[i], NULL);
     return 0;
 }
 
@@ -218,19 +278,61 @@ static int overload(void)
     return 0;
 }
 
+/* Two programs of two CPU-bound threads each (forked children running `par 2 UNITS`) beside a
+ * periodic task on a (C, T) Main VCPU placed by admission (affinity "any"): a job of E us of
+ * spinning released every T us for MS ms. Prints the task's jobs and lateness. */
+static int beside(int c, int t, int e, long ms, long units)
+{
+    pid_t kids[2];
+    for (int i = 0; i < 2; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0)
+            _exit(par(2, units, -1));
+    }
+    struct sched_param p = {.type = MAIN_VCPU, .C = c, .T = t, .affinity = VCPU_AFFINITY_ANY};
+    int v = vcpu_create(&p);
+    if (v < 0 || vcpu_bind_task(v) < 0) {
+        printf("smp_test: cannot get a (%d, %d) VCPU\n", c, t);
+        return 1;
+    }
+    long long start = now_ns(), end = start + ms * 1000000LL, rel = start, worst = 0;
+    int jobs = 0, late = 0;
+    while (rel + t * 1000LL <= end) {
+        long long s = now_ns();
+        while (now_ns() < s + e * 1000LL)
+            ;
+        long long r = now_ns() - rel;
+        if (r > worst)
+            worst = r;
+        if (r > t * 1000LL)
+            late++;
+        jobs++;
+        rel += t * 1000LL;
+        struct timespec ts = {.tv_sec = rel / 1000000000LL, .tv_nsec = rel % 1000000000LL};
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+    }
+    printf("smp_test: periodic task on VCPU %d (%d, %d) on cpu %d: %d jobs of %d us, worst response %lld us, %d late\n", v, c, t,
+           sched_getcpu(), jobs, e, worst / 1000, late);
+    for (int i = 0; i < 2; i++) {
+        int st;
+        waitpid(kids[i], &st, 0);
+    }
+    return 0;
+}
+
 static int policy(void)
 {
-    struct sched_param sp = {.sched_priority = 50};
+    int sp = 50;
     long r = syscall(SYS_sched_setscheduler, 0, SCHED_FIFO, &sp);
     long pol = syscall(SYS_sched_getscheduler, 0);
-    struct sched_param got = {0};
+    int got = 0;
     syscall(SYS_sched_getparam, 0, &got);
     printf("smp_test: policy: setscheduler(FIFO, 50) = %ld, getscheduler = %ld, priority %d, fifo range %d..%d, other range %d..%d\n", r,
-           pol, got.sched_priority, sched_get_priority_min(SCHED_FIFO), sched_get_priority_max(SCHED_FIFO),
+           pol, got, sched_get_priority_min(SCHED_FIFO), sched_get_priority_max(SCHED_FIFO),
            sched_get_priority_min(SCHED_OTHER), sched_get_priority_max(SCHED_OTHER));
-    sp.sched_priority = 100;
+    sp = 100;
     r = syscall(SYS_sched_setscheduler, 0, SCHED_RR, &sp) < 0 ? errno : 0;
-    sp.sched_priority = 0;
+    sp = 0;
     long back = syscall(SYS_sched_setscheduler, 0, SCHED_OTHER, &sp);
     errno = 0;
     int n0 = getpriority(PRIO_PROCESS, 0);
@@ -247,15 +349,17 @@ static int policy(void)
 int main(int argc, char *argv[])
 {
     if (argc >= 4 && !strcmp(argv[1], "par"))
-        return par(atoi(argv[2]), atol(argv[3]));
+        return par(atoi(argv[2]), atol(argv[3]), argc >= 5 ? atoi(argv[4]) : -1);
     if (argc >= 4 && !strcmp(argv[1], "pin"))
         return pin(atoi(argv[2]), atol(argv[3]));
     if (argc >= 5 && !strcmp(argv[1], "deadline"))
-        return deadline(atol(argv[2]), atol(argv[3]), atol(argv[4]));
+        return deadline(atol(argv[2]), atol(argv[3]), atol(argv[4]), argc >= 6 ? atoi(argv[5]) : 0, argc >= 7 ? atoi(argv[6]) : -1);
     if (argc >= 2 && !strcmp(argv[1], "overload"))
         return overload();
+    if (argc >= 7 && !strcmp(argv[1], "beside"))
+        return beside(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atol(argv[5]), atol(argv[6]));
     if (argc >= 2 && !strcmp(argv[1], "policy"))
         return policy();
-    fprintf(stderr, "usage: smp_test par N ITERS | pin CPU MS | deadline C_US T_US MS | overload | policy\n");
+    fprintf(stderr, "usage: smp_test par N ITERS [CPU] | pin CPU MS | deadline C_US T_US MS [HOGS [CPU]] | beside C T E MS UNITS | overload | policy\n");
     return 2;
 }
