@@ -35,10 +35,14 @@ use hal::mm::KernelStack;
 use hal::percpu::{MAX_CPUS, cpu_index};
 use hal::sync::IrqLock;
 use vcpu_sched::placement::CpuMask;
-use vcpu_sched::{BackgroundPolicy, Config, ReplenishMode, Scheduler, Sleepers, TaskId, VcpuId, VcpuInfo, VcpuParams};
+use vcpu_sched::{Scheduler, Sleepers, TaskId, VcpuId, VcpuInfo, VcpuParams};
 
+mod config;
 pub mod info;
 pub mod smp;
+use config::{default_background, mode_config};
+#[allow(unused_imports)] // `background` and `set_background`: the test build's commands
+pub use config::{background, parse_background, set_background, set_default_background};
 pub use info::{drain_trace, threads};
 
 pub type Tid = u32;
@@ -168,68 +172,6 @@ fn with_cpu<R>(cpu: usize, f: impl FnOnce(&mut Cpu) -> R) -> Result<R, SchedErro
     let mut g = CPUS.get(cpu).ok_or(SchedError::NoSuchCpu)?.lock();
     let c = g.as_mut().ok_or(SchedError::NoSuchCpu)?;
     Ok(f(c))
-}
-
-/// Whether new PCPU schedulers run depleted VCPUs in the background (kernel command line
-/// `sched.background=on|off`; on by default).
-static DEFAULT_BACKGROUND: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
-
-/// The scheduler configuration of PCPU `cpu`.
-///
-/// Replenishment: always the POSIX sporadic-server rules. The crate's sliding-window mode is
-/// not offered by the kernel: the admission tests are not sound for it (random admitted sets
-/// leave a server short of C in some period), see docs/vcpu-sched.md.
-///
-/// Background (work-conserving by default): when no VCPU with budget has work, a depleted,
-/// backlogged VCPU runs at background priority. Background time is charged to no budget and a
-/// VCPU with budget preempts it at once (its wake or replenishment is a scheduling event), so
-/// every reservation stays what admission promised; `sched.background=off` idles instead.
-fn mode_config(cpu: usize, background: bool) -> Config {
-    Config {
-        pcpu: cpu as u32,
-        quantum: QUANTUM_NS,
-        trace_capacity: TRACE_EVENTS,
-        replenish: ReplenishMode::Posix,
-        background: if background { BackgroundPolicy::Background } else { BackgroundPolicy::Idle },
-        ..Config::default()
-    }
-}
-
-/// `sched.background=` values.
-pub fn parse_background(s: &str) -> Option<bool> {
-    match s {
-        "on" => Some(true),
-        "off" => Some(false),
-        _ => None,
-    }
-}
-
-/// Sets the background policy for PCPUs started from now on.
-pub fn set_default_background(on: bool) {
-    DEFAULT_BACKGROUND.store(on, Ordering::Relaxed);
-}
-
-fn default_background() -> bool {
-    DEFAULT_BACKGROUND.load(Ordering::Relaxed)
-}
-
-/// Replaces an idle PCPU's scheduler by one with background policy `on` (only when the PCPU
-/// runs nothing but its idle thread and has no VCPU besides an empty best-effort one).
-pub fn set_background(cpu: usize, on: bool) -> Result<(), SchedError> {
-    with_cpu(cpu, |c| {
-        if c.threads.len() > 1 || c.sched.vcpus().count() > 1 {
-            return Err(SchedError::Busy);
-        }
-        let (s, be) = Scheduler::with_best_effort(mode_config(cpu, on));
-        c.sched = s;
-        c.best_effort = be;
-        Ok(())
-    })?
-}
-
-/// Whether `cpu` runs depleted VCPUs in the background.
-pub fn background(cpu: usize) -> Option<bool> {
-    with_cpu(cpu, |c| c.sched.config().background == BackgroundPolicy::Background).ok()
 }
 
 /// Makes the code running on this CPU its idle thread and creates the PCPU's scheduler with
