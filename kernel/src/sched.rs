@@ -336,6 +336,7 @@ pub fn spawn_user(
     spawn_thread(id, name, cpu, vcpu, Some(root), None, Some((frame, fs_base)), (affinity, policy))
 }
 
+#[allow(clippy::too_many_arguments)] // a thread's whole description, from its public constructors
 fn spawn_thread(
     id: Tid,
     name: &str,

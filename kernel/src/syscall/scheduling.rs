@@ -151,7 +151,7 @@ fn setaffinity(cx: &Cx, pid: u64, len: u64, ptr: u64) -> SysResult {
 fn getaffinity(cx: &Cx, pid: u64, len: u64, ptr: u64) -> SysResult {
     let t = target(cx, pid)?;
     // Linux: the buffer must hold every possible CPU and be a whole number of longs.
-    if (len as usize) < MASK_BYTES || len % 8 != 0 {
+    if (len as usize) < MASK_BYTES || !len.is_multiple_of(8) {
         return Err(EINVAL);
     }
     let m = smp::affinity_of(t).ok_or(ESRCH)?;
@@ -262,7 +262,7 @@ fn setattr(cx: &Cx, pid: u64, ptr: u64, flags: u64) -> SysResult {
     let t = target(cx, pid)?;
     let size = UserPtr::<u32>::new(ptr).read(cx.p())? as usize;
     let size = if size == 0 { ATTR_VER0 } else { size };
-    if size < ATTR_VER0 || size > 4096 {
+    if !(ATTR_VER0..=4096).contains(&size) {
         let _ = UserPtr::<u32>::new(ptr).write(cx.p(), &(ATTR_VER1 as u32));
         return Err(E2BIG);
     }
