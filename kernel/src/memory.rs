@@ -172,6 +172,12 @@ fn check_range(addr: u64, len: u64) -> Result<u64, Errno> {
 /// brk: grows or shrinks the heap (eagerly mapped pages); returns the new break (the old one
 /// when refused).
 pub fn brk(p: &Process, new: u64) -> u64 {
+    let r = brk_locked(p, new);
+    flushed(p);
+    r
+}
+
+fn brk_locked(p: &Process, new: u64) -> u64 {
     let limit = p.data_limit.load(core::sync::atomic::Ordering::Relaxed);
     let mut m = p.mem.lock();
     if new == 0 || new < m.brk_start {
@@ -273,17 +279,22 @@ pub fn munmap(p: &Process, addr: u64, len: u64) -> Result<(), Errno> {
         return Err(EINVAL);
     }
     let end = check_range(addr, len).map_err(|_| EINVAL)?;
-    let mut m = p.mem.lock();
-    remove_range(&mut m, addr, end);
+    remove_range(&mut p.mem.lock(), addr, end);
+    flushed(p);
     Ok(())
+}
+
+/// Waits until every other CPU running the process's threads has dropped the translations the
+/// call removed or narrowed (without the lock: a CPU spinning on it could not answer), so no
+/// thread can reach an unmapped page once the call returns.
+fn flushed(p: &Process) {
+    let t = p.mem.lock().space.take_flush();
+    t.wait();
 }
 
 pub fn mprotect(p: &Process, addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
     let r = mprotect_locked(p, addr, len, prot);
-    // Other CPUs running the process's threads drop the old rights before the call returns
-    // (waited for without the lock: a CPU spinning on it could not answer).
-    let flushes = p.mem.lock().space.take_flush();
-    flushes.wait();
+    flushed(p);
     r
 }
 
@@ -311,6 +322,12 @@ fn mprotect_locked(p: &Process, addr: u64, len: u64, prot: u64) -> Result<(), Er
 /// mremap: shrinks, grows in place, or (MREMAP_MAYMOVE) moves a mapping, copying the pages it
 /// has made. MREMAP_FIXED and MREMAP_DONTUNMAP are not supported yet (EINVAL).
 pub fn mremap(p: &Process, old: u64, old_len: u64, new_len: u64, flags: u64) -> Result<u64, Errno> {
+    let r = mremap_locked(p, old, old_len, new_len, flags);
+    flushed(p);
+    r
+}
+
+fn mremap_locked(p: &Process, old: u64, old_len: u64, new_len: u64, flags: u64) -> Result<u64, Errno> {
     const MAYMOVE: u64 = 1;
     if flags & !MAYMOVE != 0 || new_len == 0 {
         return Err(EINVAL);

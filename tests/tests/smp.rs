@@ -70,7 +70,8 @@ fn par(out: &str) -> Result<(u64, u64, f64)> {
 /// running ahead of the others by up to a round-robin time slice under -icount take the
 /// rest), never moved; confined to one CPU by affinity, the same program gets
 /// parallelism 1. Affinity is honoured (a thread pinned to CPU 2 beside four CPU-bound
-/// threads never runs elsewhere), and the policy calls answer as documented.
+/// threads never runs elsewhere), other CPUs' translations of an unmapped page are shot down,
+/// and the policy calls answer as documented.
 #[test]
 fn four_threads_run_on_four_cpus_at_once() -> Result<()> {
     let mut q = release(4)?;
@@ -107,6 +108,12 @@ fn four_threads_run_on_four_cpus_at_once() -> Result<()> {
     assert!(l.ends_with(" 0 elsewhere"), "{out}");
     assert!(after(l, "cpu 2:")? > 1000, "{l}");
     let _ = q.shell("wait")?;
+
+    // TLB shootdown: a page a thread on CPU 1 keeps reading, unmapped by a thread on CPU 0,
+    // faults on CPU 1 once munmap has returned (without the flush IPI it read on through the
+    // stale translation).
+    let out = q.shell("smp_test unmap")?;
+    assert!(out.contains("smp_test: unmap: reader on cpu 1 after munmap on cpu 0: faulted"), "{out}");
 
     let out = q.shell("smp_test policy")?;
     for want in [

@@ -14,11 +14,15 @@
  *                               EINVAL
  *     smp_test beside C T E MS UNITS   two programs of two threads (UNITS of work each) beside a
  *                               periodic task (E us every T us) on a (C, T) Main VCPU
+ *     smp_test unmap            a page read on CPU 1 and unmapped on CPU 0 faults on CPU 1
  *     smp_test policy           sched_setscheduler/getscheduler/getparam, priority ranges,
  *                               nice/getpriority, getaffinity
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -320,6 +324,68 @@ static int beside(int c, int t, int e, long ms, long units)
     return 0;
 }
 
+/* TLB shootdown: a thread on CPU 1 keeps reading a page (its translation cached there) while
+ * the main thread on CPU 0 unmaps it; once munmap has returned, the reader's next read must
+ * fault (SIGSEGV), never reach the old frame through a stale translation. */
+static volatile int *shared_page;
+static volatile int reading, unmapped;
+static sigjmp_buf segv_jump;
+
+static void on_segv(int sig)
+{
+    (void)sig;
+    siglongjmp(segv_jump, 1);
+}
+
+static void *reader(void *arg)
+{
+    long *result = arg;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(1, &set);
+    sched_setaffinity(0, sizeof set, &set);
+    long sum = 0;
+    while (!unmapped) {
+        sum += *shared_page;
+        reading = 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_segv;
+    sigaction(SIGSEGV, &sa, NULL);
+    if (sigsetjmp(segv_jump, 1) == 0) {
+        sum += *shared_page;
+        *result = 1; /* read through a stale translation */
+    } else {
+        *result = 2; /* faulted */
+    }
+    return (void *)sum;
+}
+
+static int unmap_test(void)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    sched_setaffinity(0, sizeof set, &set);
+    int *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return 1;
+    *p = 42;
+    shared_page = p;
+    long result = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, reader, &result);
+    while (!reading)
+        ;
+    munmap(p, 4096);
+    unmapped = 1;
+    pthread_join(t, NULL);
+    printf("smp_test: unmap: reader on cpu 1 after munmap on cpu 0: %s\n",
+           result == 2 ? "faulted" : result == 1 ? "read a stale translation" : "?");
+    return result == 2 ? 0 : 1;
+}
+
 static int policy(void)
 {
     int sp = 50;
@@ -358,8 +424,10 @@ int main(int argc, char *argv[])
         return overload();
     if (argc >= 7 && !strcmp(argv[1], "beside"))
         return beside(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atol(argv[5]), atol(argv[6]));
+    if (argc >= 2 && !strcmp(argv[1], "unmap"))
+        return unmap_test();
     if (argc >= 2 && !strcmp(argv[1], "policy"))
         return policy();
-    fprintf(stderr, "usage: smp_test par N ITERS [CPU] | pin CPU MS | deadline C_US T_US MS [HOGS [CPU]] | beside C T E MS UNITS | overload | policy\n");
+    fprintf(stderr, "usage: smp_test par N ITERS [CPU] | pin CPU MS | deadline C_US T_US MS [HOGS [CPU]] | beside C T E MS UNITS | overload | unmap | policy\n");
     return 2;
 }

@@ -152,7 +152,7 @@ pub fn init_tlb_shootdown() {
 }
 
 /// The flushes a change waits for: (CPU, request number) pairs.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 #[must_use = "a ticket is how the change's completion is known"]
 pub struct FlushTicket(alloc::vec::Vec<(usize, u64)>);
 
@@ -382,8 +382,8 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// The flushes rights reductions asked other CPUs for, to wait for (without locks held)
-    /// before telling the program the change is done.
+    /// The flushes unmaps and rights reductions asked other CPUs for, to wait for (without
+    /// locks held) before telling the program the change is done.
     pub fn take_flush(&mut self) -> FlushTicket {
         core::mem::take(&mut self.pending)
     }
@@ -405,6 +405,7 @@ impl AddressSpace {
             // flush and the frame is freed only when they have (`bury`).
             let frame = unsafe { Frame::from_raw(pa) };
             let t = self.pml4.as_ref().map(request_flush).unwrap_or_default();
+            self.pending.merge(t.clone());
             bury(t, alloc::vec![frame]);
             self.pages -= 1;
         }
