@@ -344,22 +344,23 @@ static void *reader(void *arg)
     CPU_ZERO(&set);
     CPU_SET(1, &set);
     sched_setaffinity(0, sizeof set, &set);
-    long sum = 0;
-    while (!unmapped) {
-        sum += *shared_page;
-        reading = 1;
-    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_segv;
     sigaction(SIGSEGV, &sa, NULL);
+    volatile long sum = 0;
     if (sigsetjmp(segv_jump, 1) == 0) {
-        sum += *shared_page;
-        *result = 1; /* read through a stale translation */
+        /* A fault in this loop is the unmap taking effect before the flag was seen. */
+        while (!unmapped) {
+            sum += *shared_page;
+            reading = 1;
+        }
+        sum += *shared_page; /* munmap has returned on CPU 0 */
+        *result = 1;         /* read through a stale translation */
     } else {
         *result = 2; /* faulted */
     }
-    return (void *)sum;
+    return (void *)(long)sum;
 }
 
 static int unmap_test(void)
@@ -368,9 +369,12 @@ static int unmap_test(void)
     CPU_ZERO(&set);
     CPU_SET(0, &set);
     sched_setaffinity(0, sizeof set, &set);
-    int *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    /* The middle page of three: no thread stack is next to it (a fault beside the stack
+     * pointer is reported as a stack overflow). */
+    char *area = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (area == MAP_FAILED)
         return 1;
+    int *p = (int *)(area + 4096);
     *p = 42;
     shared_page = p;
     long result = 0;
