@@ -191,8 +191,11 @@ fn reservations_hold_beside_parallel_programs() -> Result<()> {
     let jobs = after(p, &format!("on cpu {cpu}:"))? as usize;
     let got: Vec<u64> = periods(&events, key, &cr, end).into_iter().take(jobs.saturating_sub(2)).collect();
     assert!(got.len() >= 40, "only {} periods", got.len());
+    // Between its job and C, beyond one late timer's overrun (0.6 ms, as below: a timer on a
+    // busy 2-CPU machine under -icount can fire that late, and the sporadic server takes the
+    // overrun back from the next budget).
     for (k, g) in got.iter().enumerate() {
-        assert!((1_750_000..=2_050_000).contains(g), "period {k}: {g} ns (job 1.8 ms, C 2 ms)");
+        assert!((1_750_000..=2_600_000).contains(g), "period {k}: {g} ns (job 1.8 ms, C 2 ms)");
     }
     let most = got.iter().max().copied().unwrap_or(0);
     let n = vcpu_sched::check::backlogged_deadlines(&events, key, end, 50_000).map_err(|v| anyhow::anyhow!("{v:?}"))?;
@@ -224,7 +227,8 @@ fn reservations_hold_beside_parallel_programs() -> Result<()> {
     let first = events.iter().find(|e| e.vcpu == Some(key.1) && matches!(e.kind, vcpu_sched::EventKind::Run { .. })).map(|e| e.t).context("never ran")?;
     let fg = vcpu_sched::check::service(&events, first, end).get(&key).map_or(0, |s| s.0);
     let whole = (end - first) / cr.period;
-    assert!(fg >= whole * cr.c && fg <= (whole + 1) * cr.c + 600_000, "{fg} ns of foreground in {whole} whole periods of its life");
+    // (Its first and last periods can each hold a part of a budget.)
+    assert!(fg + cr.c >= whole * cr.c && fg <= (whole + 1) * cr.c + 600_000, "{fg} ns of foreground in {whole} whole periods of its life");
     println!("{l}; {n} backlogged deadlines met, {fg} ns in {whole} whole periods, largest overrun {excess} ns");
     q.power_off_ok()?;
     Ok(())
