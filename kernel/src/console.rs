@@ -181,7 +181,8 @@ fn ps(args: &str) {
             println!("{} tasks", ts.len());
             println!("  ID          Name Parent VCPU PCPU      Status Thread");
             for t in ts {
-                let vcpu = t.vcpu.map_or(alloc::string::String::from("-"), |v| alloc::format!("{}", v.0));
+                // The global VCPU number (what `ps -v` and the VCPU calls use).
+                let vcpu = t.vcpu.and_then(|v| crate::vcpu::global_id(t.cpu, v)).map_or(alloc::string::String::from("-"), |v| alloc::format!("{v}"));
                 println!(
                     "{:>4} {:>13} {:>6} {:>4} {:>4} {:>11} {:>6}  {} ms",
                     t.id,

@@ -98,6 +98,15 @@ pub fn fault_in(p: &Process, addr: u64, err: u64) -> Fault {
 
 /// Maps the page at `addr` if it is the first touch of a lazy area that allows the access.
 fn touch(m: &mut Mem, addr: u64, write: bool, exec: bool, present: bool) -> Result<bool, ()> {
+    // The page already allows the access: another thread (on another CPU) made it first, or
+    // this CPU's TLB held older rights. The fault dropped the stale entry; the access retries.
+    if let Some((_, acc)) = m.space.lookup(addr & !(PAGE_SIZE - 1))
+        && acc.read
+        && (!write || acc.write)
+        && (!exec || acc.exec)
+    {
+        return Ok(true);
+    }
     let Some((_, a)) = m.vm.find(addr) else { return Ok(false) };
     if !a.lazy || present || a.prot & READ == 0 || (write && a.prot & WRITE == 0) || (exec && a.prot & EXEC == 0) {
         return Ok(false);
@@ -199,6 +208,12 @@ fn check_range(addr: u64, len: u64) -> Result<u64, Errno> {
 /// brk: grows or shrinks the heap (eagerly mapped pages); returns the new break (the old one
 /// when refused).
 pub fn brk(p: &Process, new: u64) -> u64 {
+    let r = brk_locked(p, new);
+    flushed(p);
+    r
+}
+
+fn brk_locked(p: &Process, new: u64) -> u64 {
     let limit = p.data_limit.load(core::sync::atomic::Ordering::Relaxed);
     let mut m = p.mem.lock();
     if new == 0 || new < m.brk_start {
@@ -300,12 +315,26 @@ pub fn munmap(p: &Process, addr: u64, len: u64) -> Result<(), Errno> {
         return Err(EINVAL);
     }
     let end = check_range(addr, len).map_err(|_| EINVAL)?;
-    let mut m = p.mem.lock();
-    remove_range(&mut m, addr, end);
+    remove_range(&mut p.mem.lock(), addr, end);
+    flushed(p);
     Ok(())
 }
 
+/// Waits until every other CPU running the process's threads has dropped the translations the
+/// call removed or narrowed (without the lock: a CPU spinning on it could not answer), so no
+/// thread can reach an unmapped page once the call returns.
+fn flushed(p: &Process) {
+    let t = p.mem.lock().space.take_flush();
+    t.wait();
+}
+
 pub fn mprotect(p: &Process, addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
+    let r = mprotect_locked(p, addr, len, prot);
+    flushed(p);
+    r
+}
+
+fn mprotect_locked(p: &Process, addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
     let end = check_range(addr, len).map_err(|e| if e == ENOMEM { ENOMEM } else { EINVAL })?;
     let bits = prot_bits(prot);
     let mut m = p.mem.lock();
@@ -329,6 +358,12 @@ pub fn mprotect(p: &Process, addr: u64, len: u64, prot: u64) -> Result<(), Errno
 /// mremap: shrinks, grows in place, or (MREMAP_MAYMOVE) moves a mapping, copying the pages it
 /// has made. MREMAP_FIXED and MREMAP_DONTUNMAP are not supported yet (EINVAL).
 pub fn mremap(p: &Process, old: u64, old_len: u64, new_len: u64, flags: u64) -> Result<u64, Errno> {
+    let r = mremap_locked(p, old, old_len, new_len, flags);
+    flushed(p);
+    r
+}
+
+fn mremap_locked(p: &Process, old: u64, old_len: u64, new_len: u64, flags: u64) -> Result<u64, Errno> {
     const MAYMOVE: u64 = 1;
     if flags & !MAYMOVE != 0 || new_len == 0 {
         return Err(EINVAL);

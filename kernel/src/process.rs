@@ -1,8 +1,10 @@
 //! User processes: an address space loaded from a static ELF64 program in /boot, its threads,
 //! its heap (`brk`) and anonymous mappings, and how it ends (exit or a fault that kills it).
 //!
-//! A process's threads live on the CPU that created it (threads do not migrate), so its
-//! address space is only ever active on that CPU and TLB flushes stay local.
+//! A new process or thread goes to the least-loaded CPU its creator's affinity allows
+//! (`sched::smp`), unless its creator runs on a reservation (a Main VCPU), which it then shares
+//! on the same CPU; so a process's address space can be active on several CPUs at once (hal
+//! shoots down other CPUs' TLB entries when it unmaps or reduces rights).
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -187,8 +189,8 @@ fn cmdline<A: AsRef<[u8]>>(argv: &[A]) -> String {
     s
 }
 
-/// Starts `/boot/<name>` with `args` (argv[0] is the path) on the calling CPU's best-effort
-/// VCPU.
+/// Starts `/boot/<name>` with `args` (argv[0] is the path) on the best-effort VCPU of the
+/// least-loaded CPU.
 pub fn spawn(fs: &crate::initrd::BootFs, name: &str, args: &[&str], parent: Pid) -> Result<Arc<Process>, SpawnError> {
     let image = fs.read(name).ok_or(SpawnError::NotFound)?;
     let path = alloc::format!("/boot/{}", name.strip_prefix("/boot/").unwrap_or(name));
@@ -201,12 +203,13 @@ pub fn spawn(fs: &crate::initrd::BootFs, name: &str, args: &[&str], parent: Pid)
     *p.cmdline.lock() = cmdline(&argv);
     let pid = p.pid;
     PROCS.lock().insert(pid, p.clone());
-    let cpu = hal::percpu::cpu_index();
+    let cpu = sched::smp::place(&sched::smp::all_cpus());
     crate::signal::thread_added(&p, pid, None);
     // Registered before the thread exists: it may run (and even exit) at once.
     p.threads.lock().push(pid);
     BY_THREAD.lock().insert(pid, p.clone());
-    if let Err(e) = sched::spawn_user(pid, &path, cpu, None, root, hal::user::initial_frame(entry, rsp), 0) {
+    let attrs = (sched::smp::all_cpus(), sched::smp::Policy::default());
+    if let Err(e) = sched::spawn_user(pid, &path, (cpu, None), root, hal::user::initial_frame(entry, rsp), 0, attrs) {
         BY_THREAD.lock().remove(&pid);
         PROCS.lock().remove(&pid);
         return Err(SpawnError::Sched(e));
@@ -346,13 +349,12 @@ pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame, stack: u64, vfork: b
         f.rsp = stack;
     }
     let fs = hal::user::fs_base();
-    let cpu = hal::percpu::cpu_index();
-    let vcpu = sched::current_vcpu();
+    let (at, attrs) = child_placement();
     PROCS.lock().insert(child.pid, child.clone());
     child.threads.lock().push(child.pid);
     BY_THREAD.lock().insert(child.pid, child.clone());
     p.children.lock().push(child.clone());
-    if sched::spawn_user(child.pid, &pname, cpu, vcpu, root, f, fs).is_err()
+    if sched::spawn_user(child.pid, &pname, at, root, f, fs, attrs).is_err()
     {
         BY_THREAD.lock().remove(&child.pid);
         PROCS.lock().remove(&child.pid);
@@ -365,6 +367,20 @@ pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame, stack: u64, vfork: b
     Ok(child.pid)
 }
 
+/// Where the calling thread's new thread or child process goes: beside it on its VCPU if that
+/// is a reservation (a Main VCPU, which a SCHED_DEADLINE thread never passes on: then the
+/// least-loaded CPU too), else the best-effort VCPU of the least-loaded CPU of its affinity;
+/// with its affinity and (inherited) policy.
+fn child_placement() -> ((usize, Option<vcpu_sched::VcpuId>), (vcpu_sched::placement::CpuMask, sched::smp::Policy)) {
+    let me = sched::current();
+    let mask = sched::smp::affinity_of(me).unwrap_or_else(sched::smp::all_cpus);
+    let policy = sched::smp::policy_of(me).unwrap_or_default();
+    let (cpu, vcpu) = sched::current_placement();
+    let be = sched::best_effort_vcpu(cpu).ok();
+    let at = if vcpu.is_some() && vcpu != be && policy.policy != 6 { (cpu, vcpu) } else { (sched::smp::place(&mask), None) };
+    (at, (mask, policy.inherited()))
+}
+
 /// clone with CLONE_VM|CLONE_THREAD: a new thread of `p` on the user stack `stack`.
 pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> Result<Tid, u32> {
     use linux_raw_sys::general::{CLONE_CHILD_CLEARTID, CLONE_PARENT_SETTID, CLONE_SETTLS};
@@ -375,8 +391,7 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
     }
     let fs = if flags & u64::from(CLONE_SETTLS) != 0 { tls } else { hal::user::fs_base() };
     let root = p.mem.lock().space.root();
-    let cpu = hal::percpu::cpu_index();
-    let vcpu = sched::current_vcpu();
+    let (at, attrs) = child_placement();
     // Registered before it exists: it may run (and even exit) at once.
     let tid = sched::reserve_tid();
     crate::signal::thread_added(p, tid, Some(sched::current()));
@@ -389,7 +404,7 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
         let _ = crate::syscall::UserPtr::<u32>::new(ptid).write(p, &tid);
     }
     let pname = p.name.lock().clone();
-    if sched::spawn_user(tid, &pname, cpu, vcpu, root, f, fs).is_err()
+    if sched::spawn_user(tid, &pname, at, root, f, fs, attrs).is_err()
     {
         p.threads.lock().retain(|&t| t != tid);
         crate::signal::thread_removed(p, tid);

@@ -1,9 +1,10 @@
 //! Threads on VCPUs: the glue between `vcpu_sched::Scheduler` (one per PCPU, pure policy) and
 //! the machine (context switches, the LAPIC one-shot timer, IPIs).
 //!
-//! Every thread lives on one PCPU (where its VCPU is) for its whole life. A PCPU's state — its
-//! scheduler, its threads, its sleepers — is behind that PCPU's `IrqLock`; other CPUs take it
-//! only to create or wake threads there, then send a reschedule IPI.
+//! A thread lives on one PCPU (where its VCPU is) until it is moved ([`smp`]: placement,
+//! affinity, an idle CPU pulling best-effort work). A PCPU's state — its scheduler, its
+//! threads, its sleepers — is behind that PCPU's `IrqLock`; other CPUs take it to create, wake
+//! or move threads there, then send a reschedule IPI.
 //!
 //! `schedule()` asks the scheduler what runs from now on and when the next event is, programs
 //! the one-shot timer for exactly that time (or the earliest sleeper, if sooner), and switches.
@@ -15,7 +16,10 @@
 //! 2. A dead thread's memory (stack, `Thread`) is freed only after its PCPU has switched away
 //!    from it (`reap` runs on the next thread).
 //! 3. Wake-ups are never lost: waking a thread that has not blocked yet leaves `wake_pending`,
-//!    and its next `block_current` returns at once.
+//!    and its next `block_current` returns at once. A thread being moved is found in its old
+//!    CPU's `moving` list or, once `WHERE` is released, on its new CPU ([`with_thread`]).
+//! 4. A thread moves only while it is not running on any CPU, with `WHERE` held from before it
+//!    leaves the old CPU's tables until it is in the new one's ([`smp`]).
 #![allow(unsafe_code)] // `switch` (below) is the one unsafe call: the context-switch contract
                        // depends on this module's bookkeeping, which hal cannot see.
 
@@ -30,7 +34,16 @@ use hal::fpu::FpuState;
 use hal::mm::KernelStack;
 use hal::percpu::{MAX_CPUS, cpu_index};
 use hal::sync::IrqLock;
-use vcpu_sched::{BackgroundPolicy, Config, ReplenishMode, Scheduler, Sleepers, TaskId, TraceEvent, VcpuId, VcpuInfo, VcpuParams};
+use vcpu_sched::placement::CpuMask;
+use vcpu_sched::{Scheduler, Sleepers, TaskId, VcpuId, VcpuInfo, VcpuParams};
+
+mod config;
+pub mod info;
+pub mod smp;
+use config::{default_background, mode_config};
+#[allow(unused_imports)] // `background` and `set_background`: the test build's commands
+pub use config::{background, parse_background, set_background, set_default_background};
+pub use info::{drain_trace, threads};
 
 pub type Tid = u32;
 
@@ -91,6 +104,13 @@ pub struct Thread {
     /// Runs user code: its FS base is saved and restored.
     user: bool,
     fs_base: u64,
+    /// The CPUs it may run on (`sched_setaffinity`; inherited from its creator).
+    pub affinity: CpuMask,
+    /// Linux scheduling policy, priority and nice value as set (`syscall::scheduling`).
+    pub policy: smp::Policy,
+    /// Set while it is being moved off its running CPU: (target CPU, VCPU there or `None` for
+    /// the best-effort VCPU). It leaves when it is switched away from.
+    move_to: Option<(usize, Option<VcpuId>)>,
 }
 
 struct Cpu {
@@ -101,6 +121,9 @@ struct Cpu {
     idle: Tid,
     sleepers: Sleepers,
     dead: Vec<Box<Thread>>,
+    /// Threads switched away from on their way to another CPU (`Thread::move_to`): placed
+    /// there by the next thread's `finish_switch`.
+    moving: Vec<Box<Thread>>,
     switches: u64,
     timer_at: Option<u64>,
 }
@@ -151,68 +174,6 @@ fn with_cpu<R>(cpu: usize, f: impl FnOnce(&mut Cpu) -> R) -> Result<R, SchedErro
     Ok(f(c))
 }
 
-/// Whether new PCPU schedulers run depleted VCPUs in the background (kernel command line
-/// `sched.background=on|off`; on by default).
-static DEFAULT_BACKGROUND: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
-
-/// The scheduler configuration of PCPU `cpu`.
-///
-/// Replenishment: always the POSIX sporadic-server rules. The crate's sliding-window mode is
-/// not offered by the kernel: the admission tests are not sound for it (random admitted sets
-/// leave a server short of C in some period), see docs/vcpu-sched.md.
-///
-/// Background (work-conserving by default): when no VCPU with budget has work, a depleted,
-/// backlogged VCPU runs at background priority. Background time is charged to no budget and a
-/// VCPU with budget preempts it at once (its wake or replenishment is a scheduling event), so
-/// every reservation stays what admission promised; `sched.background=off` idles instead.
-fn mode_config(cpu: usize, background: bool) -> Config {
-    Config {
-        pcpu: cpu as u32,
-        quantum: QUANTUM_NS,
-        trace_capacity: TRACE_EVENTS,
-        replenish: ReplenishMode::Posix,
-        background: if background { BackgroundPolicy::Background } else { BackgroundPolicy::Idle },
-        ..Config::default()
-    }
-}
-
-/// `sched.background=` values.
-pub fn parse_background(s: &str) -> Option<bool> {
-    match s {
-        "on" => Some(true),
-        "off" => Some(false),
-        _ => None,
-    }
-}
-
-/// Sets the background policy for PCPUs started from now on.
-pub fn set_default_background(on: bool) {
-    DEFAULT_BACKGROUND.store(on, Ordering::Relaxed);
-}
-
-fn default_background() -> bool {
-    DEFAULT_BACKGROUND.load(Ordering::Relaxed)
-}
-
-/// Replaces an idle PCPU's scheduler by one with background policy `on` (only when the PCPU
-/// runs nothing but its idle thread and has no VCPU besides an empty best-effort one).
-pub fn set_background(cpu: usize, on: bool) -> Result<(), SchedError> {
-    with_cpu(cpu, |c| {
-        if c.threads.len() > 1 || c.sched.vcpus().count() > 1 {
-            return Err(SchedError::Busy);
-        }
-        let (s, be) = Scheduler::with_best_effort(mode_config(cpu, on));
-        c.sched = s;
-        c.best_effort = be;
-        Ok(())
-    })?
-}
-
-/// Whether `cpu` runs depleted VCPUs in the background.
-pub fn background(cpu: usize) -> Option<bool> {
-    with_cpu(cpu, |c| c.sched.config().background == BackgroundPolicy::Background).ok()
-}
-
 /// Makes the code running on this CPU its idle thread and creates the PCPU's scheduler with
 /// the seed's best-effort VCPU. Called once per CPU, before its interrupts are enabled.
 pub fn init_this_cpu() {
@@ -241,6 +202,9 @@ pub fn init_this_cpu() {
             root: hal::mm::kernel_root(),
             user: false,
             fs_base: 0,
+            affinity: CpuMask::only(cpu),
+            policy: smp::Policy::default(),
+            move_to: None,
         }),
     );
     *CPUS[cpu].lock() = Some(Cpu {
@@ -251,6 +215,7 @@ pub fn init_this_cpu() {
         idle,
         sleepers: Sleepers::new(),
         dead: Vec::new(),
+        moving: Vec::new(),
         switches: 0,
         timer_at: None,
     });
@@ -263,14 +228,18 @@ pub fn init_this_cpu() {
             schedule()
         });
         hal::trap::set_handler(hal::apic::RESCHED_VECTOR, |_| schedule());
+        hal::mm::init_tlb_shootdown();
     }
 }
 
-/// The idle loop: halts until an interrupt makes something runnable.
+/// The idle loop: halts until an interrupt makes something runnable; when kicked (it just
+/// became idle, or another CPU has best-effort work waiting) it tries to pull a thread.
 pub fn idle() -> ! {
     hal::cpu::enable_interrupts();
+    let me = cpu_index();
     loop {
-        hal::cpu::wait_until(|| false);
+        hal::cpu::wait_until(|| smp::take_kick(me));
+        smp::try_pull(me);
     }
 }
 
@@ -349,7 +318,8 @@ pub fn spawn_with_id(
     root: Option<hal::mm::PageTableRoot>,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<Tid, SchedError> {
-    spawn_thread(id, name, cpu, vcpu, root, Some(Box::new(f)), None)
+    // Kernel threads stay where they were put.
+    spawn_thread(id, name, cpu, vcpu, root, Some(Box::new(f)), None, (CpuMask::only(cpu), smp::Policy::default()))
 }
 
 /// Creates user thread `id` in the address space with page-table root `root`: it enters user
@@ -357,15 +327,16 @@ pub fn spawn_with_id(
 pub fn spawn_user(
     id: Tid,
     name: &str,
-    cpu: usize,
-    vcpu: Option<VcpuId>,
+    (cpu, vcpu): (usize, Option<VcpuId>),
     root: hal::mm::PageTableRoot,
     frame: hal::trap::TrapFrame,
     fs_base: u64,
+    (affinity, policy): (CpuMask, smp::Policy),
 ) -> Result<Tid, SchedError> {
-    spawn_thread(id, name, cpu, vcpu, Some(root), None, Some((frame, fs_base)))
+    spawn_thread(id, name, cpu, vcpu, Some(root), None, Some((frame, fs_base)), (affinity, policy))
 }
 
+#[allow(clippy::too_many_arguments)] // a thread's whole description, from its public constructors
 fn spawn_thread(
     id: Tid,
     name: &str,
@@ -374,6 +345,7 @@ fn spawn_thread(
     root: Option<hal::mm::PageTableRoot>,
     entry: Option<Box<dyn FnOnce() + Send>>,
     user_start: Option<(hal::trap::TrapFrame, u64)>,
+    (affinity, policy): (CpuMask, smp::Policy),
 ) -> Result<Tid, SchedError> {
     let stack = hal::mm::alloc_kernel_stack(STACK_PAGES).ok_or(SchedError::OutOfMemory)?;
     let t = Box::new(Thread {
@@ -395,17 +367,26 @@ fn spawn_thread(
         user: root.is_some(),
         root: root.unwrap_or_else(hal::mm::kernel_root),
         fs_base: 0,
+        affinity,
+        policy,
+        move_to: None,
     });
-    with_cpu(cpu, |c| -> Result<(), SchedError> {
+    // In WHERE before it can run (and move, or be woken by id).
+    let mut w = WHERE.lock();
+    let surplus = with_cpu(cpu, |c| -> Result<bool, SchedError> {
         let v = vcpu.unwrap_or(c.best_effort);
         let n = now();
         c.sched.add_task(n, TaskId(id), v)?;
         c.sched.wake(n, TaskId(id))?;
         c.threads.insert(id, t);
-        Ok(())
+        Ok(smp::has_surplus(c))
     })??;
-    WHERE.lock().insert(id, cpu);
+    w.insert(id, cpu);
+    drop(w);
     reschedule(cpu);
+    if surplus {
+        smp::kick_idle(cpu);
+    }
     Ok(id)
 }
 
@@ -425,13 +406,25 @@ pub fn current() -> Tid {
 
 /// The VCPU the running thread is bound to.
 pub fn current_vcpu() -> Option<VcpuId> {
-    with_cpu(cpu_index(), |c| c.sched.vcpu_of(TaskId(c.current))).ok().flatten()
+    current_placement().1
 }
 
-/// Frees threads that died on this CPU (never the running one).
+/// The running thread's CPU and VCPU, read together (a thread can be moved between two reads).
+pub fn current_placement() -> (usize, Option<VcpuId>) {
+    hal::cpu::without_interrupts(|| {
+        let cpu = cpu_index();
+        (cpu, with_cpu(cpu, |c| c.sched.vcpu_of(TaskId(c.current))).ok().flatten())
+    })
+}
+
+/// Frees threads that died on this CPU (never the running one) and sends on their way the
+/// threads switched away from to move to another CPU.
 fn finish_switch() {
-    let dead = with_cpu(cpu_index(), |c| core::mem::take(&mut c.dead)).unwrap_or_default();
+    let (dead, moving) = with_cpu(cpu_index(), |c| (core::mem::take(&mut c.dead), !c.moving.is_empty())).unwrap_or_default();
     drop(dead);
+    if moving {
+        smp::send_moving();
+    }
 }
 
 /// Re-decides what runs on this CPU now; switches if that changed. Callable with or without
@@ -470,11 +463,18 @@ fn schedule_irqs_off() {
         c.timer_at = timer;
     }
     let prev = c.current;
+    smp::note_idle(cpu, next == c.idle, prev != c.idle);
     if next == prev {
         return;
     }
-    // Save side: the running thread, or (if it just died) its box in `dead`.
-    let from: *mut Context = if let Some(p) = c.threads.get_mut(&prev) {
+    // Save side: the running thread, or (if it just died) its box in `dead`; a thread on its
+    // way to another CPU goes to `moving` (the box, hence its context, stays put).
+    let leaving = c.threads.get(&prev).is_some_and(|p| p.move_to.is_some());
+    if leaving && let Some(b) = c.threads.remove(&prev) {
+        c.sleepers.remove(TaskId(prev)); // it may have gone to sleep since it was marked
+        c.moving.push(b);
+    }
+    let from: *mut Context = if let Some(p) = c.threads.get_mut(&prev).or_else(|| c.moving.iter_mut().rev().find(|m| m.id == prev)) {
         if p.state == State::Running {
             p.state = State::Ready;
         }
@@ -615,12 +615,7 @@ pub fn signal(tid: Tid) -> Result<(), SchedError> {
 /// Sets or clears the running thread's (or `tid`'s) pending-signal mark without waking anything
 /// (the signal code, under its own lock, after it changed what is pending or blocked).
 pub fn set_signal_pending(tid: Tid, pending: bool) {
-    let Some(cpu) = WHERE.lock().get(&tid).copied() else { return };
-    let _ = with_cpu(cpu, |c| {
-        if let Some(th) = c.threads.get_mut(&tid) {
-            th.signal_pending = pending;
-        }
-    });
+    let _ = with_thread(tid, |th, _, _| th.signal_pending = pending);
 }
 
 /// Whether the running thread must act before it returns to user mode: it is being killed or
@@ -636,10 +631,39 @@ enum Why {
     Signal,
 }
 
+/// Runs `f` on thread `tid` (in its CPU's table or `moving` list) with its CPU's state and
+/// index, following it if it moves meanwhile; `None` if it does not exist.
+fn with_thread<R>(tid: Tid, mut f: impl FnMut(&mut Thread, &mut Sched, usize) -> R) -> Option<R> {
+    loop {
+        let cpu = *WHERE.lock().get(&tid)?;
+        let r = with_cpu(cpu, |c| {
+            let th = match c.threads.get_mut(&tid) {
+                Some(th) => th,
+                None => &mut **c.moving.iter_mut().find(|m| m.id == tid)?,
+            };
+            Some(f(th, &mut Sched { sched: &mut c.sched, sleepers: &mut c.sleepers, best_effort: c.best_effort }, cpu))
+        })
+        .ok()
+        .flatten();
+        if r.is_some() {
+            return r;
+        }
+        // Not there: it moved (WHERE now says where) or it is gone.
+        if WHERE.lock().get(&tid) == Some(&cpu) {
+            return None;
+        }
+    }
+}
+
+/// The parts of a CPU's state [`with_thread`] lends beside the thread.
+struct Sched<'a> {
+    sched: &'a mut Scheduler,
+    sleepers: &'a mut Sleepers,
+    best_effort: VcpuId,
+}
+
 fn ready(tid: Tid, why: Why) -> Result<(), SchedError> {
-    let cpu = *WHERE.lock().get(&tid).ok_or(SchedError::NoSuchThread)?;
-    let (woke, running) = with_cpu(cpu, |c| {
-        let Some(th) = c.threads.get_mut(&tid) else { return (false, false) };
+    let (woke, running, cpu, surplus) = with_thread(tid, |th, c, cpu| {
         if why == Why::Kill {
             th.interrupted = true;
         }
@@ -651,15 +675,17 @@ fn ready(tid: Tid, why: Why) -> Result<(), SchedError> {
                 // (`interrupted`, `signal_pending`), so a wake that arrives after the signal
                 // was taken is harmless (the waiter re-checks and blocks again).
                 th.woke_by = if why == Why::Kill { Wake::Interrupted } else { Wake::Woken };
-                (c.sched.wake(now(), TaskId(tid)).is_ok(), false)
+                let woke = c.sched.wake(now(), TaskId(tid)).is_ok();
+                (woke, false, cpu, woke && smp::surplus_of(c.sched, c.best_effort))
             }
             State::Running | State::Ready => {
                 th.wake_pending = true;
-                (false, th.state == State::Running)
+                (false, th.state == State::Running, cpu, false)
             }
-            State::Dead => (false, false),
+            State::Dead => (false, false, cpu, false),
         }
-    })?;
+    })
+    .ok_or(SchedError::NoSuchThread)?;
     // Running elsewhere (a thread running here is the caller itself, which acts on its way
     // out): an IPI makes it enter the kernel now, and the way back to user mode acts on the
     // kill or signal (hal's user-return hook). Without it a thread spinning in user mode on
@@ -674,6 +700,9 @@ fn ready(tid: Tid, why: Why) -> Result<(), SchedError> {
     // reproductions: `ktest wakeglue`).
     if woke {
         reschedule(cpu);
+    }
+    if surplus {
+        smp::kick_idle(cpu);
     }
     Ok(())
 }
@@ -710,13 +739,6 @@ pub fn exit() -> ! {
     }
 }
 
-/// Moves the running thread to VCPU `vcpu` of its PCPU (`vcpu_bind_task`).
-pub fn bind_current(vcpu: VcpuId) -> Result<(), SchedError> {
-    with_cpu(cpu_index(), |c| c.sched.bind(now(), TaskId(c.current), vcpu))??;
-    schedule();
-    Ok(())
-}
-
 /// A task of the running thread's VCPU waits on IO VCPU `io` of `cpu` (PIBS priority
 /// inheritance), or that wait ended (`done`).
 pub fn io_wait(cpu: usize, io: VcpuId, requester: VcpuId, done: bool) {
@@ -732,66 +754,7 @@ pub fn io_wait(cpu: usize, io: VcpuId, requester: VcpuId, done: bool) {
 
 /// CPU time of thread `tid` so far (including the current run).
 pub fn runtime_ns(tid: Tid) -> Option<u64> {
-    let cpu = *WHERE.lock().get(&tid)?;
-    with_cpu(cpu, |c| {
-        let th = c.threads.get(&tid)?;
-        let extra = if th.state == State::Running { now() - th.since } else { 0 };
-        Some(th.runtime_ns + extra)
-    })
-    .ok()
-    .flatten()
-}
-
-/// One line of `ps -t`.
-pub struct ThreadInfo {
-    pub id: Tid,
-    pub name: String,
-    pub cpu: usize,
-    pub vcpu: Option<VcpuId>,
-    pub state: State,
-    pub runtime_ns: u64,
-}
-
-pub fn threads() -> Vec<ThreadInfo> {
-    let mut v = Vec::new();
-    for cpu in 0..hal::percpu::online() {
-        let _ = with_cpu(cpu, |c| {
-            for th in c.threads.values() {
-                v.push(ThreadInfo {
-                    id: th.id,
-                    name: th.name.clone(),
-                    cpu,
-                    vcpu: c.sched.vcpu_of(TaskId(th.id)),
-                    state: th.state,
-                    runtime_ns: th.runtime_ns,
-                });
-            }
-        });
-    }
-    v
-}
-
-/// Takes the scheduling trace of `cpu` collected so far (oldest first) and the number of
-/// events lost to overflow.
-///
-/// The scheduler's lock (interrupts off) is held for at most `STEP` events at a time, copied
-/// into room reserved beforehand: draining a full ring in one go kept a CPU's interrupts off
-/// for about 250 us, which made timers that late (the randomized schedule test saw it).
-pub fn drain_trace(cpu: usize) -> (Vec<TraceEvent>, u64) {
-    const STEP: usize = 64;
-    let mut out = Vec::new();
-    loop {
-        out.reserve(STEP);
-        let step = with_cpu(cpu, |c| {
-            let left = c.sched.drain_trace_upto(STEP, |e| out.push(e));
-            (left, c.sched.trace_dropped())
-        });
-        match step {
-            Ok((0, dropped)) => return (out, dropped),
-            Ok(_) => {}
-            Err(_) => return (out, 0),
-        }
-    }
+    with_thread(tid, |th, _, _| th.runtime_ns + if th.state == State::Running { now().saturating_sub(th.since) } else { 0 })
 }
 
 /// Context switches so far (all CPUs).

@@ -1,8 +1,10 @@
 //! Quest's VCPU system calls and the global VCPU numbering.
 //!
 //! Each PCPU's scheduler numbers its own VCPUs; user programs see one global numbering: VCPU
-//! `n` for the best-effort VCPU of PCPU `n`, then VCPUs in creation order. A task can only be
-//! bound to a VCPU of the PCPU it runs on (threads do not migrate yet: EINVAL otherwise).
+//! `n` for the best-effort VCPU of PCPU `n`, then VCPUs in creation order. A VCPU created with
+//! affinity "any" goes where admission accepts it, trying CPUs worst fit (least reserved
+//! utilization first: `vcpu_sched::placement::fit_order`); binding a task to a VCPU of another
+//! PCPU moves the task there.
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -10,6 +12,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use hal::sync::IrqLock;
 use linux_raw_sys::errno::*;
 use quest_abi::{AFFINITY_ANY, SchedParam, VcpuType};
+use vcpu_sched::placement::CpuMask;
 use vcpu_sched::{VcpuId, VcpuKind, VcpuParams};
 
 use crate::sched::{self, SchedError};
@@ -47,17 +50,28 @@ pub fn global_id(cpu: usize, v: VcpuId) -> Option<u32> {
 pub fn create(p: &SchedParam) -> Result<u32, u32> {
     let online = hal::percpu::online() as u32;
     let kind = p.validate(online).map_err(|_| EINVAL)?;
-    let cpu = if p.affinity == AFFINITY_ANY { hal::percpu::cpu_index() } else { p.affinity as usize };
     let params = match kind {
         VcpuType::Main => VcpuParams::main(p.c as u32, p.t as u32),
         VcpuType::Io => VcpuParams::io(p.c.max(1) as u32, p.t as u32),
     };
-    match sched::create_vcpu(cpu, params) {
-        Ok(v) => Ok(register(cpu, v)),
-        Err(SchedError::Vcpu(vcpu_sched::Error::Rejected(_))) => Err(EBUSY),
-        Err(SchedError::Vcpu(vcpu_sched::Error::InvalidParams)) => Err(EINVAL),
-        Err(_) => Err(ENOMEM),
+    let mask = if p.affinity == AFFINITY_ANY { sched::smp::all_cpus() } else { CpuMask::only(p.affinity as usize) };
+    create_on(&mask, params).map(|(id, _, _)| id)
+}
+
+/// Creates a VCPU with `params` on the first CPU of `mask`, worst fit, whose admission accepts
+/// it: its global id, CPU and local id. EBUSY if none does.
+pub fn create_on(mask: &CpuMask, params: VcpuParams) -> Result<(u32, usize, VcpuId), u32> {
+    let order = vcpu_sched::placement::fit_order(&sched::smp::loads(), mask);
+    let mut err = EBUSY;
+    for cpu in order {
+        match sched::create_vcpu(cpu, params) {
+            Ok(v) => return Ok((register(cpu, v), cpu, v)),
+            Err(SchedError::Vcpu(vcpu_sched::Error::Rejected(_))) => err = EBUSY,
+            Err(SchedError::Vcpu(vcpu_sched::Error::InvalidParams)) => return Err(EINVAL),
+            Err(_) => return Err(ENOMEM),
+        }
     }
+    Err(err)
 }
 
 pub fn destroy(id: u32, force: bool) -> Result<(), u32> {
@@ -78,21 +92,27 @@ pub fn destroy(id: u32, force: bool) -> Result<(), u32> {
     Ok(())
 }
 
+/// Binds the calling thread to VCPU `id`, moving it to that VCPU's CPU first if needed (a
+/// thread whose affinity leaves that CPU out gets EINVAL).
 pub fn bind_current(id: u32) -> Result<(), u32> {
     let (cpu, v) = lookup(id).ok_or(ESRCH)?;
-    if cpu != hal::percpu::cpu_index() {
-        return Err(EINVAL);
-    }
     if sched::vcpus(cpu).iter().any(|i| i.id == v && i.params.kind == VcpuKind::Io) {
         return Err(EINVAL);
     }
-    sched::bind_current(v).map_err(|_| EINVAL)
+    let me = sched::current();
+    if cpu != sched::current_placement().0 && !sched::smp::affinity_of(me).is_some_and(|m| m.has(cpu)) {
+        return Err(EINVAL);
+    }
+    sched::smp::move_current(cpu, Some(v)).map_err(|_| EINVAL)?;
+    if sched::current_placement() != (cpu, Some(v)) {
+        return Err(EINVAL); // the VCPU went away meanwhile: it runs on a best-effort VCPU
+    }
+    Ok(())
 }
 
 /// Parameters of the calling thread's VCPU.
 pub fn current_params() -> SchedParam {
-    let cpu = hal::percpu::cpu_index();
-    let v = sched::current_vcpu();
+    let (cpu, v) = sched::current_placement();
     let info = v.and_then(|v| sched::vcpus(cpu).into_iter().find(|i| i.id == v));
     match info {
         Some(i) => SchedParam {

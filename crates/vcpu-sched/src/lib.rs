@@ -62,6 +62,7 @@ extern crate alloc;
 
 pub mod admission;
 pub mod pibs;
+pub mod placement;
 pub mod sched;
 pub mod sleep;
 pub mod ss;

@@ -48,7 +48,7 @@ pub use frames::{Frame, FrameRun, frame_counts, outside_managed_ram};
 pub use heap::heap_usage;
 pub use kstack::{KSTACK_BASE, KernelStack, alloc_kernel_stack};
 pub use phys::{PhysRegion, TakeError};
-pub use space::{AddressSpace, PageTableRoot, USER_END, UserAccess, UserMemError, activate_root, kernel_root};
+pub use space::{AddressSpace, FlushTicket, PageTableRoot, TLB_FLUSH_VECTOR, USER_END, UserAccess, UserMemError, activate_root, init_tlb_shootdown, kernel_root};
 
 pub const PAGE_SIZE: u64 = 4096;
 pub const DIRECT_MAP_BASE: u64 = 0xffff_8000_0000_0000;

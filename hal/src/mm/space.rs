@@ -91,15 +91,151 @@ pub fn activate_root(root: &PageTableRoot) {
         if Cr3::read().0.start_address().as_u64() == pml4 {
             return None;
         }
-        let mut slot = ACTIVE[crate::percpu::cpu_index()].lock();
+        let me = crate::percpu::cpu_index();
+        let mut slot = ACTIVE[me].lock();
+        // Loading CR3 flushes every non-global entry: it answers the flush requests made so far.
+        let asked = FLUSH_ASKED[me].load(Ordering::SeqCst);
         // SAFETY: `pml4` is the kernel's table or a live address space's top-level table, whose
         // upper half is the kernel's, so the running code, stack and data stay mapped; this
         // CPU's slot keeps it allocated while it is loaded.
         unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4)), Cr3Flags::empty()) };
+        FLUSH_DONE[me].fetch_max(asked, Ordering::SeqCst);
         core::mem::replace(&mut *slot, root.0.clone())
     });
     // May free the previous table: no CPU has it loaded any more (each holds its own slot).
     drop(previous);
+    if GRAVE_LEN.load(Ordering::Relaxed) != 0 {
+        reap_grave();
+    }
+}
+
+// TLB shootdown.
+//
+// Threads of one process may run on several CPUs at once, each with the same top-level table in
+// CR3 (its `ACTIVE` slot names it). A CPU caches translations, so after a page is unmapped or its
+// rights are reduced, every other CPU with that table loaded must flush before the change is
+// complete — and before the unmapped frame may be reused, or a thread there could still reach it.
+//
+// The rule: a change to an address space that is loaded on another CPU (its slot, read under the
+// slot's lock after the page-table write, names the same table) asks each such CPU for a flush
+// (a per-CPU request counter and an IPI) and gets a `FlushTicket` — the counter values. A CPU
+// answers by flushing: the IPI handler, or any CR3 load (which flushes everything non-global),
+// raises its `FLUSH_DONE` to the requests it has seen. A CPU that loads the table after the
+// write reads the new entries (the slot lock orders its CR3 load after our read of the slot).
+// Frames unmapped meanwhile wait in a graveyard with their ticket and are freed only once every
+// CPU in it has answered; nothing ever waits for another CPU, so a CPU spinning with interrupts
+// off on a lock the requester holds cannot deadlock with it. `FlushTicket::wait` (reduced
+// rights: mprotect) does wait, and must be called without locks held.
+
+/// The vector of the flush IPI.
+pub const TLB_FLUSH_VECTOR: u8 = 0xf3;
+
+static FLUSH_ASKED: [core::sync::atomic::AtomicU64; MAX_CPUS] = [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
+static FLUSH_DONE: [core::sync::atomic::AtomicU64; MAX_CPUS] = [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
+/// Frames unmapped while other CPUs may still cache them, with the flushes they wait for.
+static GRAVE: Mutex<alloc::vec::Vec<(FlushTicket, alloc::vec::Vec<Frame>)>> = Mutex::new(alloc::vec::Vec::new());
+static GRAVE_LEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+use core::sync::atomic::Ordering;
+
+/// Flushes this CPU's TLB and records the requests it answers.
+fn answer_flush() {
+    let me = crate::percpu::cpu_index();
+    let asked = FLUSH_ASKED[me].load(Ordering::SeqCst);
+    x86_64::instructions::tlb::flush_all();
+    FLUSH_DONE[me].fetch_max(asked, Ordering::SeqCst);
+}
+
+/// Installs the flush IPI's handler (once, on the boot CPU, before other CPUs run user code).
+pub fn init_tlb_shootdown() {
+    crate::trap::set_handler(TLB_FLUSH_VECTOR, |_| answer_flush());
+}
+
+/// The flushes a change waits for: (CPU, request number) pairs.
+#[derive(Clone, Debug, Default)]
+#[must_use = "a ticket is how the change's completion is known"]
+pub struct FlushTicket(alloc::vec::Vec<(usize, u64)>);
+
+impl FlushTicket {
+    /// Whether every CPU asked has flushed.
+    pub fn done(&self) -> bool {
+        self.0.iter().all(|&(cpu, n)| FLUSH_DONE[cpu].load(Ordering::SeqCst) >= n)
+    }
+
+    /// Waits until every CPU asked has flushed. Call it without locks held: a CPU spinning on
+    /// one with interrupts off would never answer. (Requests made to this CPU meanwhile are
+    /// answered here, so two CPUs waiting for each other both progress.)
+    pub fn wait(self) {
+        while !self.done() {
+            let me = crate::percpu::cpu_index();
+            if FLUSH_DONE[me].load(Ordering::SeqCst) < FLUSH_ASKED[me].load(Ordering::SeqCst) {
+                answer_flush();
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    fn merge(&mut self, other: FlushTicket) {
+        for (cpu, n) in other.0 {
+            match self.0.iter_mut().find(|e| e.0 == cpu) {
+                Some(e) => e.1 = e.1.max(n),
+                None => self.0.push((cpu, n)),
+            }
+        }
+    }
+}
+
+/// Asks every other CPU that has `pml4` loaded to flush; called after the page-table change.
+fn request_flush(pml4: &Arc<Frame>) -> FlushTicket {
+    let me = crate::percpu::cpu_index();
+    let mut t = FlushTicket::default();
+    for cpu in 0..crate::percpu::online() {
+        if cpu == me {
+            continue;
+        }
+        let loaded = crate::cpu::without_interrupts(|| ACTIVE[cpu].lock().as_ref().is_some_and(|a| Arc::ptr_eq(a, pml4)));
+        if loaded {
+            let n = FLUSH_ASKED[cpu].fetch_add(1, Ordering::SeqCst) + 1;
+            crate::apic::send_ipi(crate::percpu::apic_id_of(cpu), TLB_FLUSH_VECTOR);
+            t.0.push((cpu, n));
+        }
+    }
+    t
+}
+
+/// Frees the graveyard's frames whose flushes are done.
+fn reap_grave() {
+    let freed = crate::cpu::without_interrupts(|| {
+        let Some(mut g) = GRAVE.try_lock() else { return alloc::vec::Vec::new() };
+        let mut out = alloc::vec::Vec::new();
+        g.retain_mut(|(t, frames)| {
+            if t.done() {
+                out.append(frames);
+                false
+            } else {
+                true
+            }
+        });
+        GRAVE_LEN.store(g.len(), Ordering::Relaxed);
+        out
+    });
+    drop(freed);
+}
+
+/// Frees `frames` once `ticket` is done (at once if it is).
+fn bury(ticket: FlushTicket, frames: alloc::vec::Vec<Frame>) {
+    if GRAVE_LEN.load(Ordering::Relaxed) != 0 {
+        reap_grave();
+    }
+    if ticket.done() || frames.is_empty() {
+        drop(frames);
+        return;
+    }
+    crate::cpu::without_interrupts(|| {
+        let mut g = GRAVE.lock();
+        g.push((ticket, frames));
+        GRAVE_LEN.store(g.len(), Ordering::Relaxed);
+    });
 }
 
 /// A user address space: its own top-level table whose upper half is the kernel's.
@@ -110,6 +246,9 @@ pub struct AddressSpace {
     /// `None`: a placeholder owning nothing ([`AddressSpace::new_empty`]).
     pml4: Option<Arc<Frame>>,
     pages: usize,
+    /// Flushes other CPUs were asked for by rights reductions not yet waited for
+    /// ([`AddressSpace::take_flush`]).
+    pending: FlushTicket,
 }
 
 fn user_flags(a: UserAccess) -> F {
@@ -149,13 +288,13 @@ impl AddressSpace {
                 256,
             );
         }
-        Ok(AddressSpace { pml4: Some(Arc::new(f)), pages: 0 })
+        Ok(AddressSpace { pml4: Some(Arc::new(f)), pages: 0, pending: FlushTicket::default() })
     }
 
     /// A placeholder that owns nothing (what a dead process keeps until it is reaped); its root
     /// is the kernel's.
     pub fn new_empty() -> AddressSpace {
-        AddressSpace { pml4: None, pages: 0 }
+        AddressSpace { pml4: None, pages: 0, pending: FlushTicket::default() }
     }
 
     /// Its page-table root, for CR3 (keeps the top-level table alive).
@@ -225,11 +364,28 @@ impl AddressSpace {
     /// Changes the rights of the page at `va` (page aligned, user half, mapped).
     pub fn protect(&mut self, va: u64, access: UserAccess) -> Result<(), UserMemError> {
         let va = user_page(va)?;
+        let old = self.lookup(va).map(|(_, a)| a);
         self.with_mapper(|m, _| {
             let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
             // SAFETY: changes the rights of a user page of this address space only.
             unsafe { m.update_flags(page, user_flags(access)) }.map(|f| f.flush()).map_err(|_| UserMemError::Fault)
-        })?
+        })??;
+        // Other CPUs running this address space may cache the old rights (a widening needs no
+        // flush: a stale narrower entry faults, and a fault drops it).
+        let widened = old.is_some_and(|o| (!o.read || access.read) && (!o.write || access.write) && (!o.exec || access.exec));
+        if let Some(root) = &self.pml4
+            && !widened
+        {
+            let t = request_flush(root);
+            self.pending.merge(t);
+        }
+        Ok(())
+    }
+
+    /// The flushes unmaps and rights reductions asked other CPUs for, to wait for (without
+    /// locks held) before telling the program the change is done.
+    pub fn take_flush(&mut self) -> FlushTicket {
+        core::mem::take(&mut self.pending)
     }
 
     /// Unmaps the page at `va` and frees its frame (no-op if nothing is mapped there, or if
@@ -245,8 +401,12 @@ impl AddressSpace {
         });
         if let Ok(Some(pa)) = freed {
             // SAFETY: the frame was this user page's (given up in `map_zeroed`), now unmapped
-            // and its TLB entry flushed: nothing refers to it.
-            drop(unsafe { Frame::from_raw(pa) });
+            // and its TLB entry flushed on this CPU; other CPUs that may cache it are asked to
+            // flush and the frame is freed only when they have (`bury`).
+            let frame = unsafe { Frame::from_raw(pa) };
+            let t = self.pml4.as_ref().map(request_flush).unwrap_or_default();
+            self.pending.merge(t.clone());
+            bury(t, alloc::vec![frame]);
             self.pages -= 1;
         }
     }
@@ -376,6 +536,10 @@ impl Drop for AddressSpace {
                 walk::write(pml4, i as u64, Entry(0));
             }
         }
+        // Other CPUs that still have it loaded may cache translations (and table entries)
+        // into what is freed below: those frames wait for their flushes.
+        let ticket = request_flush(&root);
+        let mut frames = alloc::vec::Vec::new();
         for (i, e) in top.iter().enumerate() {
             if !e.present() {
                 continue;
@@ -384,14 +548,16 @@ impl Drop for AddressSpace {
             // PDPT itself.
             // SAFETY: `e.addr()` is a PDPT of ours, now unreachable from any root; every frame
             // below it was given to the tables by `map_zeroed` or the mapper (from the allocator)
-            // and is referenced by nothing else, so each is freed exactly once.
+            // and is referenced by nothing else, so each is taken back exactly once (and freed
+            // once no CPU may cache it: `bury`).
             unsafe {
                 walk::for_each(e.addr(), 3, (i as u64) << 39, 0..512, &|e| !e.huge(), &mut |_, _, e| {
-                    drop(Frame::from_raw(e.addr()));
+                    frames.push(Frame::from_raw(e.addr()));
                 });
-                drop(Frame::from_raw(e.addr()));
+                frames.push(Frame::from_raw(e.addr()));
             }
         }
+        bury(ticket, frames);
         // `root` (the top-level frame) is freed when the last `PageTableRoot` goes.
         drop(root);
     }

@@ -27,6 +27,7 @@ mod files;
 mod memory;
 mod processes;
 mod quest;
+mod scheduling;
 mod synchronisation;
 mod time;
 pub mod user;
@@ -235,7 +236,6 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_getrusage => accounting::getrusage(cx, a.n(0), a.ptr(1)),
         __NR_times => accounting::times(cx, a.ptr(0)),
         __NR_prctl => processes::prctl(cx, a.n(0), a.n(1)),
-        __NR_sched_getaffinity => processes::sched_getaffinity(cx, a.n(1), a.ptr(2)),
         __NR_reboot => processes::reboot(a.n(0), a.n(1), a.n(2)),
         __NR_arch_prctl => processes::arch_prctl(cx, a.n(0), a.n(1)),
         __NR_set_tid_address => {
@@ -283,6 +283,8 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         }
         // Synchronisation.
         __NR_futex => synchronisation::futex(cx, a),
+        // Scheduling: affinity, getcpu, policies, priorities, SCHED_DEADLINE.
+        nr if scheduling::handles(nr) => scheduling::call(cx, nr, a),
         // Quest's own calls.
         nr if quest_abi::nr::is_quest_range(f.rax) => quest::call(cx, nr, a),
         nr => {

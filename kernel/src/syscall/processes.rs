@@ -1,6 +1,5 @@
-//! Processes, threads and the system: execve, clone, wait4, kill, prlimit64,
-//! sched_getaffinity, arch_prctl, uname, getrandom and reboot (fork, the exits and the ids are
-//! one-liners in the dispatcher).
+//! Processes, threads and the system: execve, clone, wait4, kill, prlimit64, arch_prctl,
+//! uname, getrandom and reboot (fork, the exits and the ids are one-liners in the dispatcher).
 use alloc::vec::Vec;
 
 use hal::trap::TrapFrame;
@@ -188,16 +187,6 @@ pub fn thread_name(p: &process::Process, tid: u32) -> alloc::string::String {
         n.pop();
     }
     n
-}
-
-pub fn sched_getaffinity(cx: &Cx, len: u64, mask: UserPtr<u64>) -> SysResult {
-    let n = hal::percpu::online();
-    let m: u64 = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-    if len < 8 {
-        return Err(EINVAL);
-    }
-    mask.write(cx.p(), &m)?;
-    Ok(8)
 }
 
 pub fn reboot(magic: u64, magic2: u64, cmd: u64) -> SysResult {

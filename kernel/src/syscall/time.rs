@@ -9,7 +9,9 @@ use crate::sched;
 pub fn clock_gettime(cx: &Cx, clock: u64, ts: UserPtr<timespec>) -> SysResult {
     let ns = match clock as u32 {
         CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_BOOTTIME | CLOCK_REALTIME | CLOCK_MONOTONIC_COARSE
-        | CLOCK_REALTIME_COARSE | CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => hal::time::now_ns(),
+        | CLOCK_REALTIME_COARSE | CLOCK_PROCESS_CPUTIME_ID => hal::time::now_ns(),
+        // The calling thread's time on a CPU (the scheduler's account).
+        CLOCK_THREAD_CPUTIME_ID => sched::runtime_ns(cx.tid).unwrap_or(0),
         _ => return Err(EINVAL),
     };
     let t = timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ };
