@@ -37,25 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static int checks, failed;
-
-static void check(const char *name, int ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void check(const char *name, int ok, const char *fmt, ...)
-{
-    checks++;
-    if (ok) {
-        printf("evtest: %s ok\n", name);
-    } else {
-        failed++;
-        char buf[512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, sizeof buf, fmt, ap);
-        va_end(ap);
-        printf("evtest: %s FAILED: %s\n", name, buf);
-    }
-    fflush(stdout);
-}
+#define CHECK_PROGRAM "evtest"
+#include <checklist.h>
 
 static int64_t now_ns(void)
 {

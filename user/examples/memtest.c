@@ -20,25 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int checks, failed;
-
-static void check(const char *name, int ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void check(const char *name, int ok, const char *fmt, ...)
-{
-    checks++;
-    if (ok) {
-        printf("memtest: %s ok\n", name);
-    } else {
-        failed++;
-        char buf[256];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, sizeof buf, fmt, ap);
-        va_end(ap);
-        printf("memtest: %s FAILED: %s\n", name, buf);
-    }
-    fflush(stdout);
-}
+#define CHECK_PROGRAM "memtest"
+#include <checklist.h>
 
 static long free_kib(void)
 {

@@ -27,25 +27,8 @@
 #include <unistd.h>
 
 extern char **environ;
-static int checks, failed;
-
-static void check(const char *name, int ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void check(const char *name, int ok, const char *fmt, ...)
-{
-    checks++;
-    if (ok) {
-        printf("proctest: %s ok\n", name);
-    } else {
-        failed++;
-        char buf[256];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, sizeof buf, fmt, ap);
-        va_end(ap);
-        printf("proctest: %s FAILED: %s\n", name, buf);
-    }
-    fflush(stdout);
-}
+#define CHECK_PROGRAM "proctest"
+#include <checklist.h>
 
 /* The kernel's robust futex ABI directly (libc's robust mutexes sit on it; musl registers no
  * list itself): a thread registers a list holding one futex it owns and ends without

@@ -26,27 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static int checks, failed;
-
-static void check(const char *name, int ok, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-#include <stdarg.h>
-static void check(const char *name, int ok, const char *fmt, ...)
-{
-    checks++;
-    if (ok) {
-        printf("sigtest: %s ok\n", name);
-    } else {
-        failed++;
-        char buf[256];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, sizeof buf, fmt, ap);
-        va_end(ap);
-        printf("sigtest: %s FAILED: %s\n", name, buf);
-    }
-    fflush(stdout);
-}
+#define CHECK_PROGRAM "sigtest"
+#include <checklist.h>
 
 static void set_handler(int sig, void (*h)(int, siginfo_t *, void *), int flags, const sigset_t *mask)
 {
