@@ -236,7 +236,7 @@ pub fn exit_thread() -> ! {
         if let Some(addr) = p.clear_tid.lock().remove(&me) {
             let ok = crate::syscall::UserPtr::<u32>::new(addr).write(&p, &0).is_ok();
             if ok {
-                crate::futex::wake(p.pid, addr, 1);
+                crate::futex::wake(&p, addr, 1);
             }
         }
         BY_THREAD.lock().remove(&me);

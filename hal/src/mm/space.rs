@@ -14,6 +14,7 @@ use x86_64::{PhysAddr, VirtAddr};
 use spin::Mutex;
 
 use super::frames::{Frame, Frames, with_frames};
+use super::shared::{self, SHARED_BIT, SharedPage};
 use crate::percpu::MAX_CPUS;
 use super::walk::{self, Entry};
 use super::{DIRECT_MAP_BASE, PAGE_SIZE, kernel_pml4, nx_supported, phys_to_virt};
@@ -225,17 +226,63 @@ impl AddressSpace {
     /// Changes the rights of the page at `va` (page aligned, user half, mapped).
     pub fn protect(&mut self, va: u64, access: UserAccess) -> Result<(), UserMemError> {
         let va = user_page(va)?;
+        let mut flags = user_flags(access);
+        if self.leaf(va).is_some_and(|e| e.0 & SHARED_BIT != 0) {
+            flags |= F::BIT_9;
+        }
         self.with_mapper(|m, _| {
             let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
-            // SAFETY: changes the rights of a user page of this address space only.
-            unsafe { m.update_flags(page, user_flags(access)) }.map(|f| f.flush()).map_err(|_| UserMemError::Fault)
+            // SAFETY: changes the rights of a user page of this address space only (the shared
+            // mark is kept, so the page is still released as shared).
+            unsafe { m.update_flags(page, flags) }.map(|f| f.flush()).map_err(|_| UserMemError::Fault)
         })?
+    }
+
+    /// The level-1 entry mapping `va`, if any.
+    fn leaf(&self, va: u64) -> Option<Entry> {
+        if va >= USER_END {
+            return None;
+        }
+        let root = self.pml4.as_ref()?.phys();
+        // SAFETY: `root` is this address space's live top-level table.
+        let leaf = unsafe { walk::translate(root, va, |e| e.user()) }?;
+        (leaf.level == 1).then_some(leaf.entry)
+    }
+
+    /// Whether the page at `va` is a shared page (mapped with [`AddressSpace::map_shared`]).
+    pub fn is_shared(&self, va: u64) -> bool {
+        self.leaf(va & !(PAGE_SIZE - 1)).is_some_and(|e| e.0 & SHARED_BIT != 0)
+    }
+
+    /// Maps shared page `page` at `va` (page aligned, user half, nothing mapped there) with
+    /// `access`; the mapping holds its own count of the page until unmapped.
+    pub fn map_shared(&mut self, va: u64, page: &SharedPage, access: UserAccess) -> Result<(), UserMemError> {
+        let va = user_page(va)?;
+        if self.lookup(va).is_some() {
+            return Err(UserMemError::Fault);
+        }
+        let pa = page.phys();
+        let flags = user_flags(access) | F::BIT_9;
+        let r = self.with_mapper(|m, frames| {
+            let p = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+            let parents = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
+            // SAFETY: maps a frame kept alive by its count (taken below, before anything can
+            // unmap it) into the user half of this address space; only user pages point to it.
+            unsafe { m.map_to_with_table_flags(p, PhysFrame::containing_address(PhysAddr::new(pa)), flags, parents, &mut Frames(frames)) }
+                .map(|f| f.flush())
+                .map_err(|_| UserMemError::NoMemory)
+        })?;
+        r?;
+        shared::get(pa);
+        self.pages += 1;
+        Ok(())
     }
 
     /// Unmaps the page at `va` and frees its frame (no-op if nothing is mapped there, or if
     /// `va` is not a page-aligned user address).
     pub fn unmap(&mut self, va: u64) {
         let Ok(va) = user_page(va) else { return };
+        let was_shared = self.leaf(va).is_some_and(|e| e.0 & SHARED_BIT != 0);
         let freed = self.with_mapper(|m, _| {
             let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
             m.unmap(page).ok().map(|(frame, flush)| {
@@ -244,10 +291,15 @@ impl AddressSpace {
             })
         });
         if let Ok(Some(pa)) = freed {
+            self.pages -= 1;
+            if was_shared {
+                // SAFETY: the entry (one count of the shared frame) is gone and flushed.
+                unsafe { shared::put(pa) };
+                return;
+            }
             // SAFETY: the frame was this user page's (given up in `map_zeroed`), now unmapped
             // and its TLB entry flushed: nothing refers to it.
             drop(unsafe { Frame::from_raw(pa) });
-            self.pages -= 1;
         }
     }
 
@@ -347,6 +399,12 @@ impl AddressSpace {
     pub fn duplicate(&self) -> Result<AddressSpace, UserMemError> {
         let mut child = AddressSpace::new()?;
         for (va, pa, access) in self.pages_iter() {
+            if self.is_shared(va) {
+                // Shared memory stays shared: the child maps the same frame.
+                let f = self.leaf(va).map_or(F::empty(), |e| F::from_bits_truncate(e.0));
+                child.map_shared_raw(va, pa, f)?;
+                continue;
+            }
             let cpa = child.map_zeroed(va, access)?;
             // SAFETY: both frames are user pages reachable through the direct map; `cpa` is
             // fresh (the child's alone), `pa` is only read.
@@ -355,6 +413,25 @@ impl AddressSpace {
             };
         }
         Ok(child)
+    }
+}
+
+impl AddressSpace {
+    /// `duplicate`'s mapping of a shared frame `pa` (mapped in `self` with `flags`).
+    fn map_shared_raw(&mut self, va: u64, pa: u64, flags: F) -> Result<(), UserMemError> {
+        let r = self.with_mapper(|m, frames| {
+            let p = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+            let parents = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
+            // SAFETY: `pa` is a shared frame mapped by the parent (so counted, alive); the new
+            // entry takes its own count just below.
+            unsafe { m.map_to_with_table_flags(p, PhysFrame::containing_address(PhysAddr::new(pa)), flags, parents, &mut Frames(frames)) }
+                .map(|f| f.flush())
+                .map_err(|_| UserMemError::NoMemory)
+        })?;
+        r?;
+        shared::get(pa);
+        self.pages += 1;
+        Ok(())
     }
 }
 
@@ -384,10 +461,17 @@ impl Drop for AddressSpace {
             // PDPT itself.
             // SAFETY: `e.addr()` is a PDPT of ours, now unreachable from any root; every frame
             // below it was given to the tables by `map_zeroed` or the mapper (from the allocator)
-            // and is referenced by nothing else, so each is freed exactly once.
+            // and is referenced by nothing else, so each is freed exactly once — except leaves
+            // marked shared (`map_shared`), each of which holds one count of its frame, given
+            // back exactly once here.
             unsafe {
-                walk::for_each(e.addr(), 3, (i as u64) << 39, 0..512, &|e| !e.huge(), &mut |_, _, e| {
-                    drop(Frame::from_raw(e.addr()));
+                walk::for_each(e.addr(), 3, (i as u64) << 39, 0..512, &|e| !e.huge(), &mut |_, level, e| {
+                    if level == 1 && e.0 & SHARED_BIT != 0 {
+                        // A shared page: this entry's count goes (the frame may live on).
+                        shared::put(e.addr());
+                    } else {
+                        drop(Frame::from_raw(e.addr()));
+                    }
                 });
                 drop(Frame::from_raw(e.addr()));
             }

@@ -170,6 +170,7 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_munmap => crate::memory::munmap(cx.p(), a.n(0), a.n(1)).map(|_| 0),
         __NR_mprotect => crate::memory::mprotect(cx.p(), a.n(0), a.n(1), a.n(2)).map(|_| 0),
         __NR_mremap => crate::memory::mremap(cx.p(), a.n(0), a.n(1), a.n(2), a.n(3)),
+        __NR_msync => crate::memory::msync(cx.p(), a.n(0), a.n(1), a.n(2)).map(|_| 0),
         // Processes, threads and the system.
         // Handled in `handle` (execve replaces the caller's frame; the exits never return).
         __NR_execve | __NR_exit_group | __NR_exit => Err(ENOSYS),

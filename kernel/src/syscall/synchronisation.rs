@@ -20,7 +20,7 @@ pub fn futex(cx: &Cx, a: Args) -> SysResult {
             };
             crate::futex::wait(p, word, a.n(2) as u32, deadline)
         }
-        FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(crate::futex::wake(p.pid, word.addr(), a.n(2))),
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(crate::futex::wake(p, word.addr(), a.n(2))),
         // musl's condition variables requeue waiters onto the mutex: without these,
         // pthread_cond_broadcast with several waiters lost wake-ups (found by the thread
         // storm). The 4th argument is the number to move, not a timeout.

@@ -1,0 +1,37 @@
+//! Shared memory, record locks, System V IPC and priority-inheritance mutexes (issue 22):
+//! the `ipctest` program's checks on Quest-RS, and the same binary on Debian's Linux in the same
+//! emulated machine (the reference it must agree with).
+use anyhow::Result;
+use quest_tests::{Config, Quest};
+
+fn boot() -> Result<Quest> {
+    Quest::boot(&Config::from_env(false)?)
+}
+
+fn linux(args: &[&str]) -> Result<String> {
+    let cfg = Config::from_env(false)?;
+    let prog = std::path::PathBuf::from(std::env::var("QUEST_USER_DIR")?).join("ipctest");
+    quest_tests::linux::run_init(&cfg.qemu, &quest_tests::linux::vmlinuz_from_env()?, &prog, args, cfg.timeout)
+}
+
+/// Every check of every group passes on Linux: the reference the Quest runs are held to.
+#[test]
+fn ipctest_passes_on_linux() -> Result<()> {
+    let out = linux(&[])?;
+    assert!(out.contains("ipctest: on Linux as init"), "{out}");
+    assert!(out.contains("ipctest: 75 checks, 0 failed"), "{out}");
+    Ok(())
+}
+
+/// MAP_SHARED anonymous memory across fork, shared mappings of in-memory files (coherent with
+/// read/write, msync), /dev/shm (shm_open, shm_unlink), named and process-shared semaphores
+/// between processes, mremap of shared memory. Before: MAP_SHARED memory was private to each
+/// process and writable shared file mappings failed with ENODEV.
+#[test]
+fn shared_memory_works_between_processes() -> Result<()> {
+    let mut q = boot()?;
+    let out = q.shell("ipctest shm")?;
+    assert!(out.contains("ipctest: 20 checks, 0 failed"), "{out}");
+    q.power_off_ok()?;
+    Ok(())
+}
