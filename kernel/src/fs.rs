@@ -43,8 +43,10 @@ impl OpenFile {
 }
 
 impl Drop for OpenFile {
-    /// The last descriptor of an open file closed: its flock lock goes (as on Linux).
+    /// The last descriptor of an open file closed: its flock lock and its OFD record locks go
+    /// (as on Linux).
     fn drop(&mut self) {
+        crate::ipc::rlock::ofd_closed(&self.node, self.id);
         let woken = self.node.flock.lock().unlock(self.id);
         for t in woken {
             let _ = crate::sched::wake(t);

@@ -23,6 +23,7 @@ mod process;
 mod questv;
 mod queshe;
 mod sched;
+mod ipc;
 mod shm;
 mod shmcomm;
 mod memory;

@@ -254,6 +254,8 @@ pub fn exit_thread() -> ! {
             let _ = core::mem::replace(&mut p.mem.lock().space, AddressSpace::new_empty());
             let files = core::mem::replace(&mut *p.files.lock(), crate::fs::FdTable::empty());
             drop(files);
+            p.mem.lock().objects.clear();
+            crate::ipc::process_exit(&p);
             p.dead.store(true, Ordering::Release);
             p.exited.up();
             p.vfork_done.up();

@@ -82,6 +82,8 @@ pub struct Inode {
     pub meta: IrqLock<Meta>,
     /// flock(2) holders (open file descriptions by id) and waiters.
     pub flock: IrqLock<Flock>,
+    /// fcntl record locks and their waiters.
+    pub rlocks: IrqLock<crate::ipc::rlock::RecLocks>,
 }
 
 /// flock(2) state of one inode: an exclusive holder or shared holders, and who waits.
@@ -136,10 +138,11 @@ impl Inode {
             kind,
             meta: IrqLock::new(Meta { mode, nlink: 1, atime: t, mtime: t, ctime: t }),
             flock: IrqLock::new(Flock::default()),
+            rlocks: IrqLock::new(Default::default()),
         })
     }
     fn fixed(ino: u64, kind: Kind, mode: u32) -> Arc<Inode> {
-        Arc::new(Inode { ino, kind, meta: IrqLock::new(Meta { mode, nlink: 1, ..Meta::default() }), flock: IrqLock::new(Flock::default()) })
+        Arc::new(Inode { ino, kind, meta: IrqLock::new(Meta { mode, nlink: 1, ..Meta::default() }), flock: IrqLock::new(Flock::default()), rlocks: IrqLock::new(Default::default()) })
     }
     pub fn new_dir(perm: u32) -> Arc<Inode> {
         let d = Inode::new(Kind::Dir(IrqLock::new(BTreeMap::new())), S_IFDIR | (perm & 0o7777));

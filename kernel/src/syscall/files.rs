@@ -526,7 +526,16 @@ pub fn dup3(cx: &Cx, old: u64, new: u64, flags: Option<u64>) -> SysResult {
     t.dup_to(old, new, cloexec)
 }
 
-static LOCKS_LOGGED: IrqLock<bool> = IrqLock::ranked(false, crate::locks::LOGGED);
+
+/// close: a process's POSIX record locks on the file go with any of its descriptors.
+pub fn close(cx: &Cx, fd: u64) -> SysResult {
+    let f = cx.p().files.lock().get(fd).cloned();
+    cx.p().files.lock().close(fd)?;
+    if let Ok(File::Node(of)) = f {
+        crate::ipc::rlock::closed(&of.node, cx.p().pid);
+    }
+    Ok(0)
+}
 
 pub fn fcntl(cx: &Cx, fd: u64, cmd: u64, arg: u64) -> SysResult {
     let files = &cx.p().files;
@@ -550,12 +559,10 @@ pub fn fcntl(cx: &Cx, fd: u64, cmd: u64, arg: u64) -> SysResult {
             }
             _ => Ok(0),
         },
-        F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW => {
-            if !core::mem::replace(&mut *LOCKS_LOGGED.lock(), true) {
-                hal::println!("fcntl: record locks are not supported yet: EINVAL (process {})", cx.p().pid);
-            }
-            Err(EINVAL)
-        }
+        F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW => match file(cx, fd)? {
+            File::Node(of) if !of.node.is_dir() => crate::ipc::rlock::fcntl(cx, &of, cmd as u32, arg),
+            _ => Err(EINVAL),
+        },
         _ => Err(EINVAL),
     }
 }

@@ -106,7 +106,7 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_open => files::openat(cx, FDCWD, a.cstr(0), a.n(1), a.n(2)),
         __NR_creat => files::openat(cx, FDCWD, a.cstr(0), u64::from(O_CREAT | O_WRONLY | O_TRUNC), a.n(1)),
         __NR_openat => files::openat(cx, a.n(0), a.cstr(1), a.n(2), a.n(3)),
-        __NR_close => cx.p().files.lock().close(a.n(0)).map(|_| 0),
+        __NR_close => files::close(cx, a.n(0)),
         __NR_lseek => files::lseek(cx, a.n(0), a.n(1), a.n(2)),
         __NR_fstat => files::fstat(cx, a.n(0), a.ptr(1)),
         __NR_stat => files::stat(cx, a.cstr(0), a.ptr(1), true),
@@ -250,6 +250,22 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         }
         // Synchronisation.
         __NR_futex => synchronisation::futex(cx, a),
+        __NR_shmget => crate::ipc::shm::shmget(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_shmat => crate::ipc::shm::shmat(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_shmdt => crate::ipc::shm::shmdt(cx, a.n(0)),
+        __NR_shmctl => crate::ipc::shm::shmctl(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_semget => crate::ipc::sem::semget(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_semop => crate::ipc::sem::semtimedop(cx, a.n(0), a.n(1), a.n(2), None),
+        __NR_semtimedop => {
+            let ts = a.ptr::<linux_raw_sys::general::timespec>(3);
+            let timeout = if ts.is_null() { None } else { Some(time::read_timespec(cx, ts)?) };
+            crate::ipc::sem::semtimedop(cx, a.n(0), a.n(1), a.n(2), timeout)
+        }
+        __NR_semctl => crate::ipc::sem::semctl(cx, a.n(0), a.n(1), a.n(2), a.n(3)),
+        __NR_msgget => crate::ipc::msg::msgget(cx, a.n(0), a.n(1)),
+        __NR_msgsnd => crate::ipc::msg::msgsnd(cx, a.n(0), a.n(1), a.n(2), a.n(3)),
+        __NR_msgrcv => crate::ipc::msg::msgrcv(cx, a.n(0), a.n(1), a.n(2), a.n(3), a.n(4)),
+        __NR_msgctl => crate::ipc::msg::msgctl(cx, a.n(0), a.n(1), a.n(2)),
         // Quest's own calls.
         nr if quest_abi::nr::is_quest_range(f.rax) => quest::call(cx, nr, a),
         nr => {
