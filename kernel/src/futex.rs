@@ -151,6 +151,7 @@ pub fn release_robust(p: &Process, tid: Tid, head: u64) {
             && v & WAITERS != 0
         {
             wake(p, addr, 1);
+            crate::futex_pi::owner_died(p, addr);
         }
     };
     let mut entry = next;

@@ -18,6 +18,7 @@ mod drivers;
 mod initrd;
 mod fs;
 mod futex;
+mod futex_pi;
 mod pipe;
 mod process;
 mod questv;

@@ -59,3 +59,16 @@ fn system_v_ipc_works() -> Result<()> {
     q.power_off_ok()?;
     Ok(())
 }
+
+/// PTHREAD_PRIO_INHERIT mutexes (musl: FUTEX_LOCK_PI, FUTEX_TRYLOCK_PI, FUTEX_UNLOCK_PI):
+/// the owner's id in the word, EBUSY for trylock, mutual exclusion under contention, EPERM for
+/// an unlock by another thread, EOWNERDEAD for a robust PI mutex whose owner died. Before:
+/// the PI operations were ENOSYS.
+#[test]
+fn priority_inheritance_mutexes_work() -> Result<()> {
+    let mut q = boot()?;
+    let out = q.shell("ipctest pi")?;
+    assert!(out.contains("ipctest: 6 checks, 0 failed"), "{out}");
+    q.power_off_ok()?;
+    Ok(())
+}

@@ -379,6 +379,31 @@ impl AddressSpace {
         Ok(u32::from_le_bytes(b))
     }
 
+    /// Atomically compares the u32 at user address `va` (4-byte aligned, in a page mapped
+    /// readable and writable) with `old` and stores `new` if they are equal; returns the value
+    /// found (PI futex words, which user threads on other CPUs change with atomic operations).
+    pub fn cmpxchg_u32(&self, va: u64, old: u32, new: u32) -> Result<u32, UserMemError> {
+        if va % 4 != 0 {
+            return Err(UserMemError::Fault);
+        }
+        match self.lookup(va) {
+            Some((pa, a)) if a.read && a.write => {
+                let ptr = phys_to_virt(pa + va % PAGE_SIZE) as *mut u32;
+                // SAFETY: `pa` is a user frame of this address space (looked up just now; the
+                // owner serialises unmapping against this call), reachable through the direct map;
+                // `ptr` is 4-byte aligned inside it. User code and the kernel access futex words
+                // only with atomic operations or plain word-sized copies, which x86 keeps
+                // coherent with this locked compare-exchange.
+                let word = unsafe { core::sync::atomic::AtomicU32::from_ptr(ptr) };
+                let order = core::sync::atomic::Ordering::SeqCst;
+                Ok(match word.compare_exchange(old, new, order, order) {
+                    Ok(v) | Err(v) => v,
+                })
+            }
+            _ => Err(UserMemError::Fault),
+        }
+    }
+
     /// Every mapped user page: (virtual address, physical address, rights), in address order.
     pub fn pages_iter(&self) -> alloc::vec::Vec<(u64, u64, UserAccess)> {
         let mut out = alloc::vec::Vec::new();
