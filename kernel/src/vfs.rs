@@ -64,6 +64,8 @@ pub enum Kind {
     Dev(Dev),
     Proc(Proc),
     Symlink(String),
+    /// An AF_UNIX socket bound to this path (gone when the socket is closed).
+    Sock(alloc::sync::Weak<crate::socket::Sock>),
 }
 
 /// Times in nanoseconds of the monotonic clock (CLOCK_REALTIME is the same clock).
@@ -174,6 +176,11 @@ impl Inode {
         m.mtime = t;
         m.ctime = t;
     }
+}
+
+/// The node of an AF_UNIX socket bound to a path (mode: the permission bits).
+pub fn new_socket(s: &Arc<crate::socket::Sock>, perm: u32) -> Arc<Inode> {
+    Inode::new(Kind::Sock(Arc::downgrade(s)), linux_raw_sys::general::S_IFSOCK | (perm & 0o7777))
 }
 
 /// A symbolic link to `target`.
@@ -545,6 +552,7 @@ pub fn list(d: &Arc<Inode>) -> Result<Vec<(u64, u8, String)>, Errno> {
     let ty = |n: &Inode| match &n.kind {
         Kind::Dev(_) => DT_CHR,
         Kind::Symlink(_) => DT_LNK,
+        Kind::Sock(_) => 12, // DT_SOCK
         _ if n.is_dir() => DT_DIR,
         _ => DT_REG,
     };

@@ -13,7 +13,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use hal::sync::IrqLock;
 use linux_raw_sys::errno::*;
 use linux_raw_sys::general::*;
 use linux_raw_sys::ioctl::{TCGETS, TIOCGWINSZ};
@@ -46,7 +45,7 @@ fn write_console(cx: &Cx, buf: UserSlice) -> SysResult {
     Ok(buf.len())
 }
 
-fn file(cx: &Cx, fd: u64) -> Result<File, Errno> {
+pub(super) fn file(cx: &Cx, fd: u64) -> Result<File, Errno> {
     cx.p().files.lock().get(fd).cloned()
 }
 
@@ -74,7 +73,7 @@ pub fn write(cx: &Cx, fd: u64, buf: UserSlice) -> SysResult {
                 }
             }
         }
-        File::Sock(s) => sock_write(cx, &s, buf, false),
+        File::Sock(s) => super::sockets::send_bytes(cx, &s, buf, None, false, false),
         File::Can(c) => can_write(cx, c, buf),
         File::Node(of) => {
             if !writable(&of) {
@@ -145,7 +144,7 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
         File::Pipe(_) | File::Shm(_) => Err(EBADF),
         File::Can(c) => can_read(cx, c, buf),
         File::Sock(s) => {
-            let data = s.read(len.min(IO_MAX) as usize).ok_or(ERESTARTSYS)?;
+            let (data, _, _) = s.recv(len.min(IO_MAX) as usize, false)?;
             buf.write(p, &data)?;
             Ok(data.len() as u64)
         }
@@ -285,7 +284,7 @@ pub(super) fn path_at(cx: &Cx, dirfd: u64, path: UserCStr) -> Result<String, Err
     path_at_bytes(cx, dirfd, &name)
 }
 
-fn path_at_bytes(cx: &Cx, dirfd: u64, name: &[u8]) -> Result<String, Errno> {
+pub(super) fn path_at_bytes(cx: &Cx, dirfd: u64, name: &[u8]) -> Result<String, Errno> {
     if name.starts_with(b"/") || dirfd as i32 == AT_FDCWD {
         return vfs::join(&cwd(cx), name);
     }
@@ -337,6 +336,7 @@ fn open_path(cx: &Cx, path: &str, flags: u32, mode: u32) -> Result<File, Errno> 
     }
     match &node.kind {
         Kind::Symlink(_) => return Err(ELOOP),
+        Kind::Sock(_) => return Err(ENXIO),
         Kind::Dev(vfs::Dev::Console) => return Ok(File::Console),
         Kind::Boot(_) | Kind::BootDir | Kind::Proc(_) if wants_write => return Err(EROFS),
         _ => {}
@@ -549,12 +549,17 @@ pub fn fcntl(cx: &Cx, fd: u64, cmd: u64, arg: u64) -> SysResult {
         F_GETFL => match file(cx, fd)? {
             File::Node(of) => Ok(u64::from(of.flags.load(Ordering::Relaxed))),
             File::Pipe(e) => Ok(u64::from(if e.write { O_WRONLY } else { O_RDONLY })),
+            File::Sock(s) => Ok(u64::from(O_RDWR | if s.nonblock.load(Ordering::Relaxed) { O_NONBLOCK } else { 0 })),
             _ => Ok(u64::from(O_RDWR)),
         },
         F_SETFL => match file(cx, fd)? {
             File::Node(of) => {
                 let keep = of.flags.load(Ordering::Relaxed) & O_ACCMODE;
                 of.flags.store(keep | (arg as u32 & (O_APPEND | O_NONBLOCK)), Ordering::Relaxed);
+                Ok(0)
+            }
+            File::Sock(s) => {
+                s.nonblock.store(arg as u32 & O_NONBLOCK != 0, Ordering::Relaxed);
                 Ok(0)
             }
             _ => Ok(0),
@@ -924,80 +929,6 @@ pub fn flock(cx: &Cx, fd: u64, op: u64) -> SysResult {
             return Err(ERESTARTSYS);
         }
     }
-}
-
-/// Writes to a socket; a gone peer is EPIPE, with SIGPIPE unless `nosignal` (MSG_NOSIGNAL).
-fn sock_write(cx: &Cx, s: &crate::socket::Sock, buf: UserSlice, nosignal: bool) -> SysResult {
-    let data = buf.prefix(IO_MAX).read_to_vec(cx.p())?;
-    match s.write(&data) {
-        Ok(n) => Ok(n as u64),
-        Err(crate::pipe::WriteError::Interrupted) => Err(ERESTARTSYS),
-        Err(crate::pipe::WriteError::Broken) => {
-            if !nosignal {
-                let _ = crate::signal::send(&cx.proc, Some(cx.tid), signals::SigInfo::kernel(signals::SIGPIPE));
-            }
-            Err(EPIPE)
-        }
-    }
-}
-
-static SOCK_LOGGED: IrqLock<bool> = IrqLock::ranked(false, crate::locks::LOGGED);
-
-/// socketpair(AF_UNIX, SOCK_STREAM [| SOCK_CLOEXEC | SOCK_NONBLOCK], 0, sv) (`crate::socket`).
-pub fn socketpair(cx: &Cx, domain: u64, ty: u64, proto: u64, sv: UserPtr<[i32; 2]>) -> SysResult {
-    const AF_UNIX: u64 = 1;
-    const SOCK_STREAM: u64 = 1;
-    const SOCK_CLOEXEC: u64 = 0o2000000;
-    if domain != AF_UNIX {
-        return Err(EAFNOSUPPORT);
-    }
-    if ty & 0xf != SOCK_STREAM || proto != 0 {
-        if !core::mem::replace(&mut *SOCK_LOGGED.lock(), true) {
-            hal::println!("socketpair: only AF_UNIX SOCK_STREAM pairs are supported yet (process {})", cx.p().pid);
-        }
-        return Err(EOPNOTSUPP);
-    }
-    let (a, b) = crate::socket::pair();
-    let p = cx.p();
-    let (fa, fb) = p.files.lock().insert_pair(File::Sock(a), File::Sock(b), ty & SOCK_CLOEXEC != 0)?;
-    if let Err(e) = sv.write(p, &[fa as i32, fb as i32]) {
-        let _ = p.files.lock().close(fa);
-        let _ = p.files.lock().close(fb);
-        return Err(e);
-    }
-    Ok(0)
-}
-
-fn sock(cx: &Cx, fd: u64) -> Result<Arc<crate::socket::Sock>, Errno> {
-    match file(cx, fd)? {
-        File::Sock(s) => Ok(s),
-        _ => Err(ENOTSOCK),
-    }
-}
-
-/// send/sendto on a connected socket (no address; MSG_NOSIGNAL honoured, other flags ignored).
-pub fn sendto(cx: &Cx, fd: u64, buf: UserSlice, flags: u64, addr: u64) -> SysResult {
-    const MSG_NOSIGNAL: u64 = 0x4000;
-    let s = sock(cx, fd)?;
-    if addr != 0 {
-        return Err(EISCONN);
-    }
-    sock_write(cx, &s, buf, flags & MSG_NOSIGNAL != 0)
-}
-
-/// recv/recvfrom on a connected socket (the peer address, if asked for, is empty).
-pub fn recvfrom(cx: &Cx, fd: u64, buf: UserSliceMut, addrlen: UserPtr<u32>) -> SysResult {
-    let s = sock(cx, fd)?;
-    let data = s.read(buf.len().min(IO_MAX) as usize).ok_or(ERESTARTSYS)?;
-    buf.write(cx.p(), &data)?;
-    if !addrlen.is_null() {
-        addrlen.write(cx.p(), &0)?;
-    }
-    Ok(data.len() as u64)
-}
-
-pub fn shutdown(cx: &Cx, fd: u64, how: u64) -> SysResult {
-    if sock(cx, fd)?.shutdown(how as u32) { Ok(0) } else { Err(EINVAL) }
 }
 
 // ---- /dev/canN ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ mod files;
 mod memory;
 mod processes;
 mod quest;
+mod sockets;
 mod synchronisation;
 mod time;
 pub mod user;
@@ -156,10 +157,22 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_flock => files::flock(cx, a.n(0), a.n(1)),
         __NR_statfs => files::statfs(cx, a.cstr(0), a.ptr(1)),
         __NR_fstatfs => files::fstatfs(cx, a.n(0), a.ptr(1)),
-        __NR_socketpair => files::socketpair(cx, a.n(0), a.n(1), a.n(2), a.ptr(3)),
-        __NR_sendto => files::sendto(cx, a.n(0), a.slice(1, 2), a.n(3), a.n(4)),
-        __NR_recvfrom => files::recvfrom(cx, a.n(0), a.slice_mut(1, 2), a.ptr(5)),
-        __NR_shutdown => files::shutdown(cx, a.n(0), a.n(1)),
+        __NR_socket => sockets::socket(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_socketpair => sockets::socketpair(cx, a.n(0), a.n(1), a.n(2), a.ptr(3)),
+        __NR_bind => sockets::bind(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_listen => sockets::listen(cx, a.n(0), a.n(1)),
+        __NR_connect => sockets::connect(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_accept => sockets::accept4(cx, a.n(0), a.n(1), a.ptr(2), 0),
+        __NR_accept4 => sockets::accept4(cx, a.n(0), a.n(1), a.ptr(2), a.n(3)),
+        __NR_sendto => sockets::sendto(cx, a.n(0), a.slice(1, 2), a.n(3), a.n(4), a.n(5)),
+        __NR_recvfrom => sockets::recvfrom(cx, a.n(0), a.slice_mut(1, 2), a.n(3), a.n(4), a.ptr(5)),
+        __NR_sendmsg => sockets::sendmsg(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_recvmsg => sockets::recvmsg(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_shutdown => sockets::shutdown(cx, a.n(0), a.n(1)),
+        __NR_getsockname => sockets::getsockname(cx, a.n(0), a.n(1), a.ptr(2), false),
+        __NR_getpeername => sockets::getsockname(cx, a.n(0), a.n(1), a.ptr(2), true),
+        __NR_getsockopt => sockets::getsockopt(cx, a.n(0), a.n(1), a.n(2), a.n(3), a.ptr(4)),
+        __NR_setsockopt => sockets::setsockopt(cx, a.n(0), a.n(1), a.n(2)),
         __NR_poll => crate::poll::poll(cx, a.ptr(0), a.n(1), a.n(2)),
         __NR_ppoll => crate::poll::ppoll(cx, a.ptr(0), a.n(1), a.ptr(2), a.ptr(3), a.n(4)),
         __NR_select => crate::poll::select(cx, a.n(0), a.ptr(1), a.ptr(2), a.ptr(3), a.ptr(4)),
