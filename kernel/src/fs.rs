@@ -76,8 +76,10 @@ pub struct FdTable {
     fds: Vec<Option<File>>,
     /// Close-on-exec, per descriptor.
     cloexec: Vec<bool>,
-    /// Most descriptors (RLIMIT_NOFILE).
+    /// Most descriptors (RLIMIT_NOFILE's soft limit).
     pub limit: usize,
+    /// RLIMIT_NOFILE's hard limit (at most [`MAX_FDS`]).
+    pub hard: usize,
 }
 
 /// Most descriptors a process may hold (the hard RLIMIT_NOFILE).
@@ -87,12 +89,12 @@ pub const DEFAULT_FDS: usize = 256;
 
 impl FdTable {
     pub fn new() -> FdTable {
-        FdTable { fds: alloc::vec![Some(File::Console), Some(File::Console), Some(File::Console)], cloexec: alloc::vec![false; 3], limit: DEFAULT_FDS }
+        FdTable { fds: alloc::vec![Some(File::Console), Some(File::Console), Some(File::Console)], cloexec: alloc::vec![false; 3], limit: DEFAULT_FDS, hard: MAX_FDS }
     }
 
     /// No descriptors at all (a process that has ended).
     pub fn empty() -> FdTable {
-        FdTable { fds: Vec::new(), cloexec: Vec::new(), limit: 0 }
+        FdTable { fds: Vec::new(), cloexec: Vec::new(), limit: 0, hard: 0 }
     }
 
     pub fn get(&mut self, fd: u64) -> Result<&mut File, u32> {

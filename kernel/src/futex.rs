@@ -97,6 +97,10 @@ pub fn wake(p: &Process, addr: u64, n: u64) -> u64 {
     for &t in &woken {
         let _ = sched::wake(t);
     }
+    if woken.is_empty() {
+        // A PI word freed by its dying owner's libc or by release_robust: PI waiters get it.
+        crate::futex_pi::wake_free(p, addr);
+    }
     woken.len() as u64
 }
 
@@ -151,7 +155,6 @@ pub fn release_robust(p: &Process, tid: Tid, head: u64) {
             && v & WAITERS != 0
         {
             wake(p, addr, 1);
-            crate::futex_pi::owner_died(p, addr);
         }
     };
     let mut entry = next;

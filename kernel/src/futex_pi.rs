@@ -178,16 +178,18 @@ pub fn unlock(p: &Process, me: Tid, addr: u64) -> Result<u64, Errno> {
     Ok(0)
 }
 
-/// A robust futex whose owner died was marked OWNER_DIED (`futex::release_robust`): if PI
-/// waiters wait on it, the best of them gets it (with OWNER_DIED kept, so it sees EOWNERDEAD).
-pub fn owner_died(p: &Process, addr: u64) {
+/// A PI word was freed without FUTEX_UNLOCK_PI — the owner died and the kernel
+/// (`futex::release_robust`) or its own libc (musl's pthread_exit, for process-private robust
+/// mutexes) marked it OWNER_DIED and called FUTEX_WAKE: if PI waiters wait on it, the best of
+/// them gets it (with OWNER_DIED kept, so it sees EOWNERDEAD).
+pub fn wake_free(p: &Process, addr: u64) {
     let key = crate::futex::key(p, addr);
     if !QUEUES.lock().get(&key).is_some_and(|w| !w.is_empty()) {
         return;
     }
     if let Ok(v) = read(p, addr)
         && v & TID_MASK == 0
-        && let Ok(Some(t)) = hand_over(p, key, addr, v, true)
+        && let Ok(Some(t)) = hand_over(p, key, addr, v, v & OWNER_DIED != 0)
     {
         let _ = sched::wake(t);
     }

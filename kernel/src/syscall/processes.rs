@@ -97,7 +97,10 @@ pub fn prlimit64(cx: &Cx, pid: u64, resource: u64, new: UserPtr<rlimit64>, old: 
     let (cur, max) = match resource as u32 {
         RLIMIT_STACK => (p.stack_limit.load(core::sync::atomic::Ordering::Relaxed), process::MAX_STACK_LIMIT),
         RLIMIT_DATA => (p.data_limit.load(core::sync::atomic::Ordering::Relaxed), u64::MAX),
-        RLIMIT_NOFILE => (p.files.lock().limit as u64, crate::fs::MAX_FDS as u64),
+        RLIMIT_NOFILE => {
+            let f = p.files.lock();
+            (f.limit as u64, f.hard as u64)
+        }
         RLIMIT_CORE => (p.core_limit.load(core::sync::atomic::Ordering::Relaxed), u64::MAX),
         r if r < RLIM_NLIMITS => (u64::MAX, u64::MAX),
         _ => return Err(EINVAL),
@@ -109,10 +112,13 @@ pub fn prlimit64(cx: &Cx, pid: u64, resource: u64, new: UserPtr<rlimit64>, old: 
         }
         match resource as u32 {
             RLIMIT_NOFILE => {
-                if n.rlim_cur > crate::fs::MAX_FDS as u64 {
+                // Every Quest process is root, so it may raise the hard limit, up to MAX_FDS.
+                if n.rlim_max > crate::fs::MAX_FDS as u64 && n.rlim_max != u64::MAX {
                     return Err(EPERM);
                 }
-                p.files.lock().limit = n.rlim_cur as usize;
+                let mut f = p.files.lock();
+                f.limit = (n.rlim_cur as usize).min(crate::fs::MAX_FDS);
+                f.hard = (n.rlim_max as usize).min(crate::fs::MAX_FDS);
             }
             RLIMIT_CORE => p.core_limit.store(n.rlim_cur, core::sync::atomic::Ordering::Relaxed),
             RLIMIT_DATA => p.data_limit.store(n.rlim_cur, core::sync::atomic::Ordering::Relaxed),
