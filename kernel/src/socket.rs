@@ -12,9 +12,13 @@
 //! - A listening socket queues the server ends of connections until `accept` takes them;
 //!   `connect` succeeds at once while the backlog has room (as on Linux), else waits.
 //!
+//! - SCM_RIGHTS: descriptors sent with a message travel with it (datagram, seqpacket); on a
+//!   stream they go on a queue beside the bytes and come with the next `recvmsg` after the
+//!   bytes sent with them are there (Linux delivers them with those bytes exactly).
+//!
 //! Every change wakes the socket's waiters and the pollers (`crate::poll::wake_all`). Not
-//! supported yet: SCM_RIGHTS and other control messages (sendmsg with control data is
-//! EOPNOTSUPP), SO_PASSCRED, MSG_PEEK and MSG_WAITALL (EOPNOTSUPP), out-of-band data.
+//! supported yet: other control messages (SCM_CREDENTIALS: EOPNOTSUPP), SO_PASSCRED, MSG_PEEK
+//! and MSG_WAITALL (EOPNOTSUPP), out-of-band data.
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
@@ -24,6 +28,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use hal::sync::IrqLock;
 use linux_raw_sys::errno::*;
 
+use crate::fs::File;
 use crate::pipe::{End, WriteError};
 use crate::sched::{self, Tid};
 use crate::signal::ERESTARTSYS;
@@ -52,15 +57,27 @@ enum State {
     /// Made by socket(), not connected (a datagram socket may still send with an address).
     Unconnected,
     Listening { backlog: VecDeque<Arc<Sock>>, max: usize },
-    /// A connected stream socket.
-    Stream { rx: Arc<End>, tx: Option<Arc<End>> },
+    /// A connected stream socket: its pipes and the SCM_RIGHTS queues beside them.
+    Stream { rx: Arc<End>, tx: Option<Arc<End>>, rx_rights: Rights, tx_rights: Rights },
     /// A connected datagram/seqpacket socket: where its messages go.
     Packet { peer: Weak<Sock> },
 }
 
+/// Descriptors in flight on a stream, in the order sent.
+type Rights = Arc<IrqLock<VecDeque<Vec<File>>>>;
+
 struct Message {
     data: Vec<u8>,
     from: Option<Name>,
+    fds: Vec<File>,
+}
+
+/// What `recv` got: the bytes, the sender's name, the message's full length, descriptors.
+pub struct Received {
+    pub data: Vec<u8>,
+    pub from: Option<Name>,
+    pub full: usize,
+    pub fds: Vec<File>,
 }
 
 #[derive(Default)]
@@ -249,7 +266,7 @@ impl Sock {
 
     /// Sends `data` (to `to`, a datagram socket's explicit destination). EPIPE for a stream or
     /// seqpacket socket whose peer is gone (the caller raises SIGPIPE).
-    pub fn send(&self, data: &[u8], to: Option<(Arc<Sock>, Name)>, nonblock: bool) -> Result<usize, Errno> {
+    pub fn send(&self, data: &[u8], to: Option<(Arc<Sock>, Name)>, nonblock: bool, fds: Vec<File>) -> Result<usize, Errno> {
         if self.write_shut.load(Ordering::Relaxed) {
             return Err(EPIPE);
         }
@@ -257,13 +274,16 @@ impl Sock {
             if to.is_some() {
                 return Err(EISCONN);
             }
-            let tx = match &*self.state.lock() {
-                State::Stream { tx, .. } => tx.clone(),
+            let (tx, rights) = match &*self.state.lock() {
+                State::Stream { tx, tx_rights, .. } => (tx.clone(), tx_rights.clone()),
                 _ => return Err(ENOTCONN),
             };
             let Some(tx) = tx else { return Err(EPIPE) };
             if nonblock && tx.pipe.poll(true) & linux_raw_sys::general::POLLOUT as u16 == 0 {
                 return Err(EAGAIN);
+            }
+            if !fds.is_empty() {
+                rights.lock().push_back(fds);
             }
             return match tx.pipe.write(data) {
                 Ok(n) => Ok(n),
@@ -295,7 +315,7 @@ impl Sock {
                 }
                 if ib.bytes + data.len() <= INBOX_BYTES || ib.msgs.is_empty() {
                     ib.bytes += data.len();
-                    ib.msgs.push_back(Message { data: data.to_vec(), from: self.name() });
+                    ib.msgs.push_back(Message { data: data.to_vec(), from: self.name(), fds });
                     drop(ib);
                     target.wake();
                     return Ok(data.len());
@@ -312,13 +332,14 @@ impl Sock {
     /// Receives up to `max` bytes: for a stream what is there (empty: end of file); for a
     /// message socket one message, cut to `max` (then `trunc` is its full length). Returns
     /// (bytes, sender's name, full length).
-    pub fn recv(&self, max: usize, nonblock: bool) -> Result<(Vec<u8>, Option<Name>, usize), Errno> {
+    pub fn recv(&self, max: usize, nonblock: bool) -> Result<Received, Errno> {
+        let nothing = || Received { data: Vec::new(), from: None, full: 0, fds: Vec::new() };
         if self.read_shut.load(Ordering::Relaxed) {
-            return Ok((Vec::new(), None, 0));
+            return Ok(nothing());
         }
         if self.ty == Type::Stream {
-            let rx = match &*self.state.lock() {
-                State::Stream { rx, .. } => rx.clone(),
+            let (rx, rights) = match &*self.state.lock() {
+                State::Stream { rx, rx_rights, .. } => (rx.clone(), rx_rights.clone()),
                 _ => return Err(ENOTCONN),
             };
             if nonblock && rx.pipe.poll(false) == 0 {
@@ -326,7 +347,8 @@ impl Sock {
             }
             let d = rx.pipe.read(max).ok_or(ERESTARTSYS)?;
             let n = d.len();
-            return Ok((d, None, n));
+            let fds = if n > 0 { rights.lock().pop_front().unwrap_or_default() } else { Vec::new() };
+            return Ok(Received { data: d, from: None, full: n, fds });
         }
         if self.ty == Type::Seqpacket && !self.is_connected() {
             return Err(ENOTCONN);
@@ -341,10 +363,10 @@ impl Sock {
                     let full = m.data.len();
                     let mut d = m.data;
                     d.truncate(max);
-                    return Ok((d, m.from, full));
+                    return Ok(Received { data: d, from: m.from, full, fds: m.fds });
                 }
                 if ib.peer_gone || self.read_shut.load(Ordering::Relaxed) {
-                    return Ok((Vec::new(), None, 0));
+                    return Ok(nothing());
                 }
                 if nonblock {
                     return Err(EAGAIN);
@@ -398,7 +420,7 @@ impl Sock {
                     pin
                 }
             }
-            State::Stream { rx, tx } => {
+            State::Stream { rx, tx, .. } => {
                 let w = tx.as_ref().map_or(POLLERR as u16, |t| t.pipe.poll(true));
                 rx.pipe.poll(false) | w
             }
@@ -454,7 +476,11 @@ pub fn connected(ty: Type) -> (Arc<Sock>, Arc<Sock>) {
     if ty == Type::Stream {
         let (r1, w1) = crate::pipe::new();
         let (r2, w2) = crate::pipe::new();
-        return (Sock::with(ty, State::Stream { rx: r1, tx: Some(w2) }), Sock::with(ty, State::Stream { rx: r2, tx: Some(w1) }));
+        let (q1, q2): (Rights, Rights) = (Arc::new(IrqLock::new(VecDeque::new())), Arc::new(IrqLock::new(VecDeque::new())));
+        return (
+            Sock::with(ty, State::Stream { rx: r1, tx: Some(w2), rx_rights: q1.clone(), tx_rights: q2.clone() }),
+            Sock::with(ty, State::Stream { rx: r2, tx: Some(w1), rx_rights: q2, tx_rights: q1 }),
+        );
     }
     let a = Sock::with(ty, State::Packet { peer: Weak::new() });
     let b = Sock::with(ty, State::Packet { peer: Arc::downgrade(&a) });

@@ -313,12 +313,76 @@ static void test_pairs_and_seqpacket(void)
     close(t);
 }
 
+/* Sends descriptor `fd` with one byte over socket `s` (SCM_RIGHTS). */
+static int send_fd(int s, int fd)
+{
+    char byte = 'F';
+    struct iovec io = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    return sendmsg(s, &m, 0);
+}
+
+/* Receives a descriptor sent with send_fd (-1 if none came). */
+static int recv_fd(int s)
+{
+    char byte;
+    struct iovec io = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    if (recvmsg(s, &m, 0) != 1)
+        return -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+        return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    return fd;
+}
+
+static void test_rights(void)
+{
+    for (int ty = 0; ty < 2; ty++) {
+        int sv[2], p[2];
+        socketpair(AF_UNIX, ty ? SOCK_DGRAM : SOCK_STREAM, 0, sv);
+        pipe(p);
+        pid_t c = fork();
+        if (c == 0) {
+            /* The child gets the pipe's write end from its parent over the socket. */
+            close(p[1]);
+            int fd = recv_fd(sv[1]);
+            _exit(fd >= 0 && write(fd, "via fd", 6) == 6 ? 0 : 1);
+        }
+        int s = send_fd(sv[0], p[1]);
+        close(p[1]);
+        char b[8] = {0};
+        int n = read(p[0], b, sizeof b);
+        int st = reap(c);
+        check(ty ? "scm_rights_over_dgram" : "scm_rights_over_stream", s == 1 && n == 6 && !memcmp(b, "via fd", 6) && st == 0, "sendmsg %d read %d child %d", s, n, st);
+        close(p[0]);
+        close(sv[0]);
+        close(sv[1]);
+    }
+}
+
 static int run(void)
 {
     test_stream(0);
     test_stream(1);
     test_dgram();
     test_pairs_and_seqpacket();
+    test_rights();
     printf("unixtest: %d checks, %d failed\n", checks, failed);
     fflush(stdout);
     return failed != 0;

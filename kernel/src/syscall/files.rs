@@ -144,9 +144,10 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
         File::Pipe(_) | File::Shm(_) => Err(EBADF),
         File::Can(c) => can_read(cx, c, buf),
         File::Sock(s) => {
-            let (data, _, _) = s.recv(len.min(IO_MAX) as usize, false)?;
-            buf.write(p, &data)?;
-            Ok(data.len() as u64)
+            // Descriptors sent with the bytes (SCM_RIGHTS) are dropped by read, as on Linux.
+            let r = s.recv(len.min(IO_MAX) as usize, false)?;
+            buf.write(p, &r.data)?;
+            Ok(r.data.len() as u64)
         }
         File::Node(of) => {
             if !readable(&of) {

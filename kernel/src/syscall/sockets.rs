@@ -1,6 +1,6 @@
 //! Sockets (AF_UNIX only; the work is in `crate::socket`): socket, socketpair, bind, listen,
 //! accept, accept4, connect, send/sendto/sendmsg, recv/recvfrom/recvmsg, shutdown,
-//! getsockname, getpeername, getsockopt, setsockopt.
+//! getsockname, getpeername, getsockopt, setsockopt. Control messages: SCM_RIGHTS.
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
@@ -189,15 +189,15 @@ pub fn accept4(cx: &Cx, fd: u64, addr: u64, len: UserPtr<u32>, flags: u64) -> Sy
 /// Sends bytes on `s` (to `to`), with SIGPIPE for EPIPE unless `nosignal`.
 pub(super) fn send_bytes(cx: &Cx, s: &Arc<Sock>, buf: UserSlice, to: Option<Name>, nosignal: bool, dontwait: bool) -> SysResult {
     let data = buf.prefix(IO_MAX).read_to_vec(cx.p())?;
-    send_data(cx, s, &data, to, nosignal, dontwait)
+    send_data(cx, s, &data, to, nosignal, dontwait, Vec::new())
 }
 
-fn send_data(cx: &Cx, s: &Arc<Sock>, data: &[u8], to: Option<Name>, nosignal: bool, dontwait: bool) -> SysResult {
+fn send_data(cx: &Cx, s: &Arc<Sock>, data: &[u8], to: Option<Name>, nosignal: bool, dontwait: bool, fds: Vec<File>) -> SysResult {
     let target = match to {
         Some(n) => Some((lookup(&n)?, n)),
         None => None,
     };
-    match s.send(data, target, dontwait || nonblocking(s)) {
+    match s.send(data, target, dontwait || nonblocking(s), fds) {
         Ok(n) => Ok(n as u64),
         Err(EPIPE) => {
             if !nosignal {
@@ -220,10 +220,10 @@ pub fn recvfrom(cx: &Cx, fd: u64, buf: UserSliceMut, flags: u64, addr: u64, len:
         return Err(EOPNOTSUPP);
     }
     let s = sock(cx, fd)?;
-    let (data, from, full) = s.recv(buf.len().min(IO_MAX) as usize, flags & MSG_DONTWAIT != 0 || nonblocking(&s))?;
-    buf.write(cx.p(), &data)?;
-    write_addr(cx, addr, len, from.as_ref())?;
-    Ok(if flags & MSG_TRUNC != 0 { full } else { data.len() } as u64)
+    let r = s.recv(buf.len().min(IO_MAX) as usize, flags & MSG_DONTWAIT != 0 || nonblocking(&s))?;
+    buf.write(cx.p(), &r.data)?;
+    write_addr(cx, addr, len, r.from.as_ref())?;
+    Ok(if flags & MSG_TRUNC != 0 { r.full } else { r.data.len() } as u64)
 }
 
 /// `struct msghdr` (56 bytes): name, namelen, iov, iovlen, control, controllen, flags.
@@ -251,10 +251,7 @@ fn iovecs(cx: &Cx, h: &MsgHdr) -> Result<Vec<(u64, u64)>, Errno> {
 pub fn sendmsg(cx: &Cx, fd: u64, msg: u64, flags: u64) -> SysResult {
     let s = sock(cx, fd)?;
     let h = read_msghdr(cx, msg)?;
-    if h.controllen != 0 {
-        // SCM_RIGHTS / SCM_CREDENTIALS: not supported yet.
-        return Err(EOPNOTSUPP);
-    }
+    let fds = rights_in(cx, &h)?;
     let mut data = Vec::new();
     for (base, len) in iovecs(cx, &h)? {
         if data.len() as u64 + len > IO_MAX {
@@ -263,7 +260,85 @@ pub fn sendmsg(cx: &Cx, fd: u64, msg: u64, flags: u64) -> SysResult {
         data.extend(UserSlice::new(base, len).read_to_vec(cx.p())?);
     }
     let to = if h.name != 0 { Some(read_addr(cx, h.name, u64::from(h.namelen))?) } else { None };
-    send_data(cx, &s, &data, to, flags & MSG_NOSIGNAL != 0, flags & MSG_DONTWAIT != 0)
+    send_data(cx, &s, &data, to, flags & MSG_NOSIGNAL != 0, flags & MSG_DONTWAIT != 0, fds)
+}
+
+const SOL_SOCKET: i32 = 1;
+const SCM_RIGHTS: i32 = 1;
+/// sizeof(struct cmsghdr): len (8), level (4), type (4).
+const CMSG_HDR: u64 = 16;
+/// Most descriptors in one message (Linux's SCM_MAX_FD).
+const SCM_MAX_FD: u64 = 253;
+
+/// The descriptors of a message's SCM_RIGHTS control messages (EBADF for a closed one,
+/// EOPNOTSUPP for another kind of control message, EINVAL for a malformed one).
+fn rights_in(cx: &Cx, h: &MsgHdr) -> Result<Vec<File>, Errno> {
+    let mut out = Vec::new();
+    if h.controllen == 0 {
+        return Ok(out);
+    }
+    if h.controllen > 64 * 1024 {
+        return Err(ENOBUFS);
+    }
+    let c = UserSlice::new(h.control, h.controllen).read_to_vec(cx.p())?;
+    let mut at = 0usize;
+    while at + CMSG_HDR as usize <= c.len() {
+        let len = u64::from_le_bytes(c[at..at + 8].try_into().unwrap_or([0; 8])) as usize;
+        let level = i32::from_le_bytes(c[at + 8..at + 12].try_into().unwrap_or([0; 4]));
+        let ty = i32::from_le_bytes(c[at + 12..at + 16].try_into().unwrap_or([0; 4]));
+        if len < CMSG_HDR as usize || at + len > c.len() {
+            return Err(EINVAL);
+        }
+        if level != SOL_SOCKET || ty != SCM_RIGHTS {
+            return Err(EOPNOTSUPP);
+        }
+        let n = (len - CMSG_HDR as usize) / 4;
+        if (out.len() + n) as u64 > SCM_MAX_FD {
+            return Err(EINVAL);
+        }
+        for i in 0..n {
+            let o = at + CMSG_HDR as usize + 4 * i;
+            let fd = i32::from_le_bytes(c[o..o + 4].try_into().unwrap_or([0; 4]));
+            if fd < 0 {
+                return Err(EBADF);
+            }
+            out.push(super::files::file(cx, fd as u64)?);
+        }
+        at += len.next_multiple_of(8);
+    }
+    Ok(out)
+}
+
+/// Installs received descriptors and writes their SCM_RIGHTS control message into the
+/// caller's buffer; returns (bytes of control data, truncated). Descriptors that do not fit
+/// are closed (MSG_CTRUNC), as on Linux.
+fn rights_out(cx: &Cx, h: &MsgHdr, fds: Vec<File>, cloexec: bool) -> Result<(u64, bool), Errno> {
+    if fds.is_empty() {
+        return Ok((0, false));
+    }
+    let room = if h.controllen >= CMSG_HDR { (h.controllen - CMSG_HDR) / 4 } else { 0 };
+    let take = (fds.len() as u64).min(room) as usize;
+    let trunc = take < fds.len();
+    if take == 0 {
+        return Ok((0, trunc));
+    }
+    let mut nums: Vec<i32> = Vec::new();
+    for f in fds.into_iter().take(take) {
+        match cx.p().files.lock().insert_flags(f, 0, cloexec) {
+            Ok(fd) => nums.push(fd as i32),
+            Err(_) => break, // EMFILE: the rest are closed, as Linux does (MSG_CTRUNC)
+        }
+    }
+    let len = CMSG_HDR + 4 * nums.len() as u64;
+    let mut b = Vec::with_capacity(len as usize);
+    b.extend_from_slice(&len.to_le_bytes());
+    b.extend_from_slice(&SOL_SOCKET.to_le_bytes());
+    b.extend_from_slice(&SCM_RIGHTS.to_le_bytes());
+    for n in &nums {
+        b.extend_from_slice(&n.to_le_bytes());
+    }
+    UserSliceMut::new(h.control, len).write(cx.p(), &b)?;
+    Ok((len, trunc || nums.len() < take))
 }
 
 pub fn recvmsg(cx: &Cx, fd: u64, msg: u64, flags: u64) -> SysResult {
@@ -274,20 +349,24 @@ pub fn recvmsg(cx: &Cx, fd: u64, msg: u64, flags: u64) -> SysResult {
     let h = read_msghdr(cx, msg)?;
     let iov = iovecs(cx, &h)?;
     let room: u64 = iov.iter().map(|v| v.1).sum::<u64>().min(IO_MAX);
-    let (data, from, full) = s.recv(room as usize, flags & MSG_DONTWAIT != 0 || nonblocking(&s))?;
+    let r = s.recv(room as usize, flags & MSG_DONTWAIT != 0 || nonblocking(&s))?;
+    let (data, from, full) = (r.data, r.from, r.full);
+    const MSG_CMSG_CLOEXEC: u64 = 0x4000_0000;
+    let (clen, ctrunc) = rights_out(cx, &h, r.fds, flags & MSG_CMSG_CLOEXEC != 0)?;
     let mut at = 0usize;
     for (base, len) in iov {
         let n = (len as usize).min(data.len() - at);
         UserSliceMut::new(base, n as u64).write(cx.p(), &data[at..at + n])?;
         at += n;
     }
-    // msg_namelen (offset 8), msg_controllen (40: none), msg_flags (48).
+    // msg_namelen (offset 8), msg_controllen (40), msg_flags (48).
     if h.name != 0 {
         let lenp = UserPtr::<u32>::new(msg + 8);
         write_addr(cx, h.name, lenp, from.as_ref())?;
     }
-    UserPtr::<u64>::new(msg + 40).write(cx.p(), &0)?;
-    let mflags: u32 = if full > data.len() { MSG_TRUNC as u32 } else { 0 };
+    UserPtr::<u64>::new(msg + 40).write(cx.p(), &clen)?;
+    const MSG_CTRUNC: u32 = 8;
+    let mflags: u32 = if full > data.len() { MSG_TRUNC as u32 } else { 0 } | if ctrunc { MSG_CTRUNC } else { 0 };
     UserPtr::<u32>::new(msg + 48).write(cx.p(), &mflags)?;
     Ok(if flags & MSG_TRUNC != 0 { full } else { data.len() } as u64)
 }
