@@ -31,6 +31,7 @@ mod memory;
 mod poll;
 mod signal;
 mod socket;
+mod stop;
 mod vfs;
 mod tpipe;
 mod syscall;

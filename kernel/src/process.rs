@@ -81,6 +81,8 @@ pub struct Process {
     pub sid: AtomicU32,
     /// Per thread: its robust futex list head (set_robust_list).
     pub robust: IrqLock<BTreeMap<Tid, u64>>,
+    /// Stopped by SIGSTOP & co., and what wait4 has yet to report (`crate::stop`).
+    pub stop: IrqLock<crate::stop::StopState>,
     /// RLIMIT_DATA (anonymous memory it may be promised) and RLIMIT_STACK (its main stack's
     /// size from its next execve).
     pub data_limit: core::sync::atomic::AtomicU64,
@@ -293,6 +295,7 @@ fn new_process(name: &str, parent: Pid, mem: Mem) -> Arc<Process> {
         core_limit: core::sync::atomic::AtomicU64::new(0),
         comm: IrqLock::new(None),
         robust: IrqLock::new(BTreeMap::new()),
+        stop: IrqLock::new(Default::default()),
         pgid: AtomicU32::new(pid),
         sid: AtomicU32::new(pid),
         data_limit: core::sync::atomic::AtomicU64::new(u64::MAX),
@@ -387,7 +390,7 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
 }
 
 /// wait4: waits for child `pid` (or any child, pid = -1) to end; returns (pid, exit code).
-pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool) -> Result<Option<(Pid, i32)>, u32> {
+pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool, untraced: bool, continued: bool) -> Result<Option<(Pid, i32)>, u32> {
     let mut interrupted = false;
     loop {
         {
@@ -398,6 +401,13 @@ pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool) -> Result<Option<(Pi
             if let Some(i) = ch.iter().position(|c| (pid <= 0 || i64::from(c.pid) == pid) && c.dead.load(Ordering::Acquire)) {
                 let c = ch.remove(i);
                 return Ok(Some((c.pid, c.exit_code.load(Ordering::Relaxed))));
+            }
+            if untraced || continued {
+                for c in ch.iter().filter(|c| pid <= 0 || i64::from(c.pid) == pid) {
+                    if let Some(st) = crate::stop::take_report(c, untraced, continued) {
+                        return Ok(Some((c.pid, st)));
+                    }
+                }
             }
         }
         if interrupted {

@@ -74,7 +74,9 @@ pub fn clone(cx: &Cx, f: &TrapFrame, a: Args) -> SysResult {
 
 pub fn wait4(cx: &Cx, pid: i64, status: UserPtr<u32>, options: u64) -> SysResult {
     let nohang = options as u32 & WNOHANG != 0;
-    match process::wait_child(&cx.proc, pid, nohang)? {
+    let untraced = options as u32 & WUNTRACED != 0;
+    let continued = options as u32 & WCONTINUED != 0;
+    match process::wait_child(&cx.proc, pid, nohang, untraced, continued)? {
         Some((pid, code)) => {
             if !status.is_null() {
                 status.write(cx.p(), &(code as u32))?;
