@@ -43,8 +43,10 @@ impl OpenFile {
 }
 
 impl Drop for OpenFile {
-    /// The last descriptor of an open file closed: its flock lock goes (as on Linux).
+    /// The last descriptor of an open file closed: its flock lock and its OFD record locks go
+    /// (as on Linux).
     fn drop(&mut self) {
+        crate::ipc::rlock::ofd_closed(&self.node, self.id);
         let woken = self.node.flock.lock().unlock(self.id);
         for t in woken {
             let _ = crate::sched::wake(t);
@@ -94,8 +96,10 @@ pub struct FdTable {
     fds: Vec<Option<File>>,
     /// Close-on-exec, per descriptor.
     cloexec: Vec<bool>,
-    /// Most descriptors (RLIMIT_NOFILE).
+    /// Most descriptors (RLIMIT_NOFILE's soft limit).
     pub limit: usize,
+    /// RLIMIT_NOFILE's hard limit (at most [`MAX_FDS`]).
+    pub hard: usize,
 }
 
 /// Most descriptors a process may hold (the hard RLIMIT_NOFILE).
@@ -105,12 +109,12 @@ pub const DEFAULT_FDS: usize = 256;
 
 impl FdTable {
     pub fn new() -> FdTable {
-        FdTable { fds: alloc::vec![Some(File::Console), Some(File::Console), Some(File::Console)], cloexec: alloc::vec![false; 3], limit: DEFAULT_FDS }
+        FdTable { fds: alloc::vec![Some(File::Console), Some(File::Console), Some(File::Console)], cloexec: alloc::vec![false; 3], limit: DEFAULT_FDS, hard: MAX_FDS }
     }
 
     /// No descriptors at all (a process that has ended).
     pub fn empty() -> FdTable {
-        FdTable { fds: Vec::new(), cloexec: Vec::new(), limit: 0 }
+        FdTable { fds: Vec::new(), cloexec: Vec::new(), limit: 0, hard: 0 }
     }
 
     pub fn get(&mut self, fd: u64) -> Result<&mut File, u32> {

@@ -1,5 +1,7 @@
-//! futex(2): WAIT, WAKE, REQUEUE and CMP_REQUEUE (private and shared alike: keys are (process,
-//! address)), with optional timeouts. The value check and the enqueue happen under one lock,
+//! futex(2): WAIT, WAKE, REQUEUE and CMP_REQUEUE, with optional timeouts. Keys are (process,
+//! address), except for a word in shared memory (a page mapped shared, `memory.rs`), whose key
+//! is its physical address, so processes that map it at different addresses meet on it
+//! (process-shared semaphores and mutexes in MAP_SHARED, /dev/shm or System V memory). The value check and the enqueue happen under one lock,
 //! and the scheduler keeps wakes that arrive before the waiter blocks, so wake-ups are never
 //! lost. A requeued waiter is found again through `WHERE` (which queue each waiter is on).
 use alloc::collections::{BTreeMap, VecDeque};
@@ -11,6 +13,21 @@ use crate::sched::{self, Tid};
 use crate::syscall::UserPtr;
 
 type Key = (Pid, u64);
+
+/// The "process" of keys of words in shared memory (the address is physical).
+const SHARED: Pid = Pid::MAX;
+
+/// The key of the futex word at `addr` of process `p`.
+pub fn key(p: &Process, addr: u64) -> Key {
+    let mut m = p.mem.lock();
+    crate::memory::prefault(&mut m, addr, 4, false);
+    if m.space.is_shared(addr)
+        && let Some((pa, _)) = m.space.lookup(addr)
+    {
+        return (SHARED, pa + (addr & (hal::mm::PAGE_SIZE - 1)));
+    }
+    (p.pid, addr)
+}
 
 struct Queues {
     /// Waiters per futex, in arrival order.
@@ -41,7 +58,7 @@ impl Queues {
 pub fn wait(p: &Process, word: UserPtr<u32>, val: u32, deadline: Option<u64>) -> Result<u64, u32> {
     use linux_raw_sys::errno::{EAGAIN, ETIMEDOUT};
     let me = sched::current();
-    let key = (p.pid, word.addr());
+    let key = key(p, word.addr());
     {
         let mut q = QUEUES.lock();
         let cur = word.read(p)?;
@@ -74,10 +91,15 @@ pub fn wait(p: &Process, word: UserPtr<u32>, val: u32, deadline: Option<u64>) ->
 }
 
 /// FUTEX_WAKE: wakes up to `n` waiters; returns how many.
-pub fn wake(pid: Pid, addr: u64, n: u64) -> u64 {
-    let woken = QUEUES.lock().take((pid, addr), n);
+pub fn wake(p: &Process, addr: u64, n: u64) -> u64 {
+    let k = key(p, addr);
+    let woken = QUEUES.lock().take(k, n);
     for &t in &woken {
         let _ = sched::wake(t);
+    }
+    if woken.is_empty() {
+        // A PI word freed by its dying owner's libc or by release_robust: PI waiters get it.
+        crate::futex_pi::wake_free(p, addr);
     }
     woken.len() as u64
 }
@@ -88,7 +110,7 @@ pub fn wake(pid: Pid, addr: u64, n: u64) -> u64 {
 /// woken plus moved (CMP_REQUEUE's result; REQUEUE's is the woken count, see the caller).
 pub fn requeue(p: &Process, word: UserPtr<u32>, n_wake: u64, addr2: u64, n_move: u64, expect: Option<u32>) -> Result<(u64, u64), u32> {
     use linux_raw_sys::errno::EAGAIN;
-    let addr = word.addr();
+    let (k1, key2) = (key(p, word.addr()), key(p, addr2));
     let (woken, moved) = {
         let mut q = QUEUES.lock();
         if let Some(v) = expect {
@@ -97,9 +119,8 @@ pub fn requeue(p: &Process, word: UserPtr<u32>, n_wake: u64, addr2: u64, n_move:
                 return Err(EAGAIN);
             }
         }
-        let woken = q.take((p.pid, addr), n_wake);
-        let moved = if addr2 == addr { alloc::vec::Vec::new() } else { q.take((p.pid, addr), n_move) };
-        let key2 = (p.pid, addr2);
+        let woken = q.take(k1, n_wake);
+        let moved = if key2 == k1 { alloc::vec::Vec::new() } else { q.take(k1, n_move) };
         if !moved.is_empty() {
             for &t in &moved {
                 q.waiting.insert(t, key2);
@@ -133,7 +154,7 @@ pub fn release_robust(p: &Process, tid: Tid, head: u64) {
             && word.write(p, &((v & WAITERS) | OWNER_DIED)).is_ok()
             && v & WAITERS != 0
         {
-            wake(p.pid, addr, 1);
+            wake(p, addr, 1);
         }
     };
     let mut entry = next;

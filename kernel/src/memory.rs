@@ -7,13 +7,26 @@
 //! the first touch, and the kernel's own copies to and from user memory do the same first
 //! ([`prefault`]). `munmap` takes the range out of the map, so `mmap` reuses it.
 //!
+//! Shared memory (`MAP_SHARED`, anonymous or of an in-memory file; System V segments): the
+//! area names a [`crate::shm::ShmObject`] (`vmmap::Backing`) that the process keeps in
+//! [`Mem::objects`] while an area uses it; a first touch maps the object's own page
+//! (`AddressSpace::map_shared`), so every process mapping it sees one set of frames, and `fork`
+//! keeps them shared (hal's `duplicate` maps the same frames in the child; not-yet-touched pages
+//! are found through the child's copy of the areas). `mremap` of a shared area moves the area,
+//! not the bytes.
+//!
 //! Commitment: a new anonymous mapping (or heap growth) is refused with ENOMEM when it is
 //! larger than the free memory, or when the process's committed anonymous bytes would exceed
 //! the machine's memory or RLIMIT_DATA (Linux's heuristic overcommit, simplified). A page that
 //! cannot be had at first touch all the same kills the process ("out of memory").
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+
 use hal::mm::{PAGE_SIZE, UserAccess, UserMemError};
 use linux_raw_sys::errno::*;
-use vmmap::{EXEC, READ, VmMap, WRITE};
+use vmmap::{Backing, EXEC, READ, VmMap, WRITE};
+
+use crate::shm::ShmObject;
 
 use crate::process::Process;
 use crate::syscall::Errno;
@@ -34,18 +47,28 @@ pub struct Mem {
     pub committed: u64,
     /// The lowest address of the main thread's stack area.
     pub stack_bottom: u64,
+    /// The shared memory objects areas use (by id).
+    pub objects: BTreeMap<u64, Arc<ShmObject>>,
 }
 
 impl Mem {
     pub fn new(space: hal::mm::AddressSpace, brk: u64, stack_bottom: u64, stack_top: u64) -> Mem {
         let mut vm = VmMap::new();
         vm.insert(stack_bottom, stack_top, READ | WRITE, true);
-        Mem { space, brk_start: brk, brk, vm, committed: 0, stack_bottom }
+        Mem { space, brk_start: brk, brk, vm, committed: 0, stack_bottom, objects: BTreeMap::new() }
     }
 
     /// A copy for `fork` (the pages are copied by the caller).
     pub fn fork(&self, space: hal::mm::AddressSpace) -> Mem {
-        Mem { space, brk_start: self.brk_start, brk: self.brk, vm: self.vm.clone(), committed: self.committed, stack_bottom: self.stack_bottom }
+        Mem {
+            space,
+            brk_start: self.brk_start,
+            brk: self.brk,
+            vm: self.vm.clone(),
+            committed: self.committed,
+            stack_bottom: self.stack_bottom,
+            objects: self.objects.clone(),
+        }
     }
 }
 
@@ -107,13 +130,22 @@ fn touch(m: &mut Mem, addr: u64, write: bool, exec: bool, present: bool) -> Resu
     {
         return Ok(true);
     }
-    let Some((_, a)) = m.vm.find(addr) else { return Ok(false) };
+    let Some((start, a)) = m.vm.find(addr) else { return Ok(false) };
     if !a.lazy || present || a.prot & READ == 0 || (write && a.prot & WRITE == 0) || (exec && a.prot & EXEC == 0) {
         return Ok(false);
     }
     let page = addr & !(PAGE_SIZE - 1);
     if m.space.lookup(page).is_some() {
         return Ok(false);
+    }
+    if let Some(b) = a.backing {
+        let Some(obj) = m.objects.get(&b.id) else { return Ok(false) };
+        let Ok(sp) = obj.page((b.off + (page - start)) / PAGE_SIZE) else { return Err(()) };
+        return match m.space.map_shared(page, &sp, access(a.prot)) {
+            Ok(()) => Ok(true),
+            Err(UserMemError::NoMemory) => Err(()),
+            Err(UserMemError::Fault) => Ok(false),
+        };
     }
     match m.space.map_zeroed(page, access(a.prot)) {
         Ok(_) => Ok(true),
@@ -191,6 +223,11 @@ fn remove_range(m: &mut Mem, start: u64, end: u64) {
             continue; // the stack area is not counted
         }
         m.committed = m.committed.saturating_sub(e - s);
+        if let Some(b) = a.backing
+            && !m.vm.uses(b.id)
+        {
+            m.objects.remove(&b.id);
+        }
     }
 }
 
@@ -243,11 +280,19 @@ fn brk_locked(p: &Process, new: u64) -> u64 {
     m.brk
 }
 
-static SHARED_LOGGED: hal::sync::IrqLock<bool> = hal::sync::IrqLock::ranked(false, crate::locks::LOGGED);
+/// What a new mapping holds.
+pub enum Source<'a> {
+    /// Zeroes (private, or shared across fork with MAP_SHARED).
+    Anonymous,
+    /// A private copy of these bytes of a file (zeroes beyond).
+    Copy(&'a [u8]),
+    /// Shared memory: the object's bytes from this offset.
+    Shared(Arc<ShmObject>, u64),
+}
 
-/// mmap: anonymous memory (on demand), or a private copy of a file of the tree (`file`: its
-/// bytes from the offset). Shared writable file mappings are not supported yet (ENODEV).
-pub fn mmap(p: &Process, addr: u64, len: u64, prot: u64, flags: u32, file: Option<&[u8]>) -> Result<u64, Errno> {
+/// mmap: anonymous memory (on demand; MAP_SHARED makes a shared object the children of a
+/// fork share), a private copy of a file's bytes, or a shared mapping of an object.
+pub fn mmap(p: &Process, addr: u64, len: u64, prot: u64, flags: u32, src: Source<'_>) -> Result<u64, Errno> {
     use linux_raw_sys::general::{MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE};
     if len == 0 {
         return Err(EINVAL);
@@ -259,37 +304,28 @@ pub fn mmap(p: &Process, addr: u64, len: u64, prot: u64, flags: u32, file: Optio
         _ => return Err(EINVAL),
     };
     let bits = prot_bits(prot);
-    if shared && file.is_some() && bits & WRITE != 0 {
-        return Err(ENODEV); // writable shared file mappings: not supported yet
-    }
-    if shared && flags & MAP_ANONYMOUS != 0 && !core::mem::replace(&mut *SHARED_LOGGED.lock(), true) {
-        hal::println!("mmap: MAP_SHARED anonymous memory is private to process {} (sharing it with children is not supported yet)", p.pid);
-    }
     let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(ENOMEM)?;
+    let src = match src {
+        Source::Anonymous if shared && flags & MAP_ANONYMOUS != 0 => Source::Shared(ShmObject::new(false, len), 0),
+        s => s,
+    };
     let limit = p.data_limit.load(core::sync::atomic::Ordering::Relaxed);
     let mut m = p.mem.lock();
-    let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
-    let base = if fixed {
-        let end = check_range(addr, len)?;
-        if flags & MAP_FIXED_NOREPLACE != 0 && m.vm.overlaps(addr, end) {
-            return Err(EEXIST);
-        }
-        addr
-    } else {
-        let hint = addr & !(PAGE_SIZE - 1);
-        let lowest = m.brk_start.saturating_add(HEAP_ROOM);
-        match hint.checked_add(len) {
-            Some(e) if hint >= lowest && e <= MMAP_TOP && !m.vm.overlaps(hint, e) => hint,
-            _ => m.vm.find_gap(len, lowest, MMAP_TOP).ok_or(ENOMEM)?,
-        }
-    };
+    let base = place(&m, addr, len, flags & (MAP_FIXED | MAP_FIXED_NOREPLACE), flags & MAP_FIXED_NOREPLACE != 0)?;
     if !can_commit(m.committed, len, limit) {
         return Err(ENOMEM);
     }
     remove_range(&mut m, base, base + len);
-    m.vm.insert(base, base + len, bits, true);
+    let backing = match &src {
+        Source::Shared(obj, off) => {
+            m.objects.insert(obj.id, obj.clone());
+            Some(Backing { id: obj.id, off: *off })
+        }
+        _ => None,
+    };
+    m.vm.insert_backed(base, base + len, bits, true, backing);
     m.committed += len;
-    if let Some(data) = file {
+    if let Source::Copy(data) = src {
         // A private copy: the pages holding file bytes now, the rest (to the end of the last
         // page and beyond the file) zero on demand.
         let n = (data.len() as u64).min(len);
@@ -308,6 +344,62 @@ pub fn mmap(p: &Process, addr: u64, len: u64, prot: u64, flags: u32, file: Optio
         }
     }
     Ok(base)
+}
+
+/// Where a new mapping of `len` bytes goes: `addr` itself when `fixed` (EEXIST if taken and
+/// `noreplace`), else the hint if free, else the highest gap.
+pub fn place(m: &Mem, addr: u64, len: u64, fixed: u32, noreplace: bool) -> Result<u64, Errno> {
+    if fixed != 0 {
+        let end = check_range(addr, len)?;
+        if noreplace && m.vm.overlaps(addr, end) {
+            return Err(EEXIST);
+        }
+        return Ok(addr);
+    }
+    let hint = addr & !(PAGE_SIZE - 1);
+    let lowest = m.brk_start.saturating_add(HEAP_ROOM);
+    match hint.checked_add(len) {
+        Some(e) if hint >= lowest && e <= MMAP_TOP && !m.vm.overlaps(hint, e) => Ok(hint),
+        _ => m.vm.find_gap(len, lowest, MMAP_TOP).ok_or(ENOMEM),
+    }
+}
+
+/// msync: the range must be mapped (ENOMEM) and page aligned (EINVAL). Shared mappings are
+/// the object's own pages, so there is nothing to write back.
+pub fn msync(p: &Process, addr: u64, len: u64, flags: u64) -> Result<(), Errno> {
+    const MS_ASYNC: u64 = 1;
+    const MS_INVALIDATE: u64 = 2;
+    const MS_SYNC: u64 = 4;
+    if flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0 || flags & (MS_ASYNC | MS_SYNC) == (MS_ASYNC | MS_SYNC) {
+        return Err(EINVAL);
+    }
+    let end = check_range(addr, len)?;
+    let m = p.mem.lock();
+    if m.vm.covered(addr, end) { Ok(()) } else { Err(ENOMEM) }
+}
+
+/// Removes the whole area that starts at `addr` if it is backed by shared memory (shmdt):
+/// returns the object it used.
+pub fn unmap_object_at(p: &Process, addr: u64) -> Option<Arc<ShmObject>> {
+    let mut m = p.mem.lock();
+    let (start, a) = m.vm.find(addr)?;
+    let b = a.backing?;
+    if start != addr || b.off != 0 {
+        return None;
+    }
+    let obj = m.objects.get(&b.id)?.clone();
+    // The segment's whole length (areas of it split by mprotect go too).
+    let end = addr + obj.len().next_multiple_of(PAGE_SIZE);
+    let mut at = addr;
+    while let Some((s, a2)) = m.vm.find(at) {
+        if at >= end || a2.backing.is_none_or(|x| x.id != b.id || x.off != at - addr) {
+            break;
+        }
+        let e = a2.end;
+        remove_range(&mut m, s, e);
+        at = e;
+    }
+    Some(obj)
 }
 
 pub fn munmap(p: &Process, addr: u64, len: u64) -> Result<(), Errno> {
@@ -389,7 +481,8 @@ fn mremap_locked(p: &Process, old: u64, old_len: u64, new_len: u64, flags: u64) 
         && e <= MMAP_TOP
         && !m.vm.overlaps(old_end, e)
     {
-        m.vm.insert(old_end, e, area.prot, true);
+        let (start, _) = m.vm.find(old).ok_or(EFAULT)?;
+        m.vm.insert_backed(old_end, e, area.prot, true, area.from(start, old_end).backing);
         m.committed += more;
         return Ok(old);
     }
@@ -398,8 +491,15 @@ fn mremap_locked(p: &Process, old: u64, old_len: u64, new_len: u64, flags: u64) 
     }
     let lowest = m.brk_start.saturating_add(HEAP_ROOM);
     let new = m.vm.find_gap(new_len, lowest, MMAP_TOP).ok_or(ENOMEM)?;
-    m.vm.insert(new, new + new_len, area.prot, true);
+    let (start, _) = m.vm.find(old).ok_or(EFAULT)?;
+    let backing = area.from(start, old).backing;
+    m.vm.insert_backed(new, new + new_len, area.prot, true, backing);
     m.committed += new_len;
+    if backing.is_some() {
+        // Shared memory: the new area finds the object's pages on first touch.
+        remove_range(&mut m, old, old_end);
+        return Ok(new);
+    }
     let mut buf = alloc::vec![0u8; PAGE_SIZE as usize];
     let mut off = 0;
     while off < old_len {

@@ -89,6 +89,8 @@ pub struct Process {
     pub robust: IrqLock<BTreeMap<Tid, u64>>,
     /// Per thread: the Main VCPU `boomerang_stage` created for it, destroyed when it ends.
     pub stage_vcpus: IrqLock<BTreeMap<Tid, u32>>,
+    /// Stopped by SIGSTOP & co., and what wait4 has yet to report (`crate::stop`).
+    pub stop: IrqLock<crate::stop::StopState>,
     /// RLIMIT_DATA (anonymous memory it may be promised) and RLIMIT_STACK (its main stack's
     /// size from its next execve).
     pub data_limit: core::sync::atomic::AtomicU64,
@@ -245,7 +247,7 @@ pub fn exit_thread() -> ! {
         if let Some(addr) = p.clear_tid.lock().remove(&me) {
             let ok = crate::syscall::UserPtr::<u32>::new(addr).write(&p, &0).is_ok();
             if ok {
-                crate::futex::wake(p.pid, addr, 1);
+                crate::futex::wake(&p, addr, 1);
             }
         }
         BY_THREAD.lock().remove(&me);
@@ -270,6 +272,8 @@ pub fn exit_thread() -> ! {
             let _ = core::mem::replace(&mut p.mem.lock().space, AddressSpace::new_empty());
             let files = core::mem::replace(&mut *p.files.lock(), crate::fs::FdTable::empty());
             drop(files);
+            p.mem.lock().objects.clear();
+            crate::ipc::process_exit(&p);
             p.dead.store(true, Ordering::Release);
             p.exited.up();
             p.vfork_done.up();
@@ -310,6 +314,7 @@ fn new_process(name: &str, parent: Pid, mem: Mem) -> Arc<Process> {
         children_cpu_ns: core::sync::atomic::AtomicU64::new(0),
         robust: IrqLock::new(BTreeMap::new()),
         stage_vcpus: IrqLock::new(BTreeMap::new()),
+        stop: IrqLock::new(Default::default()),
         pgid: AtomicU32::new(pid),
         sid: AtomicU32::new(pid),
         data_limit: core::sync::atomic::AtomicU64::new(u64::MAX),
@@ -416,7 +421,7 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
 }
 
 /// wait4: waits for child `pid` (or any child, pid = -1) to end; returns (pid, exit code).
-pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool) -> Result<Option<(Pid, i32)>, u32> {
+pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool, untraced: bool, continued: bool) -> Result<Option<(Pid, i32)>, u32> {
     let mut interrupted = false;
     loop {
         {
@@ -429,6 +434,13 @@ pub fn wait_child(p: &Arc<Process>, pid: i64, nohang: bool) -> Result<Option<(Pi
                 let cpu = c.ended_cpu_ns.load(Ordering::Relaxed) + c.children_cpu_ns.load(Ordering::Relaxed);
                 p.children_cpu_ns.fetch_add(cpu, Ordering::Relaxed);
                 return Ok(Some((c.pid, c.exit_code.load(Ordering::Relaxed))));
+            }
+            if untraced || continued {
+                for c in ch.iter().filter(|c| pid <= 0 || i64::from(c.pid) == pid) {
+                    if let Some(st) = crate::stop::take_report(c, untraced, continued) {
+                        return Ok(Some((c.pid, st)));
+                    }
+                }
             }
         }
         if interrupted {

@@ -23,9 +23,9 @@
 //! hal kept in `error_code`); otherwise it returns `EINTR`. Calls that never restart (sleeps,
 //! `sigsuspend`, `rt_sigtimedwait`) return `EINTR` directly.
 //!
-//! Not supported yet: stopping and continuing processes (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU
-//! are ignored, with a log line), controlling terminals and job control (the console's ctrl-c
-//! goes to the foreground process only), `ITIMER_VIRTUAL`/`ITIMER_PROF`, AVX state in
+//! Stopping and continuing (SIGSTOP & co., SIGCONT) is `crate::stop`. Not supported yet:
+//! controlling terminals and job control (the console's ctrl-c goes to the foreground process
+//! only), `ITIMER_VIRTUAL`/`ITIMER_PROF`, AVX state in
 //! signal frames (x87 and SSE are saved and restored), core files.
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -121,6 +121,11 @@ impl SigState {
     }
 
     /// Sets `tid`'s scheduler mark to whether it has a signal to act on.
+    /// The flags of signal `sig`'s action.
+    pub fn action_flags(&self, sig: u32) -> u64 {
+        self.actions.get(sig as usize - 1).map_or(0, |a| a.flags)
+    }
+
     fn update(&self, tid: Tid) {
         sched::set_signal_pending(tid, self.deliverable(tid));
     }
@@ -130,6 +135,11 @@ impl core::default::Default for SigState {
     fn default() -> Self {
         SigState::new()
     }
+}
+
+/// Re-marks thread `tid` if it has a deliverable signal (after a stop, `crate::stop::park`).
+pub fn refresh(p: &Process, tid: Tid) {
+    p.sig.lock().update(tid);
 }
 
 /// A new thread `tid` of `p`: it inherits the mask of `from` (the creating thread), and no
@@ -158,7 +168,6 @@ pub fn exec_reset(p: &Process, tid: Tid) {
     st.timers.clear(); // POSIX timers do not survive execve (alarm does)
 }
 
-static STOP_LOGGED: IrqLock<bool> = IrqLock::ranked(false, crate::locks::LOGGED);
 
 /// Sends `info` to process `p` (`tid`: to that thread only). SIGKILL and signals whose action
 /// terminates the process end it at once; ignored signals are dropped unless blocked.
@@ -174,15 +183,15 @@ pub fn send(p: &Arc<Process>, tid: Option<Tid>, info: SigInfo) -> Result<(), Err
         process::mark_terminal(p, process::killed_by(sig));
         return Ok(());
     }
+    if sig == SIGCONT {
+        crate::stop::cont(p);
+    }
     let wake = {
         let mut st = p.sig.lock();
         let act = st.actions[sig as usize - 1];
         if sig == SIGSTOP || (act.handler == SIG_DFL && default_action(sig) == Default::Stop) {
             drop(st);
-            let mut logged = STOP_LOGGED.lock();
-            if !core::mem::replace(&mut *logged, true) {
-                hal::println!("signal {sig} to process {}: stopping a process is not supported yet; ignored", p.pid);
-            }
+            crate::stop::stop(p, sig);
             return Ok(());
         }
         if let Some(t) = tid
@@ -368,6 +377,10 @@ fn act(frame: &mut TrapFrame, mut restart: bool) {
         if p.terminal.load(Ordering::Acquire) {
             drop(p);
             process::exit_thread();
+        }
+        if crate::stop::is_stopped(&p) {
+            crate::stop::park(&p, me);
+            continue;
         }
         match take_next(&p, me) {
             Next::None => break,

@@ -4,8 +4,8 @@
 //! `<pid>/stat`, `<pid>/cmdline`, `<pid>/status`, `<pid>/exe`, `meminfo`, `uptime`,
 //! `loadavg`, `cpuinfo`, `mounts`).
 //!
-//! Hand-written: the tree is small and kernel-specific (its file data lives in the kernel heap
-//! with a fixed budget, [`TMPFS_MAX_BYTES`]; `/boot`'s files are the initrd's bytes, never
+//! Hand-written: the tree is small and kernel-specific (a file's data is a shared memory
+//! object, `shm.rs`, whose pages `MAP_SHARED` maps, with a fixed budget, [`TMPFS_MAX_BYTES`]; `/boot`'s files are the initrd's bytes, never
 //! copied; `/proc`'s files are generated when opened).
 //!
 //! Paths are resolved from the root after joining them to the process's working directory
@@ -26,14 +26,13 @@ use linux_raw_sys::general::{S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG};
 
 use crate::syscall::Errno;
 
-/// Most bytes all files of the in-memory file system may hold together (they live in the
-/// kernel heap): beyond, writes fail with ENOSPC.
-pub const TMPFS_MAX_BYTES: u64 = 8 << 20;
+/// Most bytes all files of the in-memory file system may hold together (their pages come from
+/// the frame allocator, `shm.rs`): beyond, writes fail with ENOSPC.
+pub const TMPFS_MAX_BYTES: u64 = 32 << 20;
 /// Longest path and name.
 pub const PATH_MAX: usize = 4096;
 pub const NAME_MAX: usize = 255;
 
-static TMPFS_BYTES: AtomicU64 = AtomicU64::new(0);
 static NEXT_INO: AtomicU64 = AtomicU64::new(1000);
 
 /// A device node's behaviour.
@@ -58,12 +57,15 @@ pub enum Proc {
 
 pub enum Kind {
     Dir(IrqLock<BTreeMap<String, Arc<Inode>>>),
-    File(IrqLock<Vec<u8>>),
+    /// A regular file: its bytes are a shared memory object (so `MAP_SHARED` maps them).
+    File(Arc<crate::shm::ShmObject>),
     Boot(&'static [u8]),
     BootDir,
     Dev(Dev),
     Proc(Proc),
     Symlink(String),
+    /// An AF_UNIX socket bound to this path (gone when the socket is closed).
+    Sock(alloc::sync::Weak<crate::socket::Sock>),
 }
 
 /// Times in nanoseconds of the monotonic clock (CLOCK_REALTIME is the same clock).
@@ -82,6 +84,8 @@ pub struct Inode {
     pub meta: IrqLock<Meta>,
     /// flock(2) holders (open file descriptions by id) and waiters.
     pub flock: IrqLock<Flock>,
+    /// fcntl record locks and their waiters.
+    pub rlocks: IrqLock<crate::ipc::rlock::RecLocks>,
 }
 
 /// flock(2) state of one inode: an exclusive holder or shared holders, and who waits.
@@ -124,14 +128,6 @@ impl Flock {
     }
 }
 
-impl Drop for Inode {
-    fn drop(&mut self) {
-        if let Kind::File(d) = &self.kind {
-            TMPFS_BYTES.fetch_sub(d.lock().capacity() as u64, Ordering::Relaxed);
-        }
-    }
-}
-
 fn now() -> u64 {
     hal::time::now_ns()
 }
@@ -144,10 +140,11 @@ impl Inode {
             kind,
             meta: IrqLock::new(Meta { mode, nlink: 1, atime: t, mtime: t, ctime: t }),
             flock: IrqLock::new(Flock::default()),
+            rlocks: IrqLock::new(Default::default()),
         })
     }
     fn fixed(ino: u64, kind: Kind, mode: u32) -> Arc<Inode> {
-        Arc::new(Inode { ino, kind, meta: IrqLock::new(Meta { mode, nlink: 1, ..Meta::default() }), flock: IrqLock::new(Flock::default()) })
+        Arc::new(Inode { ino, kind, meta: IrqLock::new(Meta { mode, nlink: 1, ..Meta::default() }), flock: IrqLock::new(Flock::default()), rlocks: IrqLock::new(Default::default()) })
     }
     pub fn new_dir(perm: u32) -> Arc<Inode> {
         let d = Inode::new(Kind::Dir(IrqLock::new(BTreeMap::new())), S_IFDIR | (perm & 0o7777));
@@ -155,7 +152,7 @@ impl Inode {
         d
     }
     pub fn new_file(perm: u32) -> Arc<Inode> {
-        Inode::new(Kind::File(IrqLock::new(Vec::new())), S_IFREG | (perm & 0o7777))
+        Inode::new(Kind::File(crate::shm::ShmObject::new(true, 0)), S_IFREG | (perm & 0o7777))
     }
     pub fn is_dir(&self) -> bool {
         matches!(self.kind, Kind::Dir(_) | Kind::BootDir | Kind::Proc(Proc::Root) | Kind::Proc(Proc::Pid(_)))
@@ -166,7 +163,7 @@ impl Inode {
     /// Size in bytes (what stat reports).
     pub fn size(&self) -> u64 {
         match &self.kind {
-            Kind::File(d) => d.lock().len() as u64,
+            Kind::File(d) => d.len(),
             Kind::Boot(b) => b.len() as u64,
             Kind::Symlink(s) => s.len() as u64,
             Kind::Dir(e) => 4096.max(e.lock().len() as u64 * 32),
@@ -181,6 +178,11 @@ impl Inode {
     }
 }
 
+/// The node of an AF_UNIX socket bound to a path (mode: the permission bits).
+pub fn new_socket(s: &Arc<crate::socket::Sock>, perm: u32) -> Arc<Inode> {
+    Inode::new(Kind::Sock(Arc::downgrade(s)), linux_raw_sys::general::S_IFSOCK | (perm & 0o7777))
+}
+
 /// A symbolic link to `target`.
 pub fn new_symlink(target: String) -> Arc<Inode> {
     Inode::new(Kind::Symlink(target), linux_raw_sys::general::S_IFLNK | 0o777)
@@ -188,7 +190,7 @@ pub fn new_symlink(target: String) -> Arc<Inode> {
 
 /// Bytes the in-memory files hold (allocated).
 pub fn bytes_used() -> u64 {
-    TMPFS_BYTES.load(Ordering::Relaxed)
+    crate::shm::file_bytes()
 }
 
 static ROOT: spin::Once<Arc<Inode>> = spin::Once::new();
@@ -500,7 +502,7 @@ pub fn read_at(n: &Inode, pos: u64, max: usize) -> Result<Vec<u8>, Errno> {
         b[start..(start.saturating_add(max)).min(b.len())].to_vec()
     };
     match &n.kind {
-        Kind::File(d) => Ok(slice(&d.lock())),
+        Kind::File(d) => Ok(d.read_at(pos, max)),
         Kind::Boot(b) => Ok(slice(b)),
         Kind::Dev(Dev::Null) => Ok(Vec::new()),
         Kind::Dev(Dev::Zero | Dev::Full) => Ok(alloc::vec![0; max.min(1 << 20)]),
@@ -515,13 +517,9 @@ pub fn read_at(n: &Inode, pos: u64, max: usize) -> Result<Vec<u8>, Errno> {
 pub fn write_at(n: &Inode, pos: u64, data: &[u8]) -> Result<usize, Errno> {
     match &n.kind {
         Kind::File(d) => {
-            let end = pos.checked_add(data.len() as u64).ok_or(EFBIG)?;
-            let mut d = d.lock();
-            grow(&mut d, end)?;
-            d[pos as usize..end as usize].copy_from_slice(data);
-            drop(d);
+            let n_written = d.write_at(pos, data)?;
             n.touch_modified();
-            Ok(data.len())
+            Ok(n_written)
         }
         Kind::Dev(Dev::Null | Dev::Zero | Dev::Random) => Ok(data.len()),
         Kind::Dev(Dev::Full) => Err(ENOSPC),
@@ -530,51 +528,11 @@ pub fn write_at(n: &Inode, pos: u64, data: &[u8]) -> Result<usize, Errno> {
     }
 }
 
-/// Makes `d` at least `len` bytes long (zero-filled), within the file system's budget.
-fn grow(d: &mut Vec<u8>, len: u64) -> Result<(), Errno> {
-    if len <= d.len() as u64 {
-        return Ok(());
-    }
-    let len = usize::try_from(len).map_err(|_| EFBIG)?;
-    let extra = len.saturating_sub(d.capacity());
-    if extra > 0 {
-        let want = extra.max(d.capacity().min(1 << 20)); // amortised, up to 1 MiB at a time
-        let want = if TMPFS_BYTES.load(Ordering::Relaxed) + want as u64 > TMPFS_MAX_BYTES { extra } else { want };
-        if TMPFS_BYTES.fetch_add(want as u64, Ordering::Relaxed) + want as u64 > TMPFS_MAX_BYTES {
-            TMPFS_BYTES.fetch_sub(want as u64, Ordering::Relaxed);
-            return Err(ENOSPC);
-        }
-        let before = d.capacity();
-        if d.try_reserve_exact(len - d.len() + (want - extra)).is_err() {
-            TMPFS_BYTES.fetch_sub(want as u64, Ordering::Relaxed);
-            return Err(ENOSPC);
-        }
-        // Count what the allocator really gave.
-        let got = d.capacity() - before;
-        if got > want {
-            TMPFS_BYTES.fetch_add((got - want) as u64, Ordering::Relaxed);
-        } else {
-            TMPFS_BYTES.fetch_sub((want - got) as u64, Ordering::Relaxed);
-        }
-    }
-    d.resize(len, 0);
-    Ok(())
-}
-
 /// truncate / ftruncate / O_TRUNC.
 pub fn truncate(n: &Inode, len: u64) -> Result<(), Errno> {
     match &n.kind {
         Kind::File(d) => {
-            let mut d = d.lock();
-            if len < d.len() as u64 {
-                d.truncate(len as usize);
-                let before = d.capacity();
-                d.shrink_to_fit();
-                TMPFS_BYTES.fetch_sub((before - d.capacity()) as u64, Ordering::Relaxed);
-            } else {
-                grow(&mut d, len)?;
-            }
-            drop(d);
+            d.set_len(len)?;
             n.touch_modified();
             Ok(())
         }
@@ -594,6 +552,7 @@ pub fn list(d: &Arc<Inode>) -> Result<Vec<(u64, u8, String)>, Errno> {
     let ty = |n: &Inode| match &n.kind {
         Kind::Dev(_) => DT_CHR,
         Kind::Symlink(_) => DT_LNK,
+        Kind::Sock(_) => 12, // DT_SOCK
         _ if n.is_dir() => DT_DIR,
         _ => DT_REG,
     };

@@ -20,9 +20,22 @@ pub fn vmlinuz_from_env() -> Result<PathBuf> {
 /// Boots `vmlinuz` with an initramfs holding `program` as `/init` (arguments `args`), waits
 /// for QEMU to exit (the program powers off) and returns the console output.
 pub fn run_init(qemu: &Path, vmlinuz: &Path, program: &Path, args: &[&str], timeout: Duration) -> Result<String> {
+    run_init_with(qemu, vmlinuz, program, &[], args, timeout)
+}
+
+/// As [`run_init`], with `files` in the initramfs's `/boot` (where Quest keeps its programs).
+pub fn run_init_with(qemu: &Path, vmlinuz: &Path, program: &Path, files: &[PathBuf], args: &[&str], timeout: Duration) -> Result<String> {
     let mut w = cpio::Writer::new();
     w.add_dir("dev", 0o755).map_err(|e| anyhow!("cpio: {e:?}"))?;
     w.add_dir("tmp", 0o1777).map_err(|e| anyhow!("cpio: {e:?}"))?;
+    if !files.is_empty() {
+        w.add_dir("boot", 0o755).map_err(|e| anyhow!("cpio: {e:?}"))?;
+    }
+    for f in files {
+        let name = f.file_name().and_then(|n| n.to_str()).with_context(|| format!("{}: no file name", f.display()))?;
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        w.add_file(&format!("boot/{name}"), 0o755, &bytes).map_err(|e| anyhow!("cpio: {e:?}"))?;
+    }
     let bytes = std::fs::read(program).with_context(|| format!("reading {}", program.display()))?;
     w.add_file("init", 0o755, &bytes).map_err(|e| anyhow!("cpio: {e:?}"))?;
     let dir = std::env::temp_dir().join(format!("quest-linux-{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));

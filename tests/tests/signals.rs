@@ -68,3 +68,27 @@ fn sigtest_passes_on_linux_too() -> Result<()> {
     assert!(out.contains("sigtest: 33 checks, 0 failed"), "{out}");
     Ok(())
 }
+
+/// Stopping and continuing: SIGSTOP/SIGTSTP stop a process (a spinning one too) until
+/// SIGCONT, wait4 reports both (WUNTRACED, WCONTINUED), SIGCHLD carries CLD_STOPPED and
+/// CLD_CONTINUED, SIGKILL ends a stopped process, a stopped sleep finishes after SIGCONT.
+/// Before: stop signals were ignored (logged).
+#[test]
+fn stoptest_passes_on_quest() -> Result<()> {
+    let mut q = boot()?;
+    let out = q.shell("stoptest")?;
+    assert!(out.contains("stoptest: 9 checks, 0 failed"), "{out}");
+    q.power_off_ok()?;
+    Ok(())
+}
+
+/// The same `stoptest` binary as init of Debian's kernel: the reference.
+#[test]
+fn stoptest_passes_on_linux_too() -> Result<()> {
+    let cfg = Config::from_env(false)?;
+    let prog = std::path::PathBuf::from(std::env::var("QUEST_USER_DIR")?).join("stoptest");
+    let out = quest_tests::linux::run_init(&cfg.qemu, &quest_tests::linux::vmlinuz_from_env()?, &prog, &[], cfg.timeout)?;
+    assert!(out.contains("stoptest: on Linux as init"), "{out}");
+    assert!(out.contains("stoptest: 9 checks, 0 failed"), "{out}");
+    Ok(())
+}

@@ -14,6 +14,7 @@ mod cc;
 mod debian;
 mod fuzz;
 mod image;
+mod libc_test;
 mod plot;
 mod questv;
 mod setup;
@@ -57,6 +58,9 @@ commands:
                             (QEMU block log; writes target/bench/profile/NAME.md);
                             with --after A,B: NAME after benchmarks A and B ran;
                             --full: full iteration counts
+  libc-test  musl's libc-test (functional + regression), static, on Quest-RS and on Linux in
+          the same emulated machine: --src DIR (a libc-test checkout) [--limit S per test]
+          [--quest-only | --linux-only]; writes target/libc-test/results.md (docs/conformance.md)
   build   build the kernel and the ISO images only (target/quest/); --test-images: with the
           test fixtures, as `test --qemu` uses them
             --sandboxes F [--add FILE]...   the Quest-V images for partition
@@ -86,6 +90,7 @@ fn real_main(args: &[String]) -> Result<()> {
         "gdb" => gdb(&RunOpts::parse(rest)?),
         "plot" => plot::run(rest),
         "bench" => bench::run(rest),
+        "libc-test" => libc_test::run(rest),
         "cc" => cc::run(rest),
         "fuzz" => fuzz::run(rest),
         "soundness" => soundness::run(&rest.first().map(PathBuf::from).unwrap_or_else(root)),
@@ -459,7 +464,7 @@ fn cargo() -> Command {
 
 /// Host crates whose unit, property and doc tests run on the host.
 const HOST_CRATES: &[&str] = &[
-    "kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "bootinfo", "fuzz-targets", "quest-abi", "signals", "vmmap", "monitor-core",
+    "kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "bootinfo", "fuzz-targets", "quest-abi", "signals", "vmmap", "ipc", "monitor-core",
     "pci", "can", "evcore", "usb", "libquest", "xtask",
 ];
 
@@ -520,7 +525,7 @@ fn test(args: &[String]) -> Result<()> {
         }
         println!("xtask: no_std crates build for the kernel target");
         let st = cargo()
-            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf", "-p", "bootinfo", "-p", "quest-abi", "-p", "signals", "-p", "vmmap", "-p", "monitor-core", "-p", "pci", "-p", "can", "-p", "evcore", "-p", "usb"])
+            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf", "-p", "bootinfo", "-p", "quest-abi", "-p", "signals", "-p", "vmmap", "-p", "ipc", "-p", "monitor-core", "-p", "pci", "-p", "can", "-p", "evcore", "-p", "usb"])
             .status()?;
         if !st.success() {
             bail!("a no_std crate does not build for x86_64-unknown-none");

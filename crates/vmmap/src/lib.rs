@@ -27,6 +27,25 @@ pub struct Area {
     pub prot: u8,
     /// Pages are zero-filled on first touch.
     pub lazy: bool,
+    /// Shared memory behind the area (MAP_SHARED, System V shared memory): its pages are the
+    /// object's, from `off` bytes into it at the area's start.
+    pub backing: Option<Backing>,
+}
+
+/// A shared memory object behind an area: its id (the kernel's) and the offset of the area's
+/// first byte in it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Backing {
+    pub id: u64,
+    pub off: u64,
+}
+
+impl Area {
+    /// This area, once it starts at `new_start` instead of `start` (a split): the backing
+    /// offset moves with the start.
+    pub fn from(self, start: u64, new_start: u64) -> Area {
+        Area { backing: self.backing.map(|b| Backing { id: b.id, off: b.off + (new_start - start) }), ..self }
+    }
 }
 
 #[derive(Clone, Default, Debug)]
@@ -78,17 +97,27 @@ impl VmMap {
                 self.areas.insert(s, Area { end: start, ..a });
             }
             if a.end > end {
-                self.areas.insert(end, a);
+                self.areas.insert(end, a.from(s, end));
             }
-            out.push((s.max(start), a.end.min(end), a));
+            out.push((s.max(start), a.end.min(end), a.from(s, s.max(start))));
         }
         out
     }
 
     /// Adds an area (the range must be free: call `remove` first).
     pub fn insert(&mut self, start: u64, end: u64, prot: u8, lazy: bool) {
+        self.insert_backed(start, end, prot, lazy, None);
+    }
+
+    /// Adds an area backed by shared memory (or not: `None`); the range must be free.
+    pub fn insert_backed(&mut self, start: u64, end: u64, prot: u8, lazy: bool, backing: Option<Backing>) {
         debug_assert!(start < end && !self.overlaps(start, end));
-        self.areas.insert(start, Area { end, prot, lazy });
+        self.areas.insert(start, Area { end, prot, lazy, backing });
+    }
+
+    /// Whether any area is backed by object `id`.
+    pub fn uses(&self, id: u64) -> bool {
+        self.areas.values().any(|a| a.backing.is_some_and(|b| b.id == id))
     }
 
     /// Changes the rights of `[start, end)`; false (nothing changed) unless the whole range is
@@ -98,7 +127,7 @@ impl VmMap {
             return false;
         }
         for (s, e, a) in self.remove(start, end) {
-            self.areas.insert(s, Area { end: e, prot, lazy: a.lazy });
+            self.areas.insert(s, Area { end: e, prot, ..a });
         }
         true
     }
@@ -150,10 +179,26 @@ mod tests {
         let mut m = VmMap::new();
         m.insert(0x1000, 0x5000, READ | WRITE, true);
         let r = m.remove(0x2000, 0x3000);
-        assert_eq!(r, alloc::vec![(0x2000, 0x3000, Area { end: 0x5000, prot: READ | WRITE, lazy: true })]);
+        assert_eq!(r, alloc::vec![(0x2000, 0x3000, Area { end: 0x5000, prot: READ | WRITE, lazy: true, backing: None })]);
         assert_eq!(m.find(0x1000).unwrap().1.end, 0x2000);
         assert!(m.find(0x2000).is_none());
         assert_eq!(m.find(0x4fff).unwrap().0, 0x3000);
+    }
+
+    #[test]
+    fn splitting_a_backed_area_moves_the_offsets() {
+        let mut m = VmMap::new();
+        m.insert_backed(0x10000, 0x15000, READ, true, Some(Backing { id: 7, off: 0x3000 }));
+        let r = m.remove(0x11000, 0x12000);
+        assert_eq!(r[0].2.backing, Some(Backing { id: 7, off: 0x4000 }));
+        assert_eq!(m.find(0x10000).unwrap().1.backing, Some(Backing { id: 7, off: 0x3000 }));
+        assert_eq!(m.find(0x12000).unwrap().1.backing, Some(Backing { id: 7, off: 0x5000 }));
+        assert!(m.protect(0x13000, 0x14000, READ | WRITE));
+        assert_eq!(m.find(0x13000).unwrap(), (0x13000, Area { end: 0x14000, prot: READ | WRITE, lazy: true, backing: Some(Backing { id: 7, off: 0x6000 }) }));
+        assert_eq!(m.find(0x14000).unwrap().1.backing, Some(Backing { id: 7, off: 0x7000 }));
+        assert!(m.uses(7));
+        m.remove(0x10000, 0x15000);
+        assert!(!m.uses(7));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`kstack`]: kernel stacks with guard regions;
 //! - [`space`]: user address spaces and page-table roots;
 //! - [`phys`]: physical regions owned outright ([`PhysRegion`]);
+//! - [`shared`]: counted frames several address spaces map ([`SharedPage`]);
 //! - [`walk`]: the one page-table walker the others read tables with.
 //!
 //! Layout of the kernel's address space (4-level paging):
@@ -40,6 +41,7 @@ pub mod frames;
 pub mod heap;
 pub mod kstack;
 pub mod phys;
+pub mod shared;
 pub mod space;
 mod tables;
 mod walk;
@@ -48,6 +50,7 @@ pub use frames::{Frame, FrameRun, frame_counts, outside_managed_ram};
 pub use heap::heap_usage;
 pub use kstack::{KSTACK_BASE, KernelStack, alloc_kernel_stack};
 pub use phys::{PhysRegion, TakeError};
+pub use shared::SharedPage;
 pub use space::{AddressSpace, FlushTicket, PageTableRoot, TLB_FLUSH_VECTOR, USER_END, UserAccess, UserMemError, activate_root, init_tlb_shootdown, kernel_root};
 
 pub const PAGE_SIZE: u64 = 4096;

@@ -14,6 +14,7 @@ use x86_64::{PhysAddr, VirtAddr};
 use spin::Mutex;
 
 use super::frames::{Frame, Frames, with_frames};
+use super::shared::{self, SHARED_BIT, SharedPage};
 use crate::percpu::MAX_CPUS;
 use super::walk::{self, Entry};
 use super::{DIRECT_MAP_BASE, PAGE_SIZE, kernel_pml4, nx_supported, phys_to_virt};
@@ -132,8 +133,15 @@ pub const TLB_FLUSH_VECTOR: u8 = 0xf3;
 
 static FLUSH_ASKED: [core::sync::atomic::AtomicU64; MAX_CPUS] = [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
 static FLUSH_DONE: [core::sync::atomic::AtomicU64; MAX_CPUS] = [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
+/// What an unmap gives back once no CPU may cache it: a frame the tables owned, or one count of
+/// a shared page (dropping either gives it back).
+enum Remains {
+    Frame(#[allow(dead_code)] Frame),
+    Shared(#[allow(dead_code)] SharedPage),
+}
+
 /// Frames unmapped while other CPUs may still cache them, with the flushes they wait for.
-static GRAVE: Mutex<alloc::vec::Vec<(FlushTicket, alloc::vec::Vec<Frame>)>> = Mutex::new(alloc::vec::Vec::new());
+static GRAVE: Mutex<alloc::vec::Vec<(FlushTicket, alloc::vec::Vec<Remains>)>> = Mutex::new(alloc::vec::Vec::new());
 static GRAVE_LEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 use core::sync::atomic::Ordering;
@@ -223,7 +231,7 @@ fn reap_grave() {
 }
 
 /// Frees `frames` once `ticket` is done (at once if it is).
-fn bury(ticket: FlushTicket, frames: alloc::vec::Vec<Frame>) {
+fn bury(ticket: FlushTicket, frames: alloc::vec::Vec<Remains>) {
     if GRAVE_LEN.load(Ordering::Relaxed) != 0 {
         reap_grave();
     }
@@ -365,10 +373,15 @@ impl AddressSpace {
     pub fn protect(&mut self, va: u64, access: UserAccess) -> Result<(), UserMemError> {
         let va = user_page(va)?;
         let old = self.lookup(va).map(|(_, a)| a);
+        let mut flags = user_flags(access);
+        if self.leaf(va).is_some_and(|e| e.0 & SHARED_BIT != 0) {
+            flags |= F::BIT_9;
+        }
         self.with_mapper(|m, _| {
             let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
-            // SAFETY: changes the rights of a user page of this address space only.
-            unsafe { m.update_flags(page, user_flags(access)) }.map(|f| f.flush()).map_err(|_| UserMemError::Fault)
+            // SAFETY: changes the rights of a user page of this address space only (the shared
+            // mark is kept, so the page is still released as shared).
+            unsafe { m.update_flags(page, flags) }.map(|f| f.flush()).map_err(|_| UserMemError::Fault)
         })??;
         // Other CPUs running this address space may cache the old rights (a widening needs no
         // flush: a stale narrower entry faults, and a fault drops it).
@@ -388,10 +401,51 @@ impl AddressSpace {
         core::mem::take(&mut self.pending)
     }
 
+    /// The level-1 entry mapping `va`, if any.
+    fn leaf(&self, va: u64) -> Option<Entry> {
+        if va >= USER_END {
+            return None;
+        }
+        let root = self.pml4.as_ref()?.phys();
+        // SAFETY: `root` is this address space's live top-level table.
+        let leaf = unsafe { walk::translate(root, va, |e| e.user()) }?;
+        (leaf.level == 1).then_some(leaf.entry)
+    }
+
+    /// Whether the page at `va` is a shared page (mapped with [`AddressSpace::map_shared`]).
+    pub fn is_shared(&self, va: u64) -> bool {
+        self.leaf(va & !(PAGE_SIZE - 1)).is_some_and(|e| e.0 & SHARED_BIT != 0)
+    }
+
+    /// Maps shared page `page` at `va` (page aligned, user half, nothing mapped there) with
+    /// `access`; the mapping holds its own count of the page until unmapped.
+    pub fn map_shared(&mut self, va: u64, page: &SharedPage, access: UserAccess) -> Result<(), UserMemError> {
+        let va = user_page(va)?;
+        if self.lookup(va).is_some() {
+            return Err(UserMemError::Fault);
+        }
+        let pa = page.phys();
+        let flags = user_flags(access) | F::BIT_9;
+        let r = self.with_mapper(|m, frames| {
+            let p = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+            let parents = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
+            // SAFETY: maps a frame kept alive by its count (taken below, before anything can
+            // unmap it) into the user half of this address space; only user pages point to it.
+            unsafe { m.map_to_with_table_flags(p, PhysFrame::containing_address(PhysAddr::new(pa)), flags, parents, &mut Frames(frames)) }
+                .map(|f| f.flush())
+                .map_err(|_| UserMemError::NoMemory)
+        })?;
+        r?;
+        shared::get(pa);
+        self.pages += 1;
+        Ok(())
+    }
+
     /// Unmaps the page at `va` and frees its frame (no-op if nothing is mapped there, or if
     /// `va` is not a page-aligned user address).
     pub fn unmap(&mut self, va: u64) {
         let Ok(va) = user_page(va) else { return };
+        let was_shared = self.leaf(va).is_some_and(|e| e.0 & SHARED_BIT != 0);
         let freed = self.with_mapper(|m, _| {
             let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
             m.unmap(page).ok().map(|(frame, flush)| {
@@ -400,14 +454,21 @@ impl AddressSpace {
             })
         });
         if let Ok(Some(pa)) = freed {
-            // SAFETY: the frame was this user page's (given up in `map_zeroed`), now unmapped
-            // and its TLB entry flushed on this CPU; other CPUs that may cache it are asked to
-            // flush and the frame is freed only when they have (`bury`).
-            let frame = unsafe { Frame::from_raw(pa) };
+            self.pages -= 1;
+            let remains = if was_shared {
+                // SAFETY: the entry (one count of the shared frame) is gone and flushed on this
+                // CPU; the count moves to the handle.
+                Remains::Shared(unsafe { shared::adopt(pa) })
+            } else {
+                // SAFETY: the frame was this user page's (given up in `map_zeroed`), now
+                // unmapped and its TLB entry flushed on this CPU.
+                Remains::Frame(unsafe { Frame::from_raw(pa) })
+            };
+            // Other CPUs that may cache it are asked to flush, and the frame (or the count of
+            // a shared one) is given back only when they have (`bury`).
             let t = self.pml4.as_ref().map(request_flush).unwrap_or_default();
             self.pending.merge(t.clone());
-            bury(t, alloc::vec![frame]);
-            self.pages -= 1;
+            bury(t, alloc::vec![remains]);
         }
     }
 
@@ -487,6 +548,31 @@ impl AddressSpace {
         Ok(u32::from_le_bytes(b))
     }
 
+    /// Atomically compares the u32 at user address `va` (4-byte aligned, in a page mapped
+    /// readable and writable) with `old` and stores `new` if they are equal; returns the value
+    /// found (PI futex words, which user threads on other CPUs change with atomic operations).
+    pub fn cmpxchg_u32(&self, va: u64, old: u32, new: u32) -> Result<u32, UserMemError> {
+        if va % 4 != 0 {
+            return Err(UserMemError::Fault);
+        }
+        match self.lookup(va) {
+            Some((pa, a)) if a.read && a.write => {
+                let ptr = phys_to_virt(pa + va % PAGE_SIZE) as *mut u32;
+                // SAFETY: `pa` is a user frame of this address space (looked up just now; the
+                // owner serialises unmapping against this call), reachable through the direct map;
+                // `ptr` is 4-byte aligned inside it. User code and the kernel access futex words
+                // only with atomic operations or plain word-sized copies, which x86 keeps
+                // coherent with this locked compare-exchange.
+                let word = unsafe { core::sync::atomic::AtomicU32::from_ptr(ptr) };
+                let order = core::sync::atomic::Ordering::SeqCst;
+                Ok(match word.compare_exchange(old, new, order, order) {
+                    Ok(v) | Err(v) => v,
+                })
+            }
+            _ => Err(UserMemError::Fault),
+        }
+    }
+
     /// Every mapped user page: (virtual address, physical address, rights), in address order.
     pub fn pages_iter(&self) -> alloc::vec::Vec<(u64, u64, UserAccess)> {
         let mut out = alloc::vec::Vec::new();
@@ -507,6 +593,12 @@ impl AddressSpace {
     pub fn duplicate(&self) -> Result<AddressSpace, UserMemError> {
         let mut child = AddressSpace::new()?;
         for (va, pa, access) in self.pages_iter() {
+            if self.is_shared(va) {
+                // Shared memory stays shared: the child maps the same frame.
+                let f = self.leaf(va).map_or(F::empty(), |e| F::from_bits_truncate(e.0));
+                child.map_shared_raw(va, pa, f)?;
+                continue;
+            }
             let cpa = child.map_zeroed(va, access)?;
             // SAFETY: both frames are user pages reachable through the direct map; `cpa` is
             // fresh (the child's alone), `pa` is only read.
@@ -515,6 +607,25 @@ impl AddressSpace {
             };
         }
         Ok(child)
+    }
+}
+
+impl AddressSpace {
+    /// `duplicate`'s mapping of a shared frame `pa` (mapped in `self` with `flags`).
+    fn map_shared_raw(&mut self, va: u64, pa: u64, flags: F) -> Result<(), UserMemError> {
+        let r = self.with_mapper(|m, frames| {
+            let p = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+            let parents = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
+            // SAFETY: `pa` is a shared frame mapped by the parent (so counted, alive); the new
+            // entry takes its own count just below.
+            unsafe { m.map_to_with_table_flags(p, PhysFrame::containing_address(PhysAddr::new(pa)), flags, parents, &mut Frames(frames)) }
+                .map(|f| f.flush())
+                .map_err(|_| UserMemError::NoMemory)
+        })?;
+        r?;
+        shared::get(pa);
+        self.pages += 1;
+        Ok(())
     }
 }
 
@@ -548,13 +659,20 @@ impl Drop for AddressSpace {
             // PDPT itself.
             // SAFETY: `e.addr()` is a PDPT of ours, now unreachable from any root; every frame
             // below it was given to the tables by `map_zeroed` or the mapper (from the allocator)
-            // and is referenced by nothing else, so each is taken back exactly once (and freed
-            // once no CPU may cache it: `bury`).
+            // and is referenced by nothing else, so each is taken back exactly once — except leaves
+            // marked shared (`map_shared`), each of which holds one count of its frame, given
+            // back exactly once here. Both wait for the flushes of CPUs that may cache them
+            // (`bury`).
             unsafe {
-                walk::for_each(e.addr(), 3, (i as u64) << 39, 0..512, &|e| !e.huge(), &mut |_, _, e| {
-                    frames.push(Frame::from_raw(e.addr()));
+                walk::for_each(e.addr(), 3, (i as u64) << 39, 0..512, &|e| !e.huge(), &mut |_, level, e| {
+                    if level == 1 && e.0 & SHARED_BIT != 0 {
+                        // A shared page: this entry's count goes (the frame may live on).
+                        frames.push(Remains::Shared(shared::adopt(e.addr())));
+                    } else {
+                        frames.push(Remains::Frame(Frame::from_raw(e.addr())));
+                    }
                 });
-                frames.push(Frame::from_raw(e.addr()));
+                frames.push(Remains::Frame(Frame::from_raw(e.addr())));
             }
         }
         bury(ticket, frames);

@@ -13,7 +13,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use hal::sync::IrqLock;
 use linux_raw_sys::errno::*;
 use linux_raw_sys::general::*;
 use linux_raw_sys::ioctl::{FIONBIO, TCGETS, TIOCGWINSZ};
@@ -46,7 +45,7 @@ fn write_console(cx: &Cx, buf: UserSlice) -> SysResult {
     Ok(buf.len())
 }
 
-fn file(cx: &Cx, fd: u64) -> Result<File, Errno> {
+pub(super) fn file(cx: &Cx, fd: u64) -> Result<File, Errno> {
     cx.p().files.lock().get(fd).cloned()
 }
 
@@ -75,7 +74,7 @@ pub fn write(cx: &Cx, fd: u64, buf: UserSlice) -> SysResult {
                 }
             }
         }
-        File::Sock(s) => sock_write(cx, &s, buf, false),
+        File::Sock(s) => super::sockets::send_bytes(cx, &s, buf, None, false, false),
         File::Can(c) => can_write(cx, c, buf),
         File::Event(e) => crate::eventfd::write(cx, &e, buf),
         File::Timer(_) | File::Epoll(_) => Err(EINVAL),
@@ -148,7 +147,12 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
         }
         File::Pipe(_) | File::Shm(_) => Err(EBADF),
         File::Can(c) => can_read(cx, c, buf),
-        File::Sock(s) => sock_read(cx, &s, buf),
+        File::Sock(s) => {
+            // Descriptors sent with the bytes (SCM_RIGHTS) are dropped by read, as on Linux.
+            let r = s.recv(len.min(IO_MAX) as usize, s.nonblock.load(Ordering::Relaxed))?;
+            buf.write(p, &r.data)?;
+            Ok(r.data.len() as u64)
+        }
         File::Event(e) => crate::eventfd::read(cx, &e, buf),
         File::Timer(t) => crate::timerfd::read(cx, &t, buf),
         File::Epoll(_) => Err(EINVAL),
@@ -288,7 +292,7 @@ pub(super) fn path_at(cx: &Cx, dirfd: u64, path: UserCStr) -> Result<String, Err
     path_at_bytes(cx, dirfd, &name)
 }
 
-fn path_at_bytes(cx: &Cx, dirfd: u64, name: &[u8]) -> Result<String, Errno> {
+pub(super) fn path_at_bytes(cx: &Cx, dirfd: u64, name: &[u8]) -> Result<String, Errno> {
     if name.starts_with(b"/") || dirfd as i32 == AT_FDCWD {
         return vfs::join(&cwd(cx), name);
     }
@@ -348,6 +352,7 @@ fn open_path(cx: &Cx, path: &str, flags: u32, mode: u32) -> Result<File, Errno> 
     }
     match &node.kind {
         Kind::Symlink(_) => return Err(ELOOP),
+        Kind::Sock(_) => return Err(ENXIO),
         Kind::Dev(vfs::Dev::Console) => return Ok(File::Console),
         Kind::Boot(_) | Kind::BootDir | Kind::Proc(_) if wants_write => return Err(EROFS),
         _ => {}
@@ -538,7 +543,16 @@ pub fn dup3(cx: &Cx, old: u64, new: u64, flags: Option<u64>) -> SysResult {
     t.dup_to(old, new, cloexec)
 }
 
-static LOCKS_LOGGED: IrqLock<bool> = IrqLock::ranked(false, crate::locks::LOGGED);
+
+/// close: a process's POSIX record locks on the file go with any of its descriptors.
+pub fn close(cx: &Cx, fd: u64) -> SysResult {
+    let f = cx.p().files.lock().get(fd).cloned();
+    cx.p().files.lock().close(fd)?;
+    if let Ok(File::Node(of)) = f {
+        crate::ipc::rlock::closed(&of.node, cx.p().pid);
+    }
+    Ok(0)
+}
 
 pub fn fcntl(cx: &Cx, fd: u64, cmd: u64, arg: u64) -> SysResult {
     let files = &cx.p().files;
@@ -567,12 +581,10 @@ pub fn fcntl(cx: &Cx, fd: u64, cmd: u64, arg: u64) -> SysResult {
                 Ok(0)
             }
         },
-        F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW => {
-            if !core::mem::replace(&mut *LOCKS_LOGGED.lock(), true) {
-                hal::println!("fcntl: record locks are not supported yet: EINVAL (process {})", cx.p().pid);
-            }
-            Err(EINVAL)
-        }
+        F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW => match file(cx, fd)? {
+            File::Node(of) if !of.node.is_dir() => crate::ipc::rlock::fcntl(cx, &of, cmd as u32, arg),
+            _ => Err(EINVAL),
+        },
         _ => Err(EINVAL),
     }
 }
@@ -945,89 +957,7 @@ pub fn flock(cx: &Cx, fd: u64, op: u64) -> SysResult {
     }
 }
 
-/// Writes to a socket; a gone peer is EPIPE, with SIGPIPE unless `nosignal` (MSG_NOSIGNAL).
-fn sock_write(cx: &Cx, s: &crate::socket::Sock, buf: UserSlice, nosignal: bool) -> SysResult {
-    let data = buf.prefix(IO_MAX).read_to_vec(cx.p())?;
-    match if s.nonblock.load(Ordering::Relaxed) { s.write_now(&data) } else { s.write(&data) } {
-        Ok(0) if !data.is_empty() => Err(EAGAIN),
-        Ok(n) => Ok(n as u64),
-        Err(crate::pipe::WriteError::Interrupted) => Err(ERESTARTSYS),
-        Err(crate::pipe::WriteError::Broken) => {
-            if !nosignal {
-                let _ = crate::signal::send(&cx.proc, Some(cx.tid), signals::SigInfo::kernel(signals::SIGPIPE));
-            }
-            Err(EPIPE)
-        }
-    }
-}
-
-fn sock_read(cx: &Cx, s: &crate::socket::Sock, buf: UserSliceMut) -> SysResult {
-    let max = buf.len().min(IO_MAX) as usize;
-    let data = if s.nonblock.load(Ordering::Relaxed) { s.read_now(max).ok_or(EAGAIN)? } else { s.read(max).ok_or(ERESTARTSYS)? };
-    buf.write(cx.p(), &data)?;
-    Ok(data.len() as u64)
-}
-
 /// `O_NONBLOCK` if `f` has it set (F_GETFL).
 fn nonblock_flag(f: &File) -> u32 {
     if f.nonblock().is_some_and(|nb| nb.load(Ordering::Relaxed)) { O_NONBLOCK } else { 0 }
-}
-
-static SOCK_LOGGED: IrqLock<bool> = IrqLock::ranked(false, crate::locks::LOGGED);
-
-/// socketpair(AF_UNIX, SOCK_STREAM [| SOCK_CLOEXEC | SOCK_NONBLOCK], 0, sv) (`crate::socket`).
-pub fn socketpair(cx: &Cx, domain: u64, ty: u64, proto: u64, sv: UserPtr<[i32; 2]>) -> SysResult {
-    const AF_UNIX: u64 = 1;
-    const SOCK_STREAM: u64 = 1;
-    const SOCK_CLOEXEC: u64 = 0o2000000;
-    if domain != AF_UNIX {
-        return Err(EAFNOSUPPORT);
-    }
-    if ty & 0xf != SOCK_STREAM || proto != 0 {
-        if !core::mem::replace(&mut *SOCK_LOGGED.lock(), true) {
-            hal::println!("socketpair: only AF_UNIX SOCK_STREAM pairs are supported yet (process {})", cx.p().pid);
-        }
-        return Err(EOPNOTSUPP);
-    }
-    let (a, b) = crate::socket::pair();
-    a.nonblock.store(ty as u32 & O_NONBLOCK != 0, Ordering::Relaxed);
-    b.nonblock.store(ty as u32 & O_NONBLOCK != 0, Ordering::Relaxed);
-    let p = cx.p();
-    let (fa, fb) = p.files.lock().insert_pair(File::Sock(a), File::Sock(b), ty & SOCK_CLOEXEC != 0)?;
-    if let Err(e) = sv.write(p, &[fa as i32, fb as i32]) {
-        let _ = p.files.lock().close(fa);
-        let _ = p.files.lock().close(fb);
-        return Err(e);
-    }
-    Ok(0)
-}
-
-fn sock(cx: &Cx, fd: u64) -> Result<Arc<crate::socket::Sock>, Errno> {
-    match file(cx, fd)? {
-        File::Sock(s) => Ok(s),
-        _ => Err(ENOTSOCK),
-    }
-}
-
-/// send/sendto on a connected socket (no address; MSG_NOSIGNAL honoured, other flags ignored).
-pub fn sendto(cx: &Cx, fd: u64, buf: UserSlice, flags: u64, addr: u64) -> SysResult {
-    const MSG_NOSIGNAL: u64 = 0x4000;
-    let s = sock(cx, fd)?;
-    if addr != 0 {
-        return Err(EISCONN);
-    }
-    sock_write(cx, &s, buf, flags & MSG_NOSIGNAL != 0)
-}
-
-/// recv/recvfrom on a connected socket (the peer address, if asked for, is empty).
-pub fn recvfrom(cx: &Cx, fd: u64, buf: UserSliceMut, addrlen: UserPtr<u32>) -> SysResult {
-    let n = sock_read(cx, &*sock(cx, fd)?, buf)?;
-    if !addrlen.is_null() {
-        addrlen.write(cx.p(), &0)?;
-    }
-    Ok(n)
-}
-
-pub fn shutdown(cx: &Cx, fd: u64, how: u64) -> SysResult {
-    if sock(cx, fd)?.shutdown(how as u32) { Ok(0) } else { Err(EINVAL) }
 }

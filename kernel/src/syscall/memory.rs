@@ -1,15 +1,16 @@
-//! Memory: brk, mmap, munmap, mprotect, mremap and the mlock family (the work is in
+//! Memory: brk, mmap, munmap, mprotect, mremap, msync and the mlock family (the work is in
 //! `crate::memory`).
 use linux_raw_sys::errno::*;
 use linux_raw_sys::general::*;
 
 use super::{Cx, SysResult};
 use crate::fs::File;
+use crate::memory::Source;
 
 pub fn mmap(cx: &Cx, addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> SysResult {
     let flags = flags as u32;
     if flags & MAP_ANONYMOUS != 0 {
-        return crate::memory::mmap(cx.p(), addr, len, prot, flags, None);
+        return crate::memory::mmap(cx.p(), addr, len, prot, flags, Source::Anonymous);
     }
     if !off.is_multiple_of(4096) {
         return Err(EINVAL);
@@ -21,8 +22,19 @@ pub fn mmap(cx: &Cx, addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u
     if of.node.is_dir() {
         return Err(ENODEV);
     }
+    let shared = matches!(flags & 3, MAP_SHARED | MAP_SHARED_VALIDATE);
+    let acc = of.flags.load(core::sync::atomic::Ordering::Relaxed) & O_ACCMODE;
+    if acc == O_WRONLY || (shared && prot & u64::from(PROT_WRITE) != 0 && acc != O_RDWR) {
+        return Err(EACCES);
+    }
+    if shared && let crate::vfs::Kind::File(obj) = &of.node.kind {
+        return crate::memory::mmap(cx.p(), addr, len, prot, flags, Source::Shared(obj.clone(), off));
+    }
+    if shared && prot & u64::from(PROT_WRITE) != 0 {
+        return Err(ENODEV); // writable shared mappings of /boot, /proc, devices: not supported
+    }
     let data = crate::vfs::read_at(&of.node, off, usize::try_from(len).map_err(|_| ENOMEM)?.min(256 << 20))?;
-    crate::memory::mmap(cx.p(), addr, len, prot, flags, Some(&data))
+    crate::memory::mmap(cx.p(), addr, len, prot, flags, Source::Copy(&data))
 }
 
 /// mlock and mlock2 (flags: `MLOCK_ONFAULT` only): the range's pages are made present now

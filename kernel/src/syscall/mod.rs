@@ -28,6 +28,7 @@ mod memory;
 mod processes;
 mod quest;
 mod scheduling;
+mod sockets;
 mod synchronisation;
 mod time;
 pub mod user;
@@ -110,7 +111,7 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_open => files::openat(cx, FDCWD, a.cstr(0), a.n(1), a.n(2)),
         __NR_creat => files::openat(cx, FDCWD, a.cstr(0), u64::from(O_CREAT | O_WRONLY | O_TRUNC), a.n(1)),
         __NR_openat => files::openat(cx, a.n(0), a.cstr(1), a.n(2), a.n(3)),
-        __NR_close => cx.p().files.lock().close(a.n(0)).map(|_| 0),
+        __NR_close => files::close(cx, a.n(0)),
         __NR_lseek => files::lseek(cx, a.n(0), a.n(1), a.n(2)),
         __NR_fstat => files::fstat(cx, a.n(0), a.ptr(1)),
         __NR_stat => files::stat(cx, a.cstr(0), a.ptr(1), true),
@@ -160,10 +161,22 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_flock => files::flock(cx, a.n(0), a.n(1)),
         __NR_statfs => files::statfs(cx, a.cstr(0), a.ptr(1)),
         __NR_fstatfs => files::fstatfs(cx, a.n(0), a.ptr(1)),
-        __NR_socketpair => files::socketpair(cx, a.n(0), a.n(1), a.n(2), a.ptr(3)),
-        __NR_sendto => files::sendto(cx, a.n(0), a.slice(1, 2), a.n(3), a.n(4)),
-        __NR_recvfrom => files::recvfrom(cx, a.n(0), a.slice_mut(1, 2), a.ptr(5)),
-        __NR_shutdown => files::shutdown(cx, a.n(0), a.n(1)),
+        __NR_socket => sockets::socket(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_socketpair => sockets::socketpair(cx, a.n(0), a.n(1), a.n(2), a.ptr(3)),
+        __NR_bind => sockets::bind(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_listen => sockets::listen(cx, a.n(0), a.n(1)),
+        __NR_connect => sockets::connect(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_accept => sockets::accept4(cx, a.n(0), a.n(1), a.ptr(2), 0),
+        __NR_accept4 => sockets::accept4(cx, a.n(0), a.n(1), a.ptr(2), a.n(3)),
+        __NR_sendto => sockets::sendto(cx, a.n(0), a.slice(1, 2), a.n(3), a.n(4), a.n(5)),
+        __NR_recvfrom => sockets::recvfrom(cx, a.n(0), a.slice_mut(1, 2), a.n(3), a.n(4), a.ptr(5)),
+        __NR_sendmsg => sockets::sendmsg(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_recvmsg => sockets::recvmsg(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_shutdown => sockets::shutdown(cx, a.n(0), a.n(1)),
+        __NR_getsockname => sockets::getsockname(cx, a.n(0), a.n(1), a.ptr(2), false),
+        __NR_getpeername => sockets::getsockname(cx, a.n(0), a.n(1), a.ptr(2), true),
+        __NR_getsockopt => sockets::getsockopt(cx, a.n(0), a.n(1), a.n(2), a.n(3), a.ptr(4)),
+        __NR_setsockopt => sockets::setsockopt(cx, a.n(0), a.n(1), a.n(2)),
         __NR_poll => crate::poll::poll(cx, a.ptr(0), a.n(1), a.n(2)),
         __NR_ppoll => crate::poll::ppoll(cx, a.ptr(0), a.n(1), a.ptr(2), a.ptr(3), a.n(4)),
         __NR_select => crate::poll::select(cx, a.n(0), a.ptr(1), a.ptr(2), a.ptr(3), a.ptr(4)),
@@ -202,6 +215,7 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_munlock => memory::munlock(cx, a.n(0), a.n(1)),
         __NR_mlockall => memory::mlockall(cx, a.n(0)),
         __NR_munlockall => Ok(0),
+        __NR_msync => crate::memory::msync(cx.p(), a.n(0), a.n(1), a.n(2)).map(|_| 0),
         // Processes, threads and the system.
         // Handled in `handle` (execve replaces the caller's frame; the exits never return).
         __NR_execve | __NR_exit_group | __NR_exit => Err(ENOSYS),
@@ -285,6 +299,22 @@ fn dispatch(cx: &Cx, f: &TrapFrame) -> SysResult {
         __NR_futex => synchronisation::futex(cx, a),
         // Scheduling: affinity, getcpu, policies, priorities, SCHED_DEADLINE.
         nr if scheduling::handles(nr) => scheduling::call(cx, nr, a),
+        __NR_shmget => crate::ipc::shm::shmget(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_shmat => crate::ipc::shm::shmat(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_shmdt => crate::ipc::shm::shmdt(cx, a.n(0)),
+        __NR_shmctl => crate::ipc::shm::shmctl(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_semget => crate::ipc::sem::semget(cx, a.n(0), a.n(1), a.n(2)),
+        __NR_semop => crate::ipc::sem::semtimedop(cx, a.n(0), a.n(1), a.n(2), None),
+        __NR_semtimedop => {
+            let ts = a.ptr::<linux_raw_sys::general::timespec>(3);
+            let timeout = if ts.is_null() { None } else { Some(time::read_timespec(cx, ts)?) };
+            crate::ipc::sem::semtimedop(cx, a.n(0), a.n(1), a.n(2), timeout)
+        }
+        __NR_semctl => crate::ipc::sem::semctl(cx, a.n(0), a.n(1), a.n(2), a.n(3)),
+        __NR_msgget => crate::ipc::msg::msgget(cx, a.n(0), a.n(1)),
+        __NR_msgsnd => crate::ipc::msg::msgsnd(cx, a.n(0), a.n(1), a.n(2), a.n(3)),
+        __NR_msgrcv => crate::ipc::msg::msgrcv(cx, a.n(0), a.n(1), a.n(2), a.n(3), a.n(4)),
+        __NR_msgctl => crate::ipc::msg::msgctl(cx, a.n(0), a.n(1), a.n(2)),
         // Quest's own calls.
         nr if quest_abi::nr::is_quest_range(f.rax) => quest::call(cx, nr, a),
         nr => {

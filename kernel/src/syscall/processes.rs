@@ -43,7 +43,7 @@ pub fn execve(cx: &Cx, path: UserCStr, argv: UserPtr<u64>, envp: UserPtr<u64>) -
     let (node, real) = crate::vfs::resolve(&full, true)?;
     let image: alloc::borrow::Cow<'static, [u8]> = match &node.kind {
         crate::vfs::Kind::Boot(b) => alloc::borrow::Cow::Borrowed(b),
-        crate::vfs::Kind::File(d) if node.mode() & 0o111 != 0 => alloc::borrow::Cow::Owned(d.lock().clone()),
+        crate::vfs::Kind::File(d) if node.mode() & 0o111 != 0 => alloc::borrow::Cow::Owned(d.read_at(0, usize::MAX)),
         _ if node.is_dir() => return Err(EACCES),
         _ => return Err(EACCES),
     };
@@ -73,7 +73,9 @@ pub fn clone(cx: &Cx, f: &TrapFrame, a: Args) -> SysResult {
 
 pub fn wait4(cx: &Cx, pid: i64, status: UserPtr<u32>, options: u64) -> SysResult {
     let nohang = options as u32 & WNOHANG != 0;
-    match process::wait_child(&cx.proc, pid, nohang)? {
+    let untraced = options as u32 & WUNTRACED != 0;
+    let continued = options as u32 & WCONTINUED != 0;
+    match process::wait_child(&cx.proc, pid, nohang, untraced, continued)? {
         Some((pid, code)) => {
             if !status.is_null() {
                 status.write(cx.p(), &(code as u32))?;
@@ -96,7 +98,10 @@ pub fn prlimit64(cx: &Cx, pid: u64, resource: u64, new: UserPtr<rlimit64>, old: 
     let (cur, max) = match resource as u32 {
         RLIMIT_STACK => (p.stack_limit.load(core::sync::atomic::Ordering::Relaxed), process::MAX_STACK_LIMIT),
         RLIMIT_DATA => (p.data_limit.load(core::sync::atomic::Ordering::Relaxed), u64::MAX),
-        RLIMIT_NOFILE => (p.files.lock().limit as u64, crate::fs::MAX_FDS as u64),
+        RLIMIT_NOFILE => {
+            let f = p.files.lock();
+            (f.limit as u64, f.hard as u64)
+        }
         RLIMIT_CORE => (p.core_limit.load(core::sync::atomic::Ordering::Relaxed), u64::MAX),
         r if r < RLIM_NLIMITS => (u64::MAX, u64::MAX),
         _ => return Err(EINVAL),
@@ -108,10 +113,13 @@ pub fn prlimit64(cx: &Cx, pid: u64, resource: u64, new: UserPtr<rlimit64>, old: 
         }
         match resource as u32 {
             RLIMIT_NOFILE => {
-                if n.rlim_cur > crate::fs::MAX_FDS as u64 {
+                // Every Quest process is root, so it may raise the hard limit, up to MAX_FDS.
+                if n.rlim_max > crate::fs::MAX_FDS as u64 && n.rlim_max != u64::MAX {
                     return Err(EPERM);
                 }
-                p.files.lock().limit = n.rlim_cur as usize;
+                let mut f = p.files.lock();
+                f.limit = (n.rlim_cur as usize).min(crate::fs::MAX_FDS);
+                f.hard = (n.rlim_max as usize).min(crate::fs::MAX_FDS);
             }
             RLIMIT_CORE => p.core_limit.store(n.rlim_cur, core::sync::atomic::Ordering::Relaxed),
             RLIMIT_DATA => p.data_limit.store(n.rlim_cur, core::sync::atomic::Ordering::Relaxed),

@@ -20,7 +20,7 @@ pub fn futex(cx: &Cx, a: Args) -> SysResult {
             };
             crate::futex::wait(p, word, a.n(2) as u32, deadline)
         }
-        FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(crate::futex::wake(p.pid, word.addr(), a.n(2))),
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(crate::futex::wake(p, word.addr(), a.n(2))),
         // musl's condition variables requeue waiters onto the mutex: without these,
         // pthread_cond_broadcast with several waiters lost wake-ups (found by the thread
         // storm). The 4th argument is the number to move, not a timeout.
@@ -29,6 +29,15 @@ pub fn futex(cx: &Cx, a: Args) -> SysResult {
         }
         FUTEX_CMP_REQUEUE => crate::futex::requeue(p, word, a.n(2) as u32 as u64, a.n(4), a.n(3) as u32 as u64, Some(a.n(5) as u32))
             .map(|(w, m)| w + m),
+        // Priority inheritance (policy: crate::futex_pi). LOCK_PI's timeout is absolute
+        // (CLOCK_REALTIME, which is Quest's one clock).
+        FUTEX_LOCK_PI | FUTEX_LOCK_PI2 => {
+            let timeout = a.ptr::<timespec>(3);
+            let deadline = if timeout.is_null() { None } else { Some(super::time::read_timespec(cx, timeout)?) };
+            crate::futex_pi::lock(p, cx.tid, word.addr(), deadline)
+        }
+        FUTEX_TRYLOCK_PI => crate::futex_pi::trylock(p, cx.tid, word.addr()),
+        FUTEX_UNLOCK_PI => crate::futex_pi::unlock(p, cx.tid, word.addr()),
         other => {
             // Not supported yet (FUTEX_LOCK_PI, FUTEX_WAKE_OP, FUTEX_WAIT_REQUEUE_PI, ...): said
             // once per operation, naming the process.
