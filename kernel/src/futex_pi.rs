@@ -45,7 +45,12 @@ fn my_priority() -> u64 {
 fn cas(p: &Process, addr: u64, old: u32, new: u32) -> Result<u32, Errno> {
     let mut m = p.mem.lock();
     crate::memory::prefault(&mut m, addr, 4, true);
-    m.space.cmpxchg_u32(addr, old, new).map_err(|_| EFAULT)
+    let r = m.space.cmpxchg_u32(addr, old, new).map_err(|_| EFAULT);
+    // A copy-on-write page broken by the prefault: other CPUs drop the old entry first.
+    let t = m.space.take_flush();
+    drop(m);
+    t.wait();
+    r
 }
 
 fn read(p: &Process, addr: u64) -> Result<u32, Errno> {

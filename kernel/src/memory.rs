@@ -15,6 +15,13 @@
 //! are found through the child's copy of the areas). `mremap` of a shared area moves the area,
 //! not the bytes.
 //!
+//! `fork` copies nothing: hal's `duplicate` makes every private page copy-on-write in parent and
+//! child (read-only for the hardware, the frame counted once per mapping, the page's rights
+//! kept in the leaf). A write fault on such a page whose rights include writing, or a kernel
+//! copy into it ([`prefault`] with `write`), gets the page its own frame (`AddressSpace::break_cow`; in place when no other
+//! mapping is left). If no frame is left for that copy, the writer is killed "out of memory",
+//! as at any first touch.
+//!
 //! Commitment: a new anonymous mapping (or heap growth) is refused with ENOMEM when it is
 //! larger than the free memory, or when the process's committed anonymous bytes would exceed
 //! the machine's memory or RLIMIT_DATA (Linux's heuristic overcommit, simplified). A page that
@@ -112,7 +119,13 @@ pub enum Fault {
 /// A user page fault at `addr` with error code `err` (x86: bit 0 present, 1 write, 4 fetch).
 pub fn fault_in(p: &Process, addr: u64, err: u64) -> Fault {
     let mut m = p.mem.lock();
-    match touch(&mut m, addr, err & 2 != 0, err & 0x10 != 0, err & 1 != 0) {
+    let r = touch(&mut m, addr, err & 2 != 0, err & 0x10 != 0, err & 1 != 0);
+    // A broken copy-on-write page: other CPUs running this process drop the old entry before
+    // the write goes on (waited for without the lock).
+    let t = m.space.take_flush();
+    drop(m);
+    t.wait();
+    match r {
         Ok(true) => Fault::Mapped,
         Ok(false) => Fault::NotOurs,
         Err(()) => Fault::NoMemory,
@@ -129,6 +142,17 @@ fn touch(m: &mut Mem, addr: u64, write: bool, exec: bool, present: bool) -> Resu
         && (!exec || acc.exec)
     {
         return Ok(true);
+    }
+    // A write to a page shared copy-on-write since a fork whose rights include writing: the
+    // page gets its own frame (hal's `break_cow`; the leaf keeps the rights, which `mprotect`
+    // sets, so pages outside any area — the program's segments — work the same).
+    if write && present {
+        match m.space.break_cow(addr & !(PAGE_SIZE - 1), true) {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(UserMemError::NoMemory) => return Err(()),
+            Err(UserMemError::Fault) => return Ok(false),
+        }
     }
     let Some((start, a)) = m.vm.find(addr) else { return Ok(false) };
     if !a.lazy || present || a.prot & READ == 0 || (write && a.prot & WRITE == 0) || (exec && a.prot & EXEC == 0) {
@@ -164,7 +188,13 @@ pub fn prefault(m: &mut Mem, addr: u64, len: u64, write: bool) {
     }
     let mut page = addr & !(PAGE_SIZE - 1);
     while page < end {
-        if m.space.lookup(page).is_none() && touch(m, page, write, false, false).is_err() {
+        let r = match m.space.lookup(page) {
+            None => touch(m, page, write, false, false),
+            // Read-only now, writable by its area: copy-on-write is broken as a fault would.
+            Some((_, a)) if write && !a.write => touch(m, page, true, false, true),
+            Some(_) => Ok(true),
+        };
+        if r.is_err() {
             return;
         }
         page += PAGE_SIZE;

@@ -329,10 +329,21 @@ fn new_process(name: &str, parent: Pid, mem: Mem) -> Arc<Process> {
 /// the difference, as POSIX leaves writes by a vfork child undefined).
 pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame, stack: u64, vfork: bool) -> Result<Pid, u32> {
     use linux_raw_sys::errno::{EAGAIN, ENOMEM};
+    // fork copies no pages (copy-on-write), so a fork bomb reaches the kernel heap's end before
+    // the frames': refuse while little of the heap is left, as Linux refuses over its limits.
+    if at_thread_limit() {
+        return Err(EAGAIN);
+    }
     let mem = {
-        let m = p.mem.lock();
-        let space = m.space.duplicate().map_err(|_| ENOMEM)?;
-        m.fork(space)
+        let mut m = p.mem.lock();
+        let space = m.space.duplicate();
+        // The parent's writable pages turned copy-on-write: its threads on other CPUs stop
+        // writing through old entries before the child exists (waited for without the lock).
+        let t = m.space.take_flush();
+        let mem = space.map(|s| m.fork(s));
+        drop(m);
+        t.wait();
+        mem.map_err(|_| ENOMEM)?
     };
     let root = mem.space.root();
     let pname = p.name.lock().clone();
@@ -386,9 +397,27 @@ fn child_placement() -> ((usize, Option<vcpu_sched::VcpuId>), (vcpu_sched::place
     (at, (mask, policy.inherited()))
 }
 
+/// Whether a new thread or process must be refused (EAGAIN): the machine's thread limit is
+/// reached — Linux's default, one thread per 8 kernel stacks' worth (8 x 16 KiB) of RAM, at
+/// least 20 — or less than 1/32 of the kernel heap (at least 256 KiB) is left. Since fork
+/// copies no pages, a fork bomb would otherwise reach the kernel heap's end before the
+/// frames'.
+fn at_thread_limit() -> bool {
+    let (_, total) = hal::mm::frame_counts();
+    let max_threads = (total / 32).max(20);
+    if BY_THREAD.lock().len() >= max_threads {
+        return true;
+    }
+    let (used, free) = hal::mm::heap_usage();
+    free < ((used + free) / 32).max(256 * 1024)
+}
+
 /// clone with CLONE_VM|CLONE_THREAD: a new thread of `p` on the user stack `stack`.
 pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> Result<Tid, u32> {
     use linux_raw_sys::general::{CLONE_CHILD_CLEARTID, CLONE_PARENT_SETTID, CLONE_SETTLS};
+    if at_thread_limit() {
+        return Err(linux_raw_sys::errno::EAGAIN);
+    }
     let mut f = *frame;
     f.rax = 0;
     if stack != 0 {

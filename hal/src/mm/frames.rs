@@ -62,6 +62,13 @@ impl Frame {
         Some(Frame { pa })
     }
 
+    /// A frame with whatever it held before, or `None` when memory is exhausted: only for a
+    /// caller that overwrites all of it before anything can read it (a copy-on-write copy).
+    pub(super) fn alloc_unzeroed() -> Option<Frame> {
+        let pa = with_frames(|a| a.alloc()).flatten()?;
+        Some(Frame { pa })
+    }
+
     /// Its physical address.
     pub fn phys(&self) -> u64 {
         self.pa

@@ -149,6 +149,23 @@ pub(crate) fn init(info: &BootInfo) -> Result<MemStats, &'static str> {
     // 3. Any bit pattern is a valid u64 and the address is page aligned.
     let bitmap: &'static mut [u64] =
         unsafe { core::slice::from_raw_parts_mut(phys_to_virt(bm.start) as *mut u64, words) };
+
+    // The counters of shared and copy-on-write frames (`shared`): one u32 per frame of RAM.
+    let frames_total = (ram_top / PAGE_SIZE + 1) as usize;
+    let count_bytes = (frames_total as u64 * 4).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    let cr = usable
+        .first_fit(count_bytes, PAGE_SIZE)
+        .filter(|r| r.end <= 4 * GIB)
+        .ok_or("no room for the frame counters below 4 GiB")?;
+    reserve(&mut usable, cr)?;
+    // SAFETY: as for the bitmap: usable RAM below 4 GiB (direct-mapped), removed from `usable`
+    // so only this slice refers to it for the rest of the run; zeroed first (0 = not counted),
+    // page aligned, and any bit pattern is a valid AtomicU32.
+    let counts: &'static [core::sync::atomic::AtomicU32] = unsafe {
+        core::ptr::write_bytes(phys_to_virt(cr.start) as *mut u8, 0, count_bytes as usize);
+        core::slice::from_raw_parts(phys_to_virt(cr.start) as *const core::sync::atomic::AtomicU32, frames_total)
+    };
+    shared::init_counts(counts);
     let mut alloc = FrameAllocator::new(bitmap, ram_top, &usable).map_err(|_| "frame bitmap too small")?;
 
     let direct_top = ram_top.max(4 * GIB).next_multiple_of(GIB);

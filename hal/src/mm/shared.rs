@@ -2,17 +2,16 @@
 //! pages of in-memory files, System V shared memory).
 //!
 //! A [`SharedPage`] is a counted reference to one frame: each handle and each page-table entry
-//! that maps it holds one count, kept in one table keyed by physical address; the frame goes
-//! back to the allocator when the last count goes. Page-table entries of shared pages carry the
+//! that maps it holds one count, kept in an array of one atomic counter per frame of RAM (made at
+//! boot: 4 bytes per 4 KiB, 0.1 % of RAM; 0 = not counted); the frame goes back to the allocator
+//! when the last count goes. Copy-on-write frames (`space.rs`) are counted the same way. Page-table entries of shared pages carry the
 //! software bit [`SHARED_BIT`], so [`AddressSpace::unmap`](super::AddressSpace::unmap), the
 //! drop of an address space and `duplicate` (fork) drop or take a count instead of freeing or
 //! copying the frame.
 //!
 //! The bytes of a shared page may be written by user programs at any time; the kernel reads
 //! and writes them only through the direct map with byte copies (as it does every user page).
-use alloc::collections::BTreeMap;
-
-use spin::Mutex;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use super::frames::Frame;
 use super::{PAGE_SIZE, phys_to_virt};
@@ -20,19 +19,31 @@ use super::{PAGE_SIZE, phys_to_virt};
 /// Software-available page-table bit 9: the leaf maps a shared page (one count of it).
 pub(crate) const SHARED_BIT: u64 = 1 << 9;
 
-/// Counts of every shared frame (physical address -> references: handles and mappings).
-static COUNTS: Mutex<BTreeMap<u64, usize>> = Mutex::new(BTreeMap::new());
+/// The counters: `COUNTS_LEN` of them from `COUNTS`, one per frame (set once at boot).
+static COUNTS: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
+static COUNTS_LEN: AtomicUsize = AtomicUsize::new(0);
 
-fn with_counts<R>(f: impl FnOnce(&mut BTreeMap<u64, usize>) -> R) -> R {
-    crate::cpu::without_interrupts(|| f(&mut COUNTS.lock()))
+/// Installs the counters (once, at boot, before any address space exists).
+pub(super) fn init_counts(c: &'static [AtomicU32]) {
+    COUNTS_LEN.store(c.len(), Ordering::Relaxed);
+    COUNTS.store(c.as_ptr().cast_mut(), Ordering::Release);
+}
+
+/// The counter of frame `pa` (a frame of RAM from the allocator).
+pub(crate) fn count(pa: u64) -> &'static AtomicU32 {
+    let base = COUNTS.load(Ordering::Acquire);
+    let len = COUNTS_LEN.load(Ordering::Relaxed);
+    assert!(!base.is_null(), "frame counts are set up at boot");
+    // SAFETY: `init_counts` stored a `&'static [AtomicU32]` of `len` counters (Release, read
+    // with Acquire above), which lives for the rest of the run.
+    let all = unsafe { core::slice::from_raw_parts(base.cast_const(), len) };
+    &all[(pa / PAGE_SIZE) as usize]
 }
 
 /// Adds a count to shared frame `pa` (a new mapping or handle of it).
 pub(crate) fn get(pa: u64) {
-    with_counts(|c| {
-        let n = c.get_mut(&pa).expect("a shared frame has a count while referenced");
-        *n += 1;
-    });
+    let old = count(pa).fetch_add(1, Ordering::Relaxed);
+    debug_assert!(old != 0, "a shared frame has a count while referenced");
 }
 
 /// Drops a count of shared frame `pa`; frees the frame when it was the last.
@@ -41,21 +52,22 @@ pub(crate) fn get(pa: u64) {
 /// The caller gives up one reference it held (a handle being dropped, or a page-table entry
 /// with [`SHARED_BIT`] that was just removed and flushed).
 pub(crate) unsafe fn put(pa: u64) {
-    let last = with_counts(|c| {
-        let n = c.get_mut(&pa).expect("a shared frame has a count while referenced");
-        *n -= 1;
-        if *n == 0 {
-            c.remove(&pa);
-            true
-        } else {
-            false
-        }
-    });
+    // AcqRel: every use of the frame through other counts happens before the free below.
+    let old = count(pa).fetch_sub(1, Ordering::AcqRel);
+    debug_assert!(old != 0, "a shared frame has a count while referenced");
+    let last = old == 1;
     if last {
         // SAFETY: the frame came from `Frame::into_raw` in `SharedPage::alloc`, and the count
         // reaching zero means no handle and no page-table entry refers to it any more.
         drop(unsafe { Frame::from_raw(pa) });
     }
+}
+
+/// If the caller's entry holds the only count of `pa`, stops counting it and returns true: the
+/// frame is that entry's alone again (copy-on-write with nobody left to share with).
+pub(crate) fn uncount_if_sole(pa: u64) -> bool {
+    // Nobody can add a count meanwhile: that takes a reference, and the caller's is the only one.
+    count(pa).compare_exchange(1, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
 }
 
 /// The handle that takes over one count of shared frame `pa` (dropping it gives the count back).
@@ -77,7 +89,7 @@ impl SharedPage {
     pub fn alloc() -> Option<SharedPage> {
         let f = Frame::alloc()?;
         let pa = f.into_raw();
-        with_counts(|c| c.insert(pa, 1));
+        count(pa).store(1, Ordering::Release);
         Some(SharedPage { pa })
     }
 

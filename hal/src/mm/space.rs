@@ -133,6 +133,27 @@ pub const TLB_FLUSH_VECTOR: u8 = 0xf3;
 
 static FLUSH_ASKED: [core::sync::atomic::AtomicU64; MAX_CPUS] = [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
 static FLUSH_DONE: [core::sync::atomic::AtomicU64; MAX_CPUS] = [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
+// Copy-on-write (fork).
+//
+// `duplicate` gives the child the parent's private frames instead of copies: each such leaf, in
+// both address spaces, becomes read-only for the hardware and carries `COW_BIT`, and the frame
+// gets a count in `shared`'s table, one per entry (so unmapping and dropping give counts back
+// exactly as for shared pages, and the last one frees the frame). The leaf remembers whether the
+// page may be written (`COW_WRITE_BIT`, which `protect` sets from the rights it is given while
+// keeping the hardware bit clear). On a write fault the kernel calls `break_cow`, which, if the
+// page may be written, gives the entry a private copy (or, when its count is the only one
+// left, takes the frame back as private) and makes it writable. Kernel writes to user memory go
+// through `copy_to_user` (refused on a read-only leaf: the kernel breaks first) or `fill`
+// (which breaks first itself), so no write reaches a frame another address space still maps.
+// Turning a writable leaf copy-on-write narrows it: other CPUs running the parent are asked to
+// flush (`take_flush`), and the old frame of a broken leaf waits for their flushes (`bury`).
+
+/// Software page-table bit 10: a private page shared copy-on-write since a fork.
+const COW_BIT: u64 = 1 << 10;
+/// Software page-table bit 11, on a copy-on-write leaf: the page's rights include writing (the
+/// hardware bit stays clear until the leaf is broken).
+const COW_WRITE_BIT: u64 = 1 << 11;
+
 /// What an unmap gives back once no CPU may cache it: a frame the tables owned, or one count of
 /// a shared page (dropping either gives it back).
 enum Remains {
@@ -374,8 +395,17 @@ impl AddressSpace {
         let va = user_page(va)?;
         let old = self.lookup(va).map(|(_, a)| a);
         let mut flags = user_flags(access);
-        if self.leaf(va).is_some_and(|e| e.0 & SHARED_BIT != 0) {
+        let leaf = self.leaf(va).map_or(0, |e| e.0);
+        if leaf & SHARED_BIT != 0 {
             flags |= F::BIT_9;
+        }
+        if leaf & COW_BIT != 0 {
+            // Still shared with another address space: writable only once broken.
+            flags.remove(F::WRITABLE);
+            flags |= F::BIT_10;
+            if access.write {
+                flags |= F::BIT_11;
+            }
         }
         self.with_mapper(|m, _| {
             let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
@@ -445,7 +475,7 @@ impl AddressSpace {
     /// `va` is not a page-aligned user address).
     pub fn unmap(&mut self, va: u64) {
         let Ok(va) = user_page(va) else { return };
-        let was_shared = self.leaf(va).is_some_and(|e| e.0 & SHARED_BIT != 0);
+        let was_shared = self.leaf(va).is_some_and(|e| e.0 & (SHARED_BIT | COW_BIT) != 0);
         let freed = self.with_mapper(|m, _| {
             let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
             m.unmap(page).ok().map(|(frame, flush)| {
@@ -456,8 +486,8 @@ impl AddressSpace {
         if let Ok(Some(pa)) = freed {
             self.pages -= 1;
             let remains = if was_shared {
-                // SAFETY: the entry (one count of the shared frame) is gone and flushed on this
-                // CPU; the count moves to the handle.
+                // SAFETY: the entry (one count of the shared or copy-on-write frame) is gone and
+                // flushed on this CPU; the count moves to the handle.
                 Remains::Shared(unsafe { shared::adopt(pa) })
             } else {
                 // SAFETY: the frame was this user page's (given up in `map_zeroed`), now
@@ -520,8 +550,15 @@ impl AddressSpace {
         })
     }
 
-    /// Writes user memory regardless of the page's rights (the loader filling read-only code).
-    pub fn fill(&self, va: u64, data: &[u8]) -> Result<(), UserMemError> {
+    /// Writes user memory regardless of the page's rights (the loader filling read-only code);
+    /// a copy-on-write page gets its own copy first.
+    pub fn fill(&mut self, va: u64, data: &[u8]) -> Result<(), UserMemError> {
+        let end = va.checked_add(data.len() as u64).ok_or(UserMemError::Fault)?;
+        let mut p = va & !(PAGE_SIZE - 1);
+        while p < end && p < USER_END {
+            self.break_cow(p, false)?;
+            p += PAGE_SIZE;
+        }
         self.copy(va, data.len(), false, |pa, at, n| {
             // SAFETY: as in `copy_to_user`.
             unsafe { core::ptr::copy_nonoverlapping(data.as_ptr().add(at), phys_to_virt(pa) as *mut u8, n) }
@@ -589,43 +626,170 @@ impl AddressSpace {
         out
     }
 
-    /// A copy of this address space (every user page copied now: `fork`).
-    pub fn duplicate(&self) -> Result<AddressSpace, UserMemError> {
+    /// A copy of this address space for `fork`: shared pages stay shared, private pages become
+    /// copy-on-write in both (see "Copy-on-write" above). Other CPUs running this address space
+    /// may still cache writable entries: wait for [`take_flush`](Self::take_flush) before the
+    /// fork is done.
+    pub fn duplicate(&mut self) -> Result<AddressSpace, UserMemError> {
         let mut child = AddressSpace::new()?;
-        for (va, pa, access) in self.pages_iter() {
-            if self.is_shared(va) {
-                // Shared memory stays shared: the child maps the same frame.
-                let f = self.leaf(va).map_or(F::empty(), |e| F::from_bits_truncate(e.0));
-                child.map_shared_raw(va, pa, f)?;
-                continue;
+        let (Some(src), Some(dst)) = (self.pml4.as_ref().map(|f| f.phys()), child.pml4.as_ref().map(|f| f.phys())) else {
+            return Ok(child);
+        };
+        let mut narrowed = false;
+        // SAFETY: `src` is our live top-level table (`&mut self`: nothing else changes it),
+        // `dst` the child's fresh one (its user half empty, ours alone).
+        let r = unsafe { dup_level(src, dst, 4, 0..256, &mut child.pages, &mut narrowed) };
+        if narrowed {
+            // Writable leaves turned read-only: this CPU and the others drop their entries.
+            if Cr3::read().0.start_address().as_u64() == src {
+                x86_64::instructions::tlb::flush_all();
             }
-            let cpa = child.map_zeroed(va, access)?;
-            // SAFETY: both frames are user pages reachable through the direct map; `cpa` is
-            // fresh (the child's alone), `pa` is only read.
-            unsafe {
-                core::ptr::copy_nonoverlapping(phys_to_virt(pa) as *const u8, phys_to_virt(cpa) as *mut u8, PAGE_SIZE as usize)
-            };
+            if let Some(root) = &self.pml4 {
+                let t = request_flush(root);
+                self.pending.merge(t);
+            }
         }
-        Ok(child)
+        r.map(|()| child)
     }
-}
 
-impl AddressSpace {
-    /// `duplicate`'s mapping of a shared frame `pa` (mapped in `self` with `flags`).
-    fn map_shared_raw(&mut self, va: u64, pa: u64, flags: F) -> Result<(), UserMemError> {
+    /// Gives the copy-on-write page at `va` (page aligned, user half) its own frame, writable
+    /// if its rights include writing; returns whether it did. `for_write`: only if the page may
+    /// be written (a write fault; otherwise the fault is real). Other CPUs may cache the old
+    /// entry: wait for [`take_flush`](Self::take_flush) before the program goes on.
+    pub fn break_cow(&mut self, va: u64, for_write: bool) -> Result<bool, UserMemError> {
+        let va = user_page(va)?;
+        let Some(e) = self.leaf(va) else { return Ok(false) };
+        let writable = e.0 & COW_WRITE_BIT != 0;
+        if e.0 & COW_BIT == 0 || (for_write && !writable) {
+            return Ok(false);
+        }
+        let mut flags = F::from_bits_truncate(e.0);
+        flags.remove(F::BIT_10 | F::BIT_11);
+        if writable {
+            flags |= F::WRITABLE;
+        }
+        let old = e.addr();
+        if shared::uncount_if_sole(old) {
+            // Nobody else maps it: the frame is this entry's again (no CPU caches more rights
+            // than before, so no flush).
+            self.set_leaf_flags(va, flags)?;
+            return Ok(true);
+        }
+        let new = Frame::alloc_unzeroed().ok_or(UserMemError::NoMemory)?;
+        // SAFETY: `old` is a counted frame this entry maps (alive while counted), `new` is ours
+        // alone; both are reachable through the direct map, and `new` is overwritten whole
+        // before it is mapped.
+        unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(old) as *const u8, phys_to_virt(new.phys()) as *mut u8, PAGE_SIZE as usize) };
+        let npa = new.phys();
         let r = self.with_mapper(|m, frames| {
-            let p = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
             let parents = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
-            // SAFETY: `pa` is a shared frame mapped by the parent (so counted, alive); the new
-            // entry takes its own count just below.
-            unsafe { m.map_to_with_table_flags(p, PhysFrame::containing_address(PhysAddr::new(pa)), flags, parents, &mut Frames(frames)) }
+            let (_, flush) = m.unmap(page).map_err(|_| UserMemError::Fault)?;
+            flush.flush();
+            // SAFETY: maps the fresh frame, now holding the page's bytes, in place of the
+            // shared one in the user half of this address space; nothing else refers to it.
+            unsafe { m.map_to_with_table_flags(page, PhysFrame::containing_address(PhysAddr::new(npa)), flags, parents, &mut Frames(frames)) }
                 .map(|f| f.flush())
                 .map_err(|_| UserMemError::NoMemory)
         })?;
+        // The table owned no fresh table frame for this (the page's table exists), so the map
+        // cannot fail after the unmap; if it did, the page would be gone (a later fault).
         r?;
-        shared::get(pa);
-        self.pages += 1;
-        Ok(())
+        let _ = new.into_raw();
+        // SAFETY: the entry that held one count of `old` is gone and flushed on this CPU.
+        let remains = Remains::Shared(unsafe { shared::adopt(old) });
+        let t = self.pml4.as_ref().map(request_flush).unwrap_or_default();
+        self.pending.merge(t.clone());
+        bury(t, alloc::vec![remains]);
+        Ok(true)
+    }
+
+    /// Sets the flags of the present leaf at `va` (the frame stays).
+    fn set_leaf_flags(&mut self, va: u64, flags: F) -> Result<(), UserMemError> {
+        self.with_mapper(|m, _| {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+            // SAFETY: changes the flags of a user page of this address space only; callers keep
+            // the shared and copy-on-write marks consistent with the frame's count.
+            unsafe { m.update_flags(page, flags) }.map(|f| f.flush()).map_err(|_| UserMemError::Fault)
+        })?
+    }
+}
+
+/// Bits 12..52 of an entry: the frame it points to.
+const ENTRY_ADDR: u64 = 0x000f_ffff_ffff_f000;
+
+/// `duplicate` below a level-`level` table: every present entry of `src` (in `idx`) gets its
+/// copy in `dst`; tables are made fresh for the child, leaves are shared ([`dup_leaves`]).
+///
+/// # Safety
+/// `src` is a live table of that level in a hierarchy the caller owns exclusively; `dst` is the
+/// same-level table of a fresh hierarchy the caller owns, empty in `idx`.
+unsafe fn dup_level(src: u64, dst: u64, level: u32, idx: core::ops::Range<u64>, pages: &mut usize, narrowed: &mut bool) -> Result<(), UserMemError> {
+    if level == 1 {
+        // SAFETY: passed on.
+        unsafe { dup_leaves(src, dst, pages, narrowed) };
+        return Ok(());
+    }
+    let mut i = idx.start;
+    while i < idx.end {
+        // SAFETY: `src` is a live table (the contract); `i + 8 <= 512`.
+        if i % 8 == 0 && i + 8 <= idx.end && unsafe { walk::read8(src, i) } & 1 == 0 {
+            i += 8;
+            continue;
+        }
+        // SAFETY: as above.
+        let e = unsafe { walk::read(src, i) };
+        // User huge pages are never made; one would not be copied.
+        if e.present() && !e.huge() {
+            let t = Frame::alloc().ok_or(UserMemError::NoMemory)?.into_raw();
+            // SAFETY: `dst` is the child's table (the contract); the entry now owns the fresh,
+            // zeroed table `t`, linked before it is filled so a failure below leaves every
+            // frame reachable from the child's root (its drop frees them).
+            unsafe { walk::write(dst, i, Entry((e.0 & !ENTRY_ADDR) | t)) };
+            // SAFETY: a present non-leaf entry of a live table points to a live table one level
+            // down; `t` is its fresh counterpart.
+            unsafe { dup_level(e.addr(), t, level - 1, 0..512, pages, narrowed)? };
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// `duplicate` of a page table: each leaf is copied to `dst` and turned copy-on-write in both
+/// (private ones: read-only with the rights kept in `COW_WRITE_BIT`, counted twice; shared
+/// and copy-on-write ones: one more count).
+///
+/// # Safety
+/// As for [`dup_level`], at level 1.
+unsafe fn dup_leaves(src: u64, dst: u64, pages: &mut usize, narrowed: &mut bool) {
+    let mut i = 0;
+    while i < 512 {
+        // SAFETY: `src` is a live page table (the contract); `i + 8 <= 512`.
+        if i % 8 == 0 && unsafe { walk::read8(src, i) } & 1 == 0 {
+            i += 8;
+            continue;
+        }
+        // SAFETY: as above.
+        let e = unsafe { walk::read(src, i) };
+        if e.present() {
+            let mut v = e.0;
+            if v & (SHARED_BIT | COW_BIT) == 0 {
+                let w = e.writable();
+                v = (v & !F::WRITABLE.bits()) | COW_BIT | if w { COW_WRITE_BIT } else { 0 };
+                // SAFETY: the parent's leaf keeps its frame; only its rights narrow (the caller
+                // flushes), and the frame is counted just below.
+                unsafe { walk::write(src, i, Entry(v)) };
+                *narrowed |= w;
+                // Not counted before (no mark): the parent's entry and the child's.
+                shared::count(e.addr()).store(2, core::sync::atomic::Ordering::Release);
+            } else {
+                shared::get(e.addr());
+            }
+            // SAFETY: the child's fresh table; the leaf holds the count taken above.
+            unsafe { walk::write(dst, i, Entry(v)) };
+            *pages += 1;
+        }
+        i += 1;
     }
 }
 
@@ -660,13 +824,15 @@ impl Drop for AddressSpace {
             // SAFETY: `e.addr()` is a PDPT of ours, now unreachable from any root; every frame
             // below it was given to the tables by `map_zeroed` or the mapper (from the allocator)
             // and is referenced by nothing else, so each is taken back exactly once — except leaves
-            // marked shared (`map_shared`), each of which holds one count of its frame, given
+            // marked shared (`map_shared`) or copy-on-write (`duplicate`), each of which holds
+            // one count of its frame, given
             // back exactly once here. Both wait for the flushes of CPUs that may cache them
             // (`bury`).
             unsafe {
                 walk::for_each(e.addr(), 3, (i as u64) << 39, 0..512, &|e| !e.huge(), &mut |_, level, e| {
-                    if level == 1 && e.0 & SHARED_BIT != 0 {
-                        // A shared page: this entry's count goes (the frame may live on).
+                    if level == 1 && e.0 & (SHARED_BIT | COW_BIT) != 0 {
+                        // A shared or copy-on-write page: this entry's count goes (the frame
+                        // may live on).
                         frames.push(Remains::Shared(shared::adopt(e.addr())));
                     } else {
                         frames.push(Remains::Frame(Frame::from_raw(e.addr())));

@@ -76,6 +76,22 @@ pub(super) unsafe fn write(table: u64, i: u64, e: Entry) {
     unsafe { core::ptr::write_volatile((phys_to_virt(table) as *mut u64).add(i as usize), e.0) }
 }
 
+/// The bitwise or of entries `i..i + 8` of the table in frame `table` (bit 0 set: one of them
+/// is present).
+///
+/// # Safety
+/// As for `read`, with `i + 8 <= 512`.
+pub(super) unsafe fn read8(table: u64, i: u64) -> u64 {
+    debug_assert!(i + 8 <= 512 && table % 4096 == 0);
+    let p = (phys_to_virt(table) as *const u64).wrapping_add(i as usize);
+    let mut any = 0;
+    for k in 0..8 {
+        // SAFETY: as in `read`: inside the table by the contract; volatile for the same reason.
+        any |= unsafe { core::ptr::read_volatile(p.add(k)) };
+    }
+    any
+}
+
 /// Where a walk for one address ended.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Leaf {
@@ -134,12 +150,26 @@ pub(crate) unsafe fn for_each(
     descend: &dyn Fn(Entry) -> bool,
     f: &mut dyn FnMut(u64, u32, Entry),
 ) {
-    for i in idx.start.min(512)..idx.end.min(512) {
+    let end = idx.end.min(512);
+    let mut i = idx.start.min(512);
+    while i < end {
+        // Eight empty entries at a time are skipped with one test (tables are mostly empty:
+        // this is most of a walk's cost).
+        if i % 8 == 0 && i + 8 <= end {
+            // SAFETY: `table` is a live table (the contract), `i + 8 <= 512`.
+            let any = unsafe { read8(table, i) };
+            if any & 1 == 0 {
+                i += 8;
+                continue;
+            }
+        }
         // SAFETY: `table` is a live table (the contract).
         let e = unsafe { read(table, i) };
+        i += 1;
         if !e.present() {
             continue;
         }
+        let i = i - 1;
         let va = base | (i * entry_span(level));
         if level > 1 && !e.huge() && descend(e) {
             // SAFETY: a present non-leaf entry of a live table points to a live table one level

@@ -30,7 +30,12 @@ fn copy_in(p: &Process, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
 fn copy_out(p: &Process, addr: u64, data: &[u8]) -> Result<(), Errno> {
     let mut m = p.mem.lock();
     crate::memory::prefault(&mut m, addr, data.len() as u64, true);
-    m.space.copy_to_user(addr, data).map_err(|_| EFAULT)
+    let r = m.space.copy_to_user(addr, data).map_err(|_| EFAULT);
+    // Copy-on-write pages broken by the prefault: other CPUs drop the old entries first.
+    let t = m.space.take_flush();
+    drop(m);
+    t.wait();
+    r
 }
 
 /// An errno (positive; the system-call return path negates it).
