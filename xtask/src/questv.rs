@@ -124,7 +124,11 @@ fn linux_images(config: &Path, plan: &mut partition::Plan) -> Result<Vec<(String
             partition::Console::Com(n) => Some(n),
             partition::Console::None => None,
         };
-        let platform = monitor_core::linux::Platform { apic_ids: vec![0; sb.cpus.len()], uart: sb.console.ports().map(|p| p.first) };
+        // A sandbox with PCI functions also gets a PCI root bridge (its size depends on them, and
+        // they are known only at boot: the largest a configuration can ask for is planned here).
+        let pci = (!sb.pci.is_empty()).then(|| monitor_core::linux::PciRoot { intx: sb.pci.iter().map(|a| (a.dev, 4, 15)).collect(), mem: vec![(0, 1 << 32); 6 * sb.pci.len()] });
+        let linux_pci = pci.is_some();
+        let platform = monitor_core::linux::Platform { apic_ids: vec![0; sb.cpus.len()], uart: sb.console.ports().map(|p| p.first), pci };
         let (name, id) = (sb.name.clone(), sb.id);
         let partition::Image::Linux { kernel, initrd, cmdline } = &mut sb.image else { continue };
         let what = |w: &str| format!("{}: sandbox '{name}': {w}", config.display());
@@ -140,7 +144,7 @@ fn linux_images(config: &Path, plan: &mut partition::Plan) -> Result<Vec<(String
             None => 0,
         };
         // The plan the monitor makes at boot (with the longest TSC figure it can add).
-        let cl = monitor_core::linux::cmdline(u32::MAX, com, cmdline);
+        let cl = monitor_core::linux::cmdline(u32::MAX, com, linux_pci, cmdline);
         monitor_core::linux::plan(&image, rd_len, &cl, &ram, &channels[id as usize], &platform)
             .map_err(|e| anyhow::anyhow!("{}", what(&format!("Linux kernel {}: {e}", kernel_path.display()))))?;
         let kmod = format!("linux{id}.kernel");

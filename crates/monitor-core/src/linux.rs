@@ -108,6 +108,8 @@ pub enum LinuxError {
     CmdlineTooLong { len: usize, max: usize },
     /// More memory-map entries than the zero page holds.
     TooManyRegions(usize),
+    /// Its ACPI tables (with many PCI functions) do not fit in their [`ACPI_LEN`] bytes.
+    AcpiTooBig(usize),
 }
 
 impl fmt::Display for LinuxError {
@@ -128,6 +130,7 @@ impl fmt::Display for LinuxError {
             ),
             LinuxError::CmdlineTooLong { len, max } => write!(f, "the kernel command line is {len} bytes (this kernel takes at most {max})"),
             LinuxError::TooManyRegions(n) => write!(f, "{n} memory-map entries (the zero page holds {E820_MAX})"),
+            LinuxError::AcpiTooBig(n) => write!(f, "its ACPI tables take {n} bytes (at most {ACPI_LEN}: fewer PCI functions)"),
         }
     }
 }
@@ -555,7 +558,9 @@ pub fn plan(img: &[u8], initrd_len: u64, cmdline: &str, ram: &[(u64, u64)], wind
     let mut cl: Vec<u8> = cmdline.bytes().filter(|&b| b != 0).collect();
     cl.push(0);
     let acpi = acpi(ACPI_BASE, platform);
-    debug_assert!(acpi.len() as u64 <= ACPI_LEN);
+    if acpi.len() as u64 > ACPI_LEN {
+        return Err(LinuxError::AcpiTooBig(acpi.len()));
+    }
     Ok(LinuxBoot { kernel_at, kernel: bz.kernel, initrd_at, zero_page: zp, cmdline: cl, acpi, entry: kernel_at as u32, kernel_end })
 }
 
