@@ -109,6 +109,15 @@ const GRUB_CFG_TAIL: &str = "    boot\n}\n";
 pub const DEBIAN_KERNEL: &str = "debian";
 /// `initrd = "busybox"`: the initramfs xtask builds from Debian's busybox-static.
 pub const BUSYBOX_INITRD: &str = "busybox";
+/// `initrd = "busybox-can"`: the same plus what a Linux sandbox needs to drive a CAN controller
+/// it owns (see [`busybox_initramfs`]).
+pub const BUSYBOX_CAN_INITRD: &str = "busybox-can";
+
+/// The kernel modules of `busybox-can` (with their dependencies, from the kernel's own package):
+/// the kvaser_pci driver (its sja1000 core and can-dev) and raw CAN sockets (can-raw, can).
+const CAN_MODULES: &[&str] = &["can-raw", "kvaser_pci"];
+/// The programs of `busybox-can` (from [`crate::debian::CAN_PACKAGES`]), installed in /usr/bin.
+const CAN_PROGRAMS: &[&str] = &["usr/bin/cansend", "usr/bin/candump", "bin/ip"];
 
 /// Resolves each Linux sandbox's kernel and initramfs (Debian's kernel and the busybox
 /// initramfs by name, anything else a path relative to the configuration file), checks that
@@ -135,7 +144,8 @@ fn linux_images(config: &Path, plan: &mut partition::Plan) -> Result<Vec<(String
         let kernel_path = if kernel == DEBIAN_KERNEL { crate::debian::kernel()?.vmlinuz } else { dir.join(&*kernel) };
         let initrd_path = match initrd.as_deref() {
             None => None,
-            Some(BUSYBOX_INITRD) => Some(busybox_initramfs()?),
+            Some(BUSYBOX_INITRD) => Some(busybox_initramfs(false)?),
+            Some(BUSYBOX_CAN_INITRD) => Some(busybox_initramfs(true)?),
             Some(p) => Some(dir.join(p)),
         };
         let image = fs::read(&kernel_path).with_context(|| what(&format!("reading its kernel {}", kernel_path.display())))?;
@@ -192,7 +202,15 @@ const LINUX_PROFILE: &str = "export PS1='linux:\\w# '\n";
 /// The busybox initramfs (target/quest/linux/busybox.cpio): Debian's busybox-static as
 /// /bin/busybox, /init, /etc/profile and /dev/console, and the project's Linux-side programs
 /// in /bin (`cc::LINUX_PROGRAMS`: the seed's shmcomm programs built for Linux).
-pub fn busybox_initramfs() -> Result<PathBuf> {
+///
+/// With `can` (target/quest/linux/busybox-can.cpio), also: the CAN modules of the very kernel
+/// package the sandbox boots ([`CAN_MODULES`] and their dependencies, read from each module's
+/// `depends=`) in /lib/modules with their load order in /lib/modules/can.order (`insmod` each
+/// in turn: busybox's modprobe would need a modules.dep), Debian's can-utils `cansend` and
+/// `candump` and iproute2's `ip` in /usr/bin, and the shared libraries they need (their
+/// DT_NEEDED, resolved in Debian's library packages) with the dynamic loader in
+/// /lib/x86_64-linux-gnu and /lib64.
+pub fn busybox_initramfs(can: bool) -> Result<PathBuf> {
     let busybox = fs::read(crate::debian::busybox()?)?;
     let mut w = cpio::Writer::new();
     let e = |e: cpio::WriteError| anyhow::anyhow!("{e}");
@@ -208,10 +226,43 @@ pub fn busybox_initramfs() -> Result<PathBuf> {
         let bin = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         w.add_file(&format!("bin/{name}"), 0o755, &bin).map_err(e)?;
     }
-    let out = root().join("target/quest/linux/busybox.cpio");
+    if can {
+        add_can(&mut w)?;
+    }
+    let out = root().join(if can { "target/quest/linux/busybox-can.cpio" } else { "target/quest/linux/busybox.cpio" });
     fs::create_dir_all(out.parent().unwrap())?;
     fs::write(&out, w.finish())?;
     Ok(out)
+}
+
+/// The CAN part of the `busybox-can` initramfs (see [`busybox_initramfs`]).
+fn add_can(w: &mut cpio::Writer) -> Result<()> {
+    let e = |e: cpio::WriteError| anyhow::anyhow!("{e}");
+    let kernel = crate::debian::kernel()?;
+    for d in ["lib", "lib/modules", "lib/x86_64-linux-gnu", "lib64", "usr", "usr/bin"] {
+        w.add_dir(d, 0o755).map_err(e)?;
+    }
+    let modules = crate::debian::modules_with_dependencies(&kernel.release, CAN_MODULES)?;
+    let mut order = String::new();
+    for (name, path) in &modules {
+        w.add_file(&format!("lib/modules/{name}.ko"), 0o644, &fs::read(path)?).map_err(e)?;
+        order.push_str(name);
+        order.push('\n');
+    }
+    w.add_file("lib/modules/can.order", 0o644, order.as_bytes()).map_err(e)?;
+    let roots: Vec<PathBuf> = crate::debian::CAN_PACKAGES.iter().map(|p| crate::debian::package(p, "the Linux sandbox's CAN tools")).collect::<Result<_>>()?;
+    let mut bins = Vec::new();
+    for prog in CAN_PROGRAMS {
+        let p = roots.iter().map(|r| r.join(prog)).find(|p| p.is_file()).with_context(|| format!("no package of {:?} has {prog}", crate::debian::CAN_PACKAGES))?;
+        let name = Path::new(prog).file_name().unwrap().to_string_lossy().into_owned();
+        w.add_file(&format!("usr/bin/{name}"), 0o755, &fs::read(&p)?).map_err(e)?;
+        bins.push(p);
+    }
+    for (soname, path) in crate::debian::linked_libraries(&bins, &roots)? {
+        w.add_file(&format!("lib/x86_64-linux-gnu/{soname}"), 0o755, &fs::read(&path)?).map_err(e)?;
+    }
+    w.add_symlink("lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2").map_err(e)?;
+    Ok(())
 }
 
 /// A copy of an ELF64 executable with only what a loader needs: the ELF header, the program
@@ -268,7 +319,7 @@ mod tests {
 
     #[test]
     fn shipped_configs_are_valid() {
-        for f in ["configs/two-quest.toml", "configs/quest-linux.toml", "configs/quest-v-example.toml", "tests/fixtures/questv-smp.toml", "tests/fixtures/questv-linux-1cpu.toml", "tests/fixtures/questv-can.toml"] {
+        for f in ["configs/two-quest.toml", "configs/quest-linux.toml", "configs/quest-v-example.toml", "tests/fixtures/questv-smp.toml", "tests/fixtures/questv-linux-1cpu.toml", "tests/fixtures/questv-can.toml", "tests/fixtures/questv-linux-can.toml"] {
             let p = root().join(f);
             if let Err(e) = load_config(&p) {
                 panic!("{f}: {e:#}");
