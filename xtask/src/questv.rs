@@ -116,8 +116,11 @@ pub const BUSYBOX_CAN_INITRD: &str = "busybox-can";
 /// The kernel modules of `busybox-can` (with their dependencies, from the kernel's own package):
 /// the kvaser_pci driver (its sja1000 core and can-dev) and raw CAN sockets (can-raw, can).
 const CAN_MODULES: &[&str] = &["can-raw", "kvaser_pci"];
-/// The programs of `busybox-can` (from [`crate::debian::CAN_PACKAGES`]), installed in /usr/bin.
-const CAN_PROGRAMS: &[&str] = &["usr/bin/cansend", "usr/bin/candump", "bin/ip"];
+/// The programs of `busybox-can` (from [`crate::debian::CAN_PACKAGES`]): (in the package, in the
+/// initramfs). iproute2's `ip` takes busybox's place in /sbin (`busybox --install` leaves a file
+/// that is there alone; busybox's `ip` knows no `type can`). Debian's busybox shell prefers its
+/// own applets to PATH, so it is run as `/sbin/ip`.
+const CAN_PROGRAMS: &[(&str, &str)] = &[("usr/bin/cansend", "usr/bin/cansend"), ("usr/bin/candump", "usr/bin/candump"), ("bin/ip", "sbin/ip")];
 
 /// Resolves each Linux sandbox's kernel and initramfs (Debian's kernel and the busybox
 /// initramfs by name, anything else a path relative to the configuration file), checks that
@@ -239,7 +242,7 @@ pub fn busybox_initramfs(can: bool) -> Result<PathBuf> {
 fn add_can(w: &mut cpio::Writer) -> Result<()> {
     let e = |e: cpio::WriteError| anyhow::anyhow!("{e}");
     let kernel = crate::debian::kernel()?;
-    for d in ["lib", "lib/modules", "lib/x86_64-linux-gnu", "lib64", "usr", "usr/bin"] {
+    for d in ["lib", "lib/modules", "lib/x86_64-linux-gnu", "lib64", "usr", "usr/bin", "sbin"] {
         w.add_dir(d, 0o755).map_err(e)?;
     }
     let modules = crate::debian::modules_with_dependencies(&kernel.release, CAN_MODULES)?;
@@ -252,10 +255,9 @@ fn add_can(w: &mut cpio::Writer) -> Result<()> {
     w.add_file("lib/modules/can.order", 0o644, order.as_bytes()).map_err(e)?;
     let roots: Vec<PathBuf> = crate::debian::CAN_PACKAGES.iter().map(|p| crate::debian::package(p, "the Linux sandbox's CAN tools")).collect::<Result<_>>()?;
     let mut bins = Vec::new();
-    for prog in CAN_PROGRAMS {
+    for (prog, to) in CAN_PROGRAMS {
         let p = roots.iter().map(|r| r.join(prog)).find(|p| p.is_file()).with_context(|| format!("no package of {:?} has {prog}", crate::debian::CAN_PACKAGES))?;
-        let name = Path::new(prog).file_name().unwrap().to_string_lossy().into_owned();
-        w.add_file(&format!("usr/bin/{name}"), 0o755, &fs::read(&p)?).map_err(e)?;
+        w.add_file(to, 0o755, &fs::read(&p)?).map_err(e)?;
         bins.push(p);
     }
     for (soname, path) in crate::debian::linked_libraries(&bins, &roots)? {
