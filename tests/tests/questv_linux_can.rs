@@ -81,6 +81,9 @@ fn linux_drives_its_own_can_controller_beside_quest() -> Result<()> {
     assert!(!log.contains("Kernel panic"), "{log}");
     // Long command lines stay on one line of the echo.
     linux(&mut m, "stty cols 1000")?;
+    let (npf_boot, boot) = exits(&mut m, 1, "npf")?;
+    println!("Linux CPU at boot: {boot}");
+    assert!(npf_boot > 0, "Linux programmed its IOAPIC through the monitor: {boot}");
 
     // x2APIC kept without interrupt remapping: Linux found "KVM" (no features) and so kept the
     // mode the monitor entered it in, with physical destinations; it found the IOAPIC.
