@@ -94,7 +94,7 @@ impl VirtualIoApic {
     /// A read of `size` bytes at `offset` in the page. `hw_low(pin)` is the real entry's low
     /// dword of one of the sandbox's pins (for its delivery status and Remote IRR).
     pub fn read(&self, offset: u64, size: u8, hw_low: impl FnOnce(u8) -> u32) -> u32 {
-        if size != 4 || offset % 4 != 0 {
+        if size != 4 || !offset.is_multiple_of(4) {
             return u32::MAX;
         }
         match offset {
@@ -121,7 +121,7 @@ impl VirtualIoApic {
 
     /// A write of `size` bytes of `value` at `offset` in the page.
     pub fn write(&mut self, offset: u64, size: u8, value: u32) -> Effect {
-        if size != 4 || offset % 4 != 0 {
+        if size != 4 || !offset.is_multiple_of(4) {
             return Effect::None;
         }
         match offset {
