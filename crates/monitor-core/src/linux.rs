@@ -464,8 +464,17 @@ pub const END_OPTIONS: &str = "reboot=acpi,cold,panic_warm panic=-1";
 /// A sandbox that owns PCI functions needs an IO-APIC for their INTx lines, so it gets the
 /// virtual one instead and no `noapic`; x2APIC then survives `try_to_enable_x2apic()` because
 /// the monitor shows the kernel KVM's CPUID signature with no feature bits
-/// (`policy::SandboxView::kvm_signature`: `x86_init.hyper.x2apic_available()` is true).
+/// (`policy::SandboxView::kvm_signature`: `x86_init.hyper.x2apic_available()` is true). It
+/// gets [`KVM_OPTIONS`] instead.
 pub const APIC_OPTIONS: &str = "noapic";
+
+/// What a sandbox shown KVM's signature gets on its command line: `nopvspin`. Without the
+/// PV_UNHALT feature, 6.1's `kvm_spinlock_init()` would otherwise leave `virt_spin_lock_key`
+/// on for a multi-core kernel ("PV spinlocks disabled, no host support"), turning every
+/// spinlock into a test-and-set lock, a hedge against preempted vCPUs that a sandbox, which
+/// owns its cores, does not need; `nopvspin` keeps the native queued spinlocks (checked in
+/// Debian's 6.1.0-57: REALTIME hint, single CPU, `nopvspin`, then the feature bit).
+pub const KVM_OPTIONS: &str = "nopvspin";
 
 /// The command line the kernel gets: what the monitor must say, then the configuration's.
 /// `pci`: the sandbox owns PCI functions (no `noapic`, see [`APIC_OPTIONS`]).
@@ -473,10 +482,8 @@ pub fn cmdline(tsc_khz: u32, console: Option<u8>, pci: bool, extra: &str) -> Str
     let mut s = String::new();
     s.push_str(END_OPTIONS);
     s.push(' ');
-    if !pci {
-        s.push_str(APIC_OPTIONS);
-        s.push(' ');
-    }
+    s.push_str(if pci { KVM_OPTIONS } else { APIC_OPTIONS });
+    s.push(' ');
     if tsc_khz != 0 {
         s.push_str(&format!("tsc_early_khz={tsc_khz} tsc=reliable "));
     }
@@ -780,7 +787,7 @@ mod tests {
         let cl = cmdline(2_000_000, Some(2), false, "quiet rdinit=/init");
         assert_eq!(cl, "reboot=acpi,cold,panic_warm panic=-1 noapic tsc_early_khz=2000000 tsc=reliable console=ttyS1 quiet rdinit=/init");
         let cl = cmdline(2_000_000, Some(2), true, "");
-        assert_eq!(cl, "reboot=acpi,cold,panic_warm panic=-1 tsc_early_khz=2000000 tsc=reliable console=ttyS1", "no noapic with PCI");
+        assert_eq!(cl, "reboot=acpi,cold,panic_warm panic=-1 nopvspin tsc_early_khz=2000000 tsc=reliable console=ttyS1", "no noapic with PCI");
         let ram = [(0u64, 256u64 << 20)];
         let b = plan(&img, 10_000, &cl, &ram, &[(0x1000_0000, 0x1000)], &platform()).unwrap();
         assert_eq!((b.kernel_at, b.entry), (0x10_0000, 0x10_0000));
