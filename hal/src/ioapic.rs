@@ -106,6 +106,56 @@ pub fn route_pci_line(irq: u8, vector: u8, dest: u32) -> Result<(), &'static str
     })
 }
 
+/// Programs the IOAPIC pin of PCI INTx line `irq` as a sandbox's virtual IOAPIC entry asks:
+/// `vector` to APIC id `dest` (physical, fixed), masked or not, level- or edge-triggered, with
+/// the platform's polarity (the MADT override's, else PCI's active-low) whatever the guest
+/// said. The caller has checked that the line and the destination are the sandbox's.
+pub fn program_pci_line(irq: u8, vector: u8, dest: u32, masked: bool, level: bool) -> Result<(), &'static str> {
+    crate::cpu::without_interrupts(|| {
+        let s = STATE.lock();
+        let (base, idx, r) = isa_pin(&s, irq)?;
+        let has_override = r.gsi != 0 || irq == 0;
+        let active_low = if has_override { r.active_low } else { true };
+        let mut low = u32::from(vector);
+        if active_low {
+            low |= 1 << 13;
+        }
+        if level {
+            low |= 1 << 15;
+        }
+        // Masked first, so no interrupt is sent with half an entry.
+        reg_write(base, 0x10 + 2 * idx, low | (1 << 16));
+        reg_write(base, 0x11 + 2 * idx, (dest & 0xff) << 24);
+        if !masked {
+            reg_write(base, 0x10 + 2 * idx, low);
+        }
+        Ok(())
+    })
+}
+
+/// The low dword of the IOAPIC entry of ISA `irq` (its delivery status and Remote IRR).
+pub fn pci_line_low(irq: u8) -> Result<u32, &'static str> {
+    crate::cpu::without_interrupts(|| {
+        let s = STATE.lock();
+        let (base, idx, _) = isa_pin(&s, irq)?;
+        Ok(reg_read(base, 0x10 + 2 * idx))
+    })
+}
+
+/// End of interrupt for the level-triggered pin of ISA `irq` alone: the entry is set masked
+/// and edge-triggered (which clears Remote IRR) and then restored, as Linux does for IOAPICs
+/// without an EOI register. Unlike the EOI register, it touches no other pin.
+pub fn eoi_pci_line(irq: u8) -> Result<(), &'static str> {
+    crate::cpu::without_interrupts(|| {
+        let s = STATE.lock();
+        let (base, idx, _) = isa_pin(&s, irq)?;
+        let low = reg_read(base, 0x10 + 2 * idx);
+        reg_write(base, 0x10 + 2 * idx, (low | (1 << 16)) & !(1 << 15));
+        reg_write(base, 0x10 + 2 * idx, low);
+        Ok(())
+    })
+}
+
 /// Masks (or unmasks) the IOAPIC pin of ISA `irq` (an interrupt storm's line).
 pub fn set_isa_masked(irq: u8, masked: bool) -> Result<(), &'static str> {
     crate::cpu::without_interrupts(|| {

@@ -168,10 +168,13 @@ pub(crate) fn probe(plan: &Plan) -> Bus {
 }
 
 impl Bus {
-    /// The configuration view, I/O ports, memory pages (page-rounded) and INTx lines of `sb`.
-    pub(crate) fn for_sandbox(&self, sb: &partition::PlannedSandbox, apic_ids: Vec<u32>) -> (ConfigSpace, Vec<PortRange>, Vec<PhysRange>, Vec<u8>) {
+    /// The configuration view, I/O ports, memory pages (page-rounded), INTx lines of `sb`, and
+    /// what a Linux sandbox's ACPI says about them (`linux::PciRoot`: device, pin and IRQ of each
+    /// INTx line, its memory BARs as they are).
+    pub(crate) fn for_sandbox(&self, sb: &partition::PlannedSandbox, apic_ids: Vec<u32>) -> (ConfigSpace, Vec<PortRange>, Vec<PhysRange>, Vec<u8>, linux::PciRoot) {
         let mut functions = Vec::new();
         let (mut ports, mut mem, mut irqs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut root = linux::PciRoot::default();
         for &a in &sb.pci {
             let Some(i) = self.found.iter().position(|f| f.addr == a) else { continue };
             let f = &self.found[i];
@@ -179,8 +182,15 @@ impl Bus {
             ports.extend(f.io.iter().map(|&(_, p)| p));
             mem.extend(f.mem.iter().map(|&(_, r)| PhysRange::new(r.start & !0xfff, (r.end + 0xfff) & !0xfff)));
             irqs.extend(f.irq);
+            root.mem.extend(f.mem.iter().map(|&(_, r)| (r.start, r.end)));
+            if let (Some(irq), Some(bdf)) = (f.irq, hal_bdf(a)) {
+                let pin = (hal::pci::read32(bdf, 0x3c) >> 8) as u8;
+                if (1..=4).contains(&pin) {
+                    root.intx.push((a.dev, pin, irq));
+                }
+            }
         }
-        (ConfigSpace::new(self.host_bridge, functions, apic_ids), ports, mem, irqs)
+        (ConfigSpace::new(self.host_bridge, functions, apic_ids), ports, mem, irqs, root)
     }
 }
 

@@ -205,6 +205,9 @@ pub(crate) fn handle(cpu: usize, rt: &SandboxRt, v: &mut Vcpu, exit: Exit) -> Re
             v.set(save::RAX, r as u64);
             skip(rt, v, insn::Insn::Vmmcall)
         }
+        Exit::NestedFault { gpa, write, exec: false, .. } if rt.vioapic.is_some() && gpa & !0xfff == monitor_core::vioapic::BASE => {
+            ioapic_access(rt, v, gpa & 0xfff, write)
+        }
         Exit::NestedFault { gpa, write, exec, present } => Err(format!(
             "{} guest-physical {gpa:#x} outside its partition ({}), rip {rip:#x}{}",
             if exec { "executed" } else if write { "wrote" } else { "read" },
@@ -223,14 +226,130 @@ pub(crate) fn handle(cpu: usize, rt: &SandboxRt, v: &mut Vcpu, exit: Exit) -> Re
     }
 }
 
-/// Moves RIP past the intercepted instruction `want` (decoded: no next-RIP save on TCG).
-pub(crate) fn skip(rt: &SandboxRt, v: &mut Vcpu, want: insn::Insn) -> Result<(), String> {
+/// The up to 15 bytes at the guest's RIP (fewer where its memory ends), how many, and whether
+/// it runs 64-bit code.
+fn fetch_insn(rt: &SandboxRt, v: &Vcpu) -> ([u8; 15], usize, bool) {
     let regs = walk::PagingRegs { cr0: v.get(save::CR0), cr3: v.get(save::CR3), cr4: v.get(save::CR4), efer: v.get(save::EFER) };
     let rip = v.get(save::RIP);
     let cs_base = if regs.long_mode() { 0 } else { v.get(save::CS + 8) };
     let mut buf = [0u8; 15];
     let n = walk::fetch(&regs, cs_base.wrapping_add(rip), &mut buf, |gpa| rt.read_byte(gpa));
-    match insn::decode(&buf[..n], regs.long_mode() && v.get(save::CS) >> 16 & (1 << 9) != 0) {
+    (buf, n, regs.long_mode() && v.get(save::CS) >> 16 & (1 << 9) != 0)
+}
+
+/// General-purpose register `n` (0..16, in encoding order) of the guest.
+fn gpr(v: &Vcpu, n: u8) -> u64 {
+    let r = &v.regs;
+    match n & 15 {
+        0 => v.get(save::RAX),
+        1 => r.rcx,
+        2 => r.rdx,
+        3 => r.rbx,
+        4 => v.get(save::RSP),
+        5 => r.rbp,
+        6 => r.rsi,
+        7 => r.rdi,
+        8 => r.r8,
+        9 => r.r9,
+        10 => r.r10,
+        11 => r.r11,
+        12 => r.r12,
+        13 => r.r13,
+        14 => r.r14,
+        _ => r.r15,
+    }
+}
+
+fn set_gpr(v: &mut Vcpu, n: u8, val: u64) {
+    match n & 15 {
+        0 => v.set(save::RAX, val),
+        4 => v.set(save::RSP, val),
+        k => {
+            let r = &mut v.regs;
+            *match k {
+                1 => &mut r.rcx,
+                2 => &mut r.rdx,
+                3 => &mut r.rbx,
+                5 => &mut r.rbp,
+                6 => &mut r.rsi,
+                7 => &mut r.rdi,
+                8 => &mut r.r8,
+                9 => &mut r.r9,
+                10 => &mut r.r10,
+                11 => &mut r.r11,
+                12 => &mut r.r12,
+                13 => &mut r.r13,
+                14 => &mut r.r14,
+                _ => &mut r.r15,
+            } = val;
+        }
+    }
+}
+
+/// A Linux sandbox's access to its virtual IOAPIC's page (offset `off`): the `MOV` at its RIP
+/// decoded and emulated (`monitor_core::vioapic`), the real pins of its own functions
+/// programmed as it asks. Anything but a memory `MOV` in the fault's direction stops it.
+fn ioapic_access(rt: &SandboxRt, v: &mut Vcpu, off: u64, write: bool) -> Result<(), String> {
+    use insn::{MovKind, Reg};
+    use monitor_core::vioapic::Effect;
+    let Some(vioapic) = rt.vioapic.as_ref() else { return Err("IOAPIC access without a virtual IOAPIC (monitor bug)".into()) };
+    let rip = v.get(save::RIP);
+    let (buf, n, long_mode) = fetch_insn(rt, v);
+    let m = insn::decode_mov(&buf[..n], long_mode).map_err(|e| {
+        format!("{} its IOAPIC at offset {off:#x} with an instruction the monitor does not emulate, at rip {rip:#x}: {e:?}", if write { "wrote" } else { "read" })
+    })?;
+    if m.writes() != write {
+        return Err(format!("IOAPIC access at rip {rip:#x}: the instruction there does not match the fault"));
+    }
+    let size_mask = if m.size == 8 { u64::MAX } else { (1u64 << (8 * m.size)) - 1 };
+    match m.kind {
+        MovKind::Load(reg) => {
+            let val = if m.size == 4 {
+                let hw = |pin: u8| hal::ioapic::pci_line_low(pin).unwrap_or(0);
+                u64::from(vioapic.lock().read(off, 4, hw))
+            } else {
+                size_mask // only dword registers: anything else reads all ones
+            };
+            match reg {
+                Reg::HighByte(r) => set_gpr(v, r, (gpr(v, r) & !0xff00) | ((val & 0xff) << 8)),
+                Reg::Gpr(r) if m.size >= 4 => set_gpr(v, r, val & size_mask),
+                Reg::Gpr(r) => set_gpr(v, r, (gpr(v, r) & !size_mask) | (val & size_mask)),
+            }
+        }
+        MovKind::Store(_) | MovKind::StoreImm(_) => {
+            let val = match m.kind {
+                MovKind::Store(Reg::HighByte(r)) => (gpr(v, r) >> 8) & 0xff,
+                MovKind::Store(Reg::Gpr(r)) => gpr(v, r) & size_mask,
+                MovKind::StoreImm(i) => i & size_mask,
+                MovKind::Load(_) => 0,
+            };
+            let effect = vioapic.lock().write(off, m.size, val as u32);
+            match effect {
+                Effect::None => {}
+                Effect::Program { pin, vector, dest, masked, level } => {
+                    hal::ioapic::program_pci_line(pin, vector, dest, masked, level).map_err(|e| format!("programming IOAPIC pin {pin}: {e}"))?
+                }
+                Effect::Eoi(pins) => {
+                    for pin in (0..24u8).filter(|p| pins & (1 << p) != 0) {
+                        hal::ioapic::eoi_pci_line(pin).map_err(|e| format!("EOI of IOAPIC pin {pin}: {e}"))?;
+                    }
+                }
+                Effect::Refused { pin, why } => {
+                    let _ = hal::ioapic::program_pci_line(pin, 0, 0, true, true);
+                    devices::refused(rt, &why);
+                }
+            }
+        }
+    }
+    v.set(save::RIP, rip + m.len as u64);
+    Ok(())
+}
+
+/// Moves RIP past the intercepted instruction `want` (decoded: no next-RIP save on TCG).
+pub(crate) fn skip(rt: &SandboxRt, v: &mut Vcpu, want: insn::Insn) -> Result<(), String> {
+    let rip = v.get(save::RIP);
+    let (buf, n, long_mode) = fetch_insn(rt, v);
+    match insn::decode(&buf[..n], long_mode) {
         Ok((got, len)) if got == want => {
             v.set(save::RIP, rip + len as u64);
             Ok(())

@@ -81,6 +81,8 @@ struct SandboxRt {
     pci: Mutex<monitor_core::pci::ConfigSpace>,
     /// ISA IRQs of its PCI functions' INTx lines.
     pci_irqs: Vec<u8>,
+    /// A Linux sandbox with PCI functions: its virtual IOAPIC.
+    vioapic: Option<Mutex<monitor_core::vioapic::VirtualIoApic>>,
     /// Refused PCI accesses (configuration writes, other sandboxes' device ports).
     pci_refused: AtomicU64,
     view: SandboxView,

@@ -15,7 +15,10 @@ pub(crate) fn build_sandbox(
     bus: &devices::Bus,
 ) -> Result<SandboxRt, String> {
     let own_ids: Vec<u32> = sb.cpus.iter().filter_map(|&c| apic_ids.get(c as usize).copied()).collect();
-    let (pci_space, pci_ports, pci_mem, pci_irqs) = bus.for_sandbox(sb, own_ids.clone());
+    let (pci_space, pci_ports, pci_mem, pci_irqs, pci_root) = bus.for_sandbox(sb, own_ids.clone());
+    // A Linux sandbox with PCI functions routes their INTx lines through the virtual IOAPIC
+    // (monitor_core::vioapic; its page stays out of the nested page tables).
+    let linux_pci = matches!(sb.image, Image::Linux { .. }) && !sb.pci.is_empty();
     let ram = PhysRegion::take(hal::mm::PhysRange::new(sb.ram.start, sb.ram.end))
         .map_err(|e| format!("its RAM {} is not free RAM: {e:?} (the monitor's image, modules or heap are there: give the monitor more memory)", sb.ram))?;
     let ram_map: Vec<(u64, u64, u64)> = sb.guest_ram().map(|g| (g.guest, g.host - sb.ram.start, g.len)).collect();
@@ -102,12 +105,12 @@ pub(crate) fn build_sandbox(
                 None => &[],
             };
             let windows: Vec<(u64, u64)> = channels.iter().map(|c| (c.2, u64::from(c.1))).collect();
-            let platform = linux::Platform { apic_ids: own_ids.clone(), uart: sb.console.ports().map(|p| p.first) };
+            let platform = linux::Platform { apic_ids: own_ids.clone(), uart: sb.console.ports().map(|p| p.first), pci: linux_pci.then(|| pci_root.clone()) };
             let com = match sb.console {
                 Console::Com(n) => Some(n),
                 Console::None => None,
             };
-            let cl = linux::cmdline(TSC_KHZ.load(Ordering::Relaxed), com, cmdline);
+            let cl = linux::cmdline(TSC_KHZ.load(Ordering::Relaxed), com, linux_pci, cmdline);
             let lb = linux::plan(image, rd.len() as u64, &cl, &regions, &windows, &platform).map_err(|e| format!("Linux kernel `{kname}`: {e}"))?;
             linux::find_tables(&lb.acpi, linux::ACPI_BASE).map_err(|e| format!("its ACPI tables: {e} (monitor bug)"))?;
             // Below 1 MiB: the zero page, command line, ACPI tables and the (empty) BIOS areas
@@ -146,8 +149,10 @@ pub(crate) fn build_sandbox(
         channels,
         apic_ids: own_ids.clone(),
         pci_functions: sb.pci.len() as u8,
+        kvm_signature: linux_pci,
     };
     let ncr3 = tables.phys();
+    let vioapic = linux_pci.then(|| Mutex::new(monitor_core::vioapic::VirtualIoApic::new(&pci_irqs, own_ids.clone())));
     Ok(SandboxRt {
         id: sb.id,
         name: sb.name.clone(),
@@ -162,6 +167,7 @@ pub(crate) fn build_sandbox(
         msrpm,
         ncr3,
         pci: Mutex::new(pci_space),
+        vioapic,
         pci_irqs,
         pci_refused: AtomicU64::new(0),
         view,

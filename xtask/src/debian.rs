@@ -131,3 +131,99 @@ pub fn busybox() -> Result<PathBuf> {
     }
     Ok(bin)
 }
+
+/// A Debian package, unpacked under target/debian/PKG (downloaded on first use).
+pub fn package(pkg: &str, why: &str) -> Result<PathBuf> {
+    fetch_and_unpack(pkg, &cache_dir().join(pkg), why)
+}
+
+/// The packages the CAN tools of the Linux sandbox come from: can-utils (`cansend`, `candump`),
+/// iproute2 (`ip`, which sets a CAN interface's bit rate: busybox's `ip` cannot) and the
+/// libraries they link against (checked by [`linked_libraries`], which names any missing).
+pub const CAN_PACKAGES: &[&str] = &["can-utils", "iproute2", "libc6", "libbpf1", "libelf1", "libmnl0", "libbsd0", "libcap2", "zlib1g", "libmd0"];
+
+/// The shared libraries `bins` need (their DT_NEEDED, recursively), found in the library
+/// directories of the unpacked packages `roots`: (soname, file). The dynamic loader comes
+/// first. Fails naming a library no package provides.
+pub fn linked_libraries(bins: &[PathBuf], roots: &[PathBuf]) -> Result<Vec<(String, PathBuf)>> {
+    let find = |name: &str| -> Option<PathBuf> {
+        roots.iter().flat_map(|r| ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64"].map(|d| r.join(d).join(name))).find(|p| p.exists())
+    };
+    let loader = "ld-linux-x86-64.so.2";
+    let mut out: Vec<(String, PathBuf)> = vec![(loader.into(), find(loader).context("no package provides the dynamic loader ld-linux-x86-64.so.2")?)];
+    let mut todo: Vec<PathBuf> = bins.to_vec();
+    while let Some(f) = todo.pop() {
+        for need in needed(&f)? {
+            if out.iter().any(|(n, _)| *n == need) {
+                continue;
+            }
+            let p = find(&need).with_context(|| format!("{} needs {need}, which none of the packages {CAN_PACKAGES:?} provides", f.display()))?;
+            todo.push(p.clone());
+            out.push((need, p));
+        }
+    }
+    Ok(out)
+}
+
+/// The DT_NEEDED entries of the ELF file `path` (symbolic links followed).
+fn needed(path: &Path) -> Result<Vec<String>> {
+    use object::read::elf::{Dyn, ElfFile64, FileHeader};
+    let data = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let elf = ElfFile64::<object::Endianness>::parse(&*data).with_context(|| format!("{} is not a 64-bit ELF", path.display()))?;
+    let endian = elf.endian();
+    let sections = elf.elf_header().sections(endian, &*data)?;
+    let Some((dyns, link)) = sections.dynamic(endian, &*data)? else { return Ok(Vec::new()) };
+    let strings = sections.strings(endian, &*data, link)?;
+    let mut out = Vec::new();
+    for d in dyns {
+        if d.tag32(endian) == Some(object::elf::DT_NEEDED) {
+            out.push(String::from_utf8_lossy(d.string(endian, strings)?).into_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// The kernel modules `names` (file names without `.ko`) and every module they depend on
+/// (the `depends=` of each module's `.modinfo`), from the kernel package's modules tree of
+/// `release`, in an order `insmod` can load them: dependencies first. (name, file).
+pub fn modules_with_dependencies(release: &str, names: &[&str]) -> Result<Vec<(String, PathBuf)>> {
+    let tree = cache_dir().join("linux-image/x/lib/modules").join(release).join("kernel");
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![tree.clone()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some(n) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".ko")) {
+                files.insert(n.replace('_', "-"), p.clone());
+            }
+        }
+    }
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    fn visit(name: &str, files: &std::collections::BTreeMap<String, PathBuf>, out: &mut Vec<(String, PathBuf)>, depth: usize) -> Result<()> {
+        if out.iter().any(|(n, _)| n.replace('_', "-") == name.replace('_', "-")) {
+            return Ok(());
+        }
+        if depth > 32 {
+            bail!("module dependencies of {name} loop");
+        }
+        let path = files.get(&name.replace('_', "-")).with_context(|| format!("the kernel package has no module {name}"))?;
+        let data = fs::read(path)?;
+        let depends = data
+            .split(|&b| b == 0)
+            .find_map(|s| s.strip_prefix(b"depends="))
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .unwrap_or_default();
+        for dep in depends.split(',').filter(|d| !d.is_empty()) {
+            visit(dep, files, out, depth + 1)?;
+        }
+        let file_name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        out.push((file_name, path.clone()));
+        Ok(())
+    }
+    for n in names {
+        visit(n, &files, &mut out, 0)?;
+    }
+    Ok(out)
+}

@@ -544,7 +544,8 @@ fn test(args: &[String]) -> Result<()> {
         let qv_can = questv::build(&root().join("tests/fixtures/questv-can.toml"), true, &files)?;
         let qv_linux = if long {
             let one_cpu = root().join("tests/fixtures/questv-linux-1cpu.toml");
-            Some((questv::build(&root().join("configs/quest-linux.toml"), false, &files)?, questv::build(&one_cpu, true, &files)?))
+            let can = root().join("tests/fixtures/questv-linux-can.toml");
+            Some((questv::build(&root().join("configs/quest-linux.toml"), false, &files)?, questv::build(&one_cpu, true, &files)?, questv::build(&can, true, &files)?))
         } else {
             None
         };
@@ -569,9 +570,10 @@ fn test(args: &[String]) -> Result<()> {
             // The Linux sandbox tests (tests/tests/questv_linux.rs, #[ignore] in the normal
             // run): they fetch whatever Debian's linux-image-amd64 is today (a 70 MB download).
             // The `-icount` one needs a one-core Linux (xAPIC only under -icount).
-            let (qv_linux, qv_linux_ktest) = qv_linux.as_ref().context("built above")?;
+            let (qv_linux, qv_linux_ktest, qv_linux_can) = qv_linux.as_ref().context("built above")?;
             c.env("QUEST_QUESTV_LINUX_ISO", &qv_linux.iso)
                 .env("QUEST_QUESTV_LINUX_1CPU_KTEST_ISO", &qv_linux_ktest.iso)
+                .env("QUEST_QUESTV_LINUX_CAN_ISO", &qv_linux_can.iso)
                 .env("QUEST_LINUX_RELEASE", debian::kernel()?.release)
                 .arg("--include-ignored");
         }

@@ -109,6 +109,18 @@ const GRUB_CFG_TAIL: &str = "    boot\n}\n";
 pub const DEBIAN_KERNEL: &str = "debian";
 /// `initrd = "busybox"`: the initramfs xtask builds from Debian's busybox-static.
 pub const BUSYBOX_INITRD: &str = "busybox";
+/// `initrd = "busybox-can"`: the same plus what a Linux sandbox needs to drive a CAN controller
+/// it owns (see [`busybox_initramfs`]).
+pub const BUSYBOX_CAN_INITRD: &str = "busybox-can";
+
+/// The kernel modules of `busybox-can` (with their dependencies, from the kernel's own package):
+/// the kvaser_pci driver (its sja1000 core and can-dev) and raw CAN sockets (can-raw, can).
+const CAN_MODULES: &[&str] = &["can-raw", "kvaser_pci"];
+/// The programs of `busybox-can` (from [`crate::debian::CAN_PACKAGES`]): (in the package, in the
+/// initramfs). iproute2's `ip` takes busybox's place in /sbin (`busybox --install` leaves a file
+/// that is there alone; busybox's `ip` knows no `type can`). Debian's busybox shell prefers its
+/// own applets to PATH, so it is run as `/sbin/ip`.
+const CAN_PROGRAMS: &[(&str, &str)] = &[("usr/bin/cansend", "usr/bin/cansend"), ("usr/bin/candump", "usr/bin/candump"), ("bin/ip", "sbin/ip")];
 
 /// Resolves each Linux sandbox's kernel and initramfs (Debian's kernel and the busybox
 /// initramfs by name, anything else a path relative to the configuration file), checks that
@@ -124,14 +136,19 @@ fn linux_images(config: &Path, plan: &mut partition::Plan) -> Result<Vec<(String
             partition::Console::Com(n) => Some(n),
             partition::Console::None => None,
         };
-        let platform = monitor_core::linux::Platform { apic_ids: vec![0; sb.cpus.len()], uart: sb.console.ports().map(|p| p.first) };
+        // A sandbox with PCI functions also gets a PCI root bridge (its size depends on them, and
+        // they are known only at boot: the largest a configuration can ask for is planned here).
+        let pci = (!sb.pci.is_empty()).then(|| monitor_core::linux::PciRoot { intx: sb.pci.iter().map(|a| (a.dev, 4, 15)).collect(), mem: vec![(0, 1 << 32); 6 * sb.pci.len()] });
+        let linux_pci = pci.is_some();
+        let platform = monitor_core::linux::Platform { apic_ids: vec![0; sb.cpus.len()], uart: sb.console.ports().map(|p| p.first), pci };
         let (name, id) = (sb.name.clone(), sb.id);
         let partition::Image::Linux { kernel, initrd, cmdline } = &mut sb.image else { continue };
         let what = |w: &str| format!("{}: sandbox '{name}': {w}", config.display());
         let kernel_path = if kernel == DEBIAN_KERNEL { crate::debian::kernel()?.vmlinuz } else { dir.join(&*kernel) };
         let initrd_path = match initrd.as_deref() {
             None => None,
-            Some(BUSYBOX_INITRD) => Some(busybox_initramfs()?),
+            Some(BUSYBOX_INITRD) => Some(busybox_initramfs(false)?),
+            Some(BUSYBOX_CAN_INITRD) => Some(busybox_initramfs(true)?),
             Some(p) => Some(dir.join(p)),
         };
         let image = fs::read(&kernel_path).with_context(|| what(&format!("reading its kernel {}", kernel_path.display())))?;
@@ -140,7 +157,7 @@ fn linux_images(config: &Path, plan: &mut partition::Plan) -> Result<Vec<(String
             None => 0,
         };
         // The plan the monitor makes at boot (with the longest TSC figure it can add).
-        let cl = monitor_core::linux::cmdline(u32::MAX, com, cmdline);
+        let cl = monitor_core::linux::cmdline(u32::MAX, com, linux_pci, cmdline);
         monitor_core::linux::plan(&image, rd_len, &cl, &ram, &channels[id as usize], &platform)
             .map_err(|e| anyhow::anyhow!("{}", what(&format!("Linux kernel {}: {e}", kernel_path.display()))))?;
         let kmod = format!("linux{id}.kernel");
@@ -188,7 +205,15 @@ const LINUX_PROFILE: &str = "export PS1='linux:\\w# '\n";
 /// The busybox initramfs (target/quest/linux/busybox.cpio): Debian's busybox-static as
 /// /bin/busybox, /init, /etc/profile and /dev/console, and the project's Linux-side programs
 /// in /bin (`cc::LINUX_PROGRAMS`: the seed's shmcomm programs built for Linux).
-pub fn busybox_initramfs() -> Result<PathBuf> {
+///
+/// With `can` (target/quest/linux/busybox-can.cpio), also: the CAN modules of the very kernel
+/// package the sandbox boots ([`CAN_MODULES`] and their dependencies, read from each module's
+/// `depends=`) in /lib/modules with their load order in /lib/modules/can.order (`insmod` each
+/// in turn: busybox's modprobe would need a modules.dep), Debian's can-utils `cansend` and
+/// `candump` and iproute2's `ip` in /usr/bin, and the shared libraries they need (their
+/// DT_NEEDED, resolved in Debian's library packages) with the dynamic loader in
+/// /lib/x86_64-linux-gnu and /lib64.
+pub fn busybox_initramfs(can: bool) -> Result<PathBuf> {
     let busybox = fs::read(crate::debian::busybox()?)?;
     let mut w = cpio::Writer::new();
     let e = |e: cpio::WriteError| anyhow::anyhow!("{e}");
@@ -204,10 +229,42 @@ pub fn busybox_initramfs() -> Result<PathBuf> {
         let bin = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         w.add_file(&format!("bin/{name}"), 0o755, &bin).map_err(e)?;
     }
-    let out = root().join("target/quest/linux/busybox.cpio");
+    if can {
+        add_can(&mut w)?;
+    }
+    let out = root().join(if can { "target/quest/linux/busybox-can.cpio" } else { "target/quest/linux/busybox.cpio" });
     fs::create_dir_all(out.parent().unwrap())?;
     fs::write(&out, w.finish())?;
     Ok(out)
+}
+
+/// The CAN part of the `busybox-can` initramfs (see [`busybox_initramfs`]).
+fn add_can(w: &mut cpio::Writer) -> Result<()> {
+    let e = |e: cpio::WriteError| anyhow::anyhow!("{e}");
+    let kernel = crate::debian::kernel()?;
+    for d in ["lib", "lib/modules", "lib/x86_64-linux-gnu", "lib64", "usr", "usr/bin", "sbin"] {
+        w.add_dir(d, 0o755).map_err(e)?;
+    }
+    let modules = crate::debian::modules_with_dependencies(&kernel.release, CAN_MODULES)?;
+    let mut order = String::new();
+    for (name, path) in &modules {
+        w.add_file(&format!("lib/modules/{name}.ko"), 0o644, &fs::read(path)?).map_err(e)?;
+        order.push_str(name);
+        order.push('\n');
+    }
+    w.add_file("lib/modules/can.order", 0o644, order.as_bytes()).map_err(e)?;
+    let roots: Vec<PathBuf> = crate::debian::CAN_PACKAGES.iter().map(|p| crate::debian::package(p, "the Linux sandbox's CAN tools")).collect::<Result<_>>()?;
+    let mut bins = Vec::new();
+    for (prog, to) in CAN_PROGRAMS {
+        let p = roots.iter().map(|r| r.join(prog)).find(|p| p.is_file()).with_context(|| format!("no package of {:?} has {prog}", crate::debian::CAN_PACKAGES))?;
+        w.add_file(to, 0o755, &fs::read(&p)?).map_err(e)?;
+        bins.push(p);
+    }
+    for (soname, path) in crate::debian::linked_libraries(&bins, &roots)? {
+        w.add_file(&format!("lib/x86_64-linux-gnu/{soname}"), 0o755, &fs::read(&path)?).map_err(e)?;
+    }
+    w.add_symlink("lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2").map_err(e)?;
+    Ok(())
 }
 
 /// A copy of an ELF64 executable with only what a loader needs: the ELF header, the program
@@ -264,7 +321,7 @@ mod tests {
 
     #[test]
     fn shipped_configs_are_valid() {
-        for f in ["configs/two-quest.toml", "configs/quest-linux.toml", "configs/quest-v-example.toml", "tests/fixtures/questv-smp.toml", "tests/fixtures/questv-linux-1cpu.toml", "tests/fixtures/questv-can.toml"] {
+        for f in ["configs/two-quest.toml", "configs/quest-linux.toml", "configs/quest-v-example.toml", "tests/fixtures/questv-smp.toml", "tests/fixtures/questv-linux-1cpu.toml", "tests/fixtures/questv-can.toml", "tests/fixtures/questv-linux-can.toml"] {
             let p = root().join(f);
             if let Err(e) = load_config(&p) {
                 panic!("{f}: {e:#}");

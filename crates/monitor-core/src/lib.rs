@@ -12,6 +12,7 @@
 //!   maps, the exit dispatch and its counters;
 //! * [`pci`]: PCI configuration space as a sandbox sees it (its own functions and the host
 //!   bridge; BAR sizing emulated, bus mastering off, MSI targets checked);
+//! * [`vioapic`]: the IOAPIC a Linux sandbox with PCI functions sees (only its own pins act);
 //! * [`svm`]: the VMCB layout and the mapping of SVM exit codes onto the neutral exits.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -25,4 +26,5 @@ pub mod npt;
 pub mod pci;
 pub mod policy;
 pub mod svm;
+pub mod vioapic;
 pub mod walk;

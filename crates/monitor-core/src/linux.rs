@@ -13,7 +13,9 @@
 //!   RTC, no VGA, no 8042) → DSDT declaring the sandbox's UART (its I/O ports, no interrupt:
 //!   the 8250 driver polls it, so the IOAPIC stays the monitor's), and an MADT with the
 //!   sandbox's own cores and no IOAPIC. With no FADT PM timer and HW_REDUCED, Linux uses no
-//!   PIT, PIC, HPET or RTC;
+//!   PIT, PIC, HPET or RTC. A sandbox that owns PCI functions ([`PciRoot`]) also gets a PCI
+//!   root bridge `\_SB.PCI0` (PNP0A03) whose `_PRT` names each function's INTx line as a GSI,
+//!   and an IOAPIC in the MADT: the monitor's virtual one (`crate::vioapic`);
 //! * the command line: the TSC frequency (`tsc_early_khz=... tsc=reliable`: AMD has no CPUID
 //!   leaf 0x15 and there is no PIT to calibrate against), the console, then the configuration's
 //!   own additions.
@@ -34,7 +36,7 @@ use acpi_tables::Aml;
 use acpi_tables::aml;
 use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
-use acpi_tables::madt::{EnabledStatus, LocalInterruptController, MADT, ProcessorLocalApic};
+use acpi_tables::madt::{EnabledStatus, IoApic, LocalInterruptController, MADT, ProcessorLocalApic};
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
@@ -106,6 +108,8 @@ pub enum LinuxError {
     CmdlineTooLong { len: usize, max: usize },
     /// More memory-map entries than the zero page holds.
     TooManyRegions(usize),
+    /// Its ACPI tables (with many PCI functions) do not fit in their [`ACPI_LEN`] bytes.
+    AcpiTooBig(usize),
 }
 
 impl fmt::Display for LinuxError {
@@ -126,6 +130,7 @@ impl fmt::Display for LinuxError {
             ),
             LinuxError::CmdlineTooLong { len, max } => write!(f, "the kernel command line is {len} bytes (this kernel takes at most {max})"),
             LinuxError::TooManyRegions(n) => write!(f, "{n} memory-map entries (the zero page holds {E820_MAX})"),
+            LinuxError::AcpiTooBig(n) => write!(f, "its ACPI tables take {n} bytes (at most {ACPI_LEN}: fewer PCI functions)"),
         }
     }
 }
@@ -249,6 +254,26 @@ pub struct Platform {
     pub apic_ids: Vec<u32>,
     /// Its console UART's I/O base (8 ports), if any.
     pub uart: Option<u16>,
+    /// Its PCI functions, if it owns any: a PCI root bridge in the DSDT and the virtual
+    /// IOAPIC in the MADT.
+    pub pci: Option<PciRoot>,
+}
+
+/// What the DSDT's PCI root bridge says about a sandbox's PCI functions.
+///
+/// Why a `_PRT`: with HW_REDUCED_ACPI, Linux has no legacy IRQs (`nr_legacy_irqs()` is 0 with
+/// the null legacy PIC), so its fallback for a function missing from `_PRT`, the Interrupt
+/// Line taken as an ISA IRQ (`acpi_isa_register_gsi()` → `acpi_isa_irq_to_gsi()`), finds no
+/// GSI; and `pci=noacpi`, which would scan bus 0 without ACPI, also stops Linux from reading
+/// the MADT's IOAPIC (`acpi_noirq`). A `_PRT` entry with a GSI needs neither.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PciRoot {
+    /// (device, interrupt pin 1..=4 = INTA..INTD, GSI = the Interrupt Line's ISA IRQ) of each
+    /// function that has an INTx line.
+    pub intx: Vec<(u8, u8, u8)>,
+    /// Its memory BARs (start, end exclusive): the root bridge's memory windows, so Linux
+    /// claims them where the firmware put them instead of moving them.
+    pub mem: Vec<(u64, u64)>,
 }
 
 const OEM_ID: [u8; 6] = *b"QUESTV";
@@ -333,7 +358,34 @@ fn dsdt_aml(p: &Platform) -> Vec<u8> {
         let dev = aml::Device::new("COM0".into(), vec![&hid, &uid, &crs]);
         aml::Scope::new("\\_SB_".into(), vec![&dev]).to_aml_bytes(&mut out);
     }
+    if let Some(pci) = &p.pci {
+        pci_root_aml(pci, &mut out);
+    }
     out
+}
+
+/// `\_SB.PCI0`: the PCI root bridge (bus 0, configuration mechanism 1), its I/O and memory
+/// windows and its `_PRT`.
+fn pci_root_aml(pci: &PciRoot, out: &mut Vec<u8>) {
+    let hid = aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0A03"));
+    let uid = aml::Name::new("_UID".into(), &0u8);
+    let bus = aml::AddressSpace::new_bus_number(0u16, 0xffu16);
+    let io_lo = aml::AddressSpace::new_io(0u16, 0xcf7u16, None);
+    let cf8 = aml::IO::new(0xcf8, 0xcf8, 1, 8);
+    let io_hi = aml::AddressSpace::new_io(0xd00u16, 0xffffu16, None);
+    let mems: Vec<aml::AddressSpace<u64>> =
+        pci.mem.iter().map(|&(a, b)| aml::AddressSpace::new_memory(aml::AddressSpaceCacheable::NotCacheable, true, a, b - 1, None)).collect();
+    let mut res: Vec<&dyn Aml> = vec![&bus, &io_lo, &cf8, &io_hi];
+    res.extend(mems.iter().map(|m| m as &dyn Aml));
+    let crs = aml::Name::new("_CRS".into(), &aml::ResourceTemplate::new(res));
+    // _PRT entries: { address (device << 16 | 0xffff), pin (0 = INTA), source 0, GSI }.
+    let rows: Vec<(u32, u8, u32)> = pci.intx.iter().map(|&(dev, pin, gsi)| ((u32::from(dev) << 16) | 0xffff, pin.saturating_sub(1), u32::from(gsi))).collect();
+    let zero = 0u8;
+    let pkgs: Vec<aml::Package> = rows.iter().map(|(a, p, g)| aml::Package::new(vec![a, p, &zero, g])).collect();
+    let prt_pkg = aml::Package::new(pkgs.iter().map(|p| p as &dyn Aml).collect());
+    let prt = aml::Name::new("_PRT".into(), &prt_pkg);
+    let dev = aml::Device::new("PCI0".into(), vec![&hid, &uid, &crs, &prt]);
+    aml::Scope::new("\\_SB_".into(), vec![&dev]).to_aml_bytes(out);
 }
 
 /// Builds the ACPI tables to live at guest-physical `base`: RSDP first (its address is `base`),
@@ -344,7 +396,7 @@ pub fn acpi(base: u64, p: &Platform) -> Vec<u8> {
     let xsdt_len = 36 + 2 * 8;
     let fadt_at = align16(xsdt_at + xsdt_len);
     let madt_at = align16(fadt_at + acpi_tables::fadt::FADT::len());
-    let madt_len = 44 + 8 * p.apic_ids.len();
+    let madt_len = 44 + 8 * p.apic_ids.len() + if p.pci.is_some() { 12 } else { 0 };
     let dsdt_at = align16(madt_at + madt_len);
     let addr = |off: usize| base + off as u64;
 
@@ -377,6 +429,9 @@ pub fn acpi(base: u64, p: &Platform) -> Vec<u8> {
     for (uid, &id) in p.apic_ids.iter().enumerate() {
         madt.add_structure(ProcessorLocalApic::new(uid as u8, id as u8, EnabledStatus::Enabled));
     }
+    if p.pci.is_some() {
+        madt.add_structure(IoApic::new(crate::vioapic::ID, crate::vioapic::BASE as u32, 0));
+    }
     madt.to_aml_bytes(&mut out);
     out.resize(dsdt_at, 0);
     let body = dsdt_aml(p);
@@ -405,14 +460,29 @@ pub const END_OPTIONS: &str = "reboot=acpi,cold,panic_warm panic=-1";
 /// (`enable_IR_x2apic()` → `try_to_enable_x2apic()` → `x2apic_disable()`): the APIC then
 /// stays in the x2APIC mode the monitor entered it in, every IPI is an ICR write the monitor
 /// checks, and the xAPIC page need not be mapped.
+///
+/// A sandbox that owns PCI functions needs an IO-APIC for their INTx lines, so it gets the
+/// virtual one instead and no `noapic`; x2APIC then survives `try_to_enable_x2apic()` because
+/// the monitor shows the kernel KVM's CPUID signature with no feature bits
+/// (`policy::SandboxView::kvm_signature`: `x86_init.hyper.x2apic_available()` is true). It
+/// gets [`KVM_OPTIONS`] instead.
 pub const APIC_OPTIONS: &str = "noapic";
 
+/// What a sandbox shown KVM's signature gets on its command line: `nopvspin`. Without the
+/// PV_UNHALT feature, 6.1's `kvm_spinlock_init()` would otherwise leave `virt_spin_lock_key`
+/// on for a multi-core kernel ("PV spinlocks disabled, no host support"), turning every
+/// spinlock into a test-and-set lock, a hedge against preempted vCPUs that a sandbox, which
+/// owns its cores, does not need; `nopvspin` keeps the native queued spinlocks (checked in
+/// Debian's 6.1.0-57: REALTIME hint, single CPU, `nopvspin`, then the feature bit).
+pub const KVM_OPTIONS: &str = "nopvspin";
+
 /// The command line the kernel gets: what the monitor must say, then the configuration's.
-pub fn cmdline(tsc_khz: u32, console: Option<u8>, extra: &str) -> String {
+/// `pci`: the sandbox owns PCI functions (no `noapic`, see [`APIC_OPTIONS`]).
+pub fn cmdline(tsc_khz: u32, console: Option<u8>, pci: bool, extra: &str) -> String {
     let mut s = String::new();
     s.push_str(END_OPTIONS);
     s.push(' ');
-    s.push_str(APIC_OPTIONS);
+    s.push_str(if pci { KVM_OPTIONS } else { APIC_OPTIONS });
     s.push(' ');
     if tsc_khz != 0 {
         s.push_str(&format!("tsc_early_khz={tsc_khz} tsc=reliable "));
@@ -495,7 +565,9 @@ pub fn plan(img: &[u8], initrd_len: u64, cmdline: &str, ram: &[(u64, u64)], wind
     let mut cl: Vec<u8> = cmdline.bytes().filter(|&b| b != 0).collect();
     cl.push(0);
     let acpi = acpi(ACPI_BASE, platform);
-    debug_assert!(acpi.len() as u64 <= ACPI_LEN);
+    if acpi.len() as u64 > ACPI_LEN {
+        return Err(LinuxError::AcpiTooBig(acpi.len()));
+    }
     Ok(LinuxBoot { kernel_at, kernel: bz.kernel, initrd_at, zero_page: zp, cmdline: cl, acpi, entry: kernel_at as u32, kernel_end })
 }
 
@@ -562,7 +634,7 @@ mod tests {
     }
 
     fn platform() -> Platform {
-        Platform { apic_ids: vec![1, 2], uart: Some(0x2f8) }
+        Platform { apic_ids: vec![1, 2], uart: Some(0x2f8), pci: None }
     }
 
     #[test]
@@ -671,13 +743,39 @@ mod tests {
         // The sleep control value is SLP_EN with the \_S5 sleep type the DSDT gives (0).
         assert_eq!(S5_VALUE, 1 << 5);
         // The end options come first, so a configuration's own `panic=` overrides.
-        let cl = cmdline(0, None, "panic=0");
+        let cl = cmdline(0, None, false, "panic=0");
         assert!(cl.starts_with(END_OPTIONS) && cl.ends_with("panic=0"), "{cl}");
     }
 
     #[test]
+    fn pci_functions_get_a_root_bridge_with_prt_and_an_ioapic() {
+        let mut p = platform();
+        // No PCI: no IOAPIC, no root bridge.
+        let blob = acpi(ACPI_BASE, &p);
+        let t = find_tables(&blob, ACPI_BASE).unwrap();
+        assert!(!t[2].1.windows(4).any(|w| w == b"PCI0"));
+        p.pci = Some(PciRoot { intx: vec![(4, 1, 10), (5, 2, 11)], mem: vec![(0xfea0_0000, 0xfea0_1000)] });
+        let blob = acpi(ACPI_BASE, &p);
+        assert!(blob.len() as u64 <= ACPI_LEN);
+        let t = find_tables(&blob, ACPI_BASE).unwrap();
+        let madt = t[3].1;
+        assert_eq!(madt.len(), 44 + 16 + 12);
+        // IOAPIC entry: type 1, length 12, id 0, address 0xfec00000, GSI base 0.
+        assert_eq!(&madt[60..72], &[1, 12, 0, 0, 0, 0, 0xc0, 0xfe, 0, 0, 0, 0]);
+        let dsdt = t[2].1;
+        let find = |pat: &[u8]| dsdt.windows(pat.len()).any(|w| w == pat);
+        assert!(find(b"PCI0") && find(b"_PRT") && find(b"_CRS"), "{dsdt:x?}");
+        assert!(find(b"_HID\x0c\x41\xd0\x0a\x03"), "PNP0A03: {dsdt:x?}");
+        // { 0x0004ffff, 0 (INTA), 0, 10 } and { 0x0005ffff, 1 (INTB), 0, 11 }.
+        assert!(find(&[0x12, 0x0b, 0x04, 0x0c, 0xff, 0xff, 0x04, 0x00, 0x00, 0x00, 0x0a, 0x0a]), "{dsdt:x?}");
+        assert!(find(&[0x12, 0x0b, 0x04, 0x0c, 0xff, 0xff, 0x05, 0x00, 0x01, 0x00, 0x0a, 0x0b]), "{dsdt:x?}");
+        // The memory window: a QWord memory descriptor from 0xfea00000 to 0xfea00fff.
+        assert!(find(&0xfea0_0000u64.to_le_bytes()) && find(&0xfea0_0fffu64.to_le_bytes()), "{dsdt:x?}");
+    }
+
+    #[test]
     fn no_uart_no_device() {
-        let blob = acpi(ACPI_BASE, &Platform { apic_ids: vec![0], uart: None });
+        let blob = acpi(ACPI_BASE, &Platform { apic_ids: vec![0], uart: None, pci: None });
         let tables = find_tables(&blob, ACPI_BASE).unwrap();
         let dsdt = tables[2].1;
         assert!(!dsdt.windows(4).any(|w| w == b"COM0"), "{dsdt:x?}");
@@ -686,8 +784,10 @@ mod tests {
     #[test]
     fn plans_zero_page_cmdline_and_initrd() {
         let img = bzimage(0x020f, 0x1000);
-        let cl = cmdline(2_000_000, Some(2), "quiet rdinit=/init");
+        let cl = cmdline(2_000_000, Some(2), false, "quiet rdinit=/init");
         assert_eq!(cl, "reboot=acpi,cold,panic_warm panic=-1 noapic tsc_early_khz=2000000 tsc=reliable console=ttyS1 quiet rdinit=/init");
+        let cl = cmdline(2_000_000, Some(2), true, "");
+        assert_eq!(cl, "reboot=acpi,cold,panic_warm panic=-1 nopvspin tsc_early_khz=2000000 tsc=reliable console=ttyS1", "no noapic with PCI");
         let ram = [(0u64, 256u64 << 20)];
         let b = plan(&img, 10_000, &cl, &ram, &[(0x1000_0000, 0x1000)], &platform()).unwrap();
         assert_eq!((b.kernel_at, b.entry), (0x10_0000, 0x10_0000));

@@ -41,7 +41,18 @@ pub struct SandboxView {
     pub apic_ids: Vec<u32>,
     /// How many PCI functions it owns (0: its kernel need not enumerate PCI).
     pub pci_functions: u8,
+    /// Show KVM's CPUID signature at [`KVM_LEAF_BASE`], with no feature bits: set for a Linux
+    /// sandbox that owns PCI functions. Linux then finds a hypervisor that allows x2APIC
+    /// without interrupt remapping (`kvm_para_available()` is its `x2apic_available()`), and
+    /// uses nothing else of KVM's: kvmclock, steal time, PV EOI, PV IPIs, PV TLB flush, PV
+    /// spinlocks and async page faults each need a feature bit of leaf 0x4000_0101, all 0.
+    /// The Quest-V leaves at 0x4000_0000 stay as they are (Linux scans 0x4000_0000 upward in
+    /// steps of 0x100 for a signature it knows; Quest's kernel reads only 0x4000_0000..0x4000_0004).
+    pub kvm_signature: bool,
 }
+
+/// Where the KVM signature leaf is (the second hypervisor base).
+pub const KVM_LEAF_BASE: u32 = 0x4000_0100;
 
 /// The guest's answer to CPUID `leaf`/`sub`, given the host's answer `host` (eax, ebx, ecx, edx).
 pub fn cpuid(view: &SandboxView, leaf: u32, sub: u32, host: [u32; 4]) -> [u32; 4] {
@@ -77,6 +88,9 @@ pub fn cpuid(view: &SandboxView, leaf: u32, sub: u32, host: [u32; 4]) -> [u32; 4
             return [id, view.apic_ids.len() as u32, 0, 0];
         }
         0x4000_0005..=0x4000_00ff => return [0; 4],
+        // "KVMKVMKVM\0\0\0"; the highest leaf is the features leaf.
+        KVM_LEAF_BASE if view.kvm_signature => return [KVM_LEAF_BASE + 1, 0x4b4d_564b, 0x564b_4d56, 0x0000_004d],
+        0x4000_0101..=0x4000_01ff if view.kvm_signature => return [0; 4],
         _ => {}
     }
     [a, b, c, d]
@@ -359,6 +373,7 @@ mod tests {
             channels: vec![(153, 4096, 0x800_0000, 1)],
             apic_ids: vec![1, 2],
             pci_functions: 0,
+            kvm_signature: false,
         }
     }
 
@@ -385,6 +400,26 @@ mod tests {
         assert_eq!(cpuid(&v, 7, 0, [0, 0, (1 << 16) | 1, 0])[2], 1);
         assert_eq!(cpuid(&v, 7, 1, [0, 0, 1 << 16, 0])[2], 1 << 16);
         assert_eq!(cpuid(&v, 0x8000_0001, 0, [0, 0, 1 << 29, 0])[2], 0);
+    }
+
+    #[test]
+    fn kvm_signature_only_when_asked_and_without_features() {
+        let host = [7, 8, 9, 10];
+        let v = view();
+        assert_eq!(cpuid(&v, KVM_LEAF_BASE, 0, host), host);
+        let k = SandboxView { kvm_signature: true, ..view() };
+        let s = cpuid(&k, KVM_LEAF_BASE, 0, host);
+        let mut sig = [0u8; 12];
+        sig[..4].copy_from_slice(&s[1].to_le_bytes());
+        sig[4..8].copy_from_slice(&s[2].to_le_bytes());
+        sig[8..].copy_from_slice(&s[3].to_le_bytes());
+        assert_eq!(&sig, b"KVMKVMKVM\0\0\0");
+        assert_eq!(s[0], 0x4000_0101);
+        assert_eq!(cpuid(&k, 0x4000_0101, 0, host), [0; 4], "no KVM features, no hints");
+        // The Quest-V leaves do not move.
+        let q = cpuid(&k, abi::LEAF_SIGNATURE, 0, [0; 4]);
+        assert_eq!(abi::signature_of(q[1], q[2], q[3]), abi::SIGNATURE);
+        assert_eq!(cpuid(&k, abi::LEAF_SIGNATURE, 0, [0; 4]), cpuid(&v, abi::LEAF_SIGNATURE, 0, [0; 4]));
     }
 
     #[test]

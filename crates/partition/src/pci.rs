@@ -6,8 +6,9 @@
 //!   alone shows. Only functions on bus 0 (a guest finds a bus behind a bridge only through the
 //!   bridge, and bridges are never assigned); a function other than 0 only together with
 //!   function 0 of its device (a guest's enumeration skips a device whose function 0 does not
-//!   answer); none for a Linux sandbox (not supported yet: the monitor gives Linux no
-//!   interrupt controller to route INTx through, see docs/questv.md).
+//!   answer). Linux sandboxes may own functions as Quest sandboxes do (the monitor gives them
+//!   a PCI root bridge in their ACPI and a virtual IOAPIC for the INTx lines, see
+//!   docs/questv.md).
 //! - [`check_devices`] (run by the monitor at boot, after it has probed bus 0): what the
 //!   machine shows. The function exists and is sane; it is not a bridge (the host bridge, the
 //!   ISA bridge and PCI-PCI bridges stay the monitor's: their registers remap memory and
@@ -72,11 +73,9 @@ fn page_range(r: &PhysRange) -> PhysRange {
 /// `all` (each a phrase for [`Error::PciRefused`]).
 pub(crate) fn static_problems(image: &Image, all: &[PciAddr], addr: PciAddr) -> Vec<String> {
     let mut out = Vec::new();
-    if matches!(image, Image::Linux { .. }) {
-        out.push(String::from(
-            "is given to a Linux sandbox: PCI functions for Linux sandboxes are not supported yet",
-        ));
-    }
+    // Both kinds of kernel: the same rules (a Linux sandbox's INTx lines go through the
+    // monitor's virtual IOAPIC, a Quest sandbox's through its hypercall).
+    let _ = image;
     if addr.bus != 0 {
         out.push(format!(
             "is on bus {:02x}: only functions on bus 0 can be assigned (a guest reaches other \
@@ -394,9 +393,7 @@ mod tests {
             ["is on bus 01: only functions on bus 0 can be assigned (a guest reaches other buses through bridges, which stay with the monitor)"]
         );
         let linux = Image::Linux { kernel: "k".into(), initrd: None, cmdline: String::new() };
-        assert_eq!(
-            static_problems(&linux, &[addr("00:04.0")], addr("00:04.0")),
-            ["is given to a Linux sandbox: PCI functions for Linux sandboxes are not supported yet"]
-        );
+        assert!(static_problems(&linux, &[addr("00:04.0")], addr("00:04.0")).is_empty(), "Linux sandboxes may own functions");
+        assert_eq!(static_problems(&linux, &[addr("00:1f.2")], addr("00:1f.2")).len(), 1, "by the same rules");
     }
 }

@@ -173,7 +173,6 @@ fn arb_setup(mistakes: bool) -> impl Strategy<Value = (Config, Machine, Vec<Phys
                         _ => Console::None,
                     };
                     let base = 0x1000 + 0x100 * i as u16;
-                    let linux = matches!(image, Image::Linux { .. });
                     Sandbox {
                         name: if oops(i as u64 + 10) {
                             "s0".into()
@@ -190,8 +189,7 @@ fn arb_setup(mistakes: bool) -> impl Strategy<Value = (Config, Machine, Vec<Phys
                                 last: base + 16 * k + 7,
                             })
                             .collect(),
-                        // PCI functions for Linux sandboxes are not supported yet.
-                        pci: if has_pci && (mistakes || !linux) {
+                        pci: if has_pci {
                             vec![PciAddr {
                                 bus: 0,
                                 dev: i as u8 + 2,
