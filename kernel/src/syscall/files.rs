@@ -322,7 +322,7 @@ fn open_path(cx: &Cx, path: &str, flags: u32, mode: u32) -> Result<File, Errno> 
         if wants_write {
             return Err(EROFS);
         }
-        let text = crate::drivers::xhci::listing().into_bytes();
+        let text = crate::drivers::usb::listing().into_bytes();
         return Ok(File::Node(Arc::new(OpenFile::new(Inode::new_file(0o444), String::from(path), O_RDONLY, Some(text)))));
     }
     let (node, real) = match vfs::resolve(path, flags & O_NOFOLLOW == 0) {

@@ -3,7 +3,7 @@
 //!
 //! - Probe (PCI class 0c/03, programming interface 0x30): claims BAR0 (`hal::pci::Mmio`),
 //!   halts and resets the controller, waits for Controller Not Ready to clear, switches bus
-//!   mastering on ([`super::enable_bus_master`]: this driver is a [`super::DmaDriver`]), sets
+//!   mastering on ([`crate::drivers::enable_bus_master`]: this driver is a [`crate::drivers::DmaDriver`]), sets
 //!   MaxSlotsEn, the Device Context Base Address Array (and scratchpad buffers if the
 //!   controller asks), the command ring and one event-ring segment on interrupter 0, and runs.
 //! - Every structure the controller reads or writes is a `hal::dma::DmaBuffer`: rings,
@@ -38,72 +38,58 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::Write;
 
 use hal::dma::DmaBuffer;
 use hal::pci::{Bdf, Mmio};
 use hal::sync::IrqLock;
 use usb::desc;
 use usb::xhci::{self as x, Consumer, InputContext, Producer, Trb, portsc};
-use usb::{Configuration, DeviceDescriptor, Setup};
+use usb::Setup;
 use vcpu_sched::VcpuParams;
 
-use super::{Device, Driver, DriverError, Resource};
+use crate::drivers::{Device, Driver, DriverError, Resource};
+
+use super::UsbDevice;
 
 /// TRBs per ring (one 4 KiB frame).
-const RING_TRBS: usize = 256;
+pub(super) const RING_TRBS: usize = 256;
 /// Device slots used (of the controller's MaxSlots).
-const MAX_SLOTS: u32 = 32;
+pub(super) const MAX_SLOTS: u32 = 32;
 /// Hub tiers followed below a root port (a route string has 5).
-const MAX_HUB_DEPTH: u32 = 5;
+pub(super) const MAX_HUB_DEPTH: u32 = 5;
 /// Guest-time deadlines.
-const RESET_NS: u64 = 500_000_000;
-const COMMAND_NS: u64 = 200_000_000;
-const PORT_RESET_NS: u64 = 200_000_000;
+pub(super) const RESET_NS: u64 = 500_000_000;
+pub(super) const COMMAND_NS: u64 = 200_000_000;
+pub(super) const PORT_RESET_NS: u64 = 200_000_000;
 
 // Operational registers.
-const USBCMD: u64 = 0;
-const USBSTS: u64 = 4;
-const PAGESIZE: u64 = 8;
-const CRCR: u64 = 0x18;
-const DCBAAP: u64 = 0x30;
-const CONFIG: u64 = 0x38;
-const CMD_RS: u32 = 1;
-const CMD_HCRST: u32 = 2;
-const STS_HCH: u32 = 1;
-const STS_HSE: u32 = 1 << 2;
-const STS_CNR: u32 = 1 << 11;
+pub(super) const USBCMD: u64 = 0;
+pub(super) const USBSTS: u64 = 4;
+pub(super) const PAGESIZE: u64 = 8;
+pub(super) const CRCR: u64 = 0x18;
+pub(super) const DCBAAP: u64 = 0x30;
+pub(super) const CONFIG: u64 = 0x38;
+pub(super) const CMD_RS: u32 = 1;
+pub(super) const CMD_HCRST: u32 = 2;
+pub(super) const STS_HCH: u32 = 1;
+pub(super) const STS_HSE: u32 = 1 << 2;
+pub(super) const STS_CNR: u32 = 1 << 11;
 // Interrupter 0's registers (runtime base + 0x20).
-const IMAN: u64 = 0;
-const ERSTSZ: u64 = 8;
-const ERSTBA: u64 = 0x10;
-const ERDP: u64 = 0x18;
-const ERDP_EHB: u32 = 1 << 3;
+pub(super) const IMAN: u64 = 0;
+pub(super) const ERSTSZ: u64 = 8;
+pub(super) const ERSTBA: u64 = 0x10;
+pub(super) const ERDP: u64 = 0x18;
+pub(super) const ERDP_EHB: u32 = 1 << 3;
 
-/// One enumerated device, as the listing shows it.
-#[derive(Clone, Debug)]
-pub struct UsbDevice {
-    pub root_port: u8,
-    /// Route string (hub ports below the root port, 4 bits per tier; 0 on a root port).
-    pub route: u32,
-    pub address: u8,
-    pub speed: u8,
-    pub desc: DeviceDescriptor,
-    pub config: Configuration,
-    pub manufacturer: Option<String>,
-    pub product: Option<String>,
-    /// Hub ports, for a hub.
-    pub hub_ports: Option<u8>,
-}
 
 /// A ring the driver produces on (command ring, a transfer ring).
-struct Ring {
-    buf: DmaBuffer,
-    p: Producer,
+pub(super) struct Ring {
+    pub(super) buf: DmaBuffer,
+    pub(super) p: Producer,
 }
 
 impl Ring {
-    fn new(ac64: bool) -> Result<Ring, DriverError> {
+    pub(super) fn new(ac64: bool) -> Result<Ring, DriverError> {
         let buf = dma(1, ac64)?;
         let p = Producer::new(RING_TRBS).ok_or(DriverError::Broken("ring size"))?;
         let l = x::link(buf.phys());
@@ -112,7 +98,7 @@ impl Ring {
     }
 
     /// Enqueues `t` (cycle bit last); returns its bus address.
-    fn push(&mut self, t: Trb) -> u64 {
+    pub(super) fn push(&mut self, t: Trb) -> u64 {
         let s = self.p.push();
         write_trb(&self.buf, s.index, &Producer::stamp(t, s.cycle));
         if let Some(c) = s.link_cycle {
@@ -123,7 +109,7 @@ impl Ring {
     }
 }
 
-fn write_trb(b: &DmaBuffer, index: usize, t: &Trb) {
+pub(super) fn write_trb(b: &DmaBuffer, index: usize, t: &Trb) {
     let off = index * 16;
     b.write32(off, t[0]);
     b.write32(off + 4, t[1]);
@@ -133,7 +119,7 @@ fn write_trb(b: &DmaBuffer, index: usize, t: &Trb) {
 }
 
 /// A DMA buffer the controller can address (below 4 GiB unless it does 64-bit addressing).
-fn dma(frames: usize, ac64: bool) -> Result<DmaBuffer, DriverError> {
+pub(super) fn dma(frames: usize, ac64: bool) -> Result<DmaBuffer, DriverError> {
     let b = DmaBuffer::alloc(frames).ok_or(DriverError::Broken("no memory for DMA buffers"))?;
     if !ac64 && b.phys() + b.len() as u64 > 1 << 32 {
         return Err(DriverError::NotSupported("a 32-bit xHCI with DMA memory above 4 GiB"));
@@ -142,63 +128,63 @@ fn dma(frames: usize, ac64: bool) -> Result<DmaBuffer, DriverError> {
 }
 
 /// The controller while it is being set up and enumerated (all polling, in `probe`).
-struct Hc {
-    regs: Mmio,
-    op: u64,
-    rt: u64,
-    db: u64,
-    ac64: bool,
-    csz: usize,
-    max_ports: u8,
-    slots: u32,
-    dcbaa: DmaBuffer,
-    cmd: Ring,
-    ev: DmaBuffer,
-    evc: Consumer,
-    log: Vec<String>,
-    kbds: Vec<Kbd>,
+pub(super) struct Hc {
+    pub(super) regs: Mmio,
+    pub(super) op: u64,
+    pub(super) rt: u64,
+    pub(super) db: u64,
+    pub(super) ac64: bool,
+    pub(super) csz: usize,
+    pub(super) max_ports: u8,
+    pub(super) slots: u32,
+    pub(super) dcbaa: DmaBuffer,
+    pub(super) cmd: Ring,
+    pub(super) ev: DmaBuffer,
+    pub(super) evc: Consumer,
+    pub(super) log: Vec<String>,
+    pub(super) kbds: Vec<Kbd>,
 }
 
 /// A boot-protocol keyboard's interrupt IN endpoint: its ring, always holding [`KBD_TRBS`]
 /// Normal TRBs, and the report buffer (16 bytes per ring index).
-struct Kbd {
-    slot: u8,
-    dci: u8,
-    ring: Ring,
-    buf: DmaBuffer,
-    state: usb::hid::BootKeyboard,
-    reports: u64,
+pub(super) struct Kbd {
+    pub(super) slot: u8,
+    pub(super) dci: u8,
+    pub(super) ring: Ring,
+    pub(super) buf: DmaBuffer,
+    pub(super) state: usb::hid::BootKeyboard,
+    pub(super) reports: u64,
 }
 
 /// Reports queued per keyboard.
-const KBD_TRBS: usize = 8;
+pub(super) const KBD_TRBS: usize = 8;
 /// How often the bottom half polls the event ring (keyboard latency is at most this plus the
 /// IO VCPU's period).
-const POLL_NS: u64 = 10_000_000;
+pub(super) const POLL_NS: u64 = 10_000_000;
 
 /// A device's DMA structures: EP0's transfer ring, the output and input contexts, the bounce
 /// buffer for control data.
-struct Dev {
-    slot: u8,
-    ring: Ring,
-    out: DmaBuffer,
-    input: DmaBuffer,
-    data: DmaBuffer,
+pub(super) struct Dev {
+    pub(super) slot: u8,
+    pub(super) ring: Ring,
+    pub(super) out: DmaBuffer,
+    pub(super) input: DmaBuffer,
+    pub(super) data: DmaBuffer,
 }
 
 impl Hc {
-    fn r32(&self, off: u64) -> u32 {
+    pub(super) fn r32(&self, off: u64) -> u32 {
         self.regs.read32(off)
     }
-    fn w32(&self, off: u64, v: u32) {
+    pub(super) fn w32(&self, off: u64, v: u32) {
         self.regs.write32(off, v)
     }
-    fn w64(&self, off: u64, v: u64) {
+    pub(super) fn w64(&self, off: u64, v: u64) {
         self.w32(off, v as u32);
         self.w32(off + 4, (v >> 32) as u32);
     }
 
-    fn wait(&self, ns: u64, mut ok: impl FnMut(&Self) -> bool) -> bool {
+    pub(super) fn wait(&self, ns: u64, mut ok: impl FnMut(&Self) -> bool) -> bool {
         let end = hal::time::now_ns().saturating_add(ns);
         loop {
             if ok(self) {
@@ -212,7 +198,7 @@ impl Hc {
     }
 
     /// The next event, if one arrives within `ns`.
-    fn next_event(&mut self, ns: u64) -> Option<Trb> {
+    pub(super) fn next_event(&mut self, ns: u64) -> Option<Trb> {
         let end = hal::time::now_ns().saturating_add(ns);
         loop {
             let off = self.evc.index() * 16;
@@ -233,7 +219,7 @@ impl Hc {
 
     /// Waits for an event of `kind` (for `slot`, or the command at `pointer`); other events
     /// (port status changes) are passed over.
-    fn wait_event(&mut self, kind: u32, pointer: Option<u64>, slot: Option<u8>) -> Result<Trb, String> {
+    pub(super) fn wait_event(&mut self, kind: u32, pointer: Option<u64>, slot: Option<u8>) -> Result<Trb, String> {
         loop {
             let Some(e) = self.next_event(COMMAND_NS) else {
                 let sts = self.r32(self.op + USBSTS);
@@ -253,7 +239,7 @@ impl Hc {
         }
     }
 
-    fn command(&mut self, t: Trb, what: &str) -> Result<Trb, String> {
+    pub(super) fn command(&mut self, t: Trb, what: &str) -> Result<Trb, String> {
         let at = self.cmd.push(t);
         self.w32(self.db, 0);
         let e = self.wait_event(x::TRB_COMMAND_COMPLETION, Some(at), None).map_err(|e| format!("{what}: {e}"))?;
@@ -265,7 +251,7 @@ impl Hc {
 
     /// A control transfer on EP0 of `d`; returns the data stage's bytes (`setup.length` of
     /// them; what the device did not send reads as zero).
-    fn control(&mut self, d: &mut Dev, setup: Setup) -> Result<Vec<u8>, String> {
+    pub(super) fn control(&mut self, d: &mut Dev, setup: Setup) -> Result<Vec<u8>, String> {
         let len = usize::from(setup.length);
         if len > d.data.len() {
             return Err(String::from("control transfer larger than the bounce buffer"));
@@ -290,12 +276,12 @@ impl Hc {
         Ok(out)
     }
 
-    fn port_reg(&self, port: u8) -> u64 {
+    pub(super) fn port_reg(&self, port: u8) -> u64 {
         self.op + 0x400 + 0x10 * u64::from(port - 1)
     }
 
     /// Resets a USB2 root port if it is not enabled; returns its PORTSC afterwards.
-    fn reset_root_port(&self, port: u8) -> u32 {
+    pub(super) fn reset_root_port(&self, port: u8) -> u32 {
         let reg = self.port_reg(port);
         let v = self.r32(reg);
         if v & portsc::PED == 0 {
@@ -308,7 +294,7 @@ impl Hc {
     }
 
     /// Enable Slot and Address Device for a device at `route` below `root_port`.
-    fn address(&mut self, root_port: u8, route: u32, speed: u8) -> Result<(Dev, u8), String> {
+    pub(super) fn address(&mut self, root_port: u8, route: u32, speed: u8) -> Result<(Dev, u8), String> {
         let e = self.command(x::enable_slot(), "Enable Slot")?;
         let slot = x::event_slot(&e);
         if slot == 0 || u32::from(slot) > self.slots {
@@ -344,188 +330,20 @@ impl Hc {
         }
         Ok((d, address))
     }
-
-    /// Addresses, describes and configures one device; a hub's devices follow it into `out`.
-    fn enumerate(&mut self, root_port: u8, route: u32, depth: u32, speed: u8, out: &mut Vec<UsbDevice>) -> Result<(), String> {
-        let (mut d, address) = self.address(root_port, route, speed)?;
-        let b = self.control(&mut d, Setup::get_descriptor(usb::DT_DEVICE, 0, 0, 18))?;
-        let dd = DeviceDescriptor::parse(&b).map_err(|e| format!("device descriptor: {e}"))?;
-        let b = self.control(&mut d, Setup::get_descriptor(usb::DT_CONFIGURATION, 0, 0, 9))?;
-        let total = desc::config_total_length(&b).map_err(|e| format!("configuration descriptor: {e}"))?;
-        if usize::from(total) > d.data.len() {
-            return Err(format!("configuration of {total} bytes: larger than 4 KiB is not supported yet"));
-        }
-        let b = self.control(&mut d, Setup::get_descriptor(usb::DT_CONFIGURATION, 0, 0, total))?;
-        let config = Configuration::parse(&b).map_err(|e| format!("configuration descriptor: {e}"))?;
-        let (mut manufacturer, mut product) = (None, None);
-        if dd.manufacturer_index != 0 || dd.product_index != 0 {
-            let b = self.control(&mut d, Setup::get_descriptor(usb::DT_STRING, 0, 0, 255))?;
-            let lang = desc::lang_ids(&b).map_err(|e| format!("string descriptor 0: {e}"))?[0];
-            let mut text = |hc: &mut Hc, i: u8| -> Result<Option<String>, String> {
-                if i == 0 {
-                    return Ok(None);
-                }
-                let b = hc.control(&mut d, Setup::get_descriptor(usb::DT_STRING, i, lang, 255))?;
-                desc::string(&b).map(Some).map_err(|e| format!("string descriptor {i}: {e}"))
-            };
-            manufacturer = text(self, dd.manufacturer_index)?;
-            product = text(self, dd.product_index)?;
-        }
-        self.control(&mut d, Setup::set_configuration(config.value))?;
-        let kbd = config.interfaces.iter().find_map(|i| {
-            let ep = i.endpoints.iter().find(|e| e.is_in() && e.attributes & 3 == 3)?;
-            (i.class == 3 && i.subclass == 1 && i.protocol == 1 && i.alternate == 0).then_some((i.number, *ep))
-        });
-        if let Some((iface, ep)) = kbd {
-            self.keyboard(&mut d, speed, iface, ep)?;
-        }
-        let is_hub = dd.class == 9;
-        let mut dev = UsbDevice { root_port, route, address, speed, desc: dd, config, manufacturer, product, hub_ports: None };
-        if !is_hub {
-            out.push(dev);
-            return Ok(());
-        }
-        let b = self.control(&mut d, Setup::get_hub_descriptor(64))?;
-        let hub = usb::HubDescriptor::parse(&b).map_err(|e| format!("hub descriptor: {e}"))?;
-        dev.hub_ports = Some(hub.ports);
-        out.push(dev);
-        if depth >= MAX_HUB_DEPTH {
-            self.log.push(format!("usb: port {root_port} route {route:#x}: hub beyond 5 tiers left alone"));
-            return Ok(());
-        }
-        self.hub_ports(&mut d, &hub, root_port, route, depth, out);
-        Ok(())
-    }
-
-    /// Sets a boot keyboard up: boot protocol, no idle repeats, its interrupt IN endpoint
-    /// configured and [`KBD_TRBS`] reports queued.
-    fn keyboard(&mut self, d: &mut Dev, speed: u8, iface: u8, ep: usb::Endpoint) -> Result<(), String> {
-        self.control(d, Setup::hid(0x0b, 0, iface))?; // SET_PROTOCOL: boot
-        let _ = self.control(d, Setup::hid(0x0a, 0, iface)); // SET_IDLE: optional (may stall)
-        let oom = |e: DriverError| format!("{e}");
-        let mut ring = Ring::new(self.ac64).map_err(oom)?;
-        let buf = dma(1, self.ac64).map_err(oom)?;
-        let slot_ctx = [d.out.read32(0), d.out.read32(4), d.out.read32(8), d.out.read32(12)];
-        let ic = InputContext { csz: self.csz };
-        d.input.zero(0, d.input.len());
-        let mps = ep.max_packet & 0x7ff;
-        for (off, v) in ic.configure_interrupt_in(slot_ctx, ep.dci(), mps, x::interrupt_interval(speed, ep.interval), ring.buf.phys()) {
-            d.input.write32(off, v);
-        }
-        self.command(x::configure_endpoint(d.input.phys(), d.slot), "Configure Endpoint")?;
-        for _ in 0..KBD_TRBS {
-            let at = buf.phys() + 16 * ring.p.next_index() as u64;
-            ring.push(x::normal(at, 8));
-        }
-        self.w32(self.db + 4 * u64::from(d.slot), u32::from(ep.dci()));
-        self.kbds.push(Kbd { slot: d.slot, dci: ep.dci(), ring, buf, state: usb::hid::BootKeyboard::new(), reports: 0 });
-        Ok(())
-    }
-
-    /// Serves the keyboards: every completed report becomes console input and its TRB is
-    /// queued again. Returns how many events were handled.
-    fn poll(&mut self) -> usize {
-        let mut n = 0;
-        while let Some(e) = self.next_event(0) {
-            n += 1;
-            if x::trb_type(&e) != x::TRB_TRANSFER_EVENT {
-                continue;
-            }
-            let (slot, dci) = (x::event_slot(&e), x::event_endpoint(&e));
-            let Some(k) = self.kbds.iter_mut().find(|k| k.slot == slot && k.dci == dci) else { continue };
-            let cc = x::completion_code(&e);
-            let ring_phys = k.ring.buf.phys();
-            let index = x::event_pointer(&e).wrapping_sub(ring_phys) / 16;
-            if index < RING_TRBS as u64 && matches!(cc, x::CC_SUCCESS | x::CC_SHORT_PACKET) {
-                let len = 8usize.saturating_sub(x::transfer_residue(&e) as usize);
-                let mut r = [0u8; 8];
-                k.buf.read_bytes(16 * index as usize, &mut r[..len]);
-                k.reports += 1;
-                let bytes = k.state.report(&r[..len]);
-                if !bytes.is_empty() {
-                    super::serial::inject(&bytes);
-                }
-            } else if !matches!(cc, x::CC_SUCCESS | x::CC_SHORT_PACKET) {
-                // The endpoint halted: it is not restarted yet (a Reset Endpoint would).
-                hal::println!("usb: keyboard in slot {slot}: {}; its input stops", x::completion_name(cc));
-                continue;
-            }
-            let at = k.buf.phys() + 16 * k.ring.p.next_index() as u64;
-            k.ring.push(x::normal(at, 8));
-            let db = self.db + 4 * u64::from(slot);
-            self.w32(db, u32::from(dci));
-        }
-        n
-    }
-
-    /// Powers, resets and enumerates a hub's ports through hub class requests.
-    fn hub_ports(&mut self, d: &mut Dev, hub: &usb::HubDescriptor, root_port: u8, route: u32, depth: u32, out: &mut Vec<UsbDevice>) {
-        const PORT_RESET: u16 = 4;
-        const PORT_POWER: u16 = 8;
-        const C_PORT_CONNECTION: u16 = 16;
-        const C_PORT_RESET: u16 = 20;
-        let feature = |set: bool, f: u16, port: u8| Setup {
-            request_type: 0x23,
-            request: if set { usb::REQ_SET_FEATURE } else { usb::REQ_CLEAR_FEATURE },
-            value: f,
-            index: u16::from(port),
-            length: 0,
-        };
-        let status = |port: u8| Setup { request_type: 0xa3, request: usb::REQ_GET_STATUS, value: 0, index: u16::from(port), length: 4 };
-        for p in 1..=hub.ports {
-            if let Err(e) = self.control(d, feature(true, PORT_POWER, p)) {
-                self.log.push(format!("usb: hub at port {root_port} route {route:#x}: port {p}: power: {e}"));
-            }
-        }
-        hal::time::spin_ns(u64::from(hub.power_on_to_good) * 2_000_000);
-        for p in 1..=hub.ports {
-            let child = route | u32::from(p) << (4 * depth);
-            let r: Result<(), String> = (|| {
-                let s = self.control(d, status(p))?;
-                if s[0] & 1 == 0 {
-                    return Ok(()); // nothing connected
-                }
-                self.control(d, feature(true, PORT_RESET, p))?;
-                let end = hal::time::now_ns() + PORT_RESET_NS;
-                let s = loop {
-                    let s = self.control(d, status(p))?;
-                    if u16::from_le_bytes([s[2], s[3]]) & (1 << 4) != 0 || hal::time::now_ns() > end {
-                        break s;
-                    }
-                };
-                self.control(d, feature(false, C_PORT_RESET, p))?;
-                self.control(d, feature(false, C_PORT_CONNECTION, p))?;
-                let st = u16::from_le_bytes([s[0], s[1]]);
-                if st & 2 == 0 {
-                    return Err(String::from("not enabled after reset"));
-                }
-                let speed = if st & (1 << 9) != 0 {
-                    2
-                } else if st & (1 << 10) != 0 {
-                    3
-                } else {
-                    1
-                };
-                self.enumerate(root_port, child, depth + 1, speed, out)
-            })();
-            if let Err(e) = r {
-                self.log.push(format!("usb: port {root_port} route {child:#x}: device refused: {e}"));
-            }
-        }
-    }
 }
+
 
 /// The driver of one xHCI controller.
 pub struct Xhci {
-    bdf: Bdf,
-    version: u16,
-    ports: u8,
-    slots: u32,
-    devices: Vec<UsbDevice>,
-    keyboards: usize,
+    pub(super) bdf: Bdf,
+    pub(super) version: u16,
+    pub(super) ports: u8,
+    pub(super) slots: u32,
+    pub(super) devices: Vec<UsbDevice>,
+    pub(super) keyboards: usize,
     /// The controller, kept for the rest of the run (it keeps running and owning its DMA);
     /// the bottom half polls its event ring.
-    hc: IrqLock<Hc>,
+    pub(super) hc: IrqLock<Hc>,
 }
 
 // SAFETY: every address this driver gives the controller (DCBAA, scratchpads, command and
@@ -534,9 +352,9 @@ pub struct Xhci {
 // length is at most that buffer's size (`Hc::control` checks); the register claim lives in
 // the driver object.
 #[allow(unsafe_code)]
-unsafe impl super::DmaDriver for Xhci {}
+unsafe impl crate::drivers::DmaDriver for Xhci {}
 
-fn bring_up(bdf: Bdf, regs: Mmio) -> Result<(Hc, u16), DriverError> {
+pub(super) fn bring_up(bdf: Bdf, regs: Mmio) -> Result<(Hc, u16), DriverError> {
     let cap = regs.read32(0);
     let caplen = u64::from(cap & 0xff);
     let version = (cap >> 16) as u16;
@@ -580,7 +398,7 @@ fn bring_up(bdf: Bdf, regs: Mmio) -> Result<(Hc, u16), DriverError> {
     if !wait(RESET_NS, &|| regs.read32(op + USBCMD) & CMD_HCRST == 0 && regs.read32(op + USBSTS) & STS_CNR == 0) {
         return Err(DriverError::Broken("the controller does not come out of reset"));
     }
-    super::enable_bus_master::<Xhci>(&regs);
+    crate::drivers::enable_bus_master::<Xhci>(&regs);
     let dcbaa = dma(1, ac64)?;
     if scratch > 0 {
         if scratch > 512 {
@@ -642,7 +460,7 @@ impl Driver for Xhci {
     fn probe(res: &Resource) -> Result<Self, DriverError> {
         let Resource::Pci { bus, device, function } = *res else { return Err(DriverError::NotMine) };
         let bdf = Bdf { bus, device, function };
-        let f = super::pci::function(bdf).ok_or(DriverError::NoDevice)?;
+        let f = crate::drivers::pci::function(bdf).ok_or(DriverError::NoDevice)?;
         if !f.header.is_some_and(|h| h.class == 0x0c && h.subclass == 0x03 && h.prog_if == 0x30) {
             return Err(DriverError::NotMine);
         }
@@ -692,101 +510,3 @@ impl Driver for Xhci {
     fn start(&self) {}
 }
 
-static CONTROLLERS: IrqLock<Vec<&'static Device<Xhci>>> = IrqLock::new(Vec::new());
-
-/// Registers a driver on every xHCI controller enumeration found (at boot) and enumerates its
-/// devices.
-pub fn init() {
-    let found: Vec<Bdf> = super::pci::functions()
-        .iter()
-        .filter(|f| f.header.is_some_and(|h| h.class == 0x0c && h.subclass == 0x03 && h.prog_if == 0x30))
-        .map(|f| f.bdf)
-        .collect();
-    for bdf in found {
-        let res = Resource::Pci { bus: bdf.bus, device: bdf.device, function: bdf.function };
-        match super::register::<Xhci>(res) {
-            Ok(d) => {
-                let mut c = CONTROLLERS.lock();
-                hal::println!(
-                    "usb{}: xHCI at {bdf}: {} device(s) enumerated, {} keyboard(s) on the console",
-                    c.len() + 1,
-                    d.driver.devices.len(),
-                    d.driver.keyboards
-                );
-                c.push(d);
-            }
-            Err(e) => hal::println!("usb: xHCI at {bdf}: {e}"),
-        }
-    }
-}
-
-/// What `/dev/usb` holds (and `lsusb` prints): every controller and its devices.
-pub fn listing() -> String {
-    let cs = CONTROLLERS.lock().clone();
-    let mut s = String::new();
-    if cs.is_empty() {
-        let _ = writeln!(s, "usb: no USB host controller found (xHCI only; EHCI and UHCI are not supported yet)");
-        return s;
-    }
-    for (i, c) in cs.iter().enumerate() {
-        let x = &c.driver;
-        let bus = i + 1;
-        let _ = writeln!(
-            s,
-            "Bus {bus:03}: xHCI {}.{} at PCI {}, {} ports, {} slots, {} device(s)",
-            x.version >> 8,
-            format_args!("{:x}", x.version & 0xff),
-            x.bdf,
-            x.ports,
-            x.slots,
-            x.devices.len()
-        );
-        for d in &x.devices {
-            let mut port = format!("{}", d.root_port);
-            let mut r = d.route;
-            while r != 0 {
-                let _ = write!(port, ".{}", r & 0xf);
-                r >>= 4;
-            }
-            let _ = writeln!(
-                s,
-                "Bus {bus:03} Port {port} Device {:03}: ID {:04x}:{:04x} {}{}{}",
-                d.address,
-                d.desc.vendor,
-                d.desc.product,
-                d.manufacturer.as_deref().unwrap_or(""),
-                if d.manufacturer.is_some() && d.product.is_some() { " " } else { "" },
-                d.product.as_deref().unwrap_or("")
-            );
-            let _ = writeln!(
-                s,
-                "\tUSB {:x}.{:02x}, speed {}, class {:02x} ({}), configuration {} of {}{}",
-                d.desc.usb_version >> 8,
-                d.desc.usb_version & 0xff,
-                x::speed_name(d.speed),
-                d.desc.class,
-                usb::class_name(d.desc.class),
-                d.config.value,
-                d.desc.configurations,
-                d.hub_ports.map(|n| format!(", hub with {n} ports")).unwrap_or_default()
-            );
-            for itf in &d.config.interfaces {
-                let _ = write!(
-                    s,
-                    "\tInterface {}.{}: class {:02x} ({}) subclass {:02x} protocol {:02x}",
-                    itf.number,
-                    itf.alternate,
-                    itf.class,
-                    usb::class_name(itf.class),
-                    itf.subclass,
-                    itf.protocol
-                );
-                for e in &itf.endpoints {
-                    let _ = write!(s, "; EP {:#04x} {} {} {}B", e.address, e.kind(), if e.is_in() { "IN" } else { "OUT" }, e.max_packet);
-                }
-                let _ = writeln!(s);
-            }
-        }
-    }
-    s
-}

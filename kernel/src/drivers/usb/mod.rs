@@ -1,0 +1,135 @@
+//! USB host side: the xHCI host controller driver ([`xhci`], QEMU's `qemu-xhci`), device
+//! enumeration through root ports and hubs ([`enumerate`]), the class drivers (boot keyboard
+//! in [`enumerate`], mass storage in [`storage`]) and what `/dev/usb` lists.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use hal::pci::Bdf;
+use hal::sync::IrqLock;
+use usb::xhci as x;
+use usb::{Configuration, DeviceDescriptor};
+
+use crate::drivers::{Device, Resource};
+
+pub mod enumerate;
+pub mod xhci;
+
+use xhci::Xhci;
+
+/// One enumerated device, as the listing shows it.
+#[derive(Clone, Debug)]
+pub struct UsbDevice {
+    pub root_port: u8,
+    /// Route string (hub ports below the root port, 4 bits per tier; 0 on a root port).
+    pub route: u32,
+    pub address: u8,
+    pub speed: u8,
+    pub desc: DeviceDescriptor,
+    pub config: Configuration,
+    pub manufacturer: Option<String>,
+    pub product: Option<String>,
+    /// Hub ports, for a hub.
+    pub hub_ports: Option<u8>,
+}
+
+static CONTROLLERS: IrqLock<Vec<&'static Device<Xhci>>> = IrqLock::new(Vec::new());
+
+/// Registers a driver on every xHCI controller enumeration found (at boot) and enumerates its
+/// devices.
+pub fn init() {
+    let found: Vec<Bdf> = crate::drivers::pci::functions()
+        .iter()
+        .filter(|f| f.header.is_some_and(|h| h.class == 0x0c && h.subclass == 0x03 && h.prog_if == 0x30))
+        .map(|f| f.bdf)
+        .collect();
+    for bdf in found {
+        let res = Resource::Pci { bus: bdf.bus, device: bdf.device, function: bdf.function };
+        match crate::drivers::register::<Xhci>(res) {
+            Ok(d) => {
+                let mut c = CONTROLLERS.lock();
+                hal::println!(
+                    "usb{}: xHCI at {bdf}: {} device(s) enumerated, {} keyboard(s) on the console",
+                    c.len() + 1,
+                    d.driver.devices.len(),
+                    d.driver.keyboards
+                );
+                c.push(d);
+            }
+            Err(e) => hal::println!("usb: xHCI at {bdf}: {e}"),
+        }
+    }
+}
+
+/// What `/dev/usb` holds (and `lsusb` prints): every controller and its devices.
+pub fn listing() -> String {
+    let cs = CONTROLLERS.lock().clone();
+    let mut s = String::new();
+    if cs.is_empty() {
+        let _ = writeln!(s, "usb: no USB host controller found (xHCI only; EHCI and UHCI are not supported yet)");
+        return s;
+    }
+    for (i, c) in cs.iter().enumerate() {
+        let x = &c.driver;
+        let bus = i + 1;
+        let _ = writeln!(
+            s,
+            "Bus {bus:03}: xHCI {}.{} at PCI {}, {} ports, {} slots, {} device(s)",
+            x.version >> 8,
+            format_args!("{:x}", x.version & 0xff),
+            x.bdf,
+            x.ports,
+            x.slots,
+            x.devices.len()
+        );
+        for d in &x.devices {
+            let mut port = format!("{}", d.root_port);
+            let mut r = d.route;
+            while r != 0 {
+                let _ = write!(port, ".{}", r & 0xf);
+                r >>= 4;
+            }
+            let _ = writeln!(
+                s,
+                "Bus {bus:03} Port {port} Device {:03}: ID {:04x}:{:04x} {}{}{}",
+                d.address,
+                d.desc.vendor,
+                d.desc.product,
+                d.manufacturer.as_deref().unwrap_or(""),
+                if d.manufacturer.is_some() && d.product.is_some() { " " } else { "" },
+                d.product.as_deref().unwrap_or("")
+            );
+            let _ = writeln!(
+                s,
+                "\tUSB {:x}.{:02x}, speed {}, class {:02x} ({}), configuration {} of {}{}",
+                d.desc.usb_version >> 8,
+                d.desc.usb_version & 0xff,
+                x::speed_name(d.speed),
+                d.desc.class,
+                usb::class_name(d.desc.class),
+                d.config.value,
+                d.desc.configurations,
+                d.hub_ports.map(|n| format!(", hub with {n} ports")).unwrap_or_default()
+            );
+            for itf in &d.config.interfaces {
+                let _ = write!(
+                    s,
+                    "\tInterface {}.{}: class {:02x} ({}) subclass {:02x} protocol {:02x}",
+                    itf.number,
+                    itf.alternate,
+                    itf.class,
+                    usb::class_name(itf.class),
+                    itf.subclass,
+                    itf.protocol
+                );
+                for e in &itf.endpoints {
+                    let _ = write!(s, "; EP {:#04x} {} {} {}B", e.address, e.kind(), if e.is_in() { "IN" } else { "OUT" }, e.max_packet);
+                }
+                let _ = writeln!(s);
+            }
+        }
+    }
+    s
+}
