@@ -6,6 +6,7 @@
 //!   `usb_descriptors` fuzz target in `crates/fuzz-targets`).
 //! - [`hid`]: boot-protocol keyboard reports turned into the bytes a terminal sends.
 //! - [`Setup`]: the 8-byte control request (GET_DESCRIPTOR, SET_CONFIGURATION, ...).
+//! - [`msc`]: mass storage, bulk-only transport and the SCSI commands a read-only stick needs.
 //! - [`xhci`]: the xHCI Transfer Request Block layouts, input-context fields, port status bits
 //!   and the producer/consumer arithmetic of the command, transfer and event rings.
 //!
@@ -23,6 +24,7 @@ extern crate alloc;
 
 pub mod desc;
 pub mod hid;
+pub mod msc;
 pub mod xhci;
 
 pub use desc::{Configuration, DescError, DeviceDescriptor, Endpoint, HubDescriptor, Interface};
