@@ -64,6 +64,40 @@ pub enum Kind {
     Dev(Dev),
     Proc(Proc),
     Symlink(String),
+    /// A file or directory of a file system a driver serves (the USB stick's FAT at `/usb`).
+    External(alloc::boxed::Box<dyn External>),
+}
+
+/// A node of a file system served by a driver (read-only): what the tree asks of it.
+pub trait External: Send + Sync {
+    fn is_dir(&self) -> bool;
+    fn size(&self) -> u64;
+    /// The entry `name` of this directory, as an inode ([`external`]).
+    fn child(&self, name: &str) -> Result<Arc<Inode>, Errno>;
+    fn read_at(&self, pos: u64, max: usize) -> Result<Vec<u8>, Errno>;
+    /// Entries: (inode number, is a directory, name).
+    fn list(&self) -> Result<Vec<(u64, bool, String)>, Errno>;
+}
+
+/// An inode for a driver's node (`mode`: type and permissions).
+pub fn external(ino: u64, node: alloc::boxed::Box<dyn External>, mode: u32) -> Arc<Inode> {
+    Inode::fixed(ino, Kind::External(node), mode)
+}
+
+/// Mounts (`/proc/mounts` lines) made by drivers.
+static MOUNTS: IrqLock<Vec<String>> = IrqLock::new(Vec::new());
+
+/// Mounts directory `node` at `/name` (a new root entry), listed in `/proc/mounts` as `line`.
+pub fn mount(name: &str, node: Arc<Inode>, line: String) -> Result<(), Errno> {
+    let r = root();
+    let Kind::Dir(e) = &r.kind else { return Err(ENOTDIR) };
+    let mut e = e.lock();
+    if e.contains_key(name) {
+        return Err(EEXIST);
+    }
+    e.insert(name.to_owned(), node);
+    MOUNTS.lock().push(line);
+    Ok(())
 }
 
 /// Times in nanoseconds of the monotonic clock (CLOCK_REALTIME is the same clock).
@@ -158,6 +192,9 @@ impl Inode {
         Inode::new(Kind::File(IrqLock::new(Vec::new())), S_IFREG | (perm & 0o7777))
     }
     pub fn is_dir(&self) -> bool {
+        if let Kind::External(x) = &self.kind {
+            return x.is_dir();
+        }
         matches!(self.kind, Kind::Dir(_) | Kind::BootDir | Kind::Proc(Proc::Root) | Kind::Proc(Proc::Pid(_)))
     }
     pub fn mode(&self) -> u32 {
@@ -170,6 +207,7 @@ impl Inode {
             Kind::Boot(b) => b.len() as u64,
             Kind::Symlink(s) => s.len() as u64,
             Kind::Dir(e) => 4096.max(e.lock().len() as u64 * 32),
+            Kind::External(x) => x.size(),
             _ => 0,
         }
     }
@@ -271,6 +309,7 @@ pub fn join(base: &str, path: &[u8]) -> Result<String, Errno> {
 /// The child `name` of directory `dir`.
 fn child(dir: &Arc<Inode>, name: &str) -> Result<Arc<Inode>, Errno> {
     match &dir.kind {
+        Kind::External(x) => x.child(name),
         Kind::Dir(e) => e.lock().get(name).cloned().ok_or(ENOENT),
         Kind::BootDir => {
             let fs = crate::initrd::get();
@@ -380,6 +419,7 @@ fn entries(d: &Arc<Inode>) -> Result<&IrqLock<BTreeMap<String, Arc<Inode>>>, Err
     match &d.kind {
         Kind::Dir(e) => Ok(e),
         Kind::BootDir | Kind::Proc(_) => Err(EROFS),
+        Kind::External(x) if x.is_dir() => Err(EROFS),
         _ => Err(ENOTDIR),
     }
 }
@@ -507,6 +547,8 @@ pub fn read_at(n: &Inode, pos: u64, max: usize) -> Result<Vec<u8>, Errno> {
         Kind::Dev(Dev::Random) => Ok(random_bytes(max.min(1 << 20))),
         Kind::Dir(_) | Kind::BootDir | Kind::Proc(Proc::Root | Proc::Pid(_)) => Err(EISDIR),
         Kind::Proc(_) => Ok(slice(&proc_content(n)?)),
+        Kind::External(x) if x.is_dir() => Err(EISDIR),
+        Kind::External(x) => x.read_at(pos, max),
         _ => Err(EINVAL),
     }
 }
@@ -598,6 +640,11 @@ pub fn list(d: &Arc<Inode>) -> Result<Vec<(u64, u8, String)>, Errno> {
         _ => DT_REG,
     };
     match &d.kind {
+        Kind::External(x) => {
+            for (ino, dir, name) in x.list()? {
+                v.push((ino, if dir { DT_DIR } else { DT_REG }, name));
+            }
+        }
         Kind::Dir(e) => {
             for (name, n) in e.lock().iter() {
                 v.push((n.ino, ty(n), name.clone()));
@@ -669,6 +716,10 @@ pub fn proc_content(n: &Inode) -> Result<Vec<u8>, Errno> {
         }
         Proc::File("mounts") => {
             s.push_str("rootfs / tmpfs rw 0 0\ninitrd /boot cpio ro 0 0\nproc /proc proc ro 0 0\n");
+            for m in MOUNTS.lock().iter() {
+                s.push_str(m);
+                s.push('\n');
+            }
         }
         Proc::PidFile(pid, f) => {
             let p = crate::process::get(pid).ok_or(ENOENT)?;

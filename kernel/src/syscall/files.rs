@@ -349,7 +349,7 @@ fn open_path(cx: &Cx, path: &str, flags: u32, mode: u32) -> Result<File, Errno> 
     match &node.kind {
         Kind::Symlink(_) => return Err(ELOOP),
         Kind::Dev(vfs::Dev::Console) => return Ok(File::Console),
-        Kind::Boot(_) | Kind::BootDir | Kind::Proc(_) if wants_write => return Err(EROFS),
+        Kind::Boot(_) | Kind::BootDir | Kind::Proc(_) | Kind::External(_) if wants_write => return Err(EROFS),
         _ => {}
     }
     if flags & O_TRUNC != 0 && acc != O_RDONLY && matches!(node.kind, Kind::File(_)) {

@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use usb::desc;
-use usb::xhci::{self as x, InputContext};
+use usb::xhci::{self as x, InputContext, Trb};
 use usb::{Configuration, DeviceDescriptor, Setup};
 
 use super::UsbDevice;
@@ -47,8 +47,16 @@ impl Hc {
         if let Some((iface, ep)) = kbd {
             self.keyboard(&mut d, speed, iface, ep)?;
         }
+        let msc = config.interfaces.iter().find(|i| i.class == usb::msc::CLASS && i.subclass == usb::msc::SUBCLASS_SCSI && i.protocol == usb::msc::PROTOCOL_BOT && i.alternate == 0);
+        let mut stick = None;
+        if let Some(itf) = msc {
+            match self.storage(&mut d, itf) {
+                Ok(i) => stick = Some(i),
+                Err(e) => self.log.push(format!("usb: port {root_port} route {route:#x}: mass storage: {e}")),
+            }
+        }
         let is_hub = dd.class == 9;
-        let mut dev = UsbDevice { root_port, route, address, speed, desc: dd, config, manufacturer, product, hub_ports: None };
+        let mut dev = UsbDevice { root_port, route, address, speed, desc: dd, config, manufacturer, product, hub_ports: None, stick };
         if !is_hub {
             out.push(dev);
             return Ok(());
@@ -96,34 +104,40 @@ impl Hc {
         let mut n = 0;
         while let Some(e) = self.next_event(0) {
             n += 1;
-            if x::trb_type(&e) != x::TRB_TRANSFER_EVENT {
-                continue;
-            }
-            let (slot, dci) = (x::event_slot(&e), x::event_endpoint(&e));
-            let Some(k) = self.kbds.iter_mut().find(|k| k.slot == slot && k.dci == dci) else { continue };
-            let cc = x::completion_code(&e);
-            let ring_phys = k.ring.buf.phys();
-            let index = x::event_pointer(&e).wrapping_sub(ring_phys) / 16;
-            if index < RING_TRBS as u64 && matches!(cc, x::CC_SUCCESS | x::CC_SHORT_PACKET) {
-                let len = 8usize.saturating_sub(x::transfer_residue(&e) as usize);
-                let mut r = [0u8; 8];
-                k.buf.read_bytes(16 * index as usize, &mut r[..len]);
-                k.reports += 1;
-                let bytes = k.state.report(&r[..len]);
-                if !bytes.is_empty() {
-                    crate::drivers::serial::inject(&bytes);
-                }
-            } else if !matches!(cc, x::CC_SUCCESS | x::CC_SHORT_PACKET) {
-                // The endpoint halted: it is not restarted yet (a Reset Endpoint would).
-                hal::println!("usb: keyboard in slot {slot}: {}; its input stops", x::completion_name(cc));
-                continue;
-            }
-            let at = k.buf.phys() + 16 * k.ring.p.next_index() as u64;
-            k.ring.push(x::normal(at, 8));
-            let db = self.db + 4 * u64::from(slot);
-            self.w32(db, u32::from(dci));
+            self.keyboard_event(&e);
         }
         n
+    }
+
+    /// Serves event `e` if it is a keyboard's report (else does nothing): the report becomes
+    /// console input and its TRB is queued again.
+    pub(super) fn keyboard_event(&mut self, e: &Trb) {
+        if x::trb_type(e) != x::TRB_TRANSFER_EVENT {
+            return;
+        }
+        let (slot, dci) = (x::event_slot(e), x::event_endpoint(e));
+        let Some(k) = self.kbds.iter_mut().find(|k| k.slot == slot && k.dci == dci) else { return };
+        let cc = x::completion_code(e);
+        let ring_phys = k.ring.buf.phys();
+        let index = x::event_pointer(e).wrapping_sub(ring_phys) / 16;
+        if index < RING_TRBS as u64 && matches!(cc, x::CC_SUCCESS | x::CC_SHORT_PACKET) {
+            let len = 8usize.saturating_sub(x::transfer_residue(e) as usize);
+            let mut r = [0u8; 8];
+            k.buf.read_bytes(16 * index as usize, &mut r[..len]);
+            k.reports += 1;
+            let bytes = k.state.report(&r[..len]);
+            if !bytes.is_empty() {
+                crate::drivers::serial::inject(&bytes);
+            }
+        } else if !matches!(cc, x::CC_SUCCESS | x::CC_SHORT_PACKET) {
+            // The endpoint halted: it is not restarted yet (a Reset Endpoint would).
+            hal::println!("usb: keyboard in slot {slot}: {}; its input stops", x::completion_name(cc));
+            return;
+        }
+        let at = k.buf.phys() + 16 * k.ring.p.next_index() as u64;
+        k.ring.push(x::normal(at, 8));
+        let db = self.db + 4 * u64::from(slot);
+        self.w32(db, u32::from(dci));
     }
 
     /// Powers, resets and enumerates a hub's ports through hub class requests.

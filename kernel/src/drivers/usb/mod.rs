@@ -15,6 +15,8 @@ use usb::{Configuration, DeviceDescriptor};
 use crate::drivers::{Device, Resource};
 
 pub mod enumerate;
+pub mod fs;
+pub mod storage;
 pub mod xhci;
 
 use xhci::Xhci;
@@ -33,6 +35,8 @@ pub struct UsbDevice {
     pub product: Option<String>,
     /// Hub ports, for a hub.
     pub hub_ports: Option<u8>,
+    /// Its index among the controller's mass-storage sticks, for a working stick.
+    pub stick: Option<usize>,
 }
 
 static CONTROLLERS: IrqLock<Vec<&'static Device<Xhci>>> = IrqLock::new(Vec::new());
@@ -61,6 +65,8 @@ pub fn init() {
             Err(e) => hal::println!("usb: xHCI at {bdf}: {e}"),
         }
     }
+    let cs = CONTROLLERS.lock().clone();
+    fs::mount_first(&cs);
 }
 
 /// What `/dev/usb` holds (and `lsusb` prints): every controller and its devices.
@@ -113,6 +119,20 @@ pub fn listing() -> String {
                 d.desc.configurations,
                 d.hub_ports.map(|n| format!(", hub with {n} ports")).unwrap_or_default()
             );
+            if let Some(i) = d.stick {
+                let hc = x.hc.lock();
+                if let Some(st) = hc.sticks.get(i) {
+                    let _ = writeln!(
+                        s,
+                        "\tMass storage: {} {}, {} blocks of {} bytes{}",
+                        st.vendor,
+                        st.product,
+                        st.blocks,
+                        st.block_size,
+                        st.failed.as_ref().map(|f| format!(" (failed: {f})")).unwrap_or_default()
+                    );
+                }
+            }
             for itf in &d.config.interfaces {
                 let _ = write!(
                     s,

@@ -143,6 +143,7 @@ pub(super) struct Hc {
     pub(super) evc: Consumer,
     pub(super) log: Vec<String>,
     pub(super) kbds: Vec<Kbd>,
+    pub(super) sticks: Vec<super::storage::Stick>,
 }
 
 /// A boot-protocol keyboard's interrupt IN endpoint: its ring, always holding [`KBD_TRBS`]
@@ -435,6 +436,7 @@ pub(super) fn bring_up(bdf: Bdf, regs: Mmio) -> Result<(Hc, u16), DriverError> {
         evc: Consumer::new(RING_TRBS).ok_or(DriverError::Broken("ring size"))?,
         log: Vec::new(),
         kbds: Vec::new(),
+        sticks: Vec::new(),
     };
     hc.w32(op + CONFIG, slots);
     hc.w64(op + DCBAAP, hc.dcbaa.phys());
