@@ -387,7 +387,7 @@ fn short_text(b: &[u8]) -> String {
 
 /// The checksum of an 8.3 name that its long-name entries carry.
 fn lfn_checksum(name: &[u8]) -> u8 {
-    name.iter().fold(0u8, |s, &c| (s >> 1 | s << 7).wrapping_add(c))
+    name.iter().fold(0u8, |s, &c| s.rotate_right(1).wrapping_add(c))
 }
 
 /// Directory entries from a directory's raw bytes; entries pointing outside the volume's
@@ -409,7 +409,7 @@ fn parse_dir(raw: &[u8], clusters: u32) -> Vec<Entry> {
         if attr & 0x3f == 0x0f {
             let seq = e[0] & 0x1f;
             let units: Vec<u16> = [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30].iter().map(|&i| le16(e, i)).collect();
-            if e[0] & 0x40 != 0 && seq >= 1 && seq <= 20 {
+            if e[0] & 0x40 != 0 && (1..=20).contains(&seq) {
                 let mut v = vec![0u16; 13 * usize::from(seq)];
                 v[13 * usize::from(seq - 1)..].copy_from_slice(&units);
                 lfn = Some((e[13], seq - 1, v));

@@ -162,7 +162,7 @@ impl Img {
     fn long(long: &str, short: &[u8; 11]) -> Vec<[u8; 32]> {
         let mut units: Vec<u16> = long.encode_utf16().collect();
         units.push(0);
-        while units.len() % 13 != 0 {
+        while !units.len().is_multiple_of(13) {
             units.push(0xffff);
         }
         let parts = units.len() / 13;
