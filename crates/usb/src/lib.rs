@@ -6,6 +6,7 @@
 //!   `usb_descriptors` fuzz target in `crates/fuzz-targets`).
 //! - [`hid`]: boot-protocol keyboard reports turned into the bytes a terminal sends.
 //! - [`Setup`]: the 8-byte control request (GET_DESCRIPTOR, SET_CONFIGURATION, ...).
+//! - [`ftdi`]: FTDI serial adapters: line set-up requests, the status bytes of bulk IN data.
 //! - [`msc`]: mass storage, bulk-only transport and the SCSI commands a read-only stick needs.
 //! - [`xhci`]: the xHCI Transfer Request Block layouts, input-context fields, port status bits
 //!   and the producer/consumer arithmetic of the command, transfer and event rings.
@@ -23,6 +24,7 @@
 extern crate alloc;
 
 pub mod desc;
+pub mod ftdi;
 pub mod hid;
 pub mod msc;
 pub mod xhci;
