@@ -77,6 +77,38 @@ pub trait External: Send + Sync {
     fn read_at(&self, pos: u64, max: usize) -> Result<Vec<u8>, Errno>;
     /// Entries: (inode number, is a directory, name).
     fn list(&self) -> Result<Vec<(u64, bool, String)>, Errno>;
+    /// Whether it may be opened for writing (else EROFS).
+    fn writable(&self) -> bool {
+        false
+    }
+    fn write_at(&self, _pos: u64, _data: &[u8]) -> Result<usize, Errno> {
+        Err(EROFS)
+    }
+    /// A device's wait for input before a read (called with no lock held): Ok when there
+    /// is something to read (or it never waits).
+    fn wait_readable(&self, _nonblock: bool) -> Result<(), Errno> {
+        Ok(())
+    }
+}
+
+/// Waits, for a driver's device node, until a read has something to return.
+pub fn wait_readable(n: &Inode, nonblock: bool) -> Result<(), Errno> {
+    match &n.kind {
+        Kind::External(x) => x.wait_readable(nonblock),
+        _ => Ok(()),
+    }
+}
+
+/// Adds device node `node` as `/dev/name`.
+pub fn add_dev(name: &str, node: Arc<Inode>) -> Result<(), Errno> {
+    let (dev, _) = resolve("/dev", true)?;
+    let Kind::Dir(e) = &dev.kind else { return Err(ENOTDIR) };
+    let mut e = e.lock();
+    if e.contains_key(name) {
+        return Err(EEXIST);
+    }
+    e.insert(name.to_owned(), node);
+    Ok(())
 }
 
 /// An inode for a driver's node (`mode`: type and permissions).
@@ -556,6 +588,7 @@ pub fn read_at(n: &Inode, pos: u64, max: usize) -> Result<Vec<u8>, Errno> {
 /// Writes `data` at `pos` (extending the file; a hole reads as zeros); returns the count.
 pub fn write_at(n: &Inode, pos: u64, data: &[u8]) -> Result<usize, Errno> {
     match &n.kind {
+        Kind::External(x) => x.write_at(pos, data),
         Kind::File(d) => {
             let end = pos.checked_add(data.len() as u64).ok_or(EFBIG)?;
             let mut d = d.lock();

@@ -156,6 +156,7 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
             if !readable(&of) {
                 return Err(EBADF);
             }
+            vfs::wait_readable(&of.node, of.flags.load(Ordering::Relaxed) & O_NONBLOCK != 0)?; // a driver's device waits here, unlocked
             let mut pos = of.pos.lock();
             let data = node_read(&of, *pos, len)?;
             buf.write(p, &data)?;
@@ -349,7 +350,8 @@ fn open_path(cx: &Cx, path: &str, flags: u32, mode: u32) -> Result<File, Errno> 
     match &node.kind {
         Kind::Symlink(_) => return Err(ELOOP),
         Kind::Dev(vfs::Dev::Console) => return Ok(File::Console),
-        Kind::Boot(_) | Kind::BootDir | Kind::Proc(_) | Kind::External(_) if wants_write => return Err(EROFS),
+        Kind::Boot(_) | Kind::BootDir | Kind::Proc(_) if wants_write => return Err(EROFS),
+        Kind::External(x) if wants_write && !x.writable() => return Err(EROFS),
         _ => {}
     }
     if flags & O_TRUNC != 0 && acc != O_RDONLY && matches!(node.kind, Kind::File(_)) {

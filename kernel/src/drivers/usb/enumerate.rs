@@ -48,6 +48,12 @@ impl Hc {
             self.keyboard(&mut d, speed, iface, ep)?;
         }
         let msc = config.interfaces.iter().find(|i| i.class == usb::msc::CLASS && i.subclass == usb::msc::SUBCLASS_SCSI && i.protocol == usb::msc::PROTOCOL_BOT && i.alternate == 0);
+        let ftdi_itf = (dd.vendor == usb::ftdi::VENDOR && dd.product == usb::ftdi::PRODUCT_FT232).then(|| config.interfaces.first()).flatten();
+        if let Some(itf) = ftdi_itf {
+            if let Err(e) = self.serial(&mut d, itf) {
+                self.log.push(format!("usb: port {root_port} route {route:#x}: serial adapter: {e}"));
+            }
+        }
         let mut stick = None;
         if let Some(itf) = msc {
             match self.storage(&mut d, itf) {
@@ -104,9 +110,16 @@ impl Hc {
         let mut n = 0;
         while let Some(e) = self.next_event(0) {
             n += 1;
-            self.keyboard_event(&e);
+            self.serve_event(&e);
         }
         n
+    }
+
+    /// Serves a keyboard's report or a serial port's received data (else nothing).
+    pub(super) fn serve_event(&mut self, e: &Trb) {
+        if x::trb_type(e) == x::TRB_TRANSFER_EVENT && !self.serial_event(e) {
+            self.keyboard_event(e);
+        }
     }
 
     /// Serves event `e` if it is a keyboard's report (else does nothing): the report becomes

@@ -16,6 +16,7 @@ use crate::drivers::{Device, Resource};
 
 pub mod enumerate;
 pub mod fs;
+pub mod serial;
 pub mod storage;
 pub mod xhci;
 
@@ -61,6 +62,8 @@ pub fn init() {
                     d.driver.keyboards
                 );
                 c.push(d);
+                drop(c);
+                serial::publish(d);
             }
             Err(e) => hal::println!("usb: xHCI at {bdf}: {e}"),
         }

@@ -193,7 +193,7 @@ impl Hc {
 
     /// Waits for the transfer event of the TRB at `trb` on (`slot`, `dci`); keyboard reports
     /// that arrive meanwhile are served.
-    fn wait_transfer(&mut self, slot: u8, dci: u8, trb: u64, ns: u64) -> Result<Trb, String> {
+    pub(super) fn wait_transfer(&mut self, slot: u8, dci: u8, trb: u64, ns: u64) -> Result<Trb, String> {
         let end = hal::time::now_ns().saturating_add(ns);
         loop {
             let left = end.saturating_sub(hal::time::now_ns());
@@ -206,7 +206,7 @@ impl Hc {
             if x::event_slot(&e) == slot && x::event_endpoint(&e) == dci && x::event_pointer(&e) == trb {
                 return Ok(e);
             }
-            self.keyboard_event(&e);
+            self.serve_event(&e);
         }
     }
 

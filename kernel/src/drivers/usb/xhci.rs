@@ -144,6 +144,7 @@ pub(super) struct Hc {
     pub(super) log: Vec<String>,
     pub(super) kbds: Vec<Kbd>,
     pub(super) sticks: Vec<super::storage::Stick>,
+    pub(super) serials: Vec<super::serial::SerialDev>,
 }
 
 /// A boot-protocol keyboard's interrupt IN endpoint: its ring, always holding [`KBD_TRBS`]
@@ -342,6 +343,7 @@ pub struct Xhci {
     pub(super) slots: u32,
     pub(super) devices: Vec<UsbDevice>,
     pub(super) keyboards: usize,
+    pub(super) serials: usize,
     /// The controller, kept for the rest of the run (it keeps running and owning its DMA);
     /// the bottom half polls its event ring.
     pub(super) hc: IrqLock<Hc>,
@@ -437,6 +439,7 @@ pub(super) fn bring_up(bdf: Bdf, regs: Mmio) -> Result<(Hc, u16), DriverError> {
         log: Vec::new(),
         kbds: Vec::new(),
         sticks: Vec::new(),
+        serials: Vec::new(),
     };
     hc.w32(op + CONFIG, slots);
     hc.w64(op + DCBAAP, hc.dcbaa.phys());
@@ -487,7 +490,7 @@ impl Driver for Xhci {
         for l in &hc.log {
             hal::println!("{l}");
         }
-        Ok(Xhci { bdf, version, ports: hc.max_ports, slots: hc.slots, devices, keyboards: hc.kbds.len(), hc: IrqLock::new(hc) })
+        Ok(Xhci { bdf, version, ports: hc.max_ports, slots: hc.slots, devices, keyboards: hc.kbds.len(), serials: hc.serials.len(), hc: IrqLock::new(hc) })
     }
 
     fn top_half(&self) -> bool {
@@ -500,7 +503,7 @@ impl Driver for Xhci {
 
     /// Polls the event ring every [`POLL_NS`] while there is a keyboard to serve.
     fn bottom_half(&self, _dev: &Device<Self>) {
-        if self.keyboards == 0 {
+        if self.keyboards == 0 && self.serials == 0 {
             return;
         }
         loop {
