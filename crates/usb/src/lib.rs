@@ -6,6 +6,7 @@
 //!   `usb_descriptors` fuzz target in `crates/fuzz-targets`).
 //! - [`hid`]: boot-protocol keyboard reports turned into the bytes a terminal sends.
 //! - [`Setup`]: the 8-byte control request (GET_DESCRIPTOR, SET_CONFIGURATION, ...).
+//! - [`ehci`]: EHCI queue heads, qTDs and their tokens, port status bits.
 //! - [`ftdi`]: FTDI serial adapters: line set-up requests, the status bytes of bulk IN data.
 //! - [`msc`]: mass storage, bulk-only transport and the SCSI commands a read-only stick needs.
 //! - [`xhci`]: the xHCI Transfer Request Block layouts, input-context fields, port status bits
@@ -24,6 +25,7 @@
 extern crate alloc;
 
 pub mod desc;
+pub mod ehci;
 pub mod ftdi;
 pub mod hid;
 pub mod msc;
