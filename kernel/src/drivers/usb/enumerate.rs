@@ -4,42 +4,33 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use usb::desc;
 use usb::xhci::{self as x, InputContext, Trb};
-use usb::{Configuration, DeviceDescriptor, Setup};
+use usb::Setup;
 
 use super::UsbDevice;
 use super::xhci::*;
 use crate::drivers::DriverError;
 
+/// A device's EP0 on this controller.
+pub(super) struct Ep0<'a> {
+    pub(super) hc: &'a mut Hc,
+    pub(super) d: &'a mut Dev,
+}
+
+impl super::host::Control for Ep0<'_> {
+    fn control(&mut self, setup: Setup) -> Result<Vec<u8>, String> {
+        self.hc.control(self.d, setup)
+    }
+    fn max_data(&self) -> usize {
+        self.d.data.len()
+    }
+}
+
 impl Hc {
     /// Addresses, describes and configures one device; a hub's devices follow it into `out`.
     pub(super) fn enumerate(&mut self, root_port: u8, route: u32, depth: u32, speed: u8, out: &mut Vec<UsbDevice>) -> Result<(), String> {
         let (mut d, address) = self.address(root_port, route, speed)?;
-        let b = self.control(&mut d, Setup::get_descriptor(usb::DT_DEVICE, 0, 0, 18))?;
-        let dd = DeviceDescriptor::parse(&b).map_err(|e| format!("device descriptor: {e}"))?;
-        let b = self.control(&mut d, Setup::get_descriptor(usb::DT_CONFIGURATION, 0, 0, 9))?;
-        let total = desc::config_total_length(&b).map_err(|e| format!("configuration descriptor: {e}"))?;
-        if usize::from(total) > d.data.len() {
-            return Err(format!("configuration of {total} bytes: larger than 4 KiB is not supported yet"));
-        }
-        let b = self.control(&mut d, Setup::get_descriptor(usb::DT_CONFIGURATION, 0, 0, total))?;
-        let config = Configuration::parse(&b).map_err(|e| format!("configuration descriptor: {e}"))?;
-        let (mut manufacturer, mut product) = (None, None);
-        if dd.manufacturer_index != 0 || dd.product_index != 0 {
-            let b = self.control(&mut d, Setup::get_descriptor(usb::DT_STRING, 0, 0, 255))?;
-            let lang = desc::lang_ids(&b).map_err(|e| format!("string descriptor 0: {e}"))?[0];
-            let mut text = |hc: &mut Hc, i: u8| -> Result<Option<String>, String> {
-                if i == 0 {
-                    return Ok(None);
-                }
-                let b = hc.control(&mut d, Setup::get_descriptor(usb::DT_STRING, i, lang, 255))?;
-                desc::string(&b).map(Some).map_err(|e| format!("string descriptor {i}: {e}"))
-            };
-            manufacturer = text(self, dd.manufacturer_index)?;
-            product = text(self, dd.product_index)?;
-        }
-        self.control(&mut d, Setup::set_configuration(config.value))?;
+        let super::host::Described { dd, config, manufacturer, product } = super::host::describe(&mut Ep0 { hc: self, d: &mut d })?;
         let kbd = config.interfaces.iter().find_map(|i| {
             let ep = i.endpoints.iter().find(|e| e.is_in() && e.attributes & 3 == 3)?;
             (i.class == 3 && i.subclass == 1 && i.protocol == 1 && i.alternate == 0).then_some((i.number, *ep))

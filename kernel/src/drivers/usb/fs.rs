@@ -16,14 +16,13 @@ use hal::sync::IrqLock;
 use linux_raw_sys::errno::{EIO, EISDIR, ENOENT, ENOTDIR};
 use linux_raw_sys::general::{S_IFDIR, S_IFREG};
 
-use super::xhci::Xhci;
-use crate::drivers::Device;
+use super::Host;
 use crate::syscall::Errno;
 use crate::vfs::{self, Inode};
 
 /// A stick as `crates/fat` sees it.
 struct StickBlocks {
-    ctrl: &'static Device<Xhci>,
+    ctrl: Host,
     stick: usize,
     block_size: usize,
     blocks: u64,
@@ -37,7 +36,7 @@ impl fat::BlockDevice for StickBlocks {
         self.blocks
     }
     fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), String> {
-        self.ctrl.driver.hc.lock().read_blocks(self.stick, lba, buf)
+        self.ctrl.read_blocks(self.stick, lba, buf)
     }
 }
 
@@ -116,12 +115,11 @@ impl Node {
 
 /// Mounts the first stick with a FAT volume at `/usb`; logs what it mounted or why a stick's
 /// volume was refused.
-pub fn mount_first(ctrls: &[&'static Device<Xhci>]) {
-    for (bus, c) in ctrls.iter().enumerate() {
-        let sticks: Vec<(usize, usize, u64)> = {
-            let hc = c.driver.hc.lock();
-            hc.sticks.iter().enumerate().filter(|(_, s)| s.failed.is_none()).map(|(i, s)| (i, s.block_size as usize, s.blocks)).collect()
-        };
+pub fn mount_first(ctrls: &[Host]) {
+    for (bus, &c) in ctrls.iter().enumerate() {
+        let sticks: Vec<(usize, usize, u64)> = (0..c.stick_count())
+            .filter_map(|i| c.stick(i, |m| m.failed.is_none().then_some((i, m.block_size as usize, m.blocks))).flatten())
+            .collect();
         for (stick, block_size, blocks) in sticks {
             let mut dev = StickBlocks { ctrl: c, stick, block_size, blocks };
             match fat::Volume::open(&mut dev) {

@@ -14,8 +14,10 @@ use usb::{Configuration, DeviceDescriptor};
 
 use crate::drivers::{Device, Resource};
 
+pub mod ehci;
 pub mod enumerate;
 pub mod fs;
+pub mod host;
 pub mod serial;
 pub mod storage;
 pub mod xhci;
@@ -40,10 +42,47 @@ pub struct UsbDevice {
     pub stick: Option<usize>,
 }
 
-static CONTROLLERS: IrqLock<Vec<&'static Device<Xhci>>> = IrqLock::new(Vec::new());
+/// A host controller of either kind.
+#[derive(Clone, Copy)]
+pub enum Host {
+    Xhci(&'static Device<Xhci>),
+    Ehci(&'static Device<ehci::Ehci>),
+}
 
-/// Registers a driver on every xHCI controller enumeration found (at boot) and enumerates its
-/// devices.
+impl Host {
+    fn devices(&self) -> &'static [UsbDevice] {
+        match self {
+            Host::Xhci(d) => &d.driver.devices,
+            Host::Ehci(d) => &d.driver.devices,
+        }
+    }
+    /// Reads blocks of the controller's stick `i`.
+    fn read_blocks(&self, i: usize, lba: u64, out: &mut [u8]) -> Result<(), String> {
+        match self {
+            Host::Xhci(d) => d.driver.hc.lock().read_blocks(i, lba, out),
+            Host::Ehci(d) => d.driver.read_blocks(i, lba, out),
+        }
+    }
+    /// Looks at stick `i`'s protocol state.
+    fn stick<T>(&self, i: usize, f: impl FnOnce(&storage::Msc) -> T) -> Option<T> {
+        match self {
+            Host::Xhci(d) => d.driver.hc.lock().sticks.get(i).map(|s| f(&s.msc)),
+            Host::Ehci(d) => d.driver.stick(i, f),
+        }
+    }
+    fn stick_count(&self) -> usize {
+        match self {
+            Host::Xhci(d) => d.driver.hc.lock().sticks.len(),
+            Host::Ehci(d) => d.driver.stick_count(),
+        }
+    }
+}
+
+static CONTROLLERS: IrqLock<Vec<Host>> = IrqLock::new(Vec::new());
+
+/// Registers a driver on every xHCI and EHCI controller PCI enumeration found (at boot),
+/// enumerates their devices, makes the serial ports' device files and mounts the first
+/// stick's FAT volume at `/usb`.
 pub fn init() {
     let found: Vec<Bdf> = crate::drivers::pci::functions()
         .iter()
@@ -61,11 +100,22 @@ pub fn init() {
                     d.driver.devices.len(),
                     d.driver.keyboards
                 );
-                c.push(d);
+                c.push(Host::Xhci(d));
                 drop(c);
                 serial::publish(d);
             }
             Err(e) => hal::println!("usb: xHCI at {bdf}: {e}"),
+        }
+    }
+    for bdf in ehci::found() {
+        let res = Resource::Pci { bus: bdf.bus, device: bdf.device, function: bdf.function };
+        match crate::drivers::register::<ehci::Ehci>(res) {
+            Ok(d) => {
+                let mut c = CONTROLLERS.lock();
+                hal::println!("usb{}: EHCI at {bdf}: {} device(s) enumerated", c.len() + 1, d.driver.devices.len());
+                c.push(Host::Ehci(d));
+            }
+            Err(e) => hal::println!("usb: EHCI at {bdf}: {e}"),
         }
     }
     let cs = CONTROLLERS.lock().clone();
@@ -77,23 +127,31 @@ pub fn listing() -> String {
     let cs = CONTROLLERS.lock().clone();
     let mut s = String::new();
     if cs.is_empty() {
-        let _ = writeln!(s, "usb: no USB host controller found (xHCI only; EHCI and UHCI are not supported yet)");
+        let _ = writeln!(s, "usb: no USB host controller found (xHCI and EHCI; UHCI and OHCI are not supported yet)");
         return s;
     }
     for (i, c) in cs.iter().enumerate() {
-        let x = &c.driver;
         let bus = i + 1;
-        let _ = writeln!(
-            s,
-            "Bus {bus:03}: xHCI {}.{} at PCI {}, {} ports, {} slots, {} device(s)",
-            x.version >> 8,
-            format_args!("{:x}", x.version & 0xff),
-            x.bdf,
-            x.ports,
-            x.slots,
-            x.devices.len()
-        );
-        for d in &x.devices {
+        match c {
+            Host::Xhci(c) => {
+                let x = &c.driver;
+                let _ = writeln!(
+                    s,
+                    "Bus {bus:03}: xHCI {}.{} at PCI {}, {} ports, {} slots, {} device(s)",
+                    x.version >> 8,
+                    format_args!("{:x}", x.version & 0xff),
+                    x.bdf,
+                    x.ports,
+                    x.slots,
+                    x.devices.len()
+                );
+            }
+            Host::Ehci(c) => {
+                let e = &c.driver;
+                let _ = writeln!(s, "Bus {bus:03}: EHCI at PCI {}, {} ports, {} device(s)", e.bdf, e.ports, e.devices.len());
+            }
+        }
+        for d in c.devices() {
             let mut port = format!("{}", d.root_port);
             let mut r = d.route;
             while r != 0 {
@@ -122,19 +180,19 @@ pub fn listing() -> String {
                 d.desc.configurations,
                 d.hub_ports.map(|n| format!(", hub with {n} ports")).unwrap_or_default()
             );
-            if let Some(i) = d.stick {
-                let hc = x.hc.lock();
-                if let Some(st) = hc.sticks.get(i) {
-                    let _ = writeln!(
-                        s,
+            if let Some(line) = d.stick.and_then(|i| {
+                c.stick(i, |st| {
+                    format!(
                         "\tMass storage: {} {}, {} blocks of {} bytes{}",
                         st.vendor,
                         st.product,
                         st.blocks,
                         st.block_size,
                         st.failed.as_ref().map(|f| format!(" (failed: {f})")).unwrap_or_default()
-                    );
-                }
+                    )
+                })
+            }) {
+                let _ = writeln!(s, "{line}");
             }
             for itf in &d.config.interfaces {
                 let _ = write!(

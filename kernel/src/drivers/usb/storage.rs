@@ -1,7 +1,8 @@
-//! USB mass storage (class 08, SCSI transparent 06, bulk-only 50) on xHCI: the stick's bulk
-//! IN and OUT endpoints configured, INQUIRY, TEST UNIT READY and READ CAPACITY(10) at
-//! enumeration, then READ(10) on request (`read_blocks`, what `/usb`'s FAT reader calls).
-//! The protocol's bytes are made and checked by `usb::msc` (host-tested).
+//! USB mass storage (class 08, SCSI transparent 06, bulk-only 50): the protocol ([`Msc`]:
+//! INQUIRY, TEST UNIT READY and READ CAPACITY(10) at enumeration, then READ(10) on request,
+//! what `/usb`'s FAT reader calls) over any controller's bulk pipes (`host::Bulk`), and the
+//! xHCI side (the stick's bulk endpoints configured, transfers on its rings). The protocol's
+//! bytes are made and checked by `usb::msc` (host-tested).
 //!
 //! Every transfer is waited for by polling the event ring with the controller's lock held and
 //! a guest-time deadline (keyboard events met on the way are served, not lost); interrupt
@@ -18,6 +19,7 @@ use usb::msc;
 use usb::xhci::{self as x, InputContext, Trb};
 use usb::{Interface, Setup};
 
+use super::host::Bulk;
 use super::xhci::*;
 use crate::drivers::DriverError;
 
@@ -26,16 +28,9 @@ const DATA_FRAMES: usize = 16;
 /// Guest-time deadline of one bulk transfer.
 const BULK_NS: u64 = 2_000_000_000;
 
-/// One stick (LUN 0).
-pub(super) struct Stick {
-    pub(super) slot: u8,
-    dci_in: u8,
-    dci_out: u8,
-    ring_in: Ring,
-    ring_out: Ring,
-    /// CBW at 0, CSW at 512.
-    cmd: DmaBuffer,
-    data: DmaBuffer,
+/// The bulk-only protocol state of one stick (LUN 0), whatever its controller.
+#[derive(Default)]
+pub(super) struct Msc {
     tag: u32,
     pub(super) blocks: u64,
     pub(super) block_size: u32,
@@ -43,6 +38,134 @@ pub(super) struct Stick {
     pub(super) product: String,
     /// Why the stick no longer works (a transport failure, or it was unplugged).
     pub(super) failed: Option<String>,
+}
+
+impl Msc {
+    /// Asks the stick what it is and how large (it must be a ready direct-access device).
+    pub(super) fn describe(&mut self, p: &mut dyn Bulk) -> Result<(), String> {
+        let r = self.describe_once(p);
+        if let Err(e) = &r {
+            self.failed = Some(e.clone());
+        }
+        r
+    }
+
+    fn describe_once(&mut self, p: &mut dyn Bulk) -> Result<(), String> {
+        let mut b = [0u8; 36];
+        let n = self.scsi(p, &msc::inquiry(36), &mut b)?;
+        let q = msc::parse_inquiry(&b[..n]).map_err(|e| format!("INQUIRY: {e}"))?;
+        if q.device_type != 0 {
+            return Err(format!("SCSI device type {:#x}: only direct-access (disk) devices are supported", q.device_type));
+        }
+        // A stick may need a moment (and a REQUEST SENSE) before it is ready.
+        let mut ready = Err(String::new());
+        for _ in 0..5 {
+            ready = self.scsi(p, &msc::test_unit_ready(), &mut []).map(|_| ());
+            if ready.is_ok() {
+                break;
+            }
+            let mut sense = [0u8; 18];
+            self.scsi(p, &msc::request_sense(18), &mut sense)?;
+        }
+        ready.map_err(|e| format!("TEST UNIT READY: {e}"))?;
+        let mut c = [0u8; 8];
+        let n = self.scsi(p, &msc::read_capacity10(), &mut c)?;
+        let (blocks, size) = msc::parse_capacity(&c[..n]).map_err(|e| format!("READ CAPACITY: {e}"))?;
+        (self.blocks, self.block_size, self.vendor, self.product) = (blocks, size, q.vendor, q.product);
+        Ok(())
+    }
+
+    /// One bulk-only command: CBW, the data stage into `data` (device to host; empty for
+    /// none), CSW. Returns the bytes the data stage moved. A transport failure marks the
+    /// stick failed; a command the stick refuses (CSW status 1) does not.
+    fn scsi(&mut self, p: &mut dyn Bulk, cdb: &[u8], data: &mut [u8]) -> Result<usize, String> {
+        if let Some(f) = &self.failed {
+            return Err(f.clone());
+        }
+        let r = self.scsi_once(p, cdb, data);
+        if let Err((e, fatal)) = &r {
+            if *fatal {
+                self.failed = Some(e.clone());
+            }
+            return Err(e.clone());
+        }
+        r.map_err(|(e, _)| e)
+    }
+
+    fn scsi_once(&mut self, p: &mut dyn Bulk, cdb: &[u8], data: &mut [u8]) -> Result<usize, (String, bool)> {
+        self.tag = self.tag.wrapping_add(1);
+        let tag = self.tag;
+        let mut w = msc::cbw(tag, data.len() as u32, true, 0, cdb);
+        let fatal = |e: String| (e, true);
+        p.bulk(false, &mut w).map_err(|e| fatal(format!("command {:#04x}: {e}", cdb[0])))?;
+        let mut moved = 0;
+        while moved < data.len() {
+            let end = data.len().min(moved + p.max_transfer());
+            let n = p.bulk(true, &mut data[moved..end]).map_err(|e| fatal(format!("command {:#04x}: data: {e}", cdb[0])))?;
+            moved += n;
+            if moved < end {
+                break; // a short packet ends the data stage
+            }
+        }
+        let mut status = [0u8; 13];
+        let n = p.bulk(true, &mut status).map_err(|e| fatal(format!("command {:#04x}: status: {e}", cdb[0])))?;
+        let residue = msc::csw(&status[..n], tag, data.len() as u32).map_err(|e| {
+            let broken = !matches!(e, msc::MscError::Failed);
+            (format!("command {:#04x}: {e}", cdb[0]), broken)
+        })?;
+        Ok(moved.min(data.len() - residue as usize))
+    }
+
+    /// Reads whole blocks from block `lba` into `out` (a multiple of the block size).
+    pub(super) fn read_blocks(&mut self, p: &mut dyn Bulk, lba: u64, out: &mut [u8]) -> Result<(), String> {
+        if let Some(f) = &self.failed {
+            return Err(f.clone());
+        }
+        let bs = self.block_size as usize;
+        if bs == 0 || out.len() % bs != 0 {
+            return Err(String::from("a read of part of a block"));
+        }
+        let per = ((64 << 10) / bs) as u16;
+        let Some(parts) = msc::split_reads(lba, (out.len() / bs) as u64, per, self.blocks) else {
+            return Err(format!("blocks {lba}+{} are beyond the stick's {} blocks", out.len() / bs, self.blocks));
+        };
+        let mut at = 0;
+        for (l, n) in parts.collect::<Vec<_>>() {
+            let len = usize::from(n) * bs;
+            let got = self.scsi(p, &msc::read10(l, n), &mut out[at..at + len])?;
+            if got != len {
+                return Err(format!("READ(10) of block {l}: {got} of {len} bytes (short read)"));
+            }
+            at += len;
+        }
+        Ok(())
+    }
+}
+
+/// A stick on xHCI.
+pub(super) struct Stick {
+    pub(super) msc: Msc,
+    pub(super) slot: u8,
+    dci_in: u8,
+    dci_out: u8,
+    ring_in: Ring,
+    ring_out: Ring,
+    data: DmaBuffer,
+}
+
+/// A stick's bulk pipes on this controller.
+struct Pipes<'a> {
+    hc: &'a mut Hc,
+    i: usize,
+}
+
+impl Bulk for Pipes<'_> {
+    fn bulk(&mut self, dir_in: bool, data: &mut [u8]) -> Result<usize, String> {
+        self.hc.bulk(self.i, dir_in, data)
+    }
+    fn max_transfer(&self) -> usize {
+        DATA_FRAMES * 4096
+    }
 }
 
 impl Hc {
@@ -66,114 +189,43 @@ impl Hc {
         self.command(x::configure_endpoint(d.input.phys(), d.slot), "Configure Endpoint")?;
         // Get Max LUN may stall on a single-LUN stick: LUN 0 is used either way.
         let _ = self.control(d, Setup { request_type: 0xa1, request: msc::REQ_GET_MAX_LUN, value: 0, index: u16::from(itf.number), length: 1 });
-        let s = Stick {
-            slot: d.slot,
-            dci_in: ein.dci(),
-            dci_out: eout.dci(),
-            ring_in,
-            ring_out,
-            cmd: dma(1, self.ac64).map_err(oom)?,
-            data: dma(DATA_FRAMES, self.ac64).map_err(oom)?,
-            tag: 0,
-            blocks: 0,
-            block_size: 0,
-            vendor: String::new(),
-            product: String::new(),
-            failed: None,
-        };
-        self.sticks.push(s);
+        let data = dma(DATA_FRAMES, self.ac64).map_err(oom)?;
+        self.sticks.push(Stick { msc: Msc::default(), slot: d.slot, dci_in: ein.dci(), dci_out: eout.dci(), ring_in, ring_out, data });
         let i = self.sticks.len() - 1;
-        let r = self.describe(i);
-        if let Err(e) = r {
-            self.sticks[i].failed = Some(e.clone());
-            return Err(e);
-        }
-        Ok(i)
+        let mut m = core::mem::take(&mut self.sticks[i].msc);
+        let r = m.describe(&mut Pipes { hc: self, i });
+        self.sticks[i].msc = m;
+        r.map(|_| i)
     }
 
-    fn describe(&mut self, i: usize) -> Result<(), String> {
-        let mut b = [0u8; 36];
-        let n = self.scsi(i, &msc::inquiry(36), &mut b)?;
-        let q = msc::parse_inquiry(&b[..n]).map_err(|e| format!("INQUIRY: {e}"))?;
-        if q.device_type != 0 {
-            return Err(format!("SCSI device type {:#x}: only direct-access (disk) devices are supported", q.device_type));
+    /// Reads blocks of stick `i` (see [`Msc::read_blocks`]).
+    pub(super) fn read_blocks(&mut self, i: usize, lba: u64, out: &mut [u8]) -> Result<(), String> {
+        if i >= self.sticks.len() {
+            return Err(String::from("no such stick"));
         }
-        // A stick may need a moment (and a REQUEST SENSE) before it is ready.
-        let mut ready = Err(String::new());
-        for _ in 0..5 {
-            ready = self.scsi(i, &msc::test_unit_ready(), &mut []).map(|_| ());
-            if ready.is_ok() {
-                break;
-            }
-            let mut sense = [0u8; 18];
-            self.scsi(i, &msc::request_sense(18), &mut sense)?;
-        }
-        ready.map_err(|e| format!("TEST UNIT READY: {e}"))?;
-        let mut c = [0u8; 8];
-        let n = self.scsi(i, &msc::read_capacity10(), &mut c)?;
-        let (blocks, size) = msc::parse_capacity(&c[..n]).map_err(|e| format!("READ CAPACITY: {e}"))?;
-        let s = &mut self.sticks[i];
-        (s.blocks, s.block_size, s.vendor, s.product) = (blocks, size, q.vendor, q.product);
-        Ok(())
+        let mut m = core::mem::take(&mut self.sticks[i].msc);
+        let r = m.read_blocks(&mut Pipes { hc: self, i }, lba, out);
+        self.sticks[i].msc = m;
+        r
     }
 
-    /// One bulk-only command: CBW, the data stage into `data` (device to host; empty for
-    /// none), CSW. Returns the bytes the data stage moved.
-    fn scsi(&mut self, i: usize, cdb: &[u8], data: &mut [u8]) -> Result<usize, String> {
-        if let Some(f) = &self.sticks[i].failed {
-            return Err(f.clone());
-        }
-        let r = self.scsi_once(i, cdb, data);
-        if let Err((e, fatal)) = &r {
-            if *fatal {
-                self.sticks[i].failed = Some(e.clone());
-            }
-            return Err(e.clone());
-        }
-        r.map_err(|(e, _)| e)
-    }
-
-    /// As `scsi`; an error says whether the transport is broken (`true`) or only this
-    /// command failed.
-    fn scsi_once(&mut self, i: usize, cdb: &[u8], data: &mut [u8]) -> Result<usize, (String, bool)> {
+    /// A bulk transfer of `data` on stick `i`'s IN or OUT endpoint through its DMA buffer,
+    /// one TD per 64 KiB piece; returns the bytes moved (a short packet ends it early).
+    fn bulk(&mut self, i: usize, dir_in: bool, data: &mut [u8]) -> Result<usize, String> {
         let s = &mut self.sticks[i];
         if data.len() > s.data.len() {
-            return Err((String::from("transfer larger than the DMA buffer"), false));
+            return Err(String::from("transfer larger than the DMA buffer"));
         }
-        s.tag = s.tag.wrapping_add(1);
-        let tag = s.tag;
-        let w = msc::cbw(tag, data.len() as u32, true, 0, cdb);
-        let mut padded = [0u8; 32];
-        padded[..31].copy_from_slice(&w);
-        for (k, c) in padded.chunks_exact(4).enumerate() {
-            s.cmd.write32(4 * k, u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        if !dir_in {
+            let mut padded = data.to_vec();
+            padded.resize(data.len().div_ceil(4) * 4, 0);
+            for (k, c) in padded.chunks_exact(4).enumerate() {
+                s.data.write32(4 * k, u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            }
         }
-        let (cmd, dphys) = (s.cmd.phys(), s.data.phys());
-        let fatal = |e: String| (e, true);
-        self.bulk(i, false, cmd, 31).map_err(|e| fatal(format!("command {:#04x}: {e}", cdb[0])))?;
+        let buf = s.data.phys();
         let mut moved = 0;
-        if !data.is_empty() {
-            self.sticks[i].data.zero(0, data.len());
-            moved = self.bulk(i, true, dphys, data.len()).map_err(|e| fatal(format!("command {:#04x}: data: {e}", cdb[0])))?;
-        }
-        let n = self.bulk(i, true, cmd + 512, 13).map_err(|e| fatal(format!("command {:#04x}: status: {e}", cdb[0])))?;
-        let s = &self.sticks[i];
-        let mut status = [0u8; 13];
-        s.cmd.read_bytes(512, &mut status);
-        let residue = msc::csw(&status[..n], tag, data.len() as u32).map_err(|e| {
-            let broken = !matches!(e, msc::MscError::Failed);
-            (format!("command {:#04x}: {e}", cdb[0]), broken)
-        })?;
-        let moved = moved.min(data.len() - residue as usize);
-        s.data.read_bytes(0, &mut data[..moved]);
-        Ok(moved)
-    }
-
-    /// A bulk transfer of `len` bytes at bus address `buf` on the stick's IN or OUT endpoint,
-    /// one TD per 64 KiB piece; returns the bytes moved (a short packet ends it early).
-    fn bulk(&mut self, i: usize, dir_in: bool, buf: u64, len: usize) -> Result<usize, String> {
-        let mut moved = 0;
-        for (at, n) in InputContext::split_64k(buf, len) {
+        for (at, n) in InputContext::split_64k(buf, data.len()) {
             let s = &mut self.sticks[i];
             let (slot, dci) = (s.slot, if dir_in { s.dci_in } else { s.dci_out });
             let ring = if dir_in { &mut s.ring_in } else { &mut s.ring_out };
@@ -187,6 +239,9 @@ impl Hc {
                 x::CC_SUCCESS | x::CC_SHORT_PACKET => break,
                 cc => return Err(format!("endpoint {dci}: {}", x::completion_name(cc))),
             }
+        }
+        if dir_in {
+            self.sticks[i].data.read_bytes(0, &mut data[..moved]);
         }
         Ok(moved)
     }
@@ -208,31 +263,5 @@ impl Hc {
             }
             self.serve_event(&e);
         }
-    }
-
-    /// Reads whole blocks from block `lba` into `out` (a multiple of the block size).
-    pub(super) fn read_blocks(&mut self, i: usize, lba: u64, out: &mut [u8]) -> Result<(), String> {
-        let s = self.sticks.get(i).ok_or("no such stick")?;
-        if let Some(f) = &s.failed {
-            return Err(f.clone());
-        }
-        let bs = s.block_size as usize;
-        if bs == 0 || out.len() % bs != 0 {
-            return Err(String::from("a read of part of a block"));
-        }
-        let per = (s.data.len() / bs) as u16;
-        let Some(parts) = msc::split_reads(lba, (out.len() / bs) as u64, per, s.blocks) else {
-            return Err(format!("blocks {lba}+{} are beyond the stick's {} blocks", out.len() / bs, s.blocks));
-        };
-        let mut at = 0;
-        for (l, n) in parts.collect::<Vec<_>>() {
-            let len = usize::from(n) * bs;
-            let got = self.scsi(i, &msc::read10(l, n), &mut out[at..at + len])?;
-            if got != len {
-                return Err(format!("READ(10) of block {l}: {got} of {len} bytes (short read)"));
-            }
-            at += len;
-        }
-        Ok(())
     }
 }
