@@ -119,6 +119,16 @@ pub fn external(ino: u64, node: alloc::boxed::Box<dyn External>, mode: u32) -> A
 /// Mounts (`/proc/mounts` lines) made by drivers.
 static MOUNTS: IrqLock<Vec<String>> = IrqLock::new(Vec::new());
 
+/// Removes the mount at `/name` (open files keep their nodes).
+pub fn unmount(name: &str) -> Result<(), Errno> {
+    let r = root();
+    let Kind::Dir(e) = &r.kind else { return Err(ENOTDIR) };
+    e.lock().remove(name).ok_or(ENOENT)?;
+    let point = alloc::format!(" /{name} ");
+    MOUNTS.lock().retain(|l| !l.contains(&point));
+    Ok(())
+}
+
 /// Mounts directory `node` at `/name` (a new root entry), listed in `/proc/mounts` as `line`.
 pub fn mount(name: &str, node: Arc<Inode>, line: String) -> Result<(), Errno> {
     let r = root();

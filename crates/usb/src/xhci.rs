@@ -13,6 +13,7 @@ pub const TRB_DATA: u32 = 3;
 pub const TRB_STATUS: u32 = 4;
 pub const TRB_LINK: u32 = 6;
 pub const TRB_ENABLE_SLOT: u32 = 9;
+pub const TRB_DISABLE_SLOT: u32 = 10;
 pub const TRB_ADDRESS_DEVICE: u32 = 11;
 pub const TRB_CONFIGURE_ENDPOINT: u32 = 12;
 pub const TRB_EVALUATE_CONTEXT: u32 = 13;
@@ -95,6 +96,10 @@ pub fn completion_name(cc: u8) -> &'static str {
 
 pub fn enable_slot() -> Trb {
     [0, 0, 0, control(TRB_ENABLE_SLOT)]
+}
+/// Disable Slot for `slot` (its device was unplugged).
+pub fn disable_slot(slot: u8) -> Trb {
+    [0, 0, 0, control(TRB_DISABLE_SLOT) | u32::from(slot) << 24]
 }
 pub fn noop_command() -> Trb {
     [0, 0, 0, control(TRB_NOOP_COMMAND)]

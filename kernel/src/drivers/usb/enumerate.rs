@@ -4,7 +4,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use usb::xhci::{self as x, InputContext, Trb};
+use usb::xhci::{self as x, InputContext, Trb, portsc};
 use usb::Setup;
 
 use super::UsbDevice;
@@ -53,7 +53,7 @@ impl Hc {
             }
         }
         let is_hub = dd.class == 9;
-        let mut dev = UsbDevice { root_port, route, address, speed, desc: dd, config, manufacturer, product, hub_ports: None, stick };
+        let mut dev = UsbDevice { root_port, route, address, speed, desc: dd, config, manufacturer, product, hub_ports: None, stick, slot: d.slot };
         if !is_hub {
             out.push(dev);
             return Ok(());
@@ -101,9 +101,100 @@ impl Hc {
         let mut n = 0;
         while let Some(e) = self.next_event(0) {
             n += 1;
-            self.serve_event(&e);
+            self.other_event(&e);
         }
         n
+    }
+
+    /// An event nobody waits for: a transfer (keyboard, serial port) is served, a root port's
+    /// status change is noted for [`Hc::hotplug`].
+    pub(super) fn other_event(&mut self, e: &Trb) {
+        match x::trb_type(e) {
+            x::TRB_PORT_STATUS_CHANGE => {
+                let p = x::event_port(e);
+                if !self.pending_ports.contains(&p) {
+                    self.pending_ports.push(p);
+                }
+            }
+            x::TRB_TRANSFER_EVENT => self.serve_event(e),
+            _ => {}
+        }
+    }
+
+    /// Handles the root ports whose connection changed: a device connected is enumerated
+    /// (with everything behind it, if a hub), one disconnected is torn down with everything
+    /// that was behind it. Returns the indices of the sticks added and removed, or None if
+    /// no device came or went.
+    pub(super) fn hotplug(&mut self) -> Option<(Vec<usize>, Vec<usize>)> {
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        let mut changed = false;
+        for p in core::mem::take(&mut self.pending_ports) {
+            if p == 0 || p > self.max_ports {
+                continue;
+            }
+            let reg = self.port_reg(p);
+            let v = self.r32(reg);
+            if v & portsc::CSC == 0 {
+                continue; // not a connect or disconnect (a reset completing, ...)
+            }
+            self.w32(reg, portsc::clear_changes(v));
+            changed = true;
+            let present = self.devices.iter().any(|d| d.root_port == p);
+            if present {
+                // Disconnected (or replaced): tear down what was there first.
+                let (gone, kept): (Vec<UsbDevice>, Vec<UsbDevice>) = core::mem::take(&mut self.devices).into_iter().partition(|d| d.root_port == p);
+                self.devices = kept;
+                for d in gone.iter().rev() {
+                    removed.extend(self.teardown(d));
+                    hal::println!("usb: port {p}: device removed: ID {:04x}:{:04x} {}", d.desc.vendor, d.desc.product, d.product.as_deref().unwrap_or(""));
+                }
+            }
+            if v & portsc::CCS == 0 {
+                continue;
+            }
+            let v = self.reset_root_port(p);
+            if v & portsc::PED == 0 {
+                hal::println!("usb: port {p}: device added but not enabled after reset (PORTSC {v:#x})");
+                continue;
+            }
+            let mut out = Vec::new();
+            let r = self.enumerate(p, 0, 0, portsc::speed(v), &mut out);
+            for l in core::mem::take(&mut self.log) {
+                hal::println!("{l}");
+            }
+            for d in &out {
+                hal::println!("usb: port {p}: device added: ID {:04x}:{:04x} {}", d.desc.vendor, d.desc.product, d.product.as_deref().unwrap_or(""));
+                added.extend(d.stick);
+            }
+            self.devices.extend(out);
+            if let Err(e) = r {
+                hal::println!("usb: port {p}: device refused: {e}");
+            }
+        }
+        changed.then_some((added, removed))
+    }
+
+    /// Releases an unplugged device's slot; its stick fails, its serial port fails (readers
+    /// wake with EIO), its keyboard is forgotten. Returns its stick's index, if any.
+    fn teardown(&mut self, d: &UsbDevice) -> Option<usize> {
+        let slot = d.slot;
+        self.kbds.retain(|k| k.slot != slot);
+        for s in self.serials.iter_mut().filter(|s| s.slot() == slot) {
+            s.unplugged();
+        }
+        let stick = d.stick.filter(|&i| self.sticks.get(i).is_some_and(|s| s.slot == slot));
+        if let Some(i) = stick {
+            self.sticks[i].msc.failed = Some(String::from("the stick was unplugged"));
+        }
+        if slot != 0 {
+            if let Err(e) = self.command(x::disable_slot(slot), "Disable Slot") {
+                hal::println!("usb: slot {slot}: {e}");
+            }
+            let at = usize::from(slot) * 8;
+            self.dcbaa.write32(at, 0);
+            self.dcbaa.write32(at + 4, 0);
+        }
+        stick
     }
 
     /// Serves a keyboard's report or a serial port's received data (else nothing).

@@ -113,12 +113,45 @@ impl Node {
     }
 }
 
+/// The stick mounted at `/usb`: (bus index, stick index).
+static MOUNTED: IrqLock<Option<(usize, usize)>> = IrqLock::new(None);
+
 /// Mounts the first stick with a FAT volume at `/usb`; logs what it mounted or why a stick's
 /// volume was refused.
 pub fn mount_first(ctrls: &[Host]) {
     for (bus, &c) in ctrls.iter().enumerate() {
-        let sticks: Vec<(usize, usize, u64)> = (0..c.stick_count())
-            .filter_map(|i| c.stick(i, |m| m.failed.is_none().then_some((i, m.block_size as usize, m.blocks))).flatten())
+        let all: Vec<usize> = (0..c.stick_count()).collect();
+        if mount_one_of(bus, c, &all) {
+            return;
+        }
+    }
+}
+
+/// Sticks `removed` of bus `bus` were unplugged: if one was mounted, `/usb` goes (open files
+/// keep failing with EIO).
+pub(super) fn removed(bus: usize, removed: &[usize]) {
+    let mut m = MOUNTED.lock();
+    if m.is_some_and(|(b, s)| b == bus && removed.contains(&s)) {
+        *m = None;
+        drop(m);
+        let _ = vfs::unmount("usb");
+        hal::println!("usb: /usb: unmounted (the stick was unplugged)");
+    }
+}
+
+/// Sticks `added` of bus `bus` were plugged in: the first FAT volume among them is mounted
+/// if `/usb` is free.
+pub(super) fn added(bus: usize, c: Host, added: &[usize]) {
+    if MOUNTED.lock().is_none() {
+        mount_one_of(bus, c, added);
+    }
+}
+
+fn mount_one_of(bus: usize, c: Host, which: &[usize]) -> bool {
+    {
+        let sticks: Vec<(usize, usize, u64)> = which
+            .iter()
+            .filter_map(|&i| c.stick(i, |m| m.failed.is_none().then_some((i, m.block_size as usize, m.blocks))).flatten())
             .collect();
         for (stick, block_size, blocks) in sticks {
             let mut dev = StickBlocks { ctrl: c, stick, block_size, blocks };
@@ -137,7 +170,8 @@ pub fn mount_first(ctrls: &[Host]) {
                     match vfs::mount("usb", node, format!("usb{}.{stick} /usb vfat ro 0 0", bus + 1)) {
                         Ok(()) => {
                             hal::println!("usb: /usb: {what} (read-only)");
-                            return;
+                            *MOUNTED.lock() = Some((bus, stick));
+                            return true;
                         }
                         Err(e) => hal::println!("usb: /usb: not mounted (errno {e})"),
                     }
@@ -146,4 +180,5 @@ pub fn mount_first(ctrls: &[Host]) {
             }
         }
     }
+    false
 }

@@ -40,6 +40,8 @@ pub struct UsbDevice {
     pub hub_ports: Option<u8>,
     /// Its index among the controller's mass-storage sticks, for a working stick.
     pub stick: Option<usize>,
+    /// Its xHCI device slot (0 on EHCI).
+    pub slot: u8,
 }
 
 /// A host controller of either kind.
@@ -50,10 +52,10 @@ pub enum Host {
 }
 
 impl Host {
-    fn devices(&self) -> &'static [UsbDevice] {
+    fn devices(&self) -> Vec<UsbDevice> {
         match self {
-            Host::Xhci(d) => &d.driver.devices,
-            Host::Ehci(d) => &d.driver.devices,
+            Host::Xhci(d) => d.driver.hc.lock().devices.clone(),
+            Host::Ehci(d) => d.driver.devices.clone(),
         }
     }
     /// Reads blocks of the controller's stick `i`.
@@ -97,7 +99,7 @@ pub fn init() {
                 hal::println!(
                     "usb{}: xHCI at {bdf}: {} device(s) enumerated, {} keyboard(s) on the console",
                     c.len() + 1,
-                    d.driver.devices.len(),
+                    d.driver.hc.lock().devices.len(),
                     d.driver.keyboards
                 );
                 c.push(Host::Xhci(d));
@@ -122,6 +124,23 @@ pub fn init() {
     fs::mount_first(&cs);
 }
 
+/// After hot-plug on xHCI controller `x`: new serial ports get their device files, a removed
+/// mounted stick is unmounted, an added stick is mounted if `/usb` is free.
+fn hotplugged(x: &Xhci, added: &[usize], removed: &[usize]) {
+    let cs = CONTROLLERS.lock().clone();
+    let Some((bus, host)) = cs.iter().enumerate().find_map(|(i, h)| match h {
+        Host::Xhci(d) if core::ptr::eq(&d.driver, x) => Some((i, *h)),
+        _ => None,
+    }) else {
+        return;
+    };
+    if let Host::Xhci(d) = host {
+        serial::publish(d);
+    }
+    fs::removed(bus, removed);
+    fs::added(bus, host, added);
+}
+
 /// What `/dev/usb` holds (and `lsusb` prints): every controller and its devices.
 pub fn listing() -> String {
     let cs = CONTROLLERS.lock().clone();
@@ -143,7 +162,7 @@ pub fn listing() -> String {
                     x.bdf,
                     x.ports,
                     x.slots,
-                    x.devices.len()
+                    x.hc.lock().devices.len()
                 );
             }
             Host::Ehci(c) => {
@@ -151,7 +170,7 @@ pub fn listing() -> String {
                 let _ = writeln!(s, "Bus {bus:03}: EHCI at PCI {}, {} ports, {} device(s)", e.bdf, e.ports, e.devices.len());
             }
         }
-        for d in c.devices() {
+        for d in &c.devices() {
             let mut port = format!("{}", d.root_port);
             let mut r = d.route;
             while r != 0 {

@@ -43,6 +43,8 @@ pub struct Port {
     pub received: AtomicU64,
     pub line_errors: AtomicU64,
     waiting: AtomicBool,
+    number: usize,
+    published: AtomicBool,
     /// The controller and the port's index there, for writes.
     ctrl: spin::Once<(&'static crate::drivers::Device<Xhci>, usize)>,
 }
@@ -98,6 +100,8 @@ impl Hc {
             received: AtomicU64::new(0),
             line_errors: AtomicU64::new(0),
             waiting: AtomicBool::new(false),
+            number: n,
+            published: AtomicBool::new(false),
             ctrl: spin::Once::new(),
         });
         PORTS.lock().push(port.clone());
@@ -174,6 +178,19 @@ impl Hc {
             x::CC_SUCCESS | x::CC_SHORT_PACKET => Ok(data.len().saturating_sub(x::transfer_residue(&e) as usize)),
             cc => Err(format!("send endpoint: {}", x::completion_name(cc))),
         }
+    }
+}
+
+impl SerialDev {
+    pub(super) fn slot(&self) -> u8 {
+        self.slot
+    }
+    /// The adapter was unplugged: the port fails; waiting readers wake and get EIO.
+    pub(super) fn unplugged(&mut self) {
+        self.in_trb = None;
+        *self.port.failed.lock() = Some(String::from("the adapter was unplugged"));
+        self.port.ready.up();
+        hal::println!("usb: /dev/{}: the adapter was unplugged (reads and writes fail with EIO)", self.port.name);
     }
 }
 
@@ -263,12 +280,15 @@ impl crate::vfs::External for Node {
     }
 }
 
-/// Binds every port of `ctrl` and makes its `/dev/ttyUSB<n>`.
+/// Binds every port of `ctrl` not published yet and makes its `/dev/ttyUSB<n>`.
 pub(super) fn publish(ctrl: &'static crate::drivers::Device<Xhci>) {
     let ports: Vec<Arc<Port>> = ctrl.driver.hc.lock().serials.iter().map(|s| s.port.clone()).collect();
     for (i, p) in ports.into_iter().enumerate() {
+        if p.published.swap(true, Ordering::AcqRel) {
+            continue;
+        }
         p.bind(ctrl, i);
-        let ino = 0x200_0000_0000 + i as u64;
+        let ino = 0x200_0000_0000 + p.number as u64;
         let node = crate::vfs::external(ino, alloc::boxed::Box::new(Node(p.clone())), linux_raw_sys::general::S_IFCHR | 0o666);
         match crate::vfs::add_dev(&p.name, node) {
             Ok(()) => hal::println!("usb: /dev/{}: FTDI serial adapter, 115200 8N1", p.name),

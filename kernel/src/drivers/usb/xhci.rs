@@ -145,6 +145,10 @@ pub(super) struct Hc {
     pub(super) kbds: Vec<Kbd>,
     pub(super) sticks: Vec<super::storage::Stick>,
     pub(super) serials: Vec<super::serial::SerialDev>,
+    /// Every device enumerated and not unplugged since.
+    pub(super) devices: Vec<UsbDevice>,
+    /// Root ports whose status changed (port status change events not handled yet).
+    pub(super) pending_ports: Vec<u8>,
 }
 
 /// A boot-protocol keyboard's interrupt IN endpoint: its ring, always holding [`KBD_TRBS`]
@@ -231,10 +235,8 @@ impl Hc {
                     String::from("no completion event (timed out)")
                 });
             };
-            if x::trb_type(&e) != kind {
-                continue;
-            }
-            if pointer.is_some_and(|p| p != x::event_pointer(&e)) || slot.is_some_and(|s| s != x::event_slot(&e)) {
+            if x::trb_type(&e) != kind || pointer.is_some_and(|p| p != x::event_pointer(&e)) || slot.is_some_and(|s| s != x::event_slot(&e)) {
+                self.other_event(&e);
                 continue;
             }
             return Ok(e);
@@ -341,7 +343,6 @@ pub struct Xhci {
     pub(super) version: u16,
     pub(super) ports: u8,
     pub(super) slots: u32,
-    pub(super) devices: Vec<UsbDevice>,
     pub(super) keyboards: usize,
     pub(super) serials: usize,
     /// The controller, kept for the rest of the run (it keeps running and owning its DMA);
@@ -440,6 +441,8 @@ pub(super) fn bring_up(bdf: Bdf, regs: Mmio) -> Result<(Hc, u16), DriverError> {
         kbds: Vec::new(),
         sticks: Vec::new(),
         serials: Vec::new(),
+        devices: Vec::new(),
+        pending_ports: Vec::new(),
     };
     hc.w32(op + CONFIG, slots);
     hc.w64(op + DCBAAP, hc.dcbaa.phys());
@@ -472,7 +475,6 @@ impl Driver for Xhci {
         let regs = Mmio::claim(bdf, 0).map_err(DriverError::Broken)?;
         let (mut hc, version) = bring_up(bdf, regs)?;
         hc.command(x::noop_command(), "No Op").map_err(|e| DriverError::LeftAlone(format!("command ring: {e}")))?;
-        let mut devices = Vec::new();
         for port in 1..=hc.max_ports {
             let reg = hc.port_reg(port);
             if hc.r32(reg) & portsc::CCS == 0 {
@@ -483,14 +485,17 @@ impl Driver for Xhci {
                 hc.log.push(format!("usb: port {port}: not enabled after reset (PORTSC {v:#x})"));
                 continue;
             }
-            if let Err(e) = hc.enumerate(port, 0, 0, portsc::speed(v), &mut devices) {
+            let mut devices = Vec::new();
+            let r = hc.enumerate(port, 0, 0, portsc::speed(v), &mut devices);
+            hc.devices.extend(devices);
+            if let Err(e) = r {
                 hc.log.push(format!("usb: port {port}: device refused: {e}"));
             }
         }
         for l in &hc.log {
             hal::println!("{l}");
         }
-        Ok(Xhci { bdf, version, ports: hc.max_ports, slots: hc.slots, devices, keyboards: hc.kbds.len(), serials: hc.serials.len(), hc: IrqLock::new(hc) })
+        Ok(Xhci { bdf, version, ports: hc.max_ports, slots: hc.slots, keyboards: hc.kbds.len(), serials: hc.serials.len(), hc: IrqLock::new(hc) })
     }
 
     fn top_half(&self) -> bool {
@@ -501,13 +506,19 @@ impl Driver for Xhci {
         None // the controller's interrupt is never enabled (polling)
     }
 
-    /// Polls the event ring every [`POLL_NS`] while there is a keyboard to serve.
+    /// Polls the event ring every [`POLL_NS`]: keyboard reports, serial data, and root ports
+    /// whose connection changed (hot-plug: a new device is enumerated, an unplugged one torn
+    /// down); file systems and device files follow outside the controller's lock.
     fn bottom_half(&self, _dev: &Device<Self>) {
-        if self.keyboards == 0 && self.serials == 0 {
-            return;
-        }
         loop {
-            self.hc.lock().poll();
+            let changes = {
+                let mut hc = self.hc.lock();
+                hc.poll();
+                hc.hotplug()
+            };
+            if let Some((added, removed)) = changes {
+                super::hotplugged(self, &added, &removed);
+            }
             let _ = crate::sched::sleep_ns(POLL_NS);
         }
     }
