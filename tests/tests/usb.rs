@@ -23,7 +23,7 @@ fn args(s: &[&str]) -> Vec<String> {
 
 #[test]
 fn xhci_enumerates_root_port_and_hub_devices() -> Result<()> {
-    // A 1 MiB raw image for the stick (enumerated only: mass storage is not supported yet).
+    // A 1 MiB raw image of zeros for the stick (enumerated; no file system: not mounted).
     let dir = std::env::temp_dir().join(format!("quest-usb-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let stick = dir.join("stick.img");

@@ -460,7 +460,7 @@ fn cargo() -> Command {
 /// Host crates whose unit, property and doc tests run on the host.
 const HOST_CRATES: &[&str] = &[
     "kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "bootinfo", "fuzz-targets", "quest-abi", "signals", "vmmap", "monitor-core",
-    "pci", "can", "evcore", "usb", "libquest", "xtask",
+    "pci", "can", "evcore", "usb", "fat", "libquest", "xtask",
 ];
 
 fn test(args: &[String]) -> Result<()> {

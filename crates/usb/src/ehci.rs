@@ -24,7 +24,7 @@ pub const TYPE_QH: u32 = 1 << 1;
 pub const QTD_MAX: usize = 5 * 4096;
 
 /// A qTD's eight dwords: next (`next`: bus address or None), alternate next (terminated),
-/// token, five buffer pointers for `len` bytes at `buf`. `toggle`: data toggle (when the QH
+/// token, five buffer pointers for `len` bytes at `buf` (those past the buffer's last page 0). `toggle`: data toggle (when the QH
 /// takes toggles from qTDs); `ioc`: interrupt on complete. None if the buffer does not fit
 /// five pages or `len` exceeds 20 KiB.
 pub fn qtd(next: Option<u32>, pid: u32, toggle: bool, len: usize, buf: u32, ioc: bool) -> Option<[u32; 8]> {
@@ -38,8 +38,10 @@ pub fn qtd(next: Option<u32>, pid: u32, toggle: bool, len: usize, buf: u32, ioc:
     d[1] = TERMINATE;
     d[2] = u32::from(toggle) << 31 | (len as u32) << 16 | u32::from(ioc) << 15 | 3 << 10 | pid << 8 | ACTIVE;
     d[3] = buf;
-    for (i, slot) in d[4..8].iter_mut().enumerate() {
-        *slot = first_page.wrapping_add(4096 * (i as u32 + 1));
+    // Only the pages the buffer spans: the controller is given no address outside it.
+    let pages = (end.saturating_sub(u64::from(first_page))).div_ceil(4096).max(1) as usize;
+    for (i, slot) in d[4..8].iter_mut().enumerate().take(pages - 1) {
+        *slot = first_page + 4096 * (i as u32 + 1);
     }
     Some(d)
 }
@@ -130,7 +132,11 @@ mod tests {
         assert_eq!(d[1], TERMINATE);
         assert_eq!(d[2], 1 << 31 | 18 << 16 | 1 << 15 | 3 << 10 | 1 << 8 | 0x80);
         assert_eq!(d[3], 0x2000_0010);
-        assert_eq!(&d[4..], &[0x2000_1000, 0x2000_2000, 0x2000_3000, 0x2000_4000]);
+        assert_eq!(&d[4..], &[0; 4], "18 bytes span one page");
+        let d = qtd(None, PID_IN, false, 0x2000, 0x2000_0800, false).unwrap();
+        assert_eq!(&d[4..], &[0x2000_1000, 0x2000_2000, 0, 0]);
+        let d = qtd(None, PID_IN, false, 0x5000, 0x3000, false).unwrap();
+        assert_eq!(&d[4..], &[0x4000, 0x5000, 0x6000, 0x7000]);
         assert_eq!(qtd(None, PID_SETUP, false, 8, 0x3000, false).unwrap()[0], TERMINATE);
         assert!(qtd(None, PID_IN, false, 0x5000, 0x3000, false).is_some());
         assert!(qtd(None, PID_IN, false, 0x5000, 0x3010, false).is_none(), "crosses a sixth page");

@@ -1,4 +1,4 @@
-//! USB logic without hardware, for the kernel's xHCI driver (`kernel/src/drivers/xhci.rs`):
+//! USB logic without hardware, for the kernel's USB drivers (`kernel/src/drivers/usb/`):
 //!
 //! - [`desc`]: the standard descriptors a device returns (device, configuration with its
 //!   interfaces and endpoints, string, hub). A device is outside input: every parser returns

@@ -21,17 +21,18 @@
 //! - A boot-protocol keyboard (HID 03/01/01): SET_PROTOCOL (boot), SET_IDLE, Configure
 //!   Endpoint for its interrupt IN endpoint, eight reports always queued; each report's newly
 //!   pressed keys become console input (`serial::inject`, as if typed on the UART).
+//! - Mass storage (`storage.rs`, bulk endpoints) and FTDI serial adapters (`serial.rs`).
 //!
 //! Polling: the controller's interrupt is not enabled (USBCMD.INTE and IMAN.IE stay 0). At
 //! boot, in `probe`, every command and transfer is waited for by polling the event ring with a
 //! guest-time deadline; afterwards the bottom half, a thread on the driver's IO VCPU, polls it
-//! every 10 ms for keyboard reports (so a key reaches the console within 10 ms plus the IO
-//! VCPU's period under load).
+//! every 10 ms for keyboard reports, serial data and port status changes (hot-plug,
+//! `enumerate.rs`), so a key or a received byte is seen within 10 ms plus the IO VCPU's period
+//! under load; a stick's reads and a serial port's writes poll for their own completion.
 //!
-//! Not done yet (each says so where it would be needed): the other class drivers (mass
-//! storage, serial), a halted keyboard endpoint's reset, interrupts, hot-plug
-//! (devices present at boot only), EHCI/UHCI controllers, a high-speed hub's transaction
-//! translator for full/low-speed devices behind it, S3 resume.
+//! Not done yet (each says so where it would be needed): a halted endpoint's reset,
+//! interrupts, a high-speed hub's transaction translator for full/low-speed devices behind it,
+//! hot-plug below a hub (root ports only), S3 resume.
 //!
 //! Register and TRB layouts are hand-written in `crates/usb::xhci` (host-tested) rather than
 //! taken from the `xhci` crate: see that crate's doc for why.
