@@ -372,7 +372,7 @@ impl Driver for Ehci {
         let Resource::Pci { bus, device, function } = *res else { return Err(DriverError::NotMine) };
         let bdf = Bdf { bus, device, function };
         let f = crate::drivers::pci::function(bdf).ok_or(DriverError::NoDevice)?;
-        if !is_ehci(&f) {
+        if !is_ehci(f) {
             return Err(DriverError::NotMine);
         }
         let regs = Mmio::claim(bdf, 0).map_err(DriverError::Broken)?;

@@ -40,10 +40,10 @@ impl Hc {
         }
         let msc = config.interfaces.iter().find(|i| i.class == usb::msc::CLASS && i.subclass == usb::msc::SUBCLASS_SCSI && i.protocol == usb::msc::PROTOCOL_BOT && i.alternate == 0);
         let ftdi_itf = (dd.vendor == usb::ftdi::VENDOR && dd.product == usb::ftdi::PRODUCT_FT232).then(|| config.interfaces.first()).flatten();
-        if let Some(itf) = ftdi_itf {
-            if let Err(e) = self.serial(&mut d, itf) {
-                self.log.push(format!("usb: port {root_port} route {route:#x}: serial adapter: {e}"));
-            }
+        if let Some(itf) = ftdi_itf
+            && let Err(e) = self.serial(&mut d, itf)
+        {
+            self.log.push(format!("usb: port {root_port} route {route:#x}: serial adapter: {e}"));
         }
         let mut stick = None;
         if let Some(itf) = msc {

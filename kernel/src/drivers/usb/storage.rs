@@ -122,7 +122,7 @@ impl Msc {
             return Err(f.clone());
         }
         let bs = self.block_size as usize;
-        if bs == 0 || out.len() % bs != 0 {
+        if bs == 0 || !out.len().is_multiple_of(bs) {
             return Err(String::from("a read of part of a block"));
         }
         let per = ((64 << 10) / bs) as u16;
