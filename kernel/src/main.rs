@@ -167,7 +167,7 @@ fn kernel_main(boot: &'static hal::Boot) -> ! {
         Err(e) => println!("queshe: not started: {e}"),
     }
     drivers::can::init();
-    drivers::xhci::init();
+    drivers::usb::init();
     // The console: /boot/user_init (which starts the shell) unless this is the test build or
     // the command line says `console=kernel`; the kernel's own console if it is missing or ends.
     let kernel_console = cfg!(feature = "ktest") || info.cmdline().split_whitespace().any(|o| o == "console=kernel");

@@ -66,6 +66,82 @@ pub enum Kind {
     Symlink(String),
     /// An AF_UNIX socket bound to this path (gone when the socket is closed).
     Sock(alloc::sync::Weak<crate::socket::Sock>),
+    /// A file or directory of a file system a driver serves (the USB stick's FAT at `/usb`).
+    External(alloc::boxed::Box<dyn External>),
+}
+
+/// A node of a file system served by a driver (read-only): what the tree asks of it.
+pub trait External: Send + Sync {
+    fn is_dir(&self) -> bool;
+    fn size(&self) -> u64;
+    /// The entry `name` of this directory, as an inode ([`external`]).
+    fn child(&self, name: &str) -> Result<Arc<Inode>, Errno>;
+    fn read_at(&self, pos: u64, max: usize) -> Result<Vec<u8>, Errno>;
+    /// Entries: (inode number, is a directory, name).
+    fn list(&self) -> Result<Vec<(u64, bool, String)>, Errno>;
+    /// Whether it may be opened for writing (else EROFS).
+    fn writable(&self) -> bool {
+        false
+    }
+    fn write_at(&self, _pos: u64, _data: &[u8]) -> Result<usize, Errno> {
+        Err(EROFS)
+    }
+    /// A device's wait for input before a read (called with no lock held): Ok when there
+    /// is something to read (or it never waits).
+    fn wait_readable(&self, _nonblock: bool) -> Result<(), Errno> {
+        Ok(())
+    }
+}
+
+/// Waits, for a driver's device node, until a read has something to return.
+pub fn wait_readable(n: &Inode, nonblock: bool) -> Result<(), Errno> {
+    match &n.kind {
+        Kind::External(x) => x.wait_readable(nonblock),
+        _ => Ok(()),
+    }
+}
+
+/// Adds device node `node` as `/dev/name`.
+pub fn add_dev(name: &str, node: Arc<Inode>) -> Result<(), Errno> {
+    let (dev, _) = resolve("/dev", true)?;
+    let Kind::Dir(e) = &dev.kind else { return Err(ENOTDIR) };
+    let mut e = e.lock();
+    if e.contains_key(name) {
+        return Err(EEXIST);
+    }
+    e.insert(name.to_owned(), node);
+    Ok(())
+}
+
+/// An inode for a driver's node (`mode`: type and permissions).
+pub fn external(ino: u64, node: alloc::boxed::Box<dyn External>, mode: u32) -> Arc<Inode> {
+    Inode::fixed(ino, Kind::External(node), mode)
+}
+
+/// Mounts (`/proc/mounts` lines) made by drivers.
+static MOUNTS: IrqLock<Vec<String>> = IrqLock::new(Vec::new());
+
+/// Removes the mount at `/name` (open files keep their nodes).
+pub fn unmount(name: &str) -> Result<(), Errno> {
+    let r = root();
+    let Kind::Dir(e) = &r.kind else { return Err(ENOTDIR) };
+    e.lock().remove(name).ok_or(ENOENT)?;
+    let point = alloc::format!(" /{name} ");
+    MOUNTS.lock().retain(|l| !l.contains(&point));
+    Ok(())
+}
+
+/// Mounts directory `node` at `/name` (a new root entry), listed in `/proc/mounts` as `line`.
+pub fn mount(name: &str, node: Arc<Inode>, line: String) -> Result<(), Errno> {
+    let r = root();
+    let Kind::Dir(e) = &r.kind else { return Err(ENOTDIR) };
+    let mut e = e.lock();
+    if e.contains_key(name) {
+        return Err(EEXIST);
+    }
+    e.insert(name.to_owned(), node);
+    MOUNTS.lock().push(line);
+    Ok(())
 }
 
 /// Times in nanoseconds of the monotonic clock (CLOCK_REALTIME is the same clock).
@@ -155,6 +231,9 @@ impl Inode {
         Inode::new(Kind::File(crate::shm::ShmObject::new(true, 0)), S_IFREG | (perm & 0o7777))
     }
     pub fn is_dir(&self) -> bool {
+        if let Kind::External(x) = &self.kind {
+            return x.is_dir();
+        }
         matches!(self.kind, Kind::Dir(_) | Kind::BootDir | Kind::Proc(Proc::Root) | Kind::Proc(Proc::Pid(_)))
     }
     pub fn mode(&self) -> u32 {
@@ -167,6 +246,7 @@ impl Inode {
             Kind::Boot(b) => b.len() as u64,
             Kind::Symlink(s) => s.len() as u64,
             Kind::Dir(e) => 4096.max(e.lock().len() as u64 * 32),
+            Kind::External(x) => x.size(),
             _ => 0,
         }
     }
@@ -273,6 +353,7 @@ pub fn join(base: &str, path: &[u8]) -> Result<String, Errno> {
 /// The child `name` of directory `dir`.
 fn child(dir: &Arc<Inode>, name: &str) -> Result<Arc<Inode>, Errno> {
     match &dir.kind {
+        Kind::External(x) => x.child(name),
         Kind::Dir(e) => e.lock().get(name).cloned().ok_or(ENOENT),
         Kind::BootDir => {
             let fs = crate::initrd::get();
@@ -382,6 +463,7 @@ fn entries(d: &Arc<Inode>) -> Result<&IrqLock<BTreeMap<String, Arc<Inode>>>, Err
     match &d.kind {
         Kind::Dir(e) => Ok(e),
         Kind::BootDir | Kind::Proc(_) => Err(EROFS),
+        Kind::External(x) if x.is_dir() => Err(EROFS),
         _ => Err(ENOTDIR),
     }
 }
@@ -509,6 +591,8 @@ pub fn read_at(n: &Inode, pos: u64, max: usize) -> Result<Vec<u8>, Errno> {
         Kind::Dev(Dev::Random) => Ok(random_bytes(max.min(1 << 20))),
         Kind::Dir(_) | Kind::BootDir | Kind::Proc(Proc::Root | Proc::Pid(_)) => Err(EISDIR),
         Kind::Proc(_) => Ok(slice(&proc_content(n)?)),
+        Kind::External(x) if x.is_dir() => Err(EISDIR),
+        Kind::External(x) => x.read_at(pos, max),
         _ => Err(EINVAL),
     }
 }
@@ -516,6 +600,7 @@ pub fn read_at(n: &Inode, pos: u64, max: usize) -> Result<Vec<u8>, Errno> {
 /// Writes `data` at `pos` (extending the file; a hole reads as zeros); returns the count.
 pub fn write_at(n: &Inode, pos: u64, data: &[u8]) -> Result<usize, Errno> {
     match &n.kind {
+        Kind::External(x) => x.write_at(pos, data),
         Kind::File(d) => {
             let n_written = d.write_at(pos, data)?;
             n.touch_modified();
@@ -557,6 +642,11 @@ pub fn list(d: &Arc<Inode>) -> Result<Vec<(u64, u8, String)>, Errno> {
         _ => DT_REG,
     };
     match &d.kind {
+        Kind::External(x) => {
+            for (ino, dir, name) in x.list()? {
+                v.push((ino, if dir { DT_DIR } else { DT_REG }, name));
+            }
+        }
         Kind::Dir(e) => {
             for (name, n) in e.lock().iter() {
                 v.push((n.ino, ty(n), name.clone()));
@@ -628,6 +718,10 @@ pub fn proc_content(n: &Inode) -> Result<Vec<u8>, Errno> {
         }
         Proc::File("mounts") => {
             s.push_str("rootfs / tmpfs rw 0 0\ninitrd /boot cpio ro 0 0\nproc /proc proc ro 0 0\n");
+            for m in MOUNTS.lock().iter() {
+                s.push_str(m);
+                s.push('\n');
+            }
         }
         Proc::PidFile(pid, f) => {
             let p = crate::process::get(pid).ok_or(ENOENT)?;

@@ -15,7 +15,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// The targets, in `fuzz/Cargo.toml` and `fuzz_targets::TARGETS` order.
-pub const TARGETS: &[&str] = &["elf", "cpio", "multiboot2", "partition_toml", "partition_blob", "channels", "usb_descriptors"];
+pub const TARGETS: &[&str] = &["elf", "cpio", "multiboot2", "partition_toml", "partition_blob", "channels", "usb_descriptors", "fat_volume"];
 
 const USAGE: &str = "\
 usage: cargo xtask fuzz [--time SECONDS] [--runs N] [TARGET...]

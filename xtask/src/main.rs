@@ -465,7 +465,7 @@ fn cargo() -> Command {
 /// Host crates whose unit, property and doc tests run on the host.
 const HOST_CRATES: &[&str] = &[
     "kmem", "cpio", "ksym", "vcpu-sched", "channels", "partition", "elf", "bootinfo", "fuzz-targets", "quest-abi", "signals", "vmmap", "ipc", "monitor-core",
-    "pci", "can", "evcore", "usb", "libquest", "xtask",
+    "pci", "can", "evcore", "usb", "fat", "libquest", "xtask",
 ];
 
 fn test(args: &[String]) -> Result<()> {
@@ -525,7 +525,7 @@ fn test(args: &[String]) -> Result<()> {
         }
         println!("xtask: no_std crates build for the kernel target");
         let st = cargo()
-            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf", "-p", "bootinfo", "-p", "quest-abi", "-p", "signals", "-p", "vmmap", "-p", "ipc", "-p", "monitor-core", "-p", "pci", "-p", "can", "-p", "evcore", "-p", "usb"])
+            .args(["build", "--target", "x86_64-unknown-none", "-p", "kmem", "-p", "cpio", "-p", "ksym", "-p", "vcpu-sched", "-p", "channels", "-p", "partition", "-p", "elf", "-p", "bootinfo", "-p", "quest-abi", "-p", "signals", "-p", "vmmap", "-p", "ipc", "-p", "monitor-core", "-p", "pci", "-p", "can", "-p", "evcore", "-p", "usb", "-p", "fat"])
             .status()?;
         if !st.success() {
             bail!("a no_std crate does not build for x86_64-unknown-none");

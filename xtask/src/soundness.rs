@@ -69,9 +69,14 @@ pub const UNSAFE_ALLOWED: &[(&str, usize, &str)] = &[
         "MSI needs bus mastering and there is no IOMMU: the unsafe trait DmaFree (a driver's promise never to start DMA) and the one hal::pci::enable_msi call it guards; the unsafe trait DmaDriver (a driver's promise to DMA into hal::dma::DmaBuffers only) and the one hal::pci::enable_bus_master call it guards",
     ),
     (
-        "kernel/src/drivers/xhci.rs",
+        "kernel/src/drivers/usb/xhci.rs",
         1,
         "unsafe impl DmaDriver: the xHCI driver gives the controller addresses of its hal::dma::DmaBuffers only",
+    ),
+    (
+        "kernel/src/drivers/usb/ehci.rs",
+        1,
+        "unsafe impl DmaDriver: the EHCI driver gives the controller addresses of its hal::dma::DmaBuffers only (queue head, qTDs, bounce buffer)",
     ),
     (
         "kernel/src/drivers/edu.rs",

@@ -11,7 +11,10 @@
 //! * [`channels`]: attaching to a shared-memory channel region with an arbitrary header, then
 //!   using it.
 //! * [`usb_descriptors`]: what a USB device answers to GET_DESCRIPTOR (device, configuration,
-//!   string, hub), through the parsers the xHCI driver uses.
+//!   string, hub), through the parsers the xHCI driver uses, and a mass-storage stick's
+//!   answers (command status, INQUIRY, READ CAPACITY, sense data).
+//! * [`fat_volume`]: a USB stick's blocks as the `/usb` FAT reader sees them (the input is the
+//!   device's contents): mount, list every directory, read every file.
 //!
 //! `fuzz/` (cargo-fuzz, libFuzzer) calls these; `tests/corpus.rs` replays every input checked in
 //! under `fuzz/corpus/TARGET/` and `fuzz/regressions/TARGET/` through them in the normal test run,
@@ -32,6 +35,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("partition_blob", partition_blob),
     ("channels", channels),
     ("usb_descriptors", usb_descriptors),
+    ("fat_volume", fat_volume),
 ];
 
 /// ELF64 load plans, as the kernel asks for them (program headers required), and the System V
@@ -217,4 +221,51 @@ pub fn usb_descriptors(data: &[u8]) {
     if let Ok(h) = usb::HubDescriptor::parse(data) {
         assert!((1..=15).contains(&h.ports));
     }
+    if data.len() >= 4 {
+        let tag = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+        if let Ok(residue) = usb::msc::csw(&data[4..], tag, 512) {
+            assert!(residue <= 512);
+        }
+    }
+    let _ = usb::msc::parse_inquiry(data);
+    if let Ok((blocks, size)) = usb::msc::parse_capacity(data) {
+        assert!(blocks > 0 && size.is_power_of_two());
+    }
+    let _ = usb::msc::parse_sense(data);
+}
+
+/// A RAM block device over a fuzz input (512-byte blocks; the last partial block is dropped).
+struct RamBlocks<'a>(&'a [u8]);
+
+impl fat::BlockDevice for RamBlocks<'_> {
+    fn block_size(&self) -> usize {
+        512
+    }
+    fn blocks(&self) -> u64 {
+        (self.0.len() / 512) as u64
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), String> {
+        let at = usize::try_from(lba).ok().and_then(|l| l.checked_mul(512)).ok_or("block number")?;
+        let src = at.checked_add(buf.len()).and_then(|end| self.0.get(at..end)).ok_or("read past the device")?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// Mounts the input as a FAT volume and walks it: every directory listed (two levels), every
+/// file read whole; what is read never exceeds the entry's size.
+pub fn fat_volume(data: &[u8]) {
+    let mut dev = RamBlocks(data);
+    let Ok(mut v) = fat::Volume::open(&mut dev) else { return };
+    let root = v.root();
+    let Ok(top) = v.list(&mut dev, &root) else { return };
+    for e in top.iter().take(64) {
+        let below = if e.is_dir { v.list(&mut dev, e).unwrap_or_default() } else { vec![e.clone()] };
+        for f in below.iter().filter(|f| !f.is_dir).take(64) {
+            if let Ok(b) = v.read(&mut dev, f, 0, 1 << 20) {
+                assert!(b.len() as u64 <= u64::from(f.size), "read past a file's size");
+            }
+        }
+    }
+    let _ = v.lookup(&mut dev, "sub/data.bin");
 }

@@ -78,6 +78,11 @@ fn seeds_are_accepted_by_their_parsers() {
     assert!(usb::desc::lang_ids(&u[2].1).is_ok());
     assert_eq!(usb::desc::string(&u[3].1).unwrap(), "QEMU USB Keyboard");
     assert!(usb::HubDescriptor::parse(&u[4].1).is_ok());
+    let img = tiny_fat12();
+    let mut dev = FatRam(&img);
+    let mut v = fat::Volume::open(&mut dev).expect("the FAT seed mounts");
+    let f = v.lookup(&mut dev, "sub/data.bin").unwrap();
+    assert_eq!(v.read(&mut dev, &f, 0, 100).unwrap(), b"hello, fuzzer\n");
     for op in 0..4u8 {
         let r = channel_region(op);
         let words: Vec<AtomicU64> = r[1..].chunks(8).map(|c| AtomicU64::new(u64::from_le_bytes(c.try_into().unwrap()))).collect();
@@ -104,6 +109,50 @@ fn usb_seeds() -> Vec<(String, Vec<u8>)> {
         ("kbd_product".into(), product),
         ("hub".into(), vec![9, 0x29, 8, 0x0a, 0, 1, 0, 0, 0xff]),
     ]
+}
+
+/// A 32 KiB FAT12 volume: one FAT, a root directory of 16 entries, /SUB/DATA.BIN.
+fn tiny_fat12() -> Vec<u8> {
+    let mut b = vec![0u8; 64 * 512];
+    b[..3].copy_from_slice(&[0xeb, 0x3c, 0x90]);
+    b[11..13].copy_from_slice(&512u16.to_le_bytes());
+    b[13] = 1; // sectors per cluster
+    b[14] = 1; // reserved
+    b[16] = 1; // FATs
+    b[17] = 16; // root entries
+    b[19..21].copy_from_slice(&64u16.to_le_bytes());
+    b[21] = 0xf8;
+    b[22] = 1; // FAT sectors
+    b[510] = 0x55;
+    b[511] = 0xaa;
+    // FAT12: entries 0, 1 reserved; clusters 2 (SUB) and 3 (DATA.BIN) end their chains.
+    b[512..518].copy_from_slice(&[0xf8, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    let entry = |b: &mut Vec<u8>, at: usize, name: &[u8; 11], attr: u8, cluster: u16, size: u32| {
+        b[at..at + 11].copy_from_slice(name);
+        b[at + 11] = attr;
+        b[at + 26..at + 28].copy_from_slice(&cluster.to_le_bytes());
+        b[at + 28..at + 32].copy_from_slice(&size.to_le_bytes());
+    };
+    entry(&mut b, 2 * 512, b"SUB        ", 0x10, 2, 0); // root directory at sector 2
+    entry(&mut b, 3 * 512, b"DATA    BIN", 0x20, 3, 14); // cluster 2 = sector 3
+    b[4 * 512..4 * 512 + 14].copy_from_slice(b"hello, fuzzer\n");
+    b
+}
+
+struct FatRam<'a>(&'a [u8]);
+
+impl fat::BlockDevice for FatRam<'_> {
+    fn block_size(&self) -> usize {
+        512
+    }
+    fn blocks(&self) -> u64 {
+        (self.0.len() / 512) as u64
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), String> {
+        let at = lba as usize * 512;
+        buf.copy_from_slice(self.0.get(at..at + buf.len()).ok_or("past the end")?);
+        Ok(())
+    }
 }
 
 fn write_seeds() {
@@ -291,6 +340,7 @@ fn seeds() -> Seeds {
             (0..4u8).map(|op| (format!("region{op}"), channel_region(op))).collect(),
         ),
         ("usb_descriptors", usb_seeds()),
+        ("fat_volume", vec![("fat12_tiny.img".into(), tiny_fat12())]),
     ]
 }
 

@@ -1,4 +1,4 @@
-//! USB logic without hardware, for the kernel's xHCI driver (`kernel/src/drivers/xhci.rs`):
+//! USB logic without hardware, for the kernel's USB drivers (`kernel/src/drivers/usb/`):
 //!
 //! - [`desc`]: the standard descriptors a device returns (device, configuration with its
 //!   interfaces and endpoints, string, hub). A device is outside input: every parser returns
@@ -6,6 +6,9 @@
 //!   `usb_descriptors` fuzz target in `crates/fuzz-targets`).
 //! - [`hid`]: boot-protocol keyboard reports turned into the bytes a terminal sends.
 //! - [`Setup`]: the 8-byte control request (GET_DESCRIPTOR, SET_CONFIGURATION, ...).
+//! - [`ehci`]: EHCI queue heads, qTDs and their tokens, port status bits.
+//! - [`ftdi`]: FTDI serial adapters: line set-up requests, the status bytes of bulk IN data.
+//! - [`msc`]: mass storage, bulk-only transport and the SCSI commands a read-only stick needs.
 //! - [`xhci`]: the xHCI Transfer Request Block layouts, input-context fields, port status bits
 //!   and the producer/consumer arithmetic of the command, transfer and event rings.
 //!
@@ -22,7 +25,10 @@
 extern crate alloc;
 
 pub mod desc;
+pub mod ehci;
+pub mod ftdi;
 pub mod hid;
+pub mod msc;
 pub mod xhci;
 
 pub use desc::{Configuration, DescError, DeviceDescriptor, Endpoint, HubDescriptor, Interface};

@@ -13,6 +13,7 @@ pub const TRB_DATA: u32 = 3;
 pub const TRB_STATUS: u32 = 4;
 pub const TRB_LINK: u32 = 6;
 pub const TRB_ENABLE_SLOT: u32 = 9;
+pub const TRB_DISABLE_SLOT: u32 = 10;
 pub const TRB_ADDRESS_DEVICE: u32 = 11;
 pub const TRB_CONFIGURE_ENDPOINT: u32 = 12;
 pub const TRB_EVALUATE_CONTEXT: u32 = 13;
@@ -95,6 +96,10 @@ pub fn completion_name(cc: u8) -> &'static str {
 
 pub fn enable_slot() -> Trb {
     [0, 0, 0, control(TRB_ENABLE_SLOT)]
+}
+/// Disable Slot for `slot` (its device was unplugged).
+pub fn disable_slot(slot: u8) -> Trb {
+    [0, 0, 0, control(TRB_DISABLE_SLOT) | u32::from(slot) << 24]
 }
 pub fn noop_command() -> Trb {
     [0, 0, 0, control(TRB_NOOP_COMMAND)]
@@ -351,6 +356,56 @@ impl InputContext {
         ]
     }
 
+    /// The dwords for Configure Endpoint adding a bulk IN and a bulk OUT endpoint (DCIs
+    /// `dci_in`, `dci_out`, rings `ring_in`, `ring_out`): the slot context (as in
+    /// [`InputContext::configure_interrupt_in`]) with Context Entries raised to the larger DCI,
+    /// and the two endpoint contexts (error count 3, types bulk IN 6 and bulk OUT 2, max burst 0).
+    pub fn configure_bulk(&self, slot: [u32; 4], dci_in: u8, dci_out: u8, max_packet: u16, ring_in: u64, ring_out: u64) -> [(usize, u32); 16] {
+        let s = self.offset(1);
+        let top = u32::from(dci_in.max(dci_out));
+        let entries = ((slot[0] >> 27) & 0x1f).max(top);
+        let ep = |dci: u8, ty: u32, ring: u64| {
+            let e = self.offset(usize::from(dci) + 1);
+            [(e + 4, 3 << 1 | ty << 3 | u32::from(max_packet) << 16), (e + 8, lo(ring) & !0xf | 1), (e + 12, hi(ring)), (e + 16, 3072)]
+        };
+        let (i, o) = (ep(dci_in, 6, ring_in), ep(dci_out, 2, ring_out));
+        [
+            (0, 0),
+            (4, 1 | 1 << dci_in | 1 << dci_out),
+            (s, (slot[0] & !(0x1f << 27)) | entries << 27),
+            (s + 4, slot[1]),
+            (s + 8, slot[2]),
+            (s + 12, 0),
+            i[0],
+            i[1],
+            i[2],
+            i[3],
+            o[0],
+            o[1],
+            o[2],
+            o[3],
+            (self.offset(usize::from(dci_in) + 1), 0),
+            (self.offset(usize::from(dci_out) + 1), 0),
+        ]
+    }
+
+    /// Normal TRBs for `len` bytes at bus address `buffer`, split where the buffer crosses a
+    /// 64 KiB boundary (a TRB's buffer must not, xHCI 4.11.7.1): (buffer, length) of each
+    /// transfer, each its own TD (Normal TRB with IOC and ISP).
+    pub fn split_64k(buffer: u64, len: usize) -> impl Iterator<Item = (u64, u32)> {
+        let end = buffer + len as u64;
+        let mut at = buffer;
+        core::iter::from_fn(move || {
+            if at >= end {
+                return None;
+            }
+            let n = (end - at).min(0x1_0000 - (at & 0xffff));
+            let r = (at, n as u32);
+            at += n;
+            Some(r)
+        })
+    }
+
     /// The dwords for Evaluate Context changing EP0's packet size (the rest of EP0's context
     /// stays as Address Device left it in the same input context).
     pub fn evaluate_ep0(&self, max_packet: u16) -> [(usize, u32); 2] {
@@ -361,6 +416,22 @@ impl InputContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bulk_contexts_and_64k_split() {
+        let ic = InputContext { csz: 32 };
+        let v = ic.configure_bulk([1 << 27 | 4 << 20, 2 << 16, 0, 0x1234], 3, 4, 512, 0x1000, 0x2000);
+        let get = |off: usize| v.iter().rev().find(|(o, _)| *o == off).map(|(_, x)| *x);
+        assert_eq!(get(4), Some(0b11001));
+        assert_eq!(get(32), Some(4 << 27 | 4 << 20));
+        assert_eq!(get(32 * 4 + 4), Some(3 << 1 | 6 << 3 | 512 << 16));
+        assert_eq!(get(32 * 4 + 8), Some(0x1001));
+        assert_eq!(get(32 * 5 + 4), Some(3 << 1 | 2 << 3 | 512 << 16));
+        assert_eq!(get(32 * 5 + 8), Some(0x2001));
+        let parts: alloc::vec::Vec<_> = InputContext::split_64k(0x1_f000, 0x2_0000).collect();
+        assert_eq!(parts, [(0x1_f000, 0x1000), (0x2_0000, 0x1_0000), (0x3_0000, 0xf000)]);
+        assert_eq!(InputContext::split_64k(0x5000, 0).count(), 0);
+    }
     use crate::DT_DEVICE;
     use alloc::vec::Vec;
     use proptest::prelude::*;

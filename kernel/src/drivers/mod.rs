@@ -32,7 +32,7 @@ pub mod edu;
 pub mod can;
 pub mod pci;
 pub mod serial;
-pub mod xhci;
+pub mod usb;
 
 /// What a driver is probed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -160,6 +160,7 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
             if !readable(&of) {
                 return Err(EBADF);
             }
+            vfs::wait_readable(&of.node, of.flags.load(Ordering::Relaxed) & O_NONBLOCK != 0)?; // a driver's device waits here, unlocked
             let mut pos = of.pos.lock();
             let data = node_read(&of, *pos, len)?;
             buf.write(p, &data)?;
@@ -326,7 +327,7 @@ fn open_path(cx: &Cx, path: &str, flags: u32, mode: u32) -> Result<File, Errno> 
         if wants_write {
             return Err(EROFS);
         }
-        let text = crate::drivers::xhci::listing().into_bytes();
+        let text = crate::drivers::usb::listing().into_bytes();
         return Ok(File::Node(Arc::new(OpenFile::new(Inode::new_file(0o444), String::from(path), O_RDONLY, Some(text)))));
     }
     let (node, real) = match vfs::resolve(path, flags & O_NOFOLLOW == 0) {
@@ -355,6 +356,7 @@ fn open_path(cx: &Cx, path: &str, flags: u32, mode: u32) -> Result<File, Errno> 
         Kind::Sock(_) => return Err(ENXIO),
         Kind::Dev(vfs::Dev::Console) => return Ok(File::Console),
         Kind::Boot(_) | Kind::BootDir | Kind::Proc(_) if wants_write => return Err(EROFS),
+        Kind::External(x) if wants_write && !x.writable() => return Err(EROFS),
         _ => {}
     }
     if flags & O_TRUNC != 0 && acc != O_RDONLY && matches!(node.kind, Kind::File(_)) {

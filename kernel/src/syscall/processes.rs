@@ -44,6 +44,7 @@ pub fn execve(cx: &Cx, path: UserCStr, argv: UserPtr<u64>, envp: UserPtr<u64>) -
     let image: alloc::borrow::Cow<'static, [u8]> = match &node.kind {
         crate::vfs::Kind::Boot(b) => alloc::borrow::Cow::Borrowed(b),
         crate::vfs::Kind::File(d) if node.mode() & 0o111 != 0 => alloc::borrow::Cow::Owned(d.read_at(0, usize::MAX)),
+        crate::vfs::Kind::External(x) if !x.is_dir() && node.mode() & 0o111 != 0 => alloc::borrow::Cow::Owned(x.read_at(0, usize::try_from(x.size()).map_err(|_| E2BIG)?.min(256 << 20))?),
         _ if node.is_dir() => return Err(EACCES),
         _ => return Err(EACCES),
     };

@@ -1,0 +1,67 @@
+//! What the host controller drivers (xHCI, EHCI) share: a device's default control pipe as a
+//! trait ([`Control`]), the description and configuration of a newly addressed device through
+//! it ([`describe`]), and the bulk pipe pair the mass-storage protocol runs over
+//! ([`Bulk`], used by `storage::Msc`).
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use usb::desc;
+use usb::{Configuration, DeviceDescriptor, Setup};
+
+/// A device's EP0 on some controller.
+pub(super) trait Control {
+    /// A control transfer; returns the data stage's `setup.length` bytes (what the device did
+    /// not send reads as zero).
+    fn control(&mut self, setup: Setup) -> Result<Vec<u8>, String>;
+    /// Largest data stage the controller's bounce buffer takes.
+    fn max_data(&self) -> usize;
+}
+
+/// A device's bulk IN and OUT endpoints on some controller.
+pub(super) trait Bulk {
+    /// Moves `data.len()` bytes out (`dir_in` false) or in; returns the bytes moved (a short
+    /// packet ends an IN transfer early).
+    fn bulk(&mut self, dir_in: bool, data: &mut [u8]) -> Result<usize, String>;
+    /// Largest transfer one call takes.
+    fn max_transfer(&self) -> usize;
+}
+
+/// What a device says about itself.
+pub(super) struct Described {
+    pub dd: DeviceDescriptor,
+    pub config: Configuration,
+    pub manufacturer: Option<String>,
+    pub product: Option<String>,
+}
+
+/// Reads the device descriptor, the first configuration (all of it), the language ids and the
+/// manufacturer and product strings, and sets the configuration. Every answer is parsed by
+/// `crates/usb` (fuzzed); a malformed one is refused with its name.
+pub(super) fn describe(c: &mut dyn Control) -> Result<Described, String> {
+    let b = c.control(Setup::get_descriptor(usb::DT_DEVICE, 0, 0, 18))?;
+    let dd = DeviceDescriptor::parse(&b).map_err(|e| format!("device descriptor: {e}"))?;
+    let b = c.control(Setup::get_descriptor(usb::DT_CONFIGURATION, 0, 0, 9))?;
+    let total = desc::config_total_length(&b).map_err(|e| format!("configuration descriptor: {e}"))?;
+    if usize::from(total) > c.max_data() {
+        return Err(format!("configuration of {total} bytes: larger than {} bytes is not supported yet", c.max_data()));
+    }
+    let b = c.control(Setup::get_descriptor(usb::DT_CONFIGURATION, 0, 0, total))?;
+    let config = Configuration::parse(&b).map_err(|e| format!("configuration descriptor: {e}"))?;
+    let (mut manufacturer, mut product) = (None, None);
+    if dd.manufacturer_index != 0 || dd.product_index != 0 {
+        let b = c.control(Setup::get_descriptor(usb::DT_STRING, 0, 0, 255))?;
+        let lang = desc::lang_ids(&b).map_err(|e| format!("string descriptor 0: {e}"))?[0];
+        let mut text = |i: u8| -> Result<Option<String>, String> {
+            if i == 0 {
+                return Ok(None);
+            }
+            let b = c.control(Setup::get_descriptor(usb::DT_STRING, i, lang, 255))?;
+            desc::string(&b).map(Some).map_err(|e| format!("string descriptor {i}: {e}"))
+        };
+        manufacturer = text(dd.manufacturer_index)?;
+        product = text(dd.product_index)?;
+    }
+    c.control(Setup::set_configuration(config.value))?;
+    Ok(Described { dd, config, manufacturer, product })
+}
