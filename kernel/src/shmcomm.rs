@@ -72,6 +72,11 @@ pub trait ChannelMemory: Send + Sync {
     fn remote(&self) -> bool {
         false
     }
+    /// The region as a shared memory object processes may map (the user-level data path), or
+    /// `None` when it cannot be mapped (a Quest-V window: not supported yet).
+    fn object(&self) -> Option<Arc<crate::shm::ShmObject>> {
+        None
+    }
 }
 
 /// "Where is key K's memory": the only place that knows where channel memory comes from.
@@ -83,19 +88,32 @@ pub trait Provider: Sync {
     fn existing(&self, key: u32) -> Option<Box<dyn ChannelMemory>>;
 }
 
-impl ChannelMemory for hal::mm::FrameRun {
+/// A local channel's region: contiguous shared pages (the kernel's view through the direct
+/// map) and the same pages as a shared memory object (the processes' mappings).
+struct LocalRegion {
+    run: hal::mm::SharedRun,
+    object: Arc<crate::shm::ShmObject>,
+}
+
+impl ChannelMemory for LocalRegion {
     fn words(&self) -> &[AtomicU64] {
-        hal::mm::FrameRun::words(self)
+        self.run.words()
+    }
+    fn object(&self) -> Option<Arc<crate::shm::ShmObject>> {
+        Some(self.object.clone())
     }
 }
 
-/// Local physical frames: a new contiguous run per channel.
+/// Local physical frames: a new contiguous run of shared pages per channel.
 pub struct LocalFrames;
 
 impl Provider for LocalFrames {
     fn create(&self, _key: u32, bytes: usize) -> Result<Box<dyn ChannelMemory>, u32> {
         let frames = bytes.div_ceil(hal::mm::PAGE_SIZE as usize);
-        hal::mm::FrameRun::alloc(frames).map(|r| Box::new(r) as Box<dyn ChannelMemory>).ok_or(ENOMEM)
+        let run = hal::mm::SharedRun::alloc(frames).ok_or(ENOMEM)?;
+        let pages = (0..run.frames()).filter_map(|i| run.page(i)).collect();
+        let object = crate::shm::ShmObject::from_pages(pages);
+        Ok(Box::new(LocalRegion { run, object }))
     }
     fn existing(&self, _key: u32) -> Option<Box<dyn ChannelMemory>> {
         None
@@ -408,9 +426,15 @@ pub fn write(p: &Process, s: &Side, buf: crate::syscall::UserSlice) -> Result<u6
                 }
                 Err(ChError::Full) if s.nonblock => return Err(EAGAIN),
                 Err(ChError::Full) => {
+                    // Publish "sleeping" for a peer on the user-level path (it wakes us only then).
+                    let mut pr = FifoProducer::attach(region).map_err(map_err)?;
+                    if pr.prepare_sleep().is_none() {
+                        continue;
+                    }
                     wait_until(ch, |i| {
                         i.reader == SideState::Closed || FifoProducer::attach(region).is_ok_and(|mut p| !p.is_full())
                     });
+                    pr.end_sleep();
                     if terminal() {
                         return Err(EINTR);
                     }
@@ -455,9 +479,14 @@ pub fn read(p: &Process, s: &Side, buf: crate::syscall::UserSliceMut) -> Result<
                 Err(ChError::Closed) => return Ok(0), // sender gone, everything drained
                 Err(ChError::Empty) if s.nonblock => return Err(EAGAIN),
                 Err(ChError::Empty) => {
+                    let mut co = FifoConsumer::attach(region).map_err(map_err)?;
+                    if co.prepare_sleep().is_none() {
+                        continue;
+                    }
                     wait_until(ch, |i| {
                         i.writer == SideState::Closed || FifoConsumer::attach(region).is_ok_and(|mut c| !c.is_empty())
                     });
+                    co.end_sleep();
                     if terminal() {
                         return Err(EINTR);
                     }
@@ -468,4 +497,64 @@ pub fn read(p: &Process, s: &Side, buf: crate::syscall::UserSliceMut) -> Result<
     };
     buf.write(p, &data[..n])?;
     Ok(n as u64)
+}
+
+// ---- The user-level data path -------------------------------------------------------------
+
+/// shmcomm_map: maps the channel's region into `p` (shared, read/write) and returns its address
+/// and length in bytes. The process then runs the channel protocol itself (user/libquest/c/
+/// shmcomm_sys.c) and enters the kernel only through [`wait`] and [`wake`]. `EOPNOTSUPP` for a
+/// Quest-V window (those keep the system-call path).
+pub fn map(p: &Process, s: &Side) -> Result<(u64, u64), u32> {
+    let obj = s.ch.mem.object().ok_or(EOPNOTSUPP)?;
+    let len = obj.len();
+    use linux_raw_sys::general::{MAP_SHARED, PROT_READ, PROT_WRITE};
+    let addr = crate::memory::mmap(p, 0, len, u64::from(PROT_READ | PROT_WRITE), MAP_SHARED, crate::memory::Source::Shared(obj, 0))?;
+    Ok((addr, len))
+}
+
+/// shmcomm_wait: a sync side of the user-level path sleeps until the peer's counter word (the
+/// consumer waits on `writer_pos`, the producer on `reader_pos`) no longer holds `expected`
+/// — checked under the channel's lock, which [`wake`] takes too, so a wake after the peer moved
+/// its counter is never lost — or until the peer closes. Returns 0 (look again), `EPIPE` (the
+/// peer side is closed: the kernel's own record, not the region's, so a scribbled state word
+/// cannot make anyone wait forever), `EINTR` (a signal or a kill), `EINVAL` (a four-slot
+/// channel: nothing waits there). The region's contents are only compared, never trusted.
+pub fn wait(s: &Side, expected: u64) -> Result<u64, u32> {
+    let ch = &s.ch;
+    if ch.kind != Kind::Fifo {
+        return Err(EINVAL);
+    }
+    let word = &ch.mem.words()[if s.writer { channels::layout::W_READER_POS } else { channels::layout::W_WRITER_POS }];
+    let peer_closed = |i: &Inner| if s.writer { i.reader == SideState::Closed } else { i.writer == SideState::Closed };
+    let me = sched::current();
+    {
+        let mut i = ch.inner.lock();
+        if peer_closed(&i) {
+            return Err(EPIPE);
+        }
+        if terminal() {
+            return Err(EINTR);
+        }
+        if word.load(core::sync::atomic::Ordering::SeqCst) != expected {
+            return Ok(0);
+        }
+        if !i.waiters.contains(&me) {
+            i.waiters.push(me);
+        }
+    }
+    match sched::block_current() {
+        sched::Wake::Woken | sched::Wake::TimedOut => Ok(0),
+        sched::Wake::Interrupted => {
+            ch.inner.lock().waiters.retain(|&t| t != me);
+            Err(EINTR)
+        }
+    }
+}
+
+/// shmcomm_wake: wakes the tasks sleeping on the channel (the user-level path calls it after a
+/// push or pop when the peer's waiter word is set).
+pub fn wake(s: &Side) -> Result<u64, u32> {
+    wake_peer(&s.ch);
+    Ok(0)
 }

@@ -50,7 +50,7 @@
 //! [`Error::Corrupt`] and nothing is touched.
 
 use crate::layout::{self, Geom};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, fence};
 use crate::{Error, Kind, SideState, Stats};
 
 /// Namespace for sizing and formatting FIFO regions.
@@ -103,6 +103,9 @@ pub struct FifoProducer<'a> {
     state: &'a AtomicU64,
     peer_state: &'a AtomicU64,
     rejected_w: &'a AtomicU64,
+    /// This side's waiter word (`writer_wait`) and the consumer's (`reader_wait`).
+    wait_w: &'a AtomicU64,
+    peer_wait_w: &'a AtomicU64,
     /// Private copy of `tail` (only this side writes it).
     tail: u64,
     /// Last `head` seen.
@@ -124,6 +127,8 @@ impl<'a> FifoProducer<'a> {
             state: &region[layout::W_WRITER_STATE],
             peer_state: &region[layout::W_READER_STATE],
             rejected_w: &region[layout::W_REJECTED],
+            wait_w: &region[layout::W_WRITER_WAIT],
+            peer_wait_w: &region[layout::W_READER_WAIT],
             tail,
             // Looks full, so the first push reads the real `head`.
             head_cache: tail.wrapping_sub(geom.slot_count as u64),
@@ -226,6 +231,51 @@ impl<'a> FifoProducer<'a> {
         }
     }
 
+    /// Before sleeping on a full ring (a data path in user space; see [`layout`]): sets this
+    /// side's waiter word (`writer_wait`), then, after a `SeqCst` fence that pairs with the
+    /// consumer's in [`FifoConsumer::peer_sleeping`], reads `head` once more. Returns the
+    /// `head` value to sleep on — the kernel's wait compares the `reader_pos` word
+    /// ([`layout::W_READER_POS`]) with it and sleeps only while they are equal, so a pop that
+    /// happens in between is never missed — or `None` when there is room now, the consumer
+    /// closed, or its counter is impossible: the waiter word is cleared again and the caller
+    /// retries the push (which reports `Closed`/`Corrupt`). After the sleep, call
+    /// [`end_sleep`](Self::end_sleep).
+    ///
+    /// Why no wake-up is lost: the consumer stores `head` then fences then reads
+    /// `writer_wait`; this side stores `writer_wait` then fences then reads `head`. With both
+    /// fences `SeqCst`, at least one side sees the other's store: either this side sees the
+    /// new `head` (and does not sleep) or the consumer sees the waiter word (and wakes it).
+    pub fn prepare_sleep(&mut self) -> Option<u64> {
+        self.wait_w.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let n = self.geom.slot_count as u64;
+        let head = self.head_w.load(Ordering::Acquire);
+        if self.tail.wrapping_sub(head) == n && self.peer_state() != SideState::Closed {
+            return Some(head);
+        }
+        self.wait_w.store(0, Ordering::Relaxed);
+        None
+    }
+
+    /// After a sleep that [`prepare_sleep`](Self::prepare_sleep) began: clears the waiter word.
+    pub fn end_sleep(&self) {
+        self.wait_w.store(0, Ordering::Relaxed);
+    }
+
+    /// After a push: whether the consumer said it sleeps for data (its waiter word), so the
+    /// caller must wake it. The `SeqCst` fence pairs with [`FifoConsumer::prepare_sleep`]'s. A
+    /// consumer that wrote garbage there only costs itself spurious wake-ups.
+    pub fn peer_sleeping(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.peer_wait_w.load(Ordering::Relaxed) != 0
+    }
+
+    /// This side's counter (`tail`, messages pushed): what a sleeping consumer's
+    /// [`FifoConsumer::prepare_sleep`] compared.
+    pub fn position(&self) -> u64 {
+        self.tail
+    }
+
     /// Marks the producer side closed. Messages already pushed stay poppable; once they are
     /// drained the consumer gets [`Error::Closed`] instead of `Empty`.
     pub fn close(self) {
@@ -243,6 +293,9 @@ pub struct FifoConsumer<'a> {
     state: &'a AtomicU64,
     peer_state: &'a AtomicU64,
     rejected_w: &'a AtomicU64,
+    /// This side's waiter word (`reader_wait`) and the producer's (`writer_wait`).
+    wait_w: &'a AtomicU64,
+    peer_wait_w: &'a AtomicU64,
     /// Private copy of `head` (only this side writes it).
     head: u64,
     /// Last `tail` seen.
@@ -263,6 +316,8 @@ impl<'a> FifoConsumer<'a> {
             state: &region[layout::W_READER_STATE],
             peer_state: &region[layout::W_WRITER_STATE],
             rejected_w: &region[layout::W_REJECTED],
+            wait_w: &region[layout::W_READER_WAIT],
+            peer_wait_w: &region[layout::W_WRITER_WAIT],
             head,
             // Looks empty, so the first pop reads the real `tail`.
             tail_cache: head,
@@ -366,6 +421,41 @@ impl<'a> FifoConsumer<'a> {
             overruns: 0,
             rejected: self.rejected_w.load(Ordering::Relaxed),
         }
+    }
+
+    /// Before sleeping on an empty ring: sets this side's waiter word (`reader_wait`), then,
+    /// after a `SeqCst` fence that pairs with the producer's in
+    /// [`FifoProducer::peer_sleeping`], reads `tail` once more. Returns the `tail` value to
+    /// sleep on (the kernel's wait compares the `writer_pos` word, [`layout::W_WRITER_POS`],
+    /// with it and sleeps only while equal), or `None` when a message is there, the producer
+    /// closed, or its counter is impossible: the waiter word is cleared again and the caller
+    /// retries the pop. See [`FifoProducer::prepare_sleep`] for why no wake-up is lost.
+    pub fn prepare_sleep(&mut self) -> Option<u64> {
+        self.wait_w.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let tail = self.tail_w.load(Ordering::Acquire);
+        if tail == self.head && self.peer_state() != SideState::Closed {
+            return Some(tail);
+        }
+        self.wait_w.store(0, Ordering::Relaxed);
+        None
+    }
+
+    /// After a sleep that [`prepare_sleep`](Self::prepare_sleep) began: clears the waiter word.
+    pub fn end_sleep(&self) {
+        self.wait_w.store(0, Ordering::Relaxed);
+    }
+
+    /// After a pop: whether the producer said it sleeps for room, so the caller must wake it.
+    /// The `SeqCst` fence pairs with [`FifoProducer::prepare_sleep`]'s.
+    pub fn peer_sleeping(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.peer_wait_w.load(Ordering::Relaxed) != 0
+    }
+
+    /// This side's counter (`head`, messages popped).
+    pub fn position(&self) -> u64 {
+        self.head
     }
 
     /// Marks the consumer side closed. Further pushes that find the ring full get
