@@ -93,6 +93,22 @@ fn slot_words<'a>(data: &'a [AtomicU64], geom: &Geom, counter: u64) -> &'a [Atom
         .unwrap_or(&[])
 }
 
+/// The waiter word's value while a side sleeps waiting for the peer's counter to leave
+/// `expected`: `expected + 1`, never 0 (which means "not sleeping").
+fn sleep_token(expected: u64) -> u64 {
+    expected.wrapping_add(1).max(1)
+}
+
+/// Whether the peer's sleep `token` needs a wake from a side whose counter is now `pos`
+/// (it moved past the token's value, and this side has not woken that token yet); records it.
+fn wake_due(token: u64, pos: u64, woken: &mut u64) -> bool {
+    if token == 0 || token == *woken || token == sleep_token(pos) {
+        return false;
+    }
+    *woken = token;
+    true
+}
+
 /// The producing side of a FIFO. Exactly one may exist per channel.
 #[derive(Debug)]
 pub struct FifoProducer<'a> {
@@ -106,6 +122,8 @@ pub struct FifoProducer<'a> {
     /// This side's waiter word (`writer_wait`) and the consumer's (`reader_wait`).
     wait_w: &'a AtomicU64,
     peer_wait_w: &'a AtomicU64,
+    /// The consumer's last sleep token this side woke (see [`FifoProducer::peer_sleeping`]).
+    woken: u64,
     /// Private copy of `tail` (only this side writes it).
     tail: u64,
     /// Last `head` seen.
@@ -129,6 +147,7 @@ impl<'a> FifoProducer<'a> {
             rejected_w: &region[layout::W_REJECTED],
             wait_w: &region[layout::W_WRITER_WAIT],
             peer_wait_w: &region[layout::W_READER_WAIT],
+            woken: 0,
             tail,
             // Looks full, so the first push reads the real `head`.
             head_cache: tail.wrapping_sub(geom.slot_count as u64),
@@ -246,9 +265,10 @@ impl<'a> FifoProducer<'a> {
     /// fences `SeqCst`, at least one side sees the other's store: either this side sees the
     /// new `head` (and does not sleep) or the consumer sees the waiter word (and wakes it).
     pub fn prepare_sleep(&mut self) -> Option<u64> {
-        self.wait_w.store(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
         let n = self.geom.slot_count as u64;
+        // Full means `head == tail - n`: the value this sleep waits to see change.
+        self.wait_w.store(sleep_token(self.tail.wrapping_sub(n)), Ordering::Relaxed);
+        fence(Ordering::SeqCst);
         let head = self.head_w.load(Ordering::Acquire);
         if self.tail.wrapping_sub(head) == n && self.peer_state() != SideState::Closed {
             return Some(head);
@@ -262,12 +282,22 @@ impl<'a> FifoProducer<'a> {
         self.wait_w.store(0, Ordering::Relaxed);
     }
 
-    /// After a push: whether the consumer said it sleeps for data (its waiter word), so the
-    /// caller must wake it. The `SeqCst` fence pairs with [`FifoConsumer::prepare_sleep`]'s. A
-    /// consumer that wrote garbage there only costs itself spurious wake-ups.
-    pub fn peer_sleeping(&self) -> bool {
+    /// After a push: whether the consumer said it sleeps for data (its waiter word) and this
+    /// side has not woken that sleep yet, so the caller must wake it. The `SeqCst` fence pairs
+    /// with [`FifoConsumer::prepare_sleep`]'s.
+    ///
+    /// The waiter word holds a *sleep token*: the counter value the sleeper waits to see
+    /// change, plus one (a consumer sleeping at `head = h` waits for `tail != h`: token
+    /// `h + 1`). A token is woken only once this side's counter has moved past it (a token
+    /// equal to our own counter plus one is a sleep that our *next* push will end, and waking
+    /// it now would be spurious), and then only once: after that move, the kernel's wait for
+    /// that value returns at once, and the wake issued now reaches every sleeper already
+    /// queued. So a burst of pushes into a ring whose consumer has not run yet costs one wake
+    /// system call, not one per push. A peer that writes garbage there only costs itself
+    /// missed or spurious wake-ups.
+    pub fn peer_sleeping(&mut self) -> bool {
         fence(Ordering::SeqCst);
-        self.peer_wait_w.load(Ordering::Relaxed) != 0
+        wake_due(self.peer_wait_w.load(Ordering::Relaxed), self.tail, &mut self.woken)
     }
 
     /// This side's counter (`tail`, messages pushed): what a sleeping consumer's
@@ -296,6 +326,8 @@ pub struct FifoConsumer<'a> {
     /// This side's waiter word (`reader_wait`) and the producer's (`writer_wait`).
     wait_w: &'a AtomicU64,
     peer_wait_w: &'a AtomicU64,
+    /// The producer's last sleep token this side woke.
+    woken: u64,
     /// Private copy of `head` (only this side writes it).
     head: u64,
     /// Last `tail` seen.
@@ -318,6 +350,7 @@ impl<'a> FifoConsumer<'a> {
             rejected_w: &region[layout::W_REJECTED],
             wait_w: &region[layout::W_READER_WAIT],
             peer_wait_w: &region[layout::W_WRITER_WAIT],
+            woken: 0,
             head,
             // Looks empty, so the first pop reads the real `tail`.
             tail_cache: head,
@@ -431,7 +464,7 @@ impl<'a> FifoConsumer<'a> {
     /// closed, or its counter is impossible: the waiter word is cleared again and the caller
     /// retries the pop. See [`FifoProducer::prepare_sleep`] for why no wake-up is lost.
     pub fn prepare_sleep(&mut self) -> Option<u64> {
-        self.wait_w.store(1, Ordering::Relaxed);
+        self.wait_w.store(sleep_token(self.head), Ordering::Relaxed);
         fence(Ordering::SeqCst);
         let tail = self.tail_w.load(Ordering::Acquire);
         if tail == self.head && self.peer_state() != SideState::Closed {
@@ -446,11 +479,13 @@ impl<'a> FifoConsumer<'a> {
         self.wait_w.store(0, Ordering::Relaxed);
     }
 
-    /// After a pop: whether the producer said it sleeps for room, so the caller must wake it.
-    /// The `SeqCst` fence pairs with [`FifoProducer::prepare_sleep`]'s.
-    pub fn peer_sleeping(&self) -> bool {
+    /// After a pop: whether the producer said it sleeps for room and this side has not woken
+    /// that sleep yet (see [`FifoProducer::peer_sleeping`]; the producer's token is the `head`
+    /// it waits to see change, plus one). The `SeqCst` fence pairs with
+    /// [`FifoProducer::prepare_sleep`]'s.
+    pub fn peer_sleeping(&mut self) -> bool {
         fence(Ordering::SeqCst);
-        self.peer_wait_w.load(Ordering::Relaxed) != 0
+        wake_due(self.peer_wait_w.load(Ordering::Relaxed), self.head, &mut self.woken)
     }
 
     /// This side's counter (`head`, messages popped).

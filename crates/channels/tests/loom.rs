@@ -260,6 +260,7 @@ fn fifo_sleep_model(slots: usize, n: u8) {
 fn bounded(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(3);
+    b.max_branches = 100_000;
     b.check(f);
 }
 
@@ -267,4 +268,11 @@ fn bounded(f: impl Fn() + Sync + Send + 'static) {
 #[test]
 fn fifo_sleep_wake_one_slot_two_messages() {
     bounded(|| fifo_sleep_model(1, 2));
+}
+
+/// Capacity two, three messages: slot reuse while a side sleeps, and bursts of pushes whose
+/// wake-ups the token dedupes.
+#[test]
+fn fifo_sleep_wake_two_slots_three_messages() {
+    bounded(|| fifo_sleep_model(2, 3));
 }

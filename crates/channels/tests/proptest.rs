@@ -138,14 +138,22 @@ proptest! {
                     // the waiter word until the sleep ends.
                     let v = tx.prepare_sleep();
                     prop_assert_eq!(v, (model.len() == slots).then_some(popped));
-                    prop_assert_eq!(rx.peer_sleeping(), v.is_some());
+                    // The token is the sleeper's counter plus one; the peer wakes it once.
+                    let token = r[channels::layout::W_WRITER_WAIT].load(Ordering::Relaxed);
+                    prop_assert_eq!(token, if v.is_some() { popped + 1 } else { 0 });
+                    // The consumer has not moved since: the sleep is not due for a wake.
+                    prop_assert!(!rx.peer_sleeping());
+                    prop_assert!(!rx.peer_sleeping(), "a token is woken once");
                     tx.end_sleep();
                     prop_assert!(!rx.peer_sleeping());
                 }
                 FifoOp::Sleep { producer: false } => {
                     let v = rx.prepare_sleep();
                     prop_assert_eq!(v, model.is_empty().then_some(pushed));
-                    prop_assert_eq!(tx.peer_sleeping(), v.is_some());
+                    let token = r[channels::layout::W_READER_WAIT].load(Ordering::Relaxed);
+                    prop_assert_eq!(token, if v.is_some() { pushed + 1 } else { 0 });
+                    prop_assert!(!tx.peer_sleeping());
+                    prop_assert!(!tx.peer_sleeping(), "a token is woken once");
                     rx.end_sleep();
                     prop_assert!(!tx.peer_sleeping());
                 }

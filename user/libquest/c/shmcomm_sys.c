@@ -12,7 +12,8 @@
  *     the peer side is closed by its own record;
  *   - to wake: after a push (pop) a side fences and reads the peer's waiter word, and calls
  *     QUEST_NR_SHMCOMM_WAKE only if it is set.
- * The orderings are the crate's (FifoProducer::prepare_sleep explains why no wake-up is lost;
+ * The orderings are the crate's (FifoProducer::prepare_sleep explains why no wake-up is lost,
+ * FifoProducer::peer_sleeping why one wake per sleep token is enough;
  * crates/channels/tests/loom.rs model-checks the protocol). This is a C port of those few
  * functions rather than a Rust library linked into every C program: programs built with
  * `cargo xtask cc` are plain musl C and stay so. The port is checked against the Rust crate by
@@ -63,6 +64,7 @@ struct uside {
     uint64_t pos;            /* FIFO: own counter (tail / head) */
     uint64_t cache;          /* FIFO: last peer counter seen (head_cache / tail_cache) */
     uint64_t rejected;       /* FIFO producer: pushes refused */
+    uint64_t woken;          /* FIFO: the peer's last sleep token this side woke */
     uint64_t my_slot[2], seq;                        /* four-slot writer */
     uint64_t last_seq, baseline, n_reads, n_overruns; /* four-slot reader */
 };
@@ -186,12 +188,20 @@ static long fifo_pop(struct uside *s, void *buf)
     return (long)len;
 }
 
-/* After a push or pop: wake the peer if its waiter word says it sleeps. */
+/* The waiter word of a side sleeping until the peer's counter leaves `expected`. */
+static uint64_t sleep_token(uint64_t expected) { return expected + 1 ? expected + 1 : 1; }
+
+/* After a push or pop: wake the peer if its waiter word holds a sleep token that our counter
+ * has moved past and that this side has not woken yet: one wake per sleep, not one per packet
+ * (crates/channels' FifoProducer::peer_sleeping). */
 static void wake_peer(struct uside *s)
 {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (LD(s->writer ? SHMCOMM_W_READER_WAIT : SHMCOMM_W_WRITER_WAIT))
+    uint64_t t = LD(s->writer ? SHMCOMM_W_READER_WAIT : SHMCOMM_W_WRITER_WAIT);
+    if (t && t != s->woken && t != sleep_token(s->pos)) {
+        s->woken = t;
         syscall(QUEST_NR_SHMCOMM_WAKE, s->fd);
+    }
 }
 
 /* A blocked side sleeps until the peer moves or closes: 0 (look again) or -EPIPE (the kernel
@@ -201,7 +211,7 @@ static int sleep_on_peer(struct uside *s)
     int mine = s->writer ? SHMCOMM_W_WRITER_WAIT : SHMCOMM_W_READER_WAIT;
     int peer_pos = s->writer ? SHMCOMM_W_READER_POS : SHMCOMM_W_WRITER_POS;
     int peer_state = s->writer ? SHMCOMM_W_READER_STATE : SHMCOMM_W_WRITER_STATE;
-    ST(mine, 1);
+    ST(mine, sleep_token(s->writer ? s->pos - s->count : s->pos));
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     uint64_t v = LDA(peer_pos);
     int blocked = s->writer ? v + s->count == s->pos : v == s->pos;
