@@ -387,9 +387,13 @@ fn wait_until(ch: &Channel, ready: impl Fn(&Inner) -> bool) {
     let _ = sched::block_current(); // the caller re-checks, `terminal()` included
 }
 
+/// Wakes every task waiting on the channel, one at a time outside the lock. The list keeps
+/// its capacity (no allocation per sleep and wake on the data path); tasks that queue again
+/// meanwhile stay queued for the next wake.
 fn wake_peer(ch: &Channel) {
-    let w = core::mem::take(&mut ch.inner.lock().waiters);
-    for t in w {
+    let n = ch.inner.lock().waiters.len();
+    for _ in 0..n {
+        let Some(t) = ch.inner.lock().waiters.pop() else { break };
         let _ = sched::wake(t);
     }
 }
