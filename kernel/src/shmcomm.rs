@@ -18,18 +18,32 @@
 //! peer never connects stays until it does (at most [`SHMCOMM_MAX_CHANNELS`] channels exist:
 //! `ENOSPC` beyond). The memory is freed when the last `Arc<Channel>` goes.
 //!
-//! **Why the data copy happens in the kernel** (a design choice the brief allows): the region
-//! is *not* mapped into the processes; `shmcomm_write`/`shmcomm_read` are system calls that
-//! run `crates/channels`' loom-checked `write`/`read`/`try_push`/`try_pop` on the region
-//! through the direct map, copying from/to user memory with the checked copies. Reasons:
-//! (1) one implementation of the four-slot and FIFO protocols — the verified Rust one — instead
-//! of a second, unverified C port in the user library (C programs link only `quest.c`);
-//! (2) a process cannot scribble on the region, so within one Quest kernel a misbehaving peer
-//! can corrupt nothing (the crate's hostile-peer guarantees remain for Quest-V windows); (3)
-//! the synchronous channel needs a system call to block and to wake the peer anyway, and the
-//! kernel, which holds the wait queue, knows without a shared "waiter" flag whether to wake.
-//! The price is one system call per packet (measured: see docs/channels.md). Mapping the
-//! region into user space for a user-level data path is left for later.
+//! **The data path** (issue 21): a local channel's region is a run of shared pages
+//! (`hal::mm::SharedRun`: contiguous, so the kernel reads it as one slice of words through the
+//! direct map, and counted like MAP_SHARED pages, so processes map the very same frames).
+//! `shmcomm_map` ([`map`]) maps it read/write into the process that opened a side, and the
+//! user library (user/libquest/c/shmcomm_sys.c) runs the four-slot and FIFO protocols there:
+//! a packet costs no system call. A sync side enters the kernel only to sleep ([`wait`]: a
+//! futex-like wait on the peer's counter word, sleeping only while it still holds the value
+//! the caller saw, checked under the channel lock) or to wake a sleeper ([`wake`]), and only
+//! when the sleeper's waiter word (crates/channels' `prepare_sleep`/`peer_sleeping`) says so.
+//! The whole region is mapped writable by both sides: the header, the two sides' control
+//! lines and the slots share pages (a 192-byte header), so read-only mappings of the peer's
+//! words would need a new layout version — and would not protect anything the crate's
+//! hostile-peer rules do not already cover. What stays in the kernel: creating, keys, the
+//! `OpenRequest` checks, `EBUSY` for a second opener, closing (the side's state word, written
+//! when the last descriptor goes, however the process ended) and the waits. The kernel never
+//! trusts the region: it compares the counter word for a wait, validates the header at every
+//! attach, and its own record of which side is closed decides `EPIPE` and end of stream, so
+//! a scribbled state word cannot make a side wait forever.
+//!
+//! The system calls `shmcomm_write`/`shmcomm_read` remain ([`write`], [`read`]): the kernel
+//! runs the same crate functions on the region and copies from/to user memory. Programs that
+//! call them directly keep working, a channel that cannot be mapped (a Quest-V window: not
+//! supported yet) uses them, and so does a process started with `QUEST_SHMCOMM_SYSCALL=1`
+//! (tests mix the two paths on one channel; `msg_shm_sys` measures it). The kernel path
+//! publishes its waiter words too, so the two paths interoperate. Measured: docs/benchmarks.md
+//! (`msg_shm`, `msg_shm_sys`).
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
