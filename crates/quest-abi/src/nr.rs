@@ -297,8 +297,9 @@ mod tests {
     #[test]
     fn implemented_set() {
         let implemented: usize = QuestSyscall::ALL.iter().filter(|c| c.implemented()).count();
-        assert_eq!(implemented, 19);
+        assert_eq!(implemented, 22);
         assert!(QuestSyscall::ShmcommOpenSend.implemented());
+        assert!(QuestSyscall::ShmcommWait.implemented());
         assert!(QuestSyscall::TpipeClose.implemented());
         assert!(QuestSyscall::TaskKill.implemented());
     }
