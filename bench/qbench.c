@@ -400,7 +400,7 @@ static int shm_recv(void *ctx, char *m)
     return shmcomm_read(c->rx, m, MSG) == MSG ? 0 : -1;
 }
 
-static void b_msg_shm(void)
+static void msg_shm_as(const char *name)
 {
     struct shm_chan c = {.key = 7000 + (unsigned)getpid(), .rx = -1};
     c.quest = shmcomm_open_send(c.key, SHMCOMM_CREATE_CH | SHMCOMM_SYNC_CH, NULL, MSG, RING, &c.tx) >= 0;
@@ -413,12 +413,23 @@ static void b_msg_shm(void)
         c.ring->head = c.ring->tail = 0;
     }
     printf("@INFO msg_shm=%s\n", c.quest ? "shmcomm_sync" : "mmap_shared_ring");
-    struct transport t = {"msg_shm", shm_child, shm_send, shm_recv, &c};
+    struct transport t = {name, shm_child, shm_send, shm_recv, &c};
     msg_run(&t);
     if (c.quest)
         shmcomm_close(c.tx);
     else
         munmap(c.ring, sizeof *c.ring);
+}
+
+/* msg_shm: on Quest-RS the user-level data path (the region mapped, a system call only to
+ * sleep or wake); msg_shm_sys: the same channel through the system-call path (the kernel runs
+ * the protocol and copies each packet; QUEST_SHMCOMM_SYSCALL=1), the "before" of issue 21. */
+static void b_msg_shm(void) { msg_shm_as("msg_shm"); }
+static void b_msg_shm_sys(void)
+{
+    setenv("QUEST_SHMCOMM_SYSCALL", "1", 1);
+    msg_shm_as("msg_shm_sys");
+    unsetenv("QUEST_SHMCOMM_SYSCALL");
 }
 
 /* ---------------------------------------------------------------- periodic wake-up */
@@ -716,7 +727,7 @@ static const struct {
     {"null_syscall", b_null_syscall},       {"pipe_pingpong", b_pipe_pingpong},
     {"fork_exit_wait", b_fork_exit_wait},   {"thread_create_join", b_thread_create_join},
     {"futex_pingpong", b_futex_pingpong},   {"msg_pipe", b_msg_pipe},
-    {"msg_shm", b_msg_shm},
+    {"msg_shm", b_msg_shm},                 {"msg_shm_sys", b_msg_shm_sys},
     {"wakeup", b_wakeup},                   {"timerfd", b_timerfd},
     {"tm", b_tm},
 };

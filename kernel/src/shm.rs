@@ -53,6 +53,14 @@ impl ShmObject {
         Arc::new(ShmObject { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), file, inner: IrqLock::new(Inner { len, pages: Vec::new() }) })
     }
 
+    /// An anonymous object of these pages (already made), e.g. a shmcomm channel's region,
+    /// which the kernel reads through the direct map while processes map the same pages.
+    pub fn from_pages(pages: Vec<SharedPage>) -> Arc<ShmObject> {
+        let len = pages.len() as u64 * PAGE_SIZE;
+        let pages = pages.into_iter().map(Some).collect();
+        Arc::new(ShmObject { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), file: false, inner: IrqLock::new(Inner { len, pages }) })
+    }
+
     pub fn len(&self) -> u64 {
         self.inner.lock().len
     }

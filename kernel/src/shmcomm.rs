@@ -18,18 +18,32 @@
 //! peer never connects stays until it does (at most [`SHMCOMM_MAX_CHANNELS`] channels exist:
 //! `ENOSPC` beyond). The memory is freed when the last `Arc<Channel>` goes.
 //!
-//! **Why the data copy happens in the kernel** (a design choice the brief allows): the region
-//! is *not* mapped into the processes; `shmcomm_write`/`shmcomm_read` are system calls that
-//! run `crates/channels`' loom-checked `write`/`read`/`try_push`/`try_pop` on the region
-//! through the direct map, copying from/to user memory with the checked copies. Reasons:
-//! (1) one implementation of the four-slot and FIFO protocols — the verified Rust one — instead
-//! of a second, unverified C port in the user library (C programs link only `quest.c`);
-//! (2) a process cannot scribble on the region, so within one Quest kernel a misbehaving peer
-//! can corrupt nothing (the crate's hostile-peer guarantees remain for Quest-V windows); (3)
-//! the synchronous channel needs a system call to block and to wake the peer anyway, and the
-//! kernel, which holds the wait queue, knows without a shared "waiter" flag whether to wake.
-//! The price is one system call per packet (measured: see docs/channels.md). Mapping the
-//! region into user space for a user-level data path is left for later.
+//! **The data path** (issue 21): a local channel's region is a run of shared pages
+//! (`hal::mm::SharedRun`: contiguous, so the kernel reads it as one slice of words through the
+//! direct map, and counted like MAP_SHARED pages, so processes map the very same frames).
+//! `shmcomm_map` ([`map`]) maps it read/write into the process that opened a side, and the
+//! user library (user/libquest/c/shmcomm_sys.c) runs the four-slot and FIFO protocols there:
+//! a packet costs no system call. A sync side enters the kernel only to sleep ([`wait`]: a
+//! futex-like wait on the peer's counter word, sleeping only while it still holds the value
+//! the caller saw, checked under the channel lock) or to wake a sleeper ([`wake`]), and only
+//! when the sleeper's waiter word (crates/channels' `prepare_sleep`/`peer_sleeping`) says so.
+//! The whole region is mapped writable by both sides: the header, the two sides' control
+//! lines and the slots share pages (a 192-byte header), so read-only mappings of the peer's
+//! words would need a new layout version — and would not protect anything the crate's
+//! hostile-peer rules do not already cover. What stays in the kernel: creating, keys, the
+//! `OpenRequest` checks, `EBUSY` for a second opener, closing (the side's state word, written
+//! when the last descriptor goes, however the process ended) and the waits. The kernel never
+//! trusts the region: it compares the counter word for a wait, validates the header at every
+//! attach, and its own record of which side is closed decides `EPIPE` and end of stream, so
+//! a scribbled state word cannot make a side wait forever.
+//!
+//! The system calls `shmcomm_write`/`shmcomm_read` remain ([`write`], [`read`]): the kernel
+//! runs the same crate functions on the region and copies from/to user memory. Programs that
+//! call them directly keep working, a channel that cannot be mapped (a Quest-V window: not
+//! supported yet) uses them, and so does a process started with `QUEST_SHMCOMM_SYSCALL=1`
+//! (tests mix the two paths on one channel; `msg_shm_sys` measures it). The kernel path
+//! publishes its waiter words too, so the two paths interoperate. Measured: docs/benchmarks.md
+//! (`msg_shm`, `msg_shm_sys`).
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -72,6 +86,11 @@ pub trait ChannelMemory: Send + Sync {
     fn remote(&self) -> bool {
         false
     }
+    /// The region as a shared memory object processes may map (the user-level data path), or
+    /// `None` when it cannot be mapped (a Quest-V window: not supported yet).
+    fn object(&self) -> Option<Arc<crate::shm::ShmObject>> {
+        None
+    }
 }
 
 /// "Where is key K's memory": the only place that knows where channel memory comes from.
@@ -83,19 +102,32 @@ pub trait Provider: Sync {
     fn existing(&self, key: u32) -> Option<Box<dyn ChannelMemory>>;
 }
 
-impl ChannelMemory for hal::mm::FrameRun {
+/// A local channel's region: contiguous shared pages (the kernel's view through the direct
+/// map) and the same pages as a shared memory object (the processes' mappings).
+struct LocalRegion {
+    run: hal::mm::SharedRun,
+    object: Arc<crate::shm::ShmObject>,
+}
+
+impl ChannelMemory for LocalRegion {
     fn words(&self) -> &[AtomicU64] {
-        hal::mm::FrameRun::words(self)
+        self.run.words()
+    }
+    fn object(&self) -> Option<Arc<crate::shm::ShmObject>> {
+        Some(self.object.clone())
     }
 }
 
-/// Local physical frames: a new contiguous run per channel.
+/// Local physical frames: a new contiguous run of shared pages per channel.
 pub struct LocalFrames;
 
 impl Provider for LocalFrames {
     fn create(&self, _key: u32, bytes: usize) -> Result<Box<dyn ChannelMemory>, u32> {
         let frames = bytes.div_ceil(hal::mm::PAGE_SIZE as usize);
-        hal::mm::FrameRun::alloc(frames).map(|r| Box::new(r) as Box<dyn ChannelMemory>).ok_or(ENOMEM)
+        let run = hal::mm::SharedRun::alloc(frames).ok_or(ENOMEM)?;
+        let pages = (0..run.frames()).filter_map(|i| run.page(i)).collect();
+        let object = crate::shm::ShmObject::from_pages(pages);
+        Ok(Box::new(LocalRegion { run, object }))
     }
     fn existing(&self, _key: u32) -> Option<Box<dyn ChannelMemory>> {
         None
@@ -369,9 +401,13 @@ fn wait_until(ch: &Channel, ready: impl Fn(&Inner) -> bool) {
     let _ = sched::block_current(); // the caller re-checks, `terminal()` included
 }
 
+/// Wakes every task waiting on the channel, one at a time outside the lock. The list keeps
+/// its capacity (no allocation per sleep and wake on the data path); tasks that queue again
+/// meanwhile stay queued for the next wake.
 fn wake_peer(ch: &Channel) {
-    let w = core::mem::take(&mut ch.inner.lock().waiters);
-    for t in w {
+    let n = ch.inner.lock().waiters.len();
+    for _ in 0..n {
+        let Some(t) = ch.inner.lock().waiters.pop() else { break };
         let _ = sched::wake(t);
     }
 }
@@ -408,9 +444,15 @@ pub fn write(p: &Process, s: &Side, buf: crate::syscall::UserSlice) -> Result<u6
                 }
                 Err(ChError::Full) if s.nonblock => return Err(EAGAIN),
                 Err(ChError::Full) => {
+                    // Publish "sleeping" for a peer on the user-level path (it wakes us only then).
+                    let mut pr = FifoProducer::attach(region).map_err(map_err)?;
+                    if pr.prepare_sleep().is_none() {
+                        continue;
+                    }
                     wait_until(ch, |i| {
                         i.reader == SideState::Closed || FifoProducer::attach(region).is_ok_and(|mut p| !p.is_full())
                     });
+                    pr.end_sleep();
                     if terminal() {
                         return Err(EINTR);
                     }
@@ -455,9 +497,14 @@ pub fn read(p: &Process, s: &Side, buf: crate::syscall::UserSliceMut) -> Result<
                 Err(ChError::Closed) => return Ok(0), // sender gone, everything drained
                 Err(ChError::Empty) if s.nonblock => return Err(EAGAIN),
                 Err(ChError::Empty) => {
+                    let mut co = FifoConsumer::attach(region).map_err(map_err)?;
+                    if co.prepare_sleep().is_none() {
+                        continue;
+                    }
                     wait_until(ch, |i| {
                         i.writer == SideState::Closed || FifoConsumer::attach(region).is_ok_and(|mut c| !c.is_empty())
                     });
+                    co.end_sleep();
                     if terminal() {
                         return Err(EINTR);
                     }
@@ -468,4 +515,64 @@ pub fn read(p: &Process, s: &Side, buf: crate::syscall::UserSliceMut) -> Result<
     };
     buf.write(p, &data[..n])?;
     Ok(n as u64)
+}
+
+// ---- The user-level data path -------------------------------------------------------------
+
+/// shmcomm_map: maps the channel's region into `p` (shared, read/write) and returns its address
+/// and length in bytes. The process then runs the channel protocol itself (user/libquest/c/
+/// shmcomm_sys.c) and enters the kernel only through [`wait`] and [`wake`]. `EOPNOTSUPP` for a
+/// Quest-V window (those keep the system-call path).
+pub fn map(p: &Process, s: &Side) -> Result<(u64, u64), u32> {
+    let obj = s.ch.mem.object().ok_or(EOPNOTSUPP)?;
+    let len = obj.len();
+    use linux_raw_sys::general::{MAP_SHARED, PROT_READ, PROT_WRITE};
+    let addr = crate::memory::mmap(p, 0, len, u64::from(PROT_READ | PROT_WRITE), MAP_SHARED, crate::memory::Source::Shared(obj, 0))?;
+    Ok((addr, len))
+}
+
+/// shmcomm_wait: a sync side of the user-level path sleeps until the peer's counter word (the
+/// consumer waits on `writer_pos`, the producer on `reader_pos`) no longer holds `expected`
+/// — checked under the channel's lock, which [`wake`] takes too, so a wake after the peer moved
+/// its counter is never lost — or until the peer closes. Returns 0 (look again), `EPIPE` (the
+/// peer side is closed: the kernel's own record, not the region's, so a scribbled state word
+/// cannot make anyone wait forever), `EINTR` (a signal or a kill), `EINVAL` (a four-slot
+/// channel: nothing waits there). The region's contents are only compared, never trusted.
+pub fn wait(s: &Side, expected: u64) -> Result<u64, u32> {
+    let ch = &s.ch;
+    if ch.kind != Kind::Fifo {
+        return Err(EINVAL);
+    }
+    let word = &ch.mem.words()[if s.writer { channels::layout::W_READER_POS } else { channels::layout::W_WRITER_POS }];
+    let peer_closed = |i: &Inner| if s.writer { i.reader == SideState::Closed } else { i.writer == SideState::Closed };
+    let me = sched::current();
+    {
+        let mut i = ch.inner.lock();
+        if peer_closed(&i) {
+            return Err(EPIPE);
+        }
+        if terminal() {
+            return Err(EINTR);
+        }
+        if word.load(core::sync::atomic::Ordering::SeqCst) != expected {
+            return Ok(0);
+        }
+        if !i.waiters.contains(&me) {
+            i.waiters.push(me);
+        }
+    }
+    match sched::block_current() {
+        sched::Wake::Woken | sched::Wake::TimedOut => Ok(0),
+        sched::Wake::Interrupted => {
+            ch.inner.lock().waiters.retain(|&t| t != me);
+            Err(EINTR)
+        }
+    }
+}
+
+/// shmcomm_wake: wakes the tasks sleeping on the channel (the user-level path calls it after a
+/// push or pop when the peer's waiter word is set).
+pub fn wake(s: &Side) -> Result<u64, u32> {
+    wake_peer(&s.ch);
+    Ok(0)
 }

@@ -63,6 +63,36 @@ fn sync_channel_blocks_reader_and_writer() -> Result<()> {
     Ok(())
 }
 
+/// The user-level data path (issue 21, user/examples/shmcomm_fast.c): both sides of a sync
+/// channel map the region; a writer killed (kill -9) while streaming leaves the reader every
+/// packet it completed, in order and whole, then end of stream — with both sides in user
+/// space and with either side on the kernel's path (the C port against the Rust crate); a
+/// scribbled region gives errors, not faults or hangs, and the kernel still closes it; a
+/// four-slot channel delivers whole values between processes.
+#[test]
+fn user_level_channel_survives_a_killed_writer_and_scribbling() -> Result<()> {
+    let mut q = boot()?;
+    let out = q.shell("shmcomm_fast")?;
+    println!("{out}");
+    for case in [
+        "path",
+        "kill, both in user space",
+        "kill, kernel-path writer",
+        "kill, kernel-path reader",
+        "scribble",
+        "async",
+    ] {
+        assert!(out.contains(&format!("fast: {case}: ok")), "{case}:\n{out}");
+    }
+    assert!(out.contains("(both sides mapped: yes"), "{out}");
+    assert!(!out.contains("UNEXPECTED"), "{out}");
+    assert!(out.contains("fast: 6 of 6 as expected"), "{out}");
+    // The kernel survived: a shell command still runs.
+    assert!(q.shell("hello_world")?.contains("Hello World!"), "the system still runs programs");
+    q.power_off_ok()?;
+    Ok(())
+}
+
 /// EEXIST, ENOENT, EINVAL (size, type, flags, lengths), EBUSY, EPIPE, EBADF; closing one side
 /// leaves the other's view intact; both closed (or exited) frees the key.
 #[test]

@@ -35,6 +35,10 @@
 #define QUEST_NR_SHMCOMM_READ         (QUEST_NR_BASE + 0x23)
 #define QUEST_NR_SHMCOMM_CLOSE        (QUEST_NR_BASE + 0x24)
 #define QUEST_NR_SHMCOMM_GET_KEY      (QUEST_NR_BASE + 0x25)
+/* The user-level data path (user/libquest/c/shmcomm_sys.c): map the region, sleep, wake. */
+#define QUEST_NR_SHMCOMM_MAP          (QUEST_NR_BASE + 0x26)
+#define QUEST_NR_SHMCOMM_WAIT         (QUEST_NR_BASE + 0x27)
+#define QUEST_NR_SHMCOMM_WAKE         (QUEST_NR_BASE + 0x28)
 /* tuned pipes (declared in <tpipe.h>) */
 #define QUEST_NR_TPIPE_OPEN           (QUEST_NR_BASE + 0x30)
 #define QUEST_NR_TPIPE_WRITE          (QUEST_NR_BASE + 0x31)

@@ -18,9 +18,13 @@
  * channels), EBADF, EPIPE (sync write: the receiver closed).
  *
  * Flag values mirror crates/quest-abi (quest_abi::shm), checked by its c_header test.
- * Implementation: user/libquest/c/shmcomm.c over Quest's system calls (quest.c), linked into
- * every program; in a Quest-V Linux sandbox over user/linux/shmcomm (the channel windows the
- * monitor maps, through /dev/mem; keys are the configuration's channels only).
+ * Implementation: user/libquest/c/shmcomm.c over the raw calls of user/libquest/c/
+ * shmcomm_sys.c, linked into every program: open is a system call that also maps the channel
+ * into the process, and write/read run the channel protocol in user space, entering the kernel
+ * only to sleep or wake a sleeping peer (QUEST_SHMCOMM_SYSCALL=1 in the environment at open:
+ * the kernel copies each packet instead). In a Quest-V Linux sandbox over user/linux/shmcomm
+ * (the channel windows the monitor maps, through /dev/mem; keys are the configuration's
+ * channels only).
  */
 #ifndef QUEST_SHMCOMM_USER_H
 #define QUEST_SHMCOMM_USER_H

@@ -105,7 +105,11 @@ pub const ROWS: &[Row] = &[
     Row { name: "msg_pipe", what: "message passing: 64-byte messages through a pipe, per message" },
     Row {
         name: "msg_shm",
-        what: "message passing: 64-byte messages through shared memory, per message (Quest-RS: shmcomm sync channel; Linux: MAP_SHARED ring + futex)",
+        what: "message passing: 64-byte messages through shared memory, per message (Quest-RS: shmcomm sync channel, user-level data path; Linux: MAP_SHARED ring + futex)",
+    },
+    Row {
+        name: "msg_shm_sys",
+        what: "msg_shm through shmcomm's system-call path (QUEST_SHMCOMM_SYSCALL=1: the kernel copies each packet; Linux: the same ring)",
     },
     Row { name: "wakeup_latency", what: "periodic wake-up latency (1 ms, TIMER_ABSTIME)" },
     Row { name: "wakeup_jitter", what: "wake-up jitter (median column: p99 - p1; max: max - min)" },

@@ -50,7 +50,7 @@
 //! [`Error::Corrupt`] and nothing is touched.
 
 use crate::layout::{self, Geom};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, fence};
 use crate::{Error, Kind, SideState, Stats};
 
 /// Namespace for sizing and formatting FIFO regions.
@@ -93,6 +93,22 @@ fn slot_words<'a>(data: &'a [AtomicU64], geom: &Geom, counter: u64) -> &'a [Atom
         .unwrap_or(&[])
 }
 
+/// The waiter word's value while a side sleeps waiting for the peer's counter to leave
+/// `expected`: `expected + 1`, never 0 (which means "not sleeping").
+fn sleep_token(expected: u64) -> u64 {
+    expected.wrapping_add(1).max(1)
+}
+
+/// Whether the peer's sleep `token` needs a wake from a side whose counter is now `pos`
+/// (it moved past the token's value, and this side has not woken that token yet); records it.
+fn wake_due(token: u64, pos: u64, woken: &mut u64) -> bool {
+    if token == 0 || token == *woken || token == sleep_token(pos) {
+        return false;
+    }
+    *woken = token;
+    true
+}
+
 /// The producing side of a FIFO. Exactly one may exist per channel.
 #[derive(Debug)]
 pub struct FifoProducer<'a> {
@@ -103,6 +119,11 @@ pub struct FifoProducer<'a> {
     state: &'a AtomicU64,
     peer_state: &'a AtomicU64,
     rejected_w: &'a AtomicU64,
+    /// This side's waiter word (`writer_wait`) and the consumer's (`reader_wait`).
+    wait_w: &'a AtomicU64,
+    peer_wait_w: &'a AtomicU64,
+    /// The consumer's last sleep token this side woke (see [`FifoProducer::peer_sleeping`]).
+    woken: u64,
     /// Private copy of `tail` (only this side writes it).
     tail: u64,
     /// Last `head` seen.
@@ -124,6 +145,9 @@ impl<'a> FifoProducer<'a> {
             state: &region[layout::W_WRITER_STATE],
             peer_state: &region[layout::W_READER_STATE],
             rejected_w: &region[layout::W_REJECTED],
+            wait_w: &region[layout::W_WRITER_WAIT],
+            peer_wait_w: &region[layout::W_READER_WAIT],
+            woken: 0,
             tail,
             // Looks full, so the first push reads the real `head`.
             head_cache: tail.wrapping_sub(geom.slot_count as u64),
@@ -226,6 +250,62 @@ impl<'a> FifoProducer<'a> {
         }
     }
 
+    /// Before sleeping on a full ring (a data path in user space; see [`layout`]): sets this
+    /// side's waiter word (`writer_wait`), then, after a `SeqCst` fence that pairs with the
+    /// consumer's in [`FifoConsumer::peer_sleeping`], reads `head` once more. Returns the
+    /// `head` value to sleep on — the kernel's wait compares the `reader_pos` word
+    /// ([`layout::W_READER_POS`]) with it and sleeps only while they are equal, so a pop that
+    /// happens in between is never missed — or `None` when there is room now, the consumer
+    /// closed, or its counter is impossible: the waiter word is cleared again and the caller
+    /// retries the push (which reports `Closed`/`Corrupt`). After the sleep, call
+    /// [`end_sleep`](Self::end_sleep).
+    ///
+    /// Why no wake-up is lost: the consumer stores `head` then fences then reads
+    /// `writer_wait`; this side stores `writer_wait` then fences then reads `head`. With both
+    /// fences `SeqCst`, at least one side sees the other's store: either this side sees the
+    /// new `head` (and does not sleep) or the consumer sees the waiter word (and wakes it).
+    pub fn prepare_sleep(&mut self) -> Option<u64> {
+        let n = self.geom.slot_count as u64;
+        // Full means `head == tail - n`: the value this sleep waits to see change.
+        self.wait_w.store(sleep_token(self.tail.wrapping_sub(n)), Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let head = self.head_w.load(Ordering::Acquire);
+        if self.tail.wrapping_sub(head) == n && self.peer_state() != SideState::Closed {
+            return Some(head);
+        }
+        self.wait_w.store(0, Ordering::Relaxed);
+        None
+    }
+
+    /// After a sleep that [`prepare_sleep`](Self::prepare_sleep) began: clears the waiter word.
+    pub fn end_sleep(&self) {
+        self.wait_w.store(0, Ordering::Relaxed);
+    }
+
+    /// After a push: whether the consumer said it sleeps for data (its waiter word) and this
+    /// side has not woken that sleep yet, so the caller must wake it. The `SeqCst` fence pairs
+    /// with [`FifoConsumer::prepare_sleep`]'s.
+    ///
+    /// The waiter word holds a *sleep token*: the counter value the sleeper waits to see
+    /// change, plus one (a consumer sleeping at `head = h` waits for `tail != h`: token
+    /// `h + 1`). A token is woken only once this side's counter has moved past it (a token
+    /// equal to our own counter plus one is a sleep that our *next* push will end, and waking
+    /// it now would be spurious), and then only once: after that move, the kernel's wait for
+    /// that value returns at once, and the wake issued now reaches every sleeper already
+    /// queued. So a burst of pushes into a ring whose consumer has not run yet costs one wake
+    /// system call, not one per push. A peer that writes garbage there only costs itself
+    /// missed or spurious wake-ups.
+    pub fn peer_sleeping(&mut self) -> bool {
+        fence(Ordering::SeqCst);
+        wake_due(self.peer_wait_w.load(Ordering::Relaxed), self.tail, &mut self.woken)
+    }
+
+    /// This side's counter (`tail`, messages pushed): what a sleeping consumer's
+    /// [`FifoConsumer::prepare_sleep`] compared.
+    pub fn position(&self) -> u64 {
+        self.tail
+    }
+
     /// Marks the producer side closed. Messages already pushed stay poppable; once they are
     /// drained the consumer gets [`Error::Closed`] instead of `Empty`.
     pub fn close(self) {
@@ -243,6 +323,11 @@ pub struct FifoConsumer<'a> {
     state: &'a AtomicU64,
     peer_state: &'a AtomicU64,
     rejected_w: &'a AtomicU64,
+    /// This side's waiter word (`reader_wait`) and the producer's (`writer_wait`).
+    wait_w: &'a AtomicU64,
+    peer_wait_w: &'a AtomicU64,
+    /// The producer's last sleep token this side woke.
+    woken: u64,
     /// Private copy of `head` (only this side writes it).
     head: u64,
     /// Last `tail` seen.
@@ -263,6 +348,9 @@ impl<'a> FifoConsumer<'a> {
             state: &region[layout::W_READER_STATE],
             peer_state: &region[layout::W_WRITER_STATE],
             rejected_w: &region[layout::W_REJECTED],
+            wait_w: &region[layout::W_READER_WAIT],
+            peer_wait_w: &region[layout::W_WRITER_WAIT],
+            woken: 0,
             head,
             // Looks empty, so the first pop reads the real `tail`.
             tail_cache: head,
@@ -366,6 +454,43 @@ impl<'a> FifoConsumer<'a> {
             overruns: 0,
             rejected: self.rejected_w.load(Ordering::Relaxed),
         }
+    }
+
+    /// Before sleeping on an empty ring: sets this side's waiter word (`reader_wait`), then,
+    /// after a `SeqCst` fence that pairs with the producer's in
+    /// [`FifoProducer::peer_sleeping`], reads `tail` once more. Returns the `tail` value to
+    /// sleep on (the kernel's wait compares the `writer_pos` word, [`layout::W_WRITER_POS`],
+    /// with it and sleeps only while equal), or `None` when a message is there, the producer
+    /// closed, or its counter is impossible: the waiter word is cleared again and the caller
+    /// retries the pop. See [`FifoProducer::prepare_sleep`] for why no wake-up is lost.
+    pub fn prepare_sleep(&mut self) -> Option<u64> {
+        self.wait_w.store(sleep_token(self.head), Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let tail = self.tail_w.load(Ordering::Acquire);
+        if tail == self.head && self.peer_state() != SideState::Closed {
+            return Some(tail);
+        }
+        self.wait_w.store(0, Ordering::Relaxed);
+        None
+    }
+
+    /// After a sleep that [`prepare_sleep`](Self::prepare_sleep) began: clears the waiter word.
+    pub fn end_sleep(&self) {
+        self.wait_w.store(0, Ordering::Relaxed);
+    }
+
+    /// After a pop: whether the producer said it sleeps for room and this side has not woken
+    /// that sleep yet (see [`FifoProducer::peer_sleeping`]; the producer's token is the `head`
+    /// it waits to see change, plus one). The `SeqCst` fence pairs with
+    /// [`FifoProducer::prepare_sleep`]'s.
+    pub fn peer_sleeping(&mut self) -> bool {
+        fence(Ordering::SeqCst);
+        wake_due(self.peer_wait_w.load(Ordering::Relaxed), self.head, &mut self.woken)
+    }
+
+    /// This side's counter (`head`, messages popped).
+    pub fn position(&self) -> u64 {
+        self.head
     }
 
     /// Marks the consumer side closed. Further pushes that find the ring full get

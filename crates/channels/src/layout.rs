@@ -17,12 +17,14 @@
 //!   80   10,11  slot[0], slot[1]              writer     slot[pair] (0/1)   zero
 //!   96      12  writes                        writer     seq of last write  zero
 //!  104      13  rejected                      writer     zero               pushes refused (full)
-//!  112  14..16  reserved (zero)
+//!  112      14  writer_wait                   writer     zero               1: producer sleeps (full)
+//!  120      15  reserved (zero)
 //!  128      16  reader_state                  reader
 //!  136      17  reader_pos                    reader     reading (0/1)      head
 //!  144      18  reads                         reader     reads performed    zero
 //!  152      19  overruns                      reader     writes never seen  zero
-//!  160  20..24  reserved (zero)
+//!  160      20  reader_wait                   reader     zero               1: consumer sleeps (empty)
+//!  168  21..24  reserved (zero)
 //!  192      24  slot 0: tag word, then payload words
 //!          ...  slot i at word 24 + i * stride, stride = 1 + ceil(slot_size / 8)
 //! ```
@@ -36,6 +38,15 @@
 //! again; each side copies what it needs at attach time and never re-reads them. The writer
 //! line (words 8..16) is stored to only by the writer, the reader line (16..24) only by the
 //! reader, so the two sides never write the same cache line of control words.
+//!
+//! The waiter words (`writer_wait`, `reader_wait`) serve a data path run in user space (the
+//! Quest user library maps the region): a FIFO side about to sleep sets its own waiter word,
+//! and the peer, after moving its counter, enters the kernel to wake it only when that word is
+//! set (see [`FifoConsumer::prepare_sleep`](crate::FifoConsumer::prepare_sleep)). They were
+//! reserved (zero) words in version 1, so older peers simply never set them. The word
+//! indices are public ([`W_WRITER_POS`] …) for the C mirror of this protocol
+//! (user/include/shmcomm_internal.h, checked by this crate's tests) and for the kernel's
+//! futex-like wait, which compares the peer's counter word.
 
 use crate::sync::{AtomicU64, Ordering};
 use crate::{Error, Kind};
@@ -91,8 +102,11 @@ pub struct Header {
     pub writes: u64,
     /// FIFO: pushes refused because the ring was full. Four-slot: zero.
     pub rejected: u64,
+    /// FIFO: 1 while the producer sleeps for room (set by the producer, see the module docs).
+    /// Four-slot: zero.
+    pub writer_wait: u64,
     /// Zero.
-    pub reserved1: [u64; 2],
+    pub reserved1: u64,
     /// State of the reader/consumer, like `writer_state`.
     pub reader_state: u64,
     /// Four-slot: `reading` (the pair the reader is using, 0 or 1). FIFO: `head` (messages
@@ -102,8 +116,10 @@ pub struct Header {
     pub reads: u64,
     /// Four-slot: writes the reader never saw (overwritten before it read them). FIFO: zero.
     pub overruns: u64,
+    /// FIFO: 1 while the consumer sleeps for data (set by the consumer). Four-slot: zero.
+    pub reader_wait: u64,
     /// Zero.
-    pub reserved2: [u64; 4],
+    pub reserved2: [u64; 3],
 }
 
 /// The C view of the first word of every slot; the payload words follow it.
@@ -120,20 +136,38 @@ const fn word(offset: usize) -> usize {
     offset / 8
 }
 
-pub(crate) const W_MAGIC: usize = word(offset_of!(Header, magic));
-pub(crate) const W_VERSION_KIND: usize = word(offset_of!(Header, version));
-pub(crate) const W_GEOMETRY: usize = word(offset_of!(Header, slot_size));
-pub(crate) const W_CHECK: usize = word(offset_of!(Header, check));
-pub(crate) const W_WRITER_STATE: usize = word(offset_of!(Header, writer_state));
-pub(crate) const W_WRITER_POS: usize = word(offset_of!(Header, writer_pos));
-pub(crate) const W_SLOT0: usize = word(offset_of!(Header, slot));
-pub(crate) const W_SLOT1: usize = W_SLOT0 + 1;
-pub(crate) const W_WRITES: usize = word(offset_of!(Header, writes));
-pub(crate) const W_REJECTED: usize = word(offset_of!(Header, rejected));
-pub(crate) const W_READER_STATE: usize = word(offset_of!(Header, reader_state));
-pub(crate) const W_READER_POS: usize = word(offset_of!(Header, reader_pos));
-pub(crate) const W_READS: usize = word(offset_of!(Header, reads));
-pub(crate) const W_OVERRUNS: usize = word(offset_of!(Header, overruns));
+/// Word index of `magic`.
+pub const W_MAGIC: usize = word(offset_of!(Header, magic));
+/// Word index of `version | kind`.
+pub const W_VERSION_KIND: usize = word(offset_of!(Header, version));
+/// Word index of `slot_size | slot_count`.
+pub const W_GEOMETRY: usize = word(offset_of!(Header, slot_size));
+/// Word index of `check`.
+pub const W_CHECK: usize = word(offset_of!(Header, check));
+/// Word index of `writer_state`.
+pub const W_WRITER_STATE: usize = word(offset_of!(Header, writer_state));
+/// Word index of `writer_pos` (FIFO: `tail`).
+pub const W_WRITER_POS: usize = word(offset_of!(Header, writer_pos));
+/// Word index of `slot[0]`.
+pub const W_SLOT0: usize = word(offset_of!(Header, slot));
+/// Word index of `slot[1]`.
+pub const W_SLOT1: usize = W_SLOT0 + 1;
+/// Word index of `writes`.
+pub const W_WRITES: usize = word(offset_of!(Header, writes));
+/// Word index of `rejected`.
+pub const W_REJECTED: usize = word(offset_of!(Header, rejected));
+/// Word index of `writer_wait`.
+pub const W_WRITER_WAIT: usize = word(offset_of!(Header, writer_wait));
+/// Word index of `reader_state`.
+pub const W_READER_STATE: usize = word(offset_of!(Header, reader_state));
+/// Word index of `reader_pos` (FIFO: `head`).
+pub const W_READER_POS: usize = word(offset_of!(Header, reader_pos));
+/// Word index of `reads`.
+pub const W_READS: usize = word(offset_of!(Header, reads));
+/// Word index of `overruns`.
+pub const W_OVERRUNS: usize = word(offset_of!(Header, overruns));
+/// Word index of `reader_wait`.
+pub const W_READER_WAIT: usize = word(offset_of!(Header, reader_wait));
 
 // The layout is a contract with C code and with other kernels: pin it.
 const _: () = {
@@ -142,7 +176,8 @@ const _: () = {
     assert!(offset_of!(Header, slot_count) == offset_of!(Header, slot_size) + 4);
     assert!(W_MAGIC == 0 && W_VERSION_KIND == 1 && W_GEOMETRY == 2 && W_CHECK == 3);
     assert!(W_WRITER_STATE == 8 && W_WRITER_POS == 9 && W_SLOT0 == 10 && W_SLOT1 == 11);
-    assert!(W_WRITES == 12 && W_REJECTED == 13);
+    assert!(W_WRITES == 12 && W_REJECTED == 13 && W_WRITER_WAIT == 14);
+    assert!(W_READER_WAIT == 20);
     assert!(W_READER_STATE == 16 && W_READER_POS == 17 && W_READS == 18 && W_OVERRUNS == 19);
     assert!(size_of::<SlotTag>() == 8);
     // Geometry limits keep every size computation far from overflow on 64-bit targets.

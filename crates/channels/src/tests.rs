@@ -510,3 +510,54 @@ fn side_states_are_read_without_attaching() {
     tx.close();
     assert_eq!(side_states(&region), Ok((SideState::Closed, SideState::NeverAttached)));
 }
+
+/// user/include/shmcomm_internal.h mirrors the layout for the C user-level data path
+/// (user/libquest/c/shmcomm_sys.c): every `#define SHMCOMM_*` it gives for the layout has the
+/// value this crate uses.
+#[test]
+fn c_layout_mirror_agrees() {
+    use crate::layout::*;
+    let h = include_str!("../../../user/include/shmcomm_internal.h");
+    let want: &[(&str, u64)] = &[
+        ("SHMCOMM_MAGIC", MAGIC),
+        ("SHMCOMM_VERSION", u64::from(VERSION)),
+        ("SHMCOMM_CHECK_SALT", header_check(0, 0, 0)),
+        ("SHMCOMM_KIND_FOUR_SLOT", crate::Kind::FourSlot as u64),
+        ("SHMCOMM_KIND_FIFO", crate::Kind::Fifo as u64),
+        ("SHMCOMM_MAX_SLOT_SIZE", MAX_SLOT_SIZE as u64),
+        ("SHMCOMM_MAX_FIFO_SLOTS", MAX_FIFO_SLOTS as u64),
+        ("SHMCOMM_STATE_CLOSED", STATE_CLOSED),
+        ("SHMCOMM_HEADER_WORDS", HEADER_WORDS as u64),
+        ("SHMCOMM_W_MAGIC", W_MAGIC as u64),
+        ("SHMCOMM_W_VERSION_KIND", W_VERSION_KIND as u64),
+        ("SHMCOMM_W_GEOMETRY", W_GEOMETRY as u64),
+        ("SHMCOMM_W_CHECK", W_CHECK as u64),
+        ("SHMCOMM_W_WRITER_STATE", W_WRITER_STATE as u64),
+        ("SHMCOMM_W_WRITER_POS", W_WRITER_POS as u64),
+        ("SHMCOMM_W_SLOT0", W_SLOT0 as u64),
+        ("SHMCOMM_W_SLOT1", W_SLOT1 as u64),
+        ("SHMCOMM_W_WRITES", W_WRITES as u64),
+        ("SHMCOMM_W_REJECTED", W_REJECTED as u64),
+        ("SHMCOMM_W_WRITER_WAIT", W_WRITER_WAIT as u64),
+        ("SHMCOMM_W_READER_STATE", W_READER_STATE as u64),
+        ("SHMCOMM_W_READER_POS", W_READER_POS as u64),
+        ("SHMCOMM_W_READS", W_READS as u64),
+        ("SHMCOMM_W_OVERRUNS", W_OVERRUNS as u64),
+        ("SHMCOMM_W_READER_WAIT", W_READER_WAIT as u64),
+    ];
+    for &(name, value) in want {
+        let line = h
+            .lines()
+            .find(|l| l.split_whitespace().take(2).eq(["#define", name]))
+            .unwrap_or_else(|| panic!("{name} missing from shmcomm_internal.h"));
+        let text = line.split_whitespace().nth(2).unwrap();
+        let got = if let Some(shift) = text.strip_prefix("(1u<<") {
+            1u64 << shift.trim_end_matches(')').parse::<u32>().unwrap()
+        } else if let Some(hex) = text.strip_prefix("0x") {
+            u64::from_str_radix(hex.trim_end_matches("ull"), 16).unwrap()
+        } else {
+            text.parse().unwrap()
+        };
+        assert_eq!(got, value, "{name}: header says {text}");
+    }
+}

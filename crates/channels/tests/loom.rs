@@ -170,3 +170,109 @@ fn fifo_two_slots_three_messages() {
 fn fifo_one_slot_two_messages() {
     loom::model(|| fifo_model(1, 2));
 }
+
+/// The kernel's futex-like wait on a channel word, modelled: `wait` gives up at once unless
+/// `word` still holds `expected` when checked under the kernel's lock, else it sleeps until a
+/// `wake` (which takes the same lock) bumps the generation. A lost wake-up leaves a side
+/// spinning forever, which loom reports (its spin-loop and deadlock detection).
+struct Kernel {
+    generation: loom::sync::Mutex<u64>,
+}
+
+impl Kernel {
+    fn wait(&self, word: &AtomicU64, expected: u64) {
+        let start = {
+            let g = self.generation.lock().unwrap();
+            if word.load(Ordering::SeqCst) != expected {
+                return;
+            }
+            *g
+        };
+        while *self.generation.lock().unwrap() == start {
+            thread::yield_now();
+        }
+    }
+    fn wake(&self) {
+        *self.generation.lock().unwrap() += 1;
+    }
+}
+
+/// The user-level data path (user/libquest/c/shmcomm_sys.c): each side runs the FIFO in the
+/// shared region and enters the "kernel" only to sleep (`prepare_sleep`, then a wait on the
+/// peer's counter word) or to wake a peer whose waiter word is set (`peer_sleeping`). Checks:
+/// no lost wake-up (loom reports a deadlock if both sides could sleep forever), every
+/// message arrives once, in order.
+fn fifo_sleep_model(slots: usize, n: u8) {
+    let r = region(Fifo::region_words(FIFO_SIZE, slots).unwrap());
+    Fifo::format(&r, FIFO_SIZE, slots).unwrap();
+    let k = Arc::new(Kernel { generation: loom::sync::Mutex::new(0) });
+    let (r2, k2) = (r.clone(), k.clone());
+    let producer = thread::spawn(move || {
+        let mut tx = FifoProducer::attach(&r2).unwrap();
+        for m in 1..=n {
+            loop {
+                match tx.try_push(&[m; FIFO_SIZE][..usize::from(m)]) {
+                    Ok(()) => break,
+                    Err(Error::Full) => {
+                        if let Some(head) = tx.prepare_sleep() {
+                            k2.wait(&r2[channels::layout::W_READER_POS], head);
+                            tx.end_sleep();
+                        }
+                    }
+                    Err(e) => panic!("push: {e:?}"),
+                }
+            }
+            if tx.peer_sleeping() {
+                k2.wake();
+            }
+        }
+    });
+    let mut rx = FifoConsumer::attach(&r).unwrap();
+    let mut buf = [0u8; FIFO_SIZE];
+    for m in 1..=n {
+        loop {
+            match rx.try_pop(&mut buf) {
+                Ok(len) => {
+                    assert_eq!(len, usize::from(m), "out of order or torn (length)");
+                    assert!(buf[..len].iter().all(|&b| b == m), "torn: {buf:?}");
+                    break;
+                }
+                Err(Error::Empty) => {
+                    if let Some(tail) = rx.prepare_sleep() {
+                        k.wait(&r[channels::layout::W_WRITER_POS], tail);
+                        rx.end_sleep();
+                    }
+                }
+                Err(e) => panic!("pop: {e:?}"),
+            }
+        }
+        if rx.peer_sleeping() {
+            k.wake();
+        }
+    }
+    producer.join().unwrap();
+}
+
+/// Loom with a preemption bound: the sleep/wake models are larger than the others (two
+/// locks and spin-waits), and every lost-wake-up interleaving needs only a couple of
+/// preemptions (between a side's check and its sleep, and between the peer's store and its
+/// look at the waiter word).
+fn bounded(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.max_branches = 100_000;
+    b.check(f);
+}
+
+/// Capacity one, two messages: the consumer sleeps for data and the producer for room.
+#[test]
+fn fifo_sleep_wake_one_slot_two_messages() {
+    bounded(|| fifo_sleep_model(1, 2));
+}
+
+/// Capacity two, three messages: slot reuse while a side sleeps, and bursts of pushes whose
+/// wake-ups the token dedupes.
+#[test]
+fn fifo_sleep_wake_two_slots_three_messages() {
+    bounded(|| fifo_sleep_model(2, 3));
+}

@@ -27,6 +27,9 @@ enum FifoOp {
     Pop { short_buf: bool },
     ReattachProducer,
     ReattachConsumer,
+    /// The producer (`true`) or consumer prepares to sleep, then ends the sleep (the user-level
+    /// data path's waiter words).
+    Sleep { producer: bool },
 }
 
 fn fifo_op() -> impl Strategy<Value = FifoOp> {
@@ -35,6 +38,7 @@ fn fifo_op() -> impl Strategy<Value = FifoOp> {
         5 => prop::bool::weighted(0.1).prop_map(|short_buf| FifoOp::Pop { short_buf }),
         1 => Just(FifoOp::ReattachProducer),
         1 => Just(FifoOp::ReattachConsumer),
+        2 => any::<bool>().prop_map(|producer| FifoOp::Sleep { producer }),
     ]
 }
 
@@ -129,6 +133,30 @@ proptest! {
                 }
                 FifoOp::ReattachProducer => tx = FifoProducer::attach(&r).unwrap(),
                 FifoOp::ReattachConsumer => rx = FifoConsumer::attach(&r).unwrap(),
+                FifoOp::Sleep { producer: true } => {
+                    // Sleeps exactly when full, on the consumer's counter; the consumer sees
+                    // the waiter word until the sleep ends.
+                    let v = tx.prepare_sleep();
+                    prop_assert_eq!(v, (model.len() == slots).then_some(popped));
+                    // The token is the sleeper's counter plus one; the peer wakes it once.
+                    let token = r[channels::layout::W_WRITER_WAIT].load(Ordering::Relaxed);
+                    prop_assert_eq!(token, if v.is_some() { popped + 1 } else { 0 });
+                    // The consumer has not moved since: the sleep is not due for a wake.
+                    prop_assert!(!rx.peer_sleeping());
+                    prop_assert!(!rx.peer_sleeping(), "a token is woken once");
+                    tx.end_sleep();
+                    prop_assert!(!rx.peer_sleeping());
+                }
+                FifoOp::Sleep { producer: false } => {
+                    let v = rx.prepare_sleep();
+                    prop_assert_eq!(v, model.is_empty().then_some(pushed));
+                    let token = r[channels::layout::W_READER_WAIT].load(Ordering::Relaxed);
+                    prop_assert_eq!(token, if v.is_some() { pushed + 1 } else { 0 });
+                    prop_assert!(!tx.peer_sleeping());
+                    prop_assert!(!tx.peer_sleeping(), "a token is woken once");
+                    rx.end_sleep();
+                    prop_assert!(!tx.peer_sleeping());
+                }
             }
             prop_assert_eq!(rx.len(), model.len());
             prop_assert_eq!(tx.len(), model.len());
@@ -292,6 +320,17 @@ proptest! {
                 // handles then (they never re-read the header).
                 FifoOp::ReattachProducer => if let Ok(t) = FifoProducer::attach(&r) { tx = t },
                 FifoOp::ReattachConsumer => if let Ok(c) = FifoConsumer::attach(&r) { rx = c },
+                // Whatever the region holds: no panic, and a sleep value is the peer counter.
+                FifoOp::Sleep { producer: true } => {
+                    let _ = tx.prepare_sleep();
+                    tx.end_sleep();
+                    let _ = rx.peer_sleeping();
+                }
+                FifoOp::Sleep { producer: false } => {
+                    let _ = rx.prepare_sleep();
+                    rx.end_sleep();
+                    let _ = tx.peer_sleeping();
+                }
             }
             prop_assert!(tx.len() <= slots);
             prop_assert!(rx.len() <= slots);

@@ -87,6 +87,17 @@ pub const SHMCOMM_READ: u32 = QUEST_BASE + 0x23;
 pub const SHMCOMM_CLOSE: u32 = QUEST_BASE + 0x24;
 /// `get_vshm_key(fd) -> key`. Errors: `EBADF`.
 pub const SHMCOMM_GET_KEY: u32 = QUEST_BASE + 0x25;
+/// `shmcomm_map(fd, u64 *len) -> address`: maps the channel's region into the caller (shared,
+/// read/write) for the user-level data path, stores its length in `*len` and returns its
+/// address. Errors: `EBADF`, `EFAULT`, `ENOMEM`, `EOPNOTSUPP` (a Quest-V window).
+pub const SHMCOMM_MAP: u32 = QUEST_BASE + 0x26;
+/// `shmcomm_wait(fd, expected) -> 0`: a sync side sleeps while the peer's counter word in the
+/// region (`writer_pos` for the receiver, `reader_pos` for the sender) equals `expected` and
+/// the peer is open. Errors: `EBADF`, `EINVAL` (async channel), `EPIPE` (the peer closed),
+/// `EINTR`.
+pub const SHMCOMM_WAIT: u32 = QUEST_BASE + 0x27;
+/// `shmcomm_wake(fd) -> 0`: wakes the tasks sleeping on the channel. Errors: `EBADF`.
+pub const SHMCOMM_WAKE: u32 = QUEST_BASE + 0x28;
 
 /// `tpipe_open(const struct tpipe_qos *qos, int fds[2], struct tpipe_guarantee *g) -> 0`.
 ///
@@ -136,6 +147,9 @@ pub enum QuestSyscall {
     ShmcommRead = SHMCOMM_READ,
     ShmcommClose = SHMCOMM_CLOSE,
     ShmcommGetKey = SHMCOMM_GET_KEY,
+    ShmcommMap = SHMCOMM_MAP,
+    ShmcommWait = SHMCOMM_WAIT,
+    ShmcommWake = SHMCOMM_WAKE,
     TpipeOpen = TPIPE_OPEN,
     TpipeWrite = TPIPE_WRITE,
     TpipeRead = TPIPE_READ,
@@ -146,7 +160,7 @@ pub enum QuestSyscall {
 
 impl QuestSyscall {
     /// All Quest calls, in number order.
-    pub const ALL: [QuestSyscall; 19] = [
+    pub const ALL: [QuestSyscall; 22] = [
         Self::VcpuCreate,
         Self::VcpuDestroy,
         Self::VcpuGetparams,
@@ -160,6 +174,9 @@ impl QuestSyscall {
         Self::ShmcommRead,
         Self::ShmcommClose,
         Self::ShmcommGetKey,
+        Self::ShmcommMap,
+        Self::ShmcommWait,
+        Self::ShmcommWake,
         Self::TpipeOpen,
         Self::TpipeWrite,
         Self::TpipeRead,
@@ -203,6 +220,9 @@ impl QuestSyscall {
             Self::ShmcommRead => "SHMCOMM_READ",
             Self::ShmcommClose => "SHMCOMM_CLOSE",
             Self::ShmcommGetKey => "SHMCOMM_GET_KEY",
+            Self::ShmcommMap => "SHMCOMM_MAP",
+            Self::ShmcommWait => "SHMCOMM_WAIT",
+            Self::ShmcommWake => "SHMCOMM_WAKE",
             Self::TpipeOpen => "TPIPE_OPEN",
             Self::TpipeWrite => "TPIPE_WRITE",
             Self::TpipeRead => "TPIPE_READ",
@@ -277,8 +297,9 @@ mod tests {
     #[test]
     fn implemented_set() {
         let implemented: usize = QuestSyscall::ALL.iter().filter(|c| c.implemented()).count();
-        assert_eq!(implemented, 19);
+        assert_eq!(implemented, 22);
         assert!(QuestSyscall::ShmcommOpenSend.implemented());
+        assert!(QuestSyscall::ShmcommWait.implemented());
         assert!(QuestSyscall::TpipeClose.implemented());
         assert!(QuestSyscall::TaskKill.implemented());
     }

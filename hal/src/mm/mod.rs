@@ -50,7 +50,7 @@ pub use frames::{Frame, FrameRun, frame_counts, outside_managed_ram};
 pub use heap::heap_usage;
 pub use kstack::{KSTACK_BASE, KernelStack, alloc_kernel_stack};
 pub use phys::{PhysRegion, TakeError};
-pub use shared::SharedPage;
+pub use shared::{SharedPage, SharedRun};
 pub use space::{AddressSpace, FlushTicket, PageTableRoot, TLB_FLUSH_VECTOR, USER_END, UserAccess, UserMemError, activate_root, init_tlb_shootdown, kernel_root};
 
 pub const PAGE_SIZE: u64 = 4096;

@@ -142,3 +142,62 @@ impl Drop for SharedPage {
         unsafe { put(self.pa) };
     }
 }
+
+/// Physically contiguous shared pages that the kernel also reads as one slice of words: a
+/// shmcomm channel's region, which the kernel validates and closes through the direct map
+/// while the processes that opened the channel map its pages ([`SharedRun::page`]).
+///
+/// Each frame is an ordinary shared page (one count per handle and per mapping): the run holds
+/// one count of every frame, so the words stay valid while it lives, and a frame goes back to
+/// the allocator only when the run and every mapping of it are gone.
+#[derive(Debug)]
+pub struct SharedRun {
+    start: u64,
+    pages: alloc::vec::Vec<SharedPage>,
+}
+
+impl SharedRun {
+    /// `frames` contiguous zeroed shared pages, or `None` when there is no such run free.
+    pub fn alloc(frames: usize) -> Option<SharedRun> {
+        let mut pages = alloc::vec::Vec::new();
+        pages.try_reserve_exact(frames).ok()?;
+        let run = super::FrameRun::alloc(frames)?; // zeroed, below the direct-map limit
+        let start = run.phys();
+        run.leak(); // each frame is freed on its own by `put` from now on
+        for i in 0..frames as u64 {
+            let pa = start + i * PAGE_SIZE;
+            count(pa).store(1, Ordering::Release);
+            pages.push(SharedPage { pa });
+        }
+        Some(SharedRun { start, pages })
+    }
+
+    /// A handle of page `i` (for a mapping), or `None` past the end.
+    pub fn page(&self, i: usize) -> Option<SharedPage> {
+        self.pages.get(i).cloned()
+    }
+
+    /// Number of pages.
+    pub fn frames(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// The memory as words. User programs that map the pages may write them at any time:
+    /// every access is atomic, so sharing is sound (what they write is untrusted input).
+    pub fn words(&self) -> &[core::sync::atomic::AtomicU64] {
+        // SAFETY:
+        // 1. `self.pages` holds one count of every frame of the run, so none goes back to the
+        //    allocator while `self` (which the returned slice borrows) lives.
+        // 2. The frames are contiguous (one `FrameRun`) and below the direct-map limit
+        //    (`FrameRun::alloc` checks), page aligned, so aligned for AtomicU64; they were
+        //    zeroed, and any bit pattern is a valid AtomicU64.
+        // 3. AtomicU64 has interior mutability; user mappings write the same bytes only through
+        //    the CPU, never through a Rust reference, and every kernel access is atomic.
+        unsafe {
+            core::slice::from_raw_parts(
+                phys_to_virt(self.start) as *const core::sync::atomic::AtomicU64,
+                self.pages.len() * PAGE_SIZE as usize / 8,
+            )
+        }
+    }
+}

@@ -26,6 +26,16 @@ pub fn call(cx: &Cx, nr: u32, a: Args) -> SysResult {
             p.files.lock().close(a.n(0)).map(|_| 0)
         }
         q::SHMCOMM_GET_KEY => shm_side(p, a.n(0)).map(|s| u64::from(s.key())),
+        q::SHMCOMM_MAP => {
+            let (addr, len) = crate::shmcomm::map(p, &*shm_side(p, a.n(0))?)?;
+            if let Err(e) = a.ptr::<u64>(1).write(p, &len) {
+                let _ = crate::memory::munmap(p, addr, len);
+                return Err(e);
+            }
+            Ok(addr)
+        }
+        q::SHMCOMM_WAIT => crate::shmcomm::wait(&*shm_side(p, a.n(0))?, a.n(1)),
+        q::SHMCOMM_WAKE => crate::shmcomm::wake(&*shm_side(p, a.n(0))?),
         q::TPIPE_OPEN => crate::tpipe::open(p, a.ptr(0), a.ptr(1), a.ptr(2)),
         q::TPIPE_WRITE => {
             crate::tpipe::check_end(p, a.n(0), true)?;

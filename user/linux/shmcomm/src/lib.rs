@@ -510,6 +510,20 @@ pub extern "C" fn shmcomm_sys_close(fd: c_int) -> c_long {
     0
 }
 
+/// `shmcomm_sys_region`: the window descriptor `fd` runs on (its length in `*len`), or NULL.
+///
+/// # Safety
+/// `len` must be NULL or point to a writable `unsigned long`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmcomm_sys_region(fd: c_int, len: *mut c_ulong) -> *mut c_void {
+    let (map, n) = OPEN.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|t| t.get(&fd)).map_or((0, 0), |o| (o.map, o.len));
+    if !len.is_null() {
+        // SAFETY: a writable unsigned long (the caller's contract, non-null checked).
+        unsafe { len.write(n as c_ulong) };
+    }
+    map as *mut c_void
+}
+
 /// `shmcomm_sys_key`: the channel's key, or -1 and errno.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmcomm_sys_key(fd: c_int) -> c_long {
