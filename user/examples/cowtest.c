@@ -263,8 +263,10 @@ static void threaded(void)
           "child status %#x, parent counter %lu", st, counter);
 }
 
-static void run(void)
+static int run(int argc, char *argv[])
 {
+    (void)argc;
+    (void)argv;
     own_writes();
     kernel_writes();
     protection();
@@ -272,31 +274,10 @@ static void run(void)
     sharing();
     threaded();
     printf("cowtest: %d checks, %d failed\n", checks, failed);
+    return failed != 0;
 }
 
-int main(void)
+int main(int argc, char *argv[])
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    if (getpid() == 1) {
-        mknod("/dev/console", S_IFCHR | 0600, makedev(5, 1));
-        int fd = open("/dev/console", O_RDWR);
-        if (fd >= 0) {
-            dup2(fd, 0);
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        printf("cowtest: on Linux as init\n");
-        fflush(stdout);
-        pid_t c = fork();
-        if (c == 0) {
-            run();
-            _exit(0);
-        }
-        wait_child(c);
-        sync();
-        reboot(RB_POWER_OFF);
-        return 0;
-    }
-    run();
-    return failed != 0;
+    return check_main(argc, argv, run);
 }

@@ -37,25 +37,8 @@
 #define FUTEX_UNLOCK_PI 7
 #define FUTEX_TRYLOCK_PI 8
 
-static int checks, failed;
-
-static void check(const char *name, int ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void check(const char *name, int ok, const char *fmt, ...)
-{
-    checks++;
-    if (ok) {
-        printf("ipctest: %s ok\n", name);
-    } else {
-        failed++;
-        char buf[256];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, sizeof buf, fmt, ap);
-        va_end(ap);
-        printf("ipctest: %s FAILED: %s\n", name, buf);
-    }
-    fflush(stdout);
-}
+#define CHECK_PROGRAM "ipctest"
+#include <checklist.h>
 
 static void sleep_ms(long ms)
 {
@@ -676,29 +659,5 @@ static int run(int argc, char *argv[])
 
 int main(int argc, char *argv[])
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    if (getpid() == 1) {
-        /* Linux, as init (the QEMU test's reference run): a console and /dev/shm, the checks
-         * in a child, then power off. */
-        mknod("/dev/console", S_IFCHR | 0600, makedev(5, 1));
-        int fd = open("/dev/console", O_RDWR);
-        if (fd >= 0) {
-            dup2(fd, 0);
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        mkdir("/dev/shm", 01777);
-        printf("ipctest: on Linux as init\n");
-        fflush(stdout);
-        pid_t c = fork();
-        if (c == 0)
-            _exit(run(argc, argv));
-        reap(c);
-        printf("ipctest: done\n");
-        fflush(stdout);
-        sync();
-        reboot(RB_POWER_OFF);
-        return 0;
-    }
-    return run(argc, argv);
+    return check_main(argc, argv, run);
 }

@@ -24,25 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static int checks, failed;
-
-static void check(const char *name, int ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void check(const char *name, int ok, const char *fmt, ...)
-{
-    checks++;
-    if (ok) {
-        printf("unixtest: %s ok\n", name);
-    } else {
-        failed++;
-        char buf[256];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, sizeof buf, fmt, ap);
-        va_end(ap);
-        printf("unixtest: %s FAILED: %s\n", name, buf);
-    }
-    fflush(stdout);
-}
+#define CHECK_PROGRAM "unixtest"
+#include <checklist.h>
 
 static void sleep_ms(long ms)
 {
@@ -376,8 +359,10 @@ static void test_rights(void)
     }
 }
 
-static int run(void)
+static int run(int argc, char *argv[])
 {
+    (void)argc;
+    (void)argv;
     test_stream(0);
     test_stream(1);
     test_dgram();
@@ -388,28 +373,7 @@ static int run(void)
     return failed != 0;
 }
 
-int main(void)
+int main(int argc, char *argv[])
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    if (getpid() == 1) {
-        mknod("/dev/console", S_IFCHR | 0600, makedev(5, 1));
-        int fd = open("/dev/console", O_RDWR);
-        if (fd >= 0) {
-            dup2(fd, 0);
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        printf("unixtest: on Linux as init\n");
-        fflush(stdout);
-        pid_t c = fork();
-        if (c == 0)
-            _exit(run());
-        reap(c);
-        printf("unixtest: done\n");
-        fflush(stdout);
-        sync();
-        reboot(RB_POWER_OFF);
-        return 0;
-    }
-    return run();
+    return check_main(argc, argv, run);
 }
