@@ -11,10 +11,18 @@
 //! threads run on different CPUs *at the same time*: the sum of their CPU time (the scheduler's
 //! account, CLOCK_THREAD_CPUTIME_ID) over the elapsed time — on real hardware, the speed-up.
 //!
-//! The same round-robin makes the one-shot timers of the CPUs other than CPU 0 late by up to
-//! milliseconds of guest time when both CPUs are busy (`ktest smp 500` on 2 CPUs, kernel
-//! threads that never move: every budget exhaustion on CPU 1 late, by up to 5 ms; none on
-//! CPU 0), so the reservations whose traces are checked here are on CPU 0.
+//! The same round-robin makes timers late. QEMU's round-robin loop (accel/tcg, `rr_cpu_thread_fn`)
+//! handles timers and computes one instruction budget per round, (next deadline - now) / N,
+//! and then runs each vCPU for that budget in turn. A deadline a CPU programs during the round
+//! (a Main VCPU's budget end, just set by the scheduler) does not shorten the other CPUs'
+//! turns, so its interrupt can come a whole turn late, and the guest time passes as if the
+//! frozen CPU were still running what it ran. On CPU 1 it is common (`ktest smp 500` on 2
+//! CPUs, kernel threads that never move: every budget exhaustion on CPU 1 late, by up to 5 ms);
+//! on CPU 0 it is rare but happens: one run in about six froze CPU 0 inside the scheduler for
+//! 2.34 ms after it armed a 2 ms budget timer, and the trace charged the Main VCPU a 2.34 ms
+//! run (in CI one period was 2.80 ms). So the reservations whose traces are checked here are on
+//! CPU 0, and the checks allow one such period per run and the sporadic server's pay-back of
+//! an overrun in the periods after it.
 use anyhow::{Context, Result};
 use quest_tests::{Config, Quest};
 
@@ -191,15 +199,32 @@ fn reservations_hold_beside_parallel_programs() -> Result<()> {
     let jobs = after(p, &format!("on cpu {cpu}:"))? as usize;
     let got: Vec<u64> = periods(&events, key, &cr, end).into_iter().take(jobs.saturating_sub(2)).collect();
     assert!(got.len() >= 40, "only {} periods", got.len());
-    // Between its job and C, beyond one late timer's overrun (0.6 ms, as below: a timer on a
-    // busy 2-CPU machine under -icount can fire that late, and the sporadic server takes the
-    // overrun back from the next budget).
-    for (k, g) in got.iter().enumerate() {
-        assert!((1_750_000..=2_600_000).contains(g), "period {k}: {g} ns (job 1.8 ms, C 2 ms)");
+    // Its job (1.8 ms) and at most C in every period, with two allowances for timers that
+    // fire late (see the module doc: under -icount QEMU can leave a CPU unexecuted for the
+    // other CPU's whole turn, and the time is charged to whatever that CPU was running):
+    // - a period may exceed C by one late timer's overrun (0.6 ms, as below), and one period
+    //   of the run by more (the CPU frozen with the budget timer due);
+    // - the sporadic server takes an overrun back from the next budgets, so a period after
+    //   one gets at least C minus the debt left (and the job finishes in the background).
+    let svc = |k: u64| vcpu_sched::check::service(&events, cr.t + k * cr.period, cr.t + (k + 1) * cr.period).get(&key).map_or(0, |s| s.0);
+    let (job, c) = (1_800_000u64, cr.c);
+    let mut debt = svc(0).saturating_sub(c);
+    let mut frozen = Vec::new();
+    for (k, &g) in got.iter().enumerate() {
+        let (a, b) = (cr.t + (k as u64 + 1) * cr.period, cr.t + (k as u64 + 2) * cr.period);
+        let window = || -> String { events.iter().filter(|e| e.t + cr.period >= a && e.t <= b).map(|e| format!("{e}\n")).collect() };
+        let lo = job.min(c.saturating_sub(debt)).saturating_sub(50_000);
+        assert!(g >= lo, "period {k} [{a}, {b}): {g} ns, below min(job 1.8 ms, C 2 ms - debt {debt} ns); VCPU {key:?}; CPU {cpu}'s trace from a period before:\n{}", window());
+        if g > c + 600_000 {
+            frozen.push((k, g));
+        }
+        assert!(frozen.len() <= 1, "more than one period beyond C + 0.6 ms: {frozen:?}; VCPU {key:?}; CPU {cpu}'s trace from a period before the last:\n{}", window());
+        debt = (debt + g).saturating_sub(c);
     }
     let most = got.iter().max().copied().unwrap_or(0);
     let n = vcpu_sched::check::backlogged_deadlines(&events, key, end, 50_000).map_err(|v| anyhow::anyhow!("{v:?}"))?;
-    println!("{p}; {} periods (most in one: {most} ns), {n} backlogged deadlines checked", got.len());
+    let over = vcpu_sched::check::budget_accounting(&events, key, end, u64::MAX).map_err(|v| anyhow::anyhow!("{v:?}"))?;
+    println!("{p}; {} periods (most in one: {most} ns), {n} backlogged deadlines checked, largest overrun {over} ns, periods beyond C + 0.6 ms: {frozen:?}", got.len());
     let _ = common::fetch_trace(&mut q, 1 - cpu)?;
 
     // SCHED_DEADLINE beside two CPU-bound threads, confined to CPU 0 (so admitted there).
