@@ -17,6 +17,7 @@ mod image;
 mod libc_test;
 mod plot;
 mod questv;
+mod rt_tests;
 mod setup;
 mod soundness;
 
@@ -65,6 +66,8 @@ commands:
           test fixtures, as `test --qemu` uses them
             --sandboxes F [--add FILE]...   the Quest-V images for partition
                             configuration F instead
+  rt-tests  build rt-tests' cyclictest, unmodified, as a static musl program (target/rt-tests/
+          cyclictest) from Debian's source package, or QUEST_RT_TESTS_SRC=DIR (a source tree)
   cc      build a C program for Quest with musl-gcc: cc -o OUT FILE.c...
   soundness [DIR]  the house-rule check test runs first: hal's public safe API takes no raw
                    address, no `unsafe` outside hal (xtask/src/soundness.rs)
@@ -92,6 +95,7 @@ fn real_main(args: &[String]) -> Result<()> {
         "bench" => bench::run(rest),
         "libc-test" => libc_test::run(rest),
         "cc" => cc::run(rest),
+        "rt-tests" => rt_tests::run(rest),
         "fuzz" => fuzz::run(rest),
         "soundness" => soundness::run(&rest.first().map(PathBuf::from).unwrap_or_else(root)),
         "build" => {
