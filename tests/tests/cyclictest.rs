@@ -35,8 +35,10 @@ fn env_path(k: &str) -> Result<PathBuf> {
 /// SCHED_FIFO 80 — fatal in cyclictest if refused —, mlockall, sched_setaffinity, the
 /// get_mempolicy probe of libnuma) succeed or fail as on Linux, its measuring thread sleeps
 /// with clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME) 500 times, and it prints its summary.
-/// Quest's latencies under -icount are bounded (measured: min 2.9 µs, avg 3.0 µs, max 7.7 µs;
-/// the bound asserted is 100 µs); Linux's are printed beside them.
+/// Quest's latencies under -icount are bounded (measured with this test kernel, debug
+/// assertions on: min 8.9 µs, avg 12.7 µs, max 29.8 µs; the release kernel: 2.9 / 3.0 / 7.7 µs;
+/// the bound asserted is 100 µs); Linux's are printed beside them (3.8 / 4.0 / 6.4 µs).
+/// Without user/compat/glibc_sched.c cyclictest stops at "unable to get scheduler parameters".
 #[test]
 fn cyclictest_runs_unmodified_on_quest_and_linux() -> Result<()> {
     let bin = env_path("QUEST_CYCLICTEST")?;
@@ -46,9 +48,13 @@ fn cyclictest_runs_unmodified_on_quest_and_linux() -> Result<()> {
     let mut q = Quest::boot(&cfg)?;
     let out = q.shell(&format!("cyclictest {OPTIONS} -l 500"))?;
     q.power_off_ok()?;
-    for bad in ["FATAL", "unable to", "failed to", "Unknown"] {
+    for bad in ["FATAL", "ERROR", "unable to", "failed to", "Unknown"] {
         assert!(!out.contains(bad), "cyclictest on Quest: '{bad}':\n{out}");
     }
+    // Its one complaint: no /dev/cpu_dma_latency (Linux's PM QoS device; Quest has no CPU
+    // idle states to hold off, and does not have the file).
+    let warns: Vec<&str> = out.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(warns.iter().all(|w| w.contains("/dev/cpu_dma_latency")), "{out}");
     let [prio, interval, cycles, min, avg, max] = summary(&out)?;
     println!("Quest: min {min} ns, avg {avg} ns, max {max} ns");
     assert_eq!((prio, interval, cycles), (80, 1000, 500), "{out}");

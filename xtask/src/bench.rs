@@ -1029,6 +1029,22 @@ mod tests {
     }
 
     #[test]
+    fn cyclictest_and_parallel_are_not_qbench_boots() {
+        let a = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let o = Opts::parse(&a("--quick cyclictest parallel")).unwrap();
+        assert!(!o.main_boots() && o.runs_group("cyclictest") && o.runs_group("parallel"));
+        let o = Opts::parse(&a("null_syscall parallel")).unwrap();
+        assert!(o.main_boots() && !o.runs_group("cyclictest"));
+        assert_eq!(o.qbench_args(), ["--poweroff", "null_syscall"]);
+        let o = Opts::parse(&[]).unwrap();
+        assert!(o.main_boots() && o.runs_group("cyclictest") && o.runs_group("parallel"));
+        // Parallelism: higher is better, so its ratio is Linux / Quest-RS.
+        let f = |unit: &str, median| Figure { unit: unit.into(), median, max: median, n: 1, runs: 1, wall_ms: None };
+        assert_eq!(ratio(&f("%", 200), &f("%", 300)), Some(1.5));
+        assert_eq!(ratio(&f("ns", 200), &f("ns", 400)), Some(0.5));
+    }
+
+    #[test]
     fn combine_takes_medians_and_the_max() {
         let f = combine(&[sample("x", "ns", 10, 50, 5), sample("x", "ns", 30, 40, 7), sample("x", "ns", 20, 90, 6)]).unwrap();
         assert_eq!((f.median, f.max, f.runs), (20, 90, 3));

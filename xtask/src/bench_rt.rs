@@ -49,7 +49,7 @@ fn quest_config(t: &crate::setup::Tools, iso: &Path, cpus: u32) -> quest_tests::
 /// cyclictest on both systems: `-l` 1,000 loops (--quick) or 10,000.
 pub fn cyclictest(t: &crate::setup::Tools, profile: &str, flavour: &str, quick: bool, vmlinuz: Option<&Path>, logs: &Path) -> Result<Out> {
     let c = rt_tests::cyclictest()?;
-    let img = crate::image::build_with(profile, false, &format!("{flavour}-rt"), &crate::boot_files(&[c.bin.clone()])?)?;
+    let img = crate::image::build_with(profile, false, &format!("{flavour}-rt"), &crate::boot_files(std::slice::from_ref(&c.bin))?)?;
     let loops = if quick { 1000 } else { 10_000 };
     let mut args: Vec<String> = rt_tests::OPTIONS.iter().map(|s| s.to_string()).collect();
     args.extend(["-l".into(), loops.to_string()]);
@@ -70,7 +70,7 @@ pub fn cyclictest(t: &crate::setup::Tools, profile: &str, flavour: &str, quick: 
         crate::cc::cc(&initrun, &[crate::root().join("user/tools/initrun.c")])?;
         let mut a: Vec<&str> = vec!["/boot/cyclictest"];
         a.extend(args.iter().map(String::as_str));
-        let text = quest_tests::linux::run_init_on(&t.qemu, vmlinuz, &initrun, &[c.bin.clone()], &a, &Machine::icount(1), Duration::from_secs(1800))?;
+        let text = quest_tests::linux::run_init_on(&t.qemu, vmlinuz, &initrun, std::slice::from_ref(&c.bin), &a, &Machine::icount(1), Duration::from_secs(1800))?;
         fs::write(logs.join("cyclictest-linux.log"), &text)?;
         let s = rt_tests::parse_summary(&text, 0).with_context(|| format!("cyclictest printed no summary on Linux:\n{text}"))?;
         check(&s, loops, "Linux", &text)?;
