@@ -756,7 +756,9 @@ static void *par_thread(void *arg)
 static void b_parallel(void)
 {
     const int ns_[] = {1, 2, 4};
-    const long units = quick ? 1000 : 4000; /* per thread; one unit ~ 4,000 instructions */
+    /* Per thread; one unit ~ 4,000 instructions, so 16 ms of guest time alone. Not fewer with
+     * --quick: with 4 ms, -icount's round-robin turns (docs/benchmarks.md) decide the overlap. */
+    const long units = 4000;
     const int reps = quick ? 3 : 5;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     printf("@INFO parallel_cpus_online=%ld\n", ncpu);
