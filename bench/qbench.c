@@ -5,7 +5,7 @@
  * user_init from /boot/init.conf; on Linux it is the initramfs's /qbench, started as PID 1
  * (rdinit=/qbench, arguments after "--" on the kernel command line).
  *
- *   qbench [--quick] [--poweroff] [NAME...]     (no NAME: every benchmark)
+ *   qbench [--quick] [--poweroff] [NAME...]     (no NAME: every benchmark but `parallel`)
  *
  * Timing: the TSC, read with rdtsc (lfence before and after). Under QEMU -icount shift=0 the TSC
  * advances one tick per guest nanosecond = one guest instruction, on both systems; the program
@@ -708,6 +708,98 @@ static void b_tm(void)
     tm_run("tm_malloc", tm_malloc, 1);
 }
 
+/* ---------------------------------------------------------------- parallel (issue 24) */
+/* N threads of fixed work on an SMP machine (run only when named: `qbench parallel`; xtask
+ * boots both systems with -smp 4 for it). Under -icount QEMU runs the vCPUs in turn and counts
+ * every vCPU's instructions on the one guest clock, so N busy CPUs each run at 1/N speed in
+ * guest time: N threads of W units take N times one thread's elapsed time whether or not they
+ * ran in parallel. Two honest figures instead, per N = 1, 2, 4:
+ *   parallel_N     elapsed guest time per unit of work done (all threads' units), which under
+ *                  -icount is the guest instructions every CPU executed per unit: the work plus
+ *                  the kernel's (placement, balancing, switches, timer ticks, idle wake-ups);
+ *   parallelism_N  the threads' CPU time summed (CLOCK_THREAD_CPUTIME_ID: each kernel's own
+ *                  account) over the elapsed time, in %: how many ran at once (400 % = four
+ *                  CPUs busy all the time; on real hardware the speed-up).
+ * The threads are started together and each does W units; distinct CPUs (sched_getcpu at
+ * start) are reported as @INFO. */
+static uint64_t par_work(uint64_t x, long units)
+{
+    for (long u = 0; u < units; u++)
+        for (int i = 0; i < 1000; i++)
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    return x;
+}
+
+struct par_job {
+    long units;
+    int cpu;
+    uint64_t result, cpu_ns;
+};
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void *par_thread(void *arg)
+{
+    struct par_job *j = arg;
+    j->cpu = sched_getcpu();
+    uint64_t c0 = thread_cpu_ns();
+    j->result = par_work((uintptr_t)arg, j->units);
+    j->cpu_ns = thread_cpu_ns() - c0;
+    return NULL;
+}
+
+static void b_parallel(void)
+{
+    const int ns_[] = {1, 2, 4};
+    /* Per thread; one unit ~ 4,000 instructions, so 16 ms of guest time alone. Not fewer with
+     * --quick: with 4 ms, -icount's round-robin turns (docs/benchmarks.md) decide the overlap. */
+    const long units = 4000;
+    const int reps = quick ? 3 : 5;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("@INFO parallel_cpus_online=%ld\n", ncpu);
+    par_work(1, units / 10); /* warm-up */
+    for (size_t k = 0; k < sizeof ns_ / sizeof ns_[0]; k++) {
+        int n = ns_[k];
+        uint64_t per_unit[8], par[8];
+        int distinct = 0;
+        for (int r = 0; r < reps; r++) {
+            pthread_t t[4];
+            struct par_job jobs[4];
+            uint64_t t0 = rdtsc();
+            for (int i = 0; i < n; i++) {
+                jobs[i] = (struct par_job){.units = units};
+                if (pthread_create(&t[i], NULL, par_thread, &jobs[i]))
+                    die("pthread_create");
+            }
+            uint64_t cpu = 0;
+            int seen[64] = {0};
+            distinct = 0;
+            for (int i = 0; i < n; i++) {
+                pthread_join(t[i], NULL);
+                cpu += jobs[i].cpu_ns;
+                if (jobs[i].cpu >= 0 && jobs[i].cpu < 64 && !seen[jobs[i].cpu]++)
+                    distinct++;
+            }
+            uint64_t el = ns(rdtsc() - t0);
+            per_unit[r] = el / (uint64_t)(n * units);
+            par[r] = el ? cpu * 100 / el : 0;
+        }
+        qsort(per_unit, reps, sizeof per_unit[0], cmp_u64);
+        qsort(par, reps, sizeof par[0], cmp_u64);
+        printf("@INFO parallel_%d_distinct_cpus=%d\n", n, distinct);
+        printf("@BENCH parallel_%d ns median=%llu max=%llu n=%d\n", n, (unsigned long long)per_unit[reps / 2],
+               (unsigned long long)per_unit[reps - 1], reps);
+        printf("@BENCH parallelism_%d %% median=%llu max=%llu n=%d\n", n, (unsigned long long)par[reps / 2],
+               (unsigned long long)par[reps - 1], reps);
+        fflush(stdout);
+    }
+}
+
 /* ---------------------------------------------------------------- main */
 static void calibrate(void)
 {
@@ -723,13 +815,14 @@ static void calibrate(void)
 static const struct {
     const char *name;
     void (*fn)(void);
+    int named_only; /* run only when named (needs a machine set up for it) */
 } benches[] = {
     {"null_syscall", b_null_syscall},       {"pipe_pingpong", b_pipe_pingpong},
     {"fork_exit_wait", b_fork_exit_wait},   {"thread_create_join", b_thread_create_join},
     {"futex_pingpong", b_futex_pingpong},   {"msg_pipe", b_msg_pipe},
     {"msg_shm", b_msg_shm},                 {"msg_shm_sys", b_msg_shm_sys},
     {"wakeup", b_wakeup},                   {"timerfd", b_timerfd},
-    {"tm", b_tm},
+    {"tm", b_tm},                           {"parallel", b_parallel, 1},
 };
 
 int main(int argc, char **argv)
@@ -758,7 +851,7 @@ int main(int argc, char **argv)
     printf("@BENCH boot_to_user ns median=%llu max=%llu n=1\n", (unsigned long long)ns(boot_tsc),
            (unsigned long long)ns(boot_tsc));
     for (size_t b = 0; b < sizeof benches / sizeof benches[0]; b++) {
-        int run = 1;
+        int run = !benches[b].named_only;
         for (int i = 1; i < argc; i++)
             if (argv[i][0] != '-') {
                 any = 1;

@@ -25,6 +25,43 @@ pub fn run_init(qemu: &Path, vmlinuz: &Path, program: &Path, args: &[&str], time
 
 /// As [`run_init`], with `files` in the initramfs's `/boot` (where Quest keeps its programs).
 pub fn run_init_with(qemu: &Path, vmlinuz: &Path, program: &Path, files: &[PathBuf], args: &[&str], timeout: Duration) -> Result<String> {
+    run_init_on(qemu, vmlinuz, program, files, args, &Machine::tcg(), timeout)
+}
+
+/// The emulated machine of a reference run: QEMU's arguments for it (everything but the
+/// kernel, initramfs, command line, console and monitor) and words for the kernel's command line.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    pub qemu_args: Vec<String>,
+    pub append: String,
+}
+
+impl Machine {
+    /// The machine the functional tests compare on: q35, TCG, `-cpu max`, 1 CPU, 256 MiB.
+    pub fn tcg() -> Machine {
+        let a = ["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "256M", "-nic", "none", "-no-reboot"];
+        Machine { qemu_args: a.iter().map(|s| s.to_string()).collect(), append: String::new() }
+    }
+
+    /// The benchmark's machine with `cpus` CPUs: `-icount shift=0,sleep=off` (guest time =
+    /// instructions) and [`crate::ICOUNT_CPU`]. With more than one CPU the kernel gets
+    /// `tsc=reliable`: under -icount QEMU runs the vCPUs in turn, so their TSCs, read at
+    /// different points of the shared instruction clock, fail Linux's boot-time
+    /// synchronisation check, and Linux would fall back to the HPET as its clock source (an
+    /// MMIO read per clock_gettime), which the real machine it models would not do.
+    pub fn icount(cpus: u32) -> Machine {
+        let mut a: Vec<String> =
+            ["-machine", "q35", "-accel", "tcg", "-cpu", crate::ICOUNT_CPU, "-m", "256M", "-nic", "none", "-no-reboot", "-icount", "shift=0,sleep=off"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        a.extend(["-smp".to_string(), cpus.to_string()]);
+        Machine { qemu_args: a, append: if cpus > 1 { "tsc=reliable".into() } else { String::new() } }
+    }
+}
+
+/// As [`run_init_with`], on `machine`.
+pub fn run_init_on(qemu: &Path, vmlinuz: &Path, program: &Path, files: &[PathBuf], args: &[&str], machine: &Machine, timeout: Duration) -> Result<String> {
     let mut w = cpio::Writer::new();
     w.add_dir("dev", 0o755).map_err(|e| anyhow!("cpio: {e:?}"))?;
     w.add_dir("tmp", 0o1777).map_err(|e| anyhow!("cpio: {e:?}"))?;
@@ -42,9 +79,9 @@ pub fn run_init_with(qemu: &Path, vmlinuz: &Path, program: &Path, files: &[PathB
     std::fs::create_dir_all(&dir)?;
     let initramfs = dir.join("initramfs.cpio");
     std::fs::write(&initramfs, w.finish())?;
-    let append = format!("console=ttyS0 quiet panic=-1 rdinit=/init -- {}", args.join(" "));
+    let append = format!("console=ttyS0 quiet panic=-1 {} rdinit=/init -- {}", machine.append, args.join(" "));
     let mut child = Command::new(qemu)
-        .args(["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "256M", "-nic", "none", "-no-reboot"])
+        .args(&machine.qemu_args)
         .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
         .arg("-kernel")
         .arg(vmlinuz)

@@ -85,8 +85,18 @@ impl Opts {
             a.push("--quick".to_string());
         }
         a.push("--poweroff".to_string());
-        a.extend(self.only.iter().cloned());
+        a.extend(self.only.iter().filter(|n| !crate::bench_rt::GROUPS.contains(&n.as_str())).cloned());
         a
+    }
+
+    /// Whether qbench's single-CPU boots run: not when only `bench_rt` groups are named.
+    fn main_boots(&self) -> bool {
+        self.only.is_empty() || self.only.iter().any(|n| !crate::bench_rt::GROUPS.contains(&n.as_str()))
+    }
+
+    /// Whether the `bench_rt` group `g` runs.
+    fn runs_group(&self, g: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|n| n == g)
     }
 }
 
@@ -132,6 +142,16 @@ pub const ROWS: &[Row] = &[
     Row { name: "questv_l2q_stream", what: "Quest-V: Linux sandbox → Quest, 64-byte packets through a sync shmcomm channel, time per packet (a blocked Quest side polls every 1 ms)" },
     Row { name: "questv_boomerang_delay", what: "Boomerang pipeline Quest → Linux stage → Quest (T = 10 ms per stage, two CPU hogs on Linux's core): end-to-end delay; its guaranteed bound is 80 ms (4T per hop)" },
     Row { name: "can_rx_latency", what: "CAN (two kvaser_pci on one bus, 1 Mbit/s): interrupt to read() returning the frame (Linux: not run; needs its kvaser_pci module)" },
+    Row {
+        name: "cyclictest",
+        what: "rt-tests' cyclictest, unmodified (static musl): `-S -p 80 -i 1000 -m`, SCHED_FIFO 80, mlockall, clock_nanosleep(TIMER_ABSTIME) every 1 ms: average latency (max); Quest-RS typed at the shell",
+    },
+    Row { name: "parallel_1", what: "parallel, -smp 4: 1 thread of fixed work, guest instructions per work unit (all CPUs' instructions / units done; -icount: see docs/benchmarks.md)" },
+    Row { name: "parallel_2", what: "parallel, -smp 4: 2 threads of fixed work each, guest instructions per work unit" },
+    Row { name: "parallel_4", what: "parallel, -smp 4: 4 threads of fixed work each, guest instructions per work unit" },
+    Row { name: "parallelism_1", what: "parallel, -smp 4, 1 thread: CPU time of the threads / elapsed time (100 % = one CPU busy)" },
+    Row { name: "parallelism_2", what: "parallel, -smp 4, 2 threads: CPU time of the threads / elapsed time (200 % = two at once all along)" },
+    Row { name: "parallelism_4", what: "parallel, -smp 4, 4 threads: CPU time of the threads / elapsed time (400 % = four at once all along)" },
     Row { name: "can_rate_1mbit", what: "CAN: highest paced rate of 8-byte standard frames (of 1k..8.9k/s, the 1 Mbit/s maximum) received with no loss, frames/s (Linux: not run)" },
 ];
 
@@ -201,10 +221,10 @@ pub fn combine(samples: &[Sample]) -> Option<Figure> {
 }
 
 /// Quest-RS's cost relative to Linux: > 1 means Quest-RS is slower (or bigger). For
-/// throughputs (`ops/...`) that is Linux / Quest-RS, otherwise Quest-RS / Linux.
+/// throughputs (`ops/...`) and parallelism (`%`) that is Linux / Quest-RS, otherwise Quest-RS / Linux.
 pub fn ratio(quest: &Figure, linux: &Figure) -> Option<f64> {
     let (q, l) = (quest.median as f64, linux.median as f64);
-    if quest.unit.starts_with("ops") {
+    if quest.unit.starts_with("ops") || quest.unit == "%" {
         (q > 0.0).then(|| l / q)
     } else {
         (l > 0.0).then(|| q / l)
@@ -268,7 +288,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut quest = Collected::default();
     let mut shell = Collected::default();
     let mut lin = Collected::default();
-    for i in 0..o.runs {
+    for i in 0..if o.main_boots() { o.runs } else { 0 } {
         println!("xtask: bench run {}/{}: Quest-RS ({profile})", i + 1, o.runs);
         let mut a = machine_args();
         a.extend(["-cdrom".into(), img.iso.display().to_string(), "-boot".into(), "d".into()]);
@@ -326,6 +346,34 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
 
+    // Issues 24 and 25: cyclictest and the parallel row, each on its own machine
+    // (xtask/src/bench_rt.rs). Quest-RS's figures go in the shell column (typed at the shell).
+    let mut rt_notes = Vec::new();
+    let vmlinuz = linux.as_ref().map(|l| l.vmlinuz.clone());
+    let take = |r: crate::bench_rt::Out, shell: &mut Collected, lin: &mut Collected, notes: &mut Vec<String>| {
+        for s in r.quest {
+            shell.samples.entry(s.name.clone()).or_default().push(s);
+        }
+        for s in r.linux {
+            lin.samples.entry(s.name.clone()).or_default().push(s);
+        }
+        notes.extend(r.notes);
+    };
+    if o.runs_group("cyclictest") {
+        println!("xtask: bench: rt-tests' cyclictest (-smp 1)");
+        match crate::bench_rt::cyclictest(&t, profile, flavour, o.quick, vmlinuz.as_deref(), &dir.join("logs")) {
+            Ok(r) => take(r, &mut shell, &mut lin, &mut rt_notes),
+            Err(e) => {
+                println!("xtask: bench: cyclictest not measured: {e:#}");
+                rt_notes.push(format!("cyclictest not measured: {}", format!("{e:#}").lines().next().unwrap_or("")));
+            }
+        }
+    }
+    if o.runs_group("parallel") {
+        println!("xtask: bench: parallel row (-smp {})", crate::bench_rt::PARALLEL_CPUS);
+        take(crate::bench_rt::parallel(&t, &shell_img.iso, &qbench, o.quick, vmlinuz.as_deref(), &dir.join("logs"))?, &mut shell, &mut lin, &mut rt_notes);
+    }
+
     // Kernel sizes (deterministic; one "sample" each).
     let size_sample = |s: Sizes| Sample {
         name: "kernel_size".into(),
@@ -359,7 +407,10 @@ pub fn run(args: &[String]) -> Result<()> {
         linux_size: lsize,
     };
     let table = rows(&quest, &shell, &lin);
-    let md = markdown(&meta, &table, &quest, &lin);
+    let mut md = markdown(&meta, &table, &quest, &lin);
+    for n in &rt_notes {
+        md.push_str(&format!("{n}.\n\n"));
+    }
     fs::write(dir.join("results.md"), &md)?;
     fs::write(dir.join("results.json"), json(&meta, &table))?;
     fs::write(dir.join("ratios.svg"), svg(&meta, &table))?;
@@ -975,6 +1026,22 @@ mod tests {
         assert_eq!(Opts::parse(&a("--runs 5 --quest-only")).unwrap().runs, 5);
         assert!(Opts::parse(&a("--runs 0")).is_err());
         assert!(Opts::parse(&a("--bogus")).is_err());
+    }
+
+    #[test]
+    fn cyclictest_and_parallel_are_not_qbench_boots() {
+        let a = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let o = Opts::parse(&a("--quick cyclictest parallel")).unwrap();
+        assert!(!o.main_boots() && o.runs_group("cyclictest") && o.runs_group("parallel"));
+        let o = Opts::parse(&a("null_syscall parallel")).unwrap();
+        assert!(o.main_boots() && !o.runs_group("cyclictest"));
+        assert_eq!(o.qbench_args(), ["--poweroff", "null_syscall"]);
+        let o = Opts::parse(&[]).unwrap();
+        assert!(o.main_boots() && o.runs_group("cyclictest") && o.runs_group("parallel"));
+        // Parallelism: higher is better, so its ratio is Linux / Quest-RS.
+        let f = |unit: &str, median| Figure { unit: unit.into(), median, max: median, n: 1, runs: 1, wall_ms: None };
+        assert_eq!(ratio(&f("%", 200), &f("%", 300)), Some(1.5));
+        assert_eq!(ratio(&f("ns", 200), &f("ns", 400)), Some(0.5));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod bench_profile;
+mod bench_rt;
 mod cc;
 mod debian;
 mod fuzz;
@@ -17,6 +18,7 @@ mod image;
 mod libc_test;
 mod plot;
 mod questv;
+mod rt_tests;
 mod setup;
 mod soundness;
 
@@ -65,6 +67,8 @@ commands:
           test fixtures, as `test --qemu` uses them
             --sandboxes F [--add FILE]...   the Quest-V images for partition
                             configuration F instead
+  rt-tests  build rt-tests' cyclictest, unmodified, as a static musl program (target/rt-tests/
+          cyclictest) from Debian's source package, or QUEST_RT_TESTS_SRC=DIR (a source tree)
   cc      build a C program for Quest with musl-gcc: cc -o OUT FILE.c...
   soundness [DIR]  the house-rule check test runs first: hal's public safe API takes no raw
                    address, no `unsafe` outside hal (xtask/src/soundness.rs)
@@ -92,6 +96,7 @@ fn real_main(args: &[String]) -> Result<()> {
         "bench" => bench::run(rest),
         "libc-test" => libc_test::run(rest),
         "cc" => cc::run(rest),
+        "rt-tests" => rt_tests::run(rest),
         "fuzz" => fuzz::run(rest),
         "soundness" => soundness::run(&rest.first().map(PathBuf::from).unwrap_or_else(root)),
         "build" => {
@@ -110,7 +115,13 @@ fn real_main(args: &[String]) -> Result<()> {
                     // `--test-images`: the images `test --qemu` uses (test init.conf and
                     // fixtures), so one QEMU test can be run by hand: QUEST_QEMU=qemu-system-x86_64
                     // QUEST_ISO=target/quest/normal/quest.iso cargo test -p quest-tests --test user NAME
-                    let (iso, ktest, release) = if rest.iter().any(|a| a == "--test-images") { build_all(&test_fixtures(true)?)? } else { build_all(&[])? };
+                    let (iso, ktest, release) = if rest.iter().any(|a| a == "--test-images") {
+                        let mut f = test_fixtures(true)?;
+                        f.extend(cyclictest_fixture().map(|(c, _)| c));
+                        build_all(&f)?
+                    } else {
+                        build_all(&[])?
+                    };
                     println!("xtask: images {}, {} and {} (release)", iso.display(), ktest.display(), release.display());
                 }
                 Some(other) => bail!("unknown option '{other}'\n\n{USAGE}"),
@@ -269,6 +280,24 @@ fn merge_boot_files(builtin: Vec<PathBuf>, add: &[PathBuf]) -> Result<(Vec<PathB
     }
     files.extend(add.iter().cloned());
     Ok((files, replaced))
+}
+
+/// rt-tests' cyclictest for tests/tests/cyclictest.rs (`rt_tests.rs`) and the Linux init
+/// that runs it (user/tools/initrun.c): (cyclictest, initrun), or `None` with the reason
+/// printed when rt-tests' source cannot be had.
+fn cyclictest_fixture() -> Option<(PathBuf, PathBuf)> {
+    let built = rt_tests::cyclictest().and_then(|c| {
+        let initrun = root().join("target/quest/user/initrun");
+        cc::cc(&initrun, &[root().join("user/tools/initrun.c")])?;
+        Ok((c.bin, initrun))
+    });
+    match built {
+        Ok(v) => Some(v),
+        Err(e) => {
+            println!("xtask: SKIPPING tests/tests/cyclictest.rs (cyclictest not built): {e:#}");
+            None
+        }
+    }
 }
 
 /// The files the test images add to /boot: tests/fixtures' and, with `busybox`, Debian's
@@ -550,7 +579,10 @@ fn test(args: &[String]) -> Result<()> {
             None
         };
         // The release image is what `cargo xtask run` boots, for the tests that judge it.
-        let (iso, ktest_iso, release_iso) = build_all(&test_fixtures(true)?)?;
+        let cyclictest = cyclictest_fixture();
+        let mut fixtures = test_fixtures(true)?;
+        fixtures.extend(cyclictest.as_ref().map(|(c, _)| c.clone()));
+        let (iso, ktest_iso, release_iso) = build_all(&fixtures)?;
         println!("xtask: QEMU integration tests");
         let mut c = cargo();
         c.args(["test", "-p", "quest-tests", "--test", "*", "--", "--test-threads", "2"])
@@ -566,6 +598,15 @@ fn test(args: &[String]) -> Result<()> {
             .env("QUEST_QUESTV_KTEST_ISO", &qv_ktest.iso)
             .env("QUEST_QUESTV_SMP_ISO", &qv_smp.iso)
             .env("QUEST_QUESTV_CAN_ISO", &qv_can.iso);
+        match &cyclictest {
+            Some((bin, initrun)) => {
+                c.env("QUEST_CYCLICTEST", bin).env("QUEST_INITRUN", initrun);
+            }
+            // Said above (SKIPPING ...): rt-tests' source could not be had.
+            None => {
+                c.args(["--skip", "cyclictest"]);
+            }
+        }
         if long {
             // The Linux sandbox tests (tests/tests/questv_linux.rs, #[ignore] in the normal
             // run): they fetch whatever Debian's linux-image-amd64 is today (a 70 MB download).
