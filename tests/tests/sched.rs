@@ -185,6 +185,33 @@ fn a_reserved_periodic_task_keeps_its_budget_beside_a_cpu_bound_program() -> Res
     Ok(())
 }
 
+/// A program printing big buffers does not hold back a reservation: a CPU-bound SCHED_DEADLINE
+/// thread (2 ms every 10 ms) on one CPU runs again at once when its budget comes back while
+/// a thread beside it writes 4 KiB at a time to the console (every write whole on its line). Before, a console write went out
+/// with interrupts off for the whole buffer, and the replenishment's timer waited for it.
+#[test]
+fn console_output_does_not_delay_a_reservation() -> Result<()> {
+    let mut q = ktest(1)?;
+    let _ = common::fetch_trace(&mut q, 0)?;
+    let out = q.shell("smp_test deadline 2000 10000 300 1 0 4096")?;
+    assert!(out.contains("back to SCHED_OTHER: ok"), "{}", &out[out.len().saturating_sub(600)..]);
+    let writes = out.lines().filter(|l| l.len() == 4095 && l.bytes().all(|b| b == b'.')).count();
+    assert!(writes >= 15, "only {writes} whole 4 KiB lines beside the reservation");
+    let events = common::fetch_trace(&mut q, 0)?;
+    let created = vcpu_sched::check::created(&events);
+    let (key, _) = created
+        .iter()
+        .find(|(_, c)| c.kind == vcpu_sched::VcpuKind::Main && c.c == 2_000_000 && c.period == 10_000_000)
+        .context("no SCHED_DEADLINE VCPU in the trace")?;
+    let end = events.iter().map(|e| e.t).max().unwrap_or(0);
+    let (late, n) = vcpu_sched::check::replenishment_latency(&events, *key, end);
+    assert!(n >= 20, "only {n} replenishments measured");
+    assert!(late <= 30_000, "the reservation ran {late} ns after its budget came back (console output beside it)");
+    println!("{writes} console writes of 4 KiB beside SCHED_DEADLINE: {n} replenishments, latest run {late} ns after its release");
+    q.power_off_ok()?;
+    Ok(())
+}
+
 /// One blocking call says why it returned: a deadline (`TimedOut`), a wake (`Woken`), a kill
 /// (`Interrupted`, and every later block of that thread returns at once).
 #[test]

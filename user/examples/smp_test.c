@@ -7,9 +7,11 @@
  *                               CPUs worked at once
  *     smp_test pin CPU MS       a thread pinned to CPU (sched_setaffinity) spins MS ms
  *                               checking sched_getcpu; prints where it ran
- *     smp_test deadline C T MS [HOGS [CPU]]  with HOGS CPU-bound threads beside it, the
+ *     smp_test deadline C T MS [HOGS [CPU [FLOOD]]]  with HOGS CPU-bound threads beside it, the
  *                               calling thread (confined to CPU if given) asks SCHED_DEADLINE (runtime C us, period = deadline
- *                               T us) and spins MS ms; prints sched_getattr
+ *                               T us) and spins MS ms; prints sched_getattr. With FLOOD, the
+ *                               hogs write FLOOD bytes (a line of dots) to stdout in one
+ *                               write every 2 ms of spinning
  *     smp_test overload         SCHED_DEADLINE requests that cannot fit get EBUSY, bad ones
  *                               EINVAL
  *     smp_test beside C T E MS UNITS   two programs of two threads (UNITS of work each) beside a
@@ -190,18 +192,34 @@ static int pin(int cpu, long ms)
 
 static volatile int hogs_stop;
 
+static long flood_bytes;
+static char flood_buf[65536];
+
 static void *hog(void *arg)
 {
     uint64_t x = (uintptr_t)arg;
-    while (!hogs_stop)
-        x = work(x, 1);
+    while (!hogs_stop) {
+        if (flood_bytes > 0) {
+            if (write(1, flood_buf, flood_bytes) != flood_bytes)
+                return (void *)2;
+            for (long long until = now_ns() + 2000000; now_ns() < until && !hogs_stop;)
+                x = work(x, 1);
+        } else {
+            x = work(x, 1);
+        }
+    }
     return (void *)(uintptr_t)(x & 1);
 }
 
-static int deadline(long c_us, long t_us, long ms, int hogs, int cpu)
+static int deadline(long c_us, long t_us, long ms, int hogs, int cpu, long flood)
 {
     pthread_t h[16];
     hogs = hogs < 0 ? 0 : hogs > 16 ? 16 : hogs;
+    flood_bytes = flood < 0 ? 0 : flood > (long)sizeof flood_buf ? (long)sizeof flood_buf : flood;
+    if (flood_bytes > 0) {
+        memset(flood_buf, '.', flood_bytes - 1);
+        flood_buf[flood_bytes - 1] = '\n';
+    }
     for (int i = 0; i < hogs; i++)
         pthread_create(&h[i], NULL, hog, NULL);
     if (cpu >= 0) {
@@ -423,7 +441,8 @@ int main(int argc, char *argv[])
     if (argc >= 4 && !strcmp(argv[1], "pin"))
         return pin(atoi(argv[2]), atol(argv[3]));
     if (argc >= 5 && !strcmp(argv[1], "deadline"))
-        return deadline(atol(argv[2]), atol(argv[3]), atol(argv[4]), argc >= 6 ? atoi(argv[5]) : 0, argc >= 7 ? atoi(argv[6]) : -1);
+        return deadline(atol(argv[2]), atol(argv[3]), atol(argv[4]), argc >= 6 ? atoi(argv[5]) : 0, argc >= 7 ? atoi(argv[6]) : -1,
+                        argc >= 8 ? atol(argv[7]) : 0);
     if (argc >= 2 && !strcmp(argv[1], "overload"))
         return overload();
     if (argc >= 7 && !strcmp(argv[1], "beside"))
@@ -432,6 +451,6 @@ int main(int argc, char *argv[])
         return unmap_test();
     if (argc >= 2 && !strcmp(argv[1], "policy"))
         return policy();
-    fprintf(stderr, "usage: smp_test par N ITERS [CPU] | pin CPU MS | deadline C_US T_US MS [HOGS [CPU]] | beside C T E MS UNITS | overload | unmap | policy\n");
+    fprintf(stderr, "usage: smp_test par N ITERS [CPU] | pin CPU MS | deadline C_US T_US MS [HOGS [CPU [FLOOD]]] | beside C T E MS UNITS | overload | unmap | policy\n");
     return 2;
 }

@@ -195,9 +195,22 @@ impl DeviceFile for Device<Serial> {
     }
 
     fn write(&self, data: &[u8]) -> Result<usize, Errno> {
-        hal::serial::write_raw(data);
+        write_whole(data);
         Ok(data.len())
     }
+}
+
+/// Orders the console's writers: hal sends a write a few bytes at a time with interrupts on
+/// between the pieces, and one writer's pieces must not mix with another's.
+static WRITERS: crate::sync::Semaphore = crate::sync::Semaphore::new(1);
+
+/// Writes `data` to the console UART in one piece as other writers see it (a thread blocks
+/// while another's write goes out). Kernel messages may still come between two pieces. Only
+/// from a thread (it may block).
+pub fn write_whole(data: &[u8]) {
+    WRITERS.down();
+    hal::serial::write_raw(data);
+    WRITERS.up();
 }
 
 static DEVICE: IrqLock<Option<&'static Device<Serial>>> = IrqLock::new(None);

@@ -39,7 +39,7 @@ fn write_console(cx: &Cx, buf: UserSlice) -> SysResult {
             Some(d) => {
                 d.write(part)?;
             }
-            None => hal::serial::write_raw(part),
+            None => crate::drivers::serial::write_whole(part),
         }
     }
     Ok(buf.len())
@@ -256,7 +256,7 @@ pub fn sendfile(cx: &Cx, out: u64, inp: u64, off: UserPtr<i64>, count: u64) -> S
             match crate::drivers::console() {
                 Some(d) => d.write(&data)?,
                 None => {
-                    hal::serial::write_raw(&data);
+                    crate::drivers::serial::write_whole(&data);
                     data.len()
                 }
             }
