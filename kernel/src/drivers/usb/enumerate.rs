@@ -103,6 +103,7 @@ impl Hc {
             n += 1;
             self.other_event(&e);
         }
+        self.ack_events();
         n
     }
 

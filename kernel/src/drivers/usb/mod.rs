@@ -93,7 +93,7 @@ pub fn init() {
         .collect();
     for bdf in found {
         let res = Resource::Pci { bus: bdf.bus, device: bdf.device, function: bdf.function };
-        match crate::drivers::register::<Xhci>(res) {
+        match crate::drivers::register_dma_msi::<Xhci>(res) {
             Ok(d) => {
                 let mut c = CONTROLLERS.lock();
                 hal::println!(
@@ -141,6 +141,16 @@ fn hotplugged(x: &Xhci, added: &[usize], removed: &[usize]) {
     fs::added(bus, host, added);
 }
 
+/// How a controller's interrupt arrives and how often it came (interrupts acknowledged, bottom
+/// half passes).
+fn irq_line<D: crate::drivers::Driver>(d: &Device<D>, irqs: u64, passes: u64) -> String {
+    let how = crate::drivers::Registered::irq_how(d);
+    if how.is_empty() {
+        return String::from("no interrupt (polled)");
+    }
+    format!("interrupt {how}: {irqs} taken, {passes} bottom-half passes")
+}
+
 /// What `/dev/usb` holds (and `lsusb` prints): every controller and its devices.
 pub fn listing() -> String {
     let cs = CONTROLLERS.lock().clone();
@@ -156,13 +166,14 @@ pub fn listing() -> String {
                 let x = &c.driver;
                 let _ = writeln!(
                     s,
-                    "Bus {bus:03}: xHCI {}.{} at PCI {}, {} ports, {} slots, {} device(s)",
+                    "Bus {bus:03}: xHCI {}.{} at PCI {}, {} ports, {} slots, {} device(s), {}",
                     x.version >> 8,
                     format_args!("{:x}", x.version & 0xff),
                     x.bdf,
                     x.ports,
                     x.slots,
-                    x.hc.lock().devices.len()
+                    x.hc.lock().devices.len(),
+                    irq_line(*c, x.irqs.load(core::sync::atomic::Ordering::Relaxed), x.passes.load(core::sync::atomic::Ordering::Relaxed))
                 );
             }
             Host::Ehci(c) => {

@@ -255,13 +255,10 @@ impl Hc {
             let Some(e) = self.next_event(left) else {
                 return Err(String::from("no completion (timed out)"));
             };
-            if x::trb_type(&e) != x::TRB_TRANSFER_EVENT {
-                continue;
-            }
-            if x::event_slot(&e) == slot && x::event_endpoint(&e) == dci && x::event_pointer(&e) == trb {
+            if x::trb_type(&e) == x::TRB_TRANSFER_EVENT && x::event_slot(&e) == slot && x::event_endpoint(&e) == dci && x::event_pointer(&e) == trb {
                 return Ok(e);
             }
-            self.serve_event(&e);
+            self.other_event(&e); // a port status change is noted for hot-plug, not dropped
         }
     }
 }

@@ -38,7 +38,9 @@
 //! taken from the `xhci` crate: see that crate's doc for why.
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use hal::dma::DmaBuffer;
 use hal::pci::{Bdf, Mmio};
@@ -75,8 +77,13 @@ pub(super) const CMD_HCRST: u32 = 2;
 pub(super) const STS_HCH: u32 = 1;
 pub(super) const STS_HSE: u32 = 1 << 2;
 pub(super) const STS_CNR: u32 = 1 << 11;
+pub(super) const CMD_INTE: u32 = 1 << 2;
+pub(super) const STS_EINT: u32 = 1 << 3;
 // Interrupter 0's registers (runtime base + 0x20).
 pub(super) const IMAN: u64 = 0;
+pub(super) const IMOD: u64 = 4;
+pub(super) const IMAN_IP: u32 = 1;
+pub(super) const IMAN_IE: u32 = 2;
 pub(super) const ERSTSZ: u64 = 8;
 pub(super) const ERSTBA: u64 = 0x10;
 pub(super) const ERDP: u64 = 0x18;
@@ -130,7 +137,8 @@ pub(super) fn dma(frames: usize, ac64: bool) -> Result<DmaBuffer, DriverError> {
 
 /// The controller while it is being set up and enumerated (all polling, in `probe`).
 pub(super) struct Hc {
-    pub(super) regs: Mmio,
+    /// Shared with the top half, which touches only interrupter 0's IMAN and USBSTS.EINT.
+    pub(super) regs: Arc<Mmio>,
     pub(super) op: u64,
     pub(super) rt: u64,
     pub(super) db: u64,
@@ -165,9 +173,6 @@ pub(super) struct Kbd {
 
 /// Reports queued per keyboard.
 pub(super) const KBD_TRBS: usize = 8;
-/// How often the bottom half polls the event ring (keyboard latency is at most this plus the
-/// IO VCPU's period).
-pub(super) const POLL_NS: u64 = 10_000_000;
 
 /// A device's DMA structures: EP0's transfer ring, the output and input contexts, the bounce
 /// buffer for control data.
@@ -213,8 +218,10 @@ impl Hc {
             if self.evc.is_new(d3 & 1 != 0) {
                 let t = [self.ev.read32(off), self.ev.read32(off + 4), self.ev.read32(off + 8), d3];
                 let next = self.evc.advance();
+                // The dequeue pointer moves; Event Handler Busy stays set until `ack_events`,
+                // so events arriving while the ring is being drained raise no interrupt.
                 let erdp = self.ev.phys() + 16 * next as u64;
-                self.w64(self.rt + 0x20 + ERDP, erdp | u64::from(ERDP_EHB));
+                self.w64(self.rt + 0x20 + ERDP, erdp);
                 return Some(t);
             }
             if hal::time::now_ns() > end {
@@ -222,6 +229,13 @@ impl Hc {
             }
             core::hint::spin_loop();
         }
+    }
+
+    /// Clears Event Handler Busy (the handler has drained the ring): the next event raises an
+    /// interrupt again, and one already queued behind the dequeue pointer raises it at once.
+    pub(super) fn ack_events(&self) {
+        let erdp = self.ev.phys() + 16 * self.evc.index() as u64;
+        self.w64(self.rt + 0x20 + ERDP, erdp | u64::from(ERDP_EHB));
     }
 
     /// Waits for an event of `kind` (for `slot`, or the command at `pointer`); other events
@@ -346,8 +360,17 @@ pub struct Xhci {
     pub(super) slots: u32,
     pub(super) keyboards: usize,
     /// The controller, kept for the rest of the run (it keeps running and owning its DMA);
-    /// the bottom half polls its event ring.
+    /// the bottom half drains its event ring.
     pub(super) hc: IrqLock<Hc>,
+    /// The registers again, for the top half (which must not wait for `hc`'s lock: a stick's
+    /// read holds it for a whole transfer).
+    regs: Arc<Mmio>,
+    op: u64,
+    /// Interrupter 0's registers.
+    ir: u64,
+    /// Interrupts the top half acknowledged, and bottom-half passes (`/dev/usb`).
+    pub(super) irqs: AtomicU64,
+    pub(super) passes: AtomicU64,
 }
 
 // SAFETY: every address this driver gives the controller (DCBAA, scratchpads, command and
@@ -358,7 +381,7 @@ pub struct Xhci {
 #[allow(unsafe_code)]
 unsafe impl crate::drivers::DmaDriver for Xhci {}
 
-pub(super) fn bring_up(bdf: Bdf, regs: Mmio) -> Result<(Hc, u16), DriverError> {
+pub(super) fn bring_up(bdf: Bdf, regs: Arc<Mmio>) -> Result<(Hc, u16), DriverError> {
     let cap = regs.read32(0);
     let caplen = u64::from(cap & 0xff);
     let version = (cap >> 16) as u16;
@@ -448,7 +471,8 @@ pub(super) fn bring_up(bdf: Bdf, regs: Mmio) -> Result<(Hc, u16), DriverError> {
     hc.w64(op + DCBAAP, hc.dcbaa.phys());
     hc.w64(op + CRCR, hc.cmd.buf.phys() | 1);
     let ir = rt + 0x20;
-    hc.w32(ir + IMAN, 0);
+    hc.w32(ir + IMAN, IMAN_IP); // disabled (enabled by `start`), a stale pending bit cleared
+    hc.w32(ir + IMOD, 0); // no moderation: Event Handler Busy coalesces (see `ack_events`)
     hc.w32(ir + ERSTSZ, 1);
     hc.w64(ir + ERDP, hc.ev.phys());
     hc.w64(ir + ERSTBA, erst.phys());
@@ -472,8 +496,8 @@ impl Driver for Xhci {
         if !f.header.is_some_and(|h| h.class == 0x0c && h.subclass == 0x03 && h.prog_if == 0x30) {
             return Err(DriverError::NotMine);
         }
-        let regs = Mmio::claim(bdf, 0).map_err(DriverError::Broken)?;
-        let (mut hc, version) = bring_up(bdf, regs)?;
+        let regs = Arc::new(Mmio::claim(bdf, 0).map_err(DriverError::Broken)?);
+        let (mut hc, version) = bring_up(bdf, regs.clone())?;
         hc.command(x::noop_command(), "No Op").map_err(|e| DriverError::LeftAlone(format!("command ring: {e}")))?;
         for port in 1..=hc.max_ports {
             let reg = hc.port_reg(port);
@@ -495,34 +519,66 @@ impl Driver for Xhci {
         for l in &hc.log {
             hal::println!("{l}");
         }
-        Ok(Xhci { bdf, version, ports: hc.max_ports, slots: hc.slots, keyboards: hc.kbds.len(), hc: IrqLock::new(hc) })
+        let (op, ir) = (hc.op, hc.rt + 0x20);
+        Ok(Xhci {
+            bdf,
+            version,
+            ports: hc.max_ports,
+            slots: hc.slots,
+            keyboards: hc.kbds.len(),
+            hc: IrqLock::new(hc),
+            regs,
+            op,
+            ir,
+            irqs: AtomicU64::new(0),
+            passes: AtomicU64::new(0),
+        })
     }
 
+    /// Acknowledges interrupter 0 (IMAN.IP and USBSTS.EINT, both write-1-to-clear) and wakes
+    /// the bottom half; touches nothing else (the event ring is the bottom half's).
     fn top_half(&self) -> bool {
-        false
+        self.interrupt().unwrap_or(false)
     }
 
+    /// On a shared INTx line: `None` when interrupter 0 has nothing pending.
     fn interrupt(&self) -> Option<bool> {
-        None // the controller's interrupt is never enabled (polling)
+        let iman = self.regs.read32(self.ir + IMAN);
+        if iman & IMAN_IP == 0 || iman == u32::MAX {
+            return None;
+        }
+        self.regs.write32(self.ir + IMAN, IMAN_IE | IMAN_IP);
+        self.regs.write32(self.op + USBSTS, STS_EINT);
+        self.irqs.fetch_add(1, Ordering::Relaxed);
+        Some(true)
     }
 
-    /// Polls the event ring every [`POLL_NS`]: keyboard reports, serial data, and root ports
-    /// whose connection changed (hot-plug: a new device is enumerated, an unplugged one torn
-    /// down); file systems and device files follow outside the controller's lock.
+    /// Runs after each interrupt (and once at start): drains the event ring (keyboard
+    /// reports, serial data, port status changes), clears Event Handler Busy, and handles the
+    /// root ports whose connection changed (hot-plug: a new device is enumerated, an unplugged
+    /// one torn down); file systems and device files follow outside the controller's lock.
+    /// No polling: every event the controller writes raises interrupter 0 (Event Handler Busy
+    /// clear) or finds it busy, and then `ack_events` at the end of this pass raises it again
+    /// if the ring is not empty, so nothing waits for a timer.
     fn bottom_half(&self, _dev: &Device<Self>) {
-        loop {
-            let changes = {
-                let mut hc = self.hc.lock();
-                hc.poll();
-                hc.hotplug()
-            };
-            if let Some((added, removed)) = changes {
-                super::hotplugged(self, &added, &removed);
-            }
-            let _ = crate::sched::sleep_ns(POLL_NS);
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        let changes = {
+            let mut hc = self.hc.lock();
+            hc.poll();
+            hc.hotplug()
+        };
+        if let Some((added, removed)) = changes {
+            super::hotplugged(self, &added, &removed);
         }
     }
 
-    fn start(&self) {}
+    /// Interrupter 0 and the controller's interrupt enable on; Event Handler Busy cleared, so
+    /// events queued since probe raise an interrupt at once.
+    fn start(&self) {
+        self.regs.write32(self.ir + IMAN, IMAN_IE | IMAN_IP);
+        let cmd = self.regs.read32(self.op + USBCMD);
+        self.regs.write32(self.op + USBCMD, cmd | CMD_INTE);
+        self.hc.lock().ack_events();
+    }
 }
 
