@@ -57,10 +57,13 @@ fn cdc_read_receives_a_stream_from_the_usb_serial_adapter() -> Result<()> {
 
 /// The real-time bound (issue 18, item 4) under `-icount` (guest time = instructions) beside
 /// two CPU hogs: the adapter is looped back (a udp chardev sending to itself), `cdc_read -l`
-/// times write-to-read of single bytes. The bound: the bottom half polls every 10 ms on an IO
-/// VCPU of 100 us per 10 ms, so a byte waits at most one poll period plus one IO VCPU period
-/// (20 ms), plus the reader's wake-up; under `sleep=off` an idle guest can jump to the next
-/// poll before QEMU has moved the looped-back byte, costing at most one more poll period.
+/// times write-to-read of single bytes. The bound, by interrupt: the transfer's completion
+/// interrupts the controller's top half, which wakes the bottom half on the driver's IO VCPU
+/// (100 us every 10 ms); with budget left it runs at once, else at the next replenishment, so
+/// a byte reaches its reader within one IO VCPU period (10 ms) plus one bottom-half pass and
+/// the reader's wake-up (1 ms allowed for both and the bulk OUT write that sends the byte).
+/// The median is the interrupt path itself (no period in it): below 1 ms, where the 10 ms
+/// poll this replaced measured 3.4-3.8 ms.
 #[test]
 fn serial_latency_under_icount_beside_cpu_hogs_is_bounded() -> Result<()> {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -84,7 +87,8 @@ fn serial_latency_under_icount_beside_cpu_hogs_is_bounded() -> Result<()> {
     let (min, median, max) = (us(" min"), us(" median"), us(" max"));
     println!("{line}");
     assert!(min <= median && median <= max, "{line}");
-    assert!(max <= 35_000, "above the bound of 2 polls + 1 IO VCPU period + wake-up: {line}");
+    assert!(max <= 11_000, "above the bound of 1 IO VCPU period + 1 ms: {line}");
+    assert!(median <= 1_000, "the median is not the interrupt path's: {line}");
     q.power_off_ok()?;
     Ok(())
 }

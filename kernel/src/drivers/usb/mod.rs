@@ -224,6 +224,19 @@ pub fn listing() -> String {
             }) {
                 let _ = writeln!(s, "{line}");
             }
+            if let Host::Xhci(x) = c {
+                let ports: Vec<_> = x.driver.hc.lock().serials.iter().filter(|p| p.slot() == d.slot).map(|p| p.port.clone()).collect();
+                for p in ports {
+                    let _ = writeln!(
+                        s,
+                        "\tSerial: /dev/{}, {} bytes received, {} buffered, {} line errors",
+                        p.name,
+                        p.received.load(core::sync::atomic::Ordering::Relaxed),
+                        p.buffered(),
+                        p.line_errors.load(core::sync::atomic::Ordering::Relaxed)
+                    );
+                }
+            }
             for itf in &d.config.interfaces {
                 let _ = write!(
                     s,

@@ -43,6 +43,9 @@ pub struct Port {
     pub received: AtomicU64,
     pub line_errors: AtomicU64,
     waiting: AtomicBool,
+    /// The receive transfer was not queued again because the buffer was full: the reader
+    /// that makes room queues it (else the stream would stop for good).
+    starved: AtomicBool,
     number: usize,
     published: AtomicBool,
     /// The controller and the port's index there, for writes.
@@ -100,6 +103,7 @@ impl Hc {
             received: AtomicU64::new(0),
             line_errors: AtomicU64::new(0),
             waiting: AtomicBool::new(false),
+            starved: AtomicBool::new(false),
             number: n,
             published: AtomicBool::new(false),
             ctrl: spin::Once::new(),
@@ -116,7 +120,11 @@ impl Hc {
     /// Queues port `i`'s IN transfer if none is queued and its buffer has room.
     pub(super) fn queue_serial_in(&mut self, i: usize) {
         let s = &mut self.serials[i];
-        if s.in_trb.is_some() || s.port.failed.lock().is_some() || s.port.rx.lock().len() + IN_BYTES > RX_MAX {
+        if s.in_trb.is_some() || s.port.failed.lock().is_some() {
+            return;
+        }
+        if s.port.rx.lock().len() + IN_BYTES > RX_MAX {
+            s.port.starved.store(true, Ordering::Release);
             return;
         }
         s.in_trb = Some(s.ring_in.push(x::normal(s.buf.phys(), IN_BYTES as u32)));
@@ -188,6 +196,7 @@ impl SerialDev {
     /// The adapter was unplugged: the port fails; waiting readers wake and get EIO.
     pub(super) fn unplugged(&mut self) {
         self.in_trb = None;
+        self.slot = 0; // the slot may be given to another device now
         *self.port.failed.lock() = Some(String::from("the adapter was unplugged"));
         self.port.ready.up();
         hal::println!("usb: /dev/{}: the adapter was unplugged (reads and writes fail with EIO)", self.port.name);
@@ -225,12 +234,26 @@ impl Port {
 
     /// Takes up to `max` received bytes.
     pub fn read(&self, max: usize) -> Result<Vec<u8>, Errno> {
-        let mut rx = self.rx.lock();
-        if rx.is_empty() && self.failed.lock().is_some() {
-            return Err(EIO);
+        let out: Vec<u8> = {
+            let mut rx = self.rx.lock();
+            if rx.is_empty() && self.failed.lock().is_some() {
+                return Err(EIO);
+            }
+            let n = max.min(rx.len());
+            rx.drain(..n).collect()
+        };
+        if !out.is_empty()
+            && self.starved.swap(false, Ordering::AcqRel)
+            && let Some(&(ctrl, i)) = self.ctrl.get()
+        {
+            ctrl.driver.hc.lock().queue_serial_in(i); // sets `starved` again if still full
         }
-        let n = max.min(rx.len());
-        Ok(rx.drain(..n).collect())
+        Ok(out)
+    }
+
+    /// Bytes waiting in the receive buffer.
+    pub fn buffered(&self) -> usize {
+        self.rx.lock().len()
     }
 
     pub fn write(&self, data: &[u8]) -> Result<usize, Errno> {
