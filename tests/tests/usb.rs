@@ -99,6 +99,44 @@ fn xhci_enumerates_root_port_and_hub_devices() -> Result<()> {
     Ok(())
 }
 
+/// Hostile devices (issue 18, item 5). QEMU's devices have fixed descriptors, with one way to
+/// make one malformed: a device's `serial` property becomes its serial-number string, whose
+/// bLength QEMU computes as `2 * len + 2` in a byte, so a 127-character serial is sent with
+/// bLength 0. Such a keyboard (xHCI) and such a UAS adapter (EHCI; `usb-storage` passes its
+/// serial to SCSI, which takes at most 36 characters) are refused with a log line naming the
+/// string; the devices beside them work, and the kernel goes on.
+#[test]
+fn devices_with_malformed_descriptors_are_refused_with_a_log_line() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("quest-usbbad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let bad = "x".repeat(127);
+    let mut q = boot_with(&args(&[
+        "-device",
+        "qemu-xhci,id=xhci",
+        "-device",
+        &format!("usb-kbd,bus=xhci.0,port=1,serial={bad}"),
+        "-device",
+        "usb-kbd,bus=xhci.0,port=2,serial=good-kbd",
+        "-device",
+        "usb-ehci,id=ehci",
+        "-device",
+        &format!("usb-uas,bus=ehci.0,port=1,serial={bad}"),
+    ]))?;
+    let boot = q.output();
+    // QEMU's port 1 of a full-speed device is the controller's USB2 root port 5.
+    assert!(boot.contains("usb: port 5: device refused: string descriptor "), "{boot}");
+    assert!(boot.contains("usb: EHCI port 1: device refused: string descriptor "), "{boot}");
+    assert!(boot.contains(": bad bLength"), "{boot}");
+    assert!(boot.contains(": 1 device(s) enumerated, 1 keyboard(s) on the console"), "{boot}");
+    let out = q.shell("lsusb -v")?;
+    assert!(out.contains("Serial number: good-kbd"), "{out}");
+    assert!(out.contains("EHCI at PCI") && out.contains(", 0 device(s), "), "{out}");
+    assert!(!out.contains(&bad), "{out}");
+    q.power_off_ok()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 #[test]
 fn lsusb_without_a_controller_says_so() -> Result<()> {
     let mut q = boot_with(&[])?;

@@ -9,18 +9,28 @@
 //!   port routed to EHCI), ports powered.
 //! - Transfers use the asynchronous schedule only, one at a time: the schedule is stopped,
 //!   one queue head (the device's endpoint, head of the reclamation list, linked to itself)
-//!   is written with the transfer's qTDs, the schedule is started and the last qTD's token is
-//!   polled with a guest-time deadline; bulk endpoints keep their data toggle between
-//!   transfers. All structures are `hal::dma::DmaBuffer`s below 4 GiB.
+//!   is written with the transfer's qTDs (the last one interrupts on completion), the schedule
+//!   is started and the caller waits for the qTDs' tokens with a guest-time deadline; bulk
+//!   endpoints keep their data toggle between transfers. All structures are
+//!   `hal::dma::DmaBuffer`s below 4 GiB.
+//! - Completion by interrupt once the driver is started: the top half acknowledges USBSTS
+//!   (USBINT, USBERRINT, port change, host system error; write-1-to-clear) and wakes the
+//!   bottom half on the IO VCPU, which wakes the thread waiting for the transfer; that thread
+//!   blocks (it holds no spinning lock: the controller's state is taken out of [`Gate`] for
+//!   the transfer) instead of polling. During `probe`, before the interrupt is routed,
+//!   transfers are polled. Interrupt threshold: one micro-frame. What still spins: the
+//!   asynchronous schedule's on/off handshake (USBSTS.ASS follows USBCMD.ASE within a frame).
 //! - Layouts (qTD, QH, tokens, port bits) are `usb::ehci` (host-tested).
 //!
 //! Not supported yet (said where met): full- and low-speed devices (they need a companion
 //! UHCI controller: such a port is logged and left alone), hubs behind EHCI, the periodic
 //! schedule (so no keyboards and no serial adapters here: their drivers run on xHCI),
-//! interrupts, hot-plug.
+//! hot-plug.
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use hal::dma::DmaBuffer;
 use hal::pci::{Bdf, Mmio};
@@ -45,6 +55,12 @@ const CMD_RS: u32 = 1;
 const CMD_HCRESET: u32 = 2;
 const CMD_ASE: u32 = 1 << 5;
 const STS_HALTED: u32 = 1 << 12;
+const STS_USBINT: u32 = 1;
+const STS_ERRINT: u32 = 1 << 1;
+const STS_PCD: u32 = 1 << 2;
+const STS_HSE: u32 = 1 << 4;
+/// The USBSTS bits the driver enables (USBINTR has the same layout) and acknowledges.
+const STS_IRQS: u32 = STS_USBINT | STS_ERRINT | STS_PCD | STS_HSE;
 const STS_ASS: u32 = 1 << 15;
 
 const RESET_NS: u64 = 500_000_000;
@@ -62,8 +78,19 @@ struct Endpoint {
     max_packet: u16,
 }
 
+/// The thread waiting for a transfer's completion, shared by the controller's state and the
+/// bottom half.
+#[derive(Default)]
+struct Waiter {
+    /// Set by `start`: completions interrupt (before, transfers are polled).
+    live: AtomicBool,
+    /// The waiting thread (0: none).
+    tid: AtomicU32,
+}
+
 struct Hc {
-    regs: Mmio,
+    regs: Arc<Mmio>,
+    waiter: Arc<Waiter>,
     op: u64,
     /// The queue head (at 0) and qTDs (from 64, 32 bytes each).
     sched: DmaBuffer,
@@ -147,7 +174,13 @@ impl Hc {
         self.async_schedule(true)?;
         let end = hal::time::now_ns().saturating_add(TRANSFER_NS);
         let mut moved = Vec::new();
+        let live = self.waiter.live.load(Ordering::Acquire);
         let result = loop {
+            if live {
+                // Before the tokens are read: a completion after the read wakes this thread
+                // (a wake before it blocks is kept pending by the scheduler).
+                self.waiter.tid.store(crate::sched::current(), Ordering::Release);
+            }
             // Done when every qTD is inactive, or one halted.
             let tokens: Vec<u32> = (0..tds.len()).map(|k| self.sched.read32(td_at(k) + 8)).collect();
             if let Some(err) = tokens.iter().find_map(|t| e::token_result(*t).and_then(|r| r.err())) {
@@ -165,8 +198,13 @@ impl Hc {
             if hal::time::now_ns() > end {
                 break Err(String::from("no completion (timed out)"));
             }
-            core::hint::spin_loop();
+            if live {
+                let _ = crate::sched::block(Some(end));
+            } else {
+                core::hint::spin_loop();
+            }
         };
+        self.waiter.tid.store(0, Ordering::Release);
         let after = e::overlay_toggle(self.sched.read32(24));
         self.async_schedule(false)?;
         result.map(|()| (moved, after))
@@ -261,7 +299,7 @@ impl Hc {
         hal::time::spin_ns(2_000_000);
         let ep0 = Endpoint { address, number: 0, max_packet: mps };
         let d = super::host::describe(&mut Ep0 { hc: self, ep: ep0 })?;
-        let mut dev = UsbDevice { root_port: p, route: 0, address, speed: 3, desc: d.dd, config: d.config, manufacturer: d.manufacturer, product: d.product, hub_ports: None, stick: None, slot: 0 };
+        let mut dev = UsbDevice { root_port: p, route: 0, address, speed: 3, desc: d.dd, config: d.config, manufacturer: d.manufacturer, product: d.product, serial: d.serial, hub_ports: None, stick: None, slot: 0 };
         if dev.desc.class == 9 {
             self.log.push(format!("usb: EHCI port {p}: hubs behind EHCI are not supported yet"));
         }
@@ -330,12 +368,43 @@ impl Bulk for Pipes<'_> {
     }
 }
 
+/// The controller's state for one user at a time, who may block while holding it (a transfer
+/// waits for its interrupt): a semaphore admits the user, who takes the state out of the slot
+/// and puts it back when done. No spinning lock is held across the wait.
+struct Gate {
+    turn: crate::sync::Semaphore,
+    slot: IrqLock<Option<Hc>>,
+}
+
+impl Gate {
+    fn with<T>(&self, f: impl FnOnce(&mut Hc) -> T) -> Option<T> {
+        self.turn.down();
+        let taken = self.slot.lock().take();
+        let r = taken.map(|mut hc| {
+            let r = f(&mut hc);
+            *self.slot.lock() = Some(hc);
+            r
+        });
+        self.turn.up();
+        r
+    }
+}
+
 /// The driver of one EHCI controller.
 pub struct Ehci {
     pub(super) bdf: Bdf,
     pub(super) ports: u8,
     pub(super) devices: Vec<UsbDevice>,
-    hc: IrqLock<Hc>,
+    hc: Gate,
+    /// For the top half: the registers and USBSTS's offset.
+    regs: Arc<Mmio>,
+    op: u64,
+    waiter: Arc<Waiter>,
+    /// Interrupts acknowledged, bottom-half passes, transfers completed by interrupt.
+    pub(super) irqs: AtomicU64,
+    pub(super) passes: AtomicU64,
+    /// Status bits the top half acknowledged, for the bottom half.
+    pending: AtomicU32,
 }
 
 // SAFETY: every address this driver gives the controller (the asynchronous list's queue head,
@@ -348,13 +417,13 @@ unsafe impl crate::drivers::DmaDriver for Ehci {}
 impl Ehci {
     /// Stick `i`'s protocol state, read under the controller's lock.
     pub(super) fn stick<T>(&self, i: usize, f: impl FnOnce(&Msc) -> T) -> Option<T> {
-        self.hc.lock().sticks.get(i).map(|s| f(&s.msc))
+        self.hc.with(|hc| hc.sticks.get(i).map(|s| f(&s.msc))).flatten()
     }
     pub(super) fn read_blocks(&self, i: usize, lba: u64, out: &mut [u8]) -> Result<(), String> {
-        self.hc.lock().read_blocks(i, lba, out)
+        self.hc.with(|hc| hc.read_blocks(i, lba, out)).unwrap_or_else(|| Err(String::from("controller state lost")))
     }
     pub(super) fn stick_count(&self) -> usize {
-        self.hc.lock().sticks.len()
+        self.hc.with(|hc| hc.sticks.len()).unwrap_or(0)
     }
 }
 
@@ -364,7 +433,7 @@ fn is_ehci(f: &crate::drivers::pci::Function) -> bool {
 
 impl Driver for Ehci {
     const NAME: &'static str = "ehci";
-    /// Nothing runs in the bottom half yet (transfers are polled by their callers).
+    /// 1 % of CPU 0: the bottom half wakes the thread waiting for a transfer.
     const IO_PARAMS: VcpuParams = VcpuParams::io(100, 10_000);
 
     fn probe(res: &Resource) -> Result<Self, DriverError> {
@@ -374,7 +443,7 @@ impl Driver for Ehci {
         if !is_ehci(f) {
             return Err(DriverError::NotMine);
         }
-        let regs = Mmio::claim(bdf, 0).map_err(DriverError::Broken)?;
+        let regs = Arc::new(Mmio::claim(bdf, 0).map_err(DriverError::Broken)?);
         let cap = regs.read32(0);
         let op = u64::from(cap & 0xff);
         let hcs = regs.read32(4);
@@ -383,7 +452,8 @@ impl Driver for Ehci {
             return Err(DriverError::Broken("capability registers"));
         }
         let ports = (hcs & 0xf) as u8;
-        let mut hc = Hc { regs, op, sched: dma32(1)?, data: dma32(DATA_FRAMES)?, next_address: 1, sticks: Vec::new(), log: Vec::new() };
+        let waiter = Arc::new(Waiter::default());
+        let mut hc = Hc { regs: regs.clone(), waiter: waiter.clone(), op, sched: dma32(1)?, data: dma32(DATA_FRAMES)?, next_address: 1, sticks: Vec::new(), log: Vec::new() };
         hc.w32(USBCMD, hc.r32(USBCMD) & !CMD_RS);
         if !wait(RESET_NS, || hc.r32(USBSTS) & STS_HALTED != 0) {
             return Err(DriverError::Broken("the controller does not halt"));
@@ -397,7 +467,7 @@ impl Driver for Ehci {
         if hcc & 1 != 0 {
             hc.w32(CTRLDSSEGMENT, 0);
         }
-        hc.w32(USBCMD, CMD_RS | 8 << 16); // run; interrupt threshold 1 ms
+        hc.w32(USBCMD, CMD_RS | 1 << 16); // run; interrupt threshold one micro-frame
         if !wait(RESET_NS, || hc.r32(USBSTS) & STS_HALTED == 0) {
             return Err(DriverError::Broken("the controller does not run"));
         }
@@ -422,20 +492,57 @@ impl Driver for Ehci {
         for l in &hc.log {
             hal::println!("{l}");
         }
-        Ok(Ehci { bdf, ports, devices, hc: IrqLock::new(hc) })
+        Ok(Ehci {
+            bdf,
+            ports,
+            devices,
+            hc: Gate { turn: crate::sync::Semaphore::new(1), slot: IrqLock::new(Some(hc)) },
+            regs,
+            op,
+            waiter,
+            irqs: AtomicU64::new(0),
+            passes: AtomicU64::new(0),
+            pending: AtomicU32::new(0),
+        })
     }
 
+    /// Acknowledges the status bits (write-1-to-clear) and wakes the bottom half.
     fn top_half(&self) -> bool {
-        false
+        self.interrupt().unwrap_or(false)
     }
 
+    /// On a shared INTx line: `None` when none of the enabled status bits is set.
     fn interrupt(&self) -> Option<bool> {
-        None // polling: the controller's interrupts stay off
+        let sts = self.regs.read32(self.op + USBSTS);
+        if sts == u32::MAX || sts & STS_IRQS == 0 {
+            return None;
+        }
+        self.regs.write32(self.op + USBSTS, sts & STS_IRQS);
+        self.pending.fetch_or(sts & STS_IRQS, Ordering::Relaxed);
+        self.irqs.fetch_add(1, Ordering::Relaxed);
+        Some(true)
     }
 
-    fn bottom_half(&self, _dev: &Device<Self>) {}
+    /// Wakes the thread waiting for a transfer (it reads the tokens itself); logs a host
+    /// system error once. Port changes are acknowledged only (hot-plug on EHCI: not yet).
+    fn bottom_half(&self, _dev: &Device<Self>) {
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        let bits = self.pending.swap(0, Ordering::Relaxed);
+        if bits & STS_HSE != 0 {
+            hal::println!("usb: EHCI at {}: host system error (the controller halted)", self.bdf);
+        }
+        let tid = self.waiter.tid.load(Ordering::Acquire);
+        if tid != 0 {
+            let _ = crate::sched::wake(tid);
+        }
+    }
 
-    fn start(&self) {}
+    /// Completions interrupt from now on: USBINTR set, transfers block instead of polling.
+    fn start(&self) {
+        self.regs.write32(self.op + USBSTS, STS_IRQS); // stale status from probe
+        self.regs.write32(self.op + USBINTR, STS_IRQS);
+        self.waiter.live.store(true, Ordering::Release);
+    }
 }
 
 /// Every EHCI function PCI enumeration found.

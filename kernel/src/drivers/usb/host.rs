@@ -33,10 +33,11 @@ pub(super) struct Described {
     pub config: Configuration,
     pub manufacturer: Option<String>,
     pub product: Option<String>,
+    pub serial: Option<String>,
 }
 
 /// Reads the device descriptor, the first configuration (all of it), the language ids and the
-/// manufacturer and product strings, and sets the configuration. Every answer is parsed by
+/// manufacturer, product and serial-number strings, and sets the configuration. Every answer is parsed by
 /// `crates/usb` (fuzzed); a malformed one is refused with its name.
 pub(super) fn describe(c: &mut dyn Control) -> Result<Described, String> {
     let b = c.control(Setup::get_descriptor(usb::DT_DEVICE, 0, 0, 18))?;
@@ -48,8 +49,8 @@ pub(super) fn describe(c: &mut dyn Control) -> Result<Described, String> {
     }
     let b = c.control(Setup::get_descriptor(usb::DT_CONFIGURATION, 0, 0, total))?;
     let config = Configuration::parse(&b).map_err(|e| format!("configuration descriptor: {e}"))?;
-    let (mut manufacturer, mut product) = (None, None);
-    if dd.manufacturer_index != 0 || dd.product_index != 0 {
+    let (mut manufacturer, mut product, mut serial) = (None, None, None);
+    if dd.manufacturer_index != 0 || dd.product_index != 0 || dd.serial_index != 0 {
         let b = c.control(Setup::get_descriptor(usb::DT_STRING, 0, 0, 255))?;
         let lang = desc::lang_ids(&b).map_err(|e| format!("string descriptor 0: {e}"))?[0];
         let mut text = |i: u8| -> Result<Option<String>, String> {
@@ -61,7 +62,8 @@ pub(super) fn describe(c: &mut dyn Control) -> Result<Described, String> {
         };
         manufacturer = text(dd.manufacturer_index)?;
         product = text(dd.product_index)?;
+        serial = text(dd.serial_index)?;
     }
     c.control(Setup::set_configuration(config.value))?;
-    Ok(Described { dd, config, manufacturer, product })
+    Ok(Described { dd, config, manufacturer, product, serial })
 }

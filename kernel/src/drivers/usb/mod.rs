@@ -36,6 +36,7 @@ pub struct UsbDevice {
     pub config: Configuration,
     pub manufacturer: Option<String>,
     pub product: Option<String>,
+    pub serial: Option<String>,
     /// Hub ports, for a hub.
     pub hub_ports: Option<u8>,
     /// Its index among the controller's mass-storage sticks, for a working stick.
@@ -111,7 +112,7 @@ pub fn init() {
     }
     for bdf in ehci::found() {
         let res = Resource::Pci { bus: bdf.bus, device: bdf.device, function: bdf.function };
-        match crate::drivers::register::<ehci::Ehci>(res) {
+        match crate::drivers::register_dma_msi::<ehci::Ehci>(res) {
             Ok(d) => {
                 let mut c = CONTROLLERS.lock();
                 hal::println!("usb{}: EHCI at {bdf}: {} device(s) enumerated", c.len() + 1, d.driver.devices.len());
@@ -178,7 +179,14 @@ pub fn listing() -> String {
             }
             Host::Ehci(c) => {
                 let e = &c.driver;
-                let _ = writeln!(s, "Bus {bus:03}: EHCI at PCI {}, {} ports, {} device(s)", e.bdf, e.ports, e.devices.len());
+                let _ = writeln!(
+                    s,
+                    "Bus {bus:03}: EHCI at PCI {}, {} ports, {} device(s), {}",
+                    e.bdf,
+                    e.ports,
+                    e.devices.len(),
+                    irq_line(*c, e.irqs.load(core::sync::atomic::Ordering::Relaxed), e.passes.load(core::sync::atomic::Ordering::Relaxed))
+                );
             }
         }
         for d in &c.devices() {
@@ -210,6 +218,9 @@ pub fn listing() -> String {
                 d.desc.configurations,
                 d.hub_ports.map(|n| format!(", hub with {n} ports")).unwrap_or_default()
             );
+            if let Some(sn) = &d.serial {
+                let _ = writeln!(s, "\tSerial number: {sn}");
+            }
             if let Some(line) = d.stick.and_then(|i| {
                 c.stick(i, |st| {
                     format!(
