@@ -1,5 +1,5 @@
-//! USB 2 host controller (EHCI; QEMU's `usb-ehci`, `ich9-usb-ehci1`) on the driver model, by
-//! polling: bring-up, root-port reset, enumeration of high-speed devices through the shared
+//! USB 2 host controller (EHCI; QEMU's `usb-ehci`, `ich9-usb-ehci1`) on the driver model:
+//! bring-up, root-port reset, enumeration of high-speed devices through the shared
 //! description code (`host::describe`), and mass storage through the shared protocol
 //! (`storage::Msc`) over bulk transfers, so a stick on EHCI is listed and mounted at `/usb`
 //! exactly as one on xHCI.
@@ -22,10 +22,15 @@
 //!   asynchronous schedule's on/off handshake (USBSTS.ASS follows USBCMD.ASE within a frame).
 //! - Layouts (qTD, QH, tokens, port bits) are `usb::ehci` (host-tested).
 //!
+//! - Hot-plug: a port change interrupt makes the bottom half look at every root port whose
+//!   connection changed: what was there is torn down (its stick fails: readers get EIO, a
+//!   mounted `/usb` is unmounted), a newly connected high-speed device is reset, enumerated
+//!   and, if a stick, mounted when `/usb` is free. The bottom half's own transfers are polled
+//!   (it is the thread that would wake their waiter).
+//!
 //! Not supported yet (said where met): full- and low-speed devices (they need a companion
 //! UHCI controller: such a port is logged and left alone), hubs behind EHCI, the periodic
-//! schedule (so no keyboards and no serial adapters here: their drivers run on xHCI),
-//! hot-plug.
+//! schedule (so no keyboards and no serial adapters here: their drivers run on xHCI).
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -91,6 +96,8 @@ struct Waiter {
 struct Hc {
     regs: Arc<Mmio>,
     waiter: Arc<Waiter>,
+    /// Transfers poll even though interrupts are live (the bottom half's own enumeration).
+    poll_only: bool,
     op: u64,
     /// The queue head (at 0) and qTDs (from 64, 32 bytes each).
     sched: DmaBuffer,
@@ -174,7 +181,7 @@ impl Hc {
         self.async_schedule(true)?;
         let end = hal::time::now_ns().saturating_add(TRANSFER_NS);
         let mut moved = Vec::new();
-        let live = self.waiter.live.load(Ordering::Acquire);
+        let live = self.waiter.live.load(Ordering::Acquire) && !self.poll_only;
         let result = loop {
             if live {
                 // Before the tokens are read: a completion after the read wakes this thread
@@ -315,6 +322,60 @@ impl Hc {
         Ok(dev)
     }
 
+    /// The root ports whose connection changed: what was there is torn down, a new device
+    /// enumerated. Returns the sticks added and removed, or None if nothing came or went.
+    fn hotplug(&mut self, ports: u8, devices: &IrqLock<Vec<UsbDevice>>) -> Option<(Vec<usize>, Vec<usize>)> {
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        let mut changed = false;
+        for p in 1..=ports {
+            let reg = PORTSC + 4 * u64::from(p - 1);
+            let v = self.r32(reg);
+            if v & portsc::CSC == 0 {
+                continue;
+            }
+            self.w32(reg, v | portsc::CHANGES);
+            changed = true;
+            let gone: Vec<UsbDevice> = {
+                let mut d = devices.lock();
+                let (gone, kept) = core::mem::take(&mut *d).into_iter().partition(|d| d.root_port == p);
+                *d = kept;
+                gone
+            };
+            for d in &gone {
+                if let Some(i) = d.stick
+                    && let Some(s) = self.sticks.get_mut(i)
+                {
+                    s.msc.failed = Some(String::from("the stick was unplugged"));
+                    removed.push(i);
+                }
+                hal::println!("usb: EHCI port {p}: device removed: ID {:04x}:{:04x} {}", d.desc.vendor, d.desc.product, d.product.as_deref().unwrap_or(""));
+            }
+            if v & portsc::CCS == 0 {
+                continue;
+            }
+            hal::time::spin_ns(100_000_000); // USB 2.0 7.1.7.3: 100 ms for the connection to settle
+            let ok = self.reset_port(p);
+            for l in core::mem::take(&mut self.log) {
+                hal::println!("{l}");
+            }
+            if !ok {
+                continue;
+            }
+            match self.enumerate(p) {
+                Ok(d) => {
+                    hal::println!("usb: EHCI port {p}: device added: ID {:04x}:{:04x} {}", d.desc.vendor, d.desc.product, d.product.as_deref().unwrap_or(""));
+                    added.extend(d.stick);
+                    devices.lock().push(d);
+                }
+                Err(err) => hal::println!("usb: EHCI port {p}: device refused: {err}"),
+            }
+            for l in core::mem::take(&mut self.log) {
+                hal::println!("{l}");
+            }
+        }
+        changed.then_some((added, removed))
+    }
+
     fn storage(&mut self, address: u8, itf: &Interface) -> Result<usize, String> {
         let bulk = |dir_in: bool| itf.endpoints.iter().find(|e| e.attributes & 3 == 2 && e.is_in() == dir_in).copied();
         let (Some(ein), Some(eout)) = (bulk(true), bulk(false)) else {
@@ -394,7 +455,7 @@ impl Gate {
 pub struct Ehci {
     pub(super) bdf: Bdf,
     pub(super) ports: u8,
-    pub(super) devices: Vec<UsbDevice>,
+    pub(super) devices: IrqLock<Vec<UsbDevice>>,
     hc: Gate,
     /// For the top half: the registers and USBSTS's offset.
     regs: Arc<Mmio>,
@@ -453,7 +514,7 @@ impl Driver for Ehci {
         }
         let ports = (hcs & 0xf) as u8;
         let waiter = Arc::new(Waiter::default());
-        let mut hc = Hc { regs: regs.clone(), waiter: waiter.clone(), op, sched: dma32(1)?, data: dma32(DATA_FRAMES)?, next_address: 1, sticks: Vec::new(), log: Vec::new() };
+        let mut hc = Hc { regs: regs.clone(), waiter: waiter.clone(), poll_only: false, op, sched: dma32(1)?, data: dma32(DATA_FRAMES)?, next_address: 1, sticks: Vec::new(), log: Vec::new() };
         hc.w32(USBCMD, hc.r32(USBCMD) & !CMD_RS);
         if !wait(RESET_NS, || hc.r32(USBSTS) & STS_HALTED != 0) {
             return Err(DriverError::Broken("the controller does not halt"));
@@ -495,7 +556,7 @@ impl Driver for Ehci {
         Ok(Ehci {
             bdf,
             ports,
-            devices,
+            devices: IrqLock::new(devices),
             hc: Gate { turn: crate::sync::Semaphore::new(1), slot: IrqLock::new(Some(hc)) },
             regs,
             op,
@@ -524,7 +585,7 @@ impl Driver for Ehci {
     }
 
     /// Wakes the thread waiting for a transfer (it reads the tokens itself); logs a host
-    /// system error once. Port changes are acknowledged only (hot-plug on EHCI: not yet).
+    /// system error; after a port change, handles hot-plug (see the module doc).
     fn bottom_half(&self, _dev: &Device<Self>) {
         self.passes.fetch_add(1, Ordering::Relaxed);
         let bits = self.pending.swap(0, Ordering::Relaxed);
@@ -534,6 +595,17 @@ impl Driver for Ehci {
         let tid = self.waiter.tid.load(Ordering::Acquire);
         if tid != 0 {
             let _ = crate::sched::wake(tid);
+        }
+        if bits & STS_PCD != 0 {
+            let changes = self.hc.with(|hc| {
+                hc.poll_only = true;
+                let r = hc.hotplug(self.ports, &self.devices);
+                hc.poll_only = false;
+                r
+            });
+            if let Some(Some((added, removed))) = changes {
+                super::hotplugged_ehci(self, &added, &removed);
+            }
         }
     }
 

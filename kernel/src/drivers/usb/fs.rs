@@ -2,8 +2,9 @@
 //! (host-tested; a malformed volume gives errors, never a fault) from the stick's blocks
 //! (`storage`). Files read as mode 0555 (FAT has no permissions: every file may be run).
 //!
-//! A read holds the volume's lock and, for each block read, the controller's (interrupts off
-//! meanwhile: a read polls the controller). A read that fails (the device failed or was
+//! A read holds the volume's lock and, for each block read, the controller: on xHCI its lock
+//! (interrupts off meanwhile: the read polls the event ring), on EHCI its gate (the read
+//! blocks until the transfer's interrupt). A read that fails (the device failed or was
 //! removed, the volume is malformed) returns EIO and logs the reason once per mount.
 use alloc::boxed::Box;
 use alloc::format;

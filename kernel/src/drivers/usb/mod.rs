@@ -56,7 +56,7 @@ impl Host {
     fn devices(&self) -> Vec<UsbDevice> {
         match self {
             Host::Xhci(d) => d.driver.hc.lock().devices.clone(),
-            Host::Ehci(d) => d.driver.devices.clone(),
+            Host::Ehci(d) => d.driver.devices.lock().clone(),
         }
     }
     /// Reads blocks of the controller's stick `i`.
@@ -115,7 +115,7 @@ pub fn init() {
         match crate::drivers::register_dma_msi::<ehci::Ehci>(res) {
             Ok(d) => {
                 let mut c = CONTROLLERS.lock();
-                hal::println!("usb{}: EHCI at {bdf}: {} device(s) enumerated", c.len() + 1, d.driver.devices.len());
+                hal::println!("usb{}: EHCI at {bdf}: {} device(s) enumerated", c.len() + 1, d.driver.devices.lock().len());
                 c.push(Host::Ehci(d));
             }
             Err(e) => hal::println!("usb: EHCI at {bdf}: {e}"),
@@ -152,6 +152,20 @@ fn irq_line<D: crate::drivers::Driver>(d: &Device<D>, irqs: u64, passes: u64) ->
     format!("interrupt {how}: {irqs} taken, {passes} bottom-half passes")
 }
 
+/// After hot-plug on EHCI controller `e`: a removed mounted stick is unmounted, an added
+/// stick is mounted if `/usb` is free.
+fn hotplugged_ehci(e: &ehci::Ehci, added: &[usize], removed: &[usize]) {
+    let cs = CONTROLLERS.lock().clone();
+    let Some((bus, host)) = cs.iter().enumerate().find_map(|(i, h)| match h {
+        Host::Ehci(d) if core::ptr::eq(&d.driver, e) => Some((i, *h)),
+        _ => None,
+    }) else {
+        return;
+    };
+    fs::removed(bus, removed);
+    fs::added(bus, host, added);
+}
+
 /// What `/dev/usb` holds (and `lsusb` prints): every controller and its devices.
 pub fn listing() -> String {
     let cs = CONTROLLERS.lock().clone();
@@ -176,6 +190,14 @@ pub fn listing() -> String {
                     x.hc.lock().devices.len(),
                     irq_line(*c, x.irqs.load(core::sync::atomic::Ordering::Relaxed), x.passes.load(core::sync::atomic::Ordering::Relaxed))
                 );
+                let _ = writeln!(
+                    s,
+                    "\tBottom half: IO VCPU C={} us T={} us, longest wait after an interrupt {} us, longest pass {} us",
+                    <Xhci as crate::drivers::Driver>::IO_PARAMS.c_us,
+                    <Xhci as crate::drivers::Driver>::IO_PARAMS.t_us,
+                    x.max_wait_ns.load(core::sync::atomic::Ordering::Relaxed) / 1000,
+                    x.max_pass_ns.load(core::sync::atomic::Ordering::Relaxed) / 1000
+                );
             }
             Host::Ehci(c) => {
                 let e = &c.driver;
@@ -184,7 +206,7 @@ pub fn listing() -> String {
                     "Bus {bus:03}: EHCI at PCI {}, {} ports, {} device(s), {}",
                     e.bdf,
                     e.ports,
-                    e.devices.len(),
+                    e.devices.lock().len(),
                     irq_line(*c, e.irqs.load(core::sync::atomic::Ordering::Relaxed), e.passes.load(core::sync::atomic::Ordering::Relaxed))
                 );
             }
@@ -240,11 +262,12 @@ pub fn listing() -> String {
                 for p in ports {
                     let _ = writeln!(
                         s,
-                        "\tSerial: /dev/{}, {} bytes received, {} buffered, {} line errors",
+                        "\tSerial: /dev/{}, {} bytes received, {} buffered, {} line errors, longest hand-over to a waiting reader {} us",
                         p.name,
                         p.received.load(core::sync::atomic::Ordering::Relaxed),
                         p.buffered(),
-                        p.line_errors.load(core::sync::atomic::Ordering::Relaxed)
+                        p.line_errors.load(core::sync::atomic::Ordering::Relaxed),
+                        p.max_delivery_ns.load(core::sync::atomic::Ordering::Relaxed) / 1000
                     );
                 }
             }

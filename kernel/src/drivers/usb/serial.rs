@@ -1,12 +1,13 @@
 //! USB serial adapters (FTDI FT232, QEMU's `usb-serial`) on xHCI as `/dev/ttyUSB<n>`:
 //! 115200 8N1 without flow control set at enumeration; one bulk IN transfer always queued
-//! (the adapter answers it only when it has data); the bottom half's 10 ms poll moves what
-//! arrived, without its per-packet status bytes (`usb::ftdi`), into the port's receive buffer
-//! and wakes a waiting reader. A write is a bulk OUT transfer, waited for by polling.
+//! (the adapter answers it only when it has data); its completion interrupts, and the bottom
+//! half moves what arrived, without its per-packet status bytes (`usb::ftdi`), into the port's
+//! receive buffer and wakes a waiting reader. A write is a bulk OUT transfer, waited for by
+//! polling.
 //!
 //! Received bytes wait in a 64 KiB buffer per port: when a reader falls that far behind, the
-//! adapter's transfer is not queued again until there is room (QEMU then holds the stream
-//! back: nothing is lost). CDC-ACM adapters are not supported yet (QEMU has no CDC-ACM
+//! adapter's transfer is not queued again (QEMU then holds the stream back: nothing is lost)
+//! until the reader that makes room queues it. CDC-ACM adapters are not supported yet (QEMU has no CDC-ACM
 //! device model to test one with).
 use alloc::collections::VecDeque;
 use alloc::format;
@@ -46,6 +47,10 @@ pub struct Port {
     /// The receive transfer was not queued again because the buffer was full: the reader
     /// that makes room queues it (else the stream would stop for good).
     starved: AtomicBool,
+    /// When the bottom half last handed bytes to a waiting reader (0: none pending), and the
+    /// longest time from that to the reader taking them, in ns (`/dev/usb`).
+    handed_at: AtomicU64,
+    pub max_delivery_ns: AtomicU64,
     number: usize,
     published: AtomicBool,
     /// The controller and the port's index there, for writes.
@@ -104,6 +109,8 @@ impl Hc {
             line_errors: AtomicU64::new(0),
             waiting: AtomicBool::new(false),
             starved: AtomicBool::new(false),
+            handed_at: AtomicU64::new(0),
+            max_delivery_ns: AtomicU64::new(0),
             number: n,
             published: AtomicBool::new(false),
             ctrl: spin::Once::new(),
@@ -153,6 +160,7 @@ impl Hc {
                     s.port.received.fetch_add(data.len() as u64, Ordering::Relaxed);
                     s.port.rx.lock().extend(data);
                     if s.port.waiting.swap(false, Ordering::AcqRel) {
+                        s.port.handed_at.store(hal::time::now_ns(), Ordering::Relaxed);
                         s.port.ready.up();
                     }
                 }
@@ -242,6 +250,10 @@ impl Port {
             let n = max.min(rx.len());
             rx.drain(..n).collect()
         };
+        let at = self.handed_at.swap(0, Ordering::Relaxed);
+        if at != 0 {
+            self.max_delivery_ns.fetch_max(hal::time::now_ns().saturating_sub(at), Ordering::Relaxed);
+        }
         if !out.is_empty()
             && self.starved.swap(false, Ordering::AcqRel)
             && let Some(&(ctrl, i)) = self.ctrl.get()
