@@ -89,6 +89,13 @@ fn xhci_enumerates_root_port_and_hub_devices() -> Result<()> {
     let (how, irqs) = xhci_irqs(&out);
     assert!(how.starts_with("MSI vector 0x"), "{how}");
     assert!(irqs >= 1, "{irqs} interrupts");
+    // Halt recovery: the FTDI adapter (full speed only) refuses the device qualifier with a
+    // STALL, which halts EP0 on xHCI; the driver restarts it (Reset Endpoint, Set TR Dequeue
+    // Pointer) and the adapter's set-up goes on (its /dev/ttyUSB0 exists, nothing refused).
+    assert!(out.contains("ID 0403:6001 QEMU QEMU USB SERIAL") && out.contains("\tDevice qualifier: refused (stall; one speed only)"), "{out}");
+    assert!(out.contains("\tDevice qualifier: other speed, EP0 64B"), "{out}");
+    assert!(out.contains("; 1 halted endpoint(s) restarted"), "{out}");
+    assert!(boot.contains("usb: /dev/ttyUSB0: FTDI serial adapter"), "{boot}");
     assert!(out.contains("class 03 (Human Interface Device) subclass 01 protocol 01; EP 0x81 interrupt IN 8B"), "{out}");
     assert!(out.contains("class 08 (Mass Storage) subclass 06 protocol 50; EP 0x81 bulk IN"), "{out}");
     assert!(out.contains("class ff (Vendor Specific)"), "{out}");

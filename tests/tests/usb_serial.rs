@@ -145,8 +145,9 @@ fn serial_latency_under_icount_beside_cpu_hogs_is_bounded() -> Result<()> {
     let wait = field(bh, "longest wait after an interrupt ");
     assert!(wait <= t + c, "bottom half started {wait} us after an interrupt: above T + C = {} us\n{bh}", t + c);
     assert!(field(bh, "longest pass ") <= c, "{bh}");
-    // End to end (write, the host's loopback, the interrupt, the reader's wake-up) the host
-    // adds its own delays to guest time under -icount: up to 11.6 ms measured; 20 ms allowed.
+    // End to end adds the write, the host's loopback and the reader's wake-up: `cdc_read` is
+    // best-effort and waits behind the hogs' Main VCPUs (2 + 5 ms every 20 ms; hand-overs up to
+    // 4.7 ms measured, end to end up to 11.6 ms): 20 ms allowed.
     assert!(max <= 20_000, "{line}\n{bh}\n{port}");
     assert!(median <= 1_000, "the median is not the interrupt path's: {line}");
     q.power_off_ok()?;

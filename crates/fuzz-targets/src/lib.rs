@@ -220,6 +220,9 @@ pub fn usb_descriptors(data: &[u8]) {
     if let Ok(s) = usb::desc::string(data) {
         assert!(!s.chars().any(char::is_control), "control characters reach lsusb");
     }
+    if let Ok(m) = usb::desc::qualifier_max_packet0(data) {
+        assert!(matches!(m, 8 | 16 | 32 | 64));
+    }
     if let Ok(h) = usb::HubDescriptor::parse(data) {
         assert!((1..=15).contains(&h.ports));
     }

@@ -306,7 +306,7 @@ impl Hc {
         hal::time::spin_ns(2_000_000);
         let ep0 = Endpoint { address, number: 0, max_packet: mps };
         let d = super::host::describe(&mut Ep0 { hc: self, ep: ep0 })?;
-        let mut dev = UsbDevice { root_port: p, route: 0, address, speed: 3, desc: d.dd, config: d.config, manufacturer: d.manufacturer, product: d.product, serial: d.serial, hub_ports: None, stick: None, slot: 0 };
+        let mut dev = UsbDevice { root_port: p, route: 0, address, speed: 3, desc: d.dd, config: d.config, manufacturer: d.manufacturer, product: d.product, serial: d.serial, qualifier: d.qualifier, hub_ports: None, stick: None, slot: 0 };
         if dev.desc.class == 9 {
             self.log.push(format!("usb: EHCI port {p}: hubs behind EHCI are not supported yet"));
         }

@@ -34,6 +34,9 @@ pub(super) struct Described {
     pub manufacturer: Option<String>,
     pub product: Option<String>,
     pub serial: Option<String>,
+    /// The device qualifier (USB 2.0 9.6.2): the other speed's packet size for EP0, or None
+    /// if the device refused it (a full-speed-only device must, with a STALL).
+    pub qualifier: Option<u8>,
 }
 
 /// Reads the device descriptor, the first configuration (all of it), the language ids and the
@@ -42,6 +45,17 @@ pub(super) struct Described {
 pub(super) fn describe(c: &mut dyn Control) -> Result<Described, String> {
     let b = c.control(Setup::get_descriptor(usb::DT_DEVICE, 0, 0, 18))?;
     let dd = DeviceDescriptor::parse(&b).map_err(|e| format!("device descriptor: {e}"))?;
+    // USB 2.0 devices answer for their other speed, or (full-speed only) refuse with a STALL,
+    // which the controller's driver recovers from; a malformed answer refuses the device.
+    let qualifier = if dd.usb_version >= 0x0200 {
+        match c.control(Setup::get_descriptor(usb::DT_DEVICE_QUALIFIER, 0, 0, 10)) {
+            Ok(b) => Some(desc::qualifier_max_packet0(&b).map_err(|e| format!("device qualifier: {e}"))?),
+            Err(e) if e.contains(": stall") => None,
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
     let b = c.control(Setup::get_descriptor(usb::DT_CONFIGURATION, 0, 0, 9))?;
     let total = desc::config_total_length(&b).map_err(|e| format!("configuration descriptor: {e}"))?;
     if usize::from(total) > c.max_data() {
@@ -65,5 +79,5 @@ pub(super) fn describe(c: &mut dyn Control) -> Result<Described, String> {
         serial = text(dd.serial_index)?;
     }
     c.control(Setup::set_configuration(config.value))?;
-    Ok(Described { dd, config, manufacturer, product, serial })
+    Ok(Described { dd, config, manufacturer, product, serial, qualifier })
 }

@@ -37,6 +37,8 @@ pub struct UsbDevice {
     pub manufacturer: Option<String>,
     pub product: Option<String>,
     pub serial: Option<String>,
+    /// The device qualifier's other-speed EP0 packet size (None: refused or USB 1.x).
+    pub qualifier: Option<u8>,
     /// Hub ports, for a hub.
     pub hub_ports: Option<u8>,
     /// Its index among the controller's mass-storage sticks, for a working stick.
@@ -192,11 +194,12 @@ pub fn listing() -> String {
                 );
                 let _ = writeln!(
                     s,
-                    "\tBottom half: IO VCPU C={} us T={} us, longest wait after an interrupt {} us, longest pass {} us",
+                    "\tBottom half: IO VCPU C={} us T={} us, longest wait after an interrupt {} us, longest pass {} us; {} halted endpoint(s) restarted",
                     <Xhci as crate::drivers::Driver>::IO_PARAMS.c_us,
                     <Xhci as crate::drivers::Driver>::IO_PARAMS.t_us,
                     x.max_wait_ns.load(core::sync::atomic::Ordering::Relaxed) / 1000,
-                    x.max_pass_ns.load(core::sync::atomic::Ordering::Relaxed) / 1000
+                    x.max_pass_ns.load(core::sync::atomic::Ordering::Relaxed) / 1000,
+                    x.hc.lock().halts_recovered
                 );
             }
             Host::Ehci(c) => {
@@ -242,6 +245,15 @@ pub fn listing() -> String {
             );
             if let Some(sn) = &d.serial {
                 let _ = writeln!(s, "\tSerial number: {sn}");
+            }
+            match d.qualifier {
+                Some(m) => {
+                    let _ = writeln!(s, "\tDevice qualifier: other speed, EP0 {m}B");
+                }
+                None if d.desc.usb_version >= 0x0200 => {
+                    let _ = writeln!(s, "\tDevice qualifier: refused (stall; one speed only)");
+                }
+                None => {}
             }
             if let Some(line) = d.stick.and_then(|i| {
                 c.stick(i, |st| {

@@ -37,7 +37,11 @@
 //! reads and a serial port's writes still wait for their own completion by polling the ring
 //! (with the controller's lock held); events they meet are served or noted the same way.
 //!
-//! Not done yet (each says so where it would be needed): a halted endpoint's reset,
+//! - A STALL on EP0 (a request the device refuses, such as a full-speed-only device's device
+//!   qualifier) halts it; `Hc::control` restarts it (Reset Endpoint, Set TR Dequeue Pointer).
+//!
+//! Not done yet (each says so where it would be needed): a halted bulk or interrupt endpoint's
+//! reset (CLEAR_FEATURE(ENDPOINT_HALT)),
 //! MSI-X, interrupt-driven completion of stick reads and serial writes, a high-speed hub's transaction translator for full/low-speed devices behind it,
 //! hot-plug below a hub (root ports only), S3 resume.
 //!
@@ -166,6 +170,8 @@ pub(super) struct Hc {
     pub(super) devices: Vec<UsbDevice>,
     /// Root ports whose status changed (port status change events not handled yet).
     pub(super) pending_ports: Vec<u8>,
+    /// Halted endpoints restarted after a STALL.
+    pub(super) halts_recovered: u64,
 }
 
 /// A boot-protocol keyboard's interrupt IN endpoint: its ring, always holding [`KBD_TRBS`]
@@ -295,12 +301,32 @@ impl Hc {
             match x::completion_code(&e) {
                 x::CC_SUCCESS | x::CC_SHORT_PACKET if x::event_pointer(&e) == last => break,
                 x::CC_SUCCESS | x::CC_SHORT_PACKET => continue, // the data stage's short packet
+                x::CC_STALL => {
+                    // The device refused the request (a protocol stall, USB 2.0 8.5.3.4): the
+                    // device's pipe clears with the next SETUP, but xHCI halted EP0.
+                    let deq = d.ring.buf.phys() + 16 * d.ring.p.next_index() as u64;
+                    let cycle = d.ring.p.cycle();
+                    self.restart_endpoint(d.slot, 1, deq, cycle)
+                        .map_err(|e| format!("control transfer {:#04x}/{:#04x}: stall, and EP0 not restarted: {e}", setup.request_type, setup.request))?;
+                    return Err(format!("control transfer {:#04x}/{:#04x}: stall (refused; EP0 restarted)", setup.request_type, setup.request));
+                }
                 cc => return Err(format!("control transfer {:#04x}/{:#04x}: {}", setup.request_type, setup.request, x::completion_name(cc))),
             }
         }
         let mut out = alloc::vec![0u8; len];
         d.data.read_bytes(0, &mut out);
         Ok(out)
+    }
+
+    /// Restarts endpoint `dci` of `slot` after the controller halted it on a STALL: Reset
+    /// Endpoint (Halted to Stopped) and Set TR Dequeue Pointer to `deq` (the ring's next free
+    /// TRB, cycle state `cycle`: what was queued behind the stalled TD is abandoned). The next
+    /// doorbell runs the endpoint again.
+    pub(super) fn restart_endpoint(&mut self, slot: u8, dci: u8, deq: u64, cycle: bool) -> Result<(), String> {
+        self.command(x::reset_endpoint(slot, dci), "Reset Endpoint")?;
+        self.command(x::set_tr_dequeue(deq, cycle, slot, dci), "Set TR Dequeue Pointer")?;
+        self.halts_recovered += 1;
+        Ok(())
     }
 
     pub(super) fn port_reg(&self, port: u8) -> u64 {
@@ -479,6 +505,7 @@ pub(super) fn bring_up(bdf: Bdf, regs: Arc<Mmio>) -> Result<(Hc, u16), DriverErr
         serials: Vec::new(),
         devices: Vec::new(),
         pending_ports: Vec::new(),
+        halts_recovered: 0,
     };
     hc.w32(op + CONFIG, slots);
     hc.w64(op + DCBAAP, hc.dcbaa.phys());
