@@ -19,18 +19,15 @@ fn cdc_read_receives_a_stream_from_the_usb_serial_adapter() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let sock = dir.join("ser.sock");
     let mut cfg = Config::from_env(false)?;
-    cfg.extra_args.extend(
-        [
-            "-device".to_string(),
-            "qemu-xhci,id=xhci".to_string(),
-            "-chardev".to_string(),
-            format!("socket,id=ser0,path={},server=on,wait=off", sock.display()),
-            "-device".to_string(),
-            // always-plugged: attached at boot although no client is connected yet.
-            "usb-serial,bus=xhci.0,port=1,chardev=ser0,always-plugged=on".to_string(),
-        ]
-        .into_iter(),
-    );
+    cfg.extra_args.extend([
+        "-device".to_string(),
+        "qemu-xhci,id=xhci".to_string(),
+        "-chardev".to_string(),
+        format!("socket,id=ser0,path={},server=on,wait=off", sock.display()),
+        "-device".to_string(),
+        // always-plugged: attached at boot although no client is connected yet.
+        "usb-serial,bus=xhci.0,port=1,chardev=ser0,always-plugged=on".to_string(),
+    ]);
     let mut q = Quest::boot(&cfg)?;
     let boot = q.output();
     assert!(boot.contains("usb: /dev/ttyUSB0: FTDI serial adapter, 115200 8N1"), "{boot}");
