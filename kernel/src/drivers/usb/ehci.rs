@@ -25,8 +25,8 @@
 //! - Hot-plug: a port change interrupt makes the bottom half look at every root port whose
 //!   connection changed: what was there is torn down (its stick fails: readers get EIO, a
 //!   mounted `/usb` is unmounted), a newly connected high-speed device is reset, enumerated
-//!   and, if a stick, mounted when `/usb` is free. The bottom half's own transfers are polled
-//!   (it is the thread that would wake their waiter).
+//!   and, if a stick, mounted when `/usb` is free. The bottom half's own transfers (this
+//!   enumeration, the new stick's mount) are polled: it is the thread that would wake them.
 //!
 //! Not supported yet (said where met): full- and low-speed devices (they need a companion
 //! UHCI controller: such a port is logged and left alone), hubs behind EHCI, the periodic
@@ -45,7 +45,7 @@ use usb::{Interface, Setup};
 use vcpu_sched::VcpuParams;
 
 use super::UsbDevice;
-use super::host::{Bulk, Control};
+use super::host::{Bulk, Control, Gate};
 use super::storage::Msc;
 use crate::drivers::{Device, Driver, DriverError, Resource};
 
@@ -91,13 +91,16 @@ struct Waiter {
     live: AtomicBool,
     /// The waiting thread (0: none).
     tid: AtomicU32,
+    /// The bottom half's thread: its own transfers (hot-plug enumeration, mounting a new
+    /// stick) poll, since it is the thread that would wake them.
+    bh: AtomicU32,
+    /// Transfers whose thread blocked for the completion interrupt (`/dev/usb`).
+    pub(super) blocked: AtomicU64,
 }
 
 struct Hc {
     regs: Arc<Mmio>,
     waiter: Arc<Waiter>,
-    /// Transfers poll even though interrupts are live (the bottom half's own enumeration).
-    poll_only: bool,
     op: u64,
     /// The queue head (at 0) and qTDs (from 64, 32 bytes each).
     sched: DmaBuffer,
@@ -181,7 +184,8 @@ impl Hc {
         self.async_schedule(true)?;
         let end = hal::time::now_ns().saturating_add(TRANSFER_NS);
         let mut moved = Vec::new();
-        let live = self.waiter.live.load(Ordering::Acquire) && !self.poll_only;
+        let live = self.waiter.live.load(Ordering::Acquire) && crate::sched::current() != self.waiter.bh.load(Ordering::Relaxed);
+        let mut blocked = false;
         let result = loop {
             if live {
                 // Before the tokens are read: a completion after the read wakes this thread
@@ -205,13 +209,19 @@ impl Hc {
             if hal::time::now_ns() > end {
                 break Err(String::from("no completion (timed out)"));
             }
-            if live {
+            if live && hal::cpu::interrupts_enabled() {
+                blocked = true;
                 let _ = crate::sched::block(Some(end));
             } else {
+                // Probe, the bottom half's own enumeration, or a caller holding a spinning
+                // lock (interrupts off: it must not sleep): poll.
                 core::hint::spin_loop();
             }
         };
         self.waiter.tid.store(0, Ordering::Release);
+        if blocked && result.is_ok() {
+            self.waiter.blocked.fetch_add(1, Ordering::Relaxed);
+        }
         let after = e::overlay_toggle(self.sched.read32(24));
         self.async_schedule(false)?;
         result.map(|()| (moved, after))
@@ -429,34 +439,12 @@ impl Bulk for Pipes<'_> {
     }
 }
 
-/// The controller's state for one user at a time, who may block while holding it (a transfer
-/// waits for its interrupt): a semaphore admits the user, who takes the state out of the slot
-/// and puts it back when done. No spinning lock is held across the wait.
-struct Gate {
-    turn: crate::sync::Semaphore,
-    slot: IrqLock<Option<Hc>>,
-}
-
-impl Gate {
-    fn with<T>(&self, f: impl FnOnce(&mut Hc) -> T) -> Option<T> {
-        self.turn.down();
-        let taken = self.slot.lock().take();
-        let r = taken.map(|mut hc| {
-            let r = f(&mut hc);
-            *self.slot.lock() = Some(hc);
-            r
-        });
-        self.turn.up();
-        r
-    }
-}
-
 /// The driver of one EHCI controller.
 pub struct Ehci {
     pub(super) bdf: Bdf,
     pub(super) ports: u8,
     pub(super) devices: IrqLock<Vec<UsbDevice>>,
-    hc: Gate,
+    hc: Gate<Hc>,
     /// For the top half: the registers and USBSTS's offset.
     regs: Arc<Mmio>,
     op: u64,
@@ -482,6 +470,10 @@ impl Ehci {
     }
     pub(super) fn read_blocks(&self, i: usize, lba: u64, out: &mut [u8]) -> Result<(), String> {
         self.hc.with(|hc| hc.read_blocks(i, lba, out)).unwrap_or_else(|| Err(String::from("controller state lost")))
+    }
+    /// Transfers whose thread blocked until the completion interrupt.
+    pub(super) fn blocked_transfers(&self) -> u64 {
+        self.waiter.blocked.load(Ordering::Relaxed)
     }
     pub(super) fn stick_count(&self) -> usize {
         self.hc.with(|hc| hc.sticks.len()).unwrap_or(0)
@@ -514,7 +506,7 @@ impl Driver for Ehci {
         }
         let ports = (hcs & 0xf) as u8;
         let waiter = Arc::new(Waiter::default());
-        let mut hc = Hc { regs: regs.clone(), waiter: waiter.clone(), poll_only: false, op, sched: dma32(1)?, data: dma32(DATA_FRAMES)?, next_address: 1, sticks: Vec::new(), log: Vec::new() };
+        let mut hc = Hc { regs: regs.clone(), waiter: waiter.clone(), op, sched: dma32(1)?, data: dma32(DATA_FRAMES)?, next_address: 1, sticks: Vec::new(), log: Vec::new() };
         hc.w32(USBCMD, hc.r32(USBCMD) & !CMD_RS);
         if !wait(RESET_NS, || hc.r32(USBSTS) & STS_HALTED != 0) {
             return Err(DriverError::Broken("the controller does not halt"));
@@ -557,7 +549,7 @@ impl Driver for Ehci {
             bdf,
             ports,
             devices: IrqLock::new(devices),
-            hc: Gate { turn: crate::sync::Semaphore::new(1), slot: IrqLock::new(Some(hc)) },
+            hc: Gate::new(hc),
             regs,
             op,
             waiter,
@@ -588,6 +580,7 @@ impl Driver for Ehci {
     /// system error; after a port change, handles hot-plug (see the module doc).
     fn bottom_half(&self, _dev: &Device<Self>) {
         self.passes.fetch_add(1, Ordering::Relaxed);
+        self.waiter.bh.store(crate::sched::current(), Ordering::Relaxed);
         let bits = self.pending.swap(0, Ordering::Relaxed);
         if bits & STS_HSE != 0 {
             hal::println!("usb: EHCI at {}: host system error (the controller halted)", self.bdf);
@@ -597,12 +590,7 @@ impl Driver for Ehci {
             let _ = crate::sched::wake(tid);
         }
         if bits & STS_PCD != 0 {
-            let changes = self.hc.with(|hc| {
-                hc.poll_only = true;
-                let r = hc.hotplug(self.ports, &self.devices);
-                hc.poll_only = false;
-                r
-            });
+            let changes = self.hc.with(|hc| hc.hotplug(self.ports, &self.devices));
             if let Some(Some((added, removed))) = changes {
                 super::hotplugged_ehci(self, &added, &removed);
             }

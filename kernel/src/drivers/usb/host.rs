@@ -6,8 +6,36 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use hal::sync::IrqLock;
 use usb::desc;
 use usb::{Configuration, DeviceDescriptor, Setup};
+
+/// A value for one user at a time, who may block while using it (a transfer waiting for its
+/// interrupt): a semaphore admits the user, who takes the value out of its slot and puts it
+/// back when done, so no spinning lock (interrupts off) is held across the wait.
+pub(super) struct Gate<T> {
+    turn: crate::sync::Semaphore,
+    slot: IrqLock<Option<T>>,
+}
+
+impl<T> Gate<T> {
+    pub(super) fn new(v: T) -> Gate<T> {
+        Gate { turn: crate::sync::Semaphore::new(1), slot: IrqLock::new(Some(v)) }
+    }
+    /// Runs `f` on the value (None only if an earlier user never put it back, which `with`
+    /// itself always does).
+    pub(super) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        self.turn.down();
+        let taken = self.slot.lock().take();
+        let r = taken.map(|mut v| {
+            let r = f(&mut v);
+            *self.slot.lock() = Some(v);
+            r
+        });
+        self.turn.up();
+        r
+    }
+}
 
 /// A device's EP0 on some controller.
 pub(super) trait Control {

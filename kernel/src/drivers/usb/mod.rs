@@ -206,11 +206,12 @@ pub fn listing() -> String {
                 let e = &c.driver;
                 let _ = writeln!(
                     s,
-                    "Bus {bus:03}: EHCI at PCI {}, {} ports, {} device(s), {}",
+                    "Bus {bus:03}: EHCI at PCI {}, {} ports, {} device(s), {}, {} transfers waited for by interrupt",
                     e.bdf,
                     e.ports,
                     e.devices.lock().len(),
-                    irq_line(*c, e.irqs.load(core::sync::atomic::Ordering::Relaxed), e.passes.load(core::sync::atomic::Ordering::Relaxed))
+                    irq_line(*c, e.irqs.load(core::sync::atomic::Ordering::Relaxed), e.passes.load(core::sync::atomic::Ordering::Relaxed)),
+                    e.blocked_transfers()
                 );
             }
         }
