@@ -18,8 +18,9 @@
 //!   bottom half on the IO VCPU, which wakes the thread waiting for the transfer; that thread
 //!   blocks (it holds no spinning lock: the controller's state is taken out of [`Gate`] for
 //!   the transfer) instead of polling. During `probe`, before the interrupt is routed,
-//!   transfers are polled. Interrupt threshold: one micro-frame. What still spins: the
-//!   asynchronous schedule's on/off handshake (USBSTS.ASS follows USBCMD.ASE within a frame).
+//!   transfers are polled. Interrupt threshold: one micro-frame. What still spins: switching
+//!   the asynchronous schedule off after a transfer (USBSTS.ASS follows USBCMD.ASE within a
+//!   frame; switching it on is not waited for).
 //! - Layouts (qTD, QH, tokens, port bits) are `usb::ehci` (host-tested).
 //!
 //! - Hot-plug: a port change interrupt makes the bottom half look at every root port whose
@@ -181,7 +182,9 @@ impl Hc {
             self.sched.write32(4 * w, *v);
         }
         self.w32(ASYNCLISTADDR, base);
-        self.async_schedule(true)?;
+        // Started without waiting for USBSTS.ASS: the wait for the transfer covers it (the
+        // controller may well finish within the frame the handshake would spin for).
+        self.w32(USBCMD, self.r32(USBCMD) | CMD_ASE);
         let end = hal::time::now_ns().saturating_add(TRANSFER_NS);
         let mut moved = Vec::new();
         let live = self.waiter.live.load(Ordering::Acquire) && crate::sched::current() != self.waiter.bh.load(Ordering::Relaxed);
@@ -223,6 +226,8 @@ impl Hc {
             self.waiter.blocked.fetch_add(1, Ordering::Relaxed);
         }
         let after = e::overlay_toggle(self.sched.read32(24));
+        // ASE may change only once ASS has followed it (EHCI 4.8.1): on, then off.
+        self.async_schedule(true)?;
         self.async_schedule(false)?;
         result.map(|()| (moved, after))
     }
