@@ -526,7 +526,10 @@ pub fn msi_capability(bdf: Bdf) -> Option<u8> {
 /// A device sends its MSI message as a memory write, so MSI works only with bus mastering on,
 /// and with bus mastering on (and no IOMMU yet) a device programmed to DMA can write any memory.
 /// The caller guarantees that nothing ever programs this function to start a DMA transfer (its
-/// driver holds the function's register claims and never does).
+/// driver holds the function's register claims and never does), or else that every address
+/// ever given to the device lies inside a `crate::dma::DmaBuffer` with the length the device may
+/// touch inside it too (the condition of [`enable_bus_master`], which such a driver has already
+/// met: MSI then adds only hal's own message).
 pub unsafe fn enable_msi(bdf: Bdf, vector: u8) -> Result<(), &'static str> {
     if vector < 32 {
         return Err("vectors below 32 are CPU exceptions");
@@ -551,7 +554,7 @@ pub unsafe fn enable_msi(bdf: Bdf, vector: u8) -> Result<(), &'static str> {
     let shift = (l.data & 2) * 8;
     write32(bdf, l.data & !3, (d & !(0xffff << shift)) | (u32::from(data) << shift));
     set_intx(bdf, false);
-    // Bus mastering: the caller's promise (no DMA is ever started) makes it harmless.
+    // Bus mastering: the caller's promise (no DMA, or DMA into DMA buffers only) makes it harmless.
     update_command(bdf, |c| c | CMD_BUS_MASTER);
     write32(bdf, u16::from(cap), (ctl_dword & 0xffff) | ((base_ctl | 1) << 16));
     Ok(())

@@ -1,4 +1,4 @@
-//! USB hot-plug on xHCI through QEMU's monitor (QMP `device_add` / `device_del`): a serial
+//! USB hot-plug on xHCI and EHCI through QEMU's monitor (QMP `device_add` / `device_del`): a serial
 //! adapter and a stick added at run time are enumerated, get their device file and mount;
 //! removing the adapter while `cdc_read` waits on it ends the read with EIO (not a hang, not
 //! a fault); removing the stick unmounts /usb; a stick plugged in afterwards is mounted again.
@@ -119,6 +119,51 @@ fn devices_added_and_removed_at_run_time() -> Result<()> {
     let out = q.shell("fsum /usb/data.bin")?;
     assert!(out.contains(&format!("50000 {:016x} /usb/data.bin", fnv(&data))), "{out}");
     assert_eq!(q.shell("hello_world")?.trim(), "Hello World!");
+    q.power_off_ok()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Hot-plug on EHCI: a stick added at run time (a port change interrupt) is enumerated and
+/// mounted, removing it unmounts /usb, and another stick plugged into the same port is mounted.
+#[test]
+fn sticks_added_and_removed_on_ehci() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("quest-usbhotplug-ehci-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let data: Vec<u8> = (0..30_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+    std::fs::write(dir.join("data.bin"), &data)?;
+    for n in ["a", "b"] {
+        fat_image(&dir.join(format!("{n}.img")), &dir.join("data.bin"))?;
+    }
+    let qmp = dir.join("qmp.sock");
+    let mut cfg = Config::from_env(false)?;
+    cfg.extra_args.extend([
+        "-device".to_string(),
+        "usb-ehci,id=ehci".to_string(),
+        "-drive".to_string(),
+        format!("if=none,id=sticka,format=raw,file={}", dir.join("a.img").display()),
+        "-drive".to_string(),
+        format!("if=none,id=stickb,format=raw,file={}", dir.join("b.img").display()),
+        "-qmp".to_string(),
+        format!("unix:{},server=on,wait=off", qmp.display()),
+    ]);
+    let mut q = Quest::boot(&cfg)?;
+    assert!(q.output().contains(": EHCI at ") && q.output().contains(": 0 device(s) enumerated"), "{}", q.output());
+    let mut m = Qmp::connect(&qmp)?;
+    m.execute(r#"{"execute":"device_add","arguments":{"driver":"usb-storage","bus":"ehci.0","port":"2","drive":"sticka","id":"sa"}}"#)?;
+    q.expect("usb: EHCI port 2: device added: ID 46f4:0001 QEMU USB HARDDRIVE")?;
+    q.expect("usb: /usb: Fat16 volume \"HOTSTICK\"")?;
+    let out = q.shell("fsum /usb/data.bin")?;
+    assert!(out.contains(&format!("30000 {:016x} /usb/data.bin", fnv(&data))), "{out}");
+    m.execute(r#"{"execute":"device_del","arguments":{"id":"sa"}}"#)?;
+    q.expect("usb: EHCI port 2: device removed: ID 46f4:0001")?;
+    q.expect("usb: /usb: unmounted (the stick was unplugged)")?;
+    let out = q.shell("lsusb -v")?;
+    assert!(out.contains("EHCI at PCI") && out.contains(", 0 device(s), interrupt "), "{out}");
+    m.execute(r#"{"execute":"device_add","arguments":{"driver":"usb-storage","bus":"ehci.0","port":"2","drive":"stickb","id":"sb"}}"#)?;
+    q.expect("usb: /usb: Fat16 volume \"HOTSTICK\"")?;
+    let out = q.shell("fsum /usb/data.bin")?;
+    assert!(out.contains(&format!("30000 {:016x} /usb/data.bin", fnv(&data))), "{out}");
     q.power_off_ok()?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -194,6 +194,15 @@ fn a_stick_on_ehci_is_enumerated_and_mounted() -> Result<()> {
     let out = q.shell("fsum /usb/data.bin")?;
     assert!(out.contains(&format!("{} /usb/data.bin", fnv(&data))), "{out}");
     assert_eq!(q.shell("/usb/hello")?.trim(), "Hello World!");
+    // Interrupt-driven where the caller may sleep: the boot-time mount's reads block until
+    // their completion interrupt (at least the boot sector, FAT and root directory, each a
+    // command, data and status transfer). read(2) holds the file's position lock (an IrqLock,
+    // interrupts off) around the driver's read, so those reads poll instead.
+    let out = q.shell("lsusb -v")?;
+    let line = out.lines().find(|l| l.starts_with("Bus 001: EHCI")).unwrap_or_else(|| panic!("{out}"));
+    let waited: u64 = line.rsplit(", ").next().and_then(|f| f.strip_suffix(" transfers waited for by interrupt")).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    assert!(waited >= 4, "{line}");
+    assert!(line.contains(", interrupt INTx, IRQ ") || line.contains(", interrupt MSI vector "), "{line}");
     q.power_off_ok()?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -194,8 +194,10 @@ pub fn channels(data: &[u8]) {
     }
 }
 
-/// USB descriptors as a (hostile) device returns them: every parser on the same bytes; an
-/// accepted configuration holds what its descriptors declared and nothing beyond the data.
+/// USB descriptors and reports as a (hostile) device returns them: every parser on the same
+/// bytes (descriptors, hub descriptor, mass-storage replies, boot-keyboard reports, FTDI
+/// packets, and what a controller writes back: xHCI event TRBs, EHCI qTD tokens); an accepted
+/// configuration holds what its descriptors declared and nothing beyond the data.
 pub fn usb_descriptors(data: &[u8]) {
     let _ = usb::desc::max_packet0_prefix(data);
     if let Ok(d) = usb::DeviceDescriptor::parse(data) {
@@ -218,6 +220,9 @@ pub fn usb_descriptors(data: &[u8]) {
     if let Ok(s) = usb::desc::string(data) {
         assert!(!s.chars().any(char::is_control), "control characters reach lsusb");
     }
+    if let Ok(m) = usb::desc::qualifier_max_packet0(data) {
+        assert!(matches!(m, 8 | 16 | 32 | 64));
+    }
     if let Ok(h) = usb::HubDescriptor::parse(data) {
         assert!((1..=15).contains(&h.ports));
     }
@@ -232,6 +237,28 @@ pub fn usb_descriptors(data: &[u8]) {
         assert!(blocks > 0 && size.is_power_of_two());
     }
     let _ = usb::msc::parse_sense(data);
+    // Boot-keyboard reports, 8 bytes at a time (and a short tail): only keys pressed anew
+    // become bytes, at most six per report.
+    let mut kbd = usb::hid::BootKeyboard::new();
+    for r in data.chunks(8) {
+        assert!(kbd.report(r).len() <= 6);
+    }
+    // FTDI bulk IN data with any packet size: the status bytes only ever shrink it.
+    let mp = data.first().map_or(64, |&b| usize::from(b));
+    let (bytes, _) = usb::ftdi::strip_status(data, mp);
+    assert!(bytes.len() <= data.len());
+    // Controller-written words: event TRBs and qTD tokens.
+    for w in data.chunks_exact(16) {
+        let d = |i: usize| u32::from_le_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]);
+        let t: usb::xhci::Trb = [d(0), d(4), d(8), d(12)];
+        let _ = usb::xhci::completion_name(usb::xhci::completion_code(&t));
+        let _ = (usb::xhci::trb_type(&t), usb::xhci::event_slot(&t), usb::xhci::event_pointer(&t), usb::xhci::event_port(&t));
+        assert!(usb::xhci::transfer_residue(&t) < 1 << 24);
+        assert!(usb::xhci::event_endpoint(&t) < 32);
+        if let Some(Ok(left)) = usb::ehci::token_result(d(0)) {
+            assert!(left <= 0x7fff);
+        }
+    }
 }
 
 /// A RAM block device over a fuzz input (512-byte blocks; the last partial block is dropped).

@@ -74,6 +74,15 @@ pub struct DeviceDescriptor {
     pub configurations: u8,
 }
 
+/// The other speed's EP0 packet size from a device qualifier (USB 2.0 9.6.2: 10 bytes).
+pub fn qualifier_max_packet0(b: &[u8]) -> Result<u8, DescError> {
+    header(b, crate::DT_DEVICE_QUALIFIER, 10, "device qualifier")?;
+    match b[7] {
+        m @ (8 | 16 | 32 | 64) => Ok(m),
+        _ => Err(DescError::BadField("device qualifier bMaxPacketSize0")),
+    }
+}
+
 /// bMaxPacketSize0 from the first 8 bytes of a device descriptor (what is read before the
 /// endpoint's real packet size is known).
 pub fn max_packet0_prefix(b: &[u8]) -> Result<u8, DescError> {
@@ -433,6 +442,16 @@ mod tests {
     }
 
     #[test]
+    fn device_qualifier() {
+        // QEMU's usb-storage at full speed: its high-speed EP0 takes 64 bytes.
+        assert_eq!(qualifier_max_packet0(&[10, 6, 0, 2, 0, 0, 0, 64, 1, 0]), Ok(64));
+        assert_eq!(qualifier_max_packet0(&[10, 6, 0, 2, 0, 0, 0, 7, 1, 0]), Err(DescError::BadField("device qualifier bMaxPacketSize0")));
+        assert_eq!(qualifier_max_packet0(&[9, 6, 0, 2, 0, 0, 0, 64, 1]), Err(DescError::BadLength("device qualifier")));
+        assert_eq!(qualifier_max_packet0(&[10, 6, 0, 2]), Err(DescError::Short("device qualifier")));
+        assert!(qualifier_max_packet0(&[10, 1, 0, 2, 0, 0, 0, 64, 1, 0]).is_err());
+    }
+
+    #[test]
     fn hub_descriptor() {
         // QEMU's usb-hub: 8 ports.
         let h = HubDescriptor::parse(&[9, 0x29, 8, 0x0a, 0, 1, 0, 0, 0xff]).unwrap();
@@ -455,6 +474,9 @@ mod tests {
             let _ = lang_ids(&b);
             let _ = string(&b);
             let _ = HubDescriptor::parse(&b);
+            if let Ok(m) = qualifier_max_packet0(&b) {
+                prop_assert!(matches!(m, 8 | 16 | 32 | 64));
+            }
         }
 
         /// A valid configuration with any one byte changed either parses (to something whose

@@ -39,6 +39,7 @@ pub const DT_CONFIGURATION: u8 = 2;
 pub const DT_STRING: u8 = 3;
 pub const DT_INTERFACE: u8 = 4;
 pub const DT_ENDPOINT: u8 = 5;
+pub const DT_DEVICE_QUALIFIER: u8 = 6;
 pub const DT_HUB: u8 = 0x29;
 
 /// Standard requests (USB 2.0 table 9-4).

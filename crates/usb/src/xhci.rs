@@ -17,6 +17,8 @@ pub const TRB_DISABLE_SLOT: u32 = 10;
 pub const TRB_ADDRESS_DEVICE: u32 = 11;
 pub const TRB_CONFIGURE_ENDPOINT: u32 = 12;
 pub const TRB_EVALUATE_CONTEXT: u32 = 13;
+pub const TRB_RESET_ENDPOINT: u32 = 14;
+pub const TRB_SET_TR_DEQUEUE: u32 = 16;
 pub const TRB_NOOP_COMMAND: u32 = 23;
 pub const TRB_TRANSFER_EVENT: u32 = 32;
 pub const TRB_COMMAND_COMPLETION: u32 = 33;
@@ -70,6 +72,7 @@ pub fn event_port(t: &Trb) -> u8 {
 
 /// Completion codes (table 6-90).
 pub const CC_SUCCESS: u8 = 1;
+pub const CC_STALL: u8 = 6;
 pub const CC_SHORT_PACKET: u8 = 13;
 
 pub fn completion_name(cc: u8) -> &'static str {
@@ -115,6 +118,16 @@ pub fn evaluate_context(input: u64, slot: u8) -> Trb {
 /// Configure Endpoint with the input context at `input`.
 pub fn configure_endpoint(input: u64, slot: u8) -> Trb {
     [lo(input), hi(input), 0, control(TRB_CONFIGURE_ENDPOINT) | u32::from(slot) << 24]
+}
+/// Reset Endpoint for endpoint `dci` of `slot` (Transfer State Preserve clear): a Halted
+/// endpoint becomes Stopped.
+pub fn reset_endpoint(slot: u8, dci: u8) -> Trb {
+    [0, 0, 0, control(TRB_RESET_ENDPOINT) | u32::from(dci & 0x1f) << 16 | u32::from(slot) << 24]
+}
+/// Set TR Dequeue Pointer of endpoint `dci` of `slot` to the TRB at `ptr` (16-byte aligned)
+/// with dequeue cycle state `cycle`.
+pub fn set_tr_dequeue(ptr: u64, cycle: bool, slot: u8, dci: u8) -> Trb {
+    [lo(ptr & !0xf) | u32::from(cycle), hi(ptr), 0, control(TRB_SET_TR_DEQUEUE) | u32::from(dci & 0x1f) << 16 | u32::from(slot) << 24]
 }
 /// A Normal TRB for `len` bytes at `buffer`, interrupting on completion and on a short packet.
 pub fn normal(buffer: u64, len: u32) -> Trb {
@@ -415,6 +428,16 @@ impl InputContext {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn halt_recovery_commands() {
+        let r = reset_endpoint(3, 5);
+        assert_eq!((trb_type(&r), r[3] >> 24, (r[3] >> 16) & 0x1f, r[3] & (1 << 9)), (TRB_RESET_ENDPOINT, 3, 5, 0));
+        let d = set_tr_dequeue(0x1234_5670, true, 7, 1);
+        assert_eq!((trb_type(&d), d[3] >> 24, (d[3] >> 16) & 0x1f), (TRB_SET_TR_DEQUEUE, 7, 1));
+        assert_eq!((d[0], d[1]), (0x1234_5671, 0));
+        assert_eq!(set_tr_dequeue(0x1_0000_0018, false, 1, 1)[..2], [0x10, 1]);
+    }
     use super::*;
 
     #[test]

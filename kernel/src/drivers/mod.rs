@@ -215,6 +215,13 @@ pub fn register_msi<D: DmaFree>(res: Resource) -> Result<&'static Device<D>, Dri
     register_with::<D>(res, IrqMode::Msi)
 }
 
+/// [`register`] with MSI where the PCI function offers it, for a [`DmaDriver`]: its bus
+/// mastering is on anyway, under the promise that it DMAs into `hal::dma::DmaBuffer`s only,
+/// and the MSI message is hal's (aimed at the local APIC's window), so MSI adds no reach.
+pub fn register_dma_msi<D: DmaDriver>(res: Resource) -> Result<&'static Device<D>, DriverError> {
+    register_with::<D>(res, IrqMode::Msi)
+}
+
 /// Probes `D` on `res` and starts it: an IO VCPU on CPU 0, the bottom-half thread on it, the
 /// interrupt routed to the device's top half. The device lives for the rest of the run.
 pub fn register<D: Driver>(res: Resource) -> Result<&'static Device<D>, DriverError> {
@@ -265,7 +272,9 @@ fn register_with<D: Driver>(res: Resource, mode: IrqMode) -> Result<&'static Dev
                 hal::trap::register_msi(hal::trap::Handler::Object(dev)).and_then(|v| {
                     // SAFETY: `mode` is `Msi` only through `register_msi`, whose `D: DmaFree`
                     // is the driver's promise that nothing starts a DMA transfer on this
-                    // function (the driver just claimed its registers in `probe`).
+                    // function, or `register_dma_msi`, whose `D: DmaDriver` is the promise
+                    // that every DMA it starts stays inside its `DmaBuffer`s (the driver just
+                    // claimed the function's registers in `probe`).
                     #[allow(unsafe_code)]
                     let r = unsafe { hal::pci::enable_msi(bdf, v) };
                     r.map(|()| alloc::format!("MSI vector {v:#x}"))

@@ -1,5 +1,5 @@
-//! USB 2 host controller (EHCI; QEMU's `usb-ehci`, `ich9-usb-ehci1`) on the driver model, by
-//! polling: bring-up, root-port reset, enumeration of high-speed devices through the shared
+//! USB 2 host controller (EHCI; QEMU's `usb-ehci`, `ich9-usb-ehci1`) on the driver model:
+//! bring-up, root-port reset, enumeration of high-speed devices through the shared
 //! description code (`host::describe`), and mass storage through the shared protocol
 //! (`storage::Msc`) over bulk transfers, so a stick on EHCI is listed and mounted at `/usb`
 //! exactly as one on xHCI.
@@ -9,18 +9,34 @@
 //!   port routed to EHCI), ports powered.
 //! - Transfers use the asynchronous schedule only, one at a time: the schedule is stopped,
 //!   one queue head (the device's endpoint, head of the reclamation list, linked to itself)
-//!   is written with the transfer's qTDs, the schedule is started and the last qTD's token is
-//!   polled with a guest-time deadline; bulk endpoints keep their data toggle between
-//!   transfers. All structures are `hal::dma::DmaBuffer`s below 4 GiB.
+//!   is written with the transfer's qTDs (the last one interrupts on completion), the schedule
+//!   is started and the caller waits for the qTDs' tokens with a guest-time deadline; bulk
+//!   endpoints keep their data toggle between transfers. All structures are
+//!   `hal::dma::DmaBuffer`s below 4 GiB.
+//! - Completion by interrupt once the driver is started: the top half acknowledges USBSTS
+//!   (USBINT, USBERRINT, port change, host system error; write-1-to-clear) and wakes the
+//!   bottom half on the IO VCPU, which wakes the thread waiting for the transfer; that thread
+//!   blocks (it holds no spinning lock: the controller's state is taken out of [`Gate`] for
+//!   the transfer) instead of polling. During `probe`, before the interrupt is routed,
+//!   transfers are polled. Interrupt threshold: one micro-frame. What still spins: switching
+//!   the asynchronous schedule off after a transfer (USBSTS.ASS follows USBCMD.ASE within a
+//!   frame; switching it on is not waited for).
 //! - Layouts (qTD, QH, tokens, port bits) are `usb::ehci` (host-tested).
+//!
+//! - Hot-plug: a port change interrupt makes the bottom half look at every root port whose
+//!   connection changed: what was there is torn down (its stick fails: readers get EIO, a
+//!   mounted `/usb` is unmounted), a newly connected high-speed device is reset, enumerated
+//!   and, if a stick, mounted when `/usb` is free. The bottom half's own transfers (this
+//!   enumeration, the new stick's mount) are polled: it is the thread that would wake them.
 //!
 //! Not supported yet (said where met): full- and low-speed devices (they need a companion
 //! UHCI controller: such a port is logged and left alone), hubs behind EHCI, the periodic
-//! schedule (so no keyboards and no serial adapters here: their drivers run on xHCI),
-//! interrupts, hot-plug.
+//! schedule (so no keyboards and no serial adapters here: their drivers run on xHCI).
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use hal::dma::DmaBuffer;
 use hal::pci::{Bdf, Mmio};
@@ -30,7 +46,7 @@ use usb::{Interface, Setup};
 use vcpu_sched::VcpuParams;
 
 use super::UsbDevice;
-use super::host::{Bulk, Control};
+use super::host::{Bulk, Control, Gate};
 use super::storage::Msc;
 use crate::drivers::{Device, Driver, DriverError, Resource};
 
@@ -45,6 +61,12 @@ const CMD_RS: u32 = 1;
 const CMD_HCRESET: u32 = 2;
 const CMD_ASE: u32 = 1 << 5;
 const STS_HALTED: u32 = 1 << 12;
+const STS_USBINT: u32 = 1;
+const STS_ERRINT: u32 = 1 << 1;
+const STS_PCD: u32 = 1 << 2;
+const STS_HSE: u32 = 1 << 4;
+/// The USBSTS bits the driver enables (USBINTR has the same layout) and acknowledges.
+const STS_IRQS: u32 = STS_USBINT | STS_ERRINT | STS_PCD | STS_HSE;
 const STS_ASS: u32 = 1 << 15;
 
 const RESET_NS: u64 = 500_000_000;
@@ -62,8 +84,24 @@ struct Endpoint {
     max_packet: u16,
 }
 
+/// The thread waiting for a transfer's completion, shared by the controller's state and the
+/// bottom half.
+#[derive(Default)]
+struct Waiter {
+    /// Set by `start`: completions interrupt (before, transfers are polled).
+    live: AtomicBool,
+    /// The waiting thread (0: none).
+    tid: AtomicU32,
+    /// The bottom half's thread: its own transfers (hot-plug enumeration, mounting a new
+    /// stick) poll, since it is the thread that would wake them.
+    bh: AtomicU32,
+    /// Transfers whose thread blocked for the completion interrupt (`/dev/usb`).
+    pub(super) blocked: AtomicU64,
+}
+
 struct Hc {
-    regs: Mmio,
+    regs: Arc<Mmio>,
+    waiter: Arc<Waiter>,
     op: u64,
     /// The queue head (at 0) and qTDs (from 64, 32 bytes each).
     sched: DmaBuffer,
@@ -144,10 +182,19 @@ impl Hc {
             self.sched.write32(4 * w, *v);
         }
         self.w32(ASYNCLISTADDR, base);
-        self.async_schedule(true)?;
+        // Started without waiting for USBSTS.ASS: the wait for the transfer covers it (the
+        // controller may well finish within the frame the handshake would spin for).
+        self.w32(USBCMD, self.r32(USBCMD) | CMD_ASE);
         let end = hal::time::now_ns().saturating_add(TRANSFER_NS);
         let mut moved = Vec::new();
+        let live = self.waiter.live.load(Ordering::Acquire) && crate::sched::current() != self.waiter.bh.load(Ordering::Relaxed);
+        let mut blocked = false;
         let result = loop {
+            if live {
+                // Before the tokens are read: a completion after the read wakes this thread
+                // (a wake before it blocks is kept pending by the scheduler).
+                self.waiter.tid.store(crate::sched::current(), Ordering::Release);
+            }
             // Done when every qTD is inactive, or one halted.
             let tokens: Vec<u32> = (0..tds.len()).map(|k| self.sched.read32(td_at(k) + 8)).collect();
             if let Some(err) = tokens.iter().find_map(|t| e::token_result(*t).and_then(|r| r.err())) {
@@ -165,9 +212,22 @@ impl Hc {
             if hal::time::now_ns() > end {
                 break Err(String::from("no completion (timed out)"));
             }
-            core::hint::spin_loop();
+            if live && hal::cpu::interrupts_enabled() {
+                blocked = true;
+                let _ = crate::sched::block(Some(end));
+            } else {
+                // Probe, the bottom half's own enumeration, or a caller holding a spinning
+                // lock (interrupts off: it must not sleep): poll.
+                core::hint::spin_loop();
+            }
         };
+        self.waiter.tid.store(0, Ordering::Release);
+        if blocked && result.is_ok() {
+            self.waiter.blocked.fetch_add(1, Ordering::Relaxed);
+        }
         let after = e::overlay_toggle(self.sched.read32(24));
+        // ASE may change only once ASS has followed it (EHCI 4.8.1): on, then off.
+        self.async_schedule(true)?;
         self.async_schedule(false)?;
         result.map(|()| (moved, after))
     }
@@ -261,7 +321,7 @@ impl Hc {
         hal::time::spin_ns(2_000_000);
         let ep0 = Endpoint { address, number: 0, max_packet: mps };
         let d = super::host::describe(&mut Ep0 { hc: self, ep: ep0 })?;
-        let mut dev = UsbDevice { root_port: p, route: 0, address, speed: 3, desc: d.dd, config: d.config, manufacturer: d.manufacturer, product: d.product, hub_ports: None, stick: None, slot: 0 };
+        let mut dev = UsbDevice { root_port: p, route: 0, address, speed: 3, desc: d.dd, config: d.config, manufacturer: d.manufacturer, product: d.product, serial: d.serial, qualifier: d.qualifier, hub_ports: None, stick: None, slot: 0 };
         if dev.desc.class == 9 {
             self.log.push(format!("usb: EHCI port {p}: hubs behind EHCI are not supported yet"));
         }
@@ -275,6 +335,60 @@ impl Hc {
             self.log.push(format!("usb: EHCI port {p}: interrupt endpoints (the periodic schedule) are not supported yet on EHCI"));
         }
         Ok(dev)
+    }
+
+    /// The root ports whose connection changed: what was there is torn down, a new device
+    /// enumerated. Returns the sticks added and removed, or None if nothing came or went.
+    fn hotplug(&mut self, ports: u8, devices: &IrqLock<Vec<UsbDevice>>) -> Option<(Vec<usize>, Vec<usize>)> {
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        let mut changed = false;
+        for p in 1..=ports {
+            let reg = PORTSC + 4 * u64::from(p - 1);
+            let v = self.r32(reg);
+            if v & portsc::CSC == 0 {
+                continue;
+            }
+            self.w32(reg, v | portsc::CHANGES);
+            changed = true;
+            let gone: Vec<UsbDevice> = {
+                let mut d = devices.lock();
+                let (gone, kept) = core::mem::take(&mut *d).into_iter().partition(|d| d.root_port == p);
+                *d = kept;
+                gone
+            };
+            for d in &gone {
+                if let Some(i) = d.stick
+                    && let Some(s) = self.sticks.get_mut(i)
+                {
+                    s.msc.failed = Some(String::from("the stick was unplugged"));
+                    removed.push(i);
+                }
+                hal::println!("usb: EHCI port {p}: device removed: ID {:04x}:{:04x} {}", d.desc.vendor, d.desc.product, d.product.as_deref().unwrap_or(""));
+            }
+            if v & portsc::CCS == 0 {
+                continue;
+            }
+            hal::time::spin_ns(100_000_000); // USB 2.0 7.1.7.3: 100 ms for the connection to settle
+            let ok = self.reset_port(p);
+            for l in core::mem::take(&mut self.log) {
+                hal::println!("{l}");
+            }
+            if !ok {
+                continue;
+            }
+            match self.enumerate(p) {
+                Ok(d) => {
+                    hal::println!("usb: EHCI port {p}: device added: ID {:04x}:{:04x} {}", d.desc.vendor, d.desc.product, d.product.as_deref().unwrap_or(""));
+                    added.extend(d.stick);
+                    devices.lock().push(d);
+                }
+                Err(err) => hal::println!("usb: EHCI port {p}: device refused: {err}"),
+            }
+            for l in core::mem::take(&mut self.log) {
+                hal::println!("{l}");
+            }
+        }
+        changed.then_some((added, removed))
     }
 
     fn storage(&mut self, address: u8, itf: &Interface) -> Result<usize, String> {
@@ -334,8 +448,17 @@ impl Bulk for Pipes<'_> {
 pub struct Ehci {
     pub(super) bdf: Bdf,
     pub(super) ports: u8,
-    pub(super) devices: Vec<UsbDevice>,
-    hc: IrqLock<Hc>,
+    pub(super) devices: IrqLock<Vec<UsbDevice>>,
+    hc: Gate<Hc>,
+    /// For the top half: the registers and USBSTS's offset.
+    regs: Arc<Mmio>,
+    op: u64,
+    waiter: Arc<Waiter>,
+    /// Interrupts acknowledged, bottom-half passes, transfers completed by interrupt.
+    pub(super) irqs: AtomicU64,
+    pub(super) passes: AtomicU64,
+    /// Status bits the top half acknowledged, for the bottom half.
+    pending: AtomicU32,
 }
 
 // SAFETY: every address this driver gives the controller (the asynchronous list's queue head,
@@ -348,13 +471,17 @@ unsafe impl crate::drivers::DmaDriver for Ehci {}
 impl Ehci {
     /// Stick `i`'s protocol state, read under the controller's lock.
     pub(super) fn stick<T>(&self, i: usize, f: impl FnOnce(&Msc) -> T) -> Option<T> {
-        self.hc.lock().sticks.get(i).map(|s| f(&s.msc))
+        self.hc.with(|hc| hc.sticks.get(i).map(|s| f(&s.msc))).flatten()
     }
     pub(super) fn read_blocks(&self, i: usize, lba: u64, out: &mut [u8]) -> Result<(), String> {
-        self.hc.lock().read_blocks(i, lba, out)
+        self.hc.with(|hc| hc.read_blocks(i, lba, out)).unwrap_or_else(|| Err(String::from("controller state lost")))
+    }
+    /// Transfers whose thread blocked until the completion interrupt.
+    pub(super) fn blocked_transfers(&self) -> u64 {
+        self.waiter.blocked.load(Ordering::Relaxed)
     }
     pub(super) fn stick_count(&self) -> usize {
-        self.hc.lock().sticks.len()
+        self.hc.with(|hc| hc.sticks.len()).unwrap_or(0)
     }
 }
 
@@ -364,7 +491,7 @@ fn is_ehci(f: &crate::drivers::pci::Function) -> bool {
 
 impl Driver for Ehci {
     const NAME: &'static str = "ehci";
-    /// Nothing runs in the bottom half yet (transfers are polled by their callers).
+    /// 1 % of CPU 0: the bottom half wakes the thread waiting for a transfer.
     const IO_PARAMS: VcpuParams = VcpuParams::io(100, 10_000);
 
     fn probe(res: &Resource) -> Result<Self, DriverError> {
@@ -374,7 +501,7 @@ impl Driver for Ehci {
         if !is_ehci(f) {
             return Err(DriverError::NotMine);
         }
-        let regs = Mmio::claim(bdf, 0).map_err(DriverError::Broken)?;
+        let regs = Arc::new(Mmio::claim(bdf, 0).map_err(DriverError::Broken)?);
         let cap = regs.read32(0);
         let op = u64::from(cap & 0xff);
         let hcs = regs.read32(4);
@@ -383,7 +510,8 @@ impl Driver for Ehci {
             return Err(DriverError::Broken("capability registers"));
         }
         let ports = (hcs & 0xf) as u8;
-        let mut hc = Hc { regs, op, sched: dma32(1)?, data: dma32(DATA_FRAMES)?, next_address: 1, sticks: Vec::new(), log: Vec::new() };
+        let waiter = Arc::new(Waiter::default());
+        let mut hc = Hc { regs: regs.clone(), waiter: waiter.clone(), op, sched: dma32(1)?, data: dma32(DATA_FRAMES)?, next_address: 1, sticks: Vec::new(), log: Vec::new() };
         hc.w32(USBCMD, hc.r32(USBCMD) & !CMD_RS);
         if !wait(RESET_NS, || hc.r32(USBSTS) & STS_HALTED != 0) {
             return Err(DriverError::Broken("the controller does not halt"));
@@ -397,7 +525,7 @@ impl Driver for Ehci {
         if hcc & 1 != 0 {
             hc.w32(CTRLDSSEGMENT, 0);
         }
-        hc.w32(USBCMD, CMD_RS | 8 << 16); // run; interrupt threshold 1 ms
+        hc.w32(USBCMD, CMD_RS | 1 << 16); // run; interrupt threshold one micro-frame
         if !wait(RESET_NS, || hc.r32(USBSTS) & STS_HALTED == 0) {
             return Err(DriverError::Broken("the controller does not run"));
         }
@@ -422,20 +550,64 @@ impl Driver for Ehci {
         for l in &hc.log {
             hal::println!("{l}");
         }
-        Ok(Ehci { bdf, ports, devices, hc: IrqLock::new(hc) })
+        Ok(Ehci {
+            bdf,
+            ports,
+            devices: IrqLock::new(devices),
+            hc: Gate::new(hc),
+            regs,
+            op,
+            waiter,
+            irqs: AtomicU64::new(0),
+            passes: AtomicU64::new(0),
+            pending: AtomicU32::new(0),
+        })
     }
 
+    /// Acknowledges the status bits (write-1-to-clear) and wakes the bottom half.
     fn top_half(&self) -> bool {
-        false
+        self.interrupt().unwrap_or(false)
     }
 
+    /// On a shared INTx line: `None` when none of the enabled status bits is set.
     fn interrupt(&self) -> Option<bool> {
-        None // polling: the controller's interrupts stay off
+        let sts = self.regs.read32(self.op + USBSTS);
+        if sts == u32::MAX || sts & STS_IRQS == 0 {
+            return None;
+        }
+        self.regs.write32(self.op + USBSTS, sts & STS_IRQS);
+        self.pending.fetch_or(sts & STS_IRQS, Ordering::Relaxed);
+        self.irqs.fetch_add(1, Ordering::Relaxed);
+        Some(true)
     }
 
-    fn bottom_half(&self, _dev: &Device<Self>) {}
+    /// Wakes the thread waiting for a transfer (it reads the tokens itself); logs a host
+    /// system error; after a port change, handles hot-plug (see the module doc).
+    fn bottom_half(&self, _dev: &Device<Self>) {
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        self.waiter.bh.store(crate::sched::current(), Ordering::Relaxed);
+        let bits = self.pending.swap(0, Ordering::Relaxed);
+        if bits & STS_HSE != 0 {
+            hal::println!("usb: EHCI at {}: host system error (the controller halted)", self.bdf);
+        }
+        let tid = self.waiter.tid.load(Ordering::Acquire);
+        if tid != 0 {
+            let _ = crate::sched::wake(tid);
+        }
+        if bits & STS_PCD != 0 {
+            let changes = self.hc.with(|hc| hc.hotplug(self.ports, &self.devices));
+            if let Some(Some((added, removed))) = changes {
+                super::hotplugged_ehci(self, &added, &removed);
+            }
+        }
+    }
 
-    fn start(&self) {}
+    /// Completions interrupt from now on: USBINTR set, transfers block instead of polling.
+    fn start(&self) {
+        self.regs.write32(self.op + USBSTS, STS_IRQS); // stale status from probe
+        self.regs.write32(self.op + USBINTR, STS_IRQS);
+        self.waiter.live.store(true, Ordering::Release);
+    }
 }
 
 /// Every EHCI function PCI enumeration found.

@@ -30,7 +30,7 @@ impl Hc {
     /// Addresses, describes and configures one device; a hub's devices follow it into `out`.
     pub(super) fn enumerate(&mut self, root_port: u8, route: u32, depth: u32, speed: u8, out: &mut Vec<UsbDevice>) -> Result<(), String> {
         let (mut d, address) = self.address(root_port, route, speed)?;
-        let super::host::Described { dd, config, manufacturer, product } = super::host::describe(&mut Ep0 { hc: self, d: &mut d })?;
+        let super::host::Described { dd, config, manufacturer, product, serial, qualifier } = super::host::describe(&mut Ep0 { hc: self, d: &mut d })?;
         let kbd = config.interfaces.iter().find_map(|i| {
             let ep = i.endpoints.iter().find(|e| e.is_in() && e.attributes & 3 == 3)?;
             (i.class == 3 && i.subclass == 1 && i.protocol == 1 && i.alternate == 0).then_some((i.number, *ep))
@@ -53,7 +53,7 @@ impl Hc {
             }
         }
         let is_hub = dd.class == 9;
-        let mut dev = UsbDevice { root_port, route, address, speed, desc: dd, config, manufacturer, product, hub_ports: None, stick, slot: d.slot };
+        let mut dev = UsbDevice { root_port, route, address, speed, desc: dd, config, manufacturer, product, serial, qualifier, hub_ports: None, stick, slot: d.slot };
         if !is_hub {
             out.push(dev);
             return Ok(());
@@ -103,6 +103,7 @@ impl Hc {
             n += 1;
             self.other_event(&e);
         }
+        self.ack_events();
         n
     }
 

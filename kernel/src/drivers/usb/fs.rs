@@ -2,8 +2,9 @@
 //! (host-tested; a malformed volume gives errors, never a fault) from the stick's blocks
 //! (`storage`). Files read as mode 0555 (FAT has no permissions: every file may be run).
 //!
-//! A read holds the volume's lock and, for each block read, the controller's (interrupts off
-//! meanwhile: a read polls the controller). A read that fails (the device failed or was
+//! A read holds the volume (a `host::Gate`: a sleeping lock, so a read may block) and, for each
+//! block read, the controller: on xHCI its lock (interrupts off meanwhile: the read polls the
+//! event ring), on EHCI its gate (the read blocks until the transfer's interrupt). A read that fails (the device failed or was
 //! removed, the volume is malformed) returns EIO and logs the reason once per mount.
 use alloc::boxed::Box;
 use alloc::format;
@@ -17,6 +18,7 @@ use linux_raw_sys::errno::{EIO, EISDIR, ENOENT, ENOTDIR};
 use linux_raw_sys::general::{S_IFDIR, S_IFREG};
 
 use super::Host;
+use super::host::Gate;
 use crate::syscall::Errno;
 use crate::vfs::{self, Inode};
 
@@ -48,7 +50,7 @@ struct Mounted {
 
 /// One file or directory of the volume.
 struct Node {
-    fs: Arc<IrqLock<Mounted>>,
+    fs: Arc<Gate<Mounted>>,
     entry: fat::Entry,
     /// Its path below the mount point (for inode numbers).
     path: String,
@@ -74,7 +76,7 @@ fn ino(path: &str) -> u64 {
     0x100_0000_0000 | (h & 0xff_ffff_ffff)
 }
 
-fn inode(fs: Arc<IrqLock<Mounted>>, entry: fat::Entry, path: String) -> Arc<Inode> {
+fn inode(fs: Arc<Gate<Mounted>>, entry: fat::Entry, path: String) -> Arc<Inode> {
     let mode = if entry.is_dir { S_IFDIR } else { S_IFREG } | 0o555;
     let n = ino(&path);
     vfs::external(n, Box::new(Node { fs, entry, path }), mode)
@@ -94,10 +96,12 @@ impl vfs::External for Node {
         Ok(inode(self.fs.clone(), e, path))
     }
     fn read_at(&self, pos: u64, max: usize) -> Result<Vec<u8>, Errno> {
-        let mut m = self.fs.lock();
-        let Mounted { dev, vol, .. } = &mut *m;
-        let r = vol.read(dev, &self.entry, pos, max.min(1 << 20));
-        r.map_err(|e| errno(&m, &self.path, e))
+        self.fs
+            .with(|m| {
+                let r = m.vol.read(&mut m.dev, &self.entry, pos, max.min(1 << 20));
+                r.map_err(|e| errno(m, &self.path, e))
+            })
+            .unwrap_or(Err(EIO))
     }
     fn list(&self) -> Result<Vec<(u64, bool, String)>, Errno> {
         Ok(self.entries()?.into_iter().map(|e| (ino(&format!("{}/{}", self.path, e.name)), e.is_dir, e.name)).collect())
@@ -106,10 +110,12 @@ impl vfs::External for Node {
 
 impl Node {
     fn entries(&self) -> Result<Vec<fat::Entry>, Errno> {
-        let mut m = self.fs.lock();
-        let Mounted { dev, vol, .. } = &mut *m;
-        let r = vol.list(dev, &self.entry);
-        r.map_err(|e| errno(&m, &self.path, e))
+        self.fs
+            .with(|m| {
+                let r = m.vol.list(&mut m.dev, &self.entry);
+                r.map_err(|e| errno(m, &self.path, e))
+            })
+            .unwrap_or(Err(EIO))
     }
 }
 
@@ -165,7 +171,7 @@ fn mount_one_of(bus: usize, c: Host, which: &[usize]) -> bool {
                         vol.cluster_bytes()
                     );
                     let root = vol.root();
-                    let fs = Arc::new(IrqLock::new(Mounted { dev, vol, logged: AtomicBool::new(false) }));
+                    let fs = Arc::new(Gate::new(Mounted { dev, vol, logged: AtomicBool::new(false) }));
                     let node = inode(fs, root, String::new());
                     match vfs::mount("usb", node, format!("usb{}.{stick} /usb vfat ro 0 0", bus + 1)) {
                         Ok(()) => {

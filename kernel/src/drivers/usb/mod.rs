@@ -36,6 +36,9 @@ pub struct UsbDevice {
     pub config: Configuration,
     pub manufacturer: Option<String>,
     pub product: Option<String>,
+    pub serial: Option<String>,
+    /// The device qualifier's other-speed EP0 packet size (None: refused or USB 1.x).
+    pub qualifier: Option<u8>,
     /// Hub ports, for a hub.
     pub hub_ports: Option<u8>,
     /// Its index among the controller's mass-storage sticks, for a working stick.
@@ -55,7 +58,7 @@ impl Host {
     fn devices(&self) -> Vec<UsbDevice> {
         match self {
             Host::Xhci(d) => d.driver.hc.lock().devices.clone(),
-            Host::Ehci(d) => d.driver.devices.clone(),
+            Host::Ehci(d) => d.driver.devices.lock().clone(),
         }
     }
     /// Reads blocks of the controller's stick `i`.
@@ -93,7 +96,7 @@ pub fn init() {
         .collect();
     for bdf in found {
         let res = Resource::Pci { bus: bdf.bus, device: bdf.device, function: bdf.function };
-        match crate::drivers::register::<Xhci>(res) {
+        match crate::drivers::register_dma_msi::<Xhci>(res) {
             Ok(d) => {
                 let mut c = CONTROLLERS.lock();
                 hal::println!(
@@ -111,10 +114,10 @@ pub fn init() {
     }
     for bdf in ehci::found() {
         let res = Resource::Pci { bus: bdf.bus, device: bdf.device, function: bdf.function };
-        match crate::drivers::register::<ehci::Ehci>(res) {
+        match crate::drivers::register_dma_msi::<ehci::Ehci>(res) {
             Ok(d) => {
                 let mut c = CONTROLLERS.lock();
-                hal::println!("usb{}: EHCI at {bdf}: {} device(s) enumerated", c.len() + 1, d.driver.devices.len());
+                hal::println!("usb{}: EHCI at {bdf}: {} device(s) enumerated", c.len() + 1, d.driver.devices.lock().len());
                 c.push(Host::Ehci(d));
             }
             Err(e) => hal::println!("usb: EHCI at {bdf}: {e}"),
@@ -141,6 +144,30 @@ fn hotplugged(x: &Xhci, added: &[usize], removed: &[usize]) {
     fs::added(bus, host, added);
 }
 
+/// How a controller's interrupt arrives and how often it came (interrupts acknowledged, bottom
+/// half passes).
+fn irq_line<D: crate::drivers::Driver>(d: &Device<D>, irqs: u64, passes: u64) -> String {
+    let how = crate::drivers::Registered::irq_how(d);
+    if how.is_empty() {
+        return String::from("no interrupt (polled)");
+    }
+    format!("interrupt {how}: {irqs} taken, {passes} bottom-half passes")
+}
+
+/// After hot-plug on EHCI controller `e`: a removed mounted stick is unmounted, an added
+/// stick is mounted if `/usb` is free.
+fn hotplugged_ehci(e: &ehci::Ehci, added: &[usize], removed: &[usize]) {
+    let cs = CONTROLLERS.lock().clone();
+    let Some((bus, host)) = cs.iter().enumerate().find_map(|(i, h)| match h {
+        Host::Ehci(d) if core::ptr::eq(&d.driver, e) => Some((i, *h)),
+        _ => None,
+    }) else {
+        return;
+    };
+    fs::removed(bus, removed);
+    fs::added(bus, host, added);
+}
+
 /// What `/dev/usb` holds (and `lsusb` prints): every controller and its devices.
 pub fn listing() -> String {
     let cs = CONTROLLERS.lock().clone();
@@ -156,18 +183,36 @@ pub fn listing() -> String {
                 let x = &c.driver;
                 let _ = writeln!(
                     s,
-                    "Bus {bus:03}: xHCI {}.{} at PCI {}, {} ports, {} slots, {} device(s)",
+                    "Bus {bus:03}: xHCI {}.{} at PCI {}, {} ports, {} slots, {} device(s), {}",
                     x.version >> 8,
                     format_args!("{:x}", x.version & 0xff),
                     x.bdf,
                     x.ports,
                     x.slots,
-                    x.hc.lock().devices.len()
+                    x.hc.lock().devices.len(),
+                    irq_line(*c, x.irqs.load(core::sync::atomic::Ordering::Relaxed), x.passes.load(core::sync::atomic::Ordering::Relaxed))
+                );
+                let _ = writeln!(
+                    s,
+                    "\tBottom half: IO VCPU C={} us T={} us, longest wait after an interrupt {} us, longest pass {} us; {} halted endpoint(s) restarted",
+                    <Xhci as crate::drivers::Driver>::IO_PARAMS.c_us,
+                    <Xhci as crate::drivers::Driver>::IO_PARAMS.t_us,
+                    x.max_wait_ns.load(core::sync::atomic::Ordering::Relaxed) / 1000,
+                    x.max_pass_ns.load(core::sync::atomic::Ordering::Relaxed) / 1000,
+                    x.hc.lock().halts_recovered
                 );
             }
             Host::Ehci(c) => {
                 let e = &c.driver;
-                let _ = writeln!(s, "Bus {bus:03}: EHCI at PCI {}, {} ports, {} device(s)", e.bdf, e.ports, e.devices.len());
+                let _ = writeln!(
+                    s,
+                    "Bus {bus:03}: EHCI at PCI {}, {} ports, {} device(s), {}, {} transfers waited for by interrupt",
+                    e.bdf,
+                    e.ports,
+                    e.devices.lock().len(),
+                    irq_line(*c, e.irqs.load(core::sync::atomic::Ordering::Relaxed), e.passes.load(core::sync::atomic::Ordering::Relaxed)),
+                    e.blocked_transfers()
+                );
             }
         }
         for d in &c.devices() {
@@ -199,6 +244,18 @@ pub fn listing() -> String {
                 d.desc.configurations,
                 d.hub_ports.map(|n| format!(", hub with {n} ports")).unwrap_or_default()
             );
+            if let Some(sn) = &d.serial {
+                let _ = writeln!(s, "\tSerial number: {sn}");
+            }
+            match d.qualifier {
+                Some(m) => {
+                    let _ = writeln!(s, "\tDevice qualifier: other speed, EP0 {m}B");
+                }
+                None if d.desc.usb_version >= 0x0200 => {
+                    let _ = writeln!(s, "\tDevice qualifier: refused (stall; one speed only)");
+                }
+                None => {}
+            }
             if let Some(line) = d.stick.and_then(|i| {
                 c.stick(i, |st| {
                     format!(
@@ -212,6 +269,20 @@ pub fn listing() -> String {
                 })
             }) {
                 let _ = writeln!(s, "{line}");
+            }
+            if let Host::Xhci(x) = c {
+                let ports: Vec<_> = x.driver.hc.lock().serials.iter().filter(|p| p.slot() == d.slot).map(|p| p.port.clone()).collect();
+                for p in ports {
+                    let _ = writeln!(
+                        s,
+                        "\tSerial: /dev/{}, {} bytes received, {} buffered, {} line errors, longest hand-over to a waiting reader {} us",
+                        p.name,
+                        p.received.load(core::sync::atomic::Ordering::Relaxed),
+                        p.buffered(),
+                        p.line_errors.load(core::sync::atomic::Ordering::Relaxed),
+                        p.max_delivery_ns.load(core::sync::atomic::Ordering::Relaxed) / 1000
+                    );
+                }
             }
             for itf in &d.config.interfaces {
                 let _ = write!(

@@ -1,12 +1,13 @@
 //! USB serial adapters (FTDI FT232, QEMU's `usb-serial`) on xHCI as `/dev/ttyUSB<n>`:
 //! 115200 8N1 without flow control set at enumeration; one bulk IN transfer always queued
-//! (the adapter answers it only when it has data); the bottom half's 10 ms poll moves what
-//! arrived, without its per-packet status bytes (`usb::ftdi`), into the port's receive buffer
-//! and wakes a waiting reader. A write is a bulk OUT transfer, waited for by polling.
+//! (the adapter answers it only when it has data); its completion interrupts, and the bottom
+//! half moves what arrived, without its per-packet status bytes (`usb::ftdi`), into the port's
+//! receive buffer and wakes a waiting reader. A write is a bulk OUT transfer, waited for by
+//! polling.
 //!
 //! Received bytes wait in a 64 KiB buffer per port: when a reader falls that far behind, the
-//! adapter's transfer is not queued again until there is room (QEMU then holds the stream
-//! back: nothing is lost). CDC-ACM adapters are not supported yet (QEMU has no CDC-ACM
+//! adapter's transfer is not queued again (QEMU then holds the stream back: nothing is lost)
+//! until the reader that makes room queues it. CDC-ACM adapters are not supported yet (QEMU has no CDC-ACM
 //! device model to test one with).
 use alloc::collections::VecDeque;
 use alloc::format;
@@ -43,6 +44,13 @@ pub struct Port {
     pub received: AtomicU64,
     pub line_errors: AtomicU64,
     waiting: AtomicBool,
+    /// The receive transfer was not queued again because the buffer was full: the reader
+    /// that makes room queues it (else the stream would stop for good).
+    starved: AtomicBool,
+    /// When the bottom half last handed bytes to a waiting reader (0: none pending), and the
+    /// longest time from that to the reader taking them, in ns (`/dev/usb`).
+    handed_at: AtomicU64,
+    pub max_delivery_ns: AtomicU64,
     number: usize,
     published: AtomicBool,
     /// The controller and the port's index there, for writes.
@@ -100,6 +108,9 @@ impl Hc {
             received: AtomicU64::new(0),
             line_errors: AtomicU64::new(0),
             waiting: AtomicBool::new(false),
+            starved: AtomicBool::new(false),
+            handed_at: AtomicU64::new(0),
+            max_delivery_ns: AtomicU64::new(0),
             number: n,
             published: AtomicBool::new(false),
             ctrl: spin::Once::new(),
@@ -116,7 +127,11 @@ impl Hc {
     /// Queues port `i`'s IN transfer if none is queued and its buffer has room.
     pub(super) fn queue_serial_in(&mut self, i: usize) {
         let s = &mut self.serials[i];
-        if s.in_trb.is_some() || s.port.failed.lock().is_some() || s.port.rx.lock().len() + IN_BYTES > RX_MAX {
+        if s.in_trb.is_some() || s.port.failed.lock().is_some() {
+            return;
+        }
+        if s.port.rx.lock().len() + IN_BYTES > RX_MAX {
+            s.port.starved.store(true, Ordering::Release);
             return;
         }
         s.in_trb = Some(s.ring_in.push(x::normal(s.buf.phys(), IN_BYTES as u32)));
@@ -145,6 +160,7 @@ impl Hc {
                     s.port.received.fetch_add(data.len() as u64, Ordering::Relaxed);
                     s.port.rx.lock().extend(data);
                     if s.port.waiting.swap(false, Ordering::AcqRel) {
+                        s.port.handed_at.store(hal::time::now_ns(), Ordering::Relaxed);
                         s.port.ready.up();
                     }
                 }
@@ -188,6 +204,7 @@ impl SerialDev {
     /// The adapter was unplugged: the port fails; waiting readers wake and get EIO.
     pub(super) fn unplugged(&mut self) {
         self.in_trb = None;
+        self.slot = 0; // the slot may be given to another device now
         *self.port.failed.lock() = Some(String::from("the adapter was unplugged"));
         self.port.ready.up();
         hal::println!("usb: /dev/{}: the adapter was unplugged (reads and writes fail with EIO)", self.port.name);
@@ -225,12 +242,30 @@ impl Port {
 
     /// Takes up to `max` received bytes.
     pub fn read(&self, max: usize) -> Result<Vec<u8>, Errno> {
-        let mut rx = self.rx.lock();
-        if rx.is_empty() && self.failed.lock().is_some() {
-            return Err(EIO);
+        let out: Vec<u8> = {
+            let mut rx = self.rx.lock();
+            if rx.is_empty() && self.failed.lock().is_some() {
+                return Err(EIO);
+            }
+            let n = max.min(rx.len());
+            rx.drain(..n).collect()
+        };
+        let at = self.handed_at.swap(0, Ordering::Relaxed);
+        if at != 0 {
+            self.max_delivery_ns.fetch_max(hal::time::now_ns().saturating_sub(at), Ordering::Relaxed);
         }
-        let n = max.min(rx.len());
-        Ok(rx.drain(..n).collect())
+        if !out.is_empty()
+            && self.starved.swap(false, Ordering::AcqRel)
+            && let Some(&(ctrl, i)) = self.ctrl.get()
+        {
+            ctrl.driver.hc.lock().queue_serial_in(i); // sets `starved` again if still full
+        }
+        Ok(out)
+    }
+
+    /// Bytes waiting in the receive buffer.
+    pub fn buffered(&self) -> usize {
+        self.rx.lock().len()
     }
 
     pub fn write(&self, data: &[u8]) -> Result<usize, Errno> {

@@ -4,9 +4,9 @@
 //! xHCI side (the stick's bulk endpoints configured, transfers on its rings). The protocol's
 //! bytes are made and checked by `usb::msc` (host-tested).
 //!
-//! Every transfer is waited for by polling the event ring with the controller's lock held and
-//! a guest-time deadline (keyboard events met on the way are served, not lost); interrupt
-//! completion is not supported yet. A stick that fails a command, answers with a malformed
+//! On xHCI every transfer is waited for by polling the event ring with the controller's lock
+//! held and a guest-time deadline (keyboard and serial events met on the way are served, port
+//! changes noted, not lost); interrupt completion is EHCI's only so far (`ehci.rs`). A stick that fails a command, answers with a malformed
 //! status or moves fewer bytes than asked gives an error for that read; after a transport
 //! failure (a halted endpoint, a phase error, a time-out) the stick is marked failed and every
 //! later read fails too (recovery by Bulk-Only Mass Storage Reset is not supported yet).
@@ -255,13 +255,10 @@ impl Hc {
             let Some(e) = self.next_event(left) else {
                 return Err(String::from("no completion (timed out)"));
             };
-            if x::trb_type(&e) != x::TRB_TRANSFER_EVENT {
-                continue;
-            }
-            if x::event_slot(&e) == slot && x::event_endpoint(&e) == dci && x::event_pointer(&e) == trb {
+            if x::trb_type(&e) == x::TRB_TRANSFER_EVENT && x::event_slot(&e) == slot && x::event_endpoint(&e) == dci && x::event_pointer(&e) == trb {
                 return Ok(e);
             }
-            self.serve_event(&e);
+            self.other_event(&e); // a port status change is noted for hot-plug, not dropped
         }
     }
 }
