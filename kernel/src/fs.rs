@@ -6,7 +6,6 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU32;
 
-use hal::sync::IrqLock;
 use linux_raw_sys::errno::*;
 
 /// An open file of the tree: what `open` made, shared by the descriptors `dup` and `fork`
@@ -15,7 +14,8 @@ pub struct OpenFile {
     pub node: Arc<crate::vfs::Inode>,
     /// Its path when opened (the `*at` calls resolve relative to a directory's).
     pub path: String,
-    pub pos: IrqLock<u64>,
+    /// Its offset (a sleeping lock: reads and writes move it while they copy).
+    pub pos: crate::sync::Position,
     /// `O_ACCMODE`, `O_APPEND`, `O_NONBLOCK` as given to open or F_SETFL.
     pub flags: AtomicU32,
     /// A /proc file's text, made when it was opened.
@@ -34,7 +34,7 @@ impl OpenFile {
         OpenFile {
             node,
             path,
-            pos: IrqLock::new(0),
+            pos: crate::sync::Position::new(),
             flags: AtomicU32::new(flags),
             snapshot,
             id: NEXT_OPEN.fetch_add(1, core::sync::atomic::Ordering::Relaxed),

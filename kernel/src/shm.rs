@@ -90,8 +90,7 @@ impl ShmObject {
 
     /// Up to `max` bytes at `pos` (not beyond the length; holes read as zeros).
     pub fn read_at(&self, pos: u64, max: usize) -> Vec<u8> {
-        let g = self.inner.lock();
-        let end = pos.saturating_add(max as u64).min(g.len);
+        let end = pos.saturating_add(max as u64).min(self.inner.lock().len);
         if pos >= end {
             return Vec::new();
         }
@@ -101,7 +100,8 @@ impl ShmObject {
             let (i, off) = ((at / PAGE_SIZE) as usize, (at % PAGE_SIZE) as usize);
             let n = (PAGE - off).min((end - at) as usize);
             let dst = &mut out[(at - pos) as usize..(at - pos) as usize + n];
-            if let Some(Some(p)) = g.pages.get(i) {
+            // The lock (interrupts off) for one page's copy at a time, not the whole read.
+            if let Some(Some(p)) = self.inner.lock().pages.get(i) {
                 p.read(off, dst);
             }
             at += n as u64;

@@ -84,3 +84,47 @@ impl Semaphore {
         }
     }
 }
+
+/// An open file's position behind a sleeping lock (POSIX: a read or write moves it as one
+/// step; Linux's `f_pos_lock`). The holder may block (a USB stick read waits for its
+/// interrupt) and copies to or from user memory, so a spinning lock — which keeps interrupts
+/// off — would hold back the CPU's timer for the whole transfer. Only from a thread.
+pub struct Position {
+    gate: Semaphore,
+    at: core::sync::atomic::AtomicU64,
+}
+
+impl Position {
+    pub const fn new() -> Position {
+        Position { gate: Semaphore::new(1), at: core::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// Waits for other users of the position and holds it until the guard goes.
+    pub fn lock(&self) -> PositionGuard<'_> {
+        self.gate.down();
+        PositionGuard(self)
+    }
+
+    /// The position now, without waiting (a holder may be moving it).
+    pub fn peek(&self) -> u64 {
+        self.at.load(core::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The held position (see [`Position::lock`]).
+pub struct PositionGuard<'a>(&'a Position);
+
+impl PositionGuard<'_> {
+    pub fn get(&self) -> u64 {
+        self.0.at.load(core::sync::atomic::Ordering::Relaxed)
+    }
+    pub fn set(&mut self, v: u64) {
+        self.0.at.store(v, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for PositionGuard<'_> {
+    fn drop(&mut self) {
+        self.0.gate.up();
+    }
+}

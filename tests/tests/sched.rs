@@ -212,6 +212,34 @@ fn console_output_does_not_delay_a_reservation() -> Result<()> {
     Ok(())
 }
 
+/// The same beside 1 MiB file writes and reads (the in-memory file system): an open file's
+/// position is a sleeping lock, so copying a megabyte under it keeps interrupts on. Before, the
+/// position was a spinning lock with interrupts off for the whole copy.
+#[test]
+fn file_io_does_not_delay_a_reservation() -> Result<()> {
+    let mut q = ktest(1)?;
+    let _ = common::fetch_trace(&mut q, 0)?;
+    let out = q.shell("smp_test deadline 2000 10000 300 1 0 1048576 /tmp/flood")?;
+    assert!(out.contains("back to SCHED_OTHER: ok"), "{out}");
+    let l = out.lines().find(|l| l.contains("round trips of 1048576 bytes through /tmp/flood")).with_context(|| format!("no round trips in:\n{out}"))?;
+    assert!(l.ends_with(", 0 failed"), "{l}");
+    let trips = after(l, "smp_test:")?;
+    assert!(trips >= 10, "only {trips} round trips beside the reservation: {l}");
+    let events = common::fetch_trace(&mut q, 0)?;
+    let created = vcpu_sched::check::created(&events);
+    let (key, _) = created
+        .iter()
+        .find(|(_, c)| c.kind == vcpu_sched::VcpuKind::Main && c.c == 2_000_000 && c.period == 10_000_000)
+        .context("no SCHED_DEADLINE VCPU in the trace")?;
+    let end = events.iter().map(|e| e.t).max().unwrap_or(0);
+    let (late, n) = vcpu_sched::check::replenishment_latency(&events, *key, end);
+    assert!(n >= 20, "only {n} replenishments measured");
+    assert!(late <= 30_000, "the reservation ran {late} ns after its budget came back (file I/O beside it)");
+    println!("{trips} file round trips of 1 MiB beside SCHED_DEADLINE: {n} replenishments, latest run {late} ns after its release");
+    q.power_off_ok()?;
+    Ok(())
+}
+
 /// One blocking call says why it returned: a deadline (`TimedOut`), a wake (`Woken`), a kill
 /// (`Interrupted`, and every later block of that thread returns at once).
 #[test]

@@ -7,11 +7,12 @@
  *                               CPUs worked at once
  *     smp_test pin CPU MS       a thread pinned to CPU (sched_setaffinity) spins MS ms
  *                               checking sched_getcpu; prints where it ran
- *     smp_test deadline C T MS [HOGS [CPU [FLOOD]]]  with HOGS CPU-bound threads beside it, the
+ *     smp_test deadline C T MS [HOGS [CPU [FLOOD [FILE]]]]  with HOGS CPU-bound threads beside it, the
  *                               calling thread (confined to CPU if given) asks SCHED_DEADLINE (runtime C us, period = deadline
  *                               T us) and spins MS ms; prints sched_getattr. With FLOOD, the
  *                               hogs write FLOOD bytes (a line of dots) to stdout in one
- *                               write every 2 ms of spinning
+ *                               write every 2 ms of spinning (with FILE: write them into
+ *                               FILE and read them back; the count is printed)
  *     smp_test overload         SCHED_DEADLINE requests that cannot fit get EBUSY, bad ones
  *                               EINVAL
  *     smp_test beside C T E MS UNITS   two programs of two threads (UNITS of work each) beside a
@@ -22,6 +23,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -193,15 +195,28 @@ static int pin(int cpu, long ms)
 static volatile int hogs_stop;
 
 static long flood_bytes;
-static char flood_buf[65536];
+static char flood_buf[1 << 20];
+static volatile long flood_writes;
+
+static const char *flood_path;
 
 static void *hog(void *arg)
 {
     uint64_t x = (uintptr_t)arg;
+    int fd = 1;
+    if (flood_bytes > 0 && flood_path && (fd = open(flood_path, O_RDWR | O_CREAT, 0644)) < 0)
+        return (void *)2;
     while (!hogs_stop) {
         if (flood_bytes > 0) {
-            if (write(1, flood_buf, flood_bytes) != flood_bytes)
+            /* To stdout, or into the file and back. */
+            if (flood_path && lseek(fd, 0, SEEK_SET) != 0)
                 return (void *)2;
+            if (write(fd, flood_buf, flood_bytes) != flood_bytes)
+                return (void *)2;
+            if (flood_path && (lseek(fd, 0, SEEK_SET) != 0 || read(fd, flood_buf, flood_bytes) != flood_bytes))
+                return (void *)2;
+            if (flood_path)
+                flood_writes++;
             for (long long until = now_ns() + 2000000; now_ns() < until && !hogs_stop;)
                 x = work(x, 1);
         } else {
@@ -211,8 +226,9 @@ static void *hog(void *arg)
     return (void *)(uintptr_t)(x & 1);
 }
 
-static int deadline(long c_us, long t_us, long ms, int hogs, int cpu, long flood)
+static int deadline(long c_us, long t_us, long ms, int hogs, int cpu, long flood, const char *path)
 {
+    flood_path = path;
     pthread_t h[16];
     hogs = hogs < 0 ? 0 : hogs > 16 ? 16 : hogs;
     flood_bytes = flood < 0 ? 0 : flood > (long)sizeof flood_buf ? (long)sizeof flood_buf : flood;
@@ -255,8 +271,14 @@ static int deadline(long c_us, long t_us, long ms, int hogs, int cpu, long flood
     printf("smp_test: deadline done (%llu), back to SCHED_OTHER: %s, policy now %ld\n", (unsigned long long)(x & 1), r ? strerror(-r) : "ok",
            syscall(SYS_sched_getscheduler, 0));
     hogs_stop = 1;
-    for (int i = 0; i < hogs; i++)
-        pthread_join(h[i], NULL);
+    int bad = 0;
+    for (int i = 0; i < hogs; i++) {
+        void *ret;
+        pthread_join(h[i], &ret);
+        bad += ret == (void *)2;
+    }
+    if (flood_path)
+        printf("smp_test: %ld round trips of %ld bytes through %s, %d failed\n", flood_writes, flood_bytes, flood_path, bad);
     return 0;
 }
 
@@ -442,7 +464,7 @@ int main(int argc, char *argv[])
         return pin(atoi(argv[2]), atol(argv[3]));
     if (argc >= 5 && !strcmp(argv[1], "deadline"))
         return deadline(atol(argv[2]), atol(argv[3]), atol(argv[4]), argc >= 6 ? atoi(argv[5]) : 0, argc >= 7 ? atoi(argv[6]) : -1,
-                        argc >= 8 ? atol(argv[7]) : 0);
+                        argc >= 8 ? atol(argv[7]) : 0, argc >= 9 ? argv[8] : NULL);
     if (argc >= 2 && !strcmp(argv[1], "overload"))
         return overload();
     if (argc >= 7 && !strcmp(argv[1], "beside"))
@@ -451,6 +473,6 @@ int main(int argc, char *argv[])
         return unmap_test();
     if (argc >= 2 && !strcmp(argv[1], "policy"))
         return policy();
-    fprintf(stderr, "usage: smp_test par N ITERS [CPU] | pin CPU MS | deadline C_US T_US MS [HOGS [CPU [FLOOD]]] | beside C T E MS UNITS | overload | unmap | policy\n");
+    fprintf(stderr, "usage: smp_test par N ITERS [CPU] | pin CPU MS | deadline C_US T_US MS [HOGS [CPU [FLOOD [FILE]]]] | beside C T E MS UNITS | overload | unmap | policy\n");
     return 2;
 }

@@ -107,7 +107,7 @@ fn write_flock(cx: &Cx, arg: u64, f: &Flock) -> Result<(), Errno> {
 fn range_of(of: &OpenFile, f: &Flock) -> Result<(u64, u64), Errno> {
     let base = match f.whence {
         0 => 0,
-        1 => *of.pos.lock() as i64,
+        1 => of.pos.peek() as i64,
         2 => of.node.size() as i64,
         _ => return Err(EINVAL),
     };

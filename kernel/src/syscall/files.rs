@@ -85,10 +85,10 @@ pub fn write(cx: &Cx, fd: u64, buf: UserSlice) -> SysResult {
             let data = buf.prefix(IO_MAX).read_to_vec(p)?;
             let mut pos = of.pos.lock();
             if of.flags.load(Ordering::Relaxed) & O_APPEND != 0 {
-                *pos = of.node.size();
+                pos.set(of.node.size());
             }
-            let n = vfs::write_at(&of.node, *pos, &data)?;
-            *pos += n as u64;
+            let n = vfs::write_at(&of.node, pos.get(), &data)?;
+            pos.set(pos.get() + n as u64);
             Ok(n as u64)
         }
         _ => Err(EBADF),
@@ -162,9 +162,9 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
             }
             vfs::wait_readable(&of.node, of.flags.load(Ordering::Relaxed) & O_NONBLOCK != 0)?; // a driver's device waits here, unlocked
             let mut pos = of.pos.lock();
-            let data = node_read(&of, *pos, len)?;
+            let data = node_read(&of, pos.get(), len)?;
             buf.write(p, &data)?;
-            *pos += data.len() as u64;
+            pos.set(pos.get() + data.len() as u64);
             Ok(data.len() as u64)
         }
         File::Console => {
@@ -248,7 +248,7 @@ pub fn sendfile(cx: &Cx, out: u64, inp: u64, off: UserPtr<i64>, count: u64) -> S
         return Err(EBADF);
     }
     let count = count.min(IO_MAX);
-    let start = if off.is_null() { *of.pos.lock() } else { u64::try_from(off.read(p)?).map_err(|_| EINVAL)? };
+    let start = if off.is_null() { of.pos.peek() } else { u64::try_from(off.read(p)?).map_err(|_| EINVAL)? };
     let data = node_read(&of, start, count)?;
     // Write through the normal path, from a kernel copy.
     let n = match file(cx, out)? {
@@ -265,16 +265,16 @@ pub fn sendfile(cx: &Cx, out: u64, inp: u64, off: UserPtr<i64>, count: u64) -> S
         File::Node(o) if writable(&o) => {
             let mut pos = o.pos.lock();
             if o.flags.load(Ordering::Relaxed) & O_APPEND != 0 {
-                *pos = o.node.size();
+                pos.set(o.node.size());
             }
-            let n = vfs::write_at(&o.node, *pos, &data)?;
-            *pos += n as u64;
+            let n = vfs::write_at(&o.node, pos.get(), &data)?;
+            pos.set(pos.get() + n as u64);
             n
         }
         _ => return Err(EBADF),
     };
     if off.is_null() {
-        *of.pos.lock() = start + n as u64;
+        of.pos.lock().set(start + n as u64);
     } else {
         off.write(p, &((start + n as u64) as i64))?;
     }
@@ -379,7 +379,7 @@ pub fn lseek(cx: &Cx, fd: u64, off: u64, whence: u64) -> SysResult {
     if of.node.is_dir() {
         // A directory's position counts entries: only a rewind is meaningful.
         return if off == 0 && whence as u32 == SEEK_SET {
-            *pos = 0;
+            pos.set(0);
             Ok(0)
         } else {
             Err(EINVAL)
@@ -388,12 +388,12 @@ pub fn lseek(cx: &Cx, fd: u64, off: u64, whence: u64) -> SysResult {
     let size = of.snapshot.as_ref().map_or_else(|| of.node.size(), |s| s.len() as u64);
     let base = match whence as u32 {
         SEEK_SET => 0i64,
-        SEEK_CUR => *pos as i64,
+        SEEK_CUR => pos.get() as i64,
         SEEK_END => size as i64,
         _ => return Err(EINVAL),
     };
     let new = base.checked_add(off as i64).filter(|&n| n >= 0).ok_or(EINVAL)?;
-    *pos = new as u64;
+    pos.set(new as u64);
     Ok(new as u64)
 }
 
@@ -890,7 +890,7 @@ pub fn getdents64(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
     let names = vfs::list(&of.node)?;
     let mut pos = of.pos.lock();
     let mut out = Vec::new();
-    let mut i = *pos as usize;
+    let mut i = pos.get() as usize;
     while i < names.len() {
         let (ino, ty, name) = &names[i];
         let name = name.as_bytes();
@@ -911,7 +911,7 @@ pub fn getdents64(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
     if out.is_empty() && i < names.len() {
         return Err(EINVAL);
     }
-    *pos = i as u64;
+    pos.set(i as u64);
     drop(pos);
     buf.write(p, &out)?;
     Ok(out.len() as u64)

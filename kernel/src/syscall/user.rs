@@ -21,22 +21,37 @@ use crate::process::Process;
 
 /// Copies from user memory, first making the untouched pages of lazy areas (`crate::memory`).
 fn copy_in(p: &Process, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
-    let mut m = p.mem.lock();
-    crate::memory::prefault(&mut m, addr, buf.len() as u64, false);
-    m.space.copy_from_user(addr, buf).map_err(|_| EFAULT)
+    for (i, piece) in buf.chunks_mut(COPY_PIECE).enumerate() {
+        let at = addr + (i * COPY_PIECE) as u64;
+        let mut m = p.mem.lock();
+        crate::memory::prefault(&mut m, at, piece.len() as u64, false);
+        m.space.copy_from_user(at, piece).map_err(|_| EFAULT)?;
+    }
+    Ok(())
 }
 
 /// Copies to user memory, first making the untouched pages of lazy areas.
 fn copy_out(p: &Process, addr: u64, data: &[u8]) -> Result<(), Errno> {
-    let mut m = p.mem.lock();
-    crate::memory::prefault(&mut m, addr, data.len() as u64, true);
-    let r = m.space.copy_to_user(addr, data).map_err(|_| EFAULT);
-    // Copy-on-write pages broken by the prefault: other CPUs drop the old entries first.
-    let t = m.space.take_flush();
-    drop(m);
-    t.wait();
-    r
+    for (i, piece) in data.chunks(COPY_PIECE).enumerate() {
+        let at = addr + (i * COPY_PIECE) as u64;
+        let mut m = p.mem.lock();
+        crate::memory::prefault(&mut m, at, piece.len() as u64, true);
+        let r = m.space.copy_to_user(at, piece).map_err(|_| EFAULT);
+        // Copy-on-write pages broken by the prefault: other CPUs drop the old entries first.
+        let t = m.space.take_flush();
+        drop(m);
+        t.wait();
+        r?;
+    }
+    Ok(())
 }
+
+/// The most bytes a user copy moves with the address space locked (a spinning lock: interrupts
+/// off). A megabyte read or write goes in pieces, so it never holds back the CPU's timer for
+/// the whole copy (tests/tests/sched.rs: file I/O beside a reservation). Another thread may
+/// change the mapping between two pieces, as between two pages of Linux's copies: the copy
+/// then stops with EFAULT where it faults.
+const COPY_PIECE: usize = 16 * 1024;
 
 /// An errno (positive; the system-call return path negates it).
 pub type Errno = u32;
