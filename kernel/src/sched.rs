@@ -135,6 +135,10 @@ static CPUS: [IrqLock<Option<Cpu>>; MAX_CPUS] = [NO_CPU; MAX_CPUS];
 static WHERE: IrqLock<BTreeMap<Tid, usize>> = IrqLock::ranked(BTreeMap::new(), crate::locks::WHERE);
 static NEXT_TID: AtomicU32 = AtomicU32::new(1);
 static CONTEXT_SWITCHES: AtomicU64 = AtomicU64::new(0);
+/// Per PCPU: the running thread's id, a copy of `Cpu::current` written by the same switch (so
+/// [`current`], asked on every system call, reads one word instead of taking the CPU's lock
+/// and looking the thread up). 0 before the CPU's scheduler exists.
+static CURRENT: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
 #[derive(Debug)]
 pub enum SchedError {
@@ -219,6 +223,7 @@ pub fn init_this_cpu() {
         switches: 0,
         timer_at: None,
     });
+    CURRENT[cpu].store(idle, Ordering::Relaxed);
     WHERE.lock().insert(idle, cpu);
     if cpu == 0 {
         hal::trap::set_handler(hal::apic::TIMER_VECTOR, |_| {
@@ -401,7 +406,9 @@ fn reschedule(cpu: usize) {
 
 /// The running thread's id.
 pub fn current() -> Tid {
-    with_cpu(cpu_index(), |c| c.current).unwrap_or(0)
+    // Interrupts off between reading the CPU's index and its word: a thread preempted there
+    // could be moved and read another CPU's running thread.
+    hal::cpu::without_interrupts(|| CURRENT[cpu_index()].load(Ordering::Relaxed))
 }
 
 /// The VCPU the running thread is bound to.
@@ -502,6 +509,7 @@ fn schedule_irqs_off() {
     }
     let to: *const Context = &raw const n.ctx;
     c.current = next;
+    CURRENT[cpu].store(next, Ordering::Relaxed);
     c.switches += 1;
     CONTEXT_SWITCHES.fetch_add(1, Ordering::Relaxed);
     drop(g); // interrupts stay off: they were off when the lock was taken

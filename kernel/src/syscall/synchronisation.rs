@@ -20,13 +20,13 @@ pub fn futex(cx: &Cx, a: Args) -> SysResult {
             };
             crate::futex::wait(p, word, a.n(2) as u32, deadline)
         }
-        FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(crate::futex::wake(p, word.addr(), a.n(2))),
+        // Linux wakes one waiter when asked for none (it counts a waiter before comparing).
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(crate::futex::wake(p, word.addr(), a.n(2).max(1))),
         // musl's condition variables requeue waiters onto the mutex: without these,
         // pthread_cond_broadcast with several waiters lost wake-ups (found by the thread
-        // storm). The 4th argument is the number to move, not a timeout.
-        FUTEX_REQUEUE => {
-            crate::futex::requeue(p, word, a.n(2) as u32 as u64, a.n(4), a.n(3) as u32 as u64, None).map(|(w, _)| w)
-        }
+        // storm). The 4th argument is the number to move, not a timeout. Both return woken
+        // plus moved (Linux's code; its manual page says REQUEUE returns the woken count).
+        FUTEX_REQUEUE => crate::futex::requeue(p, word, a.n(2) as u32 as u64, a.n(4), a.n(3) as u32 as u64, None).map(|(w, m)| w + m),
         FUTEX_CMP_REQUEUE => crate::futex::requeue(p, word, a.n(2) as u32 as u64, a.n(4), a.n(3) as u32 as u64, Some(a.n(5) as u32))
             .map(|(w, m)| w + m),
         // Priority inheritance (policy: crate::futex_pi). LOCK_PI's timeout is absolute
