@@ -31,13 +31,23 @@ const SHARED: Pid = Pid::MAX;
 /// The key of the futex word at `addr` of process `p`.
 pub fn key(p: &Process, addr: u64) -> Key {
     let mut m = p.mem.lock();
-    crate::memory::prefault(&mut m, addr, 4, false);
-    if m.space.is_shared(addr)
-        && let Some((pa, _)) = m.space.lookup(addr)
-    {
-        return (SHARED, pa + (addr & (hal::mm::PAGE_SIZE - 1)));
+    let mut page = m.space.frame_and_shared(addr);
+    if page.is_none() {
+        // Not there yet (memory on demand): made as a read would make it.
+        crate::memory::prefault(&mut m, addr, 4, false);
+        page = m.space.frame_and_shared(addr);
     }
-    (p.pid, addr)
+    match page {
+        Some((pa, true)) => (SHARED, pa + (addr & (hal::mm::PAGE_SIZE - 1))),
+        _ => (p.pid, addr),
+    }
+}
+
+/// The key of the futex word at `addr` for an operation with `FUTEX_PRIVATE_FLAG` (`private`):
+/// the process and the address, with no look at the page (Linux keys a private futex by its
+/// address space and address too, even in shared memory).
+fn key_for(p: &Process, addr: u64, private: bool) -> Key {
+    if private { (p.pid, addr) } else { key(p, addr) }
 }
 
 /// Hash buckets of keys (a power of two).
@@ -202,10 +212,10 @@ impl Queues {
 }
 
 /// FUTEX_WAIT: sleeps while `*addr == val` until woken or until `deadline` (ns).
-pub fn wait(p: &Process, word: UserPtr<u32>, val: u32, deadline: Option<u64>) -> Result<u64, u32> {
+pub fn wait(p: &Process, word: UserPtr<u32>, val: u32, deadline: Option<u64>, private: bool) -> Result<u64, u32> {
     use linux_raw_sys::errno::{EAGAIN, ETIMEDOUT};
     let me = sched::current();
-    let key = key(p, word.addr());
+    let key = key_for(p, word.addr(), private);
     let node = {
         let mut q = QUEUES.lock();
         let cur = word.read(p)?;
@@ -228,8 +238,8 @@ pub fn wait(p: &Process, word: UserPtr<u32>, val: u32, deadline: Option<u64>) ->
 }
 
 /// FUTEX_WAKE: wakes up to `n` waiters; returns how many.
-pub fn wake(p: &Process, addr: u64, n: u64) -> u64 {
-    let k = key(p, addr);
+pub fn wake(p: &Process, addr: u64, n: u64, private: bool) -> u64 {
+    let k = key_for(p, addr, private);
     let mut woken = Taken::new();
     let got = QUEUES.lock().take_into(k, n, &mut woken);
     for t in woken.iter() {
@@ -237,7 +247,7 @@ pub fn wake(p: &Process, addr: u64, n: u64) -> u64 {
     }
     if got == 0 {
         // A PI word freed by its dying owner's libc or by release_robust: PI waiters get it.
-        crate::futex_pi::wake_free(p, k, addr);
+        crate::futex_pi::wake_free(p, if private { key(p, addr) } else { k }, addr);
     }
     got
 }
@@ -246,9 +256,9 @@ pub fn wake(p: &Process, addr: u64, n: u64) -> u64 {
 /// `n_move` of the others to `addr2`'s queue; with `expect`, fails with EAGAIN unless
 /// `*addr == expect` (checked under the queue lock, like WAIT's check). Returns how many were
 /// how many were woken and how many moved.
-pub fn requeue(p: &Process, word: UserPtr<u32>, n_wake: u64, addr2: u64, n_move: u64, expect: Option<u32>) -> Result<(u64, u64), u32> {
+pub fn requeue(p: &Process, word: UserPtr<u32>, (n_wake, addr2, n_move): (u64, u64, u64), expect: Option<u32>, private: bool) -> Result<(u64, u64), u32> {
     use linux_raw_sys::errno::EAGAIN;
-    let (k1, key2) = (key(p, word.addr()), key(p, addr2));
+    let (k1, key2) = (key_for(p, word.addr(), private), key_for(p, addr2, private));
     let mut woken = Taken::new();
     let (n_woken, moved) = {
         let mut q = QUEUES.lock();
@@ -295,7 +305,7 @@ pub fn release_robust(p: &Process, tid: Tid, head: u64) {
             && word.write(p, &((v & WAITERS) | OWNER_DIED)).is_ok()
             && v & WAITERS != 0
         {
-            wake(p, addr, 1);
+            wake(p, addr, 1, false);
         }
     };
     let mut entry = next;

@@ -100,34 +100,39 @@ pub struct Process {
 static PROCS: IrqLock<BTreeMap<Pid, Arc<Process>>> = IrqLock::ranked(BTreeMap::new(), crate::locks::PROCS);
 static BY_THREAD: IrqLock<BTreeMap<Tid, Arc<Process>>> = IrqLock::ranked(BTreeMap::new(), crate::locks::BY_THREAD);
 
-/// Per PCPU: the last thread [`current`] was asked about there and its process, so a thread
-/// that makes system calls finds its process without `BY_THREAD`'s lock and map search (every
-/// system call asks, some twice). Thread ids are never reused and a thread's process never
-/// changes, so an entry is right for as long as its thread is in `BY_THREAD`; removing a
-/// thread there ([`unregister`]) clears it from every slot (no dead process kept alive).
-static CURRENT: [IrqLock<Option<(Tid, Arc<Process>)>>; hal::percpu::MAX_CPUS] =
-    [const { IrqLock::new(None) }; hal::percpu::MAX_CPUS];
+/// Per PCPU: the threads [`current`] was last asked about there and their processes, by
+/// thread id modulo 8 (threads that take turns on a CPU — a ping-pong, a pipe's two ends —
+/// keep their own slots), so a thread that makes system calls finds its process without
+/// `BY_THREAD`'s lock and map search (every system call asks, some twice). Thread ids are never
+/// reused and a thread's process never changes, so an entry is right for as long as its thread
+/// is in `BY_THREAD`; removing a thread there ([`unregister`]) clears it from every CPU's slots
+/// (no dead process kept alive).
+const SLOTS: usize = 8;
+type Slots = [Option<(Tid, Arc<Process>)>; SLOTS];
+static CURRENT: [IrqLock<Slots>; hal::percpu::MAX_CPUS] = [const { IrqLock::new([const { None }; SLOTS]) }; hal::percpu::MAX_CPUS];
 
 /// The process of the running thread, if it is a user thread.
 pub fn current() -> Option<Arc<Process>> {
     let (cpu, me) = hal::cpu::without_interrupts(|| (hal::percpu::cpu_index(), sched::current()));
-    // A move to another CPU in between only makes this a lookup in the other CPU's slot, which
-    // is keyed by thread: never a wrong answer.
-    if let Some((t, p)) = &*CURRENT[cpu].lock()
+    // A move to another CPU in between only makes this a lookup in the other CPU's slots,
+    // which are keyed by thread: never a wrong answer.
+    let slot = me as usize % SLOTS;
+    if let Some((t, p)) = &CURRENT[cpu].lock()[slot]
         && *t == me
     {
         return Some(p.clone());
     }
     let p = BY_THREAD.lock().get(&me).cloned()?;
-    *CURRENT[cpu].lock() = Some((me, p.clone()));
+    CURRENT[cpu].lock()[slot] = Some((me, p.clone()));
     Some(p)
 }
 
 /// Removes thread `tid` from `BY_THREAD` and from every CPU's [`current`] slot.
 fn unregister(tid: Tid) {
     BY_THREAD.lock().remove(&tid);
-    for slot in &CURRENT[..hal::percpu::online().max(1)] {
-        let mut s = slot.lock();
+    for cpu in &CURRENT[..hal::percpu::online().max(1)] {
+        let mut slots = cpu.lock();
+        let s = &mut slots[tid as usize % SLOTS];
         if s.as_ref().is_some_and(|(t, _)| *t == tid) {
             *s = None;
         }
@@ -276,7 +281,7 @@ pub fn exit_thread() -> ! {
         if let Some(addr) = p.clear_tid.lock().remove(&me) {
             let ok = crate::syscall::UserPtr::<u32>::new(addr).write(&p, &0).is_ok();
             if ok {
-                crate::futex::wake(&p, addr, 1);
+                crate::futex::wake(&p, addr, 1, false);
             }
         }
         unregister(me);

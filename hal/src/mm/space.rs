@@ -476,6 +476,12 @@ impl AddressSpace {
         self.leaf(va & !(PAGE_SIZE - 1)).is_some_and(|e| e.0 & SHARED_BIT != 0)
     }
 
+    /// The frame of the page containing `va` and whether it is a shared page (one walk for
+    /// [`lookup`](Self::lookup) and [`is_shared`](Self::is_shared) together: a futex's key).
+    pub fn frame_and_shared(&self, va: u64) -> Option<(u64, bool)> {
+        self.leaf(va & !(PAGE_SIZE - 1)).map(|e| (e.addr(), e.0 & SHARED_BIT != 0))
+    }
+
     /// Maps shared page `page` at `va` (page aligned, user half, nothing mapped there) with
     /// `access`; the mapping holds its own count of the page until unmapped.
     pub fn map_shared(&mut self, va: u64, page: &SharedPage, access: UserAccess) -> Result<(), UserMemError> {
@@ -549,6 +555,16 @@ impl AddressSpace {
         let end = va.checked_add(len as u64).ok_or(UserMemError::Fault)?;
         if end > USER_END {
             return Err(UserMemError::Fault);
+        }
+        // Within one page (most system-call arguments): one look-up checks and translates.
+        if len > 0 && va & !(PAGE_SIZE - 1) == (end - 1) & !(PAGE_SIZE - 1) {
+            return match self.lookup(va) {
+                Some((pa, a)) if a.read && (a.write || !write) => {
+                    f(pa + va % PAGE_SIZE, 0, len);
+                    Ok(())
+                }
+                _ => Err(UserMemError::Fault),
+            };
         }
         // Check everything first, so a failed copy changes nothing.
         let mut p = va & !(PAGE_SIZE - 1);
