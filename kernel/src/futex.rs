@@ -68,17 +68,17 @@ struct Node {
     seq: u64,
 }
 
-/// Thread ids taken off a queue, to wake after its lock is dropped: the first 16 in place, the
+/// Thread ids taken off a queue, to wake after its lock is dropped: the first 4 in place, the
 /// rest (a broadcast to many waiters) on the heap.
 struct Taken {
-    first: [Tid; 16],
+    first: [Tid; 4],
     len: usize,
     more: Vec<Tid>,
 }
 
 impl Taken {
     const fn new() -> Self {
-        Taken { first: [0; 16], len: 0, more: Vec::new() }
+        Taken { first: [0; 4], len: 0, more: Vec::new() }
     }
 
     fn push(&mut self, t: Tid) {
@@ -91,7 +91,7 @@ impl Taken {
     }
 
     fn iter(&self) -> impl Iterator<Item = Tid> + '_ {
-        self.first[..self.len.min(16)].iter().chain(self.more.iter()).copied()
+        self.first[..self.len.min(self.first.len())].iter().chain(self.more.iter()).copied()
     }
 }
 

@@ -75,7 +75,7 @@ fn priority_inheritance_mutexes_work() -> Result<()> {
 
 /// futex wait queues (issue 21 item 3: slab nodes on hashed lists, no allocation per wait):
 /// EAGAIN on a changed word, timeouts (and a timed-out waiter gone from the queue), WAKE's
-/// count and first-come order, a broadcast to 24 waiters (more than the 16 a wake keeps in
+/// count and first-come order, a broadcast to 24 waiters (more than the 4 a wake keeps in
 /// place), CMP_REQUEUE moving waiters in order and its EAGAIN, REQUEUE's result, 40 words with
 /// a waiter each (sharing hash buckets) each woken alone, and two Linux results: REQUEUE
 /// returns woken plus moved (before: the woken count) and WAKE of 0 wakes one (before: none). The same checks pass on Linux

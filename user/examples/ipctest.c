@@ -716,7 +716,7 @@ static void test_futex(void)
         pthread_join(t[i], NULL);
     check("futex_wake_counts_and_order", w2 == 2 && w1 == 1 && fx_order[0] + fx_order[1] == 1 && fx_order[2] == 2 && w[0].r == 0 && w[2].r == 0,
           "woke %ld then %ld, order %d %d %d", w2, w1, fx_order[0], fx_order[1], fx_order[2]);
-    /* A broadcast to more waiters than the kernel keeps in place (16): all woken, counted. */
+    /* A broadcast to more waiters than the kernel keeps in place (4): all woken, counted. */
     atomic_store(&fx_done, 0);
     fx_start(t, w, 0, 24, &a);
     long all = fx(&a, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
