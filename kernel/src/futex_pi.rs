@@ -187,8 +187,7 @@ pub fn unlock(p: &Process, me: Tid, addr: u64) -> Result<u64, Errno> {
 /// (`futex::release_robust`) or its own libc (musl's pthread_exit, for process-private robust
 /// mutexes) marked it OWNER_DIED and called FUTEX_WAKE: if PI waiters wait on it, the best of
 /// them gets it (with OWNER_DIED kept, so it sees EOWNERDEAD).
-pub fn wake_free(p: &Process, addr: u64) {
-    let key = crate::futex::key(p, addr);
+pub fn wake_free(p: &Process, key: crate::futex::Key, addr: u64) {
     if !QUEUES.lock().get(&key).is_some_and(|w| !w.is_empty()) {
         return;
     }

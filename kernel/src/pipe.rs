@@ -92,10 +92,26 @@ fn with(capacity: usize, tuned: Option<Tuned>) -> (Arc<End>, Arc<End>) {
 }
 
 impl Pipe {
+    /// Wakes every waiter. They are taken off in batches kept on the stack, so the list keeps
+    /// its allocation (taking the whole `Vec` freed it and the next sleeper allocated a new one:
+    /// a heap round trip per wait).
     fn wake_all(&self) {
-        let w = core::mem::take(&mut self.inner.lock().waiters);
-        for t in w {
-            let _ = sched::wake(t);
+        loop {
+            let mut batch = [0 as Tid; 8];
+            let n = {
+                let mut i = self.inner.lock();
+                let n = i.waiters.len().min(batch.len());
+                for (slot, t) in batch.iter_mut().zip(i.waiters.drain(..n)) {
+                    *slot = t;
+                }
+                n
+            };
+            for &t in &batch[..n] {
+                let _ = sched::wake(t);
+            }
+            if n < batch.len() {
+                break;
+            }
         }
         crate::poll::wake_all();
     }
@@ -134,20 +150,37 @@ impl Pipe {
     /// Reads up to `max` bytes; blocks while empty and a writer exists. Empty result = EOF;
     /// `None`: interrupted (a kill or a signal) before anything arrived.
     pub fn read(&self, max: usize) -> Option<Vec<u8>> {
+        self.read_with(
+            |b| {
+                let mut v = alloc::vec![0; max.min(b.len())];
+                take_front(b, &mut v);
+                v
+            },
+            Vec::new,
+        )
+    }
+
+    /// [`read`](Self::read) into `out` (up to its length): how many bytes (0 = EOF).
+    pub fn read_into(&self, out: &mut [u8]) -> Option<usize> {
+        self.read_with(|b| take_front(b, out), || 0)
+    }
+
+    /// The blocking read: `take` takes what it wants from the non-empty ring; `eof()` is the
+    /// result once no writer is left.
+    fn read_with<R>(&self, mut take: impl FnMut(&mut VecDeque<u8>) -> R, eof: impl Fn() -> R) -> Option<R> {
         self.bind_first(false);
         let me = sched::current();
         loop {
             {
                 let mut i = self.inner.lock();
                 if !i.buf.is_empty() {
-                    let n = max.min(i.buf.len());
-                    let out = take_front(&mut i.buf, n);
+                    let r = take(&mut i.buf);
                     drop(i);
                     self.wake_all();
-                    return Some(out);
+                    return Some(r);
                 }
                 if self.writers.load(Ordering::Acquire) == 0 {
-                    return Some(Vec::new());
+                    return Some(eof());
                 }
                 if !i.waiters.contains(&me) {
                     i.waiters.push(me);
@@ -160,18 +193,18 @@ impl Pipe {
         }
     }
 
-    /// [`read`](Self::read) without waiting: `None` while empty and a writer exists (EAGAIN).
-    pub fn read_now(&self, max: usize) -> Option<Vec<u8>> {
+    /// [`read_into`](Self::read_into) without waiting: `None` while empty and a writer exists
+    /// (EAGAIN).
+    pub fn read_now_into(&self, out: &mut [u8]) -> Option<usize> {
         self.bind_first(false);
         let mut i = self.inner.lock();
         if i.buf.is_empty() {
-            return (self.writers.load(Ordering::Acquire) == 0).then(Vec::new);
+            return (self.writers.load(Ordering::Acquire) == 0).then_some(0);
         }
-        let n = max.min(i.buf.len());
-        let out = take_front(&mut i.buf, n);
+        let n = take_front(&mut i.buf, out);
         drop(i);
         self.wake_all();
-        Some(out)
+        Some(n)
     }
 
     /// [`write`](Self::write) without waiting: what fits now; `Ok(0)` (EAGAIN) when nothing
@@ -236,14 +269,15 @@ pub enum WriteError {
     Interrupted,
 }
 
-/// The first `n` (<= len) bytes of `buf`, removed: copied from the ring's two slices at once
-/// (collecting a `drain` copies byte by byte: 30 % of a 64-byte message's kernel instructions).
-fn take_front(buf: &mut VecDeque<u8>, n: usize) -> Vec<u8> {
+/// Moves the first bytes of `buf` (as many as `out` holds) to `out`; returns how many: copied
+/// from the ring's two slices at once (collecting a `drain` copies byte by byte: 30 % of a
+/// 64-byte message's kernel instructions).
+fn take_front(buf: &mut VecDeque<u8>, out: &mut [u8]) -> usize {
+    let n = out.len().min(buf.len());
     let (a, b) = buf.as_slices();
-    let mut out = Vec::with_capacity(n);
     let first = n.min(a.len());
-    out.extend_from_slice(&a[..first]);
-    out.extend_from_slice(&b[..n - first]);
+    out[..first].copy_from_slice(&a[..first]);
+    out[first..n].copy_from_slice(&b[..n - first]);
     buf.drain(..n);
-    out
+    n
 }

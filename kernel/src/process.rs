@@ -100,9 +100,43 @@ pub struct Process {
 static PROCS: IrqLock<BTreeMap<Pid, Arc<Process>>> = IrqLock::ranked(BTreeMap::new(), crate::locks::PROCS);
 static BY_THREAD: IrqLock<BTreeMap<Tid, Arc<Process>>> = IrqLock::ranked(BTreeMap::new(), crate::locks::BY_THREAD);
 
+/// Per PCPU: the threads [`current`] was last asked about there and their processes, by
+/// thread id modulo 8 (threads that take turns on a CPU — a ping-pong, a pipe's two ends —
+/// keep their own slots), so a thread that makes system calls finds its process without
+/// `BY_THREAD`'s lock and map search (every system call asks, some twice). Thread ids are never
+/// reused and a thread's process never changes, so an entry is right for as long as its thread
+/// is in `BY_THREAD`; removing a thread there ([`unregister`]) clears it from every CPU's slots
+/// (no dead process kept alive).
+const SLOTS: usize = 8;
+type Slots = [Option<(Tid, Arc<Process>)>; SLOTS];
+static CURRENT: [IrqLock<Slots>; hal::percpu::MAX_CPUS] = [const { IrqLock::new([const { None }; SLOTS]) }; hal::percpu::MAX_CPUS];
+
 /// The process of the running thread, if it is a user thread.
 pub fn current() -> Option<Arc<Process>> {
-    BY_THREAD.lock().get(&sched::current()).cloned()
+    let (cpu, me) = hal::cpu::without_interrupts(|| (hal::percpu::cpu_index(), sched::current()));
+    // A move to another CPU in between only makes this a lookup in the other CPU's slots,
+    // which are keyed by thread: never a wrong answer.
+    let slot = me as usize % SLOTS;
+    if let Some((t, p)) = &CURRENT[cpu].lock()[slot]
+        && *t == me
+    {
+        return Some(p.clone());
+    }
+    let p = BY_THREAD.lock().get(&me).cloned()?;
+    CURRENT[cpu].lock()[slot] = Some((me, p.clone()));
+    Some(p)
+}
+
+/// Removes thread `tid` from `BY_THREAD` and from every CPU's [`current`] slot.
+fn unregister(tid: Tid) {
+    BY_THREAD.lock().remove(&tid);
+    for cpu in &CURRENT[..hal::percpu::online().max(1)] {
+        let mut slots = cpu.lock();
+        let s = &mut slots[tid as usize % SLOTS];
+        if s.as_ref().is_some_and(|(t, _)| *t == tid) {
+            *s = None;
+        }
+    }
 }
 
 pub fn get(pid: Pid) -> Option<Arc<Process>> {
@@ -212,7 +246,7 @@ pub fn spawn(fs: &crate::initrd::BootFs, name: &str, args: &[&str], parent: Pid)
     BY_THREAD.lock().insert(pid, p.clone());
     let attrs = (sched::smp::all_cpus(), sched::smp::Policy::default());
     if let Err(e) = sched::spawn_user(pid, &path, (cpu, None), root, hal::user::initial_frame(entry, rsp), 0, attrs) {
-        BY_THREAD.lock().remove(&pid);
+        unregister(pid);
         PROCS.lock().remove(&pid);
         return Err(SpawnError::Sched(e));
     }
@@ -247,10 +281,10 @@ pub fn exit_thread() -> ! {
         if let Some(addr) = p.clear_tid.lock().remove(&me) {
             let ok = crate::syscall::UserPtr::<u32>::new(addr).write(&p, &0).is_ok();
             if ok {
-                crate::futex::wake(&p, addr, 1);
+                crate::futex::wake(&p, addr, 1, false);
             }
         }
-        BY_THREAD.lock().remove(&me);
+        unregister(me);
         crate::signal::thread_removed(&p, me);
         // A Boomerang stage's reservation ends with its thread.
         let stage = p.stage_vcpus.lock().remove(&me);
@@ -372,7 +406,7 @@ pub fn fork(p: &Arc<Process>, frame: &hal::trap::TrapFrame, stack: u64, vfork: b
     p.children.lock().push(child.clone());
     if sched::spawn_user(child.pid, &pname, at, root, f, fs, attrs).is_err()
     {
-        BY_THREAD.lock().remove(&child.pid);
+        unregister(child.pid);
         PROCS.lock().remove(&child.pid);
         p.children.lock().retain(|c| c.pid != child.pid);
         return Err(EAGAIN);
@@ -442,7 +476,7 @@ pub fn clone_thread(p: &Arc<Process>, frame: &hal::trap::TrapFrame, flags: u64, 
     {
         p.threads.lock().retain(|&t| t != tid);
         crate::signal::thread_removed(p, tid);
-        BY_THREAD.lock().remove(&tid);
+        unregister(tid);
         p.clear_tid.lock().remove(&tid);
         return Err(linux_raw_sys::errno::EAGAIN);
     }

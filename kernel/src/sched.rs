@@ -27,7 +27,7 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use hal::context::{Context, switch};
 use hal::fpu::FpuState;
@@ -135,6 +135,15 @@ static CPUS: [IrqLock<Option<Cpu>>; MAX_CPUS] = [NO_CPU; MAX_CPUS];
 static WHERE: IrqLock<BTreeMap<Tid, usize>> = IrqLock::ranked(BTreeMap::new(), crate::locks::WHERE);
 static NEXT_TID: AtomicU32 = AtomicU32::new(1);
 static CONTEXT_SWITCHES: AtomicU64 = AtomicU64::new(0);
+/// Per PCPU: the running thread's id, a copy of `Cpu::current` written by the same switch (so
+/// [`current`], asked on every system call, reads one word instead of taking the CPU's lock
+/// and looking the thread up). 0 before the CPU's scheduler exists.
+static CURRENT: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// Per PCPU: whether its running thread is interrupted or has a signal pending (what
+/// [`must_act_before_user`] asks on every return to user mode), kept with `CURRENT`: set at
+/// the switch from the next thread's marks, and by whoever changes the marks of a thread while
+/// it runs (under its CPU's lock, as the switch).
+static MUST_ACT: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 #[derive(Debug)]
 pub enum SchedError {
@@ -219,6 +228,7 @@ pub fn init_this_cpu() {
         switches: 0,
         timer_at: None,
     });
+    CURRENT[cpu].store(idle, Ordering::Relaxed);
     WHERE.lock().insert(idle, cpu);
     if cpu == 0 {
         hal::trap::set_handler(hal::apic::TIMER_VECTOR, |_| {
@@ -401,7 +411,9 @@ fn reschedule(cpu: usize) {
 
 /// The running thread's id.
 pub fn current() -> Tid {
-    with_cpu(cpu_index(), |c| c.current).unwrap_or(0)
+    // Interrupts off between reading the CPU's index and its word: a thread preempted there
+    // could be moved and read another CPU's running thread.
+    hal::cpu::without_interrupts(|| CURRENT[cpu_index()].load(Ordering::Relaxed))
 }
 
 /// The VCPU the running thread is bound to.
@@ -492,6 +504,7 @@ fn schedule_irqs_off() {
     let Some(n) = c.threads.get_mut(&next) else { return };
     n.state = State::Running;
     n.since = t;
+    let must_act = n.interrupted || n.signal_pending;
     n.fpu.restore();
     hal::mm::activate_root(&n.root);
     if let Some(stack) = &n._stack {
@@ -502,6 +515,8 @@ fn schedule_irqs_off() {
     }
     let to: *const Context = &raw const n.ctx;
     c.current = next;
+    CURRENT[cpu].store(next, Ordering::Relaxed);
+    MUST_ACT[cpu].store(must_act, Ordering::Release);
     c.switches += 1;
     CONTEXT_SWITCHES.fetch_add(1, Ordering::Relaxed);
     drop(g); // interrupts stay off: they were off when the lock was taken
@@ -615,13 +630,19 @@ pub fn signal(tid: Tid) -> Result<(), SchedError> {
 /// Sets or clears the running thread's (or `tid`'s) pending-signal mark without waking anything
 /// (the signal code, under its own lock, after it changed what is pending or blocked).
 pub fn set_signal_pending(tid: Tid, pending: bool) {
-    let _ = with_thread(tid, |th, _, _| th.signal_pending = pending);
+    let _ = with_thread(tid, |th, _, cpu| {
+        th.signal_pending = pending;
+        if th.state == State::Running {
+            MUST_ACT[cpu].store(th.interrupted || pending, Ordering::Release);
+        }
+    });
 }
 
 /// Whether the running thread must act before it returns to user mode: it is being killed or
-/// has a signal pending (one lock, taken on every return from an interrupt to user mode).
+/// has a signal pending (asked on every return from an interrupt or system call to user mode:
+/// one per-CPU word).
 pub fn must_act_before_user() -> bool {
-    with_cpu(cpu_index(), |c| c.threads.get(&c.current).is_some_and(|t| t.interrupted || t.signal_pending)).unwrap_or(false)
+    hal::cpu::without_interrupts(|| MUST_ACT[cpu_index()].load(Ordering::Acquire))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -666,6 +687,9 @@ fn ready(tid: Tid, why: Why) -> Result<(), SchedError> {
     let (woke, running, cpu, surplus) = with_thread(tid, |th, c, cpu| {
         if why == Why::Kill {
             th.interrupted = true;
+            if th.state == State::Running {
+                MUST_ACT[cpu].store(true, Ordering::Release);
+            }
         }
         match th.state {
             State::Blocked | State::Sleeping(_) => {

@@ -7,7 +7,8 @@
  *     ipctest            every group
  *     ipctest GROUP...   only these: shm (MAP_SHARED, msync, /dev/shm, sem_open), locks
  *                        (fcntl record locks, POSIX and OFD), sysv (shm, sem, msg), pi
- *                        (PTHREAD_PRIO_INHERIT mutexes, FUTEX_*_PI)
+ *                        (PTHREAD_PRIO_INHERIT mutexes, FUTEX_*_PI), futex (FUTEX_WAIT,
+ *                        WAKE, REQUEUE and CMP_REQUEUE counts and order, timeouts)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,7 +17,9 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -641,11 +644,145 @@ static void test_pi(void)
     check("robust_pi_owner_died", r == EOWNERDEAD, "r %d", r);
 }
 
+
+/* --- futex wait queues ----------------------------------------------------------------------- */
+
+#define FUTEX_WAIT_PRIVATE 128
+#define FUTEX_WAKE_PRIVATE 129
+#define FUTEX_REQUEUE_PRIVATE 131
+#define FUTEX_CMP_REQUEUE_PRIVATE 132
+
+static long fx(volatile uint32_t *w, int op, long val, const struct timespec *to, volatile uint32_t *w2, unsigned val3)
+{
+    return syscall(SYS_futex, w, op, val, to, w2, val3);
+}
+
+/* A waiter: waits on `word` (value 0) once, then records which word (0/1) it was woken from
+ * by the order it finished in. */
+struct fwaiter {
+    volatile uint32_t *word;
+    int id;
+    long r;
+};
+static atomic_int fx_started, fx_done;
+static int fx_order[64];
+
+static void *fx_wait(void *arg)
+{
+    struct fwaiter *w = arg;
+    atomic_fetch_add(&fx_started, 1);
+    w->r = fx(w->word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+    fx_order[atomic_fetch_add(&fx_done, 1)] = w->id;
+    return NULL;
+}
+
+/* Starts `n` waiters on `word`, one at a time (each is blocked before the next starts, so
+ * their arrival order is their id order). */
+static void fx_start(pthread_t *t, struct fwaiter *w, int first, int n, volatile uint32_t *word)
+{
+    for (int i = first; i < first + n; i++) {
+        w[i].word = word;
+        w[i].id = i;
+        int before = atomic_load(&fx_started);
+        pthread_create(&t[i], NULL, fx_wait, &w[i]);
+        while (atomic_load(&fx_started) == before)
+            sleep_ms(1);
+        sleep_ms(5);
+    }
+}
+
+static void test_futex(void)
+{
+    static volatile uint32_t a, b, many[40];
+    pthread_t t[64];
+    struct fwaiter w[64];
+    /* The value check and the timeout. */
+    errno = 0;
+    long r = fx(&a, FUTEX_WAIT_PRIVATE, 1, NULL, NULL, 0);
+    check("futex_wait_wrong_value_is_eagain", r < 0 && errno == EAGAIN, "r %ld %s", r, strerror(errno));
+    struct timespec to = {0, 20 * 1000000};
+    errno = 0;
+    r = fx(&a, FUTEX_WAIT_PRIVATE, 0, &to, NULL, 0);
+    check("futex_wait_times_out", r < 0 && errno == ETIMEDOUT, "r %ld %s", r, strerror(errno));
+    check("futex_wake_nobody_is_zero", fx(&a, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0) == 0, "%s", strerror(errno));
+    /* WAKE wakes at most n, first come first woken. */
+    atomic_store(&fx_done, 0);
+    fx_start(t, w, 0, 3, &a);
+    long w2 = fx(&a, FUTEX_WAKE_PRIVATE, 2, NULL, NULL, 0);
+    while (atomic_load(&fx_done) < 2)
+        sleep_ms(1);
+    long w1 = fx(&a, FUTEX_WAKE_PRIVATE, 5, NULL, NULL, 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    check("futex_wake_counts_and_order", w2 == 2 && w1 == 1 && fx_order[0] + fx_order[1] == 1 && fx_order[2] == 2 && w[0].r == 0 && w[2].r == 0,
+          "woke %ld then %ld, order %d %d %d", w2, w1, fx_order[0], fx_order[1], fx_order[2]);
+    /* A broadcast to more waiters than the kernel keeps in place (4): all woken, counted. */
+    atomic_store(&fx_done, 0);
+    fx_start(t, w, 0, 24, &a);
+    long all = fx(&a, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    for (int i = 0; i < 24; i++)
+        pthread_join(t[i], NULL);
+    check("futex_wake_all_of_24", all == 24 && atomic_load(&fx_done) == 24, "woke %ld, %d ended", all, atomic_load(&fx_done));
+    /* REQUEUE: 1 woken, 2 moved to b (in their order), 2 left on a. */
+    atomic_store(&fx_done, 0);
+    fx_start(t, w, 0, 5, &a);
+    r = fx(&a, FUTEX_CMP_REQUEUE_PRIVATE, 1, (void *)2L, &b, 0);
+    while (atomic_load(&fx_done) < 1)
+        sleep_ms(1);
+    long wb1 = fx(&b, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    while (atomic_load(&fx_done) < 2)
+        sleep_ms(1);
+    int first_on_b = fx_order[1];
+    long wb = fx(&b, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    long wa = fx(&a, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    for (int i = 0; i < 5; i++)
+        pthread_join(t[i], NULL);
+    check("futex_cmp_requeue_moves_in_order", r == 3 && fx_order[0] == 0 && wb1 == 1 && first_on_b == 1 && wb == 1 && wa == 2,
+          "requeue %ld first %d, b: %ld (first %d) + %ld, a: %ld", r, fx_order[0], wb1, first_on_b, wb, wa);
+    errno = 0;
+    r = fx(&a, FUTEX_CMP_REQUEUE_PRIVATE, 1, (void *)1L, &b, 7);
+    check("futex_cmp_requeue_wrong_value_is_eagain", r < 0 && errno == EAGAIN, "r %ld %s", r, strerror(errno));
+    /* Plain REQUEUE returns woken plus moved, as CMP_REQUEUE (Linux's code; its manual page
+     * says the woken count). */
+    atomic_store(&fx_done, 0);
+    fx_start(t, w, 0, 2, &a);
+    r = fx(&a, FUTEX_REQUEUE_PRIVATE, 0, (void *)1L, &b, 0);
+    long moved = fx(&b, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    long left = fx(&a, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    check("futex_requeue_returns_woken_and_moved", r == 1 && moved == 1 && left == 1, "requeue %ld, b %ld, a %ld", r, moved, left);
+    /* Many words, one waiter each (keys that share the kernel's hash buckets): each wake finds
+     * exactly its own waiter. */
+    atomic_store(&fx_done, 0);
+    for (int i = 0; i < 40; i++)
+        fx_start(t, w, i, 1, &many[i]);
+    int ok = 1;
+    for (int i = 39; i >= 0; i--) {
+        long n = fx(&many[i], FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+        pthread_join(t[i], NULL);
+        ok &= n == 1 && fx_order[39 - i] == i;
+    }
+    check("futex_wake_finds_its_own_word_of_40", ok, "a wake found another word's waiter or none");
+    /* A waiter that timed out is off the queue: a later wake finds nobody. */
+    to.tv_nsec = 10 * 1000000;
+    r = fx(&a, FUTEX_WAIT_PRIVATE, 0, &to, NULL, 0);
+    check("futex_timed_out_waiter_is_dequeued", r < 0 && fx(&a, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0) == 0, "r %ld", r);
+    /* WAKE of 0 waiters wakes one (Linux counts before it compares). */
+    atomic_store(&fx_done, 0);
+    fx_start(t, w, 0, 2, &a);
+    long zero = fx(&a, FUTEX_WAKE_PRIVATE, 0, NULL, NULL, 0);
+    long rest = fx(&a, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    check("futex_wake_of_zero_wakes_one", zero == 1 && rest == 1, "wake 0: %ld, then %ld", zero, rest);
+}
+
 static int run(int argc, char *argv[])
 {
-    const char *groups[] = {"shm", "locks", "sysv", "pi"};
-    void (*fns[])(void) = {test_shm, test_locks, test_sysv, test_pi};
-    for (int g = 0; g < 4; g++) {
+    const char *groups[] = {"shm", "locks", "sysv", "pi", "futex"};
+    void (*fns[])(void) = {test_shm, test_locks, test_sysv, test_pi, test_futex};
+    for (int g = 0; g < 5; g++) {
         int want = argc <= 1;
         for (int i = 1; i < argc; i++)
             want |= !strcmp(argv[i], groups[g]);

@@ -45,6 +45,7 @@ pub const HAL_ALLOWED: &[(&str, &str, &str)] = &[
     ("mm::space::AddressSpace::copy_from_user", "va", "user virtual address: every page checked mapped and readable; copied through the direct map"),
     ("mm::space::AddressSpace::read_u32", "va", "user virtual address: as copy_from_user"),
     ("mm::space::AddressSpace::is_shared", "va", "user virtual address: checked below USER_END, only looked up"),
+    ("mm::space::AddressSpace::frame_and_shared", "va", "user virtual address: checked below USER_END, only looked up"),
     ("mm::space::AddressSpace::break_cow", "va", "user virtual address: checked like map_zeroed; replaces a copy-on-write leaf of this space with a private copy of the same bytes, the old frame's count given back after the flushes"),
     ("mm::space::AddressSpace::map_shared", "va", "user virtual address: checked like map_zeroed; maps a frame the SharedPage keeps alive and the mapping counts"),
     ("mm::space::AddressSpace::cmpxchg_u32", "va", "user virtual address: checked 4-aligned, mapped readable and writable in this space; one atomic word through the direct map"),

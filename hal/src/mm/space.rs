@@ -278,6 +278,33 @@ pub struct AddressSpace {
     /// Flushes other CPUs were asked for by rights reductions not yet waited for
     /// ([`AddressSpace::take_flush`]).
     pending: FlushTicket,
+    /// Where leaves may be ([`Used`]): `duplicate` and the drop visit only these entries.
+    used: Used,
+}
+
+/// The parts of a user half that may hold a mapping: per 2 MiB region (one page table), sorted
+/// by address, a mask of its groups of eight leaf entries (32 KiB) in which a page has been
+/// mapped. A superset, never missing one: every leaf is made by `map_zeroed` or `map_shared`
+/// (both record its group) or by `duplicate` (whose child takes its parent's record), and every
+/// table lies on the path to a leaf made by them (the mapper makes tables only to map a page;
+/// `duplicate` only on the way to a present leaf). Unmapping clears nothing: a table the
+/// mapper leaves behind must still be found and freed. So `duplicate` and the drop read only
+/// the path to each region and its recorded groups, instead of every entry of every table
+/// (issue 21: reading the empty entries of ~8 tables twice per fork was ~40 % of the kernel's
+/// fork + exit).
+#[derive(Clone, Debug, Default)]
+struct Used(alloc::vec::Vec<(u64, u64)>);
+
+impl Used {
+    /// Records the group of the page at `va`.
+    fn add(&mut self, va: u64) {
+        let region = va >> 21;
+        let bit = 1u64 << ((va >> 15) & 63);
+        match self.0.binary_search_by_key(&region, |&(r, _)| r) {
+            Ok(i) => self.0[i].1 |= bit,
+            Err(i) => self.0.insert(i, (region, bit)),
+        }
+    }
 }
 
 fn user_flags(a: UserAccess) -> F {
@@ -317,13 +344,13 @@ impl AddressSpace {
                 256,
             );
         }
-        Ok(AddressSpace { pml4: Some(Arc::new(f)), pages: 0, pending: FlushTicket::default() })
+        Ok(AddressSpace { pml4: Some(Arc::new(f)), pages: 0, pending: FlushTicket::default(), used: Used::default() })
     }
 
     /// A placeholder that owns nothing (what a dead process keeps until it is reaped); its root
     /// is the kernel's.
     pub fn new_empty() -> AddressSpace {
-        AddressSpace { pml4: None, pages: 0, pending: FlushTicket::default() }
+        AddressSpace { pml4: None, pages: 0, pending: FlushTicket::default(), used: Used::default() }
     }
 
     /// Its page-table root, for CR3 (keeps the top-level table alive).
@@ -372,6 +399,8 @@ impl AddressSpace {
         let frame = Frame::alloc().ok_or(UserMemError::NoMemory)?;
         let pa = frame.phys();
         let flags = user_flags(access);
+        // Before the mapper can make a table on the way to it.
+        self.used.add(va);
         let r = self.with_mapper(|m, frames| {
             let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
             let parents = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
@@ -447,6 +476,12 @@ impl AddressSpace {
         self.leaf(va & !(PAGE_SIZE - 1)).is_some_and(|e| e.0 & SHARED_BIT != 0)
     }
 
+    /// The frame of the page containing `va` and whether it is a shared page (one walk for
+    /// [`lookup`](Self::lookup) and [`is_shared`](Self::is_shared) together: a futex's key).
+    pub fn frame_and_shared(&self, va: u64) -> Option<(u64, bool)> {
+        self.leaf(va & !(PAGE_SIZE - 1)).map(|e| (e.addr(), e.0 & SHARED_BIT != 0))
+    }
+
     /// Maps shared page `page` at `va` (page aligned, user half, nothing mapped there) with
     /// `access`; the mapping holds its own count of the page until unmapped.
     pub fn map_shared(&mut self, va: u64, page: &SharedPage, access: UserAccess) -> Result<(), UserMemError> {
@@ -456,6 +491,7 @@ impl AddressSpace {
         }
         let pa = page.phys();
         let flags = user_flags(access) | F::BIT_9;
+        self.used.add(va);
         let r = self.with_mapper(|m, frames| {
             let p = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
             let parents = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
@@ -519,6 +555,16 @@ impl AddressSpace {
         let end = va.checked_add(len as u64).ok_or(UserMemError::Fault)?;
         if end > USER_END {
             return Err(UserMemError::Fault);
+        }
+        // Within one page (most system-call arguments): one look-up checks and translates.
+        if len > 0 && va & !(PAGE_SIZE - 1) == (end - 1) & !(PAGE_SIZE - 1) {
+            return match self.lookup(va) {
+                Some((pa, a)) if a.read && (a.write || !write) => {
+                    f(pa + va % PAGE_SIZE, 0, len);
+                    Ok(())
+                }
+                _ => Err(UserMemError::Fault),
+            };
         }
         // Check everything first, so a failed copy changes nothing.
         let mut p = va & !(PAGE_SIZE - 1);
@@ -636,9 +682,12 @@ impl AddressSpace {
             return Ok(child);
         };
         let mut narrowed = false;
+        // Every table the child gets lies on the way to one of our recorded groups.
+        child.used = self.used.clone();
         // SAFETY: `src` is our live top-level table (`&mut self`: nothing else changes it),
         // `dst` the child's fresh one (its user half empty, ours alone).
-        let r = unsafe { dup_level(src, dst, 4, 0..256, &mut child.pages, &mut narrowed) };
+        let r = unsafe { dup_used(src, dst, &self.used, &mut child.pages, &mut narrowed) };
+        debug_assert!(r.is_err() || child.pages == self.pages, "a mapped page outside the used record");
         if narrowed {
             // Writable leaves turned read-only: this CPU and the others drop their entries.
             if Cr3::read().0.start_address().as_u64() == src {
@@ -718,58 +767,91 @@ impl AddressSpace {
 /// Bits 12..52 of an entry: the frame it points to.
 const ENTRY_ADDR: u64 = 0x000f_ffff_ffff_f000;
 
-/// `duplicate` below a level-`level` table: every present entry of `src` (in `idx`) gets its
-/// copy in `dst`; tables are made fresh for the child, leaves are shared ([`dup_leaves`]).
+/// Entry `i` of the child's table `dst`, the counterpart of the parent's present non-leaf entry
+/// `e`: the table it points to, made (zeroed, with `e`'s flags) if it is not there yet.
 ///
 /// # Safety
-/// `src` is a live table of that level in a hierarchy the caller owns exclusively; `dst` is the
-/// same-level table of a fresh hierarchy the caller owns, empty in `idx`.
-unsafe fn dup_level(src: u64, dst: u64, level: u32, idx: core::ops::Range<u64>, pages: &mut usize, narrowed: &mut bool) -> Result<(), UserMemError> {
-    if level == 1 {
-        // SAFETY: passed on.
-        unsafe { dup_leaves(src, dst, pages, narrowed) };
-        return Ok(());
+/// `dst` is a live table of the child's fresh hierarchy, which the caller owns.
+unsafe fn child_table(dst: u64, i: u64, e: Entry) -> Result<u64, UserMemError> {
+    // SAFETY: `dst` is a live table (the contract).
+    let d = unsafe { walk::read(dst, i) };
+    if d.present() {
+        return Ok(d.addr());
     }
-    let mut i = idx.start;
-    while i < idx.end {
-        // SAFETY: `src` is a live table (the contract); `i + 8 <= 512`.
-        if i % 8 == 0 && i + 8 <= idx.end && unsafe { walk::read8(src, i) } & 1 == 0 {
-            i += 8;
-            continue;
+    let t = Frame::alloc().ok_or(UserMemError::NoMemory)?.into_raw();
+    // SAFETY: the child's table (the contract); the entry now owns the fresh, zeroed table
+    // `t`, linked before it is filled so a failure later leaves every frame reachable from the
+    // child's root (its drop frees them).
+    unsafe { walk::write(dst, i, Entry((e.0 & !ENTRY_ADDR) | t)) };
+    Ok(t)
+}
+
+/// The parent's page table of 2 MiB region `region` (`va >> 21`) and the entries on the way to
+/// it, if all are present tables: (PML4 entry, PDPT entry, PD entry).
+///
+/// # Safety
+/// `root` is a live top-level table whose hierarchy the caller owns.
+unsafe fn region_path(root: u64, region: u64) -> Option<[Entry; 3]> {
+    let (i4, i3, i2) = ((region >> 18) & 511, (region >> 9) & 511, region & 511);
+    // SAFETY: `root` is live (the contract); each next table comes from a present non-huge
+    // entry of the one above.
+    let e4 = unsafe { walk::read(root, i4) };
+    if !e4.present() {
+        return None;
+    }
+    // SAFETY: as above.
+    let e3 = unsafe { walk::read(e4.addr(), i3) };
+    if !e3.present() || e3.huge() {
+        return None;
+    }
+    // SAFETY: as above.
+    let e2 = unsafe { walk::read(e3.addr(), i2) };
+    if !e2.present() || e2.huge() {
+        return None;
+    }
+    Some([e4, e3, e2])
+}
+
+/// `duplicate` of the recorded parts of a user half ([`Used`]): the tables on the way to each
+/// region are made for the child (each once), and the leaves of each recorded group are
+/// shared ([`dup_leaves`]).
+///
+/// # Safety
+/// `src` is a live top-level table in a hierarchy the caller owns exclusively, whose leaves all
+/// lie in `used`; `dst` is the top-level table of a fresh hierarchy the caller owns, its user
+/// half empty.
+unsafe fn dup_used(src: u64, dst: u64, used: &Used, pages: &mut usize, narrowed: &mut bool) -> Result<(), UserMemError> {
+    for &(region, mask) in &used.0 {
+        // SAFETY: `src` as the contract says.
+        let Some([e4, e3, e2]) = (unsafe { region_path(src, region) }) else { continue };
+        let (i4, i3, i2) = ((region >> 18) & 511, (region >> 9) & 511, region & 511);
+        // SAFETY: `dst` and the tables below it are the child's (the contract), made here.
+        let pt = unsafe {
+            let pdpt = child_table(dst, i4, e4)?;
+            let pd = child_table(pdpt, i3, e3)?;
+            child_table(pd, i2, e2)?
+        };
+        let mut m = mask;
+        while m != 0 {
+            let g = u64::from(m.trailing_zeros());
+            m &= m - 1;
+            // SAFETY: `e2` points to the parent's live page table, `pt` is the child's.
+            unsafe { dup_leaves(e2.addr(), pt, g * 8..g * 8 + 8, pages, narrowed) };
         }
-        // SAFETY: as above.
-        let e = unsafe { walk::read(src, i) };
-        // User huge pages are never made; one would not be copied.
-        if e.present() && !e.huge() {
-            let t = Frame::alloc().ok_or(UserMemError::NoMemory)?.into_raw();
-            // SAFETY: `dst` is the child's table (the contract); the entry now owns the fresh,
-            // zeroed table `t`, linked before it is filled so a failure below leaves every
-            // frame reachable from the child's root (its drop frees them).
-            unsafe { walk::write(dst, i, Entry((e.0 & !ENTRY_ADDR) | t)) };
-            // SAFETY: a present non-leaf entry of a live table points to a live table one level
-            // down; `t` is its fresh counterpart.
-            unsafe { dup_level(e.addr(), t, level - 1, 0..512, pages, narrowed)? };
-        }
-        i += 1;
     }
     Ok(())
 }
 
-/// `duplicate` of a page table: each leaf is copied to `dst` and turned copy-on-write in both
-/// (private ones: read-only with the rights kept in `COW_WRITE_BIT`, counted twice; shared
-/// and copy-on-write ones: one more count).
+/// `duplicate` of entries `idx` of a page table: each leaf is copied to `dst` and turned
+/// copy-on-write in both (private ones: read-only with the rights kept in `COW_WRITE_BIT`,
+/// counted twice; shared and copy-on-write ones: one more count).
 ///
 /// # Safety
-/// As for [`dup_level`], at level 1.
-unsafe fn dup_leaves(src: u64, dst: u64, pages: &mut usize, narrowed: &mut bool) {
-    let mut i = 0;
-    while i < 512 {
-        // SAFETY: `src` is a live page table (the contract); `i + 8 <= 512`.
-        if i % 8 == 0 && unsafe { walk::read8(src, i) } & 1 == 0 {
-            i += 8;
-            continue;
-        }
-        // SAFETY: as above.
+/// `src` is a live page table of a hierarchy the caller owns exclusively, `dst` the child's
+/// (fresh, the caller's), empty in `idx`; `idx` within 0..512.
+unsafe fn dup_leaves(src: u64, dst: u64, idx: core::ops::Range<u64>, pages: &mut usize, narrowed: &mut bool) {
+    for i in idx {
+        // SAFETY: `src` is a live page table (the contract), `i < 512`.
         let e = unsafe { walk::read(src, i) };
         if e.present() {
             let mut v = e.0;
@@ -789,7 +871,6 @@ unsafe fn dup_leaves(src: u64, dst: u64, pages: &mut usize, narrowed: &mut bool)
             unsafe { walk::write(dst, i, Entry(v)) };
             *pages += 1;
         }
-        i += 1;
     }
 }
 
@@ -801,46 +882,106 @@ impl Drop for AddressSpace {
         if Cr3::read().0.start_address().as_u64() == pml4 {
             activate_root(&kernel_root());
         }
-        // Only the user half (entries 0..256) belongs to this address space. Its entries are
+        // Only the user half (entries 0..256) belongs to this address space, and only the paths
+        // to the recorded regions ([`Used`]) hold tables. The top-level entries are read, then
         // cleared first, so a `PageTableRoot` that outlives us names a hierarchy without them.
         let mut top = [Entry(0); 256];
-        for (i, t) in top.iter_mut().enumerate() {
-            // SAFETY: `pml4` is our live top-level table; we own its user half (`&mut self`).
-            unsafe {
-                *t = walk::read(pml4, i as u64);
-                walk::write(pml4, i as u64, Entry(0));
+        let mut last = None;
+        for &(region, _) in &self.used.0 {
+            let i4 = (region >> 18) & 511;
+            if last != Some(i4) {
+                last = Some(i4);
+                // SAFETY: `pml4` is our live top-level table; we own its user half (`&mut self`).
+                unsafe {
+                    top[i4 as usize] = walk::read(pml4, i4);
+                    walk::write(pml4, i4, Entry(0));
+                }
             }
+        }
+        if cfg!(debug_assertions) {
+            // SAFETY: as above (reads only).
+            debug_assert!((0..256).all(|i| !unsafe { walk::read(pml4, i) }.present()), "a user table outside the used record");
         }
         // Other CPUs that still have it loaded may cache translations (and table entries)
         // into what is freed below: those frames wait for their flushes.
         let ticket = request_flush(&root);
-        let mut frames = alloc::vec::Vec::new();
-        for (i, e) in top.iter().enumerate() {
-            if !e.present() {
+        let mut frames = alloc::vec::Vec::with_capacity(self.pages + 8);
+        let mut leaves = 0;
+        // The tables freed last: a PDPT or PD is freed when the walk leaves it (the regions
+        // are in address order, so every region under one table comes in one run).
+        let (mut pdpt, mut pd) = (None::<(u64, u64)>, None::<(u64, u64)>);
+        for &(region, mask) in &self.used.0 {
+            let (i4, i3) = ((region >> 18) & 511, (region >> 9) & 511);
+            let e4 = top[i4 as usize];
+            if !e4.present() {
                 continue;
             }
-            // Free every table and page under the entry, children before their table, then the
-            // PDPT itself.
-            // SAFETY: `e.addr()` is a PDPT of ours, now unreachable from any root; every frame
-            // below it was given to the tables by `map_zeroed` or the mapper (from the allocator)
-            // and is referenced by nothing else, so each is taken back exactly once — except leaves
-            // marked shared (`map_shared`) or copy-on-write (`duplicate`), each of which holds
-            // one count of its frame, given
-            // back exactly once here. Both wait for the flushes of CPUs that may cache them
-            // (`bury`).
+            // SAFETY: every frame read and given back below was given to the tables by
+            // `map_zeroed`, the mapper or `duplicate` (from the allocator), is now unreachable
+            // from any root (the top-level entries are cleared) and is referenced by nothing
+            // else; each table is on the path to exactly the regions under it and each region
+            // is recorded once, so each is taken back exactly once — except leaves marked
+            // shared (`map_shared`) or copy-on-write (`duplicate`), each of which holds one
+            // count of its frame, given back exactly once here. Both wait for the flushes of
+            // CPUs that may cache them (`bury`).
             unsafe {
-                walk::for_each(e.addr(), 3, (i as u64) << 39, 0..512, &|e| !e.huge(), &mut |_, level, e| {
-                    if level == 1 && e.0 & (SHARED_BIT | COW_BIT) != 0 {
-                        // A shared or copy-on-write page: this entry's count goes (the frame
-                        // may live on).
-                        frames.push(Remains::Shared(shared::adopt(e.addr())));
-                    } else {
-                        frames.push(Remains::Frame(Frame::from_raw(e.addr())));
+                if pdpt.is_some_and(|(i, _)| i != i4) {
+                    if let Some((_, t)) = pd.take() {
+                        frames.push(Remains::Frame(Frame::from_raw(t)));
                     }
-                });
-                frames.push(Remains::Frame(Frame::from_raw(e.addr())));
+                    if let Some((_, t)) = pdpt.take() {
+                        frames.push(Remains::Frame(Frame::from_raw(t)));
+                    }
+                }
+                pdpt = Some((i4, e4.addr()));
+                let e3 = walk::read(e4.addr(), i3);
+                if !e3.present() || e3.huge() {
+                    continue;
+                }
+                let pd_key = (i4 << 9) | i3;
+                if pd.is_some_and(|(k, _)| k != pd_key)
+                    && let Some((_, t)) = pd.take()
+                {
+                    frames.push(Remains::Frame(Frame::from_raw(t)));
+                }
+                pd = Some((pd_key, e3.addr()));
+                let e2 = walk::read(e3.addr(), region & 511);
+                if !e2.present() || e2.huge() {
+                    continue;
+                }
+                let pt = e2.addr();
+                let mut m = mask;
+                while m != 0 {
+                    let g = u64::from(m.trailing_zeros());
+                    m &= m - 1;
+                    for i in g * 8..g * 8 + 8 {
+                        let e = walk::read(pt, i);
+                        if !e.present() {
+                            continue;
+                        }
+                        leaves += 1;
+                        if e.0 & (SHARED_BIT | COW_BIT) != 0 {
+                            // A shared or copy-on-write page: this entry's count goes (the
+                            // frame may live on).
+                            frames.push(Remains::Shared(shared::adopt(e.addr())));
+                        } else {
+                            frames.push(Remains::Frame(Frame::from_raw(e.addr())));
+                        }
+                    }
+                }
+                frames.push(Remains::Frame(Frame::from_raw(pt)));
             }
         }
+        // SAFETY: as above: the last PD and PDPT, each taken back once.
+        unsafe {
+            if let Some((_, t)) = pd {
+                frames.push(Remains::Frame(Frame::from_raw(t)));
+            }
+            if let Some((_, t)) = pdpt {
+                frames.push(Remains::Frame(Frame::from_raw(t)));
+            }
+        }
+        debug_assert_eq!(leaves, self.pages, "a mapped page outside the used record");
         bury(ticket, frames);
         // `root` (the top-level frame) is freed when the last `PageTableRoot` goes.
         drop(root);

@@ -25,6 +25,8 @@ use crate::vfs::{self, Inode, Kind};
 
 /// Largest single read or write (bytes), as the kernel buffers it.
 const IO_MAX: u64 = 1 << 20;
+/// Reads and writes of pipes up to this size copy through a buffer on the kernel stack.
+const SMALL_IO: usize = 512;
 
 /// Writes user bytes to the console's device file (the UART directly if no driver has
 /// registered one), through a kernel buffer of at most a page.
@@ -62,8 +64,18 @@ pub fn write(cx: &Cx, fd: u64, buf: UserSlice) -> SysResult {
     match file(cx, fd)? {
         File::Console => write_console(cx, buf),
         File::Pipe(e) if e.write => {
-            let data = buf.prefix(IO_MAX).read_to_vec(p)?;
-            match if e.nonblock.load(Ordering::Relaxed) { e.pipe.write_now(&data) } else { e.pipe.write(&data) } {
+            // Small writes (messages) pass through the kernel stack, not the heap.
+            let mut small = [0u8; SMALL_IO];
+            let heap;
+            let data: &[u8] = if buf.len() <= SMALL_IO as u64 {
+                let d = &mut small[..buf.len() as usize];
+                buf.read_into(p, d)?;
+                d
+            } else {
+                heap = buf.prefix(IO_MAX).read_to_vec(p)?;
+                &heap
+            };
+            match if e.nonblock.load(Ordering::Relaxed) { e.pipe.write_now(data) } else { e.pipe.write(data) } {
                 Ok(0) if !data.is_empty() => Err(EAGAIN),
                 Ok(n) => Ok(n as u64),
                 Err(crate::pipe::WriteError::Interrupted) => Err(ERESTARTSYS),
@@ -140,10 +152,18 @@ pub fn read(cx: &Cx, fd: u64, buf: UserSliceMut) -> SysResult {
     let len = buf.len();
     match file(cx, fd)? {
         File::Pipe(e) if !e.write => {
-            let max = len.min(IO_MAX) as usize;
-            let data = if e.nonblock.load(Ordering::Relaxed) { e.pipe.read_now(max).ok_or(EAGAIN)? } else { e.pipe.read(max).ok_or(ERESTARTSYS)? };
-            buf.write(p, &data)?;
-            Ok(data.len() as u64)
+            // Small reads (messages) pass through the kernel stack, not the heap.
+            let mut small = [0u8; SMALL_IO];
+            let mut heap = Vec::new();
+            let out: &mut [u8] = if len <= SMALL_IO as u64 {
+                &mut small[..len as usize]
+            } else {
+                heap.resize(len.min(IO_MAX) as usize, 0);
+                &mut heap
+            };
+            let n = if e.nonblock.load(Ordering::Relaxed) { e.pipe.read_now_into(out).ok_or(EAGAIN)? } else { e.pipe.read_into(out).ok_or(ERESTARTSYS)? };
+            buf.write(p, &out[..n])?;
+            Ok(n as u64)
         }
         File::Pipe(_) | File::Shm(_) => Err(EBADF),
         File::Can(c) => can_read(cx, c, buf),

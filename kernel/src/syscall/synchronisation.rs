@@ -9,6 +9,8 @@ pub fn futex(cx: &Cx, a: Args) -> SysResult {
     let p = cx.p();
     let word = UserPtr::<u32>::new(a.n(0));
     let op = a.n(1) as u32 & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    // A private futex is keyed by its address alone: no page look-up (`crate::futex::key_for`).
+    let private = a.n(1) as u32 & FUTEX_PRIVATE_FLAG != 0;
     match op {
         FUTEX_WAIT | FUTEX_WAIT_BITSET => {
             let timeout = a.ptr::<timespec>(3);
@@ -18,17 +20,18 @@ pub fn futex(cx: &Cx, a: Args) -> SysResult {
                 let t = super::time::read_timespec(cx, timeout)?;
                 Some(if op == FUTEX_WAIT { hal::time::now_ns().saturating_add(t) } else { t })
             };
-            crate::futex::wait(p, word, a.n(2) as u32, deadline)
+            crate::futex::wait(p, word, a.n(2) as u32, deadline, private)
         }
-        FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(crate::futex::wake(p, word.addr(), a.n(2))),
+        // Linux wakes one waiter when asked for none (it counts a waiter before comparing).
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(crate::futex::wake(p, word.addr(), a.n(2).max(1), private)),
         // musl's condition variables requeue waiters onto the mutex: without these,
         // pthread_cond_broadcast with several waiters lost wake-ups (found by the thread
-        // storm). The 4th argument is the number to move, not a timeout.
-        FUTEX_REQUEUE => {
-            crate::futex::requeue(p, word, a.n(2) as u32 as u64, a.n(4), a.n(3) as u32 as u64, None).map(|(w, _)| w)
+        // storm). The 4th argument is the number to move, not a timeout. Both return woken
+        // plus moved (Linux's code; its manual page says REQUEUE returns the woken count).
+        FUTEX_REQUEUE => crate::futex::requeue(p, word, (a.n(2) as u32 as u64, a.n(4), a.n(3) as u32 as u64), None, private).map(|(w, m)| w + m),
+        FUTEX_CMP_REQUEUE => {
+            crate::futex::requeue(p, word, (a.n(2) as u32 as u64, a.n(4), a.n(3) as u32 as u64), Some(a.n(5) as u32), private).map(|(w, m)| w + m)
         }
-        FUTEX_CMP_REQUEUE => crate::futex::requeue(p, word, a.n(2) as u32 as u64, a.n(4), a.n(3) as u32 as u64, Some(a.n(5) as u32))
-            .map(|(w, m)| w + m),
         // Priority inheritance (policy: crate::futex_pi). LOCK_PI's timeout is absolute
         // (CLOCK_REALTIME, which is Quest's one clock).
         FUTEX_LOCK_PI | FUTEX_LOCK_PI2 => {

@@ -86,8 +86,15 @@ impl<T: Pod> UserPtr<T> {
     }
     /// Copies the value in.
     pub fn read(self, p: &Process) -> Result<T, Errno> {
-        let mut buf = [0u8; 256];
         let n = core::mem::size_of::<T>();
+        // Words and small structures (a futex word, a timespec): a small buffer, since zeroing
+        // the large one cost more than the copy (a `memset` of 256 bytes per read).
+        if n <= 16 {
+            let mut small = [0u8; 16];
+            copy_in(p, self.addr, &mut small[..n])?;
+            return hal::user::pod_read(&small[..n]).ok_or(EFAULT);
+        }
+        let mut buf = [0u8; 256];
         if n <= buf.len() {
             copy_in(p, self.addr, &mut buf[..n])?;
             return hal::user::pod_read(&buf[..n]).ok_or(EFAULT);
